@@ -1,0 +1,59 @@
+# berth — run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+TEMPORAL_CLI_VERSION := v1.5.1
+WORKFLOWCHECK_VERSION := v0.6.0
+GO ?= go
+export PATH := /usr/local/go/bin:$(PATH)
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_/.-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/berth
+	$(GO) build -o bin/berth ./cmd/berth
+
+bin/temporal: ## build the pinned Temporal CLI (dev server + web UI) into bin/
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+bin/workflowcheck: ## build the pinned workflowcheck linter into bin/
+	GOBIN=$(CURDIR)/bin $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
+
+.PHONY: run
+run: build bin/temporal ## run the embedded default: Temporal dev server + local dockerd + berth dev (Ctrl-C stops)
+	deploy/local/run.sh
+
+.PHONY: lint
+lint: bin/workflowcheck ## gofmt, go vet and workflowcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	bin/workflowcheck ./workflows/...
+
+.PHONY: unit
+unit: ## unit tests only (no services needed)
+	$(GO) test -count=1 ./activities/... ./workflows/... ./server/... ./worker/...
+
+.PHONY: test
+test: lint bin/temporal ## everything: lint, unit, store on SQLite and MariaDB, replay, integration on real services
+	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
+	  BERTH_REQUIRE_E2E=1 $(GO) test -count=1 -timeout 30m ./...
+
+.PHONY: bench
+bench: bin/temporal ## benchmarks on real services: deploy vs bare Docker, RSS
+	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
+	  $(GO) test -count=1 -run '^$$' -bench . -benchtime 3x -timeout 30m ./cmd/berth/
+
+.PHONY: record-histories
+record-histories: bin/temporal ## re-record testdata/histories from the integration tests
+	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
+	  BERTH_RECORD_HISTORIES=1 $(GO) test -count=1 -run 'TestDeployAcrossTwoHosts|TestFailedHealthUndoesEverything|TestHostsAreProvisioned' ./cmd/berth/
+
+.PHONY: services-down
+services-down: ## stop the test services (dockerd hosts, MariaDB); data is kept
+	deploy/local/testenv.sh down
+
+.PHONY: clean
+clean: ## remove build output (keeps data/)
+	rm -f bin/berth

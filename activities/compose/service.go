@@ -1,0 +1,507 @@
+package compose
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// reservedLabelPrefixes belong to the platform and to docker compose; a user
+// label with one of them could make the platform mistake one app's container
+// for another's.
+var reservedLabelPrefixes = []string{"com.docker.compose.", "berth.", "dev.berth."}
+
+// dockerSockets are the daemon sockets that give whoever can reach them root
+// on the host.
+var dockerSockets = []string{"/var/run/docker.sock", "/run/docker.sock"}
+
+// convertService validates one compose service and turns it into a
+// ServiceSpec. Problems go to probs; the returned spec is only used when
+// there are none.
+func convertService(p *types.Project, s types.ServiceConfig, opts Options, roots []string, caps map[string]bool, probs *problems) ServiceSpec {
+	name := s.Name
+	bad := func(format string, args ...any) { probs.svc(name, format, args...) }
+	out := ServiceSpec{
+		Name:       name,
+		Image:      s.Image,
+		User:       s.User,
+		WorkingDir: s.WorkingDir,
+	}
+	note := func(format string, args ...any) { out.Notes = append(out.Notes, fmt.Sprintf(format, args...)) }
+
+	if !nameRE.MatchString(name) {
+		bad("service name %q must match %s (it becomes a container name)", name, nameRE)
+	}
+
+	// Image: the platform runs images, it never builds them.
+	switch {
+	case s.Provider != nil:
+		bad("provider services are not supported (they run plugins on the server)")
+	case s.Image == "" && s.Build != nil:
+		bad("build is not supported: the platform does not build images; push an image and set image:")
+	case s.Image == "":
+		bad("image is required")
+	case strings.ContainsFunc(s.Image, unicode.IsSpace):
+		bad("image %q must not contain spaces", s.Image)
+	case s.Build != nil:
+		note("build ignored; the platform runs image %s", s.Image)
+	}
+
+	// Host access.
+	if s.Privileged {
+		bad("privileged is not allowed")
+	}
+	if s.UseAPISocket {
+		bad("use_api_socket is not allowed (it exposes the Docker socket)")
+	}
+	switch s.NetworkMode {
+	case "", "bridge", "default", "none":
+	default:
+		bad("network_mode %q is not allowed", s.NetworkMode)
+	}
+	if s.Net != "" {
+		bad("net %q is not allowed", s.Net)
+	}
+	if s.Pid != "" {
+		bad("pid %q is not allowed", s.Pid)
+	}
+	switch s.Ipc {
+	case "", "private", "shareable", "none":
+	default:
+		bad("ipc %q is not allowed", s.Ipc)
+	}
+	if s.Uts != "" {
+		bad("uts %q is not allowed", s.Uts)
+	}
+	if s.UserNSMode != "" {
+		bad("userns_mode %q is not allowed", s.UserNSMode)
+	}
+	if s.Cgroup != "" && s.Cgroup != "private" {
+		bad("cgroup %q is not allowed", s.Cgroup)
+	}
+	if s.CgroupParent != "" {
+		bad("cgroup_parent is not allowed")
+	}
+	if len(s.Devices) > 0 {
+		bad("devices are not allowed")
+	}
+	if len(s.DeviceCgroupRules) > 0 {
+		bad("device_cgroup_rules are not allowed")
+	}
+	if len(s.Gpus) > 0 || (s.Deploy != nil && s.Deploy.Resources.Reservations != nil && len(s.Deploy.Resources.Reservations.Devices) > 0) {
+		bad("GPU and device reservations are not allowed")
+	}
+	if len(s.Sysctls) > 0 {
+		bad("sysctls are not allowed")
+	}
+	for _, opt := range s.SecurityOpt {
+		l := strings.ToLower(strings.ReplaceAll(opt, " ", ""))
+		if strings.Contains(l, "unconfined") || strings.Contains(l, "label=disable") || strings.Contains(l, "label:disable") {
+			bad("security_opt %q is not allowed", opt)
+		} else {
+			note("security_opt %q ignored; the platform sets security options", opt)
+		}
+	}
+	out.CapAdd = checkCaps(s.CapAdd, caps, bad)
+
+	// Things that read the server's files or environment.
+	for _, f := range s.EnvFiles {
+		bad("env_file is not allowed (%q would be read from the server); put variables under environment:", f.Path)
+	}
+	if len(s.LabelFiles) > 0 {
+		bad("label_file is not allowed (it reads files on the server); put labels under labels:")
+	}
+	if s.Extends != nil {
+		if s.Extends.File != "" {
+			bad("extends with a file is not allowed (%q would be read from the server)", s.Extends.File)
+		} else {
+			bad("extends is not supported; copy the settings of service %q into this service", s.Extends.Service)
+		}
+	}
+	if len(s.Secrets) > 0 {
+		bad("secrets are not supported; use environment variables")
+	}
+	if len(s.Configs) > 0 {
+		bad("configs are not supported")
+	}
+	if len(s.Models) > 0 {
+		bad("models are not supported")
+	}
+	if len(s.PreStart) > 0 || len(s.PostStart) > 0 || len(s.PreStop) > 0 {
+		bad("pre_start, post_start and pre_stop hooks are not supported")
+	}
+	privHook := false
+	for _, h := range append(append([]types.ServiceHook(nil), s.PostStart...), s.PreStop...) {
+		privHook = privHook || h.Privileged
+	}
+	for _, h := range s.PreStart {
+		privHook = privHook || h.Privileged
+	}
+	if privHook {
+		bad("privileged hooks are not allowed")
+	}
+	if len(s.VolumesFrom) > 0 {
+		bad("volumes_from is not allowed")
+	}
+
+	out.Replicas = replicas(s, opts.MaxReplicas, bad)
+	out.Ports = ports(s, bad, note)
+	out.Volumes = volumes(p, s, roots, bad, note)
+	out.Health = health(s, len(out.Ports) > 0, bad)
+	out.MemoryBytes, out.NanoCPUs = limits(s, bad)
+	out.DependsOn = dependsOn(p, s, bad)
+
+	out.Command = nonEmpty(s.Command)
+	out.Entrypoint = nonEmpty(s.Entrypoint)
+	out.Env = env(s.Environment)
+	for _, k := range sortedKeys(s.Labels) {
+		for _, prefix := range reservedLabelPrefixes {
+			if strings.HasPrefix(k, prefix) {
+				bad("label %q is not allowed: the %s prefix is reserved", k, prefix)
+			}
+		}
+	}
+	if len(s.Labels) > 0 {
+		out.Labels = make(map[string]string, len(s.Labels))
+		for k, v := range s.Labels {
+			out.Labels[k] = v
+		}
+	}
+
+	if s.ContainerName != "" {
+		note("container_name %q ignored; the platform names containers", s.ContainerName)
+	}
+	for _, n := range sortedKeys(s.Networks) {
+		if _, ok := p.Networks[n]; !ok {
+			bad("refers to undefined network %q", n)
+		}
+	}
+	return out
+}
+
+func checkCaps(capAdd []string, allowed map[string]bool, bad func(string, ...any)) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range capAdd {
+		n := normalizeCap(c)
+		switch {
+		case n == "ALL":
+			bad("cap_add %q is not allowed", "ALL")
+		case !allowed[n]:
+			bad("cap_add %q is not allowed", n)
+		case !seen[n]:
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func normalizeCap(c string) string {
+	return strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(c)), "CAP_")
+}
+
+func replicas(s types.ServiceConfig, max int, bad func(string, ...any)) int {
+	n := 1
+	var fromScale, fromDeploy *int
+	fromScale = s.Scale
+	if s.Deploy != nil {
+		fromDeploy = s.Deploy.Replicas
+	}
+	switch {
+	case fromScale != nil && fromDeploy != nil && *fromScale != *fromDeploy:
+		bad("scale (%d) and deploy.replicas (%d) disagree", *fromScale, *fromDeploy)
+		return 0
+	case fromDeploy != nil:
+		n = *fromDeploy
+	case fromScale != nil:
+		n = *fromScale
+	}
+	if n < 0 {
+		bad("replicas %d must not be negative", n)
+	} else if n > max {
+		bad("replicas %d is more than the maximum %d", n, max)
+	}
+	return n
+}
+
+func ports(s types.ServiceConfig, bad func(string, ...any), note func(string, ...any)) []PortSpec {
+	var out []PortSpec
+	seen := map[PortSpec]bool{}
+	for _, p := range s.Ports {
+		proto := strings.ToLower(p.Protocol)
+		if proto == "" {
+			proto = "tcp"
+		}
+		if proto != "tcp" && proto != "udp" {
+			bad("port %d: protocol %q is not supported (only tcp and udp)", p.Target, p.Protocol)
+			continue
+		}
+		if p.Target == 0 || p.Target > 65535 {
+			bad("port %d: container port must be between 1 and 65535", p.Target)
+			continue
+		}
+		label := fmt.Sprintf("port %d", p.Target)
+		if proto != "tcp" {
+			label += "/" + proto
+		}
+		// Host ports are a shared resource of the server; honouring a fixed
+		// one would let apps collide (or squat on the proxy's ports).
+		if p.Published != "" {
+			note("%s: fixed host port %s ignored; the platform allocates host ports", label, p.Published)
+		}
+		if p.HostIP != "" {
+			note("%s: host_ip %s ignored; the platform chooses the host address", label, p.HostIP)
+		}
+		ps := PortSpec{ContainerPort: int(p.Target), Protocol: proto}
+		if !seen[ps] {
+			seen[ps] = true
+			out = append(out, ps)
+		}
+	}
+	return out
+}
+
+func volumes(p *types.Project, s types.ServiceConfig, roots []string, bad func(string, ...any), note func(string, ...any)) []VolumeSpec {
+	var out []VolumeSpec
+	for _, v := range s.Volumes {
+		if v.Source != "" && exposesDockerSocket(v.Source) {
+			bad("volume %q would expose the Docker socket; this is not allowed", v.Source)
+			continue
+		}
+		switch v.Type {
+		case types.VolumeTypeVolume:
+			if v.Source != "" {
+				if _, ok := p.Volumes[v.Source]; !ok {
+					bad("refers to undefined volume %q", v.Source)
+					continue
+				}
+			}
+			out = append(out, VolumeSpec{Type: "volume", Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly})
+		case types.VolumeTypeBind:
+			// There is no project directory on the server, so a relative
+			// source (./data, ~/data) has nothing safe to be relative to.
+			if !filepath.IsAbs(v.Source) {
+				bad("bind mount source %q must be an absolute path", v.Source)
+				continue
+			}
+			src := filepath.Clean(v.Source)
+			if !underRoot(src, roots) {
+				if len(roots) == 0 {
+					bad("bind mount source %q is not allowed: bind mounts are disabled on this server; use a named volume", v.Source)
+				} else {
+					bad("bind mount source %q is not under an allowed root (%s)", v.Source, strings.Join(roots, ", "))
+				}
+				continue
+			}
+			out = append(out, VolumeSpec{Type: "bind", Source: src, Target: v.Target, ReadOnly: v.ReadOnly})
+		case types.VolumeTypeTmpfs:
+			note("tmpfs mount %s ignored", v.Target)
+		default:
+			bad("volume type %q is not supported", v.Type)
+		}
+	}
+	for _, t := range s.Tmpfs {
+		note("tmpfs mount %s ignored", t)
+	}
+	return out
+}
+
+// exposesDockerSocket is true when the path is a Docker socket or a directory
+// containing one: mounting /var/run hands over the socket just the same.
+func exposesDockerSocket(src string) bool {
+	clean := filepath.Clean(src)
+	if strings.HasSuffix(clean, "docker.sock") {
+		return true
+	}
+	if !filepath.IsAbs(clean) {
+		return false
+	}
+	for _, sock := range dockerSockets {
+		if underRoot(sock, []string{clean}) {
+			return true
+		}
+	}
+	return false
+}
+
+// underRoot compares cleaned absolute paths by whole elements, so that
+// /srv/data-other is not taken to be under /srv/data.
+func underRoot(p string, roots []string) bool {
+	for _, r := range roots {
+		if r == "/" || p == r || strings.HasPrefix(p, r+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func health(s types.ServiceConfig, hasPorts bool, bad func(string, ...any)) *HealthSpec {
+	h := &HealthSpec{}
+	if hc := s.HealthCheck; hc != nil && !hc.Disable && !(len(hc.Test) > 0 && hc.Test[0] == "NONE") {
+		if len(hc.Test) > 0 {
+			switch hc.Test[0] {
+			case "CMD", "CMD-SHELL":
+				h.Test = append([]string(nil), hc.Test...)
+			default:
+				bad(`healthcheck.test must start with "CMD", "CMD-SHELL" or "NONE"`)
+			}
+		}
+		h.IntervalMs = millis("interval", hc.Interval, bad)
+		h.TimeoutMs = millis("timeout", hc.Timeout, bad)
+		h.StartPeriodMs = millis("start_period", hc.StartPeriod, bad)
+		if hc.Retries != nil {
+			if *hc.Retries > 10000 {
+				bad("healthcheck.retries %d is more than 10000", *hc.Retries)
+			} else {
+				h.Retries = int(*hc.Retries)
+			}
+		}
+	}
+	h.HTTPPath = berthHealthPath(s, bad)
+	if h.HTTPPath != "" && !hasPorts {
+		bad("x-berth.health.http needs a published port to probe")
+	}
+	if h.Test == nil && h.IntervalMs == 0 && h.TimeoutMs == 0 && h.StartPeriodMs == 0 && h.Retries == 0 && h.HTTPPath == "" {
+		return nil
+	}
+	return h
+}
+
+func millis(field string, d *types.Duration, bad func(string, ...any)) int64 {
+	if d == nil {
+		return 0
+	}
+	if *d < 0 {
+		bad("healthcheck.%s must not be negative", field)
+		return 0
+	}
+	return time.Duration(*d).Milliseconds()
+}
+
+// berthHealthPath reads the platform's own extension. It is strict about
+// unknown keys because a typo there would otherwise silently turn off the
+// health check the user thought they configured.
+func berthHealthPath(s types.ServiceConfig, bad func(string, ...any)) string {
+	raw, ok := s.Extensions["x-berth"]
+	if !ok || raw == nil {
+		return ""
+	}
+	ext, ok := raw.(map[string]any)
+	if !ok {
+		bad("x-berth must be a mapping")
+		return ""
+	}
+	var path string
+	for _, k := range sortedKeys(ext) {
+		if k != "health" {
+			bad("x-berth: unknown key %q", k)
+			continue
+		}
+		hm, ok := ext[k].(map[string]any)
+		if !ok {
+			bad("x-berth.health must be a mapping")
+			continue
+		}
+		for _, hk := range sortedKeys(hm) {
+			if hk != "http" {
+				bad("x-berth.health: unknown key %q", hk)
+				continue
+			}
+			p, ok := hm[hk].(string)
+			switch {
+			case !ok:
+				bad("x-berth.health.http must be a string")
+			case !strings.HasPrefix(p, "/"):
+				bad("x-berth.health.http %q must start with /", p)
+			case len(p) > 200:
+				bad("x-berth.health.http is longer than 200 characters")
+			case strings.ContainsFunc(p, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+				bad("x-berth.health.http %q must not contain spaces", p)
+			default:
+				path = p
+			}
+		}
+	}
+	return path
+}
+
+func limits(s types.ServiceConfig, bad func(string, ...any)) (int64, int64) {
+	mem := int64(s.MemLimit)
+	cpus := float64(s.CPUS)
+	if s.Deploy != nil && s.Deploy.Resources.Limits != nil {
+		l := s.Deploy.Resources.Limits
+		if l.MemoryBytes != 0 {
+			if mem != 0 && mem != int64(l.MemoryBytes) {
+				bad("mem_limit and deploy.resources.limits.memory disagree")
+			}
+			mem = int64(l.MemoryBytes)
+		}
+		if l.NanoCPUs != 0 {
+			if cpus != 0 && float32(cpus) != float32(l.NanoCPUs) {
+				bad("cpus and deploy.resources.limits.cpus disagree")
+			}
+			cpus = float64(l.NanoCPUs)
+		}
+	}
+	if mem < 0 {
+		bad("memory limit must not be negative")
+		mem = 0
+	}
+	var nano int64
+	switch {
+	case math.IsNaN(cpus) || math.IsInf(cpus, 0) || cpus < 0 || cpus > 1e6:
+		bad("cpus limit %v is not valid", cpus)
+	case cpus > 0:
+		// Rounded to a thousandth of a CPU: cpus arrives as a float32, and
+		// 0.1 must give 100000000, not 100000001.
+		nano = int64(math.Round(cpus*1000)) * 1_000_000
+		if nano == 0 {
+			bad("cpus limit %v is below 0.001", cpus)
+		}
+	}
+	return mem, nano
+}
+
+func dependsOn(p *types.Project, s types.ServiceConfig, bad func(string, ...any)) []string {
+	var out []string
+	for _, dep := range sortedKeys(s.DependsOn) {
+		if _, ok := p.Services[dep]; ok {
+			out = append(out, dep)
+			continue
+		}
+		if _, disabled := p.DisabledServices[dep]; disabled {
+			if s.DependsOn[dep].Required {
+				bad("depends on service %q, which is only enabled by a profile", dep)
+			}
+			continue
+		}
+		bad("depends on unknown service %q", dep)
+	}
+	return out
+}
+
+func env(m types.MappingWithEquals) []string {
+	var out []string
+	for _, k := range sortedKeys(m) {
+		if v := m[k]; v != nil {
+			out = append(out, k+"="+*v)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func nonEmpty(c types.ShellCommand) []string {
+	if len(c) == 0 {
+		return nil
+	}
+	return append([]string(nil), c...)
+}

@@ -1,0 +1,62 @@
+package compose
+
+// Spec is a validated, platform-ready description of a compose project. It is
+// plain data (no maps ranged in workflow code relies on order: every slice is
+// sorted) so that it can travel through workflow inputs and histories.
+type Spec struct {
+	// Project is the compose project name given by the caller (the application name).
+	Project string `json:"project"`
+	// Services are in dependency order: every service comes after the services
+	// it depends on, ties broken by name.
+	Services []ServiceSpec `json:"services"`
+	// Hash is the sha256 (hex) of the canonical JSON of Services; equal specs have equal hashes.
+	Hash string `json:"hash"`
+}
+
+// ServiceSpec is one compose service after validation.
+type ServiceSpec struct {
+	Name        string            `json:"name"`
+	Image       string            `json:"image"`
+	Replicas    int               `json:"replicas"`
+	Command     []string          `json:"command,omitempty"`
+	Entrypoint  []string          `json:"entrypoint,omitempty"`
+	Env         []string          `json:"env,omitempty"` // KEY=VALUE, sorted
+	Labels      map[string]string `json:"labels,omitempty"`
+	Ports       []PortSpec        `json:"ports,omitempty"`     // container ports to publish; host ports are always allocated by the platform
+	DependsOn   []string          `json:"dependsOn,omitempty"` // sorted
+	Health      *HealthSpec       `json:"health,omitempty"`
+	Volumes     []VolumeSpec      `json:"volumes,omitempty"`
+	CapAdd      []string          `json:"capAdd,omitempty"`
+	MemoryBytes int64             `json:"memoryBytes,omitempty"`
+	NanoCPUs    int64             `json:"nanoCPUs,omitempty"`
+	User        string            `json:"user,omitempty"`
+	WorkingDir  string            `json:"workingDir,omitempty"`
+	// Notes are non-fatal remarks shown to the user, e.g. "fixed host port 8080 ignored; the platform allocates".
+	Notes []string `json:"notes,omitempty"`
+}
+
+// PortSpec is a container port the platform publishes on an allocated host port.
+type PortSpec struct {
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"` // tcp or udp
+}
+
+// HealthSpec says how the platform decides an instance is healthy.
+type HealthSpec struct {
+	// Test is the compose healthcheck test (["CMD", ...] or ["CMD-SHELL", ...]); when set, Docker's own health state is used.
+	Test          []string `json:"test,omitempty"`
+	IntervalMs    int64    `json:"intervalMs,omitempty"`
+	TimeoutMs     int64    `json:"timeoutMs,omitempty"`
+	StartPeriodMs int64    `json:"startPeriodMs,omitempty"`
+	Retries       int      `json:"retries,omitempty"`
+	// HTTPPath, from the service extension `x-berth: {health: {http: /path}}`, makes the platform GET the first published port.
+	HTTPPath string `json:"httpPath,omitempty"`
+}
+
+// VolumeSpec is a mount the user asked for, beyond the three platform volumes.
+type VolumeSpec struct {
+	Type     string `json:"type"`   // "volume" (named, scoped to the app) or "bind" (only under an allowed root)
+	Source   string `json:"source"` // volume name, or absolute host path for bind
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}

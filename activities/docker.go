@@ -1,0 +1,482 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"go.temporal.io/sdk/activity"
+
+	"github.com/berth-dev/berth/activities/compose"
+	"github.com/berth-dev/berth/store"
+)
+
+// PlatformNetwork is the bridge network berth creates on every host and puts
+// its containers on.
+const PlatformNetwork = "berth"
+
+// MinAPIVersion is the oldest engine API berth supports (Docker 20.10).
+const MinAPIVersion = "1.41"
+
+// Docker drives Docker engines.
+type Docker struct {
+	Engines Engines
+	// Registry, when set, is where missing images are pulled from; without it
+	// a missing image is a clear error, never a pull from the internet.
+	Registry string
+	// PollInterval is how often health is checked while waiting.
+	PollInterval time.Duration
+	HTTP         *http.Client
+}
+
+// NewDocker returns the Docker activities.
+func NewDocker(engines Engines, registry string) *Docker {
+	return &Docker{Engines: engines, Registry: registry, PollInterval: 50 * time.Millisecond,
+		HTTP: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
+}
+
+// HostFacts is what a probe learns about an engine.
+type HostFacts struct {
+	EngineVersion string `json:"engineVersion"`
+	APIVersion    string `json:"apiVersion"`
+	CPUs          int    `json:"cpus"`
+	MemoryBytes   int64  `json:"memoryBytes"`
+	NetworkID     string `json:"networkId"`
+}
+
+// ProbeHost checks an engine answers, records what it is, and makes sure the
+// platform network exists on it.
+func (d *Docker) ProbeHost(ctx context.Context, h store.HostRef) (*HostFacts, error) {
+	eng, err := d.Engines.Engine(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	ping, err := eng.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+	if err != nil {
+		return nil, fmt.Errorf("host %s (%s) does not answer: %w", h.Name, h.Endpoint, err)
+	}
+	if versionLess(ping.APIVersion, MinAPIVersion) {
+		return nil, fail(ErrHostRefused, "host %s speaks Docker API %s; berth needs %s or newer", h.Name, ping.APIVersion, MinAPIVersion)
+	}
+	ver, err := eng.ServerVersion(ctx, client.ServerVersionOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("host %s version: %w", h.Name, err)
+	}
+	info, err := eng.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("host %s info: %w", h.Name, err)
+	}
+	netID, err := d.ensureNetwork(ctx, eng)
+	if err != nil {
+		return nil, fmt.Errorf("host %s platform network: %w", h.Name, err)
+	}
+	return &HostFacts{EngineVersion: ver.Version, APIVersion: ping.APIVersion, CPUs: info.Info.NCPU,
+		MemoryBytes: info.Info.MemTotal, NetworkID: netID}, nil
+}
+
+func (d *Docker) ensureNetwork(ctx context.Context, eng Engine) (string, error) {
+	n, err := eng.NetworkInspect(ctx, PlatformNetwork, client.NetworkInspectOptions{})
+	if err == nil {
+		return n.Network.ID, nil
+	}
+	if !cerrdefs.IsNotFound(err) {
+		return "", err
+	}
+	created, err := eng.NetworkCreate(ctx, PlatformNetwork, client.NetworkCreateOptions{Driver: "bridge", Labels: map[string]string{"berth.platform": "1"}})
+	if err != nil && cerrdefs.IsConflict(err) {
+		// Another probe made it first.
+		n, err := eng.NetworkInspect(ctx, PlatformNetwork, client.NetworkInspectOptions{})
+		return n.Network.ID, err
+	}
+	return created.ID, err
+}
+
+func versionLess(a, b string) bool {
+	pa, pb := strings.SplitN(a, ".", 2), strings.SplitN(b, ".", 2)
+	if len(pa) != 2 || len(pb) != 2 {
+		return a < b
+	}
+	ma, _ := strconv.Atoi(pa[0])
+	mb, _ := strconv.Atoi(pb[0])
+	na, _ := strconv.Atoi(pa[1])
+	nb, _ := strconv.Atoi(pb[1])
+	return ma < mb || (ma == mb && na < nb)
+}
+
+// EnsureImageInput names an image that must be present on a host.
+type EnsureImageInput struct {
+	Host  store.HostRef `json:"host"`
+	Image string        `json:"image"`
+}
+
+// EnsureImage makes sure an image is on a host, pulling it from the
+// configured registry when it is missing. It heartbeats while pulling.
+func (d *Docker) EnsureImage(ctx context.Context, in EnsureImageInput) error {
+	eng, err := d.Engines.Engine(ctx, in.Host)
+	if err != nil {
+		return err
+	}
+	if _, err := eng.ImageInspect(ctx, in.Image); err == nil {
+		return nil
+	} else if !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("inspect image %s on %s: %w", in.Image, in.Host.Name, err)
+	}
+	if d.Registry == "" || !strings.HasPrefix(in.Image, d.Registry+"/") {
+		return fail(ErrImage, "image %q is not on host %s and no configured registry holds it (registry: %q)", in.Image, in.Host.Name, d.Registry)
+	}
+	resp, err := eng.ImagePull(ctx, in.Image, client.ImagePullOptions{})
+	if err != nil {
+		return fmt.Errorf("pull %s on %s: %w", in.Image, in.Host.Name, err)
+	}
+	defer resp.Close()
+	for msg, err := range resp.JSONMessages(ctx) {
+		if err != nil {
+			return fmt.Errorf("pull %s on %s: %w", in.Image, in.Host.Name, err)
+		}
+		if msg.Error != nil {
+			return fail(ErrImage, "pull %s on %s: %s", in.Image, in.Host.Name, msg.Error.Message)
+		}
+		activity.RecordHeartbeat(ctx, msg.Status)
+	}
+	return nil
+}
+
+// StartInstanceInput is one instance to create, start and wait for.
+type StartInstanceInput struct {
+	Instance store.PlannedInstance `json:"instance"`
+	Service  compose.ServiceSpec   `json:"service"`
+	// Labels are berth's own labels (tenant, env, app, run); the instance's
+	// name and uid are added here.
+	Labels        map[string]string `json:"labels"`
+	HealthTimeout time.Duration     `json:"healthTimeout"`
+}
+
+// InstanceResult says where an instance runs.
+type InstanceResult struct {
+	Name        string `json:"name"`
+	ContainerID string `json:"containerId"`
+	IP          string `json:"ip"`
+}
+
+// Label keys berth writes on its containers.
+const (
+	LabelInstance = "berth.instance"
+	LabelUID      = "berth.uid"
+	LabelService  = "berth.service"
+)
+
+// StartInstance creates the instance's container unless it exists, starts it
+// unless it runs, and waits until it is healthy. A retry adopts the container
+// an earlier attempt made (same name and uid) rather than making another.
+func (d *Docker) StartInstance(ctx context.Context, in StartInstanceInput) (*InstanceResult, error) {
+	eng, err := d.Engines.Engine(ctx, in.Instance.Host)
+	if err != nil {
+		return nil, err
+	}
+	name := in.Instance.Name
+	id, err := d.findOwn(ctx, eng, in.Instance)
+	if err != nil {
+		return nil, err
+	}
+	if id == "" {
+		opts, err := containerOptions(in)
+		if err != nil {
+			return nil, err
+		}
+		created, err := eng.ContainerCreate(ctx, opts)
+		switch {
+		case err == nil:
+			id = created.ID
+		case cerrdefs.IsConflict(err):
+			// A concurrent attempt created it between our look and our create.
+			if id, err = d.findOwn(ctx, eng, in.Instance); err != nil {
+				return nil, err
+			}
+			if id == "" {
+				return nil, fmt.Errorf("create %s: name conflict and no container found", name)
+			}
+		case cerrdefs.IsNotFound(err):
+			return nil, fail(ErrImage, "create %s on %s: %v", name, in.Instance.Host.Name, err)
+		case cerrdefs.IsInvalidArgument(err):
+			return nil, fail(ErrHostRefused, "create %s on %s: %v", name, in.Instance.Host.Name, err)
+		default:
+			return nil, fmt.Errorf("create %s on %s: %w", name, in.Instance.Host.Name, err)
+		}
+	}
+	insp, err := eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("inspect %s: %w", name, err)
+	}
+	if insp.Container.State == nil || !insp.Container.State.Running {
+		if _, err := eng.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+			if cerrdefs.IsInvalidArgument(err) || strings.Contains(err.Error(), "port is already allocated") || strings.Contains(err.Error(), "address already in use") {
+				return nil, fail(ErrHostRefused, "start %s on %s: %v", name, in.Instance.Host.Name, err)
+			}
+			return nil, fmt.Errorf("start %s on %s: %w", name, in.Instance.Host.Name, err)
+		}
+	}
+	ip, err := d.waitHealthy(ctx, eng, id, in)
+	if err != nil {
+		return nil, err
+	}
+	return &InstanceResult{Name: name, ContainerID: id, IP: ip}, nil
+}
+
+// findOwn returns the id of the instance's container, "" when there is none,
+// and an error when the name is taken by a container berth did not make for it.
+func (d *Docker) findOwn(ctx context.Context, eng Engine, pi store.PlannedInstance) (string, error) {
+	insp, err := eng.ContainerInspect(ctx, pi.Name, client.ContainerInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("inspect %s on %s: %w", pi.Name, pi.Host.Name, err)
+	}
+	if insp.Container.Config == nil || insp.Container.Config.Labels[LabelUID] != pi.UID {
+		return "", fail(ErrConflict, "host %s already has a container named %s that berth did not create for this instance", pi.Host.Name, pi.Name)
+	}
+	return insp.Container.ID, nil
+}
+
+func containerOptions(in StartInstanceInput) (client.ContainerCreateOptions, error) {
+	svc, pi := in.Service, in.Instance
+	labels := map[string]string{}
+	for k, v := range svc.Labels {
+		labels[k] = v
+	}
+	for k, v := range in.Labels {
+		labels[k] = v
+	}
+	labels[LabelInstance], labels[LabelUID], labels[LabelService] = pi.Name, pi.UID, svc.Name
+	env := append([]string{}, svc.Env...)
+	env = append(env, "BERTH_INSTANCE="+pi.Name, "BERTH_SERVICE="+svc.Name)
+	cfg := &container.Config{
+		Image: svc.Image, Env: env, Cmd: svc.Command, Entrypoint: svc.Entrypoint, Labels: labels,
+		User: svc.User, WorkingDir: svc.WorkingDir, Hostname: hostname(pi.Name),
+		ExposedPorts: network.PortSet{},
+	}
+	if h := svc.Health; h != nil && len(h.Test) > 0 {
+		cfg.Healthcheck = &container.HealthConfig{Test: h.Test,
+			Interval: time.Duration(h.IntervalMs) * time.Millisecond, Timeout: time.Duration(h.TimeoutMs) * time.Millisecond,
+			StartPeriod: time.Duration(h.StartPeriodMs) * time.Millisecond, Retries: h.Retries}
+	}
+	hostIP, err := netip.ParseAddr(pi.Host.IP)
+	if err != nil {
+		return client.ContainerCreateOptions{}, fail(ErrInvalid, "host %s has no valid IP for port mappings: %q", pi.Host.Name, pi.Host.IP)
+	}
+	bindings := network.PortMap{}
+	for _, m := range pi.Ports {
+		p, err := network.ParsePort(fmt.Sprintf("%d/%s", m.ContainerPort, m.Protocol))
+		if err != nil {
+			return client.ContainerCreateOptions{}, fail(ErrInvalid, "instance %s port %d/%s: %v", pi.Name, m.ContainerPort, m.Protocol, err)
+		}
+		cfg.ExposedPorts[p] = struct{}{}
+		bindings[p] = append(bindings[p], network.PortBinding{HostIP: hostIP, HostPort: strconv.Itoa(m.HostPort)})
+	}
+	root := pi.Host.VolumeRoot
+	if root == "" {
+		root = "/var/lib/berth/volumes"
+	}
+	base := path.Join(root, pi.Name)
+	// Binds, not Mounts: the engine creates missing host folders for binds,
+	// which is how the three volumes appear on a remote host without SSH.
+	binds := []string{base + "/package:/berth/package", base + "/logs:/berth/logs", base + "/files:/berth/files"}
+	for _, v := range svc.Volumes {
+		src := v.Source
+		if v.Type == "volume" {
+			src = pi.Name[:strings.LastIndex(pi.Name, "-")] + "_" + v.Source
+		}
+		b := src + ":" + v.Target
+		if v.ReadOnly {
+			b += ":ro"
+		}
+		binds = append(binds, b)
+	}
+	hc := &container.HostConfig{
+		Binds: binds, PortBindings: bindings, CapAdd: svc.CapAdd,
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+		NetworkMode:   container.NetworkMode(PlatformNetwork),
+		Resources:     container.Resources{Memory: svc.MemoryBytes, NanoCPUs: svc.NanoCPUs},
+	}
+	return client.ContainerCreateOptions{Name: pi.Name, Config: cfg, HostConfig: hc}, nil
+}
+
+func hostname(name string) string {
+	if len(name) > 63 {
+		return name[len(name)-63:]
+	}
+	return name
+}
+
+// waitHealthy polls until the instance is healthy, heartbeating, and fails
+// fast when the container exits or its health check says unhealthy.
+func (d *Docker) waitHealthy(ctx context.Context, eng Engine, id string, in StartInstanceInput) (string, error) {
+	timeout := in.HealthTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	deadline := time.Now().Add(timeout)
+	lastBeat := time.Time{}
+	var ip string
+	for attempt := 0; ; attempt++ {
+		insp, err := eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if err != nil {
+			return "", fmt.Errorf("inspect %s: %w", in.Instance.Name, err)
+		}
+		st := insp.Container.State
+		if st == nil || (!st.Running && !st.Restarting) || st.Dead || st.OOMKilled {
+			code, msg := 0, ""
+			if st != nil {
+				code, msg = st.ExitCode, st.Error
+			}
+			return "", fail(ErrUnhealthy, "instance %s stopped (exit code %d) %s", in.Instance.Name, code, msg)
+		}
+		if ip == "" && insp.Container.NetworkSettings != nil {
+			if ep := insp.Container.NetworkSettings.Networks[PlatformNetwork]; ep != nil && ep.IPAddress.IsValid() {
+				ip = ep.IPAddress.String()
+			}
+		}
+		ok, why := d.healthy(ctx, insp.Container, in)
+		if ok {
+			return ip, nil
+		}
+		if why != "" && strings.HasPrefix(why, "unhealthy") {
+			return "", fail(ErrUnhealthy, "instance %s is %s", in.Instance.Name, why)
+		}
+		if time.Now().After(deadline) {
+			return "", fail(ErrUnhealthy, "instance %s did not become healthy within %s: %s", in.Instance.Name, timeout, why)
+		}
+		if time.Since(lastBeat) > time.Second {
+			activity.RecordHeartbeat(ctx, why)
+			lastBeat = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(d.PollInterval):
+		}
+	}
+}
+
+// healthy says whether the instance passes its check: Docker's own health
+// state when the compose file has a healthcheck, else an HTTP GET, else a
+// TCP connection that the engine's port proxy keeps open.
+func (d *Docker) healthy(ctx context.Context, c container.InspectResponse, in StartInstanceInput) (bool, string) {
+	h := in.Service.Health
+	if h != nil && len(h.Test) > 0 {
+		if c.State.Health == nil {
+			return false, "no health state yet"
+		}
+		switch c.State.Health.Status {
+		case container.Healthy:
+			return true, ""
+		case container.Unhealthy:
+			last := ""
+			if n := len(c.State.Health.Log); n > 0 {
+				last = strings.TrimSpace(c.State.Health.Log[n-1].Output)
+			}
+			return false, "unhealthy: " + last
+		}
+		return false, "health check " + string(c.State.Health.Status)
+	}
+	ports := append([]store.PortMapping{}, in.Instance.Ports...)
+	sort.Slice(ports, func(i, j int) bool { return ports[i].ContainerPort < ports[j].ContainerPort })
+	var tcp *store.PortMapping
+	for i := range ports {
+		if ports[i].Protocol == "tcp" {
+			tcp = &ports[i]
+			break
+		}
+	}
+	if tcp == nil {
+		return true, ""
+	}
+	addr := net.JoinHostPort(tcp.HostIP, strconv.Itoa(tcp.HostPort))
+	if h != nil && h.HTTPPath != "" {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+h.HTTPPath, nil)
+		resp, err := d.HTTP.Do(req)
+		if err != nil {
+			return false, "GET " + h.HTTPPath + ": " + err.Error()
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode >= 200 && resp.StatusCode < 400 {
+			return true, ""
+		}
+		return false, fmt.Sprintf("GET %s: status %d", h.HTTPPath, resp.StatusCode)
+	}
+	return tcpHeld(ctx, addr)
+}
+
+// tcpHeld connects and checks the connection is not closed at once: the
+// engine's userland proxy accepts even when nothing listens behind it, and
+// then closes the connection.
+func tcpHeld(ctx context.Context, addr string) (bool, string) {
+	var dialer net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	conn, err := dialer.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return false, "connect " + addr + ": " + err.Error()
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(150 * time.Millisecond))
+	_, err = conn.Read(make([]byte, 1))
+	var ne net.Error
+	if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+		return true, ""
+	}
+	return false, "connection to " + addr + " closed: nothing listens yet"
+}
+
+// RemoveInstanceInput names an instance to remove.
+type RemoveInstanceInput struct {
+	Host store.HostRef `json:"host"`
+	Name string        `json:"name"`
+	UID  string        `json:"uid"`
+	// Graceful stops the container with SIGTERM first so in-flight requests finish.
+	Graceful bool `json:"graceful"`
+}
+
+// RemoveInstance removes an instance's container. A container that is
+// already gone counts as removed; one that is not ours is left alone.
+func (d *Docker) RemoveInstance(ctx context.Context, in RemoveInstanceInput) error {
+	eng, err := d.Engines.Engine(ctx, in.Host)
+	if err != nil {
+		return err
+	}
+	insp, err := eng.ContainerInspect(ctx, in.Name, client.ContainerInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inspect %s on %s: %w", in.Name, in.Host.Name, err)
+	}
+	if in.UID != "" && (insp.Container.Config == nil || insp.Container.Config.Labels[LabelUID] != in.UID) {
+		return nil
+	}
+	if in.Graceful && insp.Container.State != nil && insp.Container.State.Running {
+		timeout := 10
+		if _, err := eng.ContainerStop(ctx, insp.Container.ID, client.ContainerStopOptions{Timeout: &timeout}); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("stop %s on %s: %w", in.Name, in.Host.Name, err)
+		}
+	}
+	_, err = eng.ContainerRemove(ctx, insp.Container.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) && !strings.Contains(err.Error(), "is already in progress") {
+		return fmt.Errorf("remove %s on %s: %w", in.Name, in.Host.Name, err)
+	}
+	return nil
+}

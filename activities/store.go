@@ -1,0 +1,89 @@
+package activities
+
+import (
+	"context"
+	"time"
+
+	"github.com/berth-dev/berth/store"
+)
+
+// Records is the part of the store the workflows write through.
+type Records interface {
+	RecordStep(ctx context.Context, ev store.StepEvent) error
+	PlanDeploy(ctx context.Context, req store.PlanRequest) (*store.Plan, error)
+	InstanceStarted(ctx context.Context, name, containerID, ip string) error
+	ReleaseInstances(ctx context.Context, names []string) error
+	LiveInstances(ctx context.Context, appID uint) ([]store.PlannedInstance, error)
+	SetApplicationState(ctx context.Context, appID uint, state string) error
+	FinishRun(ctx context.Context, id uint, status, errMsg string) error
+	SetHostFacts(ctx context.Context, id uint, f store.HostFacts) error
+}
+
+// Store records what the workflows do. Its activities are quick database
+// writes, run as local activities on the central worker.
+type Store struct {
+	Records Records
+}
+
+// NewStore returns the store activities.
+func NewStore(r Records) *Store { return &Store{Records: r} }
+
+// RecordStep records a step's change of state.
+func (s *Store) RecordStep(ctx context.Context, ev store.StepEvent) error {
+	return storeErr(s.Records.RecordStep(ctx, ev))
+}
+
+// PlanDeploy names, places and allocates ports; idempotent per run.
+func (s *Store) PlanDeploy(ctx context.Context, req store.PlanRequest) (*store.Plan, error) {
+	p, err := s.Records.PlanDeploy(ctx, req)
+	return p, storeErr(err)
+}
+
+// RecordInstances records where started instances run.
+func (s *Store) RecordInstances(ctx context.Context, rs []InstanceResult) error {
+	for _, r := range rs {
+		if err := s.Records.InstanceStarted(ctx, r.Name, r.ContainerID, r.IP); err != nil {
+			return storeErr(err)
+		}
+	}
+	return nil
+}
+
+// ReleaseInstances frees the ports of removed instances and marks them removed.
+func (s *Store) ReleaseInstances(ctx context.Context, names []string) error {
+	return storeErr(s.Records.ReleaseInstances(ctx, names))
+}
+
+// LiveInstances lists an application's instances that still exist.
+func (s *Store) LiveInstances(ctx context.Context, appID uint) ([]store.PlannedInstance, error) {
+	is, err := s.Records.LiveInstances(ctx, appID)
+	return is, storeErr(err)
+}
+
+// FinishInput closes a run and sets its subject's state.
+type FinishInput struct {
+	RunID         uint   `json:"runId"`
+	Status        string `json:"status"`
+	Error         string `json:"error,omitempty"`
+	ApplicationID uint   `json:"applicationId,omitempty"`
+	AppState      string `json:"appState,omitempty"`
+	HostID        uint   `json:"hostId,omitempty"`
+	// Host carries a probe's outcome when HostID is set.
+	Host *store.HostFacts `json:"host,omitempty"`
+	At   time.Time        `json:"at"`
+}
+
+// Finish records a run's outcome. Repeating it is harmless.
+func (s *Store) Finish(ctx context.Context, in FinishInput) error {
+	if in.ApplicationID != 0 && in.AppState != "" {
+		if err := s.Records.SetApplicationState(ctx, in.ApplicationID, in.AppState); err != nil {
+			return storeErr(err)
+		}
+	}
+	if in.HostID != 0 && in.Host != nil {
+		if err := s.Records.SetHostFacts(ctx, in.HostID, *in.Host); err != nil {
+			return storeErr(err)
+		}
+	}
+	return storeErr(s.Records.FinishRun(ctx, in.RunID, in.Status, in.Error))
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is berth's whole configuration, from flags with environment
+// defaults (BERTH_*).
+type Config struct {
+	Listen   string
+	DataDir  string
+	DBDriver string
+	DBDSN    string
+
+	TemporalAddress   string
+	TemporalNamespace string
+	TemporalTLSCA     string
+	TemporalTLSCert   string
+	TemporalTLSKey    string
+	TemporalUIURL     string
+
+	Token         string
+	Regions       []string
+	Registry      string
+	PortMin       int
+	PortMax       int
+	HealthTimeout time.Duration
+	BindRoots     []string
+
+	// Dev mode: register the local engine as host "local" in region "local".
+	LocalEndpoint string
+	LocalIP       string
+}
+
+func env(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}
+
+func envInt(key string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(key)); err == nil {
+		return v
+	}
+	return def
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// loadConfig parses flags for a subcommand.
+func loadConfig(cmd string, args []string) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("berth "+cmd, flag.ContinueOnError)
+	fs.StringVar(&c.Listen, "listen", env("BERTH_LISTEN", "127.0.0.1:8080"), "API/UI listen address")
+	fs.StringVar(&c.DataDir, "data", env("BERTH_DATA", "data"), "folder for the embedded database and the dev token")
+	fs.StringVar(&c.DBDriver, "db-driver", env("BERTH_DB_DRIVER", "sqlite"), "sqlite or mysql")
+	fs.StringVar(&c.DBDSN, "db-dsn", env("BERTH_DB_DSN", ""), "database DSN (sqlite: file path; mysql: user:pass@tcp(host:3306)/db)")
+	fs.StringVar(&c.TemporalAddress, "temporal", env("BERTH_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port")
+	fs.StringVar(&c.TemporalNamespace, "namespace", env("BERTH_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
+	fs.StringVar(&c.TemporalTLSCA, "temporal-tls-ca", env("BERTH_TEMPORAL_TLS_CA", ""), "CA file for Temporal TLS")
+	fs.StringVar(&c.TemporalTLSCert, "temporal-tls-cert", env("BERTH_TEMPORAL_TLS_CERT", ""), "client certificate for Temporal mTLS")
+	fs.StringVar(&c.TemporalTLSKey, "temporal-tls-key", env("BERTH_TEMPORAL_TLS_KEY", ""), "client key for Temporal mTLS")
+	fs.StringVar(&c.TemporalUIURL, "temporal-ui", env("BERTH_TEMPORAL_UI_URL", ""), "Temporal web UI base URL, for links")
+	fs.StringVar(&c.Token, "token", env("BERTH_API_TOKEN", ""), "bootstrap admin API token (dev: generated when empty)")
+	regions := fs.String("regions", env("BERTH_REGIONS", ""), "comma-separated regions whose host activities this worker serves")
+	fs.StringVar(&c.Registry, "registry", env("BERTH_REGISTRY", ""), "registry host[:port] missing images are pulled from")
+	fs.IntVar(&c.PortMin, "port-min", envInt("BERTH_PORT_MIN", 30000), "lowest host port the platform allocates")
+	fs.IntVar(&c.PortMax, "port-max", envInt("BERTH_PORT_MAX", 32767), "highest host port the platform allocates")
+	fs.DurationVar(&c.HealthTimeout, "health-timeout", 2*time.Minute, "how long an instance may take to become healthy")
+	bindRoots := fs.String("bind-roots", env("BERTH_BIND_ROOTS", ""), "comma-separated host folders compose bind mounts may use")
+	fs.StringVar(&c.LocalEndpoint, "local-endpoint", env("BERTH_LOCAL_ENDPOINT", "unix:///var/run/docker.sock"), "dev: the local Docker engine")
+	fs.StringVar(&c.LocalIP, "local-ip", env("BERTH_LOCAL_IP", "127.0.0.1"), "dev: the IP the local engine publishes ports on")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	c.Regions, c.BindRoots = splitList(*regions), splitList(*bindRoots)
+	if c.DBDriver == "sqlite" && c.DBDSN == "" {
+		c.DBDSN = filepath.Join(c.DataDir, "berth.db")
+	}
+	if c.PortMin < 1024 || c.PortMax > 65535 || c.PortMin > c.PortMax {
+		return nil, fmt.Errorf("port range %d-%d is not valid (1024-65535)", c.PortMin, c.PortMax)
+	}
+	if (c.TemporalTLSCert == "") != (c.TemporalTLSKey == "") {
+		return nil, errors.New("temporal-tls-cert and temporal-tls-key go together")
+	}
+	return c, nil
+}
+
+// devToken returns the dev token, creating it once in the data folder so a
+// second `make run` keeps the same one. It is never a fixed default.
+func devToken(dataDir string) (string, bool, error) {
+	p := filepath.Join(dataDir, "api-token")
+	if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return strings.TrimSpace(string(b)), false, nil
+	}
+	buf := make([]byte, 24)
+	if _, err := rand.Read(buf); err != nil {
+		return "", false, err
+	}
+	tok := hex.EncodeToString(buf)
+	if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {
+		return "", false, err
+	}
+	return tok, true, nil
+}

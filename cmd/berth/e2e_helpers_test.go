@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/stretchr/testify/require"
+
+	"github.com/berth-dev/berth/store"
+)
+
+var hostsOnce sync.Once
+
+// registerHosts registers every test host through the API once and waits
+// until ProvisionHost has marked it ready.
+func (hs *harness) registerHosts(t *testing.T) {
+	t.Helper()
+	hostsOnce.Do(func() {
+		for _, th := range hs.hosts {
+			var out struct {
+				Run runStartedBody `json:"run"`
+			}
+			code := hs.apiJSON(t, "POST", "/api/v1/hosts", map[string]string{"name": th.Name, "region": "local",
+				"endpoint": th.Endpoint, "ip": th.IP, "volumeRoot": "/var/lib/berth-e2e/volumes"}, &out)
+			require.Equal(t, http.StatusAccepted, code)
+			run := hs.waitRun(t, out.Run.RunID)
+			require.Equal(t, store.RunSucceeded, run.Status, "provision %s: %s", th.Name, run.Error)
+		}
+	})
+	var hosts struct{ Hosts []store.Host }
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/hosts", nil, &hosts))
+	ready := 0
+	for _, host := range hosts.Hosts {
+		if strings.HasPrefix(host.Name, hs.tenant) && host.State == store.HostReady {
+			ready++
+		}
+	}
+	require.Equal(t, len(hs.hosts), ready, "every test host is ready")
+}
+
+type runStartedBody struct {
+	RunID    uint   `json:"runId"`
+	URL      string `json:"url"`
+	Existing bool   `json:"existing"`
+}
+
+// newEnv makes a tenant and an environment authorised on every test host.
+func (hs *harness) newEnv(t *testing.T, short string) string {
+	t.Helper()
+	hs.registerHosts(t)
+	tenant := hs.tenant + "-" + short
+	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants", map[string]string{"name": tenant}, nil))
+	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments", map[string]string{"name": "dev"}, nil))
+	names := []string{}
+	for _, th := range hs.hosts {
+		names = append(names, th.Name)
+	}
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments/dev/hosts", map[string][]string{"hosts": names}, nil))
+	return "/api/v1/tenants/" + tenant + "/environments/dev/applications"
+}
+
+func readCompose(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(), "testdata", "compose", name))
+	require.NoError(t, err)
+	return b
+}
+
+// deploy posts a compose body and returns the HTTP status and the run.
+func (hs *harness) deploy(t *testing.T, appsPath, app string, body []byte) (int, runStartedBody) {
+	t.Helper()
+	var out runStartedBody
+	code := hs.api(t, "POST", appsPath+"?name="+app, "application/yaml", body, &out)
+	return code, out
+}
+
+type runBody struct {
+	Run store.Run `json:"run"`
+}
+
+// waitRun waits until a run is no longer pending or running.
+func (hs *harness) waitRun(t *testing.T, id uint) store.Run {
+	t.Helper()
+	var rb runBody
+	require.Eventually(t, func() bool {
+		rb = runBody{}
+		if hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/runs/%d", id), nil, &rb) != http.StatusOK {
+			return false
+		}
+		return rb.Run.Status != store.RunPending && rb.Run.Status != store.RunRunning
+	}, 3*time.Minute, 100*time.Millisecond, "run %d did not finish", id)
+	return rb.Run
+}
+
+// containersOf lists, on every test host, the containers of a tenant.
+func (hs *harness) containersOf(t *testing.T, tenant string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, th := range hs.hosts {
+		list, err := th.Engine.ContainerList(context.Background(), client.ContainerListOptions{All: true,
+			Filters: make(client.Filters).Add("label", "berth.tenant="+tenant)})
+		require.NoError(t, err)
+		for _, c := range list.Items {
+			out[th.Name] = append(out[th.Name], strings.TrimPrefix(c.Names[0], "/"))
+		}
+	}
+	return out
+}
+
+func countAll(m map[string][]string) int {
+	n := 0
+	for _, v := range m {
+		n += len(v)
+	}
+	return n
+}
+
+type appBody struct {
+	Application store.Application   `json:"application"`
+	Services    []store.ServiceView `json:"services"`
+}
+
+func (hs *harness) app(t *testing.T, appsPath, app string) appBody {
+	t.Helper()
+	var ab appBody
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", appsPath+"/"+app, nil, &ab))
+	return ab
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}

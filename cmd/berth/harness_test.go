@@ -1,0 +1,375 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/stretchr/testify/require"
+	sdkclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/store/storetest"
+)
+
+// The integration harness: one real Temporal dev server, real dockerd hosts,
+// a real database (MariaDB when BERTH_TEST_MYSQL_DSN is set, else SQLite),
+// and berth's server and worker as separate processes, so a test can SIGKILL
+// the worker. It is shared by every test of this package.
+type harness struct {
+	root      string
+	bin       string
+	temporal  string
+	dbDriver  string
+	dbDSN     string
+	apiURL    string
+	token     string
+	tenant    string // every tenant a test makes starts with this prefix
+	portMin   int
+	portMax   int
+	hosts     []testHost
+	store     *store.Store
+	tc        sdkclient.Client
+	mu        sync.Mutex
+	server    *exec.Cmd
+	worker    *exec.Cmd
+	logDir    string
+	env       []string
+	stopFuncs []func()
+}
+
+type testHost struct {
+	Name     string
+	Endpoint string
+	IP       string
+	Engine   *client.Client
+}
+
+var h *harness
+
+// sampleImage is built FROM scratch on every test host, since no registry can be reached.
+const sampleImage = "berth-sample:v1"
+
+func TestMain(m *testing.M) {
+	if os.Getenv("BERTH_TEST_DOCKER_HOSTS") == "" {
+		fmt.Println("integration tests need real services: run `make test` (it starts dockerd hosts, MariaDB and Temporal)")
+		if os.Getenv("BERTH_REQUIRE_E2E") != "" {
+			os.Exit(1)
+		}
+		os.Exit(m.Run())
+	}
+	var err error
+	h, err = startHarness()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "harness:", err)
+		if h != nil {
+			h.stop()
+		}
+		os.Exit(1)
+	}
+	code := m.Run()
+	h.stop()
+	os.Exit(code)
+}
+
+func needHarness(t *testing.T) *harness {
+	t.Helper()
+	if h == nil {
+		t.Skip("no integration services (BERTH_TEST_DOCKER_HOSTS unset); run make test")
+	}
+	return h
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func repoRoot() string {
+	wd, _ := os.Getwd()
+	return filepath.Clean(filepath.Join(wd, "..", ".."))
+}
+
+func startHarness() (*harness, error) {
+	ctx := context.Background()
+	hs := &harness{root: repoRoot(), tenant: "e2e" + randHex(3), token: randHex(24)}
+	hs.logDir = os.Getenv("BERTH_TEST_LOGS")
+	if hs.logDir == "" {
+		hs.logDir = filepath.Join(os.TempDir(), "berth-e2e-"+hs.tenant)
+	}
+	if err := os.MkdirAll(hs.logDir, 0o755); err != nil {
+		return nil, err
+	}
+	// A port window per run, so leftovers of an earlier, killed run cannot
+	// hold the ports this one allocates.
+	var nb [2]byte
+	_, _ = rand.Read(nb[:])
+	hs.portMin = 33000 + int(nb[0])%40*500
+	hs.portMax = hs.portMin + 499
+
+	for _, spec := range strings.Split(os.Getenv("BERTH_TEST_DOCKER_HOSTS"), ",") {
+		name, rest, ok := strings.Cut(spec, "=")
+		endpoint, ip, ok2 := strings.Cut(rest, "@")
+		if !ok || !ok2 {
+			return nil, fmt.Errorf("BERTH_TEST_DOCKER_HOSTS entry %q: want name=endpoint@ip", spec)
+		}
+		eng, err := client.New(client.WithHost(endpoint))
+		if err != nil {
+			return nil, err
+		}
+		hs.hosts = append(hs.hosts, testHost{Name: hs.tenant + "-" + name, Endpoint: endpoint, IP: ip, Engine: eng})
+	}
+	for _, th := range hs.hosts {
+		if err := removeLeftovers(ctx, th.Engine); err != nil {
+			return hs, fmt.Errorf("clean %s: %w", th.Name, err)
+		}
+		if err := buildSampleImage(ctx, th.Engine, hs.root, sampleImage, "v1"); err != nil {
+			return hs, fmt.Errorf("build sample image on %s: %w", th.Name, err)
+		}
+	}
+
+	hs.temporal = filepath.Join(hs.root, "bin", "temporal")
+	tport, err := freePort()
+	if err != nil {
+		return hs, err
+	}
+	tlog, _ := os.Create(filepath.Join(hs.logDir, "temporal.log"))
+	dev, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath:  hs.temporal,
+		ClientOptions: &sdkclient.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", tport), Namespace: "default"},
+		LogLevel:      "error",
+		ExtraArgs: []string{"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+			"--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"},
+		Stdout: tlog, Stderr: tlog,
+	})
+	if err != nil {
+		return hs, fmt.Errorf("temporal dev server: %w", err)
+	}
+	hs.stopFuncs = append(hs.stopFuncs, func() { _ = dev.Stop() })
+	hs.tc = dev.Client()
+	addr := dev.FrontendHostPort()
+
+	if dsn := os.Getenv("BERTH_TEST_MYSQL_DSN"); dsn != "" {
+		var drop func() error
+		hs.dbDSN, drop, err = storetest.FreshMySQL(dsn, "berth_"+hs.tenant)
+		if err != nil {
+			return hs, err
+		}
+		hs.dbDriver = "mysql"
+		hs.stopFuncs = append(hs.stopFuncs, func() { _ = drop() })
+	} else {
+		hs.dbDriver, hs.dbDSN = "sqlite", filepath.Join(hs.logDir, "berth.db")
+	}
+	hs.store, err = store.Open(hs.dbDriver, hs.dbDSN)
+	if err != nil {
+		return hs, err
+	}
+	if err := hs.store.Migrate(ctx); err != nil {
+		return hs, err
+	}
+
+	hs.bin = filepath.Join(hs.logDir, "berth")
+	build := exec.Command("go", "build", "-o", hs.bin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return hs, fmt.Errorf("build berth: %w", err)
+	}
+	apiPort, err := freePort()
+	if err != nil {
+		return hs, err
+	}
+	hs.apiURL = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+	env := []string{
+		"BERTH_LISTEN=" + fmt.Sprintf("127.0.0.1:%d", apiPort),
+		"BERTH_DB_DRIVER=" + hs.dbDriver, "BERTH_DB_DSN=" + hs.dbDSN,
+		"BERTH_TEMPORAL_ADDRESS=" + addr, "BERTH_API_TOKEN=" + hs.token,
+		"BERTH_PORT_MIN=" + fmt.Sprint(hs.portMin), "BERTH_PORT_MAX=" + fmt.Sprint(hs.portMax),
+		"BERTH_REGIONS=local", "BERTH_DATA=" + hs.logDir,
+	}
+	hs.env = env
+	hs.server = hs.spawn("server", "server")
+	hs.worker = hs.spawn("worker", "worker")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(hs.apiURL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return hs, fmt.Errorf("berth server did not answer; see %s", hs.logDir)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return hs, nil
+}
+
+// spawn starts a berth subcommand whose output goes to the log folder.
+func (hs *harness) spawn(name string, args ...string) *exec.Cmd {
+	f, _ := os.OpenFile(filepath.Join(hs.logDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	cmd := exec.Command(hs.bin, args...)
+	cmd.Env = append(os.Environ(), hs.env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "start", name, err)
+	}
+	return cmd
+}
+
+// restartWorkerHard SIGKILLs the worker process and starts a new one.
+func (hs *harness) restartWorkerHard(t *testing.T) {
+	t.Helper()
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	require.NoError(t, hs.worker.Process.Signal(syscall.SIGKILL))
+	_, _ = hs.worker.Process.Wait()
+	hs.worker = hs.spawn("worker", "worker")
+}
+
+func (hs *harness) stop() {
+	for _, c := range []*exec.Cmd{hs.server, hs.worker} {
+		if c != nil && c.Process != nil {
+			_ = c.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _, _ = c.Process.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = c.Process.Kill()
+			}
+		}
+	}
+	ctx := context.Background()
+	for _, th := range hs.hosts {
+		_ = removeLeftovers(ctx, th.Engine)
+	}
+	if hs.store != nil {
+		_ = hs.store.Close()
+	}
+	for i := len(hs.stopFuncs) - 1; i >= 0; i-- {
+		hs.stopFuncs[i]()
+	}
+}
+
+// removeLeftovers removes containers that integration tests made (tenants
+// named e2e…), from this run or a killed earlier one, and nothing else.
+func removeLeftovers(ctx context.Context, eng *client.Client) error {
+	list, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", "berth.instance")})
+	if err != nil {
+		return err
+	}
+	for _, c := range list.Items {
+		if strings.HasPrefix(c.Labels["berth.tenant"], "e2e") {
+			if _, err := eng.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// buildSampleImage builds testdata/sampleapp as a FROM-scratch image.
+func buildSampleImage(ctx context.Context, eng *client.Client, root, tag, version string) error {
+	bin := filepath.Join(os.TempDir(), "berth-sampleapp-"+randHex(4))
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./testdata/sampleapp")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build sampleapp: %v: %s", err, out)
+	}
+	defer os.Remove(bin)
+	binData, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	dockerfile := fmt.Sprintf("FROM scratch\nCOPY sampleapp /sampleapp\nENV APP_VERSION=%s\nEXPOSE 8080\nENTRYPOINT [\"/sampleapp\"]\n", version)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		mode int64
+		data []byte
+	}{{"Dockerfile", 0o644, []byte(dockerfile)}, {"sampleapp", 0o755, binData}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	resp, err := eng.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if bytes.Contains(out, []byte(`"error"`)) {
+		return fmt.Errorf("image build: %s", out)
+	}
+	_, err = eng.ImageInspect(ctx, tag)
+	return err
+}
+
+// api calls the berth API and decodes a JSON answer into out (when not nil).
+func (hs *harness) api(t *testing.T, method, path, contentType string, body []byte, out any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, hs.apiURL+path, bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+hs.token)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	if out != nil && len(data) > 0 {
+		require.NoError(t, json.Unmarshal(data, out), "body: %s", data)
+	}
+	return resp.StatusCode
+}
+
+func (hs *harness) apiJSON(t *testing.T, method, path string, in, out any) int {
+	t.Helper()
+	var body []byte
+	if in != nil {
+		var err error
+		body, err = json.Marshal(in)
+		require.NoError(t, err)
+	}
+	return hs.api(t, method, path, "application/json", body, out)
+}

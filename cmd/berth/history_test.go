@@ -1,0 +1,32 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// recordHistory writes a finished workflow's history to testdata/histories
+// when BERTH_RECORD_HISTORIES=1, so the replay test guards it from then on.
+func (hs *harness) recordHistory(t *testing.T, workflowID, runID, name string) {
+	t.Helper()
+	if os.Getenv("BERTH_RECORD_HISTORIES") != "1" {
+		return
+	}
+	it := hs.tc.GetWorkflowHistory(context.Background(), workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	hist := &historypb.History{}
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		hist.Events = append(hist.Events, ev)
+	}
+	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(hist)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(repoRoot(), "testdata", "histories", name+".json"), b, 0o644))
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/activities/compose"
+	"github.com/berth-dev/berth/server"
+	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/worker"
+)
+
+const usage = `usage: berth <command> [flags]
+
+commands:
+  dev      everything on one machine: API + UI + central and "local" region worker, SQLite state
+  server   the API and UI
+  worker   Temporal workers (-regions a,b for host activities; central unless -central=false)
+  migrate  create or update the database schema
+
+Run "berth <command> -h" for its flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "dev", "server", "worker", "migrate":
+		err = run(ctx, log, cmd, args)
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		log.Error("berth stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error {
+	central := true
+	if cmd == "worker" {
+		// -central is a worker-only flag; peel it off before the shared ones.
+		rest := args[:0:0]
+		for _, a := range args {
+			switch a {
+			case "-central=false", "--central=false":
+				central = false
+			case "-central", "--central", "-central=true", "--central=true":
+			default:
+				rest = append(rest, a)
+			}
+		}
+		args = rest
+	}
+	cfg, err := loadConfig(cmd, args)
+	if err != nil {
+		return err
+	}
+	if cfg.DBDriver == "sqlite" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return err
+		}
+	}
+	st, err := store.Open(cfg.DBDriver, cfg.DBDSN)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	if cmd == "migrate" {
+		log.Info("schema is up to date", "driver", cfg.DBDriver)
+		return nil
+	}
+	tc, err := dialTemporal(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+
+	if cmd == "dev" {
+		if cfg.Token == "" {
+			tok, fresh, err := devToken(cfg.DataDir)
+			if err != nil {
+				return err
+			}
+			cfg.Token = tok
+			if fresh {
+				fmt.Printf("berth API token (shown once; kept in %s/api-token): %s\n", cfg.DataDir, tok)
+			}
+		}
+		cfg.Regions = []string{"local"}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if cmd == "dev" || cmd == "worker" {
+		engines := activities.NewEnginePool()
+		defer engines.Close()
+		wcfg := worker.Config{Central: cmd == "dev" || central, Regions: cfg.Regions,
+			Store: activities.NewStore(st), Docker: activities.NewDocker(engines, cfg.Registry)}
+		ws, err := worker.Build(tc, wcfg)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return worker.Run(gctx, ws) })
+	}
+	if cmd == "dev" || cmd == "server" {
+		if cfg.Token == "" {
+			return errors.New("server needs an API token: set BERTH_API_TOKEN or -token")
+		}
+		opts := compose.DefaultOptions()
+		opts.AllowedBindRoots = cfg.BindRoots
+		api := server.New(server.Config{Token: cfg.Token, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
+			HealthTimeout: cfg.HealthTimeout, Compose: opts, TemporalUIURL: cfg.TemporalUIURL}, st, tc, log)
+		srv := &http.Server{Addr: cfg.Listen, Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			log.Info("berth API listening", "url", "http://"+cfg.Listen)
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+		if cmd == "dev" {
+			g.Go(func() error { return bootstrapDev(gctx, cfg, log) })
+		}
+	}
+	return g.Wait()
+}
+
+func dialTemporal(ctx context.Context, cfg *Config, log *slog.Logger) (client.Client, error) {
+	opts := client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
+		Logger: newTemporalLogger(log)}
+	if cfg.TemporalTLSCA != "" || cfg.TemporalTLSCert != "" {
+		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.TemporalTLSCA != "" {
+			pem, err := os.ReadFile(cfg.TemporalTLSCA)
+			if err != nil {
+				return nil, err
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("no certificate in %s", cfg.TemporalTLSCA)
+			}
+			tlsCfg.RootCAs = pool
+		}
+		if cfg.TemporalTLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(cfg.TemporalTLSCert, cfg.TemporalTLSKey)
+			if err != nil {
+				return nil, err
+			}
+			tlsCfg.Certificates = []tls.Certificate{cert}
+		}
+		opts.ConnectionOptions.TLS = tlsCfg
+	}
+	// The engine may still be starting (make run starts both at once).
+	var lastErr error
+	for i := 0; i < 60; i++ {
+		c, err := client.DialContext(ctx, opts)
+		if err == nil {
+			return c, nil
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("temporal at %s: %w", cfg.TemporalAddress, lastErr)
+}

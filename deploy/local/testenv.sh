@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# testenv.sh up|down — bring up (or stop) everything berth's integration
+# tests need on this one machine: packages, the default Docker engine, a
+# second engine "h2" standing in for another host, and MariaDB.
+#
+#   up    idempotent; progress goes to stderr and only `export` lines to
+#         stdout, so a Makefile or CI script can do
+#             env=$(deploy/local/testenv.sh up) && eval "$env"
+#         (not `eval "$(...)"` alone: that would hide a failure of `up`).
+#         Exports:
+#           BERTH_TEST_DOCKER_HOSTS  name=socket@publish-IP, comma separated
+#           BERTH_TEST_MYSQL_DSN     Go MySQL driver DSN for database berth_test
+#   down  stops MariaDB, h2 and the default engine. Data (images, networks,
+#         databases) is kept for the next `up`.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+usage() {
+	echo "usage: $0 up|down" >&2
+	exit 2
+}
+[ "$#" -eq 1 ] || usage
+
+case "$1" in
+up)
+	# Everything the helpers print goes to stderr: our stdout is for eval.
+	echo "testenv.sh: checking packages" >&2
+	"$here/deps.sh" test >&2
+	default_sock=$("$here/dockerd.sh" up default)
+	h2_sock=$("$here/dockerd.sh" up h2)
+	dsn=$("$here/mariadb.sh" up)
+	echo "testenv.sh: up" >&2
+	# Single quotes: the DSN contains & and ?, which eval must not interpret.
+	# None of the values can contain a single quote (they are fixed above).
+	echo "export BERTH_TEST_DOCKER_HOSTS='local=${default_sock}@127.0.0.1,h2=${h2_sock}@127.0.0.2'"
+	echo "export BERTH_TEST_MYSQL_DSN='${dsn}'"
+	;;
+down)
+	"$here/mariadb.sh" down >&2
+	"$here/dockerd.sh" down h2 >&2
+	"$here/dockerd.sh" down default >&2
+	echo "testenv.sh: down" >&2
+	;;
+*) usage ;;
+esac

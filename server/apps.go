@@ -1,0 +1,235 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/berth-dev/berth/activities/compose"
+	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/workflows"
+)
+
+type deployRequest struct {
+	Name    string `json:"name"`
+	Compose string `json:"compose"`
+}
+
+// readDeploy accepts JSON {name, compose} or a raw compose body with ?name=.
+func (s *Server) readDeploy(c *gin.Context) (*deployRequest, error) {
+	var req deployRequest
+	if strings.HasPrefix(c.ContentType(), "application/json") {
+		if err := bind(c, &req); err != nil {
+			return nil, err
+		}
+	} else {
+		body, err := io.ReadAll(io.LimitReader(c.Request.Body, s.cfg.MaxComposeBytes+1))
+		if err != nil {
+			var mb *http.MaxBytesError
+			if errors.As(err, &mb) {
+				return nil, mb
+			}
+			return nil, badRequest("could not read the compose body")
+		}
+		req.Name, req.Compose = c.Query("name"), string(body)
+	}
+	if int64(len(req.Compose)) > s.cfg.MaxComposeBytes {
+		return nil, &apiError{http.StatusRequestEntityTooLarge, "too_large", "compose file is larger than the limit"}
+	}
+	if err := checkName("application", req.Name); err != nil {
+		return nil, err
+	}
+	return &req, nil
+}
+
+// deployApplication validates a compose file and starts its DeployStack run.
+// Nothing touches a host until the file has passed validation. The same
+// request twice answers with the run the first one started.
+func (s *Server) deployApplication(c *gin.Context) {
+	ctx := c.Request.Context()
+	req, err := s.readDeploy(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	env, err := s.environment(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	spec, err := compose.Parse(ctx, req.Name, []byte(req.Compose), s.cfg.Compose)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if !hasReadyHost(env) {
+		s.fail(c, &apiError{http.StatusConflict, "no_capacity", "environment " + env.Name + " has no ready authorised host"})
+		return
+	}
+	tenant := env.Tenant.Name
+	sum := sha256.Sum256([]byte(req.Compose))
+	reqHash := hex.EncodeToString(sum[:])
+	wfID := workflows.DeployStackID(tenant, env.Name, req.Name)
+	run := &store.Run{Kind: "deploy", WorkflowID: wfID, TenantID: env.TenantID, EnvironmentID: env.ID,
+		Subject: tenant + "/" + env.Name + "/" + req.Name, StartedBy: actor(c), RequestHash: reqHash}
+	lock := workflows.AppLockKey(tenant, env.Name, req.Name)
+	var app *store.Application
+	for attempt := 0; ; attempt++ {
+		run.ID = 0
+		app, err = s.store.BeginDeploy(ctx, env.ID, req.Name, req.Compose, spec.Hash, run, lock)
+		var conflict *store.ConflictError
+		if err == nil || !errors.As(err, &conflict) || attempt == 2 {
+			break
+		}
+		existing, _ := conflict.Existing.(*store.Application)
+		if existing == nil {
+			continue // lost a race to create the same application; look again
+		}
+		if existing.SpecHash == spec.Hash && existing.State != store.StateDeleting {
+			c.JSON(http.StatusOK, s.existingRun(c, existing.LastRunID))
+			return
+		}
+		prev, rerr := s.store.Run(ctx, existing.LastRunID)
+		if rerr != nil {
+			break
+		}
+		if released, rerr := s.releaseIfClosed(ctx, prev); rerr != nil || !released {
+			break
+		}
+	}
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	input := workflows.DeployStackInput{RunID: run.ID, ApplicationID: app.ID, EnvironmentID: env.ID,
+		Tenant: tenant, Env: env.Name, App: req.Name, Spec: *spec, PortMin: s.cfg.PortMin, PortMax: s.cfg.PortMax,
+		HealthTimeout: s.cfg.HealthTimeout}
+	if err := s.startRun(ctx, run, workflows.DeployStackName, input); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Set("berth.audit", "run "+strconv.FormatUint(uint64(run.ID), 10))
+	c.JSON(http.StatusAccepted, gin.H{"runId": run.ID, "url": runURL(run.ID), "workflowId": wfID,
+		"applicationId": app.ID, "notes": notes(spec)})
+}
+
+func (s *Server) existingRun(c *gin.Context, runID uint) runStarted {
+	rs := runStarted{RunID: runID, URL: runURL(runID), Existing: true}
+	if r, err := s.store.Run(c.Request.Context(), runID); err == nil {
+		rs.WorkflowID = r.WorkflowID
+	}
+	return rs
+}
+
+func hasReadyHost(env *store.Environment) bool {
+	for _, h := range env.Hosts {
+		if h.State == store.HostReady {
+			return true
+		}
+	}
+	return false
+}
+
+// notes gathers what validation adjusted, e.g. fixed host ports not honoured.
+func notes(spec *compose.Spec) []string {
+	out := []string{}
+	for _, svc := range spec.Services {
+		for _, n := range svc.Notes {
+			out = append(out, "service "+svc.Name+": "+n)
+		}
+	}
+	return out
+}
+
+func (s *Server) application(c *gin.Context) (*store.Environment, *store.Application, error) {
+	env, err := s.environment(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	app, err := s.store.ApplicationByName(c.Request.Context(), env.ID, c.Param("app"))
+	return env, app, err
+}
+
+func (s *Server) listApplications(c *gin.Context) {
+	env, err := s.environment(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	as, err := s.store.Applications(c.Request.Context(), env.ID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"applications": as})
+}
+
+// getApplication returns the application with the service view of each service.
+func (s *Server) getApplication(c *gin.Context) {
+	_, app, err := s.application(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	svcs, err := s.store.Services(c.Request.Context(), app.ID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"application": app, "services": svcs})
+}
+
+// deleteApplication starts a DeleteStack run.
+func (s *Server) deleteApplication(c *gin.Context) {
+	ctx := c.Request.Context()
+	env, app, err := s.application(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	tenant := env.Tenant.Name
+	wfID := workflows.DeleteStackID(tenant, env.Name, app.Name)
+	run := &store.Run{Kind: "delete", WorkflowID: wfID, TenantID: env.TenantID, EnvironmentID: env.ID,
+		Subject: tenant + "/" + env.Name + "/" + app.Name, StartedBy: actor(c)}
+	lock := workflows.AppLockKey(tenant, env.Name, app.Name)
+	err = s.store.BeginDelete(ctx, app.ID, run, lock)
+	var conflict *store.ConflictError
+	if errors.As(err, &conflict) && conflict.Existing == nil {
+		if prev, rerr := s.store.Run(ctx, app.LastRunID); rerr == nil {
+			if released, _ := s.releaseIfClosed(ctx, prev); released {
+				run.ID = 0
+				err = s.store.BeginDelete(ctx, app.ID, run, lock)
+			}
+		}
+	}
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	input := workflows.DeleteStackInput{RunID: run.ID, ApplicationID: app.ID, Tenant: tenant, Env: env.Name, App: app.Name}
+	if err := s.startRun(ctx, run, workflows.DeleteStackName, input); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusAccepted, runStarted{RunID: run.ID, URL: runURL(run.ID), WorkflowID: wfID})
+}
+
+func (s *Server) getService(c *gin.Context) {
+	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	if err != nil {
+		s.fail(c, badRequest("service id must be a number"))
+		return
+	}
+	v, err := s.store.ServiceByID(c.Request.Context(), uint(id))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, v)
+}

@@ -1,0 +1,134 @@
+package server
+
+import (
+	"net"
+	"net/http"
+	"path"
+	"regexp"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/workflows"
+)
+
+type hostRequest struct {
+	Name       string `json:"name"`
+	Region     string `json:"region"`
+	Endpoint   string `json:"endpoint"`
+	IP         string `json:"ip"`
+	VolumeRoot string `json:"volumeRoot"`
+	TLSCA      string `json:"tlsCA"`
+	TLSCert    string `json:"tlsCert"`
+	TLSKey     string `json:"tlsKey"`
+}
+
+var regionRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,30}$`)
+
+func (r *hostRequest) validate() error {
+	if err := checkName("host", r.Name); err != nil {
+		return err
+	}
+	if r.Region == "" {
+		r.Region = "local"
+	}
+	if !regionRE.MatchString(r.Region) {
+		return badRequest("region must be 1-31 characters of a-z, 0-9 and '-'")
+	}
+	if err := activities.CheckEndpoint(r.Endpoint, r.TLSCA, r.TLSCert, r.TLSKey); err != nil {
+		return badRequest(err.Error())
+	}
+	if ip := net.ParseIP(r.IP); ip == nil || ip.IsUnspecified() {
+		return badRequest("ip must be the address clients reach the host's published ports at")
+	}
+	if r.VolumeRoot == "" {
+		r.VolumeRoot = "/var/lib/berth/volumes"
+	}
+	if !path.IsAbs(r.VolumeRoot) || path.Clean(r.VolumeRoot) != r.VolumeRoot || r.VolumeRoot == "/" {
+		return badRequest("volumeRoot must be a clean absolute path other than /")
+	}
+	return nil
+}
+
+// createHost registers a host and starts its ProvisionHost run.
+func (s *Server) createHost(c *gin.Context) {
+	ctx := c.Request.Context()
+	var req hostRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := req.validate(); err != nil {
+		s.fail(c, err)
+		return
+	}
+	h := &store.Host{Name: req.Name, Region: req.Region, Endpoint: req.Endpoint, IP: req.IP, VolumeRoot: req.VolumeRoot,
+		TLSCA: req.TLSCA, TLSCert: req.TLSCert, TLSKey: req.TLSKey}
+	if err := s.store.CreateHost(ctx, h); err != nil {
+		s.fail(c, err)
+		return
+	}
+	started, err := s.provision(c, h)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusAccepted, gin.H{"host": h, "run": started})
+}
+
+func (s *Server) provision(c *gin.Context, h *store.Host) (*runStarted, error) {
+	ctx := c.Request.Context()
+	wfID := workflows.ProvisionHostID(h.Name)
+	run := &store.Run{Kind: "provision-host", WorkflowID: wfID, HostID: h.ID, Subject: "host/" + h.Name, StartedBy: actor(c)}
+	if err := s.store.CreateRun(ctx, run, wfID); err != nil {
+		return nil, err
+	}
+	input := workflows.ProvisionHostInput{RunID: run.ID, Host: h.Ref()}
+	if err := s.startRun(ctx, run, workflows.ProvisionHostName, input); err != nil {
+		return nil, err
+	}
+	return &runStarted{RunID: run.ID, URL: runURL(run.ID), WorkflowID: wfID}, nil
+}
+
+func (s *Server) hostParam(c *gin.Context) (*store.Host, error) {
+	ref := c.Param("host")
+	if id, err := strconv.ParseUint(ref, 10, 32); err == nil {
+		return s.store.Host(c.Request.Context(), uint(id))
+	}
+	return s.store.HostByName(c.Request.Context(), ref)
+}
+
+func (s *Server) listHosts(c *gin.Context) {
+	hs, err := s.store.Hosts(c.Request.Context())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"hosts": hs})
+}
+
+func (s *Server) getHost(c *gin.Context) {
+	h, err := s.hostParam(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, h)
+}
+
+// checkHost runs ProvisionHost again, e.g. after a host was down.
+func (s *Server) checkHost(c *gin.Context) {
+	h, err := s.hostParam(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	started, err := s.provision(c, h)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusAccepted, started)
+}

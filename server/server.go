@@ -1,0 +1,165 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.temporal.io/sdk/client"
+
+	"github.com/berth-dev/berth/activities/compose"
+	"github.com/berth-dev/berth/store"
+)
+
+// Config is what the API needs besides its collaborators.
+type Config struct {
+	// Token is the bootstrap admin's API token; requests bear it.
+	Token           string
+	PortMin         int
+	PortMax         int
+	HealthTimeout   time.Duration
+	Compose         compose.Options
+	TemporalUIURL   string
+	MaxBodyBytes    int64
+	MaxComposeBytes int64
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg      Config
+	store    *store.Store
+	temporal client.Client
+	log      *slog.Logger
+}
+
+// New returns the API server.
+func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) *Server {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxComposeBytes == 0 {
+		cfg.MaxComposeBytes = 256 << 10
+	}
+	return &Server{cfg: cfg, store: st, temporal: tc, log: log}
+}
+
+// Handler returns the HTTP handler with every route.
+func (s *Server) Handler() http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.Recovery())
+	r.GET("/healthz", s.healthz)
+	mountUI(r, s)
+
+	api := r.Group("/api/v1", s.limitBody, s.authenticate, s.audit)
+	api.POST("/hosts", s.createHost)
+	api.GET("/hosts", s.listHosts)
+	api.GET("/hosts/:host", s.getHost)
+	api.POST("/hosts/:host/check", s.checkHost)
+
+	api.POST("/tenants", s.createTenant)
+	api.GET("/tenants", s.listTenants)
+	api.POST("/tenants/:tenant/environments", s.createEnvironment)
+	api.GET("/tenants/:tenant/environments", s.listEnvironments)
+	api.GET("/tenants/:tenant/environments/:env", s.getEnvironment)
+	api.POST("/tenants/:tenant/environments/:env/hosts", s.authoriseHosts)
+
+	apps := api.Group("/tenants/:tenant/environments/:env/applications")
+	apps.POST("", s.deployApplication)
+	apps.GET("", s.listApplications)
+	apps.GET("/:app", s.getApplication)
+	apps.DELETE("/:app", s.deleteApplication)
+
+	api.GET("/services/:id", s.getService)
+	api.GET("/runs", s.listRuns)
+	api.GET("/runs/:id", s.getRun)
+	api.POST("/runs/:id/cancel", s.cancelRun)
+	api.GET("/audit", s.listAudit)
+	r.NoRoute(func(c *gin.Context) { s.fail(c, &apiError{http.StatusNotFound, "not_found", "no such route"}) })
+	return r
+}
+
+func (s *Server) healthz(c *gin.Context) {
+	if err := s.store.Ping(c.Request.Context()); err != nil {
+		s.fail(c, &apiError{http.StatusServiceUnavailable, "unavailable", "database does not answer"})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+}
+
+// limitBody caps request bodies; reading past the cap yields a 413.
+func (s *Server) limitBody(c *gin.Context) {
+	if c.Request.Body != nil {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	}
+	c.Next()
+}
+
+const actorKey = "berth.actor"
+
+// authenticate accepts the bearer token; every API route needs it.
+func (s *Server) authenticate(c *gin.Context) {
+	h := c.GetHeader("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || s.cfg.Token == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.Token)) != 1 {
+		s.fail(c, &apiError{http.StatusUnauthorized, "unauthorized", "a valid bearer token is required"})
+		return
+	}
+	c.Set(actorKey, "admin")
+	c.Next()
+}
+
+func actor(c *gin.Context) string { return c.GetString(actorKey) }
+
+// audit appends every mutating request, with its outcome, to the audit log.
+func (s *Server) audit(c *gin.Context) {
+	c.Next()
+	if c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead {
+		return
+	}
+	ev := store.AuditEvent{Actor: actor(c), Action: c.Request.Method + " " + c.FullPath(), Target: c.Request.URL.Path,
+		Remote: c.ClientIP(), Outcome: fmt.Sprint(c.Writer.Status()), Detail: c.GetString("berth.audit")}
+	// The request's context may be done once the response is written.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), 5*time.Second)
+	defer cancel()
+	if err := s.store.Audit(ctx, ev); err != nil {
+		s.log.Error("audit not recorded", "error", err, "action", ev.Action)
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,30}$`)
+
+func checkName(kind, v string) error {
+	if !nameRE.MatchString(v) {
+		return badRequest(fmt.Sprintf("%s name %q must be 1-31 characters of a-z, 0-9 and '-', starting with a letter or digit", kind, v))
+	}
+	return nil
+}
+
+func bind(c *gin.Context, v any) error {
+	if err := c.ShouldBindJSON(v); err != nil {
+		var mb *http.MaxBytesError
+		if asMaxBytes(err, &mb) {
+			return mb
+		}
+		return badRequest("request body is not valid JSON: " + err.Error())
+	}
+	return nil
+}
+
+func runURL(id uint) string { return fmt.Sprintf("/api/v1/runs/%d", id) }
+
+// runStarted is the answer to every request that starts work.
+type runStarted struct {
+	RunID      uint   `json:"runId"`
+	URL        string `json:"url"`
+	WorkflowID string `json:"workflowId"`
+	// Existing is true when the same request had already started this run.
+	Existing bool `json:"existing,omitempty"`
+}

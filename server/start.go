@@ -1,0 +1,80 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/workflows"
+)
+
+// startRun starts the workflow of a run that is already recorded. If
+// Temporal refuses, the run is closed as failed so nothing stays pending.
+func (s *Server) startRun(ctx context.Context, run *store.Run, workflowName string, input any) error {
+	opts := client.StartWorkflowOptions{
+		ID:                       run.WorkflowID,
+		TaskQueue:                workflows.CentralTaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowExecutionTimeout: 24 * time.Hour,
+		Memo:                     map[string]any{"runId": run.ID, "startedBy": run.StartedBy},
+	}
+	we, err := s.temporal.ExecuteWorkflow(ctx, opts, workflowName, input)
+	if err != nil {
+		// Close the record on a context of its own: the request's may be gone.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		msg := "workflow could not be started: " + err.Error()
+		if ferr := s.store.FinishRun(cctx, run.ID, store.RunFailed, msg); ferr != nil {
+			s.log.Error("run left pending", "run", run.ID, "error", ferr)
+		}
+		if run.ApplicationID != 0 {
+			_ = s.store.SetApplicationState(cctx, run.ApplicationID, store.StateFailed)
+		}
+		var started *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &started) {
+			return &apiError{http.StatusConflict, "conflict", fmt.Sprintf("workflow %s is already running", run.WorkflowID)}
+		}
+		return &apiError{http.StatusServiceUnavailable, "unavailable", "the workflow engine did not accept the run; try again"}
+	}
+	return s.store.SetRunStarted(ctx, run.ID, we.GetRunID())
+}
+
+// releaseIfClosed frees a run whose workflow has closed without recording
+// its outcome (terminated by an operator, or timed out), so that no lock
+// outlives its workflow. It reports whether the run was released.
+func (s *Server) releaseIfClosed(ctx context.Context, run *store.Run) (bool, error) {
+	if run.Status != store.RunPending && run.Status != store.RunRunning {
+		return false, nil
+	}
+	if run.Status == store.RunPending && time.Since(run.CreatedAt) < time.Minute {
+		return false, nil
+	}
+	desc, err := s.temporal.DescribeWorkflowExecution(ctx, run.WorkflowID, run.TemporalRunID)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) && run.Status == store.RunRunning {
+		return false, nil
+	}
+	if err != nil && !errors.As(err, &nf) {
+		return false, err
+	}
+	if err == nil && desc.WorkflowExecutionInfo.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return false, nil
+	}
+	if err := s.store.FinishRun(ctx, run.ID, store.RunFailed, "workflow closed without recording an outcome"); err != nil {
+		return false, err
+	}
+	if run.ApplicationID != 0 {
+		if err := s.store.SetApplicationState(ctx, run.ApplicationID, store.StateFailed); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}

@@ -1,0 +1,134 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/berth-dev/berth/store"
+)
+
+type nameRequest struct {
+	Name string `json:"name"`
+}
+
+func (s *Server) createTenant(c *gin.Context) {
+	var req nameRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := checkName("tenant", req.Name); err != nil {
+		s.fail(c, err)
+		return
+	}
+	t, err := s.store.CreateTenant(c.Request.Context(), req.Name)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, t)
+}
+
+func (s *Server) listTenants(c *gin.Context) {
+	ts, err := s.store.Tenants(c.Request.Context())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"tenants": ts})
+}
+
+func (s *Server) createEnvironment(c *gin.Context) {
+	ctx := c.Request.Context()
+	var req nameRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := checkName("environment", req.Name); err != nil {
+		s.fail(c, err)
+		return
+	}
+	t, err := s.store.TenantByName(ctx, c.Param("tenant"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	e, err := s.store.CreateEnvironment(ctx, t.ID, req.Name)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, e)
+}
+
+func (s *Server) listEnvironments(c *gin.Context) {
+	ctx := c.Request.Context()
+	t, err := s.store.TenantByName(ctx, c.Param("tenant"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	es, err := s.store.Environments(ctx, t.ID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"environments": es})
+}
+
+func (s *Server) environment(c *gin.Context) (*store.Environment, error) {
+	return s.store.Environment(c.Request.Context(), c.Param("tenant"), c.Param("env"))
+}
+
+func (s *Server) getEnvironment(c *gin.Context) {
+	e, err := s.environment(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, e)
+}
+
+type authoriseRequest struct {
+	Hosts []string `json:"hosts"`
+}
+
+// authoriseHosts lets an environment place instances on the named hosts.
+func (s *Server) authoriseHosts(c *gin.Context) {
+	ctx := c.Request.Context()
+	var req authoriseRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if len(req.Hosts) == 0 {
+		s.fail(c, badRequest("hosts must name at least one host"))
+		return
+	}
+	e, err := s.environment(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	ids := make([]uint, 0, len(req.Hosts))
+	for _, name := range req.Hosts {
+		h, err := s.store.HostByName(ctx, name)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		ids = append(ids, h.ID)
+	}
+	if err := s.store.AuthoriseHosts(ctx, e.ID, ids); err != nil {
+		s.fail(c, err)
+		return
+	}
+	e, err = s.environment(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, e)
+}

@@ -1,0 +1,9 @@
+// Package store holds berth's records: the configuration items (regions,
+// hosts, tenants, environments, applications, services, instances), the port
+// allocations, the runs with their steps, and the audit log.
+//
+// The store is the platform's truth; Docker hosts, load balancers and the CMDB
+// are reconciled against it. It runs on SQLite (the embedded default, pure Go)
+// and on MySQL/MariaDB with the same models and queries. It must not call
+// Docker, Temporal or any other outside system.
+package store

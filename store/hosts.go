@@ -1,0 +1,96 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"gorm.io/gorm"
+)
+
+// HostFacts is what ProvisionHost learned about an engine.
+type HostFacts struct {
+	State         string
+	Reason        string
+	EngineVersion string
+	APIVersion    string
+	CPUs          int
+	MemoryBytes   int64
+}
+
+// CreateHost records a new host in state pending, creating its region if needed.
+func (s *Store) CreateHost(ctx context.Context, h *Host) error {
+	h.State = HostPending
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Where(Region{Name: h.Region}).FirstOrCreate(&Region{Name: h.Region}).Error; err != nil {
+			return err
+		}
+		if err := tx.Create(h).Error; err != nil {
+			if isDuplicate(err) {
+				return &ConflictError{Msg: fmt.Sprintf("host %q already exists", h.Name)}
+			}
+			return err
+		}
+		return nil
+	})
+}
+
+// Host returns one host by id.
+func (s *Store) Host(ctx context.Context, id uint) (*Host, error) {
+	var h Host
+	if err := s.db.WithContext(ctx).First(&h, id).Error; err != nil {
+		return nil, notFound(err, fmt.Sprintf("host %d", id))
+	}
+	return &h, nil
+}
+
+// HostByName returns one host by name.
+func (s *Store) HostByName(ctx context.Context, name string) (*Host, error) {
+	var h Host
+	if err := s.db.WithContext(ctx).Where("name = ?", name).First(&h).Error; err != nil {
+		return nil, notFound(err, fmt.Sprintf("host %q", name))
+	}
+	return &h, nil
+}
+
+// Hosts lists every host by name.
+func (s *Store) Hosts(ctx context.Context) ([]Host, error) {
+	var hs []Host
+	err := s.db.WithContext(ctx).Order("name").Find(&hs).Error
+	return hs, err
+}
+
+// SetHostFacts records the outcome of a host check.
+func (s *Store) SetHostFacts(ctx context.Context, id uint, f HostFacts) error {
+	t := now()
+	res := s.db.WithContext(ctx).Model(&Host{}).Where("id = ?", id).Updates(map[string]any{
+		"state": f.State, "reason": f.Reason, "engine_version": f.EngineVersion,
+		"api_version": f.APIVersion, "cpus": f.CPUs, "memory_bytes": f.MemoryBytes, "checked_at": &t,
+	})
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("host %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// HostRef is what a regional worker needs to reach a host, carried in
+// activity inputs so that workers in a region need no database.
+type HostRef struct {
+	ID         uint   `json:"id"`
+	Name       string `json:"name"`
+	Region     string `json:"region"`
+	Endpoint   string `json:"endpoint"`
+	IP         string `json:"ip"`
+	VolumeRoot string `json:"volumeRoot"`
+	TLSCA      string `json:"tlsCA,omitempty"`
+	TLSCert    string `json:"tlsCert,omitempty"`
+	TLSKey     string `json:"tlsKey,omitempty"`
+}
+
+// Ref returns the host's reference.
+func (h Host) Ref() HostRef {
+	return HostRef{ID: h.ID, Name: h.Name, Region: h.Region, Endpoint: h.Endpoint, IP: h.IP,
+		VolumeRoot: h.VolumeRoot, TLSCA: h.TLSCA, TLSCert: h.TLSCert, TLSKey: h.TLSKey}
+}

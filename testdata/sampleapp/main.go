@@ -1,0 +1,242 @@
+// Command sampleapp is a tiny HTTP service that berth's integration tests
+// deploy as a container. It uses only the standard library so that it builds
+// with CGO_ENABLED=0 into a static binary that runs in a FROM-scratch image.
+//
+// Behaviour, all driven by environment and files so tests can steer it
+// without rebuilding the image:
+//
+//	LISTEN        listen address (default ":8080")
+//	APP_VERSION   version reported when /berth/package/VERSION is absent
+//	READY_AFTER=2s makes /healthz answer 500 for that long after start
+//	FAIL_HEALTH=1 makes /healthz answer 500 (so does the file
+//	              /berth/package/FAIL_HEALTH)
+//	ERROR_RATE    share (0..1) of requests to / and /version answered with
+//	              500, chosen deterministically by a request counter
+//	BERTH_SERVICE, BERTH_INSTANCE  echoed back by GET /
+//
+// Endpoints: GET /healthz, GET /version, GET /, GET /fail (always 500), and
+// GET /slow?ms=N which answers "slow" after N milliseconds (at most 30000),
+// for testing that draining an instance lets in-flight requests finish.
+//
+// Because a scratch image has no shell and no curl, the binary doubles as
+// its own healthcheck client:
+//
+//	sampleapp -probe http://127.0.0.1:8080/healthz
+//
+// exits 0 on a 2xx answer within 2 s, and 1 otherwise.
+//
+// SIGTERM and SIGINT trigger a graceful shutdown (up to 5 s) so that a
+// drained instance completes its in-flight requests.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// packageDir is where berth places per-release files inside the container.
+const packageDir = "/berth/package"
+
+func main() {
+	probe := flag.String("probe", "", "probe this URL and exit 0 on 2xx, 1 otherwise (for Docker healthchecks)")
+	flag.Parse()
+
+	if *probe != "" {
+		os.Exit(runProbe(*probe))
+	}
+
+	addr := os.Getenv("LISTEN")
+	if addr == "" {
+		addr = ":8080"
+	}
+
+	rate, err := parseRate(os.Getenv("ERROR_RATE"))
+	if err != nil {
+		log.Fatalf("sampleapp: %v", err)
+	}
+
+	srv := &http.Server{
+		Addr:              addr,
+		Handler:           newApp(rate).routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	errc := make(chan error, 1)
+	go func() {
+		log.Printf("sampleapp: listening on %s (version %s)", addr, version())
+		errc <- srv.ListenAndServe()
+	}()
+
+	select {
+	case err := <-errc:
+		// ListenAndServe only returns early on a real failure (e.g. port in use).
+		log.Fatalf("sampleapp: %v", err)
+	case <-ctx.Done():
+	}
+
+	log.Printf("sampleapp: shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Printf("sampleapp: shutdown: %v", err)
+		os.Exit(1)
+	}
+	log.Printf("sampleapp: stopped")
+}
+
+// runProbe performs one GET and maps the outcome to an exit code.
+func runProbe(url string) int {
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "probe: %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		fmt.Fprintf(os.Stderr, "probe: %s answered %s\n", url, resp.Status)
+		return 1
+	}
+	return 0
+}
+
+// parseRate reads ERROR_RATE; empty means 0.
+func parseRate(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	r, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(r) || r < 0 || r > 1 {
+		return 0, fmt.Errorf("ERROR_RATE must be a number between 0 and 1, got %q", s)
+	}
+	return r, nil
+}
+
+// version returns the release version: the VERSION file berth ships in the
+// package directory wins over APP_VERSION, which wins over "dev".
+func version() string {
+	if b, err := os.ReadFile(packageDir + "/VERSION"); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	if v := os.Getenv("APP_VERSION"); v != "" {
+		return v
+	}
+	return "dev"
+}
+
+// started is when the process began; READY_AFTER=2s keeps /healthz failing
+// that long, so tests can catch a deploy mid-way.
+var started = time.Now()
+
+// healthy reports whether /healthz should pass. It is evaluated per request
+// so tests can flip health by creating the file in a running container.
+func healthy() bool {
+	if d, err := time.ParseDuration(os.Getenv("READY_AFTER")); err == nil && time.Since(started) < d {
+		return false
+	}
+	if os.Getenv("FAIL_HEALTH") == "1" {
+		return false
+	}
+	if _, err := os.Stat(packageDir + "/FAIL_HEALTH"); err == nil {
+		return false
+	}
+	return true
+}
+
+type app struct {
+	rate float64
+
+	mu    sync.Mutex
+	count uint64 // requests seen by error-rate-subject endpoints
+	fails uint64 // of which were answered with an injected 500
+}
+
+func newApp(rate float64) *app { return &app{rate: rate} }
+
+// injectFailure decides deterministically whether this request fails: after
+// n requests, floor(n*rate) of them have failed. With rate 0.25 that is
+// every 4th request; with rate 1 every request; with 0 none.
+func (a *app) injectFailure() bool {
+	if a.rate <= 0 {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.count++
+	want := uint64(math.Floor(float64(a.count)*a.rate + 1e-9))
+	if want > a.fails {
+		a.fails++
+		return true
+	}
+	return false
+}
+
+func (a *app) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !healthy() {
+			http.Error(w, "unhealthy", http.StatusInternalServerError)
+			return
+		}
+		writeText(w, "ok")
+	})
+	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
+		if a.injectFailure() {
+			http.Error(w, "injected failure", http.StatusInternalServerError)
+			return
+		}
+		writeText(w, version())
+	})
+	mux.HandleFunc("GET /fail", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "fail", http.StatusInternalServerError)
+	})
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+		if err != nil || ms < 0 || ms > 30000 {
+			http.Error(w, "ms must be an integer in 0..30000", http.StatusBadRequest)
+			return
+		}
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			writeText(w, "slow")
+		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		if a.injectFailure() {
+			http.Error(w, "injected failure", http.StatusInternalServerError)
+			return
+		}
+		host, _ := os.Hostname()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{
+			"version":  version(),
+			"hostname": host,
+			"service":  os.Getenv("BERTH_SERVICE"),
+			"instance": os.Getenv("BERTH_INSTANCE"),
+		})
+	})
+	return mux
+}
+
+func writeText(w http.ResponseWriter, s string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, s) // no trailing newline: tests compare bodies exactly
+}

@@ -1,0 +1,84 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/workflows"
+)
+
+// Config says which workers this process runs.
+type Config struct {
+	// Central runs the workflows; it needs Store.
+	Central bool
+	// Regions whose host activities this process serves; they need Docker.
+	Regions []string
+	Store   *activities.Store
+	Docker  *activities.Docker
+}
+
+// RegisterWorkflows registers every workflow under its fixed name.
+func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
+	r.RegisterWorkflowWithOptions(workflows.DeployStack, workflow.RegisterOptions{Name: workflows.DeployStackName})
+	r.RegisterWorkflowWithOptions(workflows.DeleteStack, workflow.RegisterOptions{Name: workflows.DeleteStackName})
+	r.RegisterWorkflowWithOptions(workflows.ProvisionHost, workflow.RegisterOptions{Name: workflows.ProvisionHostName})
+}
+
+// RegisterStore registers the store activities; their method names are their fixed names.
+func RegisterStore(r sdkworker.ActivityRegistry, st *activities.Store) {
+	r.RegisterActivityWithOptions(st, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+}
+
+// RegisterDocker registers the host activities.
+func RegisterDocker(r sdkworker.ActivityRegistry, d *activities.Docker) {
+	r.RegisterActivityWithOptions(d, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+}
+
+// Build creates the workers of a Config; Start them with Run.
+func Build(c client.Client, cfg Config) ([]sdkworker.Worker, error) {
+	var ws []sdkworker.Worker
+	if cfg.Central {
+		if cfg.Store == nil {
+			return nil, fmt.Errorf("central worker needs the store")
+		}
+		w := sdkworker.New(c, workflows.CentralTaskQueue, sdkworker.Options{})
+		RegisterWorkflows(w)
+		RegisterStore(w, cfg.Store)
+		ws = append(ws, w)
+	}
+	for _, region := range cfg.Regions {
+		if cfg.Docker == nil {
+			return nil, fmt.Errorf("region worker %s needs Docker", region)
+		}
+		w := sdkworker.New(c, workflows.RegionTaskQueue(region), sdkworker.Options{})
+		RegisterDocker(w, cfg.Docker)
+		ws = append(ws, w)
+	}
+	if len(ws) == 0 {
+		return nil, fmt.Errorf("nothing to run: no central worker and no region")
+	}
+	return ws, nil
+}
+
+// Run starts the workers and stops them when ctx ends.
+func Run(ctx context.Context, ws []sdkworker.Worker) error {
+	for i, w := range ws {
+		if err := w.Start(); err != nil {
+			for _, started := range ws[:i] {
+				started.Stop()
+			}
+			return err
+		}
+	}
+	<-ctx.Done()
+	for _, w := range ws {
+		w.Stop()
+	}
+	return nil
+}

@@ -1,0 +1,67 @@
+package workflows
+
+import (
+	"fmt"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/store"
+)
+
+// DeleteStackName is the registered name of DeleteStack.
+const DeleteStackName = "DeleteStack"
+
+// DeleteStackInput names the application to delete.
+type DeleteStackInput struct {
+	RunID         uint   `json:"runId"`
+	ApplicationID uint   `json:"applicationId"`
+	Tenant        string `json:"tenant"`
+	Env           string `json:"env"`
+	App           string `json:"app"`
+}
+
+// DeleteStackResult lists the instances removed.
+type DeleteStackResult struct {
+	Removed []string `json:"removed"`
+}
+
+// DeleteStackID is the workflow id of an application's delete.
+func DeleteStackID(tenant, env, app string) string {
+	return fmt.Sprintf("delete/%s/%s/%s", tenant, env, app)
+}
+
+// DeleteStack stops and removes every live instance gracefully, releases
+// their ports and marks the application deleted. Instance records stay as
+// history.
+func DeleteStack(ctx workflow.Context, in DeleteStackInput) (*DeleteStackResult, error) {
+	r, err := newRun(ctx, in.RunID)
+	if err != nil {
+		return nil, err
+	}
+	var insts []store.PlannedInstance
+	err = r.step(ctx, "load", func() error {
+		lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+		return workflow.ExecuteLocalActivity(lctx, r.st.LiveInstances, in.ApplicationID).Get(ctx, &insts)
+	})
+	if err == nil {
+		err = r.step(ctx, "remove", func() error { return removeInstances(ctx, insts, true) })
+	}
+	if err != nil {
+		status := store.RunFailed
+		if isCancel(ctx, err) {
+			status = store.RunCancelled
+		}
+		// What could not be removed stays live and visible; the app is
+		// failed, and a new delete retries the rest.
+		r.finish(ctx, activities.FinishInput{Status: status, Error: errorMessage(err), ApplicationID: in.ApplicationID, AppState: store.StateFailed})
+		return nil, err
+	}
+	res := &DeleteStackResult{Removed: []string{}}
+	for _, pi := range insts {
+		res.Removed = append(res.Removed, pi.Name)
+	}
+	r.status.Step = "done"
+	r.finish(ctx, activities.FinishInput{Status: store.RunSucceeded, ApplicationID: in.ApplicationID, AppState: store.StateDeleted})
+	return res, nil
+}

@@ -1,0 +1,252 @@
+package workflows
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/activities/compose"
+	"github.com/berth-dev/berth/store"
+)
+
+// DeployStackName is the registered name of DeployStack.
+const DeployStackName = "DeployStack"
+
+// DeployStackInput is a validated compose project to deploy into an environment.
+type DeployStackInput struct {
+	RunID         uint         `json:"runId"`
+	ApplicationID uint         `json:"applicationId"`
+	EnvironmentID uint         `json:"environmentId"`
+	Tenant        string       `json:"tenant"`
+	Env           string       `json:"env"`
+	App           string       `json:"app"`
+	Spec          compose.Spec `json:"spec"`
+	PortMin       int          `json:"portMin"`
+	PortMax       int          `json:"portMax"`
+	// HealthTimeout bounds the wait for each instance to become healthy.
+	HealthTimeout time.Duration `json:"healthTimeout"`
+}
+
+// DeployStackResult lists the instances the deploy started.
+type DeployStackResult struct {
+	Instances []activities.InstanceResult `json:"instances"`
+}
+
+// DeployStackID is the workflow id of an application's deploy: one at a time.
+func DeployStackID(tenant, env, app string) string {
+	return fmt.Sprintf("deploy/%s/%s/%s", tenant, env, app)
+}
+
+// AppLockKey is held by the active deploy or delete of an application.
+func AppLockKey(tenant, env, app string) string {
+	return fmt.Sprintf("app/%s/%s/%s", tenant, env, app)
+}
+
+// DeployStack plans placement and ports, makes sure images are on their
+// hosts, starts instances level by level in depends_on order with each
+// level's instances in parallel, and records them. On any failure it removes
+// every container it made and releases every port, in reverse.
+func DeployStack(ctx workflow.Context, in DeployStackInput) (*DeployStackResult, error) {
+	r, err := newRun(ctx, in.RunID)
+	if err != nil {
+		return nil, err
+	}
+	var plan store.Plan
+	err = r.step(ctx, "plan", func() error {
+		req := store.PlanRequest{RunID: in.RunID, ApplicationID: in.ApplicationID, EnvironmentID: in.EnvironmentID,
+			NamePrefix: fmt.Sprintf("%s-%s-%s", in.Tenant, in.Env, in.App), PortMin: in.PortMin, PortMax: in.PortMax}
+		for _, s := range in.Spec.Services {
+			sr := store.ServiceRequest{Name: s.Name, Image: s.Image, Replicas: s.Replicas}
+			for _, p := range s.Ports {
+				sr.Ports = append(sr.Ports, store.PortRequest{ContainerPort: p.ContainerPort, Protocol: p.Protocol})
+			}
+			req.Services = append(req.Services, sr)
+		}
+		lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+		return workflow.ExecuteLocalActivity(lctx, r.st.PlanDeploy, req).Get(ctx, &plan)
+	})
+	if err != nil {
+		return nil, r.fail(ctx, in, nil, err)
+	}
+
+	err = r.step(ctx, "images", func() error { return ensureImages(ctx, in.Spec, plan.Instances) })
+	if err != nil {
+		return nil, r.fail(ctx, in, plan.Instances, err)
+	}
+
+	labels := map[string]string{"berth.tenant": in.Tenant, "berth.env": in.Env, "berth.app": in.App,
+		"berth.run": fmt.Sprint(in.RunID)}
+	result := &DeployStackResult{}
+	for _, level := range dependencyLevels(in.Spec) {
+		var started []activities.InstanceResult
+		err = r.step(ctx, "start "+strings.Join(level, ", "), func() error {
+			var err error
+			started, err = startInstances(ctx, in, plan.Instances, level, labels)
+			return err
+		})
+		if err != nil {
+			return nil, r.fail(ctx, in, plan.Instances, err)
+		}
+		lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+		if err := workflow.ExecuteLocalActivity(lctx, r.st.RecordInstances, started).Get(ctx, nil); err != nil {
+			return nil, r.fail(ctx, in, plan.Instances, err)
+		}
+		result.Instances = append(result.Instances, started...)
+	}
+	r.status.Step = "done"
+	r.finish(ctx, activities.FinishInput{Status: store.RunSucceeded, ApplicationID: in.ApplicationID, AppState: store.StateRunning})
+	return result, nil
+}
+
+// ensureImages checks each (host, image) pair once, all in parallel.
+func ensureImages(ctx workflow.Context, spec compose.Spec, insts []store.PlannedInstance) error {
+	var d *activities.Docker
+	images := map[string]string{}
+	for _, s := range spec.Services {
+		images[s.Name] = s.Image
+	}
+	seen := map[string]bool{}
+	var futures []workflow.Future
+	for _, pi := range insts {
+		key := fmt.Sprintf("%d|%s", pi.Host.ID, images[pi.Service])
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		actx := workflow.WithActivityOptions(ctx, withQueue(imageOptions, pi.Host.Region))
+		futures = append(futures, workflow.ExecuteActivity(actx, d.EnsureImage,
+			activities.EnsureImageInput{Host: pi.Host, Image: images[pi.Service]}))
+	}
+	return waitAll(ctx, futures, nil)
+}
+
+// startInstances starts every instance of the given services in parallel.
+func startInstances(ctx workflow.Context, in DeployStackInput, insts []store.PlannedInstance, services []string, labels map[string]string) ([]activities.InstanceResult, error) {
+	var d *activities.Docker
+	want := map[string]*compose.ServiceSpec{}
+	for i := range in.Spec.Services {
+		want[in.Spec.Services[i].Name] = &in.Spec.Services[i]
+	}
+	inLevel := map[string]bool{}
+	for _, s := range services {
+		inLevel[s] = true
+	}
+	var futures []workflow.Future
+	for _, pi := range insts {
+		if !inLevel[pi.Service] {
+			continue
+		}
+		actx := workflow.WithActivityOptions(ctx, withQueue(instanceOptions, pi.Host.Region))
+		futures = append(futures, workflow.ExecuteActivity(actx, d.StartInstance, activities.StartInstanceInput{
+			Instance: pi, Service: *want[pi.Service], Labels: labels, HealthTimeout: in.HealthTimeout}))
+	}
+	results := make([]activities.InstanceResult, len(futures))
+	err := waitAll(ctx, futures, func(i int, f workflow.Future) error { return f.Get(ctx, &results[i]) })
+	return results, err
+}
+
+// waitAll waits for every future, so nothing is left running behind a
+// failure, and returns the first error in start order.
+func waitAll(ctx workflow.Context, futures []workflow.Future, get func(int, workflow.Future) error) error {
+	var first error
+	for i, f := range futures {
+		var err error
+		if get != nil {
+			err = get(i, f)
+		} else {
+			err = f.Get(ctx, nil)
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func withQueue(o workflow.ActivityOptions, region string) workflow.ActivityOptions {
+	o.TaskQueue = RegionTaskQueue(region)
+	return o
+}
+
+// dependencyLevels groups services so that each level depends only on
+// earlier ones; names within a level are sorted.
+func dependencyLevels(spec compose.Spec) [][]string {
+	level := map[string]int{}
+	maxLevel := 0
+	// Spec.Services is already in dependency order, so one pass suffices.
+	for _, s := range spec.Services {
+		l := 0
+		for _, d := range s.DependsOn {
+			if level[d]+1 > l {
+				l = level[d] + 1
+			}
+		}
+		level[s.Name] = l
+		if l > maxLevel {
+			maxLevel = l
+		}
+	}
+	levels := make([][]string, maxLevel+1)
+	for _, s := range spec.Services {
+		levels[level[s.Name]] = append(levels[level[s.Name]], s.Name)
+	}
+	for _, l := range levels {
+		sort.Strings(l)
+	}
+	return levels
+}
+
+// fail undoes what the deploy made, in reverse (containers, then ports),
+// and closes the run. It runs on a disconnected context so that a cancelled
+// deploy is still cleaned up.
+func (r *run) fail(ctx workflow.Context, in DeployStackInput, insts []store.PlannedInstance, cause error) error {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	msg := errorMessage(cause)
+	status := store.RunFailed
+	if isCancel(ctx, cause) {
+		status, msg = store.RunCancelled, "cancelled"
+	}
+	if len(insts) > 0 {
+		undoErr := r.step(dctx, "undo", func() error { return removeInstances(dctx, insts, false) })
+		if undoErr != nil {
+			msg += "; undo failed: " + errorMessage(undoErr)
+		}
+	}
+	r.finish(dctx, activities.FinishInput{Status: status, Error: msg, ApplicationID: in.ApplicationID, AppState: store.StateFailed})
+	return cause
+}
+
+// removeInstances removes containers in parallel, then releases their ports.
+func removeInstances(ctx workflow.Context, insts []store.PlannedInstance, graceful bool) error {
+	var d *activities.Docker
+	var st *activities.Store
+	futures := make([]workflow.Future, 0, len(insts))
+	for i := len(insts) - 1; i >= 0; i-- {
+		pi := insts[i]
+		actx := workflow.WithActivityOptions(ctx, withQueue(cleanupOptions, pi.Host.Region))
+		futures = append(futures, workflow.ExecuteActivity(actx, d.RemoveInstance,
+			activities.RemoveInstanceInput{Host: pi.Host, Name: pi.Name, UID: pi.UID, Graceful: graceful}))
+	}
+	var removed []string
+	var first error
+	for i, f := range futures {
+		if err := f.Get(ctx, nil); err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		removed = append(removed, insts[len(insts)-1-i].Name)
+	}
+	// Only ports of containers known to be gone are released, so a port is
+	// never handed out while a container may still hold it.
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, st.ReleaseInstances, removed).Get(ctx, nil); err != nil && first == nil {
+		first = err
+	}
+	return first
+}

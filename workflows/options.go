@@ -1,0 +1,60 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/berth-dev/berth/activities"
+)
+
+// CentralTaskQueue is where workflows and local store activities run.
+const CentralTaskQueue = "berth"
+
+// RegionTaskQueue is where a region's worker takes the activities that touch its hosts.
+func RegionTaskQueue(region string) string { return "berth-" + region }
+
+// storeOptions: store writes are quick and local to the workflow's worker, so
+// a local activity saves a task-queue round trip; retried while the DB restarts.
+var storeOptions = workflow.LocalActivityOptions{
+	StartToCloseTimeout: 30 * time.Second,
+	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2,
+		MaximumInterval: 10 * time.Second, NonRetryableErrorTypes: activities.NonRetryableTypes},
+}
+
+// probeOptions: a host check is short; if no worker of the region picks it up
+// within a minute, the region has no worker and the run should say so.
+var probeOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: time.Minute,
+	StartToCloseTimeout:    30 * time.Second,
+	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: activities.NonRetryableTypes},
+}
+
+// imageOptions: pulls can be long; heartbeats show progress and catch a dead worker.
+var imageOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: 2 * time.Minute,
+	StartToCloseTimeout:    30 * time.Minute,
+	HeartbeatTimeout:       time.Minute,
+	RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+		MaximumAttempts: 5, NonRetryableErrorTypes: activities.NonRetryableTypes},
+}
+
+// instanceOptions: create + start + health wait on one host; the heartbeat
+// timeout lets a killed worker's attempt be retried within seconds, and the
+// retry adopts the container the dead attempt made.
+var instanceOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: 2 * time.Minute,
+	StartToCloseTimeout:    10 * time.Minute,
+	HeartbeatTimeout:       5 * time.Second,
+	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
+		MaximumAttempts: 5, NonRetryableErrorTypes: activities.NonRetryableTypes},
+}
+
+// cleanupOptions: undoing must not give up on a passing fault, but a host
+// that is gone for good must not hold the run forever.
+var cleanupOptions = workflow.ActivityOptions{
+	ScheduleToCloseTimeout: 15 * time.Minute,
+	StartToCloseTimeout:    2 * time.Minute,
+	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+}

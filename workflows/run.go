@@ -1,0 +1,93 @@
+package workflows
+
+import (
+	"errors"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/store"
+)
+
+// StatusQuery is the query every berth workflow answers with its Status.
+const StatusQuery = "status"
+
+// Status is what a running workflow says about itself.
+type Status struct {
+	Step  string   `json:"step"`
+	Done  []string `json:"done"`
+	Error string   `json:"error,omitempty"`
+}
+
+// run tracks a workflow's steps: it keeps the status query's answer and
+// writes each change of step to the store.
+type run struct {
+	id     uint
+	status Status
+	// Nil-receiver activity references: the worker's registered ones are used.
+	st *activities.Store
+}
+
+func newRun(ctx workflow.Context, id uint) (*run, error) {
+	r := &run{id: id, status: Status{Done: []string{}}}
+	err := workflow.SetQueryHandler(ctx, StatusQuery, func() (Status, error) { return r.status, nil })
+	return r, err
+}
+
+func (r *run) record(ctx workflow.Context, name, state, errMsg string) {
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	ev := store.StepEvent{RunID: r.id, Name: name, State: state, At: workflow.Now(ctx).UTC(), Error: errMsg}
+	// A step record that cannot be written must not fail the deploy itself.
+	if err := workflow.ExecuteLocalActivity(lctx, r.st.RecordStep, ev).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("step not recorded", "step", name, "error", err)
+	}
+}
+
+// step runs fn as a named step, recording its start and end.
+func (r *run) step(ctx workflow.Context, name string, fn func() error) error {
+	r.status.Step = name
+	r.record(ctx, name, store.StepRunning, "")
+	err := fn()
+	if err != nil {
+		r.status.Error = errorMessage(err)
+		r.record(ctx, name, store.StepFailed, r.status.Error)
+		return err
+	}
+	r.status.Done = append(r.status.Done, name)
+	r.record(ctx, name, store.StepDone, "")
+	return nil
+}
+
+// finish records the run's outcome; it runs on a disconnected context so a
+// cancelled run still closes its record.
+func (r *run) finish(ctx workflow.Context, in activities.FinishInput) {
+	in.RunID, in.At = r.id, workflow.Now(ctx).UTC()
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	lctx := workflow.WithLocalActivityOptions(dctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, r.st.Finish, in).Get(dctx, nil); err != nil {
+		workflow.GetLogger(ctx).Error("run outcome not recorded", "run", r.id, "error", err)
+	}
+}
+
+// errorMessage unwraps Temporal's activity error wrappers to the message a
+// user can act on.
+func errorMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	var canceled *temporal.CanceledError
+	if errors.As(err, &canceled) {
+		return "cancelled"
+	}
+	var timeout *temporal.TimeoutError
+	if errors.As(err, &timeout) {
+		return "timed out: " + timeout.Error()
+	}
+	return err.Error()
+}
+
+func isCancel(ctx workflow.Context, err error) bool {
+	return temporal.IsCanceledError(err) || errors.Is(ctx.Err(), workflow.ErrCanceled)
+}
