@@ -12,13 +12,13 @@ import (
 // Application error types. The workflows stop retrying on them and the server
 // maps them to HTTP status codes.
 const (
-	ErrInvalid     = "InvalidInput"    // the request can never succeed as given (400)
-	ErrNotFound    = "NotFound"        // a record or object it names does not exist (404)
-	ErrConflict    = "Conflict"        // it clashes with something that exists (409)
-	ErrNoCapacity  = "NoCapacity"      // no host or port is free for it (409)
+	ErrInvalid     = "InvalidInput"     // the request can never succeed as given (400)
+	ErrNotFound    = "NotFound"         // a record or object it names does not exist (404)
+	ErrConflict    = "Conflict"         // it clashes with something that exists (409)
+	ErrNoCapacity  = "NoCapacity"       // no host or port is free for it (409)
 	ErrImage       = "ImageUnavailable" // an image is missing and cannot be pulled
-	ErrUnhealthy   = "Unhealthy"       // an instance did not become healthy
-	ErrHostRefused = "HostRefused"     // an engine refused the request outright
+	ErrUnhealthy   = "Unhealthy"        // an instance did not become healthy
+	ErrHostRefused = "HostRefused"      // an engine refused the request outright
 )
 
 // NonRetryableTypes are the error types no retry can fix.

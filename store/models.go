@@ -40,7 +40,7 @@ const (
 
 // Region groups hosts that one regional worker serves (task queue berth-<name>).
 type Region struct {
-	Name      string `gorm:"primaryKey;size:64" json:"name"`
+	Name      string    `gorm:"primaryKey;size:64" json:"name"`
 	CreatedAt time.Time `json:"createdAt"`
 }
 
@@ -58,17 +58,17 @@ type Host struct {
 	// IP is the address host ports are published on and clients reach instances at.
 	IP string `gorm:"size:64" json:"ip"`
 	// VolumeRoot is the per-host folder under which each instance's package, logs and files live.
-	VolumeRoot    string    `gorm:"size:255" json:"volumeRoot"`
-	Labels        string    `gorm:"type:text" json:"labels,omitempty"`
-	State         string    `gorm:"size:16" json:"state"`
-	Reason        string    `gorm:"type:text" json:"reason,omitempty"`
-	EngineVersion string    `gorm:"size:64" json:"engineVersion,omitempty"`
-	APIVersion    string    `gorm:"size:16" json:"apiVersion,omitempty"`
-	CPUs          int       `gorm:"column:cpus" json:"cpus,omitempty"`
-	MemoryBytes   int64     `json:"memoryBytes,omitempty"`
+	VolumeRoot    string     `gorm:"size:255" json:"volumeRoot"`
+	Labels        string     `gorm:"type:text" json:"labels,omitempty"`
+	State         string     `gorm:"size:16" json:"state"`
+	Reason        string     `gorm:"type:text" json:"reason,omitempty"`
+	EngineVersion string     `gorm:"size:64" json:"engineVersion,omitempty"`
+	APIVersion    string     `gorm:"size:16" json:"apiVersion,omitempty"`
+	CPUs          int        `gorm:"column:cpus" json:"cpus,omitempty"`
+	MemoryBytes   int64      `json:"memoryBytes,omitempty"`
 	CheckedAt     *time.Time `json:"checkedAt,omitempty"`
-	CreatedAt     time.Time `json:"createdAt"`
-	UpdatedAt     time.Time `json:"updatedAt"`
+	CreatedAt     time.Time  `json:"createdAt"`
+	UpdatedAt     time.Time  `json:"updatedAt"`
 }
 
 // Tenant is the beneficiary: the team that owns environments and applications.
@@ -90,15 +90,15 @@ type Environment struct {
 
 // Application is a subsystem: one compose project deployed into an environment.
 type Application struct {
-	ID            uint      `gorm:"primaryKey" json:"id"`
-	EnvironmentID uint      `gorm:"uniqueIndex:ux_app_env_name" json:"environmentId"`
-	Name          string    `gorm:"size:64;uniqueIndex:ux_app_env_name" json:"name"`
-	Compose       string    `gorm:"type:mediumtext" json:"-"`
-	SpecHash      string    `gorm:"size:64" json:"specHash"`
-	State         string    `gorm:"size:16" json:"state"`
-	LastRunID     uint      `json:"lastRunId"`
-	CreatedAt     time.Time `json:"createdAt"`
-	UpdatedAt     time.Time `json:"updatedAt"`
+	ID            uint       `gorm:"primaryKey" json:"id"`
+	EnvironmentID uint       `gorm:"uniqueIndex:ux_app_env_name" json:"environmentId"`
+	Name          string     `gorm:"size:64;uniqueIndex:ux_app_env_name" json:"name"`
+	Compose       string     `gorm:"type:mediumtext" json:"-"`
+	SpecHash      string     `gorm:"size:64" json:"specHash"`
+	State         string     `gorm:"size:16" json:"state"`
+	LastRunID     uint       `json:"lastRunId"`
+	CreatedAt     time.Time  `json:"createdAt"`
+	UpdatedAt     time.Time  `json:"updatedAt"`
 	DeletedAt     *time.Time `json:"deletedAt,omitempty"`
 }
 
@@ -123,9 +123,9 @@ type Service struct {
 // Instance is one container: the smallest configuration item. Its name is
 // given once at creation and never changes.
 type Instance struct {
-	ID          uint       `gorm:"primaryKey" json:"id"`
-	ServiceID   uint       `gorm:"index" json:"serviceId"`
-	Name        string     `gorm:"size:191;uniqueIndex" json:"name"`
+	ID        uint   `gorm:"primaryKey" json:"id"`
+	ServiceID uint   `gorm:"index" json:"serviceId"`
+	Name      string `gorm:"size:191;uniqueIndex" json:"name"`
 	// UID is written into the container's labels so that a retry adopts only
 	// its own container, never a stranger that happens to have the same name.
 	UID         string     `gorm:"size:32" json:"-"`
@@ -146,10 +146,10 @@ type Instance struct {
 // PortAllocation reserves one host port for one instance. The unique index on
 // (host, port) is what keeps two concurrent deploys from sharing a port.
 type PortAllocation struct {
-	ID           uint      `gorm:"primaryKey"`
-	HostID       uint      `gorm:"uniqueIndex:ux_port_host_port"`
-	Port         int       `gorm:"uniqueIndex:ux_port_host_port"`
-	InstanceName string    `gorm:"size:191;index"`
+	ID           uint   `gorm:"primaryKey"`
+	HostID       uint   `gorm:"uniqueIndex:ux_port_host_port"`
+	Port         int    `gorm:"uniqueIndex:ux_port_host_port"`
+	InstanceName string `gorm:"size:191;index"`
 	CreatedAt    time.Time
 }
 

@@ -338,7 +338,9 @@ func TestAPIRefusals(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	require.Equal(t, http.StatusNotFound, hs.apiJSON(t, "GET", "/api/v1/runs/999999", nil, &e))
 	require.Equal(t, "not_found", e.Error.Code)
 	require.Equal(t, http.StatusNotFound, hs.apiJSON(t, "GET", "/api/v1/tenants/nope/environments/dev/applications/x", nil, nil))
