@@ -44,7 +44,7 @@ type Docker struct {
 
 // NewDocker returns the Docker activities.
 func NewDocker(engines Engines, registry string) *Docker {
-	return &Docker{Engines: engines, Registry: registry, PollInterval: 50 * time.Millisecond,
+	return &Docker{Engines: engines, Registry: registry, PollInterval: 25 * time.Millisecond,
 		HTTP: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
 }
 

@@ -22,7 +22,7 @@ var hostsOnce sync.Once
 
 // registerHosts registers every test host through the API once and waits
 // until ProvisionHost has marked it ready.
-func (hs *harness) registerHosts(t *testing.T) {
+func (hs *harness) registerHosts(t testing.TB) {
 	t.Helper()
 	hostsOnce.Do(func() {
 		for _, th := range hs.hosts {
@@ -34,6 +34,7 @@ func (hs *harness) registerHosts(t *testing.T) {
 			require.Equal(t, http.StatusAccepted, code)
 			run := hs.waitRun(t, out.Run.RunID)
 			require.Equal(t, store.RunSucceeded, run.Status, "provision %s: %s", th.Name, run.Error)
+			hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "provision-host")
 		}
 	})
 	var hosts struct{ Hosts []store.Host }
@@ -54,21 +55,26 @@ type runStartedBody struct {
 }
 
 // newEnv makes a tenant and an environment authorised on every test host.
-func (hs *harness) newEnv(t *testing.T, short string) string {
+func (hs *harness) newEnv(t testing.TB, short string) string {
 	t.Helper()
-	hs.registerHosts(t)
-	tenant := hs.tenant + "-" + short
-	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants", map[string]string{"name": tenant}, nil))
-	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments", map[string]string{"name": "dev"}, nil))
 	names := []string{}
 	for _, th := range hs.hosts {
 		names = append(names, th.Name)
 	}
-	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments/dev/hosts", map[string][]string{"hosts": names}, nil))
+	return hs.newEnvOn(t, hs.tenant+"-"+short, names...)
+}
+
+// newEnvOn makes a tenant with environment dev authorised on the named hosts.
+func (hs *harness) newEnvOn(t testing.TB, tenant string, hosts ...string) string {
+	t.Helper()
+	hs.registerHosts(t)
+	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants", map[string]string{"name": tenant}, nil))
+	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments", map[string]string{"name": "dev"}, nil))
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments/dev/hosts", map[string][]string{"hosts": hosts}, nil))
 	return "/api/v1/tenants/" + tenant + "/environments/dev/applications"
 }
 
-func readCompose(t *testing.T, name string) []byte {
+func readCompose(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(repoRoot(), "testdata", "compose", name))
 	require.NoError(t, err)
@@ -76,7 +82,7 @@ func readCompose(t *testing.T, name string) []byte {
 }
 
 // deploy posts a compose body and returns the HTTP status and the run.
-func (hs *harness) deploy(t *testing.T, appsPath, app string, body []byte) (int, runStartedBody) {
+func (hs *harness) deploy(t testing.TB, appsPath, app string, body []byte) (int, runStartedBody) {
 	t.Helper()
 	var out runStartedBody
 	code := hs.api(t, "POST", appsPath+"?name="+app, "application/yaml", body, &out)
@@ -88,7 +94,7 @@ type runBody struct {
 }
 
 // waitRun waits until a run is no longer pending or running.
-func (hs *harness) waitRun(t *testing.T, id uint) store.Run {
+func (hs *harness) waitRun(t testing.TB, id uint) store.Run {
 	t.Helper()
 	var rb runBody
 	require.Eventually(t, func() bool {
@@ -97,12 +103,12 @@ func (hs *harness) waitRun(t *testing.T, id uint) store.Run {
 			return false
 		}
 		return rb.Run.Status != store.RunPending && rb.Run.Status != store.RunRunning
-	}, 3*time.Minute, 100*time.Millisecond, "run %d did not finish", id)
+	}, 3*time.Minute, 10*time.Millisecond, "run %d did not finish", id)
 	return rb.Run
 }
 
 // containersOf lists, on every test host, the containers of a tenant.
-func (hs *harness) containersOf(t *testing.T, tenant string) map[string][]string {
+func (hs *harness) containersOf(t testing.TB, tenant string) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
 	for _, th := range hs.hosts {
@@ -129,14 +135,14 @@ type appBody struct {
 	Services    []store.ServiceView `json:"services"`
 }
 
-func (hs *harness) app(t *testing.T, appsPath, app string) appBody {
+func (hs *harness) app(t testing.TB, appsPath, app string) appBody {
 	t.Helper()
 	var ab appBody
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", appsPath+"/"+app, nil, &ab))
 	return ab
 }
 
-func httpGet(t *testing.T, url string) (int, string) {
+func httpGet(t testing.TB, url string) (int, string) {
 	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get(url)

@@ -137,6 +137,7 @@ func TestWorkerKilledMidDeploy(t *testing.T) {
 	ab := hs.app(t, apps, "slow")
 	require.Len(t, ab.Services[0].Instances, 4)
 	require.Len(t, hs.portsOfTenant(t, tenant), 4)
+	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "deploy-stack-worker-killed")
 }
 
 // A missing image fails the deploy with a clear reason before any container

@@ -89,7 +89,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func needHarness(t *testing.T) *harness {
+func needHarness(t testing.TB) *harness {
 	t.Helper()
 	if h == nil {
 		t.Skip("no integration services (BERTH_TEST_DOCKER_HOSTS unset); run make test")
@@ -247,7 +247,7 @@ func (hs *harness) spawn(name string, args ...string) *exec.Cmd {
 }
 
 // restartWorkerHard SIGKILLs the worker process and starts a new one.
-func (hs *harness) restartWorkerHard(t *testing.T) {
+func (hs *harness) restartWorkerHard(t testing.TB) {
 	t.Helper()
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
@@ -344,7 +344,7 @@ func buildSampleImage(ctx context.Context, eng *client.Client, root, tag, versio
 }
 
 // api calls the berth API and decodes a JSON answer into out (when not nil).
-func (hs *harness) api(t *testing.T, method, path, contentType string, body []byte, out any) int {
+func (hs *harness) api(t testing.TB, method, path, contentType string, body []byte, out any) int {
 	t.Helper()
 	req, err := http.NewRequest(method, hs.apiURL+path, bytes.NewReader(body))
 	require.NoError(t, err)
@@ -363,7 +363,7 @@ func (hs *harness) api(t *testing.T, method, path, contentType string, body []by
 	return resp.StatusCode
 }
 
-func (hs *harness) apiJSON(t *testing.T, method, path string, in, out any) int {
+func (hs *harness) apiJSON(t testing.TB, method, path string, in, out any) int {
 	t.Helper()
 	var body []byte
 	if in != nil {

@@ -14,7 +14,7 @@ import (
 
 // recordHistory writes a finished workflow's history to testdata/histories
 // when BERTH_RECORD_HISTORIES=1, so the replay test guards it from then on.
-func (hs *harness) recordHistory(t *testing.T, workflowID, runID, name string) {
+func (hs *harness) recordHistory(t testing.TB, workflowID, runID, name string) {
 	t.Helper()
 	if os.Getenv("BERTH_RECORD_HISTORIES") != "1" {
 		return
