@@ -70,7 +70,7 @@ func CheckEndpoint(endpoint, ca, cert, key string) error {
 		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 			return nil
 		}
-		return fmt.Errorf("endpoint %q is plain TCP off loopback: give tlsCA, tlsCert and tlsKey (client certificates are required)", endpoint)
+		return fmt.Errorf("endpoint %q is plain TCP off loopback, which needs TLS: give tlsCA, tlsCert and tlsKey (client certificates)", endpoint)
 	}
 	return fmt.Errorf("endpoint %q: scheme must be unix or tcp", endpoint)
 }

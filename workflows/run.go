@@ -51,7 +51,10 @@ func (r *run) step(ctx workflow.Context, name string, fn func() error) error {
 	err := fn()
 	if err != nil {
 		r.status.Error = errorMessage(err)
-		r.record(ctx, name, store.StepFailed, r.status.Error)
+		// Disconnected so a cancelled run still closes the step it was in;
+		// on ctx the record would be cancelled before it is written.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		r.record(dctx, name, store.StepFailed, r.status.Error)
 		return err
 	}
 	r.status.Done = append(r.status.Done, name)

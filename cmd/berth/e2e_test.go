@@ -365,3 +365,53 @@ func TestAPIRefusals(t *testing.T) {
 	}
 	require.True(t, found, "the refused tenant creation is audited")
 }
+
+// A host whose engine does not answer is marked down with the reason, and
+// an environment with no ready host refuses deploys up front.
+func TestUnreachableHostIsDown(t *testing.T) {
+	hs := needHarness(t)
+	name := hs.tenant + "-gone"
+	var out struct {
+		Run runStartedBody `json:"run"`
+	}
+	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", "/api/v1/hosts", map[string]string{"name": name, "region": "local",
+		"endpoint": "unix:///run/berth-nothing-here.sock", "ip": "127.0.0.9"}, &out))
+	run := hs.waitRun(t, out.Run.RunID)
+	require.Equal(t, store.RunFailed, run.Status)
+	require.Contains(t, run.Error, "does not answer")
+	var host store.Host
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/hosts/"+name, nil, &host))
+	require.Equal(t, store.HostDown, host.State)
+	require.Contains(t, host.Reason, "does not answer")
+
+	apps := hs.newEnvOn(t, hs.tenant+"-down", name)
+	var e struct{ Error struct{ Code, Message string } }
+	code := hs.api(t, "POST", apps+"?name=x", "application/yaml", readCompose(t, "single.yaml"), &e)
+	require.Equal(t, http.StatusConflict, code)
+	require.Contains(t, e.Error.Message, "no ready authorised host")
+}
+
+// Cancelling a deploy that waits for health removes what it made.
+func TestCancelDeployUndoes(t *testing.T) {
+	hs := needHarness(t)
+	apps := hs.newEnv(t, "cancel")
+	tenant := hs.tenant + "-cancel"
+	body := []byte(`services:
+  web:
+    image: berth-sample:v1
+    deploy: {replicas: 2}
+    ports: ["8080"]
+    environment: {LISTEN: ":8080", READY_AFTER: "10m"}
+    x-berth: {health: {http: /healthz}}
+`)
+	code, started := hs.deploy(t, apps, "stuck", body)
+	require.Equal(t, http.StatusAccepted, code)
+	require.Eventually(t, func() bool { return countAll(hs.containersOf(t, tenant)) == 2 }, time.Minute, 20*time.Millisecond)
+	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/runs/%d/cancel", started.RunID), nil, nil))
+	run := hs.waitRun(t, started.RunID)
+	require.Equal(t, store.RunCancelled, run.Status)
+	require.Equal(t, 0, countAll(hs.containersOf(t, tenant)))
+	require.Empty(t, hs.portsOfTenant(t, tenant))
+	// Cancelling a finished run is a conflict, not a silent success.
+	require.Equal(t, http.StatusConflict, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/runs/%d/cancel", started.RunID), nil, nil))
+}

@@ -19,6 +19,7 @@ if ! "$here/dockerd.sh" status default >/dev/null 2>&1; then
 fi
 "$here/dockerd.sh" up default >/dev/null
 mkdir -p "$data"
+"$here/sample-image.sh" unix:///var/run/docker.sock >&2
 
 if (exec 3<>"/dev/tcp/127.0.0.1/$temporal_port") 2>/dev/null; then
 	echo "run.sh: something already listens on 127.0.0.1:$temporal_port; is another 'make run' going? Stop it first." >&2

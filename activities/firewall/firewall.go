@@ -1,0 +1,24 @@
+// Package firewall defines the firewall driver interface berth's activities
+// use to open and close access to instances' published ports. Drivers:
+// nftables (activities/firewall/nftables), none (record only), and later
+// ticket and http. Every call is idempotent: an opening is found again by its
+// ID, so a retried Open never adds a second rule.
+package firewall
+
+import "context"
+
+// Opening allows traffic to one published port of one instance.
+type Opening struct {
+	ID       string `json:"id"`       // derived from instance and port, e.g. "acme-dev-shop-web-3/8080-tcp"; at most 120 bytes
+	Protocol string `json:"protocol"` // tcp or udp
+	DestIP   string `json:"destIP"`   // the host IP the port is published on
+	DestPort int    `json:"destPort"`
+	Source   string `json:"source,omitempty"` // CIDR allowed in; empty means any
+}
+
+// Driver applies openings.
+type Driver interface {
+	Open(ctx context.Context, o Opening) error
+	Close(ctx context.Context, id string) error
+	List(ctx context.Context) ([]Opening, error)
+}
