@@ -187,6 +187,7 @@ func (d *Docker) StartInstance(ctx context.Context, in StartInstanceInput) (*Ins
 		return nil, err
 	}
 	name := in.Instance.Name
+	activity.RecordHeartbeat(ctx, "create")
 	id, err := d.findOwn(ctx, eng, in.Instance)
 	if err != nil {
 		return nil, err
@@ -216,6 +217,7 @@ func (d *Docker) StartInstance(ctx context.Context, in StartInstanceInput) (*Ins
 			return nil, fmt.Errorf("create %s on %s: %w", name, in.Instance.Host.Name, err)
 		}
 	}
+	activity.RecordHeartbeat(ctx, "start")
 	insp, err := eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("inspect %s: %w", name, err)

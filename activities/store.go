@@ -22,11 +22,12 @@ type Records interface {
 // Store records what the workflows do. Its activities are quick database
 // writes, run as local activities on the central worker.
 type Store struct {
-	Records Records
+	Records  Records
+	Exposure Exposure
 }
 
-// NewStore returns the store activities.
-func NewStore(r Records) *Store { return &Store{Records: r} }
+// NewStore returns the store activities; st usually implements both interfaces.
+func NewStore(r Records, e Exposure) *Store { return &Store{Records: r, Exposure: e} }
 
 // RecordStep records a step's change of state.
 func (s *Store) RecordStep(ctx context.Context, ev store.StepEvent) error {
@@ -86,4 +87,9 @@ func (s *Store) Finish(ctx context.Context, in FinishInput) error {
 		}
 	}
 	return storeErr(s.Records.FinishRun(ctx, in.RunID, in.Status, in.Error))
+}
+
+// SetReplicas records a service's replica count after a scale.
+func (s *Store) SetReplicas(ctx context.Context, serviceID uint, replicas int) error {
+	return storeErr(s.Exposure.SetServiceReplicas(ctx, serviceID, replicas))
 }

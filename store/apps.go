@@ -135,6 +135,9 @@ type ServiceRequest struct {
 	Replicas int           `json:"replicas"`
 	Ports    []PortRequest `json:"ports,omitempty"`
 	Spec     string        `json:"spec,omitempty"`
+	// Add places Replicas more instances beside the live ones (scale-out)
+	// instead of setting the service's replica count (deploy).
+	Add bool `json:"add,omitempty"`
 }
 
 // PlanRequest asks for the instances of a deploy to be named, placed and given ports.
@@ -314,6 +317,9 @@ func upsertService(tx *gorm.DB, appID uint, sr ServiceRequest) (*Service, error)
 	} else if err != nil {
 		return nil, err
 	}
+	if sr.Add {
+		return &svc, nil
+	}
 	svc.Image, svc.Replicas, svc.Spec, svc.State, svc.DeletedAt = sr.Image, sr.Replicas, sr.Spec, StateDeploying, nil
 	return &svc, tx.Save(&svc).Error
 }
@@ -472,4 +478,57 @@ func (s *Store) PortAllocations(ctx context.Context, hostID uint) ([]PortAllocat
 		q = q.Where("host_id = ?", hostID)
 	}
 	return pas, q.Find(&pas).Error
+}
+
+// SetServiceReplicas records a service's replica count after a scale.
+func (s *Store) SetServiceReplicas(ctx context.Context, serviceID uint, replicas int) error {
+	return s.db.WithContext(ctx).Model(&Service{}).Where("id = ?", serviceID).Update("replicas", replicas).Error
+}
+
+// ServiceNamed returns an application's service by name.
+func (s *Store) ServiceNamed(ctx context.Context, appID uint, name string) (*Service, error) {
+	var svc Service
+	if err := s.db.WithContext(ctx).Where("application_id = ? AND name = ?", appID, name).First(&svc).Error; err != nil {
+		return nil, notFound(err, fmt.Sprintf("service %q", name))
+	}
+	return &svc, nil
+}
+
+// LiveServiceInstances returns a service's instances that are not removed,
+// oldest first, with their hosts.
+func (s *Store) LiveServiceInstances(ctx context.Context, serviceID uint) ([]PlannedInstance, error) {
+	var insts []Instance
+	if err := s.db.WithContext(ctx).Where("service_id = ? AND removed_at IS NULL", serviceID).Order("ordinal").Find(&insts).Error; err != nil {
+		return nil, err
+	}
+	out := make([]PlannedInstance, 0, len(insts))
+	for _, in := range insts {
+		var h Host
+		if err := s.db.WithContext(ctx).First(&h, in.HostID).Error; err != nil {
+			return nil, err
+		}
+		out = append(out, plannedFrom(in, h))
+	}
+	return out, nil
+}
+
+// FreePorts counts the free platform ports on each of an environment's ready
+// hosts, to refuse a scale up front rather than half-way.
+func (s *Store) FreePorts(ctx context.Context, envID uint, min, max int) (map[string]int, error) {
+	var env Environment
+	if err := s.db.WithContext(ctx).Preload("Hosts").First(&env, envID).Error; err != nil {
+		return nil, notFound(err, fmt.Sprintf("environment %d", envID))
+	}
+	out := map[string]int{}
+	for _, h := range env.Hosts {
+		if h.State != HostReady {
+			continue
+		}
+		var used int64
+		if err := s.db.WithContext(ctx).Model(&PortAllocation{}).Where("host_id = ? AND port BETWEEN ? AND ?", h.ID, min, max).Count(&used).Error; err != nil {
+			return nil, err
+		}
+		out[h.Name] = max - min + 1 - int(used)
+	}
+	return out, nil
 }

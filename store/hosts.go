@@ -70,7 +70,15 @@ func (s *Store) SetHostFacts(ctx context.Context, id uint, f HostFacts) error {
 		return res.Error
 	}
 	if res.RowsAffected == 0 {
-		return fmt.Errorf("host %d: %w", id, ErrNotFound)
+		// MySQL counts changed rows, not matched ones: the same facts twice
+		// within one millisecond change nothing, yet the host exists.
+		var n int64
+		if err := s.db.WithContext(ctx).Model(&Host{}).Where("id = ?", id).Count(&n).Error; err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("host %d: %w", id, ErrNotFound)
+		}
 	}
 	return nil
 }

@@ -215,5 +215,6 @@ type PortMapping struct {
 
 func allModels() []any {
 	return []any{&Region{}, &Host{}, &Tenant{}, &Environment{}, &Application{}, &Service{},
-		&Instance{}, &PortAllocation{}, &Run{}, &Step{}, &AuditEvent{}}
+		&Instance{}, &PortAllocation{}, &Run{}, &Step{}, &AuditEvent{},
+		&LBPool{}, &LBServer{}, &FirewallOpening{}, &CMDBRecord{}}
 }

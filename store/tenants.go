@@ -80,7 +80,12 @@ func (s *Store) AuthoriseHosts(ctx context.Context, envID uint, hostIDs []uint) 
 		if err := tx.Where("id IN ?", hostIDs).Find(&hosts).Error; err != nil {
 			return err
 		}
-		if len(hosts) != len(hostIDs) {
+		// Compare with the distinct ids: a host named twice is found once.
+		distinct := map[uint]bool{}
+		for _, id := range hostIDs {
+			distinct[id] = true
+		}
+		if len(hosts) != len(distinct) {
 			return fmt.Errorf("some of hosts %v: %w", hostIDs, ErrNotFound)
 		}
 		return tx.Model(&e).Association("Hosts").Append(hosts)

@@ -243,9 +243,11 @@ func removeInstances(ctx workflow.Context, insts []store.PlannedInstance, gracef
 		removed = append(removed, insts[len(insts)-1-i].Name)
 	}
 	// Only ports of containers known to be gone are released, so a port is
-	// never handed out while a container may still hold it.
-	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
-	if err := workflow.ExecuteLocalActivity(lctx, st.ReleaseInstances, removed).Get(ctx, nil); err != nil && first == nil {
+	// never handed out while a container may still hold it. Disconnected so
+	// that a cancelled delete still releases what it did remove.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	lctx := workflow.WithLocalActivityOptions(dctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, st.ReleaseInstances, removed).Get(dctx, nil); err != nil && first == nil {
 		first = err
 	}
 	return first

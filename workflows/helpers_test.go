@@ -41,9 +41,9 @@ type started struct {
 	Heartbeat       time.Duration
 	ScheduleToClose time.Duration
 	Start           activities.StartInstanceInput
-	Image    activities.EnsureImageInput
-	Remove   activities.RemoveInstanceInput
-	Probe    store.HostRef
+	Image           activities.EnsureImageInput
+	Remove          activities.RemoveInstanceInput
+	Probe           store.HostRef
 }
 
 // recorder collects what the workflow asked of its activities. Mocks run on

@@ -18,7 +18,8 @@ func RegionTaskQueue(region string) string { return "berth-" + region }
 // storeOptions: store writes are quick and local to the workflow's worker, so
 // a local activity saves a task-queue round trip; retried while the DB restarts.
 var storeOptions = workflow.LocalActivityOptions{
-	StartToCloseTimeout: 30 * time.Second,
+	ScheduleToCloseTimeout: 10 * time.Minute,
+	StartToCloseTimeout:    30 * time.Second,
 	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2,
 		MaximumInterval: 10 * time.Second, NonRetryableErrorTypes: activities.NonRetryableTypes},
 }
@@ -41,12 +42,13 @@ var imageOptions = workflow.ActivityOptions{
 }
 
 // instanceOptions: create + start + health wait on one host; the heartbeat
-// timeout lets a killed worker's attempt be retried within seconds, and the
+// timeout lets a killed worker's attempt be retried within seconds (but
+// allows a slow engine's create), and the
 // retry adopts the container the dead attempt made.
 var instanceOptions = workflow.ActivityOptions{
 	ScheduleToStartTimeout: 2 * time.Minute,
 	StartToCloseTimeout:    10 * time.Minute,
-	HeartbeatTimeout:       5 * time.Second,
+	HeartbeatTimeout:       15 * time.Second,
 	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
 		MaximumAttempts: 5, NonRetryableErrorTypes: activities.NonRetryableTypes},
 }
@@ -57,4 +59,36 @@ var cleanupOptions = workflow.ActivityOptions{
 	ScheduleToCloseTimeout: 15 * time.Minute,
 	StartToCloseTimeout:    2 * time.Minute,
 	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+}
+
+// lbOptions: runtime-API calls are quick; retried a few times because a
+// reload may briefly refuse them.
+var lbOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: 2 * time.Minute,
+	StartToCloseTimeout:    time.Minute,
+	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 5 * time.Second,
+		MaximumAttempts: 10, NonRetryableErrorTypes: activities.NonRetryableTypes},
+}
+
+// drainOptions: waiting for sessions to end can take a while; heartbeats show it is alive.
+var drainOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: 2 * time.Minute,
+	StartToCloseTimeout:    15 * time.Minute,
+	HeartbeatTimeout:       10 * time.Second,
+	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5},
+}
+
+// firewallOptions: a firewall API may be slow or flaky; a few retries, then the run fails and undoes.
+var firewallOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: 2 * time.Minute,
+	StartToCloseTimeout:    time.Minute,
+	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
+		MaximumAttempts: 5, NonRetryableErrorTypes: activities.NonRetryableTypes},
+}
+
+// cmdbOptions: the CMDB is outside berth's control; a sync marks failures
+// itself and never fails a release, so retries here only cover our own store.
+var cmdbOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 2 * time.Minute,
+	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 5},
 }

@@ -41,6 +41,11 @@ func ProvisionHost(ctx workflow.Context, in ProvisionHostInput) (*ProvisionHostR
 		return workflow.ExecuteActivity(actx, d.ProbeHost, in.Host).Get(ctx, &facts)
 	})
 	if err != nil {
+		if isCancel(ctx, err) {
+			// A cancelled check says nothing about the host: leave its state.
+			r.finish(ctx, activities.FinishInput{Status: store.RunCancelled, Error: "cancelled"})
+			return nil, err
+		}
 		msg := errorMessage(err)
 		r.finish(ctx, activities.FinishInput{Status: store.RunFailed, Error: msg, HostID: in.Host.ID,
 			Host: &store.HostFacts{State: store.HostDown, Reason: msg}})

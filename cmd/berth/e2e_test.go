@@ -385,7 +385,9 @@ func TestUnreachableHostIsDown(t *testing.T) {
 	require.Contains(t, host.Reason, "does not answer")
 
 	apps := hs.newEnvOn(t, hs.tenant+"-down", name)
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	code := hs.api(t, "POST", apps+"?name=x", "application/yaml", readCompose(t, "single.yaml"), &e)
 	require.Equal(t, http.StatusConflict, code)
 	require.Contains(t, e.Error.Message, "no ready authorised host")

@@ -119,7 +119,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		engines := activities.NewEnginePool()
 		defer engines.Close()
 		wcfg := worker.Config{Central: cmd == "dev" || central, Regions: cfg.Regions,
-			Store: activities.NewStore(st), Docker: activities.NewDocker(engines, cfg.Registry)}
+			Store: activities.NewStore(st, st), Docker: activities.NewDocker(engines, cfg.Registry)}
 		ws, err := worker.Build(tc, wcfg)
 		if err != nil {
 			return err

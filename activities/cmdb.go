@@ -1,0 +1,82 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/berth-dev/berth/activities/cmdb"
+	"github.com/berth-dev/berth/store"
+)
+
+// CMDBRecords is the part of the store the CMDB sync reads and marks.
+type CMDBRecords interface {
+	CMDBRecords(ctx context.Context, state string, ids []string) ([]store.CMDBRecord, error)
+	MarkCMDB(ctx context.Context, ciID string, ok bool, errMsg string) error
+}
+
+// CMDB pushes queued configuration items to the enterprise CMDB.
+type CMDB struct {
+	Driver  cmdb.Driver
+	Records CMDBRecords
+}
+
+// NewCMDB returns the CMDB activities.
+func NewCMDB(d cmdb.Driver, r CMDBRecords) *CMDB { return &CMDB{Driver: d, Records: r} }
+
+// SyncResult counts a sync's outcome.
+type SyncResult struct {
+	Synced int      `json:"synced"`
+	Failed []string `json:"failed,omitempty"`
+}
+
+// SyncCMDB pushes the named records (or every pending and failed one when
+// ids is empty). A CMDB that refuses or is down never fails the caller's
+// release: the record is marked failed, shown, and pushed again by the next
+// sync. Only a store that cannot be read is an error.
+func (a *CMDB) SyncCMDB(ctx context.Context, ids []string) (*SyncResult, error) {
+	var recs []store.CMDBRecord
+	if len(ids) > 0 {
+		rs, err := a.Records.CMDBRecords(ctx, "", ids)
+		if err != nil {
+			return nil, err
+		}
+		recs = rs
+	} else {
+		for _, st := range []string{store.SyncPending, store.SyncFailed} {
+			rs, err := a.Records.CMDBRecords(ctx, st, nil)
+			if err != nil {
+				return nil, err
+			}
+			recs = append(recs, rs...)
+		}
+	}
+	res := &SyncResult{}
+	for _, r := range recs {
+		if r.State == store.SyncDone {
+			continue
+		}
+		var err error
+		if r.Deleted {
+			err = a.Driver.Delete(ctx, r.CIID)
+		} else {
+			ci := cmdb.CI{ID: r.CIID, Kind: r.Kind}
+			if jerr := json.Unmarshal([]byte(r.Payload), &ci.Attributes); jerr != nil {
+				err = errors.New("record payload is not valid: " + jerr.Error())
+			} else {
+				err = a.Driver.Upsert(ctx, ci)
+			}
+		}
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+			res.Failed = append(res.Failed, r.CIID)
+		} else {
+			res.Synced++
+		}
+		if merr := a.Records.MarkCMDB(ctx, r.CIID, err == nil, msg); merr != nil {
+			return nil, merr
+		}
+	}
+	return res, nil
+}

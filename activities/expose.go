@@ -1,0 +1,341 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/berth-dev/berth/activities/firewall"
+	"github.com/berth-dev/berth/activities/lb"
+	"github.com/berth-dev/berth/store"
+)
+
+// Exposure is the part of the store that records load-balancer pools,
+// firewall openings and CMDB items.
+type Exposure interface {
+	SetServiceReplicas(ctx context.Context, serviceID uint, replicas int) error
+	ServiceNamed(ctx context.Context, appID uint, name string) (*store.Service, error)
+	EnsurePool(ctx context.Context, p store.LBPool, portMin, portMax int) (*store.LBPool, error)
+	Pool(ctx context.Context, serviceID uint) (*store.LBPool, error)
+	SetPoolServers(ctx context.Context, poolID uint, servers []store.LBServer) error
+	RemovePoolServers(ctx context.Context, names []string) error
+	RemovePool(ctx context.Context, serviceID uint) error
+	RecordOpenings(ctx context.Context, os []store.FirewallOpening) error
+	QueueCMDB(ctx context.Context, recs []store.CMDBRecord) error
+}
+
+// LBSettings says how services are put behind the region's load balancer.
+type LBSettings struct {
+	Enabled  bool   `json:"enabled"`
+	ListenIP string `json:"listenIP"`
+	PortMin  int    `json:"portMin"`
+	PortMax  int    `json:"portMax"`
+	Weight   int    `json:"weight"`
+	// Firewall is the firewall driver's name, recorded with each opening.
+	Firewall string `json:"firewall"`
+}
+
+// ExposeService is what exposure needs to know about one service.
+type ExposeService struct {
+	Name       string `json:"name"`
+	HealthPath string `json:"healthPath,omitempty"`
+}
+
+// ExposeInput asks for new instances to be put behind the load balancer,
+// opened in the firewall and recorded for the CMDB.
+type ExposeInput struct {
+	RunID         uint                    `json:"runId"`
+	ApplicationID uint                    `json:"applicationId"`
+	Subject       string                  `json:"subject"` // tenant/env/app
+	Services      []ExposeService         `json:"services"`
+	Instances     []store.PlannedInstance `json:"instances"`
+	LB            LBSettings              `json:"lb"`
+}
+
+// PoolPlan is one backend to make sure of, and the servers to add to it.
+type PoolPlan struct {
+	Region  string      `json:"region"`
+	Backend lb.Backend  `json:"backend"`
+	Add     []lb.Server `json:"add"`
+}
+
+// RegionOpenings are firewall openings applied by one region's worker.
+type RegionOpenings struct {
+	Region   string             `json:"region"`
+	Openings []firewall.Opening `json:"openings"`
+}
+
+// ExposePlan is what the workflow applies, region by region.
+type ExposePlan struct {
+	Pools    []PoolPlan       `json:"pools"`
+	Openings []RegionOpenings `json:"openings"`
+	CMDB     []string         `json:"cmdb"`
+}
+
+// BackendName is a service's backend name on the load balancer.
+func BackendName(subject, service string) string {
+	b := []byte(subject + "-" + service)
+	for i, c := range b {
+		if c == '/' {
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+// OpeningID is the firewall opening of one published port of one instance.
+func OpeningID(instance string, p store.PortMapping) string {
+	return fmt.Sprintf("%s/%d-%s", instance, p.ContainerPort, p.Protocol)
+}
+
+// PlanExpose records pools (allocating frontend ports), the desired servers,
+// the requested openings and the CMDB items, and returns what to apply.
+// Repeating it is harmless: every record is keyed by name.
+func (s *Store) PlanExpose(ctx context.Context, in ExposeInput) (*ExposePlan, error) {
+	plan := &ExposePlan{}
+	byService := map[string][]store.PlannedInstance{}
+	for _, pi := range in.Instances {
+		byService[pi.Service] = append(byService[pi.Service], pi)
+	}
+	var openings []store.FirewallOpening
+	regionOpen := map[string]int{}
+	var cmdbRecs []store.CMDBRecord
+	for _, es := range in.Services {
+		insts := byService[es.Name]
+		if len(insts) == 0 {
+			continue
+		}
+		svc, err := s.Exposure.ServiceNamed(ctx, in.ApplicationID, es.Name)
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		region := insts[0].Host.Region
+		if in.LB.Enabled && primaryPort(insts[0]) != nil {
+			mode := "tcp"
+			if es.HealthPath != "" {
+				mode = "http"
+			}
+			pool, err := s.Exposure.EnsurePool(ctx, store.LBPool{ServiceID: svc.ID, Region: region,
+				Backend: BackendName(in.Subject, es.Name), ListenIP: in.LB.ListenIP, Mode: mode, HealthPath: es.HealthPath},
+				in.LB.PortMin, in.LB.PortMax)
+			if err != nil {
+				return nil, storeErr(err)
+			}
+			var add []store.LBServer
+			for _, pi := range insts {
+				p := primaryPort(pi)
+				add = append(add, store.LBServer{InstanceName: pi.Name, Addr: net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort)),
+					Weight: in.LB.Weight, State: lb.StateReady})
+			}
+			if err := s.Exposure.SetPoolServers(ctx, pool.ID, add); err != nil {
+				return nil, storeErr(err)
+			}
+			pool, err = s.Exposure.Pool(ctx, svc.ID)
+			if err != nil {
+				return nil, storeErr(err)
+			}
+			pp := PoolPlan{Region: region, Backend: backendOf(pool)}
+			for _, a := range add {
+				pp.Add = append(pp.Add, lb.Server{Name: a.InstanceName, Addr: a.Addr, Weight: a.Weight, State: a.State})
+			}
+			plan.Pools = append(plan.Pools, pp)
+		}
+		for _, pi := range insts {
+			for _, p := range pi.Ports {
+				o := store.FirewallOpening{OpeningID: OpeningID(pi.Name, p), InstanceName: pi.Name, Protocol: p.Protocol,
+					DestIP: p.HostIP, DestPort: p.HostPort, Driver: in.LB.Firewall, State: store.OpeningRequested, RunID: in.RunID}
+				openings = append(openings, o)
+				idx, ok := regionOpen[pi.Host.Region]
+				if !ok {
+					idx = len(plan.Openings)
+					regionOpen[pi.Host.Region] = idx
+					plan.Openings = append(plan.Openings, RegionOpenings{Region: pi.Host.Region})
+				}
+				plan.Openings[idx].Openings = append(plan.Openings[idx].Openings, firewall.Opening{ID: o.OpeningID,
+					Protocol: o.Protocol, DestIP: o.DestIP, DestPort: o.DestPort})
+			}
+			cmdbRecs = append(cmdbRecs, instanceCI(in.Subject, es.Name, pi))
+		}
+		cmdbRecs = append(cmdbRecs, serviceCI(in.Subject, svc, region, len(insts)))
+	}
+	if err := s.Exposure.RecordOpenings(ctx, openings); err != nil {
+		return nil, storeErr(err)
+	}
+	if err := s.Exposure.QueueCMDB(ctx, cmdbRecs); err != nil {
+		return nil, storeErr(err)
+	}
+	for _, r := range cmdbRecs {
+		plan.CMDB = append(plan.CMDB, r.CIID)
+	}
+	return plan, nil
+}
+
+func primaryPort(pi store.PlannedInstance) *store.PortMapping {
+	for i := range pi.Ports {
+		if pi.Ports[i].Protocol == "tcp" {
+			return &pi.Ports[i]
+		}
+	}
+	return nil
+}
+
+func backendOf(p *store.LBPool) lb.Backend {
+	b := lb.Backend{Name: p.Backend, ListenAddr: net.JoinHostPort(p.ListenIP, strconv.Itoa(p.ListenPort)), Mode: p.Mode,
+		HealthPath: p.HealthPath, Servers: []lb.Server{}}
+	for _, s := range p.Servers {
+		b.Servers = append(b.Servers, lb.Server{Name: s.InstanceName, Addr: s.Addr, Weight: s.Weight, State: s.State})
+	}
+	return b
+}
+
+// BackendOf is the load-balancer view of a pool record.
+func BackendOf(p *store.LBPool) lb.Backend { return backendOf(p) }
+
+func instanceCI(subject, service string, pi store.PlannedInstance) store.CMDBRecord {
+	attrs := map[string]string{"name": pi.Name, "service": "service:" + subject + "/" + service,
+		"host": pi.Host.Name, "hostIP": pi.Host.IP, "region": pi.Host.Region}
+	if p := primaryPort(pi); p != nil {
+		attrs["port"] = strconv.Itoa(p.HostPort)
+	}
+	b, _ := json.Marshal(attrs)
+	return store.CMDBRecord{CIID: "instance:" + pi.Name, Kind: "instance", Payload: string(b)}
+}
+
+func serviceCI(subject string, svc *store.Service, region string, added int) store.CMDBRecord {
+	attrs := map[string]string{"name": subject + "/" + svc.Name, "image": svc.Image, "region": region,
+		"created": svc.CreatedAt.UTC().Format("2006-01-02T15:04:05Z")}
+	b, _ := json.Marshal(attrs)
+	_ = added
+	return store.CMDBRecord{CIID: "service:" + subject + "/" + svc.Name, Kind: "service", Payload: string(b)}
+}
+
+// OpeningsDone marks openings applied (open) or removed (closed).
+type OpeningsDone struct {
+	IDs   []string `json:"ids"`
+	State string   `json:"state"`
+	RunID uint     `json:"runId"`
+}
+
+// MarkOpenings records the driver's outcome for openings.
+func (s *Store) MarkOpenings(ctx context.Context, in OpeningsDone) error {
+	recs := make([]store.FirewallOpening, 0, len(in.IDs))
+	for _, id := range in.IDs {
+		recs = append(recs, store.FirewallOpening{OpeningID: id, State: in.State, RunID: in.RunID})
+	}
+	return storeErr(s.Exposure.RecordOpenings(ctx, recs))
+}
+
+// UnexposeInput names instances to take out of the load balancer, the
+// firewall and the CMDB.
+type UnexposeInput struct {
+	ApplicationID uint                    `json:"applicationId"`
+	Subject       string                  `json:"subject"`
+	Instances     []store.PlannedInstance `json:"instances"`
+	// DropPools removes the services' pools too (the application is going).
+	DropPools bool `json:"dropPools"`
+}
+
+// PoolRemoval says which servers leave a backend.
+type PoolRemoval struct {
+	Region     string   `json:"region"`
+	Backend    string   `json:"backend"`
+	Names      []string `json:"names"`
+	RemovePool bool     `json:"removePool"`
+}
+
+// UnexposePlan is what the workflow removes, region by region.
+type UnexposePlan struct {
+	Pools    []PoolRemoval    `json:"pools"`
+	Openings []RegionOpenings `json:"openings"`
+}
+
+// PlanUnexpose reads what must be removed; it changes nothing, so the
+// records still show the truth until the removal is done.
+func (s *Store) PlanUnexpose(ctx context.Context, in UnexposeInput) (*UnexposePlan, error) {
+	plan := &UnexposePlan{}
+	byService := map[string][]store.PlannedInstance{}
+	var order []string
+	for _, pi := range in.Instances {
+		if _, ok := byService[pi.Service]; !ok {
+			order = append(order, pi.Service)
+		}
+		byService[pi.Service] = append(byService[pi.Service], pi)
+	}
+	regionOpen := map[string]int{}
+	for _, name := range order {
+		insts := byService[name]
+		svc, err := s.Exposure.ServiceNamed(ctx, in.ApplicationID, name)
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		if pool, err := s.Exposure.Pool(ctx, svc.ID); err == nil {
+			pr := PoolRemoval{Region: pool.Region, Backend: pool.Backend, RemovePool: in.DropPools}
+			for _, pi := range insts {
+				pr.Names = append(pr.Names, pi.Name)
+			}
+			plan.Pools = append(plan.Pools, pr)
+		}
+		for _, pi := range insts {
+			for _, p := range pi.Ports {
+				idx, ok := regionOpen[pi.Host.Region]
+				if !ok {
+					idx = len(plan.Openings)
+					regionOpen[pi.Host.Region] = idx
+					plan.Openings = append(plan.Openings, RegionOpenings{Region: pi.Host.Region})
+				}
+				plan.Openings[idx].Openings = append(plan.Openings[idx].Openings, firewall.Opening{ID: OpeningID(pi.Name, p),
+					Protocol: p.Protocol, DestIP: p.HostIP, DestPort: p.HostPort})
+			}
+		}
+	}
+	return plan, nil
+}
+
+// UnexposeDone records the removal: servers (and pools) forgotten, openings
+// closed, and CMDB deletions queued. It returns the CMDB items to sync.
+func (s *Store) UnexposeDone(ctx context.Context, in UnexposeInput) ([]string, error) {
+	var names, ids []string
+	var recs []store.CMDBRecord
+	var closed []store.FirewallOpening
+	services := map[string]bool{}
+	for _, pi := range in.Instances {
+		names = append(names, pi.Name)
+		for _, p := range pi.Ports {
+			closed = append(closed, store.FirewallOpening{OpeningID: OpeningID(pi.Name, p), InstanceName: pi.Name,
+				Protocol: p.Protocol, DestIP: p.HostIP, DestPort: p.HostPort, State: store.OpeningClosed})
+		}
+		recs = append(recs, store.CMDBRecord{CIID: "instance:" + pi.Name, Kind: "instance", Payload: "{}", Deleted: true})
+		services[pi.Service] = true
+	}
+	if err := s.Exposure.RemovePoolServers(ctx, names); err != nil {
+		return nil, storeErr(err)
+	}
+	if in.DropPools {
+		for _, pi := range in.Instances {
+			if !services[pi.Service] {
+				continue
+			}
+			services[pi.Service] = false
+			svc, err := s.Exposure.ServiceNamed(ctx, in.ApplicationID, pi.Service)
+			if err != nil {
+				return nil, storeErr(err)
+			}
+			if err := s.Exposure.RemovePool(ctx, svc.ID); err != nil {
+				return nil, storeErr(err)
+			}
+			recs = append(recs, store.CMDBRecord{CIID: "service:" + in.Subject + "/" + pi.Service, Kind: "service", Payload: "{}", Deleted: true})
+		}
+	}
+	if err := s.Exposure.RecordOpenings(ctx, closed); err != nil {
+		return nil, storeErr(err)
+	}
+	if err := s.Exposure.QueueCMDB(ctx, recs); err != nil {
+		return nil, storeErr(err)
+	}
+	for _, r := range recs {
+		ids = append(ids, r.CIID)
+	}
+	return ids, nil
+}

@@ -1,0 +1,127 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/berth-dev/berth/activities/lb"
+)
+
+// LB drives a region's load balancer through its driver.
+type LB struct {
+	Driver lb.Driver
+	// PollInterval is how often drain progress is read.
+	PollInterval time.Duration
+}
+
+// NewLB returns the load-balancer activities.
+func NewLB(d lb.Driver) *LB { return &LB{Driver: d, PollInterval: 100 * time.Millisecond} }
+
+// EnsurePool makes a service's backend and frontend exist.
+func (a *LB) EnsurePool(ctx context.Context, b lb.Backend) error {
+	if err := a.Driver.EnsureBackend(ctx, b); err != nil {
+		return fmt.Errorf("load balancer pool %s: %w", b.Name, err)
+	}
+	return nil
+}
+
+// ServersInput names servers of one backend.
+type ServersInput struct {
+	Backend string      `json:"backend"`
+	Servers []lb.Server `json:"servers"`
+}
+
+// AddServers adds (or updates) servers with their weight and state; a retry
+// finds the servers it already added by name.
+func (a *LB) AddServers(ctx context.Context, in ServersInput) error {
+	for _, s := range in.Servers {
+		if err := a.Driver.AddServer(ctx, in.Backend, s); err != nil {
+			return fmt.Errorf("add %s to %s: %w", s.Name, in.Backend, err)
+		}
+	}
+	return nil
+}
+
+// SetServers applies each server's weight and state without a reload.
+func (a *LB) SetServers(ctx context.Context, in ServersInput) error {
+	for _, s := range in.Servers {
+		if err := a.Driver.SetWeight(ctx, in.Backend, s.Name, s.Weight); err != nil {
+			return fmt.Errorf("weight of %s in %s: %w", s.Name, in.Backend, err)
+		}
+		if err := a.Driver.SetState(ctx, in.Backend, s.Name, s.State); err != nil {
+			return fmt.Errorf("state of %s in %s: %w", s.Name, in.Backend, err)
+		}
+	}
+	return nil
+}
+
+// RemoveServersInput names servers to take out of a backend.
+type RemoveServersInput struct {
+	Backend string   `json:"backend"`
+	Names   []string `json:"names"`
+}
+
+// RemoveServers removes servers; absent ones are fine.
+func (a *LB) RemoveServers(ctx context.Context, in RemoveServersInput) error {
+	for _, n := range in.Names {
+		if err := a.Driver.RemoveServer(ctx, in.Backend, n); err != nil {
+			return fmt.Errorf("remove %s from %s: %w", n, in.Backend, err)
+		}
+	}
+	return nil
+}
+
+// WaitDrainedInput says which drained servers to wait for, and how long.
+type WaitDrainedInput struct {
+	Backend string        `json:"backend"`
+	Names   []string      `json:"names"`
+	Timeout time.Duration `json:"timeout"`
+}
+
+// WaitDrained waits until the servers have no sessions left, or the timeout
+// passes (then the graceful stop finishes what is in flight). It reports
+// whether they drained fully.
+func (a *LB) WaitDrained(ctx context.Context, in WaitDrainedInput) (bool, error) {
+	want := map[string]bool{}
+	for _, n := range in.Names {
+		want[n] = true
+	}
+	deadline := time.Now().Add(in.Timeout)
+	for {
+		stats, err := a.Driver.Stats(ctx, in.Backend)
+		if err != nil {
+			return false, fmt.Errorf("stats of %s: %w", in.Backend, err)
+		}
+		var busy int64
+		for _, s := range stats {
+			if want[s.Name] {
+				busy += s.CurrentSessions
+			}
+		}
+		if busy == 0 {
+			return true, nil
+		}
+		activity.RecordHeartbeat(ctx, busy)
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(a.PollInterval):
+		}
+	}
+}
+
+// RemovePool removes a service's backend and frontend.
+func (a *LB) RemovePool(ctx context.Context, backend string) error {
+	return a.Driver.RemoveBackend(ctx, backend)
+}
+
+// PoolStats reads a backend's live figures.
+func (a *LB) PoolStats(ctx context.Context, backend string) ([]lb.ServerStats, error) {
+	return a.Driver.Stats(ctx, backend)
+}

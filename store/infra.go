@@ -1,0 +1,257 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// LBPool is a service's load-balancer backend and the frontend clients use.
+// It is kept as a record so every change can be undone and a restarted load
+// balancer rebuilt from it.
+type LBPool struct {
+	ID         uint       `gorm:"primaryKey" json:"id"`
+	ServiceID  uint       `gorm:"uniqueIndex" json:"serviceId"`
+	Region     string     `gorm:"size:64;uniqueIndex:ux_lb_region_port" json:"region"`
+	Backend    string     `gorm:"size:191" json:"backend"`
+	ListenIP   string     `gorm:"size:64" json:"listenIP"`
+	ListenPort int        `gorm:"uniqueIndex:ux_lb_region_port" json:"listenPort"`
+	Mode       string     `gorm:"size:8" json:"mode"`
+	HealthPath string     `gorm:"size:200" json:"healthPath,omitempty"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	UpdatedAt  time.Time  `json:"updatedAt"`
+	Servers    []LBServer `gorm:"foreignKey:PoolID" json:"servers"`
+}
+
+// LBServer is one instance in a pool, with the weight and state berth wants.
+type LBServer struct {
+	ID           uint      `gorm:"primaryKey" json:"-"`
+	PoolID       uint      `gorm:"index" json:"-"`
+	InstanceName string    `gorm:"size:191;uniqueIndex" json:"name"`
+	Addr         string    `gorm:"size:80" json:"addr"`
+	Weight       int       `json:"weight"`
+	State        string    `gorm:"size:16" json:"state"`
+	UpdatedAt    time.Time `json:"updatedAt"`
+}
+
+// FirewallOpening is an opening berth asked for, with its driver's outcome.
+type FirewallOpening struct {
+	ID           uint       `gorm:"primaryKey" json:"-"`
+	OpeningID    string     `gorm:"size:191;uniqueIndex" json:"id"`
+	InstanceName string     `gorm:"size:191;index" json:"instance"`
+	Protocol     string     `gorm:"size:8" json:"protocol"`
+	DestIP       string     `gorm:"size:64" json:"destIP"`
+	DestPort     int        `json:"destPort"`
+	Source       string     `gorm:"size:64" json:"source,omitempty"`
+	Driver       string     `gorm:"size:16" json:"driver"`
+	State        string     `gorm:"size:16;index" json:"state"` // requested, open, closed
+	RunID        uint       `json:"runId"`
+	OpenedAt     *time.Time `json:"openedAt,omitempty"`
+	ClosedAt     *time.Time `json:"closedAt,omitempty"`
+}
+
+// Firewall opening states.
+const (
+	OpeningRequested = "requested"
+	OpeningOpen      = "open"
+	OpeningClosed    = "closed"
+)
+
+// CMDBRecord is one configuration item as berth last meant to push it to the
+// enterprise CMDB, and how that went.
+type CMDBRecord struct {
+	CIID      string     `gorm:"primaryKey;size:191" json:"ciId"`
+	Kind      string     `gorm:"size:16" json:"kind"` // service or instance
+	Payload   string     `gorm:"type:text" json:"payload"`
+	Deleted   bool       `json:"deleted"`
+	State     string     `gorm:"size:16;index" json:"state"` // pending, synced, failed
+	Attempts  int        `json:"attempts"`
+	LastError string     `gorm:"type:text" json:"lastError,omitempty"`
+	SyncedAt  *time.Time `json:"syncedAt,omitempty"`
+	UpdatedAt time.Time  `json:"updatedAt"`
+}
+
+// CMDB sync states.
+const (
+	SyncPending = "pending"
+	SyncDone    = "synced"
+	SyncFailed  = "failed"
+)
+
+// EnsurePool returns a service's pool, creating it with a free listen port
+// from [portMin, portMax] in its region when it does not exist.
+func (s *Store) EnsurePool(ctx context.Context, p LBPool, portMin, portMax int) (*LBPool, error) {
+	for attempt := 0; attempt < 20; attempt++ {
+		var out LBPool
+		err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			err := tx.Preload("Servers").Where("service_id = ?", p.ServiceID).First(&out).Error
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, gorm.ErrRecordNotFound) {
+				return err
+			}
+			var used []int
+			if err := tx.Model(&LBPool{}).Where("region = ?", p.Region).Pluck("listen_port", &used).Error; err != nil {
+				return err
+			}
+			taken := map[int]bool{}
+			for _, u := range used {
+				taken[u] = true
+			}
+			port, err := freePort(taken, portMin, portMax)
+			if err != nil {
+				return fmt.Errorf("load balancer of region %s: %w", p.Region, err)
+			}
+			p.ListenPort = port
+			if err := tx.Omit("Servers").Create(&p).Error; err != nil {
+				return err
+			}
+			out = p
+			return nil
+		})
+		if err == nil {
+			return &out, nil
+		}
+		if !isDuplicate(err) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("load balancer port allocation kept colliding")
+}
+
+// Pool returns a service's pool with its servers.
+func (s *Store) Pool(ctx context.Context, serviceID uint) (*LBPool, error) {
+	var p LBPool
+	err := s.db.WithContext(ctx).Preload("Servers", func(db *gorm.DB) *gorm.DB { return db.Order("instance_name") }).
+		Where("service_id = ?", serviceID).First(&p).Error
+	if err != nil {
+		return nil, notFound(err, fmt.Sprintf("load balancer pool of service %d", serviceID))
+	}
+	return &p, nil
+}
+
+// Pools lists every pool of a region with its servers, for rebuilding a load balancer.
+func (s *Store) Pools(ctx context.Context, region string) ([]LBPool, error) {
+	var ps []LBPool
+	q := s.db.WithContext(ctx).Preload("Servers", func(db *gorm.DB) *gorm.DB { return db.Order("instance_name") }).Order("id")
+	if region != "" {
+		q = q.Where("region = ?", region)
+	}
+	return ps, q.Find(&ps).Error
+}
+
+// SetPoolServers records servers' desired weight and state (upsert by instance name).
+func (s *Store) SetPoolServers(ctx context.Context, poolID uint, servers []LBServer) error {
+	if len(servers) == 0 {
+		return nil
+	}
+	for i := range servers {
+		servers[i].PoolID = poolID
+		servers[i].ID = 0
+	}
+	return s.db.WithContext(ctx).Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "instance_name"}},
+		DoUpdates: clause.AssignmentColumns([]string{"pool_id", "addr", "weight", "state", "updated_at"}),
+	}).Create(&servers).Error
+}
+
+// RemovePoolServers forgets servers.
+func (s *Store) RemovePoolServers(ctx context.Context, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	return s.db.WithContext(ctx).Where("instance_name IN ?", names).Delete(&LBServer{}).Error
+}
+
+// RemovePool forgets a service's pool and its servers.
+func (s *Store) RemovePool(ctx context.Context, serviceID uint) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var p LBPool
+		if err := tx.Where("service_id = ?", serviceID).First(&p).Error; err != nil {
+			if errors.Is(err, gorm.ErrRecordNotFound) {
+				return nil
+			}
+			return err
+		}
+		if err := tx.Where("pool_id = ?", p.ID).Delete(&LBServer{}).Error; err != nil {
+			return err
+		}
+		return tx.Delete(&p).Error
+	})
+}
+
+// RecordOpenings upserts openings with their state.
+func (s *Store) RecordOpenings(ctx context.Context, os []FirewallOpening) error {
+	if len(os) == 0 {
+		return nil
+	}
+	t := now()
+	for i := range os {
+		os[i].ID = 0
+		switch os[i].State {
+		case OpeningOpen:
+			os[i].OpenedAt = &t
+		case OpeningClosed:
+			os[i].ClosedAt = &t
+		}
+	}
+	return s.db.WithContext(ctx).Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "opening_id"}},
+		DoUpdates: clause.AssignmentColumns([]string{"state", "driver", "run_id", "opened_at", "closed_at", "dest_ip", "dest_port", "protocol"}),
+	}).Create(&os).Error
+}
+
+// Openings lists openings, optionally only those in one state.
+func (s *Store) Openings(ctx context.Context, state string) ([]FirewallOpening, error) {
+	var out []FirewallOpening
+	q := s.db.WithContext(ctx).Order("opening_id")
+	if state != "" {
+		q = q.Where("state = ?", state)
+	}
+	return out, q.Find(&out).Error
+}
+
+// QueueCMDB records configuration items to push (or delete) as pending.
+func (s *Store) QueueCMDB(ctx context.Context, recs []CMDBRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	for i := range recs {
+		recs[i].State = SyncPending
+		recs[i].LastError = ""
+	}
+	return s.db.WithContext(ctx).Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "ci_id"}},
+		DoUpdates: clause.AssignmentColumns([]string{"kind", "payload", "deleted", "state", "last_error", "updated_at"}),
+	}).Create(&recs).Error
+}
+
+// CMDBRecords lists records by CI id, optionally in one state.
+func (s *Store) CMDBRecords(ctx context.Context, state string, ids []string) ([]CMDBRecord, error) {
+	var out []CMDBRecord
+	q := s.db.WithContext(ctx).Order("ci_id")
+	if state != "" {
+		q = q.Where("state = ?", state)
+	}
+	if ids != nil {
+		q = q.Where("ci_id IN ?", ids)
+	}
+	return out, q.Find(&out).Error
+}
+
+// MarkCMDB records a sync attempt's outcome.
+func (s *Store) MarkCMDB(ctx context.Context, ciID string, ok bool, errMsg string) error {
+	up := map[string]any{"attempts": gorm.Expr("attempts + 1"), "last_error": errMsg}
+	if ok {
+		t := now()
+		up["state"], up["synced_at"] = SyncDone, &t
+	} else {
+		up["state"] = SyncFailed
+	}
+	return s.db.WithContext(ctx).Model(&CMDBRecord{}).Where("ci_id = ?", ciID).Updates(up).Error
+}

@@ -1,0 +1,142 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/store"
+)
+
+// expose puts new instances behind their service's load-balancer pool, opens
+// the firewall for them and syncs the CMDB. It returns what it applied so the
+// caller can undo it.
+func expose(ctx workflow.Context, r *run, in activities.ExposeInput) error {
+	var lbA *activities.LB
+	var fw *activities.Firewall
+	var plan activities.ExposePlan
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, r.st.PlanExpose, in).Get(ctx, &plan); err != nil {
+		return err
+	}
+	if len(plan.Pools) > 0 {
+		err := r.step(ctx, "load balancer", func() error {
+			var futures []workflow.Future
+			for _, p := range plan.Pools {
+				actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, p.Region))
+				futures = append(futures, workflow.ExecuteActivity(actx, lbA.EnsurePool, p.Backend))
+			}
+			if err := waitAll(ctx, futures, nil); err != nil {
+				return err
+			}
+			futures = futures[:0]
+			for _, p := range plan.Pools {
+				actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, p.Region))
+				futures = append(futures, workflow.ExecuteActivity(actx, lbA.AddServers,
+					activities.ServersInput{Backend: p.Backend.Name, Servers: p.Add}))
+			}
+			return waitAll(ctx, futures, nil)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if len(plan.Openings) > 0 {
+		err := r.step(ctx, "firewall", func() error {
+			var futures []workflow.Future
+			var ids []string
+			for _, ro := range plan.Openings {
+				actx := workflow.WithActivityOptions(ctx, withQueue(firewallOptions, ro.Region))
+				futures = append(futures, workflow.ExecuteActivity(actx, fw.Open, ro.Openings))
+				for _, o := range ro.Openings {
+					ids = append(ids, o.ID)
+				}
+			}
+			if err := waitAll(ctx, futures, nil); err != nil {
+				return err
+			}
+			return workflow.ExecuteLocalActivity(lctx, r.st.MarkOpenings,
+				activities.OpeningsDone{IDs: ids, State: store.OpeningOpen, RunID: in.RunID}).Get(ctx, nil)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	syncCMDB(ctx, r, plan.CMDB)
+	return nil
+}
+
+// unexpose takes instances out of the load balancer and the firewall, then
+// records it and syncs the CMDB deletions.
+func unexpose(ctx workflow.Context, r *run, in activities.UnexposeInput) error {
+	var lbA *activities.LB
+	var fw *activities.Firewall
+	var plan activities.UnexposePlan
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, r.st.PlanUnexpose, in).Get(ctx, &plan); err != nil {
+		return err
+	}
+	var futures []workflow.Future
+	for _, p := range plan.Pools {
+		actx := workflow.WithActivityOptions(ctx, withQueue(cleanupOptions, p.Region))
+		futures = append(futures, workflow.ExecuteActivity(actx, lbA.RemoveServers,
+			activities.RemoveServersInput{Backend: p.Backend, Names: p.Names}))
+	}
+	if err := waitAll(ctx, futures, nil); err != nil {
+		return err
+	}
+	futures = futures[:0]
+	for _, p := range plan.Pools {
+		if p.RemovePool {
+			actx := workflow.WithActivityOptions(ctx, withQueue(cleanupOptions, p.Region))
+			futures = append(futures, workflow.ExecuteActivity(actx, lbA.RemovePool, p.Backend))
+		}
+	}
+	for _, ro := range plan.Openings {
+		ids := make([]string, 0, len(ro.Openings))
+		for _, o := range ro.Openings {
+			ids = append(ids, o.ID)
+		}
+		actx := workflow.WithActivityOptions(ctx, withQueue(cleanupOptions, ro.Region))
+		futures = append(futures, workflow.ExecuteActivity(actx, fw.Close, ids))
+	}
+	if err := waitAll(ctx, futures, nil); err != nil {
+		return err
+	}
+	var cis []string
+	if err := workflow.ExecuteLocalActivity(lctx, r.st.UnexposeDone, in).Get(ctx, &cis); err != nil {
+		return err
+	}
+	syncCMDB(ctx, r, cis)
+	return nil
+}
+
+// syncCMDB pushes CMDB items; a failed push is recorded on the item and
+// shown, and never fails the run.
+func syncCMDB(ctx workflow.Context, r *run, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	var c *activities.CMDB
+	var res activities.SyncResult
+	r.record(ctx, "cmdb", store.StepRunning, "")
+	actx := workflow.WithActivityOptions(ctx, cmdbOptions)
+	err := workflow.ExecuteActivity(actx, c.SyncCMDB, ids).Get(ctx, &res)
+	state, msg := store.StepDone, ""
+	if err != nil {
+		state, msg = store.StepFailed, errorMessage(err)
+	} else if len(res.Failed) > 0 {
+		state, msg = store.StepFailed, "not synced (will be retried): "+joinNames(res.Failed)
+	}
+	r.record(ctx, "cmdb", state, msg)
+}
+
+func joinNames(ns []string) string {
+	out := ""
+	for i, n := range ns {
+		if i > 0 {
+			out += ", "
+		}
+		out += n
+	}
+	return out
+}
