@@ -44,6 +44,14 @@ func DeleteStack(ctx workflow.Context, in DeleteStackInput) (*DeleteStackResult,
 		lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 		return workflow.ExecuteLocalActivity(lctx, r.st.LiveInstances, in.ApplicationID).Get(ctx, &insts)
 	})
+	if err == nil && workflow.GetVersion(ctx, exposeChange, workflow.DefaultVersion, 1) >= 1 {
+		// Out of the load balancer and the firewall first, so no new request
+		// reaches an instance that is about to stop.
+		err = r.step(ctx, "unexpose", func() error {
+			return unexpose(ctx, r, activities.UnexposeInput{ApplicationID: in.ApplicationID,
+				Subject: in.Tenant + "/" + in.Env + "/" + in.App, Instances: insts, DropPools: true})
+		})
+	}
 	if err == nil {
 		err = r.step(ctx, "remove", func() error { return removeInstances(ctx, insts, true) })
 	}

@@ -72,13 +72,13 @@ func TestDeleteStackRemovesEveryLiveInstanceGracefully(t *testing.T) {
 	require.Equal(t, uint(3), fin.ApplicationID)
 	require.Equal(t, uint(9), fin.RunID)
 	require.Empty(t, fin.Error)
-	require.Equal(t, []string{"load running", "load done", "remove running", "remove done"}, rec.stepLog())
+	require.Equal(t, []string{"load running", "load done", "unexpose running", "unexpose done", "remove running", "remove done"}, rec.stepLog())
 
 	v, err := env.QueryWorkflow(StatusQuery)
 	require.NoError(t, err)
 	var status Status
 	require.NoError(t, v.Get(&status))
-	require.Equal(t, Status{Step: "done", Done: []string{"load", "remove"}}, status)
+	require.Equal(t, Status{Step: "done", Done: []string{"load", "unexpose", "remove"}}, status)
 }
 
 func TestDeleteStackWithNothingLive(t *testing.T) {
@@ -121,7 +121,7 @@ func TestDeleteStackRemovalFailureLeavesAppFailed(t *testing.T) {
 	require.Equal(t, store.RunFailed, fin.Status)
 	require.Equal(t, store.StateFailed, fin.AppState)
 	require.Equal(t, gone, fin.Error)
-	require.Equal(t, []string{"load running", "load done", "remove running", "remove failed"}, rec.stepLog())
+	require.Equal(t, []string{"load running", "load done", "unexpose running", "unexpose done", "remove running", "remove failed"}, rec.stepLog())
 }
 
 func TestDeleteStackLoadFailureRemovesNothing(t *testing.T) {
@@ -162,7 +162,7 @@ func TestDeleteStackCancelledClosesRunAsCancelled(t *testing.T) {
 	require.Equal(t, store.RunCancelled, fin.Status)
 	require.Equal(t, "cancelled", fin.Error)
 	require.Equal(t, store.StateFailed, fin.AppState)
-	require.Equal(t, []string{"load running", "load done", "remove running", "remove failed"}, rec.stepLog())
+	require.Equal(t, []string{"load running", "load done", "unexpose running", "unexpose done", "remove running", "remove failed"}, rec.stepLog())
 	require.Equal(t, [][]string{{"acme-prod-shop-web-1", "acme-prod-shop-api-1"}}, rec.releases(),
 		"what was removed before the cancel is released; what was in flight is not")
 }

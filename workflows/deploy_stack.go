@@ -29,7 +29,13 @@ type DeployStackInput struct {
 	PortMax       int          `json:"portMax"`
 	// HealthTimeout bounds the wait for each instance to become healthy.
 	HealthTimeout time.Duration `json:"healthTimeout"`
+	// LB says how services are put behind the load balancer (version exposeVersion on).
+	LB activities.LBSettings `json:"lb"`
 }
+
+// exposeChange is the GetVersion change id that added the load balancer,
+// firewall and CMDB steps to deploys and deletes.
+const exposeChange = "expose"
 
 // DeployStackResult lists the instances the deploy started.
 type DeployStackResult struct {
@@ -55,6 +61,7 @@ func DeployStack(ctx workflow.Context, in DeployStackInput) (*DeployStackResult,
 	if err != nil {
 		return nil, err
 	}
+	r.exposeVersion = workflow.GetVersion(ctx, exposeChange, workflow.DefaultVersion, 1)
 	var plan store.Plan
 	err = r.step(ctx, "plan", func() error {
 		req := store.PlanRequest{RunID: in.RunID, ApplicationID: in.ApplicationID, EnvironmentID: in.EnvironmentID,
@@ -96,6 +103,17 @@ func DeployStack(ctx workflow.Context, in DeployStackInput) (*DeployStackResult,
 			return nil, r.fail(ctx, in, plan.Instances, err)
 		}
 		result.Instances = append(result.Instances, started...)
+	}
+	if r.exposeVersion >= 1 {
+		r.exposed = true
+		exposeIn := activities.ExposeInput{RunID: in.RunID, ApplicationID: in.ApplicationID,
+			Subject: in.Tenant + "/" + in.Env + "/" + in.App, Instances: plan.Instances, LB: in.LB}
+		for _, s := range in.Spec.Services {
+			exposeIn.Services = append(exposeIn.Services, activities.ExposeService{Name: s.Name, HealthPath: healthPath(s)})
+		}
+		if err := expose(ctx, r, exposeIn); err != nil {
+			return nil, r.fail(ctx, in, plan.Instances, err)
+		}
 	}
 	r.status.Step = "done"
 	r.finish(ctx, activities.FinishInput{Status: store.RunSucceeded, ApplicationID: in.ApplicationID, AppState: store.StateRunning})
@@ -211,7 +229,16 @@ func (r *run) fail(ctx workflow.Context, in DeployStackInput, insts []store.Plan
 		status, msg = store.RunCancelled, "cancelled"
 	}
 	if len(insts) > 0 {
-		undoErr := r.step(dctx, "undo", func() error { return removeInstances(dctx, insts, false) })
+		undoErr := r.step(dctx, "undo", func() error {
+			if r.exposed {
+				err := unexpose(dctx, r, activities.UnexposeInput{ApplicationID: in.ApplicationID,
+					Subject: in.Tenant + "/" + in.Env + "/" + in.App, Instances: insts, DropPools: true})
+				if err != nil {
+					return err
+				}
+			}
+			return removeInstances(dctx, insts, false)
+		})
 		if undoErr != nil {
 			msg += "; undo failed: " + errorMessage(undoErr)
 		}

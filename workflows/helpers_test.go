@@ -112,8 +112,12 @@ func newEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *recorder) {
 	env.RegisterWorkflowWithOptions(DeployStack, workflow.RegisterOptions{Name: DeployStackName})
 	env.RegisterWorkflowWithOptions(DeleteStack, workflow.RegisterOptions{Name: DeleteStackName})
 	env.RegisterWorkflowWithOptions(ProvisionHost, workflow.RegisterOptions{Name: ProvisionHostName})
+	env.RegisterWorkflowWithOptions(ScaleService, workflow.RegisterOptions{Name: ScaleServiceName})
 	env.RegisterActivity(&activities.Docker{})
 	env.RegisterActivity(&activities.Store{})
+	env.RegisterActivity(&activities.LB{})
+	env.RegisterActivity(&activities.Firewall{})
+	env.RegisterActivity(&activities.CMDB{})
 
 	r := &recorder{}
 	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
@@ -148,6 +152,10 @@ func newEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *recorder) {
 		r.add(func() { r.released = append(r.released, names) })
 		return nil
 	})
+	// Exposure has nothing to do unless a test says otherwise (expose_test.go).
+	env.OnActivity(st.PlanExpose, mock.Anything, mock.Anything).Return(&activities.ExposePlan{}, nil).Maybe()
+	env.OnActivity(st.PlanUnexpose, mock.Anything, mock.Anything).Return(&activities.UnexposePlan{}, nil).Maybe()
+	env.OnActivity(st.UnexposeDone, mock.Anything, mock.Anything).Return([]string{}, nil).Maybe()
 	env.OnActivity(st.Finish, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.FinishInput) error {
 		var err error
 		r.add(func() { r.finishes, err = append(r.finishes, in), r.finishErr })

@@ -27,6 +27,10 @@ type run struct {
 	status Status
 	// Nil-receiver activity references: the worker's registered ones are used.
 	st *activities.Store
+	// exposeVersion is the GetVersion of exposeChange for this run; exposed
+	// says the expose step began, so an undo must take it back.
+	exposeVersion workflow.Version
+	exposed       bool
 }
 
 func newRun(ctx workflow.Context, id uint) (*run, error) {
