@@ -1,0 +1,406 @@
+// Package nftables is the firewall.Driver that applies openings as nftables
+// rules through netlink (no nft binary needed on the host).
+//
+// Layout, all in one table that berth owns so that it never edits anybody
+// else's ruleset:
+//
+//	table inet berth {
+//		chain input {
+//			type filter hook input priority filter; policy accept;
+//			ip saddr 192.0.2.0/24 ip daddr 127.0.0.1 tcp dport 31000 counter accept comment "berth:open:<ID>"
+//			...one accept rule per opening...
+//			tcp dport 30000-32767 ct state new counter drop comment "berth:guard:tcp:30000-32767"
+//			udp dport 30000-32767 ct state new counter drop comment "berth:guard:udp:30000-32767"
+//		}
+//	}
+//
+// The guards close the published-port range by default; openings are
+// inserted at the head of the chain so they always sit before the guards.
+// Rules are found again by their comment (rule user data), which is what makes
+// every call idempotent across retries and process restarts.
+package nftables
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	nft "github.com/google/nftables"
+	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+
+	"github.com/berth-dev/berth/activities/firewall"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultTable   = "berth"
+	DefaultPortMin = 30000
+	DefaultPortMax = 32767
+)
+
+const (
+	chainName = "input"
+
+	openTagPrefix  = "berth:open:"
+	guardTagPrefix = "berth:guard"
+
+	// maxIDLen keeps the tag (prefix + ID + NUL + TLV header) well inside the
+	// kernel's 256-byte rule user-data limit.
+	maxIDLen = 120
+)
+
+var _ firewall.Driver = (*Driver)(nil)
+
+// Options configure a Driver.
+type Options struct {
+	// Table is the name of the inet table berth owns; "" means DefaultTable.
+	Table string
+	// PortMin and PortMax bound the published-port range that is closed
+	// unless opened; both 0 means DefaultPortMin..DefaultPortMax.
+	PortMin, PortMax int
+	// NetNSFd is an open fd of the network namespace to manage; 0 means the
+	// namespace of the calling process. The caller keeps it open while the
+	// Driver is in use.
+	NetNSFd int
+}
+
+// Driver implements firewall.Driver with nftables. It is safe for concurrent
+// use; calls are serialized so that a check-then-insert cannot race a twin
+// call from the same process.
+type Driver struct {
+	table   string
+	portMin uint16
+	portMax uint16
+	netns   int
+
+	mu sync.Mutex
+}
+
+// New checks opts and returns a Driver. It touches no netlink state: the
+// table is created by Ensure (which Open calls).
+func New(opts Options) (*Driver, error) {
+	if opts.Table == "" {
+		opts.Table = DefaultTable
+	}
+	if !validTableName(opts.Table) {
+		return nil, fmt.Errorf("nftables: table name %q: want 1-64 characters of [A-Za-z0-9_-] starting with a letter", opts.Table)
+	}
+	if opts.PortMin == 0 && opts.PortMax == 0 {
+		opts.PortMin, opts.PortMax = DefaultPortMin, DefaultPortMax
+	}
+	if opts.PortMin < 1 || opts.PortMax > 65535 || opts.PortMin > opts.PortMax {
+		return nil, fmt.Errorf("nftables: port range %d-%d: want 1 <= min <= max <= 65535", opts.PortMin, opts.PortMax)
+	}
+	if opts.NetNSFd < 0 {
+		return nil, fmt.Errorf("nftables: netns fd %d is negative", opts.NetNSFd)
+	}
+	return &Driver{
+		table:   opts.Table,
+		portMin: uint16(opts.PortMin),
+		portMax: uint16(opts.PortMax),
+		netns:   opts.NetNSFd,
+	}, nil
+}
+
+// Table returns the name of the inet table the Driver owns.
+func (d *Driver) Table() string { return d.table }
+
+// PortRange returns the published-port range the guard closes.
+func (d *Driver) PortRange() (lo, hi int) { return int(d.portMin), int(d.portMax) }
+
+// Ensure creates the table, the input chain and the guard rules if they are
+// missing, and replaces guards left by a different port range. It is cheap
+// and idempotent, so it is safe to call before every Open.
+func (d *Driver) Ensure(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, err := d.conn(ctx)
+	if err != nil {
+		return err
+	}
+	rules, err := d.rules(c)
+	if err != nil {
+		return err
+	}
+	if err := d.queueEnsure(c, rules); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: ensure table inet %s chain %s with guard for ports %d-%d: %w", d.table, chainName, d.portMin, d.portMax, err)
+	}
+	return nil
+}
+
+// Open allows o. If a rule tagged with o.ID already exists it is left as it
+// is, so a retried Open adds nothing; an opening whose fields changed under
+// the same ID must be Closed first.
+func (d *Driver) Open(ctx context.Context, o firewall.Opening) error {
+	m, err := parseOpening(o)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, err := d.conn(ctx)
+	if err != nil {
+		return err
+	}
+	rules, err := d.rules(c)
+	if err != nil {
+		return err
+	}
+	// Ensure and insert share one batch: the kernel applies a batch
+	// atomically, so a half-set-up table is never visible.
+	if err := d.queueEnsure(c, rules); err != nil {
+		return err
+	}
+	if len(withTag(rules, openTag(o.ID))) == 0 {
+		// InsertRule without a position prepends, which keeps every opening
+		// in front of the guards however many there are.
+		c.InsertRule(&nft.Rule{
+			Table:    d.nftTable(),
+			Chain:    d.nftChain(),
+			Exprs:    m.exprs(),
+			UserData: userdata.AppendString(nil, userdata.TypeComment, openTag(o.ID)),
+		})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: open %q (%s %s port %d) in table inet %s: %w", o.ID, o.Protocol, o.DestIP, o.DestPort, d.table, err)
+	}
+	return nil
+}
+
+// Close removes the rule(s) tagged with id. An id with no rule, or a missing
+// table, is not an error.
+func (d *Driver) Close(ctx context.Context, id string) error {
+	if err := validateID(id); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, err := d.conn(ctx)
+	if err != nil {
+		return err
+	}
+	rules, err := d.rules(c)
+	if err != nil {
+		return err
+	}
+	victims := withTag(rules, openTag(id))
+	if len(victims) == 0 {
+		return nil
+	}
+	for _, r := range victims {
+		if err := c.DelRule(&nft.Rule{Table: d.nftTable(), Chain: d.nftChain(), Handle: r.Handle}); err != nil {
+			return fmt.Errorf("nftables: close %q: queue delete of rule handle %d: %w", id, r.Handle, err)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		// Someone else (a twin process, an operator) may have deleted the
+		// rule between our read and our delete; what matters is that it is
+		// gone, so look again before reporting failure.
+		if again, lerr := d.rules(c); lerr == nil && len(withTag(again, openTag(id))) == 0 {
+			return nil
+		}
+		return fmt.Errorf("nftables: close %q: delete rule(s) from table inet %s: %w", id, d.table, err)
+	}
+	return nil
+}
+
+// List returns the openings currently applied, read back from the kernel.
+// A missing table lists as no openings. Source is returned in canonical
+// prefix form (e.g. "10.0.0.0/8", "192.0.2.7/32").
+func (d *Driver) List(ctx context.Context) ([]firewall.Opening, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, err := d.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := d.rules(c)
+	if err != nil {
+		return nil, err
+	}
+	var out []firewall.Opening
+	for _, r := range rules {
+		tag := ruleTag(r)
+		id, ok := strings.CutPrefix(tag, openTagPrefix)
+		if !ok {
+			continue
+		}
+		o, err := parseRule(id, r.Exprs)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: list: rule handle %d tagged %q in table inet %s: %w", r.Handle, tag, d.table, err)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// Remove deletes the whole table, openings and guards included, which opens
+// the port range again. A missing table is not an error.
+func (d *Driver) Remove(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, err := d.conn(ctx)
+	if err != nil {
+		return err
+	}
+	exists, err := d.tableExists(c)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return nil
+	}
+	c.DelTable(d.nftTable())
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: remove table inet %s: %w", d.table, err)
+	}
+	return nil
+}
+
+// conn returns a fresh netlink Conn per call: Conn buffers queued messages
+// and keeps a sticky marshalling error, so reusing one across calls could
+// send a failed call's leftovers with the next call's batch.
+func (d *Driver) conn(ctx context.Context) (*nft.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	var opts []nft.ConnOption
+	if d.netns != 0 {
+		opts = append(opts, nft.WithNetNSFd(d.netns))
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		// netlink calls take no context; a socket deadline is how a stuck
+		// kernel reply still honours the caller's deadline.
+		opts = append(opts, nft.WithSockOptions(func(c *netlink.Conn) error { return c.SetDeadline(dl) }))
+	}
+	c, err := nft.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: open netlink connection: %w", err)
+	}
+	return c, nil
+}
+
+func (d *Driver) nftTable() *nft.Table {
+	return &nft.Table{Name: d.table, Family: nft.TableFamilyINet}
+}
+
+func (d *Driver) nftChain() *nft.Chain {
+	return &nft.Chain{Name: chainName, Table: d.nftTable()}
+}
+
+func (d *Driver) tableExists(c *nft.Conn) (bool, error) {
+	// A dump, rather than a get by name: a get of a missing table fails with
+	// an error the library flattens to text, so "absent" could not be told
+	// apart from a real failure.
+	tables, err := c.ListTablesOfFamily(nft.TableFamilyINet)
+	if err != nil {
+		return false, fmt.Errorf("nftables: list inet tables: %w", err)
+	}
+	for _, t := range tables {
+		if t.Name == d.table {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// rules returns the rules of our chain, or none when the chain does not
+// exist yet.
+func (d *Driver) rules(c *nft.Conn) ([]*nft.Rule, error) {
+	chains, err := c.ListChainsOfTableFamily(nft.TableFamilyINet)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: list inet chains: %w", err)
+	}
+	found := false
+	for _, ch := range chains {
+		if ch.Table != nil && ch.Table.Name == d.table && ch.Name == chainName {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return nil, nil
+	}
+	rules, err := c.GetRules(d.nftTable(), d.nftChain())
+	if err != nil {
+		return nil, fmt.Errorf("nftables: get rules of table inet %s chain %s: %w", d.table, chainName, err)
+	}
+	return rules, nil
+}
+
+// queueEnsure queues, on c, what it takes to bring the table to shape given
+// the chain's current rules. Table and chain adds are queued every time: the
+// kernel treats a create of an existing object without NLM_F_EXCL as a no-op
+// (and re-asserts the chain policy), so nothing needs to be read for them.
+func (d *Driver) queueEnsure(c *nft.Conn, rules []*nft.Rule) error {
+	t := c.AddTable(d.nftTable())
+	policy := nft.ChainPolicyAccept
+	ch := c.AddChain(&nft.Chain{
+		Name:     chainName,
+		Table:    t,
+		Type:     nft.ChainTypeFilter,
+		Hooknum:  nft.ChainHookInput,
+		Priority: nft.ChainPriorityFilter,
+		Policy:   &policy,
+	})
+	want := map[string]byte{
+		d.guardTag("tcp"): protoTCP,
+		d.guardTag("udp"): protoUDP,
+	}
+	have := map[string]bool{}
+	for _, r := range rules {
+		tag := ruleTag(r)
+		if !strings.HasPrefix(tag, guardTagPrefix) {
+			continue
+		}
+		if _, ok := want[tag]; ok && !have[tag] {
+			have[tag] = true
+			continue
+		}
+		// A guard for another port range (the config changed) or a
+		// duplicate: drop it in the same batch that appends the right one.
+		if err := c.DelRule(&nft.Rule{Table: t, Chain: ch, Handle: r.Handle}); err != nil {
+			return fmt.Errorf("nftables: queue delete of stale guard handle %d: %w", r.Handle, err)
+		}
+	}
+	for _, proto := range []string{"tcp", "udp"} {
+		tag := d.guardTag(proto)
+		if have[tag] {
+			continue
+		}
+		// Appended, so it lands after every opening already in the chain.
+		c.AddRule(&nft.Rule{
+			Table:    t,
+			Chain:    ch,
+			Exprs:    guardExprs(want[tag], d.portMin, d.portMax),
+			UserData: userdata.AppendString(nil, userdata.TypeComment, tag),
+		})
+	}
+	return nil
+}
+
+func (d *Driver) guardTag(proto string) string {
+	return fmt.Sprintf("%s:%s:%d-%d", guardTagPrefix, proto, d.portMin, d.portMax)
+}
+
+func openTag(id string) string { return openTagPrefix + id }
+
+func ruleTag(r *nft.Rule) string {
+	s, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+	return s
+}
+
+func withTag(rules []*nft.Rule, tag string) []*nft.Rule {
+	var out []*nft.Rule
+	for _, r := range rules {
+		if ruleTag(r) == tag {
+			out = append(out, r)
+		}
+	}
+	return out
+}
