@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/berth-dev/berth/activities/firewall"
 	"github.com/berth-dev/berth/activities/lb"
@@ -33,8 +34,10 @@ type LBSettings struct {
 	PortMin  int    `json:"portMin"`
 	PortMax  int    `json:"portMax"`
 	Weight   int    `json:"weight"`
-	// Firewall is the firewall driver's name, recorded with each opening.
-	Firewall string `json:"firewall"`
+	// Firewall is the firewall driver's name, recorded with each opening;
+	// "ticket" makes the run wait for a person to confirm the openings.
+	Firewall      string        `json:"firewall"`
+	TicketTimeout time.Duration `json:"ticketTimeout,omitempty"`
 }
 
 // ExposeService is what exposure needs to know about one service.

@@ -109,7 +109,7 @@ func (s *Server) deployApplication(c *gin.Context) {
 	}
 	input := workflows.DeployStackInput{RunID: run.ID, ApplicationID: app.ID, EnvironmentID: env.ID,
 		Tenant: tenant, Env: env.Name, App: req.Name, Spec: *spec, PortMin: s.cfg.PortMin, PortMax: s.cfg.PortMax,
-		HealthTimeout: s.cfg.HealthTimeout}
+		HealthTimeout: s.cfg.HealthTimeout, LB: s.lbFor(env)}
 	if err := s.startRun(ctx, run, workflows.DeployStackName, input); err != nil {
 		s.fail(c, err)
 		return

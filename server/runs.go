@@ -8,6 +8,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/workflows"
 )
 
 // listRuns filters and sorts on the server through allowlists.
@@ -117,4 +118,51 @@ func (s *Server) listAudit(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"events": evs})
+}
+
+type confirmRequest struct {
+	Comment string `json:"comment"`
+}
+
+// confirmFirewall tells a run waiting on a firewall ticket that the openings
+// are done; the identity is the caller's, never a field of the request.
+func (s *Server) confirmFirewall(c *gin.Context) {
+	run, err := s.runParam(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var req confirmRequest
+	if c.Request.ContentLength > 0 {
+		if err := bind(c, &req); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	if run.Status != store.RunRunning {
+		s.fail(c, &apiError{http.StatusConflict, "conflict", "run " + strconv.FormatUint(uint64(run.ID), 10) + " is " + run.Status + ", not waiting"})
+		return
+	}
+	st, err := s.store.Run(c.Request.Context(), run.ID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	waiting := false
+	for _, step := range st.Steps {
+		if step.Name == "firewall ticket" && step.State == store.StepWaiting {
+			waiting = true
+		}
+	}
+	if !waiting {
+		s.fail(c, &apiError{http.StatusConflict, "conflict", "run is not waiting for a firewall ticket"})
+		return
+	}
+	err = s.temporal.SignalWorkflow(c.Request.Context(), run.WorkflowID, run.TemporalRunID, workflows.FirewallConfirmSignal,
+		workflows.FirewallConfirmation{By: actor(c), Comment: req.Comment})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusAccepted, gin.H{"runId": run.ID, "url": runURL(run.ID)})
 }

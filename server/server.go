@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/sdk/client"
 
+	"github.com/berth-dev/berth/activities"
 	"github.com/berth-dev/berth/activities/compose"
 	"github.com/berth-dev/berth/store"
 )
@@ -28,6 +29,9 @@ type Config struct {
 	TemporalUIURL   string
 	MaxBodyBytes    int64
 	MaxComposeBytes int64
+	// LB and DrainTimeout shape scale runs; LB also deploys.
+	LB           activities.LBSettings
+	DrainTimeout time.Duration
 }
 
 // Server is the HTTP API.
@@ -77,9 +81,15 @@ func (s *Server) Handler() http.Handler {
 	apps.DELETE("/:app", s.deleteApplication)
 
 	api.GET("/services/:id", s.getService)
+	api.POST("/services/:id/scale", s.scaleService)
+	api.GET("/services/:id/pool", s.getPool)
+	api.GET("/firewall/openings", s.listOpenings)
+	api.GET("/cmdb", s.listCMDB)
+	api.POST("/cmdb/sync", s.syncCMDB)
 	api.GET("/runs", s.listRuns)
 	api.GET("/runs/:id", s.getRun)
 	api.POST("/runs/:id/cancel", s.cancelRun)
+	api.POST("/runs/:id/firewall/confirm", s.confirmFirewall)
 	api.GET("/audit", s.listAudit)
 	r.NoRoute(func(c *gin.Context) { s.fail(c, &apiError{http.StatusNotFound, "not_found", "no such route"}) })
 	return r

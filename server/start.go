@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/berth-dev/berth/activities"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -77,4 +78,30 @@ func (s *Server) releaseIfClosed(ctx context.Context, run *store.Run) (bool, err
 		}
 	}
 	return true, nil
+}
+
+// readOptions start a short read-only workflow; concurrent identical reads
+// join the running one.
+func readOptions(id string) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{ID: id, TaskQueue: workflows.CentralTaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowExecutionTimeout: time.Minute}
+}
+
+func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
+
+// lbFor is the platform's load-balancer settings with the environment's own
+// firewall mode.
+func (s *Server) lbFor(env *store.Environment) activities.LBSettings {
+	lb := s.cfg.LB
+	if env.Firewall != "" {
+		lb.Firewall = env.Firewall
+	}
+	if env.TicketTimeoutSec > 0 {
+		lb.TicketTimeout = time.Duration(env.TicketTimeoutSec) * time.Second
+	}
+	return lb
 }

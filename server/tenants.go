@@ -39,9 +39,15 @@ func (s *Server) listTenants(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"tenants": ts})
 }
 
+type environmentRequest struct {
+	Name             string `json:"name"`
+	Firewall         string `json:"firewall"`
+	TicketTimeoutSec int    `json:"ticketTimeoutSec"`
+}
+
 func (s *Server) createEnvironment(c *gin.Context) {
 	ctx := c.Request.Context()
-	var req nameRequest
+	var req environmentRequest
 	if err := bind(c, &req); err != nil {
 		s.fail(c, err)
 		return
@@ -55,7 +61,17 @@ func (s *Server) createEnvironment(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	e, err := s.store.CreateEnvironment(ctx, t.ID, req.Name)
+	if req.Firewall != "" && req.Firewall != "ticket" && req.Firewall != "none" {
+		s.fail(c, badRequest("firewall must be empty (the platform's driver), ticket or none"))
+		return
+	}
+	if req.TicketTimeoutSec < 0 || req.TicketTimeoutSec > 30*24*3600 {
+		s.fail(c, badRequest("ticketTimeoutSec must be between 0 and 30 days"))
+		return
+	}
+	e, err := s.store.CreateEnvironment(ctx, t.ID, req.Name, func(e *store.Environment) {
+		e.Firewall, e.TicketTimeoutSec = req.Firewall, req.TicketTimeoutSec
+	})
 	if err != nil {
 		s.fail(c, err)
 		return

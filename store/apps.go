@@ -532,3 +532,56 @@ func (s *Store) FreePorts(ctx context.Context, envID uint, min, max int) (map[st
 	}
 	return out, nil
 }
+
+// ServiceContext is a service with the application, environment and tenant it belongs to.
+type ServiceContext struct {
+	Service     Service
+	Application Application
+	Environment Environment
+	Tenant      Tenant
+}
+
+// ServiceContextByID loads a service and everything above it.
+func (s *Store) ServiceContextByID(ctx context.Context, id uint) (*ServiceContext, error) {
+	var sc ServiceContext
+	db := s.db.WithContext(ctx)
+	if err := db.First(&sc.Service, id).Error; err != nil {
+		return nil, notFound(err, fmt.Sprintf("service %d", id))
+	}
+	if err := db.First(&sc.Application, sc.Service.ApplicationID).Error; err != nil {
+		return nil, err
+	}
+	if err := db.First(&sc.Environment, sc.Application.EnvironmentID).Error; err != nil {
+		return nil, err
+	}
+	if err := db.First(&sc.Tenant, sc.Environment.TenantID).Error; err != nil {
+		return nil, err
+	}
+	return &sc, nil
+}
+
+// BeginRun opens a run for an application that must be live, holding the
+// application's lock.
+func (s *Store) BeginRun(ctx context.Context, appID uint, run *Run, activeKey string) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var app Application
+		if err := tx.First(&app, appID).Error; err != nil {
+			return notFound(err, fmt.Sprintf("application %d", appID))
+		}
+		if app.State != StateRunning {
+			return &ConflictError{Msg: fmt.Sprintf("application %q is %s, not running", app.Name, app.State)}
+		}
+		run.ApplicationID, run.ActiveKey, run.Status = app.ID, &activeKey, RunPending
+		if err := tx.Omit("Steps").Create(run).Error; err != nil {
+			if isDuplicate(err) {
+				var active Run
+				if ferr := tx.Where("active_key = ?", activeKey).First(&active).Error; ferr == nil {
+					return &ConflictError{Msg: fmt.Sprintf("run %d (%s by %s) is active for %s", active.ID, active.Kind, active.StartedBy, active.Subject), Existing: &active}
+				}
+				return &ConflictError{Msg: "another run is active for " + activeKey}
+			}
+			return err
+		}
+		return nil
+	})
+}

@@ -35,8 +35,11 @@ func (s *Store) Tenants(ctx context.Context) ([]Tenant, error) {
 }
 
 // CreateEnvironment adds an environment to a tenant.
-func (s *Store) CreateEnvironment(ctx context.Context, tenantID uint, name string) (*Environment, error) {
+func (s *Store) CreateEnvironment(ctx context.Context, tenantID uint, name string, opts ...func(*Environment)) (*Environment, error) {
 	e := &Environment{TenantID: tenantID, Name: name}
+	for _, o := range opts {
+		o(e)
+	}
 	if err := s.db.WithContext(ctx).Create(e).Error; err != nil {
 		if isDuplicate(err) {
 			return nil, &ConflictError{Msg: fmt.Sprintf("environment %q already exists", name)}

@@ -20,7 +20,11 @@ type Config struct {
 	// Regions whose host activities this process serves; they need Docker.
 	Regions []string
 	Store   *activities.Store
+	CMDB    *activities.CMDB
 	Docker  *activities.Docker
+	// LB and Firewall drive the region's load balancer and firewall.
+	LB       *activities.LB
+	Firewall *activities.Firewall
 }
 
 // RegisterWorkflows registers every workflow under its fixed name.
@@ -28,6 +32,9 @@ func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.DeployStack, workflow.RegisterOptions{Name: workflows.DeployStackName})
 	r.RegisterWorkflowWithOptions(workflows.DeleteStack, workflow.RegisterOptions{Name: workflows.DeleteStackName})
 	r.RegisterWorkflowWithOptions(workflows.ProvisionHost, workflow.RegisterOptions{Name: workflows.ProvisionHostName})
+	r.RegisterWorkflowWithOptions(workflows.ScaleService, workflow.RegisterOptions{Name: workflows.ScaleServiceName})
+	r.RegisterWorkflowWithOptions(workflows.PoolStats, workflow.RegisterOptions{Name: workflows.PoolStatsName})
+	r.RegisterWorkflowWithOptions(workflows.CMDBSync, workflow.RegisterOptions{Name: workflows.CMDBSyncName})
 }
 
 // RegisterStore registers the store activities; their method names are their fixed names.
@@ -50,6 +57,9 @@ func Build(c client.Client, cfg Config) ([]sdkworker.Worker, error) {
 		w := sdkworker.New(c, workflows.CentralTaskQueue, sdkworker.Options{})
 		RegisterWorkflows(w)
 		RegisterStore(w, cfg.Store)
+		if cfg.CMDB != nil {
+			w.RegisterActivityWithOptions(cfg.CMDB, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+		}
 		ws = append(ws, w)
 	}
 	for _, region := range cfg.Regions {
@@ -58,6 +68,12 @@ func Build(c client.Client, cfg Config) ([]sdkworker.Worker, error) {
 		}
 		w := sdkworker.New(c, workflows.RegionTaskQueue(region), sdkworker.Options{})
 		RegisterDocker(w, cfg.Docker)
+		if cfg.LB != nil {
+			w.RegisterActivityWithOptions(cfg.LB, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+		}
+		if cfg.Firewall != nil {
+			w.RegisterActivityWithOptions(cfg.Firewall, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+		}
 		ws = append(ws, w)
 	}
 	if len(ws) == 0 {

@@ -1,6 +1,10 @@
 package workflows
 
 import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/berth-dev/berth/activities"
@@ -40,7 +44,11 @@ func expose(ctx workflow.Context, r *run, in activities.ExposeInput) error {
 			return err
 		}
 	}
-	if len(plan.Openings) > 0 {
+	if len(plan.Openings) > 0 && in.LB.Firewall == FirewallTicket {
+		if err := waitFirewallTicket(ctx, r, in, plan); err != nil {
+			return err
+		}
+	} else if len(plan.Openings) > 0 {
 		err := r.step(ctx, "firewall", func() error {
 			var futures []workflow.Future
 			var ids []string
@@ -62,6 +70,70 @@ func expose(ctx workflow.Context, r *run, in activities.ExposeInput) error {
 		}
 	}
 	syncCMDB(ctx, r, plan.CMDB)
+	return nil
+}
+
+// FirewallTicket is the firewall mode where a person opens the ports and
+// confirms it; the run waits for FirewallConfirmSignal.
+const FirewallTicket = "ticket"
+
+// FirewallConfirmSignal confirms that a run's requested openings are done.
+const FirewallConfirmSignal = "firewall-confirmed"
+
+// FirewallConfirmation is the signal's payload.
+type FirewallConfirmation struct {
+	By      string `json:"by"`
+	Comment string `json:"comment,omitempty"`
+}
+
+// waitFirewallTicket records the openings as a change request and waits,
+// durably, until a person confirms them or the ticket times out.
+func waitFirewallTicket(ctx workflow.Context, r *run, in activities.ExposeInput, plan activities.ExposePlan) error {
+	var ids []string
+	for _, ro := range plan.Openings {
+		for _, o := range ro.Openings {
+			ids = append(ids, o.ID)
+		}
+	}
+	timeout := in.LB.TicketTimeout
+	if timeout <= 0 {
+		timeout = 24 * time.Hour
+	}
+	const name = "firewall ticket"
+	r.status.Step = name
+	r.record(ctx, name, store.StepWaiting, "")
+	tctx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	var conf FirewallConfirmation
+	confirmed := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(workflow.GetSignalChannel(ctx, FirewallConfirmSignal), func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, &conf)
+		confirmed = true
+	})
+	sel.AddFuture(workflow.NewTimer(tctx, timeout), func(workflow.Future) {})
+	sel.Select(ctx)
+	if !confirmed {
+		if err := ctx.Err(); err != nil {
+			r.record(ctx, name, store.StepFailed, "cancelled")
+			return err
+		}
+		msg := fmt.Sprintf("firewall change request for %d openings was not confirmed within %s", len(ids), timeout)
+		r.status.Error = msg
+		r.record(ctx, name, store.StepFailed, msg)
+		return temporal.NewNonRetryableApplicationError(msg, "TicketTimeout", nil)
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, r.st.MarkOpenings,
+		activities.OpeningsDone{IDs: ids, State: store.OpeningOpen, RunID: in.RunID}).Get(ctx, nil); err != nil {
+		return err
+	}
+	r.status.Done = append(r.status.Done, name)
+	detail := "confirmed by " + conf.By
+	if conf.Comment != "" {
+		detail += ": " + conf.Comment
+	}
+	r.recordEvent(ctx, store.StepEvent{Name: name, State: store.StepDone, Detail: detail})
 	return nil
 }
 

@@ -40,8 +40,18 @@ func newRun(ctx workflow.Context, id uint) (*run, error) {
 }
 
 func (r *run) record(ctx workflow.Context, name, state, errMsg string) {
+	r.recordEvent(ctx, store.StepEvent{Name: name, State: state, Error: errMsg})
+}
+
+// recordEvent writes a step event; on a cancelled run it writes on a
+// disconnected context, so the step's end is never lost.
+func (r *run) recordEvent(ctx workflow.Context, ev store.StepEvent) {
+	if ctx.Err() != nil {
+		ctx, _ = workflow.NewDisconnectedContext(ctx)
+	}
 	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
-	ev := store.StepEvent{RunID: r.id, Name: name, State: state, At: workflow.Now(ctx).UTC(), Error: errMsg}
+	name := ev.Name
+	ev.RunID, ev.At = r.id, workflow.Now(ctx).UTC()
 	// A step record that cannot be written must not fail the deploy itself.
 	if err := workflow.ExecuteLocalActivity(lctx, r.st.RecordStep, ev).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("step not recorded", "step", name, "error", err)

@@ -76,11 +76,14 @@ func ScaleService(ctx workflow.Context, in ScaleServiceInput) (*ScaleServiceResu
 		return nil, err
 	}
 	r.status.Step = "done"
-	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
-	if err := workflow.ExecuteLocalActivity(lctx, r.st.SetReplicas, in.ServiceID, in.To).Get(ctx, nil); err != nil {
+	// The instances exist now, so their count is recorded even if the run
+	// was cancelled during its last, best-effort CMDB step.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	lctx := workflow.WithLocalActivityOptions(dctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, r.st.SetReplicas, in.ServiceID, in.To).Get(dctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("replica count not recorded", "error", err)
 	}
-	r.finish(ctx, activities.FinishInput{Status: store.RunSucceeded})
+	r.finish(dctx, activities.FinishInput{Status: store.RunSucceeded})
 	return res, nil
 }
 
@@ -117,7 +120,7 @@ func scaleOut(ctx workflow.Context, r *run, in ScaleServiceInput) (*ScaleService
 			return removeInstances(dctx, plan.Instances, false)
 		})
 		if undoErr != nil {
-			r.status.Error += "; undo failed: " + errorMessage(undoErr)
+			r.status.Error = errorMessage(cause) + "; undo failed: " + errorMessage(undoErr)
 		}
 		return cause
 	}
@@ -176,6 +179,7 @@ func scaleIn(ctx workflow.Context, r *run, in ScaleServiceInput) (*ScaleServiceR
 	})
 	if err != nil {
 		r.status.Error = errorMessage(err)
+		restoreReady(ctx, in, plan)
 		return nil, err
 	}
 	err = r.step(ctx, "remove", func() error {
@@ -200,4 +204,21 @@ func healthPath(s compose.ServiceSpec) string {
 		return s.Health.HTTPPath
 	}
 	return ""
+}
+
+// restoreReady puts drained servers back in rotation when a scale-in stops
+// before removing them, so a failed scale-in does not quietly cut capacity.
+func restoreReady(ctx workflow.Context, in ScaleServiceInput, plan activities.UnexposePlan) {
+	var lbA *activities.LB
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	for _, p := range plan.Pools {
+		servers := make([]lb.Server, 0, len(p.Names))
+		for _, n := range p.Names {
+			servers = append(servers, lb.Server{Name: n, Weight: in.LB.Weight, State: lb.StateReady})
+		}
+		actx := workflow.WithActivityOptions(dctx, withQueue(lbOptions, p.Region))
+		if err := workflow.ExecuteActivity(actx, lbA.SetServers, activities.ServersInput{Backend: p.Backend, Servers: servers}).Get(dctx, nil); err != nil {
+			workflow.GetLogger(ctx).Error("drained servers not restored", "backend", p.Backend, "error", err)
+		}
+	}
 }

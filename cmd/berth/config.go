@@ -36,6 +36,23 @@ type Config struct {
 	HealthTimeout time.Duration
 	BindRoots     []string
 
+	// Load balancer of this worker's region: "haproxy" (a local HAProxy that
+	// berth runs) or "none".
+	LB           string
+	HAProxyBin   string
+	HAProxyDir   string
+	LBIP         string
+	LBPortMin    int
+	LBPortMax    int
+	LBWeight     int
+	DrainTimeout time.Duration
+	// Firewall driver of this worker's region: "none" or "nftables".
+	Firewall string
+	// CMDB driver: "none" or "http" (CMDBURL, CMDBToken).
+	CMDB      string
+	CMDBURL   string
+	CMDBToken string
+
 	// Dev mode: register the local engine as host "local" in region "local".
 	LocalEndpoint string
 	LocalIP       string
@@ -88,6 +105,18 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	bindRoots := fs.String("bind-roots", env("BERTH_BIND_ROOTS", ""), "comma-separated host folders compose bind mounts may use")
 	fs.StringVar(&c.LocalEndpoint, "local-endpoint", env("BERTH_LOCAL_ENDPOINT", "unix:///var/run/docker.sock"), "dev: the local Docker engine")
 	fs.StringVar(&c.LocalIP, "local-ip", env("BERTH_LOCAL_IP", "127.0.0.1"), "dev: the IP the local engine publishes ports on")
+	fs.StringVar(&c.LB, "lb", env("BERTH_LB", "haproxy"), "load balancer of the served regions: haproxy or none")
+	fs.StringVar(&c.HAProxyBin, "haproxy-bin", env("BERTH_HAPROXY_BIN", "/usr/sbin/haproxy"), "HAProxy binary berth runs")
+	fs.StringVar(&c.HAProxyDir, "haproxy-dir", env("BERTH_HAPROXY_DIR", ""), "folder for HAProxy's config and sockets (default: <data>/haproxy)")
+	fs.StringVar(&c.LBIP, "lb-ip", env("BERTH_LB_IP", "127.0.0.1"), "address service frontends listen on")
+	fs.IntVar(&c.LBPortMin, "lb-port-min", envInt("BERTH_LB_PORT_MIN", 40000), "lowest frontend port")
+	fs.IntVar(&c.LBPortMax, "lb-port-max", envInt("BERTH_LB_PORT_MAX", 40999), "highest frontend port")
+	fs.IntVar(&c.LBWeight, "lb-weight", envInt("BERTH_LB_WEIGHT", 100), "weight of a new server")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Second, "how long scale-in waits for drained sessions")
+	fs.StringVar(&c.Firewall, "firewall", env("BERTH_FIREWALL", "none"), "firewall driver: none or nftables")
+	fs.StringVar(&c.CMDB, "cmdb", env("BERTH_CMDB", "none"), "CMDB driver: none or http")
+	fs.StringVar(&c.CMDBURL, "cmdb-url", env("BERTH_CMDB_URL", ""), "base URL of the CMDB (http driver)")
+	fs.StringVar(&c.CMDBToken, "cmdb-token", env("BERTH_CMDB_TOKEN", ""), "bearer token for the CMDB")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -97,6 +126,21 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	}
 	if c.PortMin < 1024 || c.PortMax > 65535 || c.PortMin > c.PortMax {
 		return nil, fmt.Errorf("port range %d-%d is not valid (1024-65535)", c.PortMin, c.PortMax)
+	}
+	if c.HAProxyDir == "" {
+		c.HAProxyDir = filepath.Join(c.DataDir, "haproxy")
+	}
+	switch {
+	case c.LB != "haproxy" && c.LB != "none":
+		return nil, fmt.Errorf("lb must be haproxy or none, not %q", c.LB)
+	case c.Firewall != "none" && c.Firewall != "nftables":
+		return nil, fmt.Errorf("firewall must be none or nftables, not %q", c.Firewall)
+	case c.CMDB != "none" && c.CMDB != "http":
+		return nil, fmt.Errorf("cmdb must be none or http, not %q", c.CMDB)
+	case c.CMDB == "http" && c.CMDBURL == "":
+		return nil, errors.New("cmdb http needs -cmdb-url")
+	case c.LBPortMin < 1024 || c.LBPortMax > 65535 || c.LBPortMin > c.LBPortMax:
+		return nil, fmt.Errorf("lb port range %d-%d is not valid", c.LBPortMin, c.LBPortMax)
 	}
 	if (c.TemporalTLSCert == "") != (c.TemporalTLSKey == "") {
 		return nil, errors.New("temporal-tls-cert and temporal-tls-key go together")

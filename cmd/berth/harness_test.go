@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 	sdkclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/berth-dev/berth/activities/cmdb"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/store/storetest"
 )
@@ -52,6 +54,7 @@ type harness struct {
 	worker    *exec.Cmd
 	logDir    string
 	env       []string
+	cmdb      *fakeCMDB
 	stopFuncs []func()
 }
 
@@ -131,8 +134,8 @@ func startHarness() (*harness, error) {
 	// hold the ports this one allocates.
 	var nb [2]byte
 	_, _ = rand.Read(nb[:])
-	hs.portMin = 33000 + int(nb[0])%40*500
-	hs.portMax = hs.portMin + 499
+	hs.portMin = 33000 + int(nb[0])%80*100
+	hs.portMax = hs.portMin + 99
 
 	for _, spec := range strings.Split(os.Getenv("BERTH_TEST_DOCKER_HOSTS"), ",") {
 		name, rest, ok := strings.Cut(spec, "=")
@@ -205,6 +208,12 @@ func startHarness() (*harness, error) {
 	if err != nil {
 		return hs, err
 	}
+	hs.cmdb = &fakeCMDB{cis: map[string]cmdb.CI{}}
+	cmdbSrv := httptest.NewServer(hs.cmdb)
+	hs.stopFuncs = append(hs.stopFuncs, cmdbSrv.Close)
+	var lb [2]byte
+	_, _ = rand.Read(lb[:])
+	lbMin := 41000 + int(lb[0])%80*100
 	hs.apiURL = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 	env := []string{
 		"BERTH_LISTEN=" + fmt.Sprintf("127.0.0.1:%d", apiPort),
@@ -212,6 +221,8 @@ func startHarness() (*harness, error) {
 		"BERTH_TEMPORAL_ADDRESS=" + addr, "BERTH_API_TOKEN=" + hs.token,
 		"BERTH_PORT_MIN=" + fmt.Sprint(hs.portMin), "BERTH_PORT_MAX=" + fmt.Sprint(hs.portMax),
 		"BERTH_REGIONS=local", "BERTH_DATA=" + hs.logDir,
+		"BERTH_LB=haproxy", "BERTH_LB_PORT_MIN=" + fmt.Sprint(lbMin), "BERTH_LB_PORT_MAX=" + fmt.Sprint(lbMin+99),
+		"BERTH_CMDB=http", "BERTH_CMDB_URL=" + cmdbSrv.URL,
 	}
 	hs.env = env
 	hs.server = hs.spawn("server", "server")
@@ -372,4 +383,40 @@ func (hs *harness) apiJSON(t testing.TB, method, path string, in, out any) int {
 		require.NoError(t, err)
 	}
 	return hs.api(t, method, path, "application/json", body, out)
+}
+
+// killHAProxy SIGKILLs berth's HAProxy (master and workers), as a crash would.
+func (hs *harness) killHAProxy(t testing.TB) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(hs.logDir, "haproxy", "haproxy.pid"))
+	require.NoError(t, err)
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		var pid int
+		_, err := fmt.Sscan(f, &pid)
+		require.NoError(t, err)
+		pids = append(pids, pid)
+	}
+	require.NotEmpty(t, pids)
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		st, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// Fields after the command name: state, ppid, …
+		rest := string(st[strings.LastIndexByte(string(st), ')')+2:])
+		f := strings.Fields(rest)
+		var pid, ppid int
+		_, _ = fmt.Sscan(filepath.Base(filepath.Dir(p)), &pid)
+		_, _ = fmt.Sscan(f[1], &ppid)
+		for _, m := range pids {
+			if ppid == m {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }

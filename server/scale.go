@@ -1,0 +1,194 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/activities/compose"
+	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/workflows"
+)
+
+type scaleRequest struct {
+	Replicas *int `json:"replicas"`
+}
+
+// scaleService starts a ScaleService run. Capacity is checked up front, and
+// for a scale-in the instances that will go are chosen (newest first) and
+// named in the answer before anything happens.
+func (s *Server) scaleService(c *gin.Context) {
+	ctx := c.Request.Context()
+	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	if err != nil {
+		s.fail(c, badRequest("service id must be a number"))
+		return
+	}
+	var req scaleRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if req.Replicas == nil {
+		s.fail(c, badRequest("replicas is required"))
+		return
+	}
+	max := s.cfg.Compose.MaxReplicas
+	if max <= 0 {
+		max = 100
+	}
+	to := *req.Replicas
+	if to < 0 || to > max {
+		s.fail(c, badRequest(fmt.Sprintf("replicas must be between 0 and %d", max)))
+		return
+	}
+	sc, err := s.store.ServiceContextByID(ctx, uint(id))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	spec, err := compose.Parse(ctx, sc.Application.Name, []byte(sc.Application.Compose), s.cfg.Compose)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	svcSpec := spec.Service(sc.Service.Name)
+	if svcSpec == nil {
+		s.fail(c, &apiError{http.StatusConflict, "conflict", "service " + sc.Service.Name + " is not in its application's compose file"})
+		return
+	}
+	live, err := s.store.LiveServiceInstances(ctx, sc.Service.ID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	from := len(live)
+	if to == from {
+		c.JSON(http.StatusOK, gin.H{"from": from, "to": to, "message": "service already has this many instances"})
+		return
+	}
+	var remove []store.PlannedInstance
+	if to > from {
+		need := (to - from) * len(svcSpec.Ports)
+		free, err := s.store.FreePorts(ctx, sc.Environment.ID, s.cfg.PortMin, s.cfg.PortMax)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		total := 0
+		for _, n := range free {
+			total += n
+		}
+		if len(free) == 0 || total < need {
+			s.fail(c, &apiError{http.StatusConflict, "no_capacity", fmt.Sprintf(
+				"scaling %s to %d needs %d host ports; the environment's ready hosts have %d free in %d-%d",
+				sc.Service.Name, to, need, total, s.cfg.PortMin, s.cfg.PortMax)})
+			return
+		}
+	} else {
+		remove = live[to:] // live is oldest first: the newest instances go
+	}
+	tenant, env, app := sc.Tenant.Name, sc.Environment.Name, sc.Application.Name
+	wfID := workflows.ScaleServiceID(tenant, env, app, sc.Service.Name)
+	run := &store.Run{Kind: "scale", WorkflowID: wfID, TenantID: sc.Tenant.ID, EnvironmentID: sc.Environment.ID,
+		Subject: tenant + "/" + env + "/" + app + "/" + sc.Service.Name, StartedBy: actor(c)}
+	if err := s.store.BeginRun(ctx, sc.Application.ID, run, workflows.AppLockKey(tenant, env, app)); err != nil {
+		s.fail(c, err)
+		return
+	}
+	input := workflows.ScaleServiceInput{RunID: run.ID, ApplicationID: sc.Application.ID, EnvironmentID: sc.Environment.ID,
+		ServiceID: sc.Service.ID, Tenant: tenant, Env: env, App: app, Service: *svcSpec, From: from, To: to, Remove: remove,
+		PortMin: s.cfg.PortMin, PortMax: s.cfg.PortMax, HealthTimeout: s.cfg.HealthTimeout, DrainTimeout: s.cfg.DrainTimeout, LB: s.lbFor(&sc.Environment)}
+	if err := s.startRun(ctx, run, workflows.ScaleServiceName, input); err != nil {
+		s.fail(c, err)
+		return
+	}
+	removing := []string{}
+	for _, pi := range remove {
+		removing = append(removing, pi.Name)
+	}
+	c.JSON(http.StatusAccepted, gin.H{"runId": run.ID, "url": runURL(run.ID), "workflowId": wfID, "from": from, "to": to, "removing": removing})
+}
+
+// getPool shows a service's load-balancer pool as berth recorded it and, with
+// ?live=1, as the load balancer reports it now.
+func (s *Server) getPool(c *gin.Context) {
+	ctx := c.Request.Context()
+	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	if err != nil {
+		s.fail(c, badRequest("service id must be a number"))
+		return
+	}
+	pool, err := s.store.Pool(ctx, uint(id))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	out := gin.H{"pool": pool, "backend": activities.BackendOf(pool)}
+	if c.Query("live") == "1" {
+		sctx, cancel := contextWithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		we, err := s.temporal.ExecuteWorkflow(sctx, readOptions(workflows.PoolStatsID(pool.Backend)), workflows.PoolStatsName,
+			workflows.PoolStatsInput{Region: pool.Region, Backend: pool.Backend})
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		var res workflows.PoolStatsResult
+		if err := we.Get(sctx, &res); err != nil {
+			s.fail(c, &apiError{http.StatusBadGateway, "lb_unavailable", "the load balancer of region " + pool.Region + " did not answer"})
+			return
+		}
+		out["live"] = res.Servers
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) listOpenings(c *gin.Context) {
+	state := c.Query("state")
+	if state != "" && state != store.OpeningRequested && state != store.OpeningOpen && state != store.OpeningClosed {
+		s.fail(c, badRequest("state must be requested, open or closed"))
+		return
+	}
+	os, err := s.store.Openings(c.Request.Context(), state)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"openings": os})
+}
+
+func (s *Server) listCMDB(c *gin.Context) {
+	state := c.Query("state")
+	if state != "" && state != store.SyncPending && state != store.SyncDone && state != store.SyncFailed {
+		s.fail(c, badRequest("state must be pending, synced or failed"))
+		return
+	}
+	recs, err := s.store.CMDBRecords(c.Request.Context(), state, nil)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"items": recs})
+}
+
+// syncCMDB pushes every pending or failed item again; two requests at once share one run.
+func (s *Server) syncCMDB(c *gin.Context) {
+	ctx := c.Request.Context()
+	opts := readOptions(workflows.CMDBSyncID)
+	we, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.CMDBSyncName)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var res activities.SyncResult
+	if err := we.Get(ctx, &res); err != nil {
+		s.fail(c, &apiError{http.StatusBadGateway, "cmdb_unavailable", "the CMDB sync did not finish"})
+		return
+	}
+	c.JSON(http.StatusOK, res)
+}
