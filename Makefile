@@ -48,7 +48,7 @@ bench: bin/temporal ## benchmarks on real services: deploy vs bare Docker, RSS
 .PHONY: record-histories
 record-histories: bin/temporal ## re-record testdata/histories from the integration tests
 	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
-	  BERTH_RECORD_HISTORIES=1 $(GO) test -count=1 -run 'TestDeployAcrossTwoHosts|TestFailedHealthUndoesEverything|TestWorkerKilledMidDeploy' ./cmd/berth/
+	  BERTH_RECORD_HISTORIES=1 $(GO) test -count=1 -run 'TestDeployAcrossTwoHosts|TestFailedHealthUndoesEverything|TestWorkerKilledMidDeploy|TestScaleOutAndInUnderLoad|TestFirewallTicketTimeoutUndoesScaleOut' ./cmd/berth/
 
 .PHONY: services-down
 services-down: ## stop the test services (dockerd hosts, MariaDB); data is kept

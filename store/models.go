@@ -80,17 +80,17 @@ type Tenant struct {
 
 // Environment is a tenant's stage (dev, test, prod) with the hosts it may use.
 type Environment struct {
-	ID        uint      `gorm:"primaryKey" json:"id"`
-	TenantID  uint      `gorm:"uniqueIndex:ux_env_tenant_name" json:"tenantId"`
-	Tenant    *Tenant   `json:"tenant,omitempty"`
-	Name      string    `gorm:"size:64;uniqueIndex:ux_env_tenant_name" json:"name"`
+	ID       uint    `gorm:"primaryKey" json:"id"`
+	TenantID uint    `gorm:"uniqueIndex:ux_env_tenant_name" json:"tenantId"`
+	Tenant   *Tenant `json:"tenant,omitempty"`
+	Name     string  `gorm:"size:64;uniqueIndex:ux_env_tenant_name" json:"name"`
 	// Firewall is how openings are made here: "" (the platform's driver) or
 	// "ticket" (a change request a person confirms; the run waits for it).
 	Firewall string `gorm:"size:16" json:"firewall,omitempty"`
 	// TicketTimeoutSec bounds the wait for a firewall ticket (0: one day).
-	TicketTimeoutSec int    `json:"ticketTimeoutSec,omitempty"`
-	Hosts            []Host `gorm:"many2many:environment_hosts" json:"hosts,omitempty"`
-	CreatedAt time.Time `json:"createdAt"`
+	TicketTimeoutSec int       `json:"ticketTimeoutSec,omitempty"`
+	Hosts            []Host    `gorm:"many2many:environment_hosts" json:"hosts,omitempty"`
+	CreatedAt        time.Time `json:"createdAt"`
 }
 
 // Application is a subsystem: one compose project deployed into an environment.

@@ -37,7 +37,7 @@ func TestDeployAcrossTwoHosts(t *testing.T) {
 		require.NotNil(t, s.StartedAt)
 		require.NotNil(t, s.FinishedAt)
 	}
-	require.Equal(t, []string{"plan", "images", "start api", "start web"}, names)
+	require.Equal(t, []string{"plan", "images", "start api", "start web", "load balancer", "firewall", "cmdb"}, names)
 
 	tenant := hs.tenant + "-two"
 	byHost := hs.containersOf(t, tenant)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/activities/cmdb"
 	"github.com/berth-dev/berth/activities/compose"
 	"github.com/berth-dev/berth/server"
 	"github.com/berth-dev/berth/store"
@@ -120,6 +121,28 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		defer engines.Close()
 		wcfg := worker.Config{Central: cmd == "dev" || central, Regions: cfg.Regions,
 			Store: activities.NewStore(st, st), Docker: activities.NewDocker(engines, cfg.Registry)}
+		if wcfg.Central {
+			var d cmdb.Driver = cmdb.None{}
+			if cfg.CMDB == "http" {
+				d = cmdb.NewHTTP(cfg.CMDBURL, cfg.CMDBToken)
+			}
+			wcfg.CMDB = activities.NewCMDB(d, st)
+		}
+		if len(cfg.Regions) > 0 {
+			fw, err := firewallDriver(cfg)
+			if err != nil {
+				return err
+			}
+			wcfg.Firewall = activities.NewFirewall(fw)
+			if cfg.LB == "haproxy" {
+				d, stop, err := startHAProxy(ctx, g, gctx, cfg, st, log)
+				if err != nil {
+					return err
+				}
+				defer stop()
+				wcfg.LB = activities.NewLB(d)
+			}
+		}
 		ws, err := worker.Build(tc, wcfg)
 		if err != nil {
 			return err
@@ -132,8 +155,11 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		}
 		opts := compose.DefaultOptions()
 		opts.AllowedBindRoots = cfg.BindRoots
+		lbs := activities.LBSettings{Enabled: cfg.LB != "none", ListenIP: cfg.LBIP, PortMin: cfg.LBPortMin, PortMax: cfg.LBPortMax,
+			Weight: cfg.LBWeight, Firewall: cfg.Firewall}
 		api := server.New(server.Config{Token: cfg.Token, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
-			HealthTimeout: cfg.HealthTimeout, Compose: opts, TemporalUIURL: cfg.TemporalUIURL}, st, tc, log)
+			HealthTimeout: cfg.HealthTimeout, Compose: opts, TemporalUIURL: cfg.TemporalUIURL,
+			LB: lbs, DrainTimeout: cfg.DrainTimeout}, st, tc, log)
 		srv := &http.Server{Addr: cfg.Listen, Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		g.Go(func() error {
 			log.Info("berth API listening", "url", "http://"+cfg.Listen)

@@ -183,13 +183,14 @@ func TestScaleOutAndInUnderLoad(t *testing.T) {
 	require.Equal(t, "v1", v)
 
 	l := startLoad(t, front)
-	hs.scale(t, svc.ID, 6)
+	outRun, _ := hs.scale(t, svc.ID, 6)
 	svc = hs.app(t, apps, "shop").Services[0]
 	require.Len(t, svc.Instances, 6)
 	requirePoolMatches(t, hs.pool(t, svc.ID), svc.Instances)
 
-	_, removing := hs.scale(t, svc.ID, 3)
+	inRun, removing := hs.scale(t, svc.ID, 3)
 	ok, failed, last := l.finish()
+	t.Logf("load through HAProxy during 2 → 6 → 3: %d requests, %d failed", ok+failed, failed)
 	require.Zero(t, failed, "failed requests through HAProxy during scaling (last: %s)", last)
 	require.Greater(t, ok, int64(100))
 	require.Equal(t, []string{tenant + "-dev-shop-web-4", tenant + "-dev-shop-web-5", tenant + "-dev-shop-web-6"}, removing,
@@ -217,6 +218,11 @@ func TestScaleOutAndInUnderLoad(t *testing.T) {
 		"instance:" + tenant + "-dev-shop-web-3"}, hs.cmdb.ids("instance:"+tenant))
 	require.Equal(t, []string{"service:" + tenant + "/dev/shop/web"}, hs.cmdb.ids("service:"+tenant))
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "deploy-stack-exposed")
+	for name, id := range map[string]uint{"scale-service-out": outRun, "scale-service-in": inRun} {
+		var rb runBody
+		require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/runs/%d", id), nil, &rb))
+		hs.recordHistory(t, rb.Run.WorkflowID, rb.Run.TemporalRunID, name)
+	}
 }
 
 // A reload, or a kill of HAProxy, never brings back a state berth did not
@@ -301,6 +307,7 @@ func TestFirewallTicketTimeoutUndoesScaleOut(t *testing.T) {
 	run = hs.waitRun(t, out.RunID)
 	require.Equal(t, store.RunFailed, run.Status)
 	require.Contains(t, run.Error, "not confirmed")
+	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "scale-service-ticket-timeout")
 	require.Equal(t, 1, countAll(hs.containersOf(t, tenant)))
 	require.Len(t, hs.portsOfTenant(t, tenant), 1)
 	after := hs.pool(t, svc.ID)

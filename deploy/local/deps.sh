@@ -20,8 +20,8 @@ usage() {
 # packages_for PROFILE prints the packages of one profile, space separated.
 packages_for() {
 	case "$1" in
-	run) echo "docker.io iproute2 ca-certificates" ;;
-	test) echo "docker.io mariadb-server iproute2 ca-certificates procps curl" ;;
+	run) echo "docker.io iproute2 ca-certificates haproxy" ;;
+	test) echo "docker.io mariadb-server iproute2 ca-certificates procps curl haproxy" ;;
 	*) return 1 ;;
 	esac
 }

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/activities/firewall"
+	"github.com/berth-dev/berth/activities/firewall/nftables"
+	"github.com/berth-dev/berth/activities/lb"
+	"github.com/berth-dev/berth/activities/lb/haproxy"
+	"github.com/berth-dev/berth/store"
+)
+
+func firewallDriver(cfg *Config) (firewall.Driver, error) {
+	switch cfg.Firewall {
+	case "nftables":
+		return nftables.New(nftables.Options{PortMin: cfg.PortMin, PortMax: cfg.PortMax})
+	default:
+		return firewall.None{}, nil
+	}
+}
+
+// startHAProxy runs the region's HAProxy with every pool berth has recorded,
+// so a restarted worker (or a crashed HAProxy) comes back with exactly
+// berth's state, and watches it so a killed HAProxy is restarted.
+func startHAProxy(ctx context.Context, g *errgroup.Group, gctx context.Context, cfg *Config, st *store.Store, log *slog.Logger) (lb.Driver, func(), error) {
+	m, err := haproxy.NewManager(haproxy.Config{Binary: cfg.HAProxyBin, Dir: cfg.HAProxyDir})
+	if err != nil {
+		return nil, nil, fmt.Errorf("haproxy: %w (install it with: apt-get install haproxy, or run with -lb none)", err)
+	}
+	var backends []lb.Backend
+	for _, region := range cfg.Regions {
+		pools, err := st.Pools(ctx, region)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i := range pools {
+			backends = append(backends, activities.BackendOf(&pools[i]))
+		}
+	}
+	if err := m.Load(backends); err != nil {
+		return nil, nil, fmt.Errorf("haproxy: recorded pools: %w", err)
+	}
+	if err := m.Start(ctx); err != nil {
+		return nil, nil, fmt.Errorf("haproxy: %w", err)
+	}
+	log.Info("haproxy running", "dir", cfg.HAProxyDir, "pools", len(backends))
+	g.Go(func() error {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+				if !m.Running() {
+					log.Warn("haproxy is gone; starting it with berth's recorded state")
+				}
+				if err := m.EnsureRunning(gctx); err != nil && gctx.Err() == nil {
+					log.Error("haproxy could not be restarted", "error", err)
+				}
+			}
+		}
+	})
+	return haproxy.New(m), func() { _ = m.Stop() }, nil
+}
