@@ -24,10 +24,13 @@ type Records interface {
 type Store struct {
 	Records  Records
 	Exposure Exposure
+	Releases ReleaseRecords
 }
 
-// NewStore returns the store activities; st usually implements both interfaces.
-func NewStore(r Records, e Exposure) *Store { return &Store{Records: r, Exposure: e} }
+// NewStore returns the store activities; berth's store implements every interface.
+func NewStore(r Records, e Exposure, rel ReleaseRecords) *Store {
+	return &Store{Records: r, Exposure: e, Releases: rel}
+}
 
 // RecordStep records a step's change of state.
 func (s *Store) RecordStep(ctx context.Context, ev store.StepEvent) error {
@@ -92,4 +95,28 @@ func (s *Store) Finish(ctx context.Context, in FinishInput) error {
 // SetReplicas records a service's replica count after a scale.
 func (s *Store) SetReplicas(ctx context.Context, serviceID uint, replicas int) error {
 	return storeErr(s.Exposure.SetServiceReplicas(ctx, serviceID, replicas))
+}
+
+// ReadyHosts lists an environment's ready hosts, for prefetching images.
+func (s *Store) ReadyHosts(ctx context.Context, envID uint) ([]store.HostRef, error) {
+	hs, err := s.Releases.ReadyHosts(ctx, envID)
+	return hs, storeErr(err)
+}
+
+// FinishReleaseInput records a release's outcome.
+type FinishReleaseInput struct {
+	ReleaseID uint   `json:"releaseId"`
+	Outcome   string `json:"outcome"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// FinishRelease records a release's outcome; a success makes it current and last-good.
+func (s *Store) FinishRelease(ctx context.Context, in FinishReleaseInput) error {
+	return storeErr(s.Releases.FinishRelease(ctx, in.ReleaseID, in.Outcome, in.Reason))
+}
+
+// ReleaseRecords is the part of the store releases write through.
+type ReleaseRecords interface {
+	ReadyHosts(ctx context.Context, envID uint) ([]store.HostRef, error)
+	FinishRelease(ctx context.Context, id uint, outcome, reason string) error
 }

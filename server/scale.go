@@ -61,6 +61,8 @@ func (s *Server) scaleService(c *gin.Context) {
 		s.fail(c, &apiError{http.StatusConflict, "conflict", "service " + sc.Service.Name + " is not in its application's compose file"})
 		return
 	}
+	// The compose file holds the first image; releases move the service on.
+	svcSpec.Image = sc.Service.Image
 	live, err := s.store.LiveServiceInstances(ctx, sc.Service.ID)
 	if err != nil {
 		s.fail(c, err)

@@ -149,6 +149,8 @@ type PlanRequest struct {
 	Services      []ServiceRequest `json:"services"`
 	PortMin       int              `json:"portMin"`
 	PortMax       int              `json:"portMax"`
+	// Key, when set, makes the plan idempotent per key rather than per run.
+	Key string `json:"key,omitempty"`
 }
 
 // PlannedInstance is one instance with its host and ports decided.
@@ -194,9 +196,13 @@ func (s *Store) PlanDeploy(ctx context.Context, req PlanRequest) (*Plan, error) 
 	return nil, fmt.Errorf("port allocation kept colliding: %w", lastErr)
 }
 
-func (s *Store) existingPlan(tx *gorm.DB, runID uint) (*Plan, error) {
+func (s *Store) existingPlan(tx *gorm.DB, runID uint, key string) (*Plan, error) {
 	var insts []Instance
-	if err := tx.Where("run_id = ?", runID).Order("id").Find(&insts).Error; err != nil {
+	q := tx.Where("run_id = ?", runID)
+	if key != "" {
+		q = tx.Where("plan_key = ?", key)
+	}
+	if err := q.Order("id").Find(&insts).Error; err != nil {
 		return nil, err
 	}
 	if len(insts) == 0 {
@@ -227,7 +233,7 @@ func plannedFrom(in Instance, h Host) PlannedInstance {
 func (s *Store) planOnce(ctx context.Context, req PlanRequest) (*Plan, error) {
 	var plan *Plan
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		existing, err := s.existingPlan(tx, req.RunID)
+		existing, err := s.existingPlan(tx, req.RunID, req.Key)
 		if err != nil || existing != nil {
 			plan = existing
 			return err
@@ -278,7 +284,7 @@ func (s *Store) planOnce(ctx context.Context, req PlanRequest) (*Plan, error) {
 				svc.NextOrdinal++
 				in := Instance{ServiceID: svc.ID, Service: sr.Name, Ordinal: svc.NextOrdinal,
 					Name: fmt.Sprintf("%s-%s-%d", req.NamePrefix, sr.Name, svc.NextOrdinal), UID: newUID(),
-					HostID: h.ID, State: StatePlanned, Version: sr.Image, RunID: req.RunID}
+					HostID: h.ID, State: StatePlanned, Version: sr.Image, RunID: req.RunID, PlanKey: req.Key}
 				var mappings []PortMapping
 				for _, pr := range sr.Ports {
 					port, err := freePort(used[h.ID], req.PortMin, req.PortMax)

@@ -88,9 +88,14 @@ type Environment struct {
 	// "ticket" (a change request a person confirms; the run waits for it).
 	Firewall string `gorm:"size:16" json:"firewall,omitempty"`
 	// TicketTimeoutSec bounds the wait for a firewall ticket (0: one day).
-	TicketTimeoutSec int       `json:"ticketTimeoutSec,omitempty"`
-	Hosts            []Host    `gorm:"many2many:environment_hosts" json:"hosts,omitempty"`
-	CreatedAt        time.Time `json:"createdAt"`
+	TicketTimeoutSec int `json:"ticketTimeoutSec,omitempty"`
+	// RequireComment and SeparateDuties are the approval policy: a decision
+	// needs a comment; whoever started a run may not approve it. Both are
+	// on by default for an environment named prod.
+	RequireComment bool      `json:"requireComment"`
+	SeparateDuties bool      `json:"separateDuties"`
+	Hosts          []Host    `gorm:"many2many:environment_hosts" json:"hosts,omitempty"`
+	CreatedAt      time.Time `json:"createdAt"`
 }
 
 // Application is a subsystem: one compose project deployed into an environment.
@@ -133,19 +138,22 @@ type Instance struct {
 	Name      string `gorm:"size:191;uniqueIndex" json:"name"`
 	// UID is written into the container's labels so that a retry adopts only
 	// its own container, never a stranger that happens to have the same name.
-	UID         string     `gorm:"size:32" json:"-"`
-	Service     string     `gorm:"size:64" json:"service"`
-	Ordinal     int        `json:"ordinal"`
-	HostID      uint       `gorm:"index" json:"hostId"`
-	ContainerID string     `gorm:"size:80" json:"containerId,omitempty"`
-	IP          string     `gorm:"size:64" json:"ip,omitempty"`
-	Ports       string     `gorm:"type:text" json:"-"`
-	State       string     `gorm:"size:16" json:"state"`
-	Version     string     `gorm:"size:255" json:"version"`
-	RunID       uint       `gorm:"index" json:"runId"`
-	CreatedAt   time.Time  `json:"createdAt"`
-	UpdatedAt   time.Time  `json:"updatedAt"`
-	RemovedAt   *time.Time `json:"removedAt,omitempty"`
+	UID         string `gorm:"size:32" json:"-"`
+	Service     string `gorm:"size:64" json:"service"`
+	Ordinal     int    `json:"ordinal"`
+	HostID      uint   `gorm:"index" json:"hostId"`
+	ContainerID string `gorm:"size:80" json:"containerId,omitempty"`
+	IP          string `gorm:"size:64" json:"ip,omitempty"`
+	Ports       string `gorm:"type:text" json:"-"`
+	State       string `gorm:"size:16" json:"state"`
+	Version     string `gorm:"size:255" json:"version"`
+	RunID       uint   `gorm:"index" json:"runId"`
+	// PlanKey, when set, is what makes a plan idempotent instead of RunID,
+	// for runs that plan more than once (a release plans each batch).
+	PlanKey   string     `gorm:"size:191;index" json:"-"`
+	CreatedAt time.Time  `json:"createdAt"`
+	UpdatedAt time.Time  `json:"updatedAt"`
+	RemovedAt *time.Time `json:"removedAt,omitempty"`
 }
 
 // PortAllocation reserves one host port for one instance. The unique index on
@@ -221,5 +229,6 @@ type PortMapping struct {
 func allModels() []any {
 	return []any{&Region{}, &Host{}, &Tenant{}, &Environment{}, &Application{}, &Service{},
 		&Instance{}, &PortAllocation{}, &Run{}, &Step{}, &AuditEvent{},
-		&LBPool{}, &LBServer{}, &FirewallOpening{}, &CMDBRecord{}}
+		&LBPool{}, &LBServer{}, &FirewallOpening{}, &CMDBRecord{}, &Release{}, &ServiceReleases{},
+		&User{}, &RoleBinding{}, &APIToken{}, &Session{}, &Approval{}, &Decision{}}
 }

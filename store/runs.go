@@ -139,6 +139,9 @@ type RunFilter struct {
 	EnvironmentID uint
 	ApplicationID uint
 	StartedBy     string
+	// TenantIDs, when not nil, limits to runs of these tenants: the reads
+	// of a caller without a platform-wide role.
+	TenantIDs     []uint
 	Since, Until  *time.Time
 	Sort          string
 	Limit, Offset int
@@ -179,6 +182,9 @@ func (s *Store) Runs(ctx context.Context, f RunFilter) ([]Run, int64, error) {
 	}
 	if f.StartedBy != "" {
 		q = q.Where("started_by = ?", f.StartedBy)
+	}
+	if f.TenantIDs != nil {
+		q = q.Where("tenant_id IN ?", f.TenantIDs)
 	}
 	if f.Since != nil {
 		q = q.Where("created_at >= ?", *f.Since)

@@ -64,7 +64,7 @@ func benchDeploy(b *testing.B, n int) {
 		hs.apiJSON(b, "DELETE", apps+"/"+app, nil, &del)
 		hs.waitRun(b, del.RunID)
 
-		d, err := directDeploy(hs.hosts[0], n, 48000)
+		d, err := directDeploy(hs.hosts[0], n, 19900)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -72,6 +72,13 @@ func envInt(key string, def int) int {
 	return def
 }
 
+func envDuration(key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
+		return d
+	}
+	return def
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -101,7 +108,7 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.StringVar(&c.Registry, "registry", env("BERTH_REGISTRY", ""), "registry host[:port] missing images are pulled from")
 	fs.IntVar(&c.PortMin, "port-min", envInt("BERTH_PORT_MIN", 30000), "lowest host port the platform allocates")
 	fs.IntVar(&c.PortMax, "port-max", envInt("BERTH_PORT_MAX", 32767), "highest host port the platform allocates")
-	fs.DurationVar(&c.HealthTimeout, "health-timeout", 2*time.Minute, "how long an instance may take to become healthy")
+	fs.DurationVar(&c.HealthTimeout, "health-timeout", envDuration("BERTH_HEALTH_TIMEOUT", 2*time.Minute), "how long an instance may take to become healthy")
 	bindRoots := fs.String("bind-roots", env("BERTH_BIND_ROOTS", ""), "comma-separated host folders compose bind mounts may use")
 	fs.StringVar(&c.LocalEndpoint, "local-endpoint", env("BERTH_LOCAL_ENDPOINT", "unix:///var/run/docker.sock"), "dev: the local Docker engine")
 	fs.StringVar(&c.LocalIP, "local-ip", env("BERTH_LOCAL_IP", "127.0.0.1"), "dev: the IP the local engine publishes ports on")
@@ -109,10 +116,10 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.StringVar(&c.HAProxyBin, "haproxy-bin", env("BERTH_HAPROXY_BIN", "/usr/sbin/haproxy"), "HAProxy binary berth runs")
 	fs.StringVar(&c.HAProxyDir, "haproxy-dir", env("BERTH_HAPROXY_DIR", ""), "folder for HAProxy's config and sockets (default: <data>/haproxy)")
 	fs.StringVar(&c.LBIP, "lb-ip", env("BERTH_LB_IP", "127.0.0.1"), "address service frontends listen on")
-	fs.IntVar(&c.LBPortMin, "lb-port-min", envInt("BERTH_LB_PORT_MIN", 40000), "lowest frontend port")
-	fs.IntVar(&c.LBPortMax, "lb-port-max", envInt("BERTH_LB_PORT_MAX", 40999), "highest frontend port")
+	fs.IntVar(&c.LBPortMin, "lb-port-min", envInt("BERTH_LB_PORT_MIN", 29000), "lowest frontend port")
+	fs.IntVar(&c.LBPortMax, "lb-port-max", envInt("BERTH_LB_PORT_MAX", 29999), "highest frontend port")
 	fs.IntVar(&c.LBWeight, "lb-weight", envInt("BERTH_LB_WEIGHT", 100), "weight of a new server")
-	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Second, "how long scale-in waits for drained sessions")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", envDuration("BERTH_DRAIN_TIMEOUT", 30*time.Second), "how long scale-in and releases wait for drained sessions")
 	fs.StringVar(&c.Firewall, "firewall", env("BERTH_FIREWALL", "none"), "firewall driver: none or nftables")
 	fs.StringVar(&c.CMDB, "cmdb", env("BERTH_CMDB", "none"), "CMDB driver: none or http")
 	fs.StringVar(&c.CMDBURL, "cmdb-url", env("BERTH_CMDB_URL", ""), "base URL of the CMDB (http driver)")

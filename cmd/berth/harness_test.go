@@ -70,6 +70,15 @@ var h *harness
 // sampleImage is built FROM scratch on every test host, since no registry can be reached.
 const sampleImage = "berth-sample:v1"
 
+// sampleImages are the versions releases move between; v3bad fails its
+// health check on instances 7 and 8, i.e. in the second batch of two.
+var sampleImages = []struct{ tag, env string }{
+	{sampleImage, "APP_VERSION=v1"},
+	{"berth-sample:v2", "APP_VERSION=v2"},
+	{"berth-sample:v3", "APP_VERSION=v3"},
+	{"berth-sample:v3bad", "APP_VERSION=v3 FAIL_HEALTH_FOR=-7,-8"},
+}
+
 func TestMain(m *testing.M) {
 	if os.Getenv("BERTH_TEST_DOCKER_HOSTS") == "" {
 		fmt.Println("integration tests need real services: run `make test` (it starts dockerd hosts, MariaDB and Temporal)")
@@ -131,10 +140,11 @@ func startHarness() (*harness, error) {
 		return nil, err
 	}
 	// A port window per run, so leftovers of an earlier, killed run cannot
-	// hold the ports this one allocates.
+	// hold the ports this one allocates; below the kernel's ephemeral range
+	// (32768+), where outgoing connections would take ports from under us.
 	var nb [2]byte
 	_, _ = rand.Read(nb[:])
-	hs.portMin = 33000 + int(nb[0])%80*100
+	hs.portMin = 20000 + int(nb[0])%90*100
 	hs.portMax = hs.portMin + 99
 
 	for _, spec := range strings.Split(os.Getenv("BERTH_TEST_DOCKER_HOSTS"), ",") {
@@ -153,8 +163,10 @@ func startHarness() (*harness, error) {
 		if err := removeLeftovers(ctx, th.Engine); err != nil {
 			return hs, fmt.Errorf("clean %s: %w", th.Name, err)
 		}
-		if err := buildSampleImage(ctx, th.Engine, hs.root, sampleImage, "v1"); err != nil {
-			return hs, fmt.Errorf("build sample image on %s: %w", th.Name, err)
+		for _, img := range sampleImages {
+			if err := buildSampleImage(ctx, th.Engine, hs.root, img.tag, img.env); err != nil {
+				return hs, fmt.Errorf("build sample image %s on %s: %w", img.tag, th.Name, err)
+			}
 		}
 	}
 
@@ -213,7 +225,7 @@ func startHarness() (*harness, error) {
 	hs.stopFuncs = append(hs.stopFuncs, cmdbSrv.Close)
 	var lb [2]byte
 	_, _ = rand.Read(lb[:])
-	lbMin := 41000 + int(lb[0])%80*100
+	lbMin := 10000 + int(lb[0])%90*100
 	hs.apiURL = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 	env := []string{
 		"BERTH_LISTEN=" + fmt.Sprintf("127.0.0.1:%d", apiPort),
@@ -222,7 +234,7 @@ func startHarness() (*harness, error) {
 		"BERTH_PORT_MIN=" + fmt.Sprint(hs.portMin), "BERTH_PORT_MAX=" + fmt.Sprint(hs.portMax),
 		"BERTH_REGIONS=local", "BERTH_DATA=" + hs.logDir,
 		"BERTH_LB=haproxy", "BERTH_LB_PORT_MIN=" + fmt.Sprint(lbMin), "BERTH_LB_PORT_MAX=" + fmt.Sprint(lbMin+99),
-		"BERTH_CMDB=http", "BERTH_CMDB_URL=" + cmdbSrv.URL,
+		"BERTH_CMDB=http", "BERTH_CMDB_URL=" + cmdbSrv.URL, "BERTH_HEALTH_TIMEOUT=20s", "BERTH_DRAIN_TIMEOUT=10s",
 	}
 	hs.env = env
 	hs.server = hs.spawn("server", "server")
@@ -310,7 +322,7 @@ func removeLeftovers(ctx context.Context, eng *client.Client) error {
 }
 
 // buildSampleImage builds testdata/sampleapp as a FROM-scratch image.
-func buildSampleImage(ctx context.Context, eng *client.Client, root, tag, version string) error {
+func buildSampleImage(ctx context.Context, eng *client.Client, root, tag, env string) error {
 	bin := filepath.Join(os.TempDir(), "berth-sampleapp-"+randHex(4))
 	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./testdata/sampleapp")
 	build.Dir = root
@@ -323,7 +335,7 @@ func buildSampleImage(ctx context.Context, eng *client.Client, root, tag, versio
 	if err != nil {
 		return err
 	}
-	dockerfile := fmt.Sprintf("FROM scratch\nCOPY sampleapp /sampleapp\nENV APP_VERSION=%s\nEXPOSE 8080\nENTRYPOINT [\"/sampleapp\"]\n", version)
+	dockerfile := fmt.Sprintf("FROM scratch\nCOPY sampleapp /sampleapp\nENV %s\nEXPOSE 8080\nENTRYPOINT [\"/sampleapp\"]\n", env)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, f := range []struct {

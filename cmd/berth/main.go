@@ -120,7 +120,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		engines := activities.NewEnginePool()
 		defer engines.Close()
 		wcfg := worker.Config{Central: cmd == "dev" || central, Regions: cfg.Regions,
-			Store: activities.NewStore(st, st), Docker: activities.NewDocker(engines, cfg.Registry)}
+			Store: activities.NewStore(st, st, st), Docker: activities.NewDocker(engines, cfg.Registry)}
 		if wcfg.Central {
 			var d cmdb.Driver = cmdb.None{}
 			if cfg.CMDB == "http" {

@@ -7,6 +7,7 @@
 //
 //	LISTEN        listen address (default ":8080")
 //	APP_VERSION   version reported when /berth/package/VERSION is absent
+//	FAIL_HEALTH_FOR=-7,-8 fails /healthz on instances whose BERTH_INSTANCE ends so
 //	READY_AFTER=2s makes /healthz answer 500 for that long after start
 //	FAIL_HEALTH=1 makes /healthz answer 500 (so does the file
 //	              /berth/package/FAIL_HEALTH)
@@ -153,6 +154,11 @@ func healthy() bool {
 	}
 	if os.Getenv("FAIL_HEALTH") == "1" {
 		return false
+	}
+	for _, suffix := range strings.Split(os.Getenv("FAIL_HEALTH_FOR"), ",") {
+		if suffix != "" && strings.HasSuffix(os.Getenv("BERTH_INSTANCE"), suffix) {
+			return false
+		}
 	}
 	if _, err := os.Stat(packageDir + "/FAIL_HEALTH"); err == nil {
 		return false

@@ -1,0 +1,219 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/berth-dev/berth/activities/compose"
+	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/workflows"
+)
+
+type releaseRequest struct {
+	Image            string `json:"image"`
+	Version          string `json:"version"`
+	BatchSize        int    `json:"batchSize"`
+	ProgressDeadline string `json:"progressDeadline"` // Go duration, default 15m
+}
+
+// imageRE is a conservative image reference: registry/path:tag or @digest.
+var imageRE = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$`)
+
+var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$`)
+
+// releaseTarget loads what a release of a service needs: its context, its
+// spec with the current image, and its live instances (oldest first).
+func (s *Server) releaseTarget(c *gin.Context) (*store.ServiceContext, *compose.ServiceSpec, []store.PlannedInstance, error) {
+	ctx := c.Request.Context()
+	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	if err != nil {
+		return nil, nil, nil, badRequest("service id must be a number")
+	}
+	sc, err := s.store.ServiceContextByID(ctx, uint(id))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	spec, err := compose.Parse(ctx, sc.Application.Name, []byte(sc.Application.Compose), s.cfg.Compose)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	svc := spec.Service(sc.Service.Name)
+	if svc == nil {
+		return nil, nil, nil, &apiError{http.StatusConflict, "conflict", "service " + sc.Service.Name + " is not in its application's compose file"}
+	}
+	// The compose file holds the first image; releases move the service on.
+	svc.Image = sc.Service.Image
+	live, err := s.store.LiveServiceInstances(ctx, sc.Service.ID)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(live) == 0 {
+		return nil, nil, nil, &apiError{http.StatusConflict, "conflict", "service " + sc.Service.Name + " has no instance to release to"}
+	}
+	return sc, svc, live, nil
+}
+
+// createRelease starts a rolling image release of a service.
+func (s *Server) createRelease(c *gin.Context) {
+	var req releaseRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if !imageRE.MatchString(req.Image) || len(req.Image) > 255 {
+		s.fail(c, badRequest("image must be an image reference such as registry.local/team/web:1.4.2"))
+		return
+	}
+	if req.Version == "" {
+		req.Version = store.ImageTag(req.Image)
+	}
+	if !versionRE.MatchString(req.Version) {
+		s.fail(c, badRequest("version must be 1-128 characters of letters, digits and . _ + -"))
+		return
+	}
+	deadline := 15 * time.Minute
+	if req.ProgressDeadline != "" {
+		d, err := time.ParseDuration(req.ProgressDeadline)
+		if err != nil || d < 10*time.Second || d > 24*time.Hour {
+			s.fail(c, badRequest("progressDeadline must be a duration between 10s and 24h"))
+			return
+		}
+		deadline = d
+	}
+	s.startRelease(c, req.Image, req.Version, req.BatchSize, deadline, 0)
+}
+
+type rollbackRequest struct {
+	ReleaseID uint `json:"releaseId"`
+}
+
+// rollback returns a service to an earlier release in one request, on the
+// fast path: one batch, no automatic rollback of the rollback.
+func (s *Server) rollback(c *gin.Context) {
+	var req rollbackRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if req.ReleaseID == 0 {
+		s.fail(c, badRequest("releaseId is required"))
+		return
+	}
+	rel, err := s.store.Release(c.Request.Context(), req.ReleaseID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if strconv.FormatUint(uint64(rel.ServiceID), 10) != c.Param("id") {
+		s.fail(c, badRequest(fmt.Sprintf("release %d is not a release of service %s", rel.ID, c.Param("id"))))
+		return
+	}
+	if rel.Kind != store.ReleaseImage || rel.Image == "" {
+		s.fail(c, &apiError{http.StatusConflict, "conflict", fmt.Sprintf("release %d has no image to return to", rel.ID)})
+		return
+	}
+	s.startRelease(c, rel.Image, rel.Version, 0, 15*time.Minute, rel.ID)
+}
+
+func (s *Server) startRelease(c *gin.Context, image, version string, batch int, deadline time.Duration, rollbackOf uint) {
+	ctx := c.Request.Context()
+	sc, svc, live, err := s.releaseTarget(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if batch <= 0 {
+		batch = 1
+	}
+	if batch > len(live) {
+		batch = len(live)
+	}
+	base, err := s.store.Baseline(ctx, &sc.Service, actor(c))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	_, sr, err := s.store.Releases(ctx, sc.Service.ID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	lastGood := base
+	if sr != nil && sr.LastGoodID != 0 {
+		if lg, err := s.store.Release(ctx, sr.LastGoodID); err == nil {
+			lastGood = lg
+		}
+	}
+	tenant, env, app := sc.Tenant.Name, sc.Environment.Name, sc.Application.Name
+	wfID := workflows.ReleaseVersionID(tenant, env, app, sc.Service.Name)
+	kind := "release"
+	if rollbackOf != 0 {
+		kind = "rollback"
+	}
+	run := &store.Run{Kind: kind, WorkflowID: wfID, TenantID: sc.Tenant.ID, EnvironmentID: sc.Environment.ID,
+		Subject: tenant + "/" + env + "/" + app + "/" + sc.Service.Name, StartedBy: actor(c)}
+	rel := &store.Release{ServiceID: sc.Service.ID, Kind: store.ReleaseImage, Version: version, Image: image,
+		Strategy: store.StrategyRolling, BatchSize: batch, StartedBy: actor(c), PreviousID: base.ID, RollbackOf: rollbackOf}
+	if err := s.store.BeginRelease(ctx, sc.Application.ID, run, rel, workflows.AppLockKey(tenant, env, app)); err != nil {
+		s.fail(c, err)
+		return
+	}
+	target := *svc
+	target.Image = image
+	input := workflows.ReleaseVersionInput{RunID: run.ID, ReleaseID: rel.ID, ApplicationID: sc.Application.ID,
+		EnvironmentID: sc.Environment.ID, ServiceID: sc.Service.ID, Tenant: tenant, Env: env, App: app,
+		Service: target, LastGoodImage: lastGood.Image, Instances: live, BatchSize: batch, Fast: rollbackOf != 0,
+		ProgressDeadline: deadline, PortMin: s.cfg.PortMin, PortMax: s.cfg.PortMax, HealthTimeout: s.cfg.HealthTimeout,
+		DrainTimeout: s.cfg.DrainTimeout, LB: s.lbFor(&sc.Environment)}
+	if err := s.startRun(ctx, run, workflows.ReleaseVersionName, input); err != nil {
+		_ = s.store.FinishRelease(ctx, rel.ID, store.ReleaseFailed, "workflow not started")
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusAccepted, gin.H{"runId": run.ID, "url": runURL(run.ID), "workflowId": wfID, "releaseId": rel.ID,
+		"from": base.Version, "to": version, "batchSize": batch, "instances": len(live)})
+}
+
+// listReleases is a service's release history with its current and last-good release.
+func (s *Server) listReleases(c *gin.Context) {
+	ctx := c.Request.Context()
+	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	if err != nil {
+		s.fail(c, badRequest("service id must be a number"))
+		return
+	}
+	sc, err := s.store.ServiceContextByID(ctx, uint(id))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if _, err := s.store.Baseline(ctx, &sc.Service, "admin"); err != nil {
+		s.fail(c, err)
+		return
+	}
+	rels, sr, err := s.store.Releases(ctx, sc.Service.ID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"releases": rels, "currentId": sr.CurrentID, "lastGoodId": sr.LastGoodID})
+}
+
+func (s *Server) getRelease(c *gin.Context) {
+	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	if err != nil {
+		s.fail(c, badRequest("release id must be a number"))
+		return
+	}
+	rel, err := s.store.Release(c.Request.Context(), uint(id))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, rel)
+}

@@ -1,0 +1,181 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Release kinds, strategies and outcomes.
+const (
+	ReleaseImage = "image"
+	ReleaseFile  = "file"
+
+	StrategyRolling = "rolling"
+
+	ReleaseRunning    = "running"
+	ReleaseSucceeded  = "succeeded"
+	ReleaseFailed     = "failed"
+	ReleaseRolledBack = "rolled-back"
+)
+
+// Release is one version of a service: what it is, how it was rolled out,
+// by whom, and how that ended. Every release is kept.
+type Release struct {
+	ID            uint       `gorm:"primaryKey" json:"id"`
+	ServiceID     uint       `gorm:"index" json:"serviceId"`
+	Kind          string     `gorm:"size:8" json:"kind"`
+	Version       string     `gorm:"size:128" json:"version"`
+	Image         string     `gorm:"size:255" json:"image,omitempty"`
+	PackageSHA256 string     `gorm:"size:64" json:"packageSha256,omitempty"`
+	PackageSize   int64      `json:"packageSize,omitempty"`
+	Strategy      string     `gorm:"size:16" json:"strategy"`
+	BatchSize     int        `json:"batchSize"`
+	StartedBy     string     `gorm:"size:64" json:"startedBy"`
+	RunID         uint       `json:"runId,omitempty"`
+	PreviousID    uint       `json:"previousId,omitempty"` // the release it replaced
+	RollbackOf    uint       `json:"rollbackOf,omitempty"` // set when this release returns to an earlier one
+	Outcome       string     `gorm:"size:16;index" json:"outcome"`
+	Reason        string     `gorm:"type:text" json:"reason,omitempty"`
+	CreatedAt     time.Time  `json:"createdAt"`
+	FinishedAt    *time.Time `json:"finishedAt,omitempty"`
+}
+
+// ServiceReleases says which release a service runs and which last went well.
+type ServiceReleases struct {
+	ServiceID      uint `gorm:"primaryKey" json:"serviceId"`
+	CurrentID      uint `json:"currentId"`
+	LastGoodID     uint `json:"lastGoodId"`
+	UpdatedAtMilli int64
+}
+
+// Baseline returns the service's current release, recording the image it
+// was deployed with as release 1 the first time it is asked.
+func (s *Store) Baseline(ctx context.Context, svc *Service, by string) (*Release, error) {
+	rel, err := s.baseline(ctx, svc, by)
+	if isDuplicate(err) {
+		// Another request recorded the baseline first; read theirs.
+		rel, err = s.baseline(ctx, svc, by)
+	}
+	return rel, err
+}
+
+func (s *Store) baseline(ctx context.Context, svc *Service, by string) (*Release, error) {
+	var out Release
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var sr ServiceReleases
+		err := tx.First(&sr, svc.ID).Error
+		if err == nil {
+			return tx.First(&out, sr.CurrentID).Error
+		}
+		if !errors.Is(err, gorm.ErrRecordNotFound) {
+			return err
+		}
+		t := now()
+		out = Release{ServiceID: svc.ID, Kind: ReleaseImage, Version: imageTag(svc.Image), Image: svc.Image,
+			Strategy: "deploy", StartedBy: by, Outcome: ReleaseSucceeded, Reason: "as deployed", FinishedAt: &t}
+		if err := tx.Create(&out).Error; err != nil {
+			return err
+		}
+		return tx.Create(&ServiceReleases{ServiceID: svc.ID, CurrentID: out.ID, LastGoodID: out.ID}).Error
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func imageTag(ref string) string {
+	for i := len(ref) - 1; i >= 0; i-- {
+		switch ref[i] {
+		case ':':
+			return ref[i+1:]
+		case '/':
+			return "latest"
+		}
+	}
+	return "latest"
+}
+
+// ImageTag is the tag of an image reference ("latest" when it has none).
+func ImageTag(ref string) string { return imageTag(ref) }
+
+// BeginRelease opens a run and its release record for a live service, under
+// the application's lock: one release (or deploy, scale) at a time.
+func (s *Store) BeginRelease(ctx context.Context, appID uint, run *Run, rel *Release, activeKey string) error {
+	if err := s.BeginRun(ctx, appID, run, activeKey); err != nil {
+		return err
+	}
+	rel.RunID, rel.Outcome = run.ID, ReleaseRunning
+	if err := s.db.WithContext(ctx).Create(rel).Error; err != nil {
+		_ = s.FinishRun(ctx, run.ID, RunFailed, "release not recorded: "+err.Error())
+		return err
+	}
+	return nil
+}
+
+// FinishRelease records a release's outcome and, when it succeeded, makes it
+// the service's current and last-good release; a failed or rolled-back
+// release leaves the last-good release where it was.
+func (s *Store) FinishRelease(ctx context.Context, id uint, outcome, reason string) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var rel Release
+		if err := tx.First(&rel, id).Error; err != nil {
+			return notFound(err, fmt.Sprintf("release %d", id))
+		}
+		if rel.FinishedAt != nil {
+			return nil
+		}
+		t := now()
+		if err := tx.Model(&rel).Updates(map[string]any{"outcome": outcome, "reason": reason, "finished_at": &t}).Error; err != nil {
+			return err
+		}
+		if outcome != ReleaseSucceeded {
+			return nil
+		}
+		if err := tx.Model(&Service{}).Where("id = ?", rel.ServiceID).Update("image", rel.Image).Error; err != nil {
+			return err
+		}
+		return tx.Save(&ServiceReleases{ServiceID: rel.ServiceID, CurrentID: rel.ID, LastGoodID: rel.ID, UpdatedAtMilli: t.UnixMilli()}).Error
+	})
+}
+
+// Releases lists a service's releases, newest first, with its current and last-good ids.
+func (s *Store) Releases(ctx context.Context, serviceID uint) ([]Release, *ServiceReleases, error) {
+	var rels []Release
+	if err := s.db.WithContext(ctx).Where("service_id = ?", serviceID).Order("id desc").Find(&rels).Error; err != nil {
+		return nil, nil, err
+	}
+	var sr ServiceReleases
+	if err := s.db.WithContext(ctx).First(&sr, serviceID).Error; err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, nil, err
+	}
+	return rels, &sr, nil
+}
+
+// Release returns one release.
+func (s *Store) Release(ctx context.Context, id uint) (*Release, error) {
+	var r Release
+	if err := s.db.WithContext(ctx).First(&r, id).Error; err != nil {
+		return nil, notFound(err, fmt.Sprintf("release %d", id))
+	}
+	return &r, nil
+}
+
+// ReadyHosts lists an environment's ready authorised hosts.
+func (s *Store) ReadyHosts(ctx context.Context, envID uint) ([]HostRef, error) {
+	var env Environment
+	if err := s.db.WithContext(ctx).Preload("Hosts", func(db *gorm.DB) *gorm.DB { return db.Order("name") }).First(&env, envID).Error; err != nil {
+		return nil, notFound(err, fmt.Sprintf("environment %d", envID))
+	}
+	out := []HostRef{}
+	for _, h := range env.Hosts {
+		if h.State == HostReady {
+			out = append(out, h.Ref())
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,294 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/activities/compose"
+	"github.com/berth-dev/berth/activities/lb"
+	"github.com/berth-dev/berth/store"
+)
+
+// ReleaseVersionName is the registered name of ReleaseVersion.
+const ReleaseVersionName = "ReleaseVersion"
+
+// ReleaseVersionInput is a rolling release of one service to a new image.
+type ReleaseVersionInput struct {
+	RunID         uint   `json:"runId"`
+	ReleaseID     uint   `json:"releaseId"`
+	ApplicationID uint   `json:"applicationId"`
+	EnvironmentID uint   `json:"environmentId"`
+	ServiceID     uint   `json:"serviceId"`
+	Tenant        string `json:"tenant"`
+	Env           string `json:"env"`
+	App           string `json:"app"`
+	// Service is the service's spec with Image set to the release's image.
+	Service compose.ServiceSpec `json:"service"`
+	// LastGoodImage is what a failed release rolls back to.
+	LastGoodImage string `json:"lastGoodImage"`
+	// Instances are the live instances to replace, oldest first.
+	Instances []store.PlannedInstance `json:"instances"`
+	BatchSize int                     `json:"batchSize"`
+	// Fast is a rollback to a release that already ran here: one batch, and
+	// no automatic rollback of the rollback.
+	Fast             bool                  `json:"fast"`
+	ProgressDeadline time.Duration         `json:"progressDeadline"`
+	PortMin          int                   `json:"portMin"`
+	PortMax          int                   `json:"portMax"`
+	HealthTimeout    time.Duration         `json:"healthTimeout"`
+	DrainTimeout     time.Duration         `json:"drainTimeout"`
+	LB               activities.LBSettings `json:"lb"`
+}
+
+// ReleaseVersionResult lists the instances now serving.
+type ReleaseVersionResult struct {
+	Instances []string `json:"instances"`
+	Outcome   string   `json:"outcome"`
+}
+
+// ReleaseVersionID is the workflow id of a service's release.
+func ReleaseVersionID(tenant, env, app, service string) string {
+	return fmt.Sprintf("release/%s/%s/%s/%s", tenant, env, app, service)
+}
+
+func (in ReleaseVersionInput) subject() string { return in.Tenant + "/" + in.Env + "/" + in.App }
+
+// ReleaseVersion replaces a service's instances with instances of the new
+// image, batch by batch: start the batch's new instances, wait until they are
+// healthy, put them behind the load balancer, then drain the old ones, wait
+// for their sessions to end and remove them. Capacity never drops and no
+// request is dropped. If a batch fails its health gate (or the progress
+// deadline passes), that batch is undone and the batches already released
+// are replaced again with the last-good image.
+func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersionResult, error) {
+	r, err := newRun(ctx, in.RunID)
+	if err != nil {
+		return nil, err
+	}
+	batch := in.BatchSize
+	if batch <= 0 || in.Fast {
+		batch = len(in.Instances)
+	}
+	if batch == 0 {
+		batch = 1
+	}
+	// The progress deadline cancels the rollout's context; what follows on a
+	// disconnected context (undo, rollback) is not bound by it.
+	rctx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	deadlineHit := false
+	if in.ProgressDeadline > 0 {
+		workflow.Go(ctx, func(gctx workflow.Context) {
+			if workflow.NewTimer(rctx, in.ProgressDeadline).Get(gctx, nil) == nil {
+				deadlineHit = true
+				cancel()
+			}
+		})
+	}
+
+	err = r.step(rctx, "prefetch", func() error { return prefetch(rctx, r, in) })
+	current := append([]store.PlannedInstance{}, in.Instances...)
+	var released []store.PlannedInstance // new-image instances of finished batches
+	total := (len(in.Instances) + batch - 1) / batch
+	for b := 0; err == nil && b*batch < len(in.Instances); b++ {
+		old := in.Instances[b*batch : min((b+1)*batch, len(in.Instances))]
+		var fresh []store.PlannedInstance
+		err = r.step(rctx, fmt.Sprintf("batch %d/%d", b+1, total), func() error {
+			var err error
+			fresh, err = replaceBatch(rctx, r, in, in.Service, old, fmt.Sprintf("%d/batch-%d", in.RunID, b+1))
+			return err
+		})
+		if err == nil {
+			released = append(released, fresh...)
+			current = append(current[len(old):], fresh...)
+		}
+	}
+	if err == nil {
+		names := make([]string, 0, len(current))
+		for _, pi := range current {
+			names = append(names, pi.Name)
+		}
+		r.status.Step = "done"
+		r.finishRelease(ctx, in, store.ReleaseSucceeded, "")
+		r.finish(ctx, activities.FinishInput{Status: store.RunSucceeded})
+		return &ReleaseVersionResult{Instances: names, Outcome: store.ReleaseSucceeded}, nil
+	}
+
+	// The failed batch was undone by replaceBatch; what remains is to bring
+	// the released batches back to the last-good image.
+	reason := errorMessage(err)
+	cancelled := isCancel(ctx, err) && !deadlineHit
+	switch {
+	case deadlineHit:
+		reason = fmt.Sprintf("progress deadline of %s passed", in.ProgressDeadline)
+	case cancelled:
+		reason = "cancelled"
+	}
+	r.status.Error = reason
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	outcome := store.ReleaseFailed
+	if len(released) > 0 && !in.Fast && in.LastGoodImage != "" {
+		good := in.Service
+		good.Image = in.LastGoodImage
+		rbErr := r.step(dctx, "rollback", func() error {
+			_, err := replaceBatch(dctx, r, in, good, released, fmt.Sprintf("%d/rollback", in.RunID))
+			return err
+		})
+		if rbErr != nil {
+			reason += "; rollback failed: " + errorMessage(rbErr)
+		} else {
+			outcome = store.ReleaseRolledBack
+			reason += "; rolled back to " + in.LastGoodImage
+		}
+	} else if len(released) == 0 {
+		outcome = store.ReleaseRolledBack
+		reason += "; no instance was changed"
+	}
+	r.status.Error = reason
+	r.finishRelease(dctx, in, outcome, reason)
+	status := store.RunFailed
+	if cancelled {
+		status = store.RunCancelled
+	}
+	r.finish(dctx, activities.FinishInput{Status: status, Error: reason})
+	return nil, temporal.NewNonRetryableApplicationError(reason, "ReleaseFailed", err)
+}
+
+// prefetch puts the image on every host new instances may land on, in
+// parallel, before any instance is touched.
+func prefetch(ctx workflow.Context, r *run, in ReleaseVersionInput) error {
+	var d *activities.Docker
+	var hosts []store.HostRef
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, r.st.ReadyHosts, in.EnvironmentID).Get(ctx, &hosts); err != nil {
+		return err
+	}
+	var futures []workflow.Future
+	for _, h := range hosts {
+		actx := workflow.WithActivityOptions(ctx, withQueue(imageOptions, h.Region))
+		futures = append(futures, workflow.ExecuteActivity(actx, d.EnsureImage, activities.EnsureImageInput{Host: h, Image: in.Service.Image}))
+	}
+	return waitAll(ctx, futures, nil)
+}
+
+// replaceBatch starts len(old) instances of spec (planned under key, so a
+// retry finds them), exposes them, then drains and removes old. On failure
+// it removes the new instances and puts old back in rotation.
+func replaceBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compose.ServiceSpec, old []store.PlannedInstance, key string) ([]store.PlannedInstance, error) {
+	var plan store.Plan
+	sr := store.ServiceRequest{Name: spec.Name, Image: spec.Image, Replicas: len(old), Add: true}
+	for _, p := range spec.Ports {
+		sr.Ports = append(sr.Ports, store.PortRequest{ContainerPort: p.ContainerPort, Protocol: p.Protocol})
+	}
+	req := store.PlanRequest{RunID: in.RunID, ApplicationID: in.ApplicationID, EnvironmentID: in.EnvironmentID, Key: key,
+		NamePrefix: fmt.Sprintf("%s-%s-%s", in.Tenant, in.Env, in.App), PortMin: in.PortMin, PortMax: in.PortMax,
+		Services: []store.ServiceRequest{sr}}
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, r.st.PlanDeploy, req).Get(ctx, &plan); err != nil {
+		return nil, err
+	}
+	deploy := DeployStackInput{RunID: in.RunID, Tenant: in.Tenant, Env: in.Env, App: in.App, HealthTimeout: in.HealthTimeout,
+		Spec: compose.Spec{Project: in.App, Services: []compose.ServiceSpec{spec}}}
+	labels := map[string]string{"berth.tenant": in.Tenant, "berth.env": in.Env, "berth.app": in.App, "berth.run": fmt.Sprint(in.RunID)}
+	undo := func(cause error) ([]store.PlannedInstance, error) {
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		if err := unexpose(dctx, r, activities.UnexposeInput{ApplicationID: in.ApplicationID, Subject: in.subject(), Instances: plan.Instances}); err != nil {
+			return nil, fmt.Errorf("%s; undo of the batch failed: %s", errorMessage(cause), errorMessage(err))
+		}
+		if err := removeInstances(dctx, plan.Instances, false); err != nil {
+			return nil, fmt.Errorf("%s; undo of the batch failed: %s", errorMessage(cause), errorMessage(err))
+		}
+		setServers(dctx, in, old, lb.StateReady)
+		return nil, cause
+	}
+	started, err := startInstances(ctx, deploy, plan.Instances, []string{spec.Name}, labels)
+	if err != nil {
+		return undo(err)
+	}
+	if err := workflow.ExecuteLocalActivity(lctx, r.st.RecordInstances, started).Get(ctx, nil); err != nil {
+		return undo(err)
+	}
+	exposeIn := activities.ExposeInput{RunID: in.RunID, ApplicationID: in.ApplicationID, Subject: in.subject(),
+		Services: []activities.ExposeService{{Name: spec.Name, HealthPath: healthPath(spec)}}, Instances: plan.Instances, LB: in.LB}
+	if err := expose(ctx, r, exposeIn); err != nil {
+		return undo(err)
+	}
+	// The new instances serve; the old ones leave without dropping a request.
+	if err := drain(ctx, in, old); err != nil {
+		return undo(err)
+	}
+	oldOut := activities.UnexposeInput{ApplicationID: in.ApplicationID, Subject: in.subject(), Instances: old}
+	if err := unexpose(ctx, r, oldOut); err != nil {
+		return undo(err)
+	}
+	// From here the old instances are out of rotation for good: finishing
+	// their removal beats undoing the batch.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if err := removeInstances(dctx, old, true); err != nil {
+		return plan.Instances, err
+	}
+	return plan.Instances, nil
+}
+
+// drain takes instances out of new traffic and waits for their sessions.
+func drain(ctx workflow.Context, in ReleaseVersionInput, insts []store.PlannedInstance) error {
+	var lbA *activities.LB
+	var st *activities.Store
+	var plan activities.UnexposePlan
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, st.PlanUnexpose, activities.UnexposeInput{ApplicationID: in.ApplicationID,
+		Subject: in.subject(), Instances: insts}).Get(ctx, &plan); err != nil {
+		return err
+	}
+	for _, p := range plan.Pools {
+		servers := make([]lb.Server, 0, len(p.Names))
+		for _, n := range p.Names {
+			servers = append(servers, lb.Server{Name: n, Weight: in.LB.Weight, State: lb.StateDrain})
+		}
+		actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, p.Region))
+		if err := workflow.ExecuteActivity(actx, lbA.SetServers, activities.ServersInput{Backend: p.Backend, Servers: servers}).Get(ctx, nil); err != nil {
+			return err
+		}
+		dctx := workflow.WithActivityOptions(ctx, withQueue(drainOptions, p.Region))
+		var drained bool
+		if err := workflow.ExecuteActivity(dctx, lbA.WaitDrained, activities.WaitDrainedInput{Backend: p.Backend, Names: p.Names,
+			Timeout: in.DrainTimeout}).Get(ctx, &drained); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setServers puts instances in a load-balancer state, best effort.
+func setServers(ctx workflow.Context, in ReleaseVersionInput, insts []store.PlannedInstance, state string) {
+	var lbA *activities.LB
+	var st *activities.Store
+	var plan activities.UnexposePlan
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, st.PlanUnexpose, activities.UnexposeInput{ApplicationID: in.ApplicationID,
+		Subject: in.subject(), Instances: insts}).Get(ctx, &plan); err != nil {
+		return
+	}
+	for _, p := range plan.Pools {
+		servers := make([]lb.Server, 0, len(p.Names))
+		for _, n := range p.Names {
+			servers = append(servers, lb.Server{Name: n, Weight: in.LB.Weight, State: state})
+		}
+		actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, p.Region))
+		if err := workflow.ExecuteActivity(actx, lbA.SetServers, activities.ServersInput{Backend: p.Backend, Servers: servers}).Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Error("servers not set", "backend", p.Backend, "state", state, "error", err)
+		}
+	}
+}
+
+func (r *run) finishRelease(ctx workflow.Context, in ReleaseVersionInput, outcome, reason string) {
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, r.st.FinishRelease, activities.FinishReleaseInput{
+		ReleaseID: in.ReleaseID, Outcome: outcome, Reason: reason}).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Error("release outcome not recorded", "release", in.ReleaseID, "error", err)
+	}
+}
