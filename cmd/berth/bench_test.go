@@ -152,3 +152,122 @@ func peakRSS(pid int) int {
 	}
 	return 0
 }
+
+// BenchmarkScale measures a scale-out 2 → 20, health-gated, every new
+// instance in HAProxy and serving when the run ends.
+func BenchmarkScale(b *testing.B) {
+	if h == nil {
+		b.Skip("no integration services; run make bench")
+	}
+	hs := h
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		tenant := fmt.Sprintf("%s-bs%s", hs.tenant, randHex(2))
+		apps := hs.newEnvOn(b, tenant, hs.hosts[0].Name, hs.hosts[1].Name)
+		code, started := hs.deploy(b, apps, "shop", []byte(fmt.Sprintf(`services:
+  web:
+    image: %s
+    deploy: {replicas: 2}
+    ports: ["8080"]
+    environment: {LISTEN: ":8080"}
+    x-berth: {health: {http: /healthz}}
+`, sampleImage)))
+		if code != http.StatusAccepted || hs.waitRun(b, started.RunID).Status != store.RunSucceeded {
+			b.Fatal("deploy failed")
+		}
+		svc := hs.app(b, apps, "shop").Services[0]
+		b.StartTimer()
+		start := time.Now()
+		var out struct{ RunID uint }
+		hs.apiJSON(b, "POST", fmt.Sprintf("/api/v1/services/%d/scale", svc.ID), map[string]int{"replicas": 20}, &out)
+		run := hs.waitRun(b, out.RunID)
+		total += time.Since(start)
+		b.StopTimer()
+		if run.Status != store.RunSucceeded {
+			b.Fatalf("scale: %s", run.Error)
+		}
+		if live := hs.pool(b, svc.ID).Live; len(live) != 20 {
+			b.Fatalf("HAProxy has %d servers", len(live))
+		}
+		var del runStartedBody
+		hs.apiJSON(b, "DELETE", apps+"/shop", nil, &del)
+		hs.waitRun(b, del.RunID)
+		b.StartTimer()
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "scale-2-to-20-s")
+}
+
+// BenchmarkRelease measures a rolling image release of 20 instances in
+// batches of 4 behind HAProxy, and a fast rollback of 10 instances, beside
+// the bare Docker replace of 10 containers.
+func BenchmarkRelease(b *testing.B) {
+	if h == nil {
+		b.Skip("no integration services; run make bench")
+	}
+	hs := h
+	var rel, rb, bare time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		tenant := fmt.Sprintf("%s-br%s", hs.tenant, randHex(2))
+		apps := hs.newEnvOn(b, tenant, hs.hosts[0].Name, hs.hosts[1].Name)
+		for _, n := range []int{20, 10} {
+			app := fmt.Sprintf("shop%d", n)
+			code, started := hs.deploy(b, apps, app, []byte(fmt.Sprintf(`services:
+  web:
+    image: %s
+    deploy: {replicas: %d}
+    ports: ["8080"]
+    environment: {LISTEN: ":8080"}
+    x-berth: {health: {http: /healthz}}
+`, sampleImage, n)))
+			if code != http.StatusAccepted || hs.waitRun(b, started.RunID).Status != store.RunSucceeded {
+				b.Fatal("deploy failed")
+			}
+		}
+		var big, small appBody
+		hs.apiJSON(b, "GET", apps+"/shop20", nil, &big)
+		hs.apiJSON(b, "GET", apps+"/shop10", nil, &small)
+		b.StartTimer()
+
+		start := time.Now()
+		var rs releaseStarted
+		hs.apiJSON(b, "POST", fmt.Sprintf("/api/v1/services/%d/releases", big.Services[0].ID), map[string]any{"image": "berth-sample:v2", "batchSize": 4}, &rs)
+		if run := hs.waitRun(b, rs.RunID); run.Status != store.RunSucceeded {
+			b.Fatalf("release: %s", run.Error)
+		}
+		rel += time.Since(start)
+
+		b.StopTimer()
+		hs.apiJSON(b, "POST", fmt.Sprintf("/api/v1/services/%d/releases", small.Services[0].ID), map[string]any{"image": "berth-sample:v2", "batchSize": 10}, &rs)
+		hs.waitRun(b, rs.RunID)
+		var rels releasesBody
+		hs.apiJSON(b, "GET", fmt.Sprintf("/api/v1/services/%d/releases", small.Services[0].ID), nil, &rels)
+		v1 := rels.Releases[len(rels.Releases)-1].ID
+		b.StartTimer()
+		start = time.Now()
+		hs.apiJSON(b, "POST", fmt.Sprintf("/api/v1/services/%d/rollback", small.Services[0].ID), map[string]uint{"releaseId": v1}, &rs)
+		if run := hs.waitRun(b, rs.RunID); run.Status != store.RunSucceeded {
+			b.Fatalf("rollback: %s", run.Error)
+		}
+		rb += time.Since(start)
+
+		b.StopTimer()
+		d, err := directDeploy(hs.hosts[0], 10, 19900)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bare += d
+		for _, app := range []string{"shop20", "shop10"} {
+			var del runStartedBody
+			hs.apiJSON(b, "DELETE", apps+"/"+app, nil, &del)
+			hs.waitRun(b, del.RunID)
+		}
+		b.StartTimer()
+	}
+	n := float64(b.N)
+	b.ReportMetric(rel.Seconds()/n, "release-20-by-4-s")
+	b.ReportMetric(rb.Seconds()/n, "rollback-10-s")
+	b.ReportMetric(bare.Seconds()/n, "bare-replace-10-s")
+	b.ReportMetric(rb.Seconds()/bare.Seconds(), "rollback-ratio")
+}
