@@ -40,7 +40,11 @@ type Docker struct {
 	// PollInterval is how often health is checked while waiting.
 	PollInterval time.Duration
 	HTTP         *http.Client
+	// Packages is the artifact store file releases install from.
+	Packages PackageSource
 }
+
+func msDuration(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
 
 // NewDocker returns the Docker activities.
 func NewDocker(engines Engines, registry string) *Docker {

@@ -33,6 +33,15 @@ type errorBody struct {
 // fail writes err as the API's error shape. Internal details go to the log,
 // never to the client.
 func (s *Server) fail(c *gin.Context, err error) {
+	status, code, msg := s.classify(c, err)
+	var body errorBody
+	body.Error.Code, body.Error.Message = code, msg
+	c.AbortWithStatusJSON(status, body)
+}
+
+// classify is the one mapping from errors to status, code and message, for
+// the API's JSON and the UI's error pages alike.
+func (s *Server) classify(c *gin.Context, err error) (int, string, string) {
 	status, code, msg := http.StatusInternalServerError, "internal", "internal error; see the server log"
 	var (
 		ae       *apiError
@@ -41,10 +50,25 @@ func (s *Server) fail(c *gin.Context, err error) {
 		maxBytes *http.MaxBytesError
 		notFound *serviceerror.NotFound
 		started  *serviceerror.WorkflowExecutionAlreadyStarted
+		authn    *authError
+		authz    *forbiddenError
+		denied   *store.DeniedError
+		invalidS *store.InvalidError
 	)
 	switch {
 	case errors.As(err, &ae):
 		status, code, msg = ae.Status, ae.Code, ae.Message
+	case errors.As(err, &authn):
+		status, code, msg = http.StatusUnauthorized, "unauthorized", authn.msg
+	case errors.As(err, &authz):
+		status, code, msg = http.StatusForbidden, "forbidden", authz.msg
+	case errors.As(err, &denied):
+		status, code, msg = http.StatusForbidden, "forbidden", denied.Msg
+	case errors.As(err, &invalidS):
+		status, code, msg = http.StatusBadRequest, "bad_request", invalidS.Msg
+		if invalidS.Code != "" {
+			code = invalidS.Code
+		}
 	case errors.As(err, &maxBytes):
 		status, code, msg = http.StatusRequestEntityTooLarge, "too_large", "request body is larger than the limit"
 	case errors.As(err, &invalid):
@@ -60,7 +84,5 @@ func (s *Server) fail(c *gin.Context, err error) {
 	default:
 		s.log.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "error", err)
 	}
-	var body errorBody
-	body.Error.Code, body.Error.Message = code, msg
-	c.AbortWithStatusJSON(status, body)
+	return status, code, msg
 }

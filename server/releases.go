@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/berth-dev/berth/activities/artifacts"
 	"github.com/berth-dev/berth/activities/compose"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
@@ -58,8 +59,13 @@ func (s *Server) releaseTarget(c *gin.Context) (*store.ServiceContext, *compose.
 	return sc, svc, live, nil
 }
 
-// createRelease starts a rolling image release of a service.
+// createRelease starts a rolling image release of a service, or, for a
+// multipart upload, a file release.
 func (s *Server) createRelease(c *gin.Context) {
+	if isMultipart(c) {
+		s.createFileRelease(c)
+		return
+	}
 	var req releaseRequest
 	if err := bind(c, &req); err != nil {
 		s.fail(c, err)
@@ -85,7 +91,7 @@ func (s *Server) createRelease(c *gin.Context) {
 		}
 		deadline = d
 	}
-	s.startRelease(c, req.Image, req.Version, req.BatchSize, deadline, 0)
+	s.startReleaseOf(c, releaseSpec{kind: store.ReleaseImage, image: req.Image, version: req.Version, batch: req.BatchSize, deadline: deadline})
 }
 
 type rollbackRequest struct {
@@ -117,15 +123,28 @@ func (s *Server) rollback(c *gin.Context) {
 		s.fail(c, &apiError{http.StatusConflict, "conflict", fmt.Sprintf("release %d has no image to return to", rel.ID)})
 		return
 	}
-	s.startRelease(c, rel.Image, rel.Version, 0, 15*time.Minute, rel.ID)
+	s.startReleaseOf(c, releaseSpec{kind: store.ReleaseImage, image: rel.Image, version: rel.Version, deadline: 15 * time.Minute, rollbackOf: rel.ID})
 }
 
-func (s *Server) startRelease(c *gin.Context, image, version string, batch int, deadline time.Duration, rollbackOf uint) {
+// releaseSpec is what a release request asks for.
+type releaseSpec struct {
+	kind, image, version string
+	batch                int
+	deadline             time.Duration
+	rollbackOf           uint
+	pkg                  *artifacts.Package
+}
+
+func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 	ctx := c.Request.Context()
+	image, version, batch, deadline, rollbackOf := rs.image, rs.version, rs.batch, rs.deadline, rs.rollbackOf
 	sc, svc, live, err := s.releaseTarget(c)
 	if err != nil {
 		s.fail(c, err)
 		return
+	}
+	if rs.kind == store.ReleaseFile {
+		image = svc.Image
 	}
 	if batch <= 0 {
 		batch = 1
@@ -157,8 +176,11 @@ func (s *Server) startRelease(c *gin.Context, image, version string, batch int, 
 	}
 	run := &store.Run{Kind: kind, WorkflowID: wfID, TenantID: sc.Tenant.ID, EnvironmentID: sc.Environment.ID,
 		Subject: tenant + "/" + env + "/" + app + "/" + sc.Service.Name, StartedBy: actor(c)}
-	rel := &store.Release{ServiceID: sc.Service.ID, Kind: store.ReleaseImage, Version: version, Image: image,
+	rel := &store.Release{ServiceID: sc.Service.ID, Kind: rs.kind, Version: version, Image: image,
 		Strategy: store.StrategyRolling, BatchSize: batch, StartedBy: actor(c), PreviousID: base.ID, RollbackOf: rollbackOf}
+	if rs.pkg != nil {
+		rel.PackageSHA256, rel.PackageSize = rs.pkg.SHA256, rs.pkg.Size
+	}
 	if err := s.store.BeginRelease(ctx, sc.Application.ID, run, rel, workflows.AppLockKey(tenant, env, app)); err != nil {
 		s.fail(c, err)
 		return
@@ -170,6 +192,9 @@ func (s *Server) startRelease(c *gin.Context, image, version string, batch int, 
 		Service: target, LastGoodImage: lastGood.Image, Instances: live, BatchSize: batch, Fast: rollbackOf != 0,
 		ProgressDeadline: deadline, PortMin: s.cfg.PortMin, PortMax: s.cfg.PortMax, HealthTimeout: s.cfg.HealthTimeout,
 		DrainTimeout: s.cfg.DrainTimeout, LB: s.lbFor(&sc.Environment)}
+	if rs.kind == store.ReleaseFile {
+		input.Kind, input.PackageSHA256, input.LastGoodPackage = store.ReleaseFile, rs.pkg.SHA256, lastGood.PackageSHA256
+	}
 	if err := s.startRun(ctx, run, workflows.ReleaseVersionName, input); err != nil {
 		_ = s.store.FinishRelease(ctx, rel.ID, store.ReleaseFailed, "workflow not started")
 		s.fail(c, err)

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"encoding/csv"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -11,64 +14,113 @@ import (
 	"github.com/berth-dev/berth/workflows"
 )
 
-// listRuns filters and sorts on the server through allowlists.
-func (s *Server) listRuns(c *gin.Context) {
+// runFilter reads a run filter from query values; every field and the sort
+// go through allowlists or exact matches.
+func (s *Server) runFilter(c *gin.Context, q url.Values) (store.RunFilter, error) {
 	ctx := c.Request.Context()
-	f := store.RunFilter{Kind: c.Query("kind"), Status: c.Query("status"), StartedBy: c.Query("by"), Sort: c.Query("sort")}
+	f := store.RunFilter{Kind: q.Get("kind"), Status: q.Get("status"), StartedBy: q.Get("by"), Sort: q.Get("sort")}
 	if _, ok := store.RunSorts[f.Sort]; !ok {
-		s.fail(c, badRequest("sort must be one of id, -id, created, -created, status, kind"))
-		return
+		return f, badRequest("sort must be one of id, -id, created, -created, status, kind")
 	}
-	for k, dst := range map[string]*int{"limit": &f.Limit, "offset": &f.Offset} {
-		if v := c.Query(k); v != "" {
+	for _, k := range []string{"limit", "offset"} {
+		if v := q.Get(k); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
-				s.fail(c, badRequest(k+" must be a non-negative number"))
-				return
+				return f, badRequest(k + " must be a non-negative number")
 			}
-			*dst = n
+			if k == "limit" {
+				f.Limit = n
+			} else {
+				f.Offset = n
+			}
 		}
 	}
-	for k, dst := range map[string]**time.Time{"since": &f.Since, "until": &f.Until} {
-		if v := c.Query(k); v != "" {
+	for _, k := range []string{"since", "until"} {
+		if v := q.Get(k); v != "" {
 			t, err := time.Parse(time.RFC3339, v)
 			if err != nil {
-				s.fail(c, badRequest(k+" must be an RFC 3339 time"))
-				return
+				return f, badRequest(k + " must be an RFC 3339 time")
 			}
-			*dst = &t
+			if k == "since" {
+				f.Since = &t
+			} else {
+				f.Until = &t
+			}
 		}
 	}
-	if tn := c.Query("tenant"); tn != "" {
+	if tn := q.Get("tenant"); tn != "" {
 		t, err := s.store.TenantByName(ctx, tn)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return f, err
 		}
 		f.TenantID = t.ID
-		if en := c.Query("env"); en != "" {
+		if en := q.Get("env"); en != "" {
 			e, err := s.store.Environment(ctx, tn, en)
 			if err != nil {
-				s.fail(c, err)
-				return
+				return f, err
 			}
 			f.EnvironmentID = e.ID
-			if an := c.Query("app"); an != "" {
+			if an := q.Get("app"); an != "" {
 				a, err := s.store.ApplicationByName(ctx, e.ID, an)
 				if err != nil {
-					s.fail(c, err)
-					return
+					return f, err
 				}
 				f.ApplicationID = a.ID
 			}
 		}
+	} else if q.Get("env") != "" || q.Get("app") != "" {
+		return f, badRequest("env and app filters need tenant")
 	}
-	runs, total, err := s.store.Runs(ctx, f)
+	return f, nil
+}
+
+// listRuns filters and sorts on the server through allowlists, within the
+// caller's tenants; format=csv or json exports the page as a download.
+func (s *Server) listRuns(c *gin.Context) {
+	format := c.Query("format")
+	if format != "" && format != "csv" && format != "json" {
+		s.fail(c, badRequest("format must be csv or json"))
+		return
+	}
+	f, err := s.runFilter(c, c.Request.URL.Query())
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
+	f.TenantIDs = principalOf(c).tenantIDs()
+	runs, total, err := s.store.Runs(c.Request.Context(), f)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	switch format {
+	case "csv":
+		c.Header("Content-Disposition", `attachment; filename="berth-runs.csv"`)
+		c.Header("Content-Type", "text/csv; charset=utf-8")
+		w := csv.NewWriter(c.Writer)
+		_ = w.Write([]string{"id", "kind", "subject", "status", "startedBy", "createdAt", "finishedAt", "error"})
+		for _, r := range runs {
+			fin := ""
+			if r.FinishedAt != nil {
+				fin = r.FinishedAt.UTC().Format(time.RFC3339)
+			}
+			_ = w.Write([]string{strconv.FormatUint(uint64(r.ID), 10), r.Kind, csvSafe(r.Subject), r.Status, csvSafe(r.StartedBy),
+				r.CreatedAt.UTC().Format(time.RFC3339), fin, csvSafe(r.Error)})
+		}
+		w.Flush()
+		return
+	case "json":
+		c.Header("Content-Disposition", `attachment; filename="berth-runs.json"`)
+	}
 	c.JSON(http.StatusOK, gin.H{"runs": runs, "total": total})
+}
+
+// csvSafe keeps a spreadsheet from reading a cell as a formula.
+func csvSafe(v string) string {
+	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+		return "'" + v
+	}
+	return v
 }
 
 func (s *Server) runParam(c *gin.Context) (*store.Run, error) {
@@ -111,13 +163,48 @@ func (s *Server) cancelRun(c *gin.Context) {
 	c.JSON(http.StatusAccepted, gin.H{"runId": run.ID, "url": runURL(run.ID), "status": "cancelling"})
 }
 
+// listAudit filters the audit log: actor, action, since, until, an
+// allowlisted sort, limit and offset.
 func (s *Server) listAudit(c *gin.Context) {
-	evs, err := s.store.AuditEvents(c.Request.Context(), 200)
+	f := store.AuditFilter{Actor: c.Query("actor"), Action: c.Query("action"), Sort: c.Query("sort")}
+	if _, ok := store.AuditSorts[f.Sort]; !ok {
+		s.fail(c, badRequest("sort must be one of at, -at, actor, action"))
+		return
+	}
+	for _, k := range []string{"since", "until"} {
+		if v := c.Query(k); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				s.fail(c, badRequest(k+" must be an RFC 3339 time"))
+				return
+			}
+			if k == "since" {
+				f.Since = &t
+			} else {
+				f.Until = &t
+			}
+		}
+	}
+	for _, k := range []string{"limit", "offset"} {
+		if v := c.Query(k); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				s.fail(c, badRequest(k+" must be a non-negative number"))
+				return
+			}
+			if k == "limit" {
+				f.Limit = n
+			} else {
+				f.Offset = n
+			}
+		}
+	}
+	evs, total, err := s.store.QueryAudit(c.Request.Context(), f)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"events": evs})
+	c.JSON(http.StatusOK, gin.H{"events": evs, "total": total})
 }
 
 type confirmRequest struct {

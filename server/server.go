@@ -2,12 +2,11 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -20,8 +19,11 @@ import (
 
 // Config is what the API needs besides its collaborators.
 type Config struct {
-	// Token is the bootstrap admin's API token; requests bear it.
+	// Token is the bootstrap admin's API token (BERTH_API_TOKEN); Bootstrap
+	// records it as the admin's. AdminPassword, when set, is the bootstrap
+	// admin's first password; otherwise a random one is made and shown once.
 	Token           string
+	AdminPassword   string
 	PortMin         int
 	PortMax         int
 	HealthTimeout   time.Duration
@@ -32,6 +34,9 @@ type Config struct {
 	// LB and DrainTimeout shape scale runs; LB also deploys.
 	LB           activities.LBSettings
 	DrainTimeout time.Duration
+	// Packages stores uploaded packages; MaxPackageBytes bounds an upload.
+	Packages        PackageStore
+	MaxPackageBytes int64
 }
 
 // Server is the HTTP API.
@@ -40,6 +45,10 @@ type Server struct {
 	store    *store.Store
 	temporal client.Client
 	log      *slog.Logger
+	pages    pages
+	// closing ends the event streams when the server shuts down.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // New returns the API server.
@@ -50,7 +59,10 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) *Serve
 	if cfg.MaxComposeBytes == 0 {
 		cfg.MaxComposeBytes = 256 << 10
 	}
-	return &Server{cfg: cfg, store: st, temporal: tc, log: log}
+	if cfg.MaxPackageBytes == 0 {
+		cfg.MaxPackageBytes = 512 << 20
+	}
+	return &Server{cfg: cfg, store: st, temporal: tc, log: log, closing: make(chan struct{})}
 }
 
 // Handler returns the HTTP handler with every route.
@@ -61,7 +73,20 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/healthz", s.healthz)
 	mountUI(r, s)
 
-	api := r.Group("/api/v1", s.limitBody, s.authenticate, s.audit)
+	// Denied requests pass the audit too: authorize runs inside it.
+	api := r.Group("/api/v1", s.limitBody, s.authenticate, s.audit, s.authorize)
+	api.GET("/me", s.me)
+	api.GET("/users", s.listUsers)
+	api.POST("/users", s.createUser)
+	api.POST("/users/:name/roles", s.grantRole)
+	api.GET("/tokens", s.listTokens)
+	api.POST("/tokens", s.createToken)
+	api.DELETE("/tokens/:id", s.revokeToken)
+	api.GET("/approvals", s.listApprovals)
+	api.GET("/approvals/:id", s.getApproval)
+	api.POST("/approvals/:id/decide", s.decideApproval)
+	api.POST("/tenants/:tenant/environments/:env/gates", s.startGate)
+	api.GET("/runs/:id/events", s.runEvents)
 	api.POST("/hosts", s.createHost)
 	api.GET("/hosts", s.listHosts)
 	api.GET("/hosts/:host", s.getHost)
@@ -110,26 +135,16 @@ func (s *Server) healthz(c *gin.Context) {
 // limitBody caps request bodies; reading past the cap yields a 413.
 func (s *Server) limitBody(c *gin.Context) {
 	if c.Request.Body != nil {
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+		limit := s.cfg.MaxBodyBytes
+		// Package uploads stream to the artifact store, which has its own
+		// limit; the body may be that large plus the form's few fields.
+		if c.FullPath() == "/api/v1/services/:id/releases" && isMultipart(c) {
+			limit = s.cfg.MaxPackageBytes + 1<<20
+		}
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	}
 	c.Next()
 }
-
-const actorKey = "berth.actor"
-
-// authenticate accepts the bearer token; every API route needs it.
-func (s *Server) authenticate(c *gin.Context) {
-	h := c.GetHeader("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || s.cfg.Token == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.Token)) != 1 {
-		s.fail(c, &apiError{http.StatusUnauthorized, "unauthorized", "a valid bearer token is required"})
-		return
-	}
-	c.Set(actorKey, "admin")
-	c.Next()
-}
-
-func actor(c *gin.Context) string { return c.GetString(actorKey) }
 
 // audit appends every mutating request, with its outcome, to the audit log.
 func (s *Server) audit(c *gin.Context) {

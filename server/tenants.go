@@ -36,6 +36,9 @@ func (s *Server) listTenants(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if p := principalOf(c); p != nil && !p.platformWide() {
+		ts = visibleTenants(ts, p)
+	}
 	c.JSON(http.StatusOK, gin.H{"tenants": ts})
 }
 
@@ -43,6 +46,9 @@ type environmentRequest struct {
 	Name             string `json:"name"`
 	Firewall         string `json:"firewall"`
 	TicketTimeoutSec int    `json:"ticketTimeoutSec"`
+	// The approval policy; when absent, on for an environment named prod.
+	RequireComment *bool `json:"requireComment"`
+	SeparateDuties *bool `json:"separateDuties"`
 }
 
 func (s *Server) createEnvironment(c *gin.Context) {
@@ -71,6 +77,13 @@ func (s *Server) createEnvironment(c *gin.Context) {
 	}
 	e, err := s.store.CreateEnvironment(ctx, t.ID, req.Name, func(e *store.Environment) {
 		e.Firewall, e.TicketTimeoutSec = req.Firewall, req.TicketTimeoutSec
+		e.RequireComment, e.SeparateDuties = req.Name == "prod", req.Name == "prod"
+		if req.RequireComment != nil {
+			e.RequireComment = *req.RequireComment
+		}
+		if req.SeparateDuties != nil {
+			e.SeparateDuties = *req.SeparateDuties
+		}
 	})
 	if err != nil {
 		s.fail(c, err)

@@ -1,14 +1,556 @@
 package server
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/ui"
 )
 
-func mountUI(r *gin.Engine, _ *Server) {
-	fsys := http.FS(ui.Static())
-	r.GET("/", func(c *gin.Context) { c.FileFromFS("/", fsys) })
+// pages holds one html/template set per page: the layout, the shared
+// partials and the page's own "content". html/template escapes everything
+// that comes from a request or the store by context (text, attribute, URL).
+type pages map[string]*template.Template
+
+var uiFuncs = template.FuncMap{
+	"icon":  stateIcon,
+	"words": func(s string) string { return strings.ReplaceAll(s, "_", " ") },
+	"ts":    func(v any) string { return fmtTime(v, "2006-01-02 15:04:05 UTC") },
+	"iso":   func(v any) string { return fmtTime(v, time.RFC3339) },
+	"ago":   ago,
+	"took":  took,
+	"ms": func(ms int64) string {
+		return (time.Duration(ms) * time.Millisecond).Round(100 * time.Millisecond).String()
+	},
+	"decided": func(d string) string {
+		return map[string]string{store.DecisionApprove: "Approved", store.DecisionReject: "Rejected"}[d]
+	},
+}
+
+func loadPages() pages {
+	tfs := ui.Templates()
+	base := template.Must(template.New("base").Funcs(uiFuncs).ParseFS(tfs, "layout.html", "decide.html"))
+	names, err := fs.Glob(tfs, "*.html")
+	if err != nil {
+		panic(err)
+	}
+	out := pages{}
+	for _, n := range names {
+		if n == "layout.html" || n == "decide.html" {
+			continue
+		}
+		out[strings.TrimSuffix(n, ".html")] = template.Must(template.Must(base.Clone()).ParseFS(tfs, n))
+	}
+	return out
+}
+
+// stateIcon pairs every state with a symbol, so no state is told by colour alone.
+func stateIcon(s string) string {
+	switch s {
+	case store.StepDone, store.RunSucceeded, store.ApprovalApproved, store.HostReady:
+		return "✔"
+	case store.StepFailed, store.ApprovalRejected, store.HostDown:
+		return "✖"
+	case store.StepRunning, store.StateDeploying:
+		return "▶"
+	case store.StepWaiting, store.ApprovalEscalated:
+		return "⏸"
+	case store.StepCompensated:
+		return "↩"
+	case store.RunCancelled, store.ApprovalTimedOut:
+		return "⊘"
+	case store.RunPending:
+		return "…"
+	}
+	return "•"
+}
+
+func fmtTime(v any, layout string) string {
+	switch t := v.(type) {
+	case time.Time:
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(layout)
+	case *time.Time:
+		if t == nil {
+			return ""
+		}
+		return t.UTC().Format(layout)
+	}
+	return ""
+}
+
+func ago(v any) string {
+	var t time.Time
+	switch x := v.(type) {
+	case time.Time:
+		t = x
+	case *time.Time:
+		if x == nil {
+			return ""
+		}
+		t = *x
+	}
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h ago", int(d.Hours()))
+	}
+	return t.UTC().Format("2006-01-02")
+}
+
+func took(start time.Time, end *time.Time) string {
+	if end == nil {
+		return "running"
+	}
+	return end.Sub(start).Round(100 * time.Millisecond).String()
+}
+
+// page is what every template gets.
+type page struct {
+	Title      string
+	Nav        string
+	User       *store.User
+	Roles      string
+	CSRF       string
+	InboxCount int
+	Data       any
+}
+
+// mountUI adds the pages, sign-in and static files.
+func mountUI(r *gin.Engine, s *Server) {
+	s.pages = loadPages()
+	static := http.FS(ui.Static())
+	r.GET("/static/*file", securityHeaders, func(c *gin.Context) {
+		c.Header("Cache-Control", "no-cache")
+		c.FileFromFS(c.Param("file"), static)
+	})
+	r.GET("/", func(c *gin.Context) { c.Redirect(http.StatusSeeOther, "/inbox") })
+	r.GET("/login", securityHeaders, func(c *gin.Context) { s.renderLogin(c, "", c.Query("next"), "") })
+	r.POST("/login", securityHeaders, s.limitBody, s.login)
+	g := r.Group("", securityHeaders, s.limitBody, s.uiAuth)
+	g.POST("/logout", s.logout)
+	g.GET("/inbox", s.inboxPage)
+	g.GET("/runs", s.runsPage)
+	g.GET("/runs/:id", s.runPage)
+	g.GET("/services/:id", s.servicePage)
+	g.GET("/audit", s.auditPage)
+}
+
+// securityHeaders: the CSP allows only this site's own scripts and styles,
+// so even markup that slipped past escaping could not run.
+func securityHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
+		"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+	c.Next()
+}
+
+// uiAuth signs the browser in from its cookie; a page asked for without one
+// goes to the sign-in page and comes back after.
+func (s *Server) uiAuth(c *gin.Context) {
+	p, err := s.identify(c)
+	if err != nil {
+		var ae *authError
+		if errors.As(err, &ae) && c.Request.Method == http.MethodGet {
+			c.Redirect(http.StatusSeeOther, "/login?next="+url.QueryEscape(c.Request.URL.RequestURI()))
+			c.Abort()
+			return
+		}
+		s.renderError(c, err)
+		c.Abort()
+		return
+	}
+	c.Set(principalKey, p)
+	c.Set(actorKey, p.User.Name)
+	c.Next()
+}
+
+func (s *Server) render(c *gin.Context, status int, name, title, nav string, data any) {
+	pg := page{Title: title, Nav: nav, Data: data}
+	if p := principalOf(c); p != nil {
+		pg.User = p.User
+		pg.Roles = s.rolesText(c, p)
+		if p.Session != nil {
+			pg.CSRF = p.Session.CSRF
+		}
+		if as, err := s.store.Approvals(c.Request.Context(), store.ApprovalFilter{
+			DecidableBy: &store.DecidableBy{Name: p.User.Name, Bindings: p.Bindings}}); err == nil {
+			pg.InboxCount = len(as)
+		}
+	}
+	var buf bytes.Buffer
+	if err := s.pages[name].ExecuteTemplate(&buf, "layout", pg); err != nil {
+		s.log.Error("page not rendered", "page", name, "error", err)
+		c.String(http.StatusInternalServerError, "the page could not be rendered; see the server log")
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
+}
+
+func (s *Server) rolesText(c *gin.Context, p *principal) string {
+	var parts []string
+	for _, b := range p.Bindings {
+		where := "all tenants"
+		if b.TenantID != 0 {
+			where = fmt.Sprint("tenant ", b.TenantID)
+			if t, err := s.store.TenantByID(c.Request.Context(), b.TenantID); err == nil {
+				where = t.Name
+			}
+		}
+		parts = append(parts, b.Role+" · "+where)
+	}
+	if len(parts) == 0 {
+		return "no roles yet: ask an admin"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (s *Server) renderLogin(c *gin.Context, name, next, msg string) {
+	status := http.StatusOK
+	if msg != "" {
+		status = http.StatusUnauthorized
+	}
+	s.render(c, status, "login", "Sign in", "", struct{ Name, Next, Error string }{name, next, msg})
+}
+
+type errorPage struct{ Heading, Message, Todo string }
+
+// renderError shows an error as a page, with the same status and message
+// the API would give, and what to do next.
+func (s *Server) renderError(c *gin.Context, err error) {
+	status, _, msg := s.classify(c, err)
+	ep := errorPage{Heading: http.StatusText(status), Message: msg, Todo: "Check the address, or ask an admin for a role."}
+	switch status {
+	case http.StatusForbidden:
+		ep.Todo = "If you need this, ask an admin of the tenant for a role."
+	case http.StatusNotFound:
+		ep.Todo = "It may have been removed, or the address is wrong."
+	case http.StatusBadRequest:
+		ep.Todo = "Correct the request and try again."
+	}
+	s.render(c, status, "error", ep.Heading, "", ep)
+}
+
+func (s *Server) inboxPage(c *gin.Context) {
+	p := principalOf(c)
+	ctx := c.Request.Context()
+	as, err := s.store.Approvals(ctx, store.ApprovalFilter{DecidableBy: &store.DecidableBy{Name: p.User.Name, Bindings: p.Bindings}})
+	if err != nil {
+		s.renderError(c, err)
+		return
+	}
+	cards := []decideForm{}
+	for i := range as {
+		cards = append(cards, decideForm{A: s.approvalView(ctx, &as[i]), CSRF: csrfOf(p)})
+	}
+	s.render(c, http.StatusOK, "inbox", "Inbox", "inbox", struct{ Cards []decideForm }{cards})
+}
+
+// decideForm is an approval with what the viewer may do about it; Reason,
+// when set, says why the buttons are disabled.
+type decideForm struct {
+	A      approvalView
+	CSRF   string
+	Reason string
+}
+
+func csrfOf(p *principal) string {
+	if p.Session != nil {
+		return p.Session.CSRF
+	}
+	return ""
+}
+
+// cannotDecide says why the viewer may not decide an approval, or "".
+func cannotDecide(a *store.Approval, p *principal) string {
+	if !a.Open() {
+		return "This approval is " + strings.ReplaceAll(a.State, "_", " ") + "."
+	}
+	if !mayDecideAny(a, p) {
+		return fmt.Sprintf("Only %s may decide this approval; you hold none of these roles on its tenant.", strings.Join(a.RoleList, " or "))
+	}
+	if a.SeparateDuties && a.StartedBy == p.User.Name {
+		return "You started this run, so someone else must approve it (separation of duties)."
+	}
+	for _, d := range a.Decisions {
+		if d.Approver == p.User.Name {
+			return fmt.Sprintf("You already decided (%s); it waits for %d more approval(s).", d.Decision, a.Quorum-a.Approvals())
+		}
+	}
+	return ""
+}
+
+func mayDecideAny(a *store.Approval, p *principal) bool {
+	for _, b := range p.Bindings {
+		if (b.TenantID == 0 || b.TenantID == a.TenantID) && a.Allows(b.Role) {
+			return true
+		}
+	}
+	return false
+}
+
+// ----- runs -----
+
+var runKinds = []string{"", "deploy", "delete", "scale", "release", "gate", "provision-host"}
+var runStatuses = []string{"", store.RunPending, store.RunRunning, store.RunSucceeded, store.RunFailed, store.RunCancelled}
+
+const runsPerPage = 50
+
+func (s *Server) runsPage(c *gin.Context) {
+	p := principalOf(c)
+	q := c.Request.URL.Query()
+	page, _ := strconv.Atoi(q.Get("page"))
+	if page < 1 {
+		page = 1
+	}
+	// Dates from the form are days; the API's filter takes RFC 3339.
+	fq := url.Values{}
+	for _, k := range []string{"kind", "status", "tenant", "env", "app", "by"} {
+		if v := q.Get(k); v != "" {
+			fq.Set(k, v)
+		}
+	}
+	for _, k := range []string{"since", "until"} {
+		if v := q.Get(k); v != "" {
+			if t, err := time.Parse("2006-01-02", v); err == nil {
+				if k == "until" {
+					t = t.Add(24 * time.Hour)
+				}
+				fq.Set(k, t.Format(time.RFC3339))
+			} else {
+				fq.Set(k, v)
+			}
+		}
+	}
+	data := struct {
+		F                  store.RunFilter
+		Q                  map[string]string
+		Kinds, Statuses    []string
+		Runs               []store.Run
+		Total              int64
+		Page, Pages        int
+		Prev, Next, Export string
+		Error              string
+	}{Kinds: runKinds, Statuses: runStatuses, Page: page, Q: map[string]string{}}
+	for k := range q {
+		data.Q[k] = q.Get(k)
+	}
+	f, err := s.runFilter(c, fq)
+	if err == nil {
+		f.Limit, f.Offset = runsPerPage, (page-1)*runsPerPage
+		f.TenantIDs = p.tenantIDs()
+		data.Runs, data.Total, err = s.store.Runs(c.Request.Context(), f)
+	}
+	if err != nil {
+		status, _, msg := s.classify(c, err)
+		if status >= 500 {
+			s.renderError(c, err)
+			return
+		}
+		data.Error = msg + " Change the filter and try again."
+	}
+	data.F = f
+	data.Pages = int((data.Total + runsPerPage - 1) / runsPerPage)
+	export := url.Values{}
+	for k, v := range fq {
+		export[k] = v
+	}
+	export.Set("limit", strconv.Itoa(runsPerPage))
+	export.Set("offset", strconv.Itoa((page-1)*runsPerPage))
+	data.Export = export.Encode()
+	nav := func(n int) string {
+		v := url.Values{}
+		for k := range q {
+			v.Set(k, q.Get(k))
+		}
+		v.Set("page", strconv.Itoa(n))
+		return v.Encode()
+	}
+	if page > 1 {
+		data.Prev = nav(page - 1)
+	}
+	if page < data.Pages {
+		data.Next = nav(page + 1)
+	}
+	s.render(c, http.StatusOK, "runs", "Runs", "runs", data)
+}
+
+// stepView is a step as the timeline shows it.
+type stepView struct {
+	store.Step
+	End *time.Time
+}
+
+type failureView struct{ Step, Error string }
+
+// liveData is the part of the run page that the event stream replaces.
+type liveData struct {
+	Run       *store.Run
+	Steps     []stepView
+	Approvals []approvalView
+	Failure   *failureView
+}
+
+func (s *Server) liveData(c *gin.Context, run *store.Run) (liveData, error) {
+	ctx := c.Request.Context()
+	d := liveData{Run: run, Steps: []stepView{}, Approvals: []approvalView{}}
+	for _, st := range run.Steps {
+		v := stepView{Step: st}
+		if st.State != store.StepRunning && st.State != store.StepWaiting {
+			v.End = st.FinishedAt
+		}
+		d.Steps = append(d.Steps, v)
+		if d.Failure == nil && st.State == store.StepFailed {
+			d.Failure = &failureView{Step: "step " + st.Name, Error: st.Error}
+		}
+	}
+	if d.Failure == nil && run.Status == store.RunFailed && run.Error != "" {
+		d.Failure = &failureView{Step: "run", Error: run.Error}
+	}
+	as, err := s.store.RunApprovals(ctx, run.ID)
+	if err != nil {
+		return d, err
+	}
+	for i := range as {
+		d.Approvals = append(d.Approvals, s.approvalView(ctx, &as[i]))
+	}
+	return d, nil
+}
+
+func terminal(status string) bool { return status != store.RunPending && status != store.RunRunning }
+
+func (s *Server) runPage(c *gin.Context) {
+	p := principalOf(c)
+	run, err := s.runParam(c)
+	if err == nil && !p.has(run.TenantID, readRoles...) {
+		err = &forbiddenError{fmt.Sprintf("run %d belongs to a tenant you hold no role on", run.ID)}
+	}
+	if err != nil {
+		s.renderError(c, err)
+		return
+	}
+	live, err := s.liveData(c, run)
+	if err != nil {
+		s.renderError(c, err)
+		return
+	}
+	data := struct {
+		Run          *store.Run
+		Live         liveData
+		Terminal     bool
+		TemporalURL  string
+		CancelReason string
+		Decide       []decideForm
+		Input        string
+	}{Run: run, Live: live, Terminal: terminal(run.Status), Input: run.Input}
+	if s.cfg.TemporalUIURL != "" && run.WorkflowID != "" {
+		data.TemporalURL = s.cfg.TemporalUIURL + "/namespaces/default/workflows/" + url.PathEscape(run.WorkflowID) + "/" + run.TemporalRunID + "/history"
+	}
+	switch {
+	case data.Terminal:
+		data.CancelReason = "This run has finished (" + run.Status + "); there is nothing to cancel."
+	case cancelPolicy(s, c, p) != nil:
+		data.CancelReason = fmt.Sprintf("Only %s (who started it), a release manager or an admin may cancel this run.", run.StartedBy)
+	}
+	for _, a := range live.Approvals {
+		if a.Open() {
+			data.Decide = append(data.Decide, decideForm{A: a, CSRF: csrfOf(p), Reason: cannotDecide(a.Approval, p)})
+		}
+	}
+	s.render(c, http.StatusOK, "run", fmt.Sprintf("Run %d", run.ID), "runs", data)
+}
+
+// renderLive renders the live part of a run page, as the event stream sends it.
+func (s *Server) renderLive(d liveData) (string, error) {
+	var buf bytes.Buffer
+	err := s.pages["run"].ExecuteTemplate(&buf, "runlive", d)
+	return buf.String(), err
+}
+
+// ----- services and audit -----
+
+func (s *Server) servicePage(c *gin.Context) {
+	ctx := c.Request.Context()
+	p := principalOf(c)
+	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	if err != nil {
+		s.renderError(c, badRequest("service id must be a number"))
+		return
+	}
+	sc, err := s.store.ServiceContextByID(ctx, uint(id))
+	if err == nil && !p.has(sc.Tenant.ID, readRoles...) {
+		err = &forbiddenError{fmt.Sprintf("service %d belongs to a tenant you hold no role on", id)}
+	}
+	if err != nil {
+		s.renderError(c, err)
+		return
+	}
+	view, err := s.store.ServiceByID(ctx, uint(id))
+	if err != nil {
+		s.renderError(c, err)
+		return
+	}
+	pool, err := s.store.Pool(ctx, uint(id))
+	if errors.Is(err, store.ErrNotFound) {
+		pool, err = nil, nil
+	}
+	if err != nil {
+		s.renderError(c, err)
+		return
+	}
+	runs, _, err := s.store.Runs(ctx, store.RunFilter{ApplicationID: sc.Application.ID, Limit: 10})
+	if err != nil {
+		s.renderError(c, err)
+		return
+	}
+	s.render(c, http.StatusOK, "service", "Service "+view.Name, "", struct {
+		S    *store.ServiceView
+		Ctx  *store.ServiceContext
+		Pool *store.LBPool
+		Runs []store.Run
+	}{view, sc, pool, runs})
+}
+
+func (s *Server) auditPage(c *gin.Context) {
+	p := principalOf(c)
+	q := c.Request.URL.Query()
+	data := struct {
+		Q      map[string]string
+		Events []store.AuditEvent
+		Error  string
+	}{Q: map[string]string{"actor": q.Get("actor"), "action": q.Get("action")}}
+	f := store.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action"), Limit: 100}
+	if !p.has(0, auditRoles...) {
+		// Everyone may see their own actions; the whole log is for release managers and admins.
+		f.Actor = p.User.Name
+		data.Error = "You see your own actions only: the whole log needs role release-manager or admin platform-wide."
+	}
+	evs, _, err := s.store.QueryAudit(c.Request.Context(), f)
+	if err != nil {
+		s.renderError(c, err)
+		return
+	}
+	data.Events = evs
+	s.render(c, http.StatusOK, "audit", "Audit", "audit", data)
 }

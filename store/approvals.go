@@ -187,7 +187,7 @@ func (s *Store) Decide(ctx context.Context, in DecideInput) (*Approval, bool, er
 			return &DeniedError{Msg: fmt.Sprintf("you started run %d, so you may not decide its approval: separation of duties needs someone else", a.RunID)}
 		}
 		if a.RequireComment && in.Comment == "" {
-			return &InvalidError{Msg: "a comment is required to decide approvals in this environment"}
+			return &InvalidError{Msg: "a comment is required to decide approvals in this environment", Code: "comment_required"}
 		}
 		for _, d := range a.Decisions {
 			if d.Approver == in.Approver {

@@ -50,7 +50,7 @@ func (s *Store) QueryAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, in
 		return nil, 0, err
 	}
 	if f.Limit <= 0 || f.Limit > 500 {
-		f.Limit = 50
+		f.Limit = 200
 	}
 	evs := []AuditEvent{}
 	err := q.Order(order).Limit(f.Limit).Offset(f.Offset).Find(&evs).Error

@@ -94,3 +94,12 @@ func (s *Store) AuthoriseHosts(ctx context.Context, envID uint, hostIDs []uint) 
 		return tx.Model(&e).Association("Hosts").Append(hosts)
 	})
 }
+
+// TenantByID returns a tenant.
+func (s *Store) TenantByID(ctx context.Context, id uint) (*Tenant, error) {
+	var t Tenant
+	if err := s.db.WithContext(ctx).First(&t, id).Error; err != nil {
+		return nil, notFound(err, fmt.Sprintf("tenant %d", id))
+	}
+	return &t, nil
+}

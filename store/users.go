@@ -327,7 +327,12 @@ func (s *Store) EnsureAdmin(ctx context.Context, name, password string) (*User, 
 
 // InvalidError says a request breaks a rule about its own content (a short
 // password, an unknown role, a missing comment); the API answers 400.
-type InvalidError struct{ Msg string }
+type InvalidError struct {
+	Msg string
+	// Code, when set, is the error code the API answers with instead of
+	// bad_request, so a form can tie the message to its field.
+	Code string
+}
 
 func (e *InvalidError) Error() string { return e.Msg }
 

@@ -35,6 +35,7 @@ func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.ScaleService, workflow.RegisterOptions{Name: workflows.ScaleServiceName})
 	r.RegisterWorkflowWithOptions(workflows.PoolStats, workflow.RegisterOptions{Name: workflows.PoolStatsName})
 	r.RegisterWorkflowWithOptions(workflows.CMDBSync, workflow.RegisterOptions{Name: workflows.CMDBSyncName})
+	r.RegisterWorkflowWithOptions(workflows.ApprovalGate, workflow.RegisterOptions{Name: workflows.ApprovalGateName})
 	r.RegisterWorkflowWithOptions(workflows.ReleaseVersion, workflow.RegisterOptions{Name: workflows.ReleaseVersionName})
 }
 

@@ -28,6 +28,12 @@ type ReleaseVersionInput struct {
 	App           string `json:"app"`
 	// Service is the service's spec with Image set to the release's image.
 	Service compose.ServiceSpec `json:"service"`
+	// Kind is "image" (the default) or "file": a file release installs
+	// PackageSHA256 into the live instances in place and restarts them, and
+	// rolls back to LastGoodPackage.
+	Kind            string `json:"kind,omitempty"`
+	PackageSHA256   string `json:"packageSha256,omitempty"`
+	LastGoodPackage string `json:"lastGoodPackage,omitempty"`
 	// LastGoodImage is what a failed release rolls back to.
 	LastGoodImage string `json:"lastGoodImage"`
 	// Instances are the live instances to replace, oldest first.
@@ -90,6 +96,9 @@ func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersi
 		})
 	}
 
+	if in.Kind == store.ReleaseFile {
+		return fileRelease(ctx, rctx, r, in, batch, &deadlineHit)
+	}
 	err = r.step(rctx, "prefetch", func() error { return prefetch(rctx, r, in) })
 	current := append([]store.PlannedInstance{}, in.Instances...)
 	var released []store.PlannedInstance // new-image instances of finished batches
@@ -291,4 +300,80 @@ func (r *run) finishRelease(ctx workflow.Context, in ReleaseVersionInput, outcom
 		ReleaseID: in.ReleaseID, Outcome: outcome, Reason: reason}).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("release outcome not recorded", "release", in.ReleaseID, "error", err)
 	}
+}
+
+// fileRelease installs a package into the live instances batch by batch:
+// drain, copy the package into each instance's package volume, restart,
+// wait healthy, back in rotation. A failing batch puts the last-good package
+// back on every instance touched so far.
+func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, batch int, deadlineHit *bool) (*ReleaseVersionResult, error) {
+	total := (len(in.Instances) + batch - 1) / batch
+	var touched []store.PlannedInstance
+	var err error
+	for b := 0; err == nil && b*batch < len(in.Instances); b++ {
+		group := in.Instances[b*batch : min((b+1)*batch, len(in.Instances))]
+		touched = append(touched, group...)
+		err = r.step(rctx, fmt.Sprintf("batch %d/%d", b+1, total), func() error {
+			return installBatch(rctx, in, group, in.PackageSHA256)
+		})
+	}
+	names := make([]string, 0, len(in.Instances))
+	for _, pi := range in.Instances {
+		names = append(names, pi.Name)
+	}
+	if err == nil {
+		r.status.Step = "done"
+		r.finishRelease(ctx, in, store.ReleaseSucceeded, "")
+		r.finish(ctx, activities.FinishInput{Status: store.RunSucceeded})
+		return &ReleaseVersionResult{Instances: names, Outcome: store.ReleaseSucceeded}, nil
+	}
+	reason := errorMessage(err)
+	cancelled := isCancel(ctx, err) && !*deadlineHit
+	switch {
+	case *deadlineHit:
+		reason = fmt.Sprintf("progress deadline of %s passed", in.ProgressDeadline)
+	case cancelled:
+		reason = "cancelled"
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	outcome := store.ReleaseFailed
+	if in.LastGoodPackage != "" && !in.Fast {
+		rbErr := r.step(dctx, "rollback", func() error { return installBatch(dctx, in, touched, in.LastGoodPackage) })
+		if rbErr != nil {
+			reason += "; rollback failed: " + errorMessage(rbErr)
+		} else {
+			outcome = store.ReleaseRolledBack
+			reason += "; rolled back to the last-good package"
+		}
+	} else {
+		reason += "; no earlier package to restore: instances that failed stay out of rotation"
+	}
+	r.status.Error = reason
+	r.finishRelease(dctx, in, outcome, reason)
+	status := store.RunFailed
+	if cancelled {
+		status = store.RunCancelled
+	}
+	r.finish(dctx, activities.FinishInput{Status: status, Error: reason})
+	return nil, temporal.NewNonRetryableApplicationError(reason, "ReleaseFailed", err)
+}
+
+// installBatch drains a batch, installs the package in each instance in
+// parallel, and puts the healthy ones back in rotation.
+func installBatch(ctx workflow.Context, in ReleaseVersionInput, group []store.PlannedInstance, sha string) error {
+	var d *activities.Docker
+	if err := drain(ctx, in, group); err != nil {
+		return err
+	}
+	futures := make([]workflow.Future, 0, len(group))
+	for _, pi := range group {
+		actx := workflow.WithActivityOptions(ctx, withQueue(instanceOptions, pi.Host.Region))
+		futures = append(futures, workflow.ExecuteActivity(actx, d.InstallPackage, activities.InstallPackageInput{
+			Instance: pi, Service: in.Service, SHA256: sha, HealthTimeout: in.HealthTimeout.Milliseconds()}))
+	}
+	if err := waitAll(ctx, futures, nil); err != nil {
+		return err
+	}
+	setServers(ctx, in, group, lb.StateReady)
+	return nil
 }

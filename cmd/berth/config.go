@@ -28,7 +28,10 @@ type Config struct {
 	TemporalTLSKey    string
 	TemporalUIURL     string
 
-	Token         string
+	Token string
+	// AdminPassword is the bootstrap admin's first password, from
+	// BERTH_ADMIN_PASSWORD only: a flag would show it in the process list.
+	AdminPassword string
 	Regions       []string
 	Registry      string
 	PortMin       int
@@ -128,6 +131,7 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 		return nil, err
 	}
 	c.Regions, c.BindRoots = splitList(*regions), splitList(*bindRoots)
+	c.AdminPassword = os.Getenv("BERTH_ADMIN_PASSWORD")
 	if c.DBDriver == "sqlite" && c.DBDSN == "" {
 		c.DBDSN = filepath.Join(c.DataDir, "berth.db")
 	}

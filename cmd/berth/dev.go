@@ -81,7 +81,8 @@ func bootstrapDev(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			log.Warn("demo environment not authorised on local host", "status", code, "body", string(body), "error", err)
 		}
 	}
-	fmt.Printf("\nberth is up.\n  berth:       %s\n  API:         %s/api/v1 (Authorization: Bearer <token in %s/api-token>)\n", base, base, cfg.DataDir)
+	fmt.Printf("\nberth is up.\n  web UI:      %s/ (user admin; its password was printed on the first start)\n", base)
+	fmt.Printf("  berth:       %s\n  API:         %s/api/v1 (Authorization: Bearer <token in %s/api-token>)\n", base, base, cfg.DataDir)
 	if cfg.TemporalUIURL != "" {
 		fmt.Printf("  Temporal UI: %s\n", cfg.TemporalUIURL)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/activities/artifacts"
 	"github.com/berth-dev/berth/activities/cmdb"
 	"github.com/berth-dev/berth/activities/compose"
 	"github.com/berth-dev/berth/server"
@@ -115,12 +117,17 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		}
 		cfg.Regions = []string{"local"}
 	}
+	packages, err := artifacts.New(filepath.Join(cfg.DataDir, "artifacts"))
+	if err != nil {
+		return fmt.Errorf("artifact store: %w", err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	if cmd == "dev" || cmd == "worker" {
 		engines := activities.NewEnginePool()
 		defer engines.Close()
 		wcfg := worker.Config{Central: cmd == "dev" || central, Regions: cfg.Regions,
 			Store: activities.NewStore(st, st, st), Docker: activities.NewDocker(engines, cfg.Registry)}
+		wcfg.Docker.Packages = packages
 		if wcfg.Central {
 			var d cmdb.Driver = cmdb.None{}
 			if cfg.CMDB == "http" {
@@ -157,9 +164,16 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		opts.AllowedBindRoots = cfg.BindRoots
 		lbs := activities.LBSettings{Enabled: cfg.LB != "none", ListenIP: cfg.LBIP, PortMin: cfg.LBPortMin, PortMax: cfg.LBPortMax,
 			Weight: cfg.LBWeight, Firewall: cfg.Firewall}
-		api := server.New(server.Config{Token: cfg.Token, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
+		api := server.New(server.Config{Token: cfg.Token, AdminPassword: cfg.AdminPassword, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
 			HealthTimeout: cfg.HealthTimeout, Compose: opts, TemporalUIURL: cfg.TemporalUIURL,
-			LB: lbs, DrainTimeout: cfg.DrainTimeout}, st, tc, log)
+			LB: lbs, DrainTimeout: cfg.DrainTimeout, Packages: packages, MaxPackageBytes: packages.MaxBytes}, st, tc, log)
+		pw, err := api.Bootstrap(ctx)
+		if err != nil {
+			return err
+		}
+		if pw != "" {
+			fmt.Printf("berth web UI: sign in as admin with password %s (shown once; set BERTH_ADMIN_PASSWORD to choose it)\n", pw)
+		}
 		srv := &http.Server{Addr: cfg.Listen, Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		g.Go(func() error {
 			log.Info("berth API listening", "url", "http://"+cfg.Listen)
@@ -172,6 +186,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 			<-gctx.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			api.Close() // event streams would otherwise hold Shutdown open
 			return srv.Shutdown(sctx)
 		})
 		if cmd == "dev" {

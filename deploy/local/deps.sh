@@ -5,7 +5,8 @@
 #
 # Profiles (add one by adding one line to the `case` in packages_for):
 #   run   engine host for deployments
-#   test  everything the integration tests need on this machine
+#   test  everything the integration tests need on this machine (chromium:
+#         the browser tests of the web UI)
 #
 # Exit status: 0 when everything is installed (or was installed now);
 # 1 when something is missing and we are not root (the needed command is
@@ -21,7 +22,7 @@ usage() {
 packages_for() {
 	case "$1" in
 	run) echo "docker.io iproute2 ca-certificates haproxy" ;;
-	test) echo "docker.io mariadb-server iproute2 ca-certificates procps curl haproxy" ;;
+	test) echo "docker.io mariadb-server iproute2 ca-certificates procps curl haproxy chromium" ;;
 	*) return 1 ;;
 	esac
 }

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/berth-dev/berth/store"
+)
+
+// uploadRelease posts a package as a multipart file release.
+func (hs *harness) uploadRelease(t testing.TB, serviceID uint, fixture string, fields map[string]string) (int, []byte) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot(), "testdata", "packages", fixture))
+	require.NoError(t, err)
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for _, k := range []string{"version", "sha256", "batchSize"} {
+		if v, ok := fields[k]; ok {
+			require.NoError(t, mw.WriteField(k, v))
+		}
+	}
+	fw, err := mw.CreateFormFile("package", fixture)
+	require.NoError(t, err)
+	_, err = fw.Write(data)
+	require.NoError(t, err)
+	require.NoError(t, mw.Close())
+	req, err := http.NewRequest("POST", fmt.Sprintf("%s/api/v1/services/%d/releases", hs.apiURL, serviceID), &body)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+hs.token)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+func fileSHA(t testing.TB, fixture string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot(), "testdata", "packages", fixture))
+	require.NoError(t, err)
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// A file release installs the package into every instance's package volume
+// through the Docker API and restarts them in batches: every instance then
+// serves the package's content, and its checksum is on every host.
+func TestFileRelease(t *testing.T) {
+	hs := needHarness(t)
+	apps, svc := hs.deployForRelease(t, "file")
+	front := "http://" + hs.pool(t, svc.ID).Backend.ListenAddr + "/version"
+	l := startLoad(t, front)
+	sha := fileSHA(t, "good.tar.gz")
+	code, body := hs.uploadRelease(t, svc.ID, "good.tar.gz", map[string]string{"version": "9.0.0", "sha256": sha, "batchSize": "2"})
+	require.Equal(t, http.StatusAccepted, code, "%s", body)
+	var rs releaseStarted
+	require.NoError(t, json.Unmarshal(body, &rs))
+	run := hs.waitRun(t, rs.RunID)
+	ok, failed, last := l.finish()
+	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	t.Logf("load through HAProxy during the file release: %d requests, %d failed", ok+failed, failed)
+	require.Zero(t, failed, "last failure: %s", last)
+	require.Equal(t, []string{"v9", "v9", "v9", "v9"}, hs.versions(t, apps))
+	// The same checksum sits in every instance's package volume on its host.
+	for _, in := range hs.app(t, apps, "shop").Services[0].Instances {
+		b, err := os.ReadFile(filepath.Join("/var/lib/berth-e2e/volumes", in.Name, "package", ".berth-package"))
+		require.NoError(t, err, in.Name)
+		require.Equal(t, sha, strings.TrimSpace(string(b)), in.Name)
+	}
+	rb := hs.releases(t, svc.ID)
+	require.Equal(t, store.ReleaseFile, rb.Releases[0].Kind)
+	require.Equal(t, sha, rb.Releases[0].PackageSHA256)
+	require.Equal(t, store.ReleaseSucceeded, rb.Releases[0].Outcome)
+	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "release-version-file")
+}
+
+// Hostile packages are refused with 4xx before any run starts, and nothing
+// is left in the artifact store's staging folder.
+func TestHostilePackagesRefused(t *testing.T) {
+	hs := needHarness(t)
+	_, svc := hs.deployForRelease(t, "evilpkg")
+	tenant := hs.tenant + "-evilpkg"
+	hostile := map[string]string{
+		"traversal.tar.gz": "element", "traversal.zip": "element", "absolute.tar.gz": "absolute",
+		"symlink.tar.gz": "symbolic link", "hardlink.tar.gz": "hard link", "device.tar.gz": "device",
+		"symlink.zip": "symbolic link", "notazip.war": "not a valid zip", "encrypted.zip": "encrypted",
+		"zipbomb.zip": "more data than", "bomb.tar.gz": "limit",
+	}
+	for name, why := range hostile {
+		code, body := hs.uploadRelease(t, svc.ID, name, map[string]string{"version": "1"})
+		require.Equal(t, http.StatusUnprocessableEntity, code, "%s: %s", name, body)
+		require.Contains(t, string(body), why, name)
+	}
+	code, body := hs.uploadRelease(t, svc.ID, "good.tar.gz", map[string]string{"sha256": strings.Repeat("0", 64)})
+	require.Equal(t, http.StatusUnprocessableEntity, code, "%s", body)
+	require.Contains(t, string(body), "checksum")
+	staging, err := os.ReadDir(filepath.Join(hs.logDir, "artifacts", "staging"))
+	require.NoError(t, err)
+	require.Empty(t, staging, "nothing is left in staging")
+	var runs struct{ Total int }
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/runs?kind=release&tenant="+tenant, nil, &runs))
+	require.Zero(t, runs.Total, "no release run was started")
+}

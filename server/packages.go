@@ -1,0 +1,132 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/berth-dev/berth/activities/artifacts"
+	"github.com/berth-dev/berth/store"
+)
+
+// PackageStore keeps uploaded application packages, content-addressed.
+type PackageStore interface {
+	Put(ctx context.Context, name string, r io.Reader, wantSHA256 string) (*artifacts.Package, error)
+}
+
+func isMultipart(c *gin.Context) bool {
+	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	return err == nil && mt == "multipart/form-data"
+}
+
+// createFileRelease streams an uploaded package into the artifact store
+// (checked, content-addressed, nothing written outside its staging folder)
+// and starts a file release that installs it into the running instances.
+// Form fields: version, sha256 (optional, verified), batchSize, then the
+// file part "package" last.
+func (s *Server) createFileRelease(c *gin.Context) {
+	ctx := c.Request.Context()
+	if s.cfg.Packages == nil {
+		s.fail(c, &apiError{http.StatusNotImplemented, "no_artifact_store", "this server has no artifact store configured"})
+		return
+	}
+	mr, err := c.Request.MultipartReader()
+	if err != nil {
+		s.fail(c, badRequest("body must be multipart/form-data"))
+		return
+	}
+	fields := map[string]string{}
+	var pkg *artifacts.Package
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			s.fail(c, uploadError(err))
+			return
+		}
+		name := part.FormName()
+		if name == "package" {
+			pkg, err = s.cfg.Packages.Put(ctx, part.FileName(), part, fields["sha256"])
+			part.Close()
+			if err != nil {
+				s.fail(c, putError(err))
+				return
+			}
+			continue
+		}
+		if name != "version" && name != "sha256" && name != "batchSize" && name != "progressDeadline" {
+			part.Close()
+			s.fail(c, badRequest("unknown form field "+strconv.Quote(name)))
+			return
+		}
+		v, err := io.ReadAll(io.LimitReader(part, 256))
+		part.Close()
+		if err != nil {
+			s.fail(c, uploadError(err))
+			return
+		}
+		fields[name] = strings.TrimSpace(string(v))
+	}
+	if pkg == nil {
+		s.fail(c, badRequest("the form needs a file part named package (after version, sha256 and batchSize)"))
+		return
+	}
+	version := fields["version"]
+	if version == "" {
+		version = pkg.SHA256[:12]
+	}
+	if !versionRE.MatchString(version) {
+		s.fail(c, badRequest("version must be 1-128 characters of letters, digits and . _ + -"))
+		return
+	}
+	batch := 0
+	if v := fields["batchSize"]; v != "" {
+		if batch, err = strconv.Atoi(v); err != nil || batch < 0 {
+			s.fail(c, badRequest("batchSize must be a non-negative number"))
+			return
+		}
+	}
+	deadline := 15 * time.Minute
+	if v := fields["progressDeadline"]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 10*time.Second || d > 24*time.Hour {
+			s.fail(c, badRequest("progressDeadline must be a duration between 10s and 24h"))
+			return
+		}
+		deadline = d
+	}
+	s.startReleaseOf(c, releaseSpec{kind: store.ReleaseFile, version: version, batch: batch, deadline: deadline, pkg: pkg})
+}
+
+// uploadError maps the artifact store's refusals to HTTP answers.
+func uploadError(err error) error {
+	var mb *http.MaxBytesError
+	switch {
+	case errors.As(err, &mb), errors.Is(err, artifacts.ErrTooLarge):
+		return &apiError{http.StatusRequestEntityTooLarge, "too_large", "package is larger than the limit"}
+	case errors.Is(err, artifacts.ErrChecksum):
+		return &apiError{http.StatusUnprocessableEntity, "checksum_mismatch", err.Error()}
+	case errors.Is(err, artifacts.ErrInvalid):
+		return &apiError{http.StatusUnprocessableEntity, "invalid_package", err.Error()}
+	}
+	return badRequest("upload failed: " + err.Error())
+}
+
+// putError is uploadError for the store itself: anything it does not name is
+// the server's fault (a full disk, say), not the client's.
+func putError(err error) error {
+	var mb *http.MaxBytesError
+	if errors.As(err, &mb) || errors.Is(err, artifacts.ErrTooLarge) || errors.Is(err, artifacts.ErrChecksum) || errors.Is(err, artifacts.ErrInvalid) {
+		return uploadError(err)
+	}
+	return err
+}
