@@ -195,6 +195,18 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 	if rs.kind == store.ReleaseFile {
 		input.Kind, input.PackageSHA256, input.LastGoodPackage = store.ReleaseFile, rs.pkg.SHA256, lastGood.PackageSHA256
 	}
+	if sc.Environment.ApproveReleases {
+		what := "image " + image
+		if rs.pkg != nil {
+			what = fmt.Sprintf("package %s (%s, sha256 %s…)", rs.pkg.Name, rs.pkg.Kind, rs.pkg.SHA256[:12])
+		}
+		input.Approval = &workflows.ApprovalRequest{Step: "approval", Roles: []string{"approver"}, Quorum: 1,
+			SeparateDuties: sc.Environment.SeparateDuties, RequireComment: sc.Environment.RequireComment,
+			StartedBy: actor(c), TenantID: sc.Tenant.ID, EnvironmentID: sc.Environment.ID, Timeout: 24 * time.Hour,
+			OnTimeout: workflows.OnTimeoutFail,
+			Summary: fmt.Sprintf("%s %s of %s/%s: %s → %s (%s), %d instances in batches of %d", kind, sc.Service.Name, app, env,
+				base.Version, version, what, len(live), batch)}
+	}
 	if err := s.startRun(ctx, run, workflows.ReleaseVersionName, input); err != nil {
 		_ = s.store.FinishRelease(ctx, rel.ID, store.ReleaseFailed, "workflow not started")
 		s.fail(c, err)

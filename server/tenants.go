@@ -49,6 +49,9 @@ type environmentRequest struct {
 	// The approval policy; when absent, on for an environment named prod.
 	RequireComment *bool `json:"requireComment"`
 	SeparateDuties *bool `json:"separateDuties"`
+	// ApproveReleases makes every release and rollback wait for an
+	// approver first; on by default for an environment named prod.
+	ApproveReleases *bool `json:"approveReleases"`
 }
 
 func (s *Server) createEnvironment(c *gin.Context) {
@@ -83,6 +86,10 @@ func (s *Server) createEnvironment(c *gin.Context) {
 		}
 		if req.SeparateDuties != nil {
 			e.SeparateDuties = *req.SeparateDuties
+		}
+		e.ApproveReleases = req.Name == "prod"
+		if req.ApproveReleases != nil {
+			e.ApproveReleases = *req.ApproveReleases
 		}
 	})
 	if err != nil {

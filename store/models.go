@@ -92,10 +92,12 @@ type Environment struct {
 	// RequireComment and SeparateDuties are the approval policy: a decision
 	// needs a comment; whoever started a run may not approve it. Both are
 	// on by default for an environment named prod.
-	RequireComment bool      `json:"requireComment"`
-	SeparateDuties bool      `json:"separateDuties"`
-	Hosts          []Host    `gorm:"many2many:environment_hosts" json:"hosts,omitempty"`
-	CreatedAt      time.Time `json:"createdAt"`
+	RequireComment bool `json:"requireComment"`
+	SeparateDuties bool `json:"separateDuties"`
+	// ApproveReleases: releases and rollbacks here wait for an approver.
+	ApproveReleases bool      `json:"approveReleases"`
+	Hosts           []Host    `gorm:"many2many:environment_hosts" json:"hosts,omitempty"`
+	CreatedAt       time.Time `json:"createdAt"`
 }
 
 // Application is a subsystem: one compose project deployed into an environment.

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -48,6 +49,8 @@ type ReleaseVersionInput struct {
 	HealthTimeout    time.Duration         `json:"healthTimeout"`
 	DrainTimeout     time.Duration         `json:"drainTimeout"`
 	LB               activities.LBSettings `json:"lb"`
+	// Approval, when set, is asked for before anything is touched.
+	Approval *ApprovalRequest `json:"approval,omitempty"`
 }
 
 // ReleaseVersionResult lists the instances now serving.
@@ -96,6 +99,11 @@ func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersi
 		})
 	}
 
+	if in.Approval != nil {
+		if res, err := approveRelease(ctx, r, in); err != nil {
+			return res, err
+		}
+	}
 	if in.Kind == store.ReleaseFile {
 		return fileRelease(ctx, rctx, r, in, batch, &deadlineHit)
 	}
@@ -376,4 +384,30 @@ func installBatch(ctx workflow.Context, in ReleaseVersionInput, group []store.Pl
 	}
 	setServers(ctx, in, group, lb.StateReady)
 	return nil
+}
+
+// approveRelease waits for the release's approval. A rejection, a timeout
+// or a cancel ends the release before any instance is touched.
+func approveRelease(ctx workflow.Context, r *run, in ReleaseVersionInput) (*ReleaseVersionResult, error) {
+	o, err := awaitApproval(ctx, r, *in.Approval)
+	var reason, status string
+	switch {
+	case err != nil && (isCancel(ctx, err) || isType(err, ErrApprovalAborted)):
+		reason, status = errorMessage(err), store.RunCancelled
+	case err != nil:
+		reason, status = errorMessage(err), store.RunFailed
+	case o.State == store.ApprovalRejected:
+		reason, status = "rejected by "+strings.Join(o.By, ", "), store.RunFailed
+		if o.Comment != "" {
+			reason += ": " + o.Comment
+		}
+	default:
+		return nil, nil
+	}
+	reason += "; no instance was changed"
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	r.status.Error = reason
+	r.finishRelease(dctx, in, store.ReleaseFailed, reason)
+	r.finish(dctx, activities.FinishInput{Status: status, Error: reason})
+	return &ReleaseVersionResult{Outcome: store.ReleaseFailed}, temporal.NewNonRetryableApplicationError(reason, ErrApprovalRejected, err)
 }

@@ -133,7 +133,7 @@ func decidePath(id uint) string { return fmt.Sprintf("/api/v1/approvals/%d/decid
 // when its worker is SIGKILLed; the approval given afterwards resumes it.
 func TestApprovalSurvivesWorkerKill(t *testing.T) {
 	hs := needHarness(t)
-	tenant := hs.approvalTenant(t, "kill")
+	tenant := hs.approvalTenant(t, "apkill")
 	dev := hs.newPerson(t, "kill-dev", tenant, store.RoleDeveloper)
 	approver := hs.newPerson(t, "kill-approver", tenant, store.RoleApprover)
 	runID := dev.startGate(t, tenant, "prod", map[string]any{"name": "web", "summary": "web 1.0 → 1.1"})
@@ -162,7 +162,7 @@ func TestApprovalSurvivesWorkerKill(t *testing.T) {
 // refused with their reasons; the run follows the one decision.
 func TestApprovalRaceAndRules(t *testing.T) {
 	hs := needHarness(t)
-	tenant := hs.approvalTenant(t, "race")
+	tenant := hs.approvalTenant(t, "aprace")
 	dev := hs.newPerson(t, "race-dev", tenant, store.RoleDeveloper, store.RoleApprover)
 	bob := hs.newPerson(t, "race-bob", tenant, store.RoleApprover)
 	carol := hs.newPerson(t, "race-carol", tenant, store.RoleApprover)
@@ -212,7 +212,7 @@ func TestApprovalRaceAndRules(t *testing.T) {
 // and a decision after that is refused.
 func TestApprovalTimeoutPolicy(t *testing.T) {
 	hs := needHarness(t)
-	tenant := hs.approvalTenant(t, "tmo")
+	tenant := hs.approvalTenant(t, "aptmo")
 	dev := hs.newPerson(t, "tmo-dev", tenant, store.RoleDeveloper)
 	bob := hs.newPerson(t, "tmo-bob", tenant, store.RoleApprover)
 	runID := dev.startGate(t, tenant, "dev", map[string]any{"name": "slow", "timeoutSec": 2, "onTimeout": "abort"})

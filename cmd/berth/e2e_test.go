@@ -137,6 +137,8 @@ func TestWorkerKilledMidDeploy(t *testing.T) {
 	ab := hs.app(t, apps, "slow")
 	require.Len(t, ab.Services[0].Instances, 4)
 	require.Len(t, hs.portsOfTenant(t, tenant), 4)
+	// Each instance is in HAProxy exactly once, though the worker died before adding any.
+	requirePoolMatches(t, hs.pool(t, ab.Services[0].ID), ab.Services[0].Instances)
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "deploy-stack-worker-killed")
 }
 

@@ -236,3 +236,60 @@ func TestReleaseRefusals(t *testing.T) {
 	require.Contains(t, run.Error, "no instance was changed")
 	require.Equal(t, 4, countAll(hs.containersOf(t, hs.tenant+"-relno")))
 }
+
+// In an environment that approves releases, a release waits for an
+// approver before touching anything; approved it rolls out, rejected it
+// ends with the approver's reason and no instance changed.
+func TestReleaseWaitsForApproval(t *testing.T) {
+	hs := needHarness(t)
+	hs.registerHosts(t)
+	tenant := hs.tenant + "-relok"
+	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants", map[string]string{"name": tenant}, nil))
+	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments",
+		map[string]any{"name": "stage", "approveReleases": true, "separateDuties": false, "requireComment": true}, nil))
+	names := []string{}
+	for _, th := range hs.hosts {
+		names = append(names, th.Name)
+	}
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments/stage/hosts", map[string][]string{"hosts": names}, nil))
+	apps := "/api/v1/tenants/" + tenant + "/environments/stage/applications"
+	code, started := hs.deploy(t, apps, "shop", []byte(releaseCompose))
+	require.Equal(t, http.StatusAccepted, code)
+	require.Equal(t, store.RunSucceeded, hs.waitRun(t, started.RunID).Status)
+	svc := hs.app(t, apps, "shop").Services[0]
+
+	var rs releaseStarted
+	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/releases", svc.ID),
+		map[string]any{"image": "berth-sample:v2", "batchSize": 2}, &rs))
+	a := hs.waitApproval(t, rs.RunID)
+	require.Equal(t, []string{"v1", "v1", "v1", "v1"}, hs.versions(t, apps), "nothing changes before the approval")
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	require.Equal(t, http.StatusBadRequest, hs.apiJSON(t, "POST", decidePath(a.ID), map[string]string{"decision": "approve"}, &e),
+		"this environment requires a comment")
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", decidePath(a.ID), map[string]string{"decision": "approve", "comment": "CAB-7 ok"}, nil))
+	run := hs.waitRun(t, rs.RunID)
+	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, []string{"v2", "v2", "v2", "v2"}, hs.versions(t, apps))
+	steps := map[string]store.Step{}
+	for _, s := range run.Steps {
+		steps[s.Name] = s
+	}
+	require.Equal(t, store.StepDone, steps["approval"].State)
+	require.Positive(t, steps["approval"].WaitingMs, "the wait for people counts as waiting time")
+
+	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/releases", svc.ID),
+		map[string]any{"image": "berth-sample:v3", "batchSize": 2}, &rs))
+	a = hs.waitApproval(t, rs.RunID)
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", decidePath(a.ID), map[string]string{"decision": "reject", "comment": "freeze week"}, nil))
+	run = hs.waitRun(t, rs.RunID)
+	require.Equal(t, store.RunFailed, run.Status)
+	require.Contains(t, run.Error, "freeze week")
+	require.Contains(t, run.Error, "no instance was changed")
+	require.Equal(t, []string{"v2", "v2", "v2", "v2"}, hs.versions(t, apps))
+	rb := hs.releases(t, svc.ID)
+	require.Equal(t, store.ReleaseFailed, rb.Releases[0].Outcome)
+	require.Equal(t, rb.Releases[1].ID, rb.LastGoodID)
+	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "release-version-rejected")
+}

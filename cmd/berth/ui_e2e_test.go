@@ -120,7 +120,7 @@ func noSideScroll(t *testing.T, ctx context.Context, page string) {
 // developer's open run page moves from waiting to done without a reload.
 func TestUIApproval(t *testing.T) {
 	hs := needHarness(t)
-	tenant := hs.approvalTenant(t, "ui")
+	tenant := hs.approvalTenant(t, "apui")
 	dana := hs.newPerson(t, "ui-dana", tenant, store.RoleDeveloper, store.RoleApprover)
 	bob := hs.newPerson(t, "ui-bob", tenant, store.RoleApprover)
 	carol := hs.newPerson(t, "ui-carol", tenant, store.RoleApprover)
@@ -240,7 +240,7 @@ func TestUIApproval(t *testing.T) {
 // page: the step is written to the store as a worker would write it.
 func TestUILiveLatency(t *testing.T) {
 	hs := needHarness(t)
-	tenant := hs.approvalTenant(t, "live")
+	tenant := hs.approvalTenant(t, "aplive")
 	viewer := hs.newPerson(t, "live-rm", tenant, store.RoleReleaseManager)
 	tn, err := hs.store.TenantByName(context.Background(), tenant)
 	require.NoError(t, err)
