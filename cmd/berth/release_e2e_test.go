@@ -263,12 +263,11 @@ func TestReleaseWaitsForApproval(t *testing.T) {
 		map[string]any{"image": "berth-sample:v2", "batchSize": 2}, &rs))
 	a := hs.waitApproval(t, rs.RunID)
 	require.Equal(t, []string{"v1", "v1", "v1", "v1"}, hs.versions(t, apps), "nothing changes before the approval")
-	var e struct {
-		Error struct{ Code, Message string }
-	}
-	require.Equal(t, http.StatusBadRequest, hs.apiJSON(t, "POST", decidePath(a.ID), map[string]string{"decision": "approve"}, &e),
-		"this environment requires a comment")
-	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", decidePath(a.ID), map[string]string{"decision": "approve", "comment": "CAB-7 ok"}, nil))
+	approver := hs.newPerson(t, tenant+"-ann", tenant, "approver")
+	code, msg := approver.post(t, decidePath(a.ID), map[string]string{"decision": "approve"}, nil)
+	require.Equal(t, http.StatusBadRequest, code, "this environment requires a comment: %s", msg)
+	code, msg = approver.post(t, decidePath(a.ID), map[string]string{"decision": "approve", "comment": "CAB-7 ok"}, nil)
+	require.Equal(t, http.StatusOK, code, msg)
 	run := hs.waitRun(t, rs.RunID)
 	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
 	require.Equal(t, []string{"v2", "v2", "v2", "v2"}, hs.versions(t, apps))
@@ -282,7 +281,8 @@ func TestReleaseWaitsForApproval(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/releases", svc.ID),
 		map[string]any{"image": "berth-sample:v3", "batchSize": 2}, &rs))
 	a = hs.waitApproval(t, rs.RunID)
-	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", decidePath(a.ID), map[string]string{"decision": "reject", "comment": "freeze week"}, nil))
+	code, msg = approver.post(t, decidePath(a.ID), map[string]string{"decision": "reject", "comment": "freeze week"}, nil)
+	require.Equal(t, http.StatusOK, code, msg)
 	run = hs.waitRun(t, rs.RunID)
 	require.Equal(t, store.RunFailed, run.Status)
 	require.Contains(t, run.Error, "freeze week")
