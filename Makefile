@@ -41,9 +41,10 @@ test: lint bin/temporal ## everything: lint, unit, store on SQLite and MariaDB, 
 	  BERTH_REQUIRE_E2E=1 $(GO) test -count=1 -timeout 30m ./...
 
 .PHONY: bench
-bench: bin/temporal ## benchmarks on real services: deploy vs bare Docker, RSS
+bench: bin/temporal ## benchmarks on real services: deploy vs bare Docker, RSS, runs page p95 on MariaDB
 	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
-	  $(GO) test -count=1 -run '^$$' -bench . -benchtime 3x -timeout 30m ./cmd/berth/
+	  $(GO) test -count=1 -run '^$$' -bench . -benchtime 3x -timeout 30m ./cmd/berth/ && \
+	  $(GO) test -count=1 -run '^$$' -bench BenchmarkRunsPage -benchtime 300x ./server/
 
 .PHONY: record-histories
 record-histories: bin/temporal ## re-record testdata/histories from the integration tests

@@ -42,6 +42,9 @@ type Docker struct {
 	HTTP         *http.Client
 	// Packages is the artifact store file releases install from.
 	Packages PackageSource
+	// ExecAllow lists the absolute paths a release's post-upload command may
+	// run (BERTH_EXEC_ALLOW); the API checks it too.
+	ExecAllow []string
 }
 
 func msDuration(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }

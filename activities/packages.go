@@ -5,8 +5,13 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 	"go.temporal.io/sdk/activity"
 
@@ -73,4 +78,102 @@ func (d *Docker) InstallPackage(ctx context.Context, in InstallPackageInput) err
 	_, err = d.waitHealthy(ctx, eng, id, StartInstanceInput{Instance: in.Instance, Service: in.Service,
 		HealthTimeout: msDuration(in.HealthTimeout)})
 	return err
+}
+
+// MaxCommandOutput is how much of a post-upload command's output is kept.
+const MaxCommandOutput = 64 << 10
+
+// RunCommandInput runs a release's post-upload command in one instance.
+type RunCommandInput struct {
+	Instance store.PlannedInstance `json:"instance"`
+	Command  []string              `json:"command"`
+}
+
+// RunCommandResult is the command's exit code and its output (stdout and
+// stderr interleaved), at most MaxCommandOutput bytes.
+type RunCommandResult struct {
+	Instance  string `json:"instance"`
+	ExitCode  int    `json:"exitCode"`
+	Output    string `json:"output"`
+	Truncated bool   `json:"truncated,omitempty"`
+}
+
+// RunCommand runs an allowlisted command in the instance's container with
+// exec (no shell) and waits for it. A non-zero exit is a result, not an
+// error: the workflow keeps the output and decides.
+func (d *Docker) RunCommand(ctx context.Context, in RunCommandInput) (*RunCommandResult, error) {
+	if len(in.Command) == 0 || !slices.Contains(d.ExecAllow, in.Command[0]) {
+		return nil, fail(ErrInvalid, "command %q is not on this worker's allowlist (BERTH_EXEC_ALLOW)", in.Command)
+	}
+	eng, err := d.Engines.Engine(ctx, in.Instance.Host)
+	if err != nil {
+		return nil, err
+	}
+	id, err := d.findOwn(ctx, eng, in.Instance)
+	if err != nil {
+		return nil, err
+	}
+	if id == "" {
+		return nil, fail(ErrNotFound, "instance %s has no container on %s", in.Instance.Name, in.Instance.Host.Name)
+	}
+	activity.RecordHeartbeat(ctx, "exec")
+	ex, err := eng.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: in.Command, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		if cerrdefs.IsNotFound(err) || cerrdefs.IsConflict(err) {
+			return nil, fail(ErrNotFound, "exec in %s: %v", in.Instance.Name, err)
+		}
+		return nil, fmt.Errorf("exec in %s on %s: %w", in.Instance.Name, in.Instance.Host.Name, err)
+	}
+	att, err := eng.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("exec in %s on %s: %w", in.Instance.Name, in.Instance.Host.Name, err)
+	}
+	defer att.Close()
+	out := &capped{max: MaxCommandOutput}
+	if _, err := stdcopy.StdCopy(out, out, att.Reader); err != nil {
+		return nil, fmt.Errorf("exec output of %s: %w", in.Instance.Name, err)
+	}
+	// The stream ends when the process does; the engine may take a moment
+	// to record the exit code.
+	for i := 0; ; i++ {
+		insp, err := eng.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("exec inspect in %s: %w", in.Instance.Name, err)
+		}
+		if !insp.Running {
+			text := strings.ToValidUTF8(string(out.buf), "\uFFFD")
+			for len(text) > MaxCommandOutput {
+				_, size := utf8.DecodeLastRuneInString(text)
+				text = text[:len(text)-size]
+				out.truncated = true
+			}
+			return &RunCommandResult{Instance: in.Instance.Name, ExitCode: insp.ExitCode, Output: text, Truncated: out.truncated}, nil
+		}
+		activity.RecordHeartbeat(ctx, "wait for exit")
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(d.PollInterval):
+		}
+	}
+}
+
+// capped keeps the first max bytes written to it and drops the rest.
+type capped struct {
+	buf       []byte
+	max       int
+	truncated bool
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	room := c.max - len(c.buf)
+	if room < len(p) {
+		c.truncated = true
+		if room > 0 {
+			c.buf = append(c.buf, p[:room]...)
+		}
+		return len(p), nil
+	}
+	c.buf = append(c.buf, p...)
+	return len(p), nil
 }

@@ -119,4 +119,10 @@ func (s *Store) FinishRelease(ctx context.Context, in FinishReleaseInput) error 
 type ReleaseRecords interface {
 	ReadyHosts(ctx context.Context, envID uint) ([]store.HostRef, error)
 	FinishRelease(ctx context.Context, id uint, outcome, reason string) error
+	RecordReleaseOutputs(ctx context.Context, outs []store.ReleaseOutput) error
+}
+
+// RecordReleaseOutputs keeps the outputs of a release's post-upload command.
+func (s *Store) RecordReleaseOutputs(ctx context.Context, outs []store.ReleaseOutput) error {
+	return storeErr(s.Releases.RecordReleaseOutputs(ctx, outs))
 }

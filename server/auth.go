@@ -352,6 +352,7 @@ var policies = map[string]policy{
 	"POST /api/v1/services/:id/releases":     need(serviceParam, "releasing", deployRoles...),
 	"POST /api/v1/services/:id/rollback":     need(serviceParam, "rolling back", rollbackRoles...),
 	"GET /api/v1/releases/:id":               need(releaseScope, "reading a release", readRoles...),
+	"POST /api/v1/instances/:name/commit":    need(instanceParam, "committing an instance", deployRoles...),
 	"GET /api/v1/firewall/openings":          need(platform, "reading firewall openings", readRoles...),
 	"GET /api/v1/cmdb":                       need(platform, "reading the CMDB", readRoles...),
 	"POST /api/v1/cmdb/sync":                 need(platform, "syncing the CMDB", adminRoles...),

@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -63,15 +65,23 @@ func (s *Server) createFileRelease(c *gin.Context) {
 			}
 			continue
 		}
-		if name != "version" && name != "sha256" && name != "batchSize" && name != "progressDeadline" {
+		if name != "version" && name != "sha256" && name != "batchSize" && name != "progressDeadline" && name != "build" && name != "command" {
 			part.Close()
 			s.fail(c, badRequest("unknown form field "+strconv.Quote(name)))
 			return
 		}
-		v, err := io.ReadAll(io.LimitReader(part, 256))
+		limit := int64(256)
+		if name == "command" {
+			limit = maxCommandBytes
+		}
+		v, err := io.ReadAll(io.LimitReader(part, limit+1))
 		part.Close()
 		if err != nil {
 			s.fail(c, uploadError(err))
+			return
+		}
+		if int64(len(v)) > limit {
+			s.fail(c, badRequest(fmt.Sprintf("form field %s is longer than %d bytes", name, limit)))
 			return
 		}
 		fields[name] = strings.TrimSpace(string(v))
@@ -104,7 +114,59 @@ func (s *Server) createFileRelease(c *gin.Context) {
 		}
 		deadline = d
 	}
-	s.startReleaseOf(c, releaseSpec{kind: store.ReleaseFile, version: version, batch: batch, deadline: deadline, pkg: pkg})
+	rs := releaseSpec{kind: store.ReleaseFile, version: version, batch: batch, deadline: deadline, pkg: pkg}
+	switch fields["build"] {
+	case "", "false":
+	case "true":
+		if fields["command"] != "" {
+			s.fail(c, badRequest("command is for file releases, not with build=true"))
+			return
+		}
+		rs.kind, rs.build = store.ReleaseImage, true
+	default:
+		s.fail(c, badRequest("build must be true or false"))
+		return
+	}
+	if v := fields["command"]; v != "" {
+		cmd, err := s.checkCommand(v)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		rs.command = cmd
+	}
+	s.startReleaseOf(c, rs)
+}
+
+// maxCommandBytes bounds the command form field (8 arguments of 256 bytes, quoted).
+const maxCommandBytes = 4096
+
+// checkCommand parses a post-upload command: a JSON array of at most 8
+// strings of at most 256 bytes, no NUL, whose first is an absolute path on
+// the server's allowlist (BERTH_EXEC_ALLOW). It is run with exec, never
+// through a shell.
+func (s *Server) checkCommand(v string) ([]string, error) {
+	var cmd []string
+	if err := json.Unmarshal([]byte(v), &cmd); err != nil {
+		return nil, badRequest("command must be a JSON array of strings")
+	}
+	if len(cmd) == 0 || len(cmd) > 8 {
+		return nil, badRequest("command must have 1 to 8 elements")
+	}
+	for _, a := range cmd {
+		if len(a) > 256 || strings.ContainsRune(a, 0) {
+			return nil, badRequest("each command argument must be at most 256 bytes, without NUL")
+		}
+	}
+	for _, allowed := range s.cfg.ExecAllow {
+		if cmd[0] == allowed && strings.HasPrefix(allowed, "/") {
+			return cmd, nil
+		}
+	}
+	if len(s.cfg.ExecAllow) == 0 {
+		return nil, badRequest("no command is allowed on this server (BERTH_EXEC_ALLOW is empty)")
+	}
+	return nil, badRequest(fmt.Sprintf("command %q is not allowed; allowed: %s", cmd[0], strings.Join(s.cfg.ExecAllow, ", ")))
 }
 
 // uploadError maps the artifact store's refusals to HTTP answers.

@@ -133,6 +133,9 @@ type releaseSpec struct {
 	deadline             time.Duration
 	rollbackOf           uint
 	pkg                  *artifacts.Package
+	// build: the image is built from pkg on the service's current image.
+	build   bool
+	command []string
 }
 
 func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
@@ -145,6 +148,12 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 	}
 	if rs.kind == store.ReleaseFile {
 		image = svc.Image
+	}
+	if rs.build {
+		if image, err = s.buildTarget(sc, version); err != nil {
+			s.fail(c, err)
+			return
+		}
 	}
 	if batch <= 0 {
 		batch = 1
@@ -194,6 +203,10 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 		DrainTimeout: s.cfg.DrainTimeout, LB: s.lbFor(&sc.Environment)}
 	if rs.kind == store.ReleaseFile {
 		input.Kind, input.PackageSHA256, input.LastGoodPackage = store.ReleaseFile, rs.pkg.SHA256, lastGood.PackageSHA256
+		input.Command = rs.command
+	}
+	if rs.build {
+		input.Kind, input.PackageSHA256, input.BuildBase = workflows.ReleaseKindBuild, rs.pkg.SHA256, svc.Image
 	}
 	if sc.Environment.ApproveReleases {
 		what := "image " + image
@@ -214,6 +227,25 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 	}
 	c.JSON(http.StatusAccepted, gin.H{"runId": run.ID, "url": runURL(run.ID), "workflowId": wfID, "releaseId": rel.ID,
 		"from": base.Version, "to": version, "batchSize": batch, "instances": len(live)})
+}
+
+// tagRE is what Docker accepts as a tag.
+var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+
+// buildTarget is the image a build or commit of a service pushes:
+// <registry>/<tenant>/<app>-<service>:<version>.
+func (s *Server) buildTarget(sc *store.ServiceContext, version string) (string, error) {
+	if s.cfg.Registry == "" {
+		return "", &apiError{http.StatusNotImplemented, "no_registry", "this server has no registry configured (BERTH_REGISTRY): images cannot be built or committed"}
+	}
+	if !tagRE.MatchString(version) {
+		return "", badRequest("version must be a valid image tag: letters, digits and _ . - (no +)")
+	}
+	ref := fmt.Sprintf("%s/%s/%s-%s:%s", s.cfg.Registry, sc.Tenant.Name, sc.Application.Name, sc.Service.Name, version)
+	if !imageRE.MatchString(ref) || len(ref) > 255 {
+		return "", badRequest(fmt.Sprintf("%q is not a valid image reference", ref))
+	}
+	return ref, nil
 }
 
 // listReleases is a service's release history with its current and last-good release.
@@ -252,5 +284,14 @@ func (s *Server) getRelease(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, rel)
+	outs, err := s.store.ReleaseOutputs(c.Request.Context(), rel.ID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	// The release's fields, plus what its post-upload command printed.
+	c.JSON(http.StatusOK, struct {
+		*store.Release
+		Outputs []store.ReleaseOutput `json:"outputs"`
+	}{rel, outs})
 }

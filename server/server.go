@@ -37,6 +37,10 @@ type Config struct {
 	// Packages stores uploaded packages; MaxPackageBytes bounds an upload.
 	Packages        PackageStore
 	MaxPackageBytes int64
+	// Registry is where built and committed images are pushed (host[:port]).
+	Registry string
+	// ExecAllow lists the absolute paths a release's post-upload command may run.
+	ExecAllow []string
 }
 
 // Server is the HTTP API.
@@ -72,6 +76,7 @@ func (s *Server) Handler() http.Handler {
 	r.Use(gin.Recovery())
 	r.GET("/healthz", s.healthz)
 	mountUI(r, s)
+	r.GET("/api/v1/openapi.yaml", openapi)
 
 	// Denied requests pass the audit too: authorize runs inside it.
 	api := r.Group("/api/v1", s.limitBody, s.authenticate, s.audit, s.authorize)
@@ -112,6 +117,7 @@ func (s *Server) Handler() http.Handler {
 	api.GET("/services/:id/releases", s.listReleases)
 	api.POST("/services/:id/rollback", s.rollback)
 	api.GET("/releases/:id", s.getRelease)
+	api.POST("/instances/:name/commit", s.commitInstance)
 	api.GET("/firewall/openings", s.listOpenings)
 	api.GET("/cmdb", s.listCMDB)
 	api.POST("/cmdb/sync", s.syncCMDB)

@@ -33,6 +33,7 @@ var uiFuncs = template.FuncMap{
 	"ms": func(ms int64) string {
 		return (time.Duration(ms) * time.Millisecond).Round(100 * time.Millisecond).String()
 	},
+	"gib": func(b int64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) },
 	"decided": func(d string) string {
 		return map[string]string{store.DecisionApprove: "Approved", store.DecisionReject: "Rejected"}[d]
 	},
@@ -130,6 +131,7 @@ type page struct {
 	Roles      string
 	CSRF       string
 	InboxCount int
+	Admin      bool // platform-wide admin: the admin pages are offered
 	Data       any
 }
 
@@ -141,11 +143,14 @@ func mountUI(r *gin.Engine, s *Server) {
 		c.Header("Cache-Control", "no-cache")
 		c.FileFromFS(c.Param("file"), static)
 	})
-	r.GET("/", func(c *gin.Context) { c.Redirect(http.StatusSeeOther, "/inbox") })
 	r.GET("/login", securityHeaders, func(c *gin.Context) { s.renderLogin(c, "", c.Query("next"), "") })
 	r.POST("/login", securityHeaders, s.limitBody, s.login)
 	g := r.Group("", securityHeaders, s.limitBody, s.uiAuth)
 	g.POST("/logout", s.logout)
+	g.GET("/", s.gridPage)
+	g.GET("/admin/hosts", s.hostsPage)
+	g.POST("/admin/hosts", s.registerHostForm)
+	g.GET("/admin/environments", s.environmentsPage)
 	g.GET("/inbox", s.inboxPage)
 	g.GET("/runs", s.runsPage)
 	g.GET("/runs/:id", s.runPage)
@@ -190,6 +195,7 @@ func (s *Server) render(c *gin.Context, status int, name, title, nav string, dat
 	if p := principalOf(c); p != nil {
 		pg.User = p.User
 		pg.Roles = s.rolesText(c, p)
+		pg.Admin = p.has(0, store.RoleAdmin)
 		if p.Session != nil {
 			pg.CSRF = p.Session.CSRF
 		}

@@ -231,6 +231,6 @@ type PortMapping struct {
 func allModels() []any {
 	return []any{&Region{}, &Host{}, &Tenant{}, &Environment{}, &Application{}, &Service{},
 		&Instance{}, &PortAllocation{}, &Run{}, &Step{}, &AuditEvent{},
-		&LBPool{}, &LBServer{}, &FirewallOpening{}, &CMDBRecord{}, &Release{}, &ServiceReleases{},
+		&LBPool{}, &LBServer{}, &FirewallOpening{}, &CMDBRecord{}, &Release{}, &ServiceReleases{}, &ReleaseOutput{},
 		&User{}, &RoleBinding{}, &APIToken{}, &Session{}, &Approval{}, &Decision{}}
 }

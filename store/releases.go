@@ -179,3 +179,52 @@ func (s *Store) ReadyHosts(ctx context.Context, envID uint) ([]HostRef, error) {
 	}
 	return out, nil
 }
+
+// ReleaseCandidate is the outcome of a release recorded from a committed
+// instance: an image that can be released, not yet rolled out.
+const ReleaseCandidate = "candidate"
+
+// LiveInstanceByName returns a live instance by name with its service.
+func (s *Store) LiveInstanceByName(ctx context.Context, name string) (*Instance, error) {
+	var in Instance
+	if err := s.db.WithContext(ctx).Where("name = ? AND removed_at IS NULL", name).First(&in).Error; err != nil {
+		return nil, notFound(err, fmt.Sprintf("instance %s", name))
+	}
+	return &in, nil
+}
+
+// ReleaseOutput is what a release's post-upload command printed in one
+// instance (stdout and stderr interleaved, at most 64 KiB) and its exit code.
+type ReleaseOutput struct {
+	ID        uint      `gorm:"primaryKey" json:"-"`
+	ReleaseID uint      `gorm:"uniqueIndex:idx_release_output" json:"releaseId"`
+	Instance  string    `gorm:"size:191;uniqueIndex:idx_release_output" json:"instance"`
+	ExitCode  int       `json:"exitCode"`
+	Output    string    `gorm:"type:mediumtext" json:"output"`
+	Truncated bool      `json:"truncated,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// RecordReleaseOutputs keeps command outputs; recording an instance's output
+// again replaces it, so a retried batch leaves one row per instance.
+func (s *Store) RecordReleaseOutputs(ctx context.Context, outs []ReleaseOutput) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		for _, o := range outs {
+			if err := tx.Where("release_id = ? AND instance = ?", o.ReleaseID, o.Instance).Delete(&ReleaseOutput{}).Error; err != nil {
+				return err
+			}
+			o.ID = 0
+			if err := tx.Create(&o).Error; err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ReleaseOutputs lists a release's command outputs by instance.
+func (s *Store) ReleaseOutputs(ctx context.Context, releaseID uint) ([]ReleaseOutput, error) {
+	out := []ReleaseOutput{}
+	err := s.db.WithContext(ctx).Where("release_id = ?", releaseID).Order("instance").Find(&out).Error
+	return out, err
+}

@@ -37,6 +37,7 @@ func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.CMDBSync, workflow.RegisterOptions{Name: workflows.CMDBSyncName})
 	r.RegisterWorkflowWithOptions(workflows.ApprovalGate, workflow.RegisterOptions{Name: workflows.ApprovalGateName})
 	r.RegisterWorkflowWithOptions(workflows.ReleaseVersion, workflow.RegisterOptions{Name: workflows.ReleaseVersionName})
+	r.RegisterWorkflowWithOptions(workflows.CommitInstance, workflow.RegisterOptions{Name: workflows.CommitInstanceName})
 }
 
 // RegisterStore registers the store activities; their method names are their fixed names.

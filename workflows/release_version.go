@@ -32,9 +32,17 @@ type ReleaseVersionInput struct {
 	// Kind is "image" (the default) or "file": a file release installs
 	// PackageSHA256 into the live instances in place and restarts them, and
 	// rolls back to LastGoodPackage.
+	//
+	// Kind "build" first builds Service.Image on a build host from BuildBase
+	// plus the package PackageSHA256 and pushes it, then releases it as an
+	// image release.
 	Kind            string `json:"kind,omitempty"`
 	PackageSHA256   string `json:"packageSha256,omitempty"`
 	LastGoodPackage string `json:"lastGoodPackage,omitempty"`
+	BuildBase       string `json:"buildBase,omitempty"`
+	// Command, when set (file releases), runs in each instance after its
+	// package is installed; a non-zero exit fails the batch.
+	Command []string `json:"command,omitempty"`
 	// LastGoodImage is what a failed release rolls back to.
 	LastGoodImage string `json:"lastGoodImage"`
 	// Instances are the live instances to replace, oldest first.
@@ -52,6 +60,9 @@ type ReleaseVersionInput struct {
 	// Approval, when set, is asked for before anything is touched.
 	Approval *ApprovalRequest `json:"approval,omitempty"`
 }
+
+// ReleaseKindBuild is the input kind of a release that builds its image.
+const ReleaseKindBuild = "build"
 
 // ReleaseVersionResult lists the instances now serving.
 type ReleaseVersionResult struct {
@@ -107,7 +118,12 @@ func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersi
 	if in.Kind == store.ReleaseFile {
 		return fileRelease(ctx, rctx, r, in, batch, &deadlineHit)
 	}
-	err = r.step(rctx, "prefetch", func() error { return prefetch(rctx, r, in) })
+	if in.Kind == ReleaseKindBuild {
+		err = r.step(rctx, "build", func() error { return buildImage(rctx, r, in) })
+	}
+	if err == nil {
+		err = r.step(rctx, "prefetch", func() error { return prefetch(rctx, r, in) })
+	}
 	current := append([]store.PlannedInstance{}, in.Instances...)
 	var released []store.PlannedInstance // new-image instances of finished batches
 	total := (len(in.Instances) + batch - 1) / batch
@@ -190,6 +206,24 @@ func prefetch(ctx workflow.Context, r *run, in ReleaseVersionInput) error {
 		futures = append(futures, workflow.ExecuteActivity(actx, d.EnsureImage, activities.EnsureImageInput{Host: h, Image: in.Service.Image}))
 	}
 	return waitAll(ctx, futures, nil)
+}
+
+// buildImage builds the release's image on the environment's first ready
+// host (in its region) and pushes it to the registry, so prefetch pulls it
+// on the other hosts.
+func buildImage(ctx workflow.Context, r *run, in ReleaseVersionInput) error {
+	var d *activities.Docker
+	var hosts []store.HostRef
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, r.st.ReadyHosts, in.EnvironmentID).Get(ctx, &hosts); err != nil {
+		return err
+	}
+	if len(hosts) == 0 {
+		return temporal.NewNonRetryableApplicationError("the environment has no ready host to build on", activities.ErrNoCapacity, nil)
+	}
+	actx := workflow.WithActivityOptions(ctx, withQueue(imageOptions, hosts[0].Region))
+	return workflow.ExecuteActivity(actx, d.BuildImage, activities.BuildImageInput{Host: hosts[0], Base: in.BuildBase,
+		Image: in.Service.Image, SHA256: in.PackageSHA256}).Get(ctx, nil)
 }
 
 // replaceBatch starts len(old) instances of spec (planned under key, so a
@@ -322,7 +356,7 @@ func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, bat
 		group := in.Instances[b*batch : min((b+1)*batch, len(in.Instances))]
 		touched = append(touched, group...)
 		err = r.step(rctx, fmt.Sprintf("batch %d/%d", b+1, total), func() error {
-			return installBatch(rctx, in, group, in.PackageSHA256)
+			return installBatch(rctx, r, in, group, in.PackageSHA256, in.Command)
 		})
 	}
 	names := make([]string, 0, len(in.Instances))
@@ -346,7 +380,7 @@ func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, bat
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	outcome := store.ReleaseFailed
 	if in.LastGoodPackage != "" && !in.Fast {
-		rbErr := r.step(dctx, "rollback", func() error { return installBatch(dctx, in, touched, in.LastGoodPackage) })
+		rbErr := r.step(dctx, "rollback", func() error { return installBatch(dctx, r, in, touched, in.LastGoodPackage, nil) })
 		if rbErr != nil {
 			reason += "; rollback failed: " + errorMessage(rbErr)
 		} else {
@@ -367,8 +401,9 @@ func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, bat
 }
 
 // installBatch drains a batch, installs the package in each instance in
-// parallel, and puts the healthy ones back in rotation.
-func installBatch(ctx workflow.Context, in ReleaseVersionInput, group []store.PlannedInstance, sha string) error {
+// parallel, runs the post-upload command (when given) in each, and puts the
+// healthy ones back in rotation. A command exiting non-zero fails the batch.
+func installBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, group []store.PlannedInstance, sha string, command []string) error {
 	var d *activities.Docker
 	if err := drain(ctx, in, group); err != nil {
 		return err
@@ -382,7 +417,57 @@ func installBatch(ctx workflow.Context, in ReleaseVersionInput, group []store.Pl
 	if err := waitAll(ctx, futures, nil); err != nil {
 		return err
 	}
+	if len(command) > 0 {
+		if err := runCommand(ctx, r, in, group, command); err != nil {
+			return err
+		}
+	}
 	setServers(ctx, in, group, lb.StateReady)
+	return nil
+}
+
+// runCommand runs the post-upload command in each instance of a batch in
+// parallel, keeps every output with the release, and fails when any exit
+// code is not 0.
+func runCommand(ctx workflow.Context, r *run, in ReleaseVersionInput, group []store.PlannedInstance, command []string) error {
+	var d *activities.Docker
+	results := make([]activities.RunCommandResult, len(group))
+	futures := make([]workflow.Future, 0, len(group))
+	for _, pi := range group {
+		actx := workflow.WithActivityOptions(ctx, withQueue(instanceOptions, pi.Host.Region))
+		futures = append(futures, workflow.ExecuteActivity(actx, d.RunCommand, activities.RunCommandInput{Instance: pi, Command: command}))
+	}
+	var firstErr error
+	for i, f := range futures {
+		if err := f.Get(ctx, &results[i]); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	outs := []store.ReleaseOutput{}
+	var failed []string
+	for i, res := range results {
+		if res.Instance == "" {
+			continue
+		}
+		outs = append(outs, store.ReleaseOutput{ReleaseID: in.ReleaseID, Instance: res.Instance, ExitCode: res.ExitCode,
+			Output: res.Output, Truncated: res.Truncated})
+		if res.ExitCode != 0 {
+			failed = append(failed, fmt.Sprintf("%s (exit code %d)", group[i].Name, res.ExitCode))
+		}
+	}
+	if len(outs) > 0 {
+		lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+		if err := workflow.ExecuteLocalActivity(lctx, r.st.RecordReleaseOutputs, outs).Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Error("command output not recorded", "release", in.ReleaseID, "error", err)
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	if len(failed) > 0 {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("command %s failed in %s", strings.Join(command, " "),
+			strings.Join(failed, ", ")), activities.ErrUnhealthy, nil)
+	}
 	return nil
 }
 

@@ -38,6 +38,8 @@ type Config struct {
 	PortMax       int
 	HealthTimeout time.Duration
 	BindRoots     []string
+	// ExecAllow: absolute paths a file release's post-upload command may run.
+	ExecAllow []string
 
 	// Load balancer of this worker's region: "haproxy" (a local HAProxy that
 	// berth runs) or "none".
@@ -113,6 +115,7 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.IntVar(&c.PortMax, "port-max", envInt("BERTH_PORT_MAX", 32767), "highest host port the platform allocates")
 	fs.DurationVar(&c.HealthTimeout, "health-timeout", envDuration("BERTH_HEALTH_TIMEOUT", 2*time.Minute), "how long an instance may take to become healthy")
 	bindRoots := fs.String("bind-roots", env("BERTH_BIND_ROOTS", ""), "comma-separated host folders compose bind mounts may use")
+	execAllow := fs.String("exec-allow", env("BERTH_EXEC_ALLOW", ""), "comma-separated absolute paths a release's post-upload command may run")
 	fs.StringVar(&c.LocalEndpoint, "local-endpoint", env("BERTH_LOCAL_ENDPOINT", "unix:///var/run/docker.sock"), "dev: the local Docker engine")
 	fs.StringVar(&c.LocalIP, "local-ip", env("BERTH_LOCAL_IP", "127.0.0.1"), "dev: the IP the local engine publishes ports on")
 	fs.StringVar(&c.LB, "lb", env("BERTH_LB", "haproxy"), "load balancer of the served regions: haproxy or none")
@@ -130,7 +133,12 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	c.Regions, c.BindRoots = splitList(*regions), splitList(*bindRoots)
+	c.Regions, c.BindRoots, c.ExecAllow = splitList(*regions), splitList(*bindRoots), splitList(*execAllow)
+	for _, p := range c.ExecAllow {
+		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+			return nil, fmt.Errorf("exec-allow: %q is not a clean absolute path", p)
+		}
+	}
 	c.AdminPassword = os.Getenv("BERTH_ADMIN_PASSWORD")
 	if c.DBDriver == "sqlite" && c.DBDSN == "" {
 		c.DBDSN = filepath.Join(c.DataDir, "berth.db")

@@ -26,7 +26,7 @@ func (hs *harness) uploadRelease(t testing.TB, serviceID uint, fixture string, f
 	require.NoError(t, err)
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
-	for _, k := range []string{"version", "sha256", "batchSize"} {
+	for _, k := range []string{"version", "sha256", "batchSize", "build", "command"} {
 		if v, ok := fields[k]; ok {
 			require.NoError(t, mw.WriteField(k, v))
 		}

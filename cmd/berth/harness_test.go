@@ -36,25 +36,27 @@ import (
 // and berth's server and worker as separate processes, so a test can SIGKILL
 // the worker. It is shared by every test of this package.
 type harness struct {
-	root      string
-	bin       string
-	temporal  string
-	dbDriver  string
-	dbDSN     string
-	apiURL    string
-	token     string
-	tenant    string // every tenant a test makes starts with this prefix
-	portMin   int
-	portMax   int
-	hosts     []testHost
-	store     *store.Store
-	tc        sdkclient.Client
-	mu        sync.Mutex
-	server    *exec.Cmd
-	worker    *exec.Cmd
-	logDir    string
-	env       []string
-	cmdb      *fakeCMDB
+	root     string
+	bin      string
+	temporal string
+	dbDriver string
+	dbDSN    string
+	apiURL   string
+	token    string
+	tenant   string // every tenant a test makes starts with this prefix
+	portMin  int
+	portMax  int
+	hosts    []testHost
+	store    *store.Store
+	tc       sdkclient.Client
+	mu       sync.Mutex
+	server   *exec.Cmd
+	worker   *exec.Cmd
+	logDir   string
+	env      []string
+	cmdb     *fakeCMDB
+	// registry is the loopback registry (BERTH_TEST_REGISTRY), "" without one.
+	registry  string
 	stopFuncs []func()
 }
 
@@ -235,6 +237,12 @@ func startHarness() (*harness, error) {
 		"BERTH_REGIONS=local", "BERTH_DATA=" + hs.logDir,
 		"BERTH_LB=haproxy", "BERTH_LB_PORT_MIN=" + fmt.Sprint(lbMin), "BERTH_LB_PORT_MAX=" + fmt.Sprint(lbMin+99),
 		"BERTH_CMDB=http", "BERTH_CMDB_URL=" + cmdbSrv.URL, "BERTH_HEALTH_TIMEOUT=20s", "BERTH_DRAIN_TIMEOUT=10s",
+	}
+	// The registry builds push to and prefetch pulls from; /sampleapp is the
+	// one command a file release may run after upload.
+	env = append(env, "BERTH_EXEC_ALLOW=/sampleapp")
+	if hs.registry = os.Getenv("BERTH_TEST_REGISTRY"); hs.registry != "" {
+		env = append(env, "BERTH_REGISTRY="+hs.registry)
 	}
 	hs.env = env
 	hs.server = hs.spawn("server", "server")

@@ -127,7 +127,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		defer engines.Close()
 		wcfg := worker.Config{Central: cmd == "dev" || central, Regions: cfg.Regions,
 			Store: activities.NewStore(st, st, st), Docker: activities.NewDocker(engines, cfg.Registry)}
-		wcfg.Docker.Packages = packages
+		wcfg.Docker.Packages, wcfg.Docker.ExecAllow = packages, cfg.ExecAllow
 		if wcfg.Central {
 			var d cmdb.Driver = cmdb.None{}
 			if cfg.CMDB == "http" {
@@ -166,7 +166,8 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 			Weight: cfg.LBWeight, Firewall: cfg.Firewall}
 		api := server.New(server.Config{Token: cfg.Token, AdminPassword: cfg.AdminPassword, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
 			HealthTimeout: cfg.HealthTimeout, Compose: opts, TemporalUIURL: cfg.TemporalUIURL,
-			LB: lbs, DrainTimeout: cfg.DrainTimeout, Packages: packages, MaxPackageBytes: packages.MaxBytes}, st, tc, log)
+			LB: lbs, DrainTimeout: cfg.DrainTimeout, Packages: packages, MaxPackageBytes: packages.MaxBytes,
+			Registry: cfg.Registry, ExecAllow: cfg.ExecAllow}, st, tc, log)
 		pw, err := api.Bootstrap(ctx)
 		if err != nil {
 			return err

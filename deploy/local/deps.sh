@@ -5,8 +5,10 @@
 #
 # Profiles (add one by adding one line to the `case` in packages_for):
 #   run   engine host for deployments
+#   registry  the loopback image registry (registry.sh; `BERTH_RUN_REGISTRY=1 make run`)
 #   test  everything the integration tests need on this machine (chromium:
-#         the browser tests of the web UI)
+#         the browser tests of the web UI; docker-registry: the loopback
+#         registry of deploy/local/registry.sh)
 #
 # Exit status: 0 when everything is installed (or was installed now);
 # 1 when something is missing and we are not root (the needed command is
@@ -14,7 +16,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 PROFILE... (profiles: run test)" >&2
+	echo "usage: $0 PROFILE... (profiles: run registry test)" >&2
 	exit 2
 }
 
@@ -22,7 +24,8 @@ usage() {
 packages_for() {
 	case "$1" in
 	run) echo "docker.io iproute2 ca-certificates haproxy" ;;
-	test) echo "docker.io mariadb-server iproute2 ca-certificates procps curl haproxy chromium" ;;
+	test) echo "docker.io mariadb-server iproute2 ca-certificates procps curl haproxy chromium docker-registry" ;;
+	registry) echo "docker-registry" ;;
 	*) return 1 ;;
 	esac
 }

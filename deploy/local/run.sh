@@ -20,6 +20,14 @@ fi
 "$here/dockerd.sh" up default >/dev/null
 mkdir -p "$data"
 "$here/sample-image.sh" unix:///var/run/docker.sock >&2
+# BERTH_RUN_REGISTRY=1: also run the loopback registry (registry.sh; needs the
+# docker-registry package) and let berth build, push and pull images there.
+if [ "${BERTH_RUN_REGISTRY:-}" = 1 ]; then
+	"$here/deps.sh" registry >&2
+	BERTH_REGISTRY=$("$here/registry.sh" up)
+	export BERTH_REGISTRY
+	echo "run.sh: registry on $BERTH_REGISTRY (left running on exit; registry.sh down stops it)" >&2
+fi
 
 if (exec 3<>"/dev/tcp/127.0.0.1/$temporal_port") 2>/dev/null; then
 	echo "run.sh: something already listens on 127.0.0.1:$temporal_port; is another 'make run' going? Stop it first." >&2

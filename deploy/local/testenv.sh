@@ -10,6 +10,7 @@
 #         Exports:
 #           BERTH_TEST_DOCKER_HOSTS  name=socket@publish-IP, comma separated
 #           BERTH_TEST_MYSQL_DSN     Go MySQL driver DSN for database berth_test
+#           BERTH_TEST_REGISTRY      host:port of the loopback registry
 #   down  stops MariaDB, h2 and the default engine. Data (images, networks,
 #         databases) is kept for the next `up`.
 set -euo pipefail
@@ -30,13 +31,16 @@ up)
 	default_sock=$("$here/dockerd.sh" up default)
 	h2_sock=$("$here/dockerd.sh" up h2)
 	dsn=$("$here/mariadb.sh" up)
+	registry=$("$here/registry.sh" up)
 	echo "testenv.sh: up" >&2
 	# Single quotes: the DSN contains & and ?, which eval must not interpret.
 	# None of the values can contain a single quote (they are fixed above).
 	echo "export BERTH_TEST_DOCKER_HOSTS='local=${default_sock}@127.0.0.1,h2=${h2_sock}@127.0.0.2'"
 	echo "export BERTH_TEST_MYSQL_DSN='${dsn}'"
+	echo "export BERTH_TEST_REGISTRY='${registry}'"
 	;;
 down)
+	"$here/registry.sh" down >&2
 	"$here/mariadb.sh" down >&2
 	"$here/dockerd.sh" down h2 >&2
 	"$here/dockerd.sh" down default >&2

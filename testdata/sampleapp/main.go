@@ -6,7 +6,8 @@
 // without rebuilding the image:
 //
 //	LISTEN        listen address (default ":8080")
-//	APP_VERSION   version reported when /berth/package/VERSION is absent
+//	APP_VERSION   version reported when /berth/package/VERSION and
+//	              /opt/berth/package/VERSION (an image built from a package) are absent
 //	FAIL_HEALTH_FOR=-7,-8 fails /healthz on instances whose BERTH_INSTANCE ends so
 //	READY_AFTER=2s makes /healthz answer 500 for that long after start
 //	FAIL_HEALTH=1 makes /healthz answer 500 (so does the file
@@ -24,7 +25,9 @@
 //
 //	sampleapp -probe http://127.0.0.1:8080/healthz
 //
-// exits 0 on a 2xx answer within 2 s, and 1 otherwise.
+// exits 0 on a 2xx answer within 2 s, and 1 otherwise. `sampleapp
+// -print-version` prints the version it would serve (something for a
+// release's post-upload command to run).
 //
 // SIGTERM and SIGINT trigger a graceful shutdown (up to 5 s) so that a
 // drained instance completes its in-flight requests.
@@ -51,10 +54,18 @@ import (
 // packageDir is where berth places per-release files inside the container.
 const packageDir = "/berth/package"
 
+// builtPackageDir is where an image built from a package holds it.
+const builtPackageDir = "/opt/berth/package"
+
 func main() {
 	probe := flag.String("probe", "", "probe this URL and exit 0 on 2xx, 1 otherwise (for Docker healthchecks)")
+	printVersion := flag.Bool("print-version", false, "print the version this instance serves and exit")
 	flag.Parse()
 
+	if *printVersion {
+		fmt.Println(version())
+		return
+	}
 	if *probe != "" {
 		os.Exit(runProbe(*probe))
 	}
@@ -134,6 +145,11 @@ func parseRate(s string) (float64, error) {
 // package directory wins over APP_VERSION, which wins over "dev".
 func version() string {
 	if b, err := os.ReadFile(packageDir + "/VERSION"); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	// An image berth built from a package holds it here (the package volume
+	// above is a bind mount, empty in a new instance).
+	if b, err := os.ReadFile(builtPackageDir + "/VERSION"); err == nil {
 		return strings.TrimSpace(string(b))
 	}
 	if v := os.Getenv("APP_VERSION"); v != "" {

@@ -1,0 +1,127 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/berth-dev/berth/store"
+)
+
+// Admin pages: hosts (with a register form) and environments. They are for
+// platform-wide admins, like the API routes they mirror.
+
+func (s *Server) requireAdmin(c *gin.Context, what string) bool {
+	p := principalOf(c)
+	if p.has(0, store.RoleAdmin) {
+		return true
+	}
+	s.renderError(c, denied(s, c, 0, what, adminRoles))
+	return false
+}
+
+type hostsData struct {
+	Hosts      []store.Host
+	Form       hostRequest
+	Error      string
+	Registered string
+	RunID      string
+	CSRF       string
+}
+
+func (s *Server) hostsPage(c *gin.Context) {
+	if !s.requireAdmin(c, "the hosts page") {
+		return
+	}
+	d := hostsData{Registered: c.Query("registered"), RunID: c.Query("run"), Form: hostRequest{Region: "local"}}
+	s.renderHosts(c, http.StatusOK, d)
+}
+
+func (s *Server) renderHosts(c *gin.Context, status int, d hostsData) {
+	hs, err := s.store.Hosts(c.Request.Context())
+	if err != nil {
+		s.renderError(c, err)
+		return
+	}
+	d.Hosts, d.CSRF = hs, csrfOf(principalOf(c))
+	s.render(c, status, "hosts", "Hosts", "hosts", d)
+}
+
+// registerHostForm is POST /api/v1/hosts for a browser: the same checks,
+// the same provisioning run, and an audit record; the CSRF token and origin
+// were checked by uiAuth.
+func (s *Server) registerHostForm(c *gin.Context) {
+	if !s.requireAdmin(c, "registering a host") {
+		return
+	}
+	req := hostRequest{Name: strings.TrimSpace(c.PostForm("name")), Region: strings.TrimSpace(c.PostForm("region")),
+		Endpoint: strings.TrimSpace(c.PostForm("endpoint")), IP: strings.TrimSpace(c.PostForm("ip")),
+		VolumeRoot: strings.TrimSpace(c.PostForm("volumeRoot")), TLSCA: strings.TrimSpace(c.PostForm("tlsCA")),
+		TLSCert: strings.TrimSpace(c.PostForm("tlsCert")), TLSKey: strings.TrimSpace(c.PostForm("tlsKey"))}
+	shown := req
+	fail := func(err error) {
+		status, _, msg := s.classify(c, err)
+		s.auditEvent(c, actor(c), "POST /admin/hosts", fmt.Sprint(status), "host "+req.Name)
+		if status >= 500 {
+			s.renderError(c, err)
+			return
+		}
+		s.renderHosts(c, status, hostsData{Form: shown, Error: msg})
+	}
+	if err := req.validate(); err != nil {
+		fail(err)
+		return
+	}
+	h := &store.Host{Name: req.Name, Region: req.Region, Endpoint: req.Endpoint, IP: req.IP, VolumeRoot: req.VolumeRoot,
+		TLSCA: req.TLSCA, TLSCert: req.TLSCert, TLSKey: req.TLSKey}
+	if err := s.store.CreateHost(c.Request.Context(), h); err != nil {
+		fail(err)
+		return
+	}
+	started, err := s.provision(c, h)
+	if err != nil {
+		fail(err)
+		return
+	}
+	s.auditEvent(c, actor(c), "POST /admin/hosts", "303", fmt.Sprintf("host %s, run %d", h.Name, started.RunID))
+	c.Redirect(http.StatusSeeOther, "/admin/hosts?"+url.Values{"registered": {h.Name}, "run": {fmt.Sprint(started.RunID)}}.Encode())
+}
+
+type envRow struct {
+	Tenant string
+	store.Environment
+}
+
+func (s *Server) environmentsPage(c *gin.Context) {
+	if !s.requireAdmin(c, "the environments page") {
+		return
+	}
+	rows, err := s.environmentRows(c.Request.Context())
+	if err != nil {
+		s.renderError(c, err)
+		return
+	}
+	s.render(c, http.StatusOK, "environments", "Environments", "environments", struct{ Envs []envRow }{rows})
+}
+
+func (s *Server) environmentRows(ctx context.Context) ([]envRow, error) {
+	ts, err := s.store.Tenants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows := []envRow{}
+	for _, t := range ts {
+		es, err := s.store.Environments(ctx, t.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range es {
+			rows = append(rows, envRow{Tenant: t.Name, Environment: e})
+		}
+	}
+	return rows, nil
+}
