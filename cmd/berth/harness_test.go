@@ -89,7 +89,16 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(m.Run())
 	}
-	var err error
+	// The hosts are shared by every test process on this machine, and each
+	// harness clears the e2e containers it finds: one harness at a time.
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "berth-e2e.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err == nil {
+		err = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "harness lock:", err)
+		os.Exit(1)
+	}
 	h, err = startHarness()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "harness:", err)
