@@ -76,6 +76,7 @@ func TestBuildRelease(t *testing.T) {
 	require.NoError(t, json.Unmarshal(body, &rs))
 	run := hs.waitRun(t, rs.RunID)
 	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "release-version-build")
 
 	ref := fmt.Sprintf("%s/%s/shop-web:9.0.0", hs.registry, tenant)
 	require.Contains(t, hs.registryTags(t, tenant+"/shop-web"), "9.0.0", "the built image is in the registry")
@@ -151,6 +152,7 @@ func TestCommitInstanceToImage(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", "/api/v1/instances/"+inst.Name+"/commit", map[string]string{"version": "c1", "comment": "debugged"}, &cs))
 	run = hs.waitRun(t, cs.RunID)
 	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "commit-instance")
 	ref := fmt.Sprintf("%s/%s/shop-web:c1", hs.registry, tenant)
 	require.Equal(t, ref, cs.Image)
 	require.Contains(t, hs.registryTags(t, tenant+"/shop-web"), "c1")
@@ -219,6 +221,7 @@ func TestFileReleaseCommand(t *testing.T) {
 	run = hs.waitRun(t, rs.RunID)
 	require.Equal(t, store.RunFailed, run.Status)
 	require.Contains(t, run.Error, "exit code 2")
+	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "release-version-command-failed")
 	rel = releaseWithOutputs{}
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/releases/%d", rs.ReleaseID), nil, &rel))
 	require.Equal(t, store.ReleaseRolledBack, rel.Outcome)
