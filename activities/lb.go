@@ -125,3 +125,51 @@ func (a *LB) RemovePool(ctx context.Context, backend string) error {
 func (a *LB) PoolStats(ctx context.Context, backend string) ([]lb.ServerStats, error) {
 	return a.Driver.Stats(ctx, backend)
 }
+
+// WaitUpInput names servers that must be serving.
+type WaitUpInput struct {
+	Backend string        `json:"backend"`
+	Names   []string      `json:"names"`
+	Timeout time.Duration `json:"timeout"`
+}
+
+// WaitUp waits until the load balancer reports every named server ready
+// (its health check passing), so the next batch is not drained while the
+// last one is still coming up. It fails when the timeout passes.
+func (a *LB) WaitUp(ctx context.Context, in WaitUpInput) error {
+	want := map[string]bool{}
+	for _, n := range in.Names {
+		want[n] = true
+	}
+	deadline := time.Now().Add(in.Timeout)
+	for {
+		stats, err := a.Driver.Stats(ctx, in.Backend)
+		if err != nil {
+			return fmt.Errorf("stats of %s: %w", in.Backend, err)
+		}
+		up := 0
+		var notUp []string
+		for _, s := range stats {
+			if !want[s.Name] {
+				continue
+			}
+			if s.State == lb.StateReady {
+				up++
+			} else {
+				notUp = append(notUp, s.Name+" "+s.State)
+			}
+		}
+		if up == len(want) {
+			return nil
+		}
+		activity.RecordHeartbeat(ctx, notUp)
+		if time.Now().After(deadline) {
+			return fail(ErrUnhealthy, "load balancer %s does not report %v ready within %s", in.Backend, notUp, in.Timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(a.PollInterval):
+		}
+	}
+}

@@ -74,7 +74,10 @@ func (s *Server) commitInstance(c *gin.Context) {
 	rel := &store.Release{ServiceID: sc.Service.ID, Kind: store.ReleaseImage, Version: req.Version, Image: image,
 		Strategy: "commit", StartedBy: actor(c), PreviousID: base.ID}
 	// Under the application's lock: no release replaces the instance mid-commit.
-	if err := s.store.BeginRelease(ctx, sc.Application.ID, run, rel, workflows.AppLockKey(tenant, env, app)); err != nil {
+	if err := s.withLock(ctx, func() error {
+		run.ID, rel.ID = 0, 0
+		return s.store.BeginRelease(ctx, sc.Application.ID, run, rel, workflows.AppLockKey(tenant, env, app))
+	}); err != nil {
 		s.fail(c, err)
 		return
 	}

@@ -190,7 +190,10 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 	if rs.pkg != nil {
 		rel.PackageSHA256, rel.PackageSize = rs.pkg.SHA256, rs.pkg.Size
 	}
-	if err := s.store.BeginRelease(ctx, sc.Application.ID, run, rel, workflows.AppLockKey(tenant, env, app)); err != nil {
+	if err := s.withLock(ctx, func() error {
+		run.ID, rel.ID = 0, 0
+		return s.store.BeginRelease(ctx, sc.Application.ID, run, rel, workflows.AppLockKey(tenant, env, app))
+	}); err != nil {
 		s.fail(c, err)
 		return
 	}

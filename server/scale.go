@@ -98,7 +98,10 @@ func (s *Server) scaleService(c *gin.Context) {
 	wfID := workflows.ScaleServiceID(tenant, env, app, sc.Service.Name)
 	run := &store.Run{Kind: "scale", WorkflowID: wfID, TenantID: sc.Tenant.ID, EnvironmentID: sc.Environment.ID,
 		Subject: tenant + "/" + env + "/" + app + "/" + sc.Service.Name, StartedBy: actor(c)}
-	if err := s.store.BeginRun(ctx, sc.Application.ID, run, workflows.AppLockKey(tenant, env, app)); err != nil {
+	if err := s.withLock(ctx, func() error {
+		run.ID = 0
+		return s.store.BeginRun(ctx, sc.Application.ID, run, workflows.AppLockKey(tenant, env, app))
+	}); err != nil {
 		s.fail(c, err)
 		return
 	}

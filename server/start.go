@@ -72,7 +72,9 @@ func (s *Server) releaseIfClosed(ctx context.Context, run *store.Run) (bool, err
 	if err := s.store.FinishRun(ctx, run.ID, store.RunFailed, "workflow closed without recording an outcome"); err != nil {
 		return false, err
 	}
-	if run.ApplicationID != 0 {
+	// Only a deploy or delete moves its application's state; after a scale
+	// or a release the application is still live.
+	if run.ApplicationID != 0 && (run.Kind == "deploy" || run.Kind == "delete") {
 		if err := s.store.SetApplicationState(ctx, run.ApplicationID, store.StateFailed); err != nil {
 			return false, err
 		}
@@ -104,4 +106,25 @@ func (s *Server) lbFor(env *store.Environment) activities.LBSettings {
 		lb.TicketTimeout = time.Duration(env.TicketTimeoutSec) * time.Second
 	}
 	return lb
+}
+
+// withLock runs begin, which takes an application's lock; when the lock is
+// held by a run whose workflow has closed without recording its outcome
+// (terminated by an operator, say), the lock is released and begin runs
+// once more, so no lock outlives its workflow.
+func (s *Server) withLock(ctx context.Context, begin func() error) error {
+	err := begin()
+	var conflict *store.ConflictError
+	if !errors.As(err, &conflict) {
+		return err
+	}
+	holder, ok := conflict.Existing.(*store.Run)
+	if !ok {
+		return err
+	}
+	released, rerr := s.releaseIfClosed(ctx, holder)
+	if rerr != nil || !released {
+		return err
+	}
+	return begin()
 }

@@ -262,6 +262,7 @@ func mockExpose(env *testsuite.TestWorkflowEnvironment, f exposeFaults) {
 		return nil
 	}).Maybe()
 	env.OnActivity(lbA.SetServers, mock.Anything, mock.Anything).Return(nil).Maybe()
+	env.OnActivity(lbA.WaitUp, mock.Anything, mock.Anything).Return(nil).Maybe()
 	env.OnActivity(lbA.WaitDrained, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.WaitDrainedInput) (bool, error) {
 		if f.drained != nil {
 			return f.drained(in)

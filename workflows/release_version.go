@@ -59,10 +59,18 @@ type ReleaseVersionInput struct {
 	LB               activities.LBSettings `json:"lb"`
 	// Approval, when set, is asked for before anything is touched.
 	Approval *ApprovalRequest `json:"approval,omitempty"`
+
+	// waitUp is set by the workflow itself (releaseFixesChange): wait for
+	// the load balancer to report instances ready before draining others.
+	waitUp bool
 }
 
 // ReleaseKindBuild is the input kind of a release that builds its image.
 const ReleaseKindBuild = "build"
+
+// releaseFixesChange is the GetVersion change id of the approval-before-
+// deadline and partly-removed-batch fixes.
+const releaseFixesChange = "release-fixes"
 
 // ReleaseVersionResult lists the instances now serving.
 type ReleaseVersionResult struct {
@@ -96,6 +104,16 @@ func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersi
 	if batch == 0 {
 		batch = 1
 	}
+	// Version 1 waits for the approval before the progress deadline starts
+	// (time spent with people is not a stalled rollout), and counts a batch
+	// whose old instances could not all be removed as released.
+	fixes := workflow.GetVersion(ctx, releaseFixesChange, workflow.DefaultVersion, 1)
+	in.waitUp = fixes >= 1
+	if fixes >= 1 && in.Approval != nil {
+		if res, err := approveRelease(ctx, r, in); err != nil {
+			return res, err
+		}
+	}
 	// The progress deadline cancels the rollout's context; what follows on a
 	// disconnected context (undo, rollback) is not bound by it.
 	rctx, cancel := workflow.WithCancel(ctx)
@@ -110,13 +128,13 @@ func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersi
 		})
 	}
 
-	if in.Approval != nil {
+	if fixes < 1 && in.Approval != nil {
 		if res, err := approveRelease(ctx, r, in); err != nil {
 			return res, err
 		}
 	}
 	if in.Kind == store.ReleaseFile {
-		return fileRelease(ctx, rctx, r, in, batch, &deadlineHit)
+		return fileRelease(ctx, rctx, r, in, batch, &deadlineHit, fixes)
 	}
 	if in.Kind == ReleaseKindBuild {
 		err = r.step(rctx, "build", func() error { return buildImage(rctx, r, in) })
@@ -135,7 +153,9 @@ func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersi
 			fresh, err = replaceBatch(rctx, r, in, in.Service, old, fmt.Sprintf("%d/batch-%d", in.RunID, b+1))
 			return err
 		})
-		if err == nil {
+		// A batch whose new instances serve is released even if removing
+		// its old ones failed: a rollback must bring it back too.
+		if err == nil || (fixes >= 1 && fresh != nil) {
 			released = append(released, fresh...)
 			current = append(current[len(old):], fresh...)
 		}
@@ -269,6 +289,11 @@ func replaceBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec com
 		return undo(err)
 	}
 	// The new instances serve; the old ones leave without dropping a request.
+	if in.waitUp {
+		if err := waitServersUp(ctx, in, plan.Instances); err != nil {
+			return undo(err)
+		}
+	}
 	if err := drain(ctx, in, old); err != nil {
 		return undo(err)
 	}
@@ -348,7 +373,7 @@ func (r *run) finishRelease(ctx workflow.Context, in ReleaseVersionInput, outcom
 // drain, copy the package into each instance's package volume, restart,
 // wait healthy, back in rotation. A failing batch puts the last-good package
 // back on every instance touched so far.
-func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, batch int, deadlineHit *bool) (*ReleaseVersionResult, error) {
+func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, batch int, deadlineHit *bool, fixes workflow.Version) (*ReleaseVersionResult, error) {
 	total := (len(in.Instances) + batch - 1) / batch
 	var touched []store.PlannedInstance
 	var err error
@@ -380,7 +405,19 @@ func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, bat
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	outcome := store.ReleaseFailed
 	if in.LastGoodPackage != "" && !in.Fast {
-		rbErr := r.step(dctx, "rollback", func() error { return installBatch(dctx, r, in, touched, in.LastGoodPackage, nil) })
+		rbErr := r.step(dctx, "rollback", func() error {
+			if fixes < 1 {
+				return installBatch(dctx, r, in, touched, in.LastGoodPackage, nil)
+			}
+			// Batch by batch, so the rollback never takes the whole service
+			// out of rotation at once.
+			for i := 0; i < len(touched); i += batch {
+				if err := installBatch(dctx, r, in, touched[i:min(i+batch, len(touched))], in.LastGoodPackage, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 		if rbErr != nil {
 			reason += "; rollback failed: " + errorMessage(rbErr)
 		} else {
@@ -423,6 +460,34 @@ func installBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, group []
 		}
 	}
 	setServers(ctx, in, group, lb.StateReady)
+	if in.waitUp {
+		return waitServersUp(ctx, in, group)
+	}
+	return nil
+}
+
+// waitServersUp waits until the load balancer reports the instances ready
+// (health checks passing): a restarted or new instance may be marked down
+// for a moment, and the next batch must not leave rotation before it is up.
+func waitServersUp(ctx workflow.Context, in ReleaseVersionInput, insts []store.PlannedInstance) error {
+	var lbA *activities.LB
+	var st *activities.Store
+	var plan activities.UnexposePlan
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, st.PlanUnexpose, activities.UnexposeInput{ApplicationID: in.ApplicationID,
+		Subject: in.subject(), Instances: insts}).Get(ctx, &plan); err != nil {
+		return err
+	}
+	timeout := in.HealthTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	for _, p := range plan.Pools {
+		actx := workflow.WithActivityOptions(ctx, withQueue(drainOptions, p.Region))
+		if err := workflow.ExecuteActivity(actx, lbA.WaitUp, activities.WaitUpInput{Backend: p.Backend, Names: p.Names, Timeout: timeout}).Get(ctx, nil); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

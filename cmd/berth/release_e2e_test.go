@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sort"
@@ -292,4 +293,27 @@ func TestReleaseWaitsForApproval(t *testing.T) {
 	require.Equal(t, store.ReleaseFailed, rb.Releases[0].Outcome)
 	require.Equal(t, rb.Releases[1].ID, rb.LastGoodID)
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "release-version-rejected")
+}
+
+// A release whose workflow an operator terminated never recorded its end;
+// the next request finds the lock's workflow closed, frees it, and runs.
+func TestTerminatedReleaseFreesItsLock(t *testing.T) {
+	hs := needHarness(t)
+	_, svc := hs.deployForRelease(t, "relterm")
+	var rs releaseStarted
+	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/releases", svc.ID),
+		map[string]any{"image": "berth-sample:v2", "batchSize": 1}, &rs))
+	var rb runBody
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/runs/%d", rs.RunID), nil, &rb))
+	require.NoError(t, hs.tc.TerminateWorkflow(context.Background(), rb.Run.WorkflowID, "", "operator stopped it"))
+	var out struct{ RunID uint }
+	require.Eventually(t, func() bool {
+		return hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/releases", svc.ID),
+			map[string]any{"image": "berth-sample:v3", "batchSize": 4}, &out) == http.StatusAccepted
+	}, time.Minute, 200*time.Millisecond)
+	run := hs.waitRun(t, out.RunID)
+	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/runs/%d", rs.RunID), nil, &rb))
+	require.Equal(t, store.RunFailed, rb.Run.Status)
+	require.Contains(t, rb.Run.Error, "closed without recording")
 }
