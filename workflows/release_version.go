@@ -310,55 +310,23 @@ func replaceBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec com
 	return plan.Instances, nil
 }
 
+func (in ReleaseVersionInput) pools() lbPools {
+	return lbPools{appID: in.ApplicationID, subject: in.subject(), weight: in.LB.Weight}
+}
+
 // drain takes instances out of new traffic and waits for their sessions.
 func drain(ctx workflow.Context, in ReleaseVersionInput, insts []store.PlannedInstance) error {
-	var lbA *activities.LB
-	var st *activities.Store
-	var plan activities.UnexposePlan
-	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
-	if err := workflow.ExecuteLocalActivity(lctx, st.PlanUnexpose, activities.UnexposeInput{ApplicationID: in.ApplicationID,
-		Subject: in.subject(), Instances: insts}).Get(ctx, &plan); err != nil {
-		return err
-	}
-	for _, p := range plan.Pools {
-		servers := make([]lb.Server, 0, len(p.Names))
-		for _, n := range p.Names {
-			servers = append(servers, lb.Server{Name: n, Weight: in.LB.Weight, State: lb.StateDrain})
-		}
-		actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, p.Region))
-		if err := workflow.ExecuteActivity(actx, lbA.SetServers, activities.ServersInput{Backend: p.Backend, Servers: servers}).Get(ctx, nil); err != nil {
-			return err
-		}
-		dctx := workflow.WithActivityOptions(ctx, withQueue(drainOptions, p.Region))
-		var drained bool
-		if err := workflow.ExecuteActivity(dctx, lbA.WaitDrained, activities.WaitDrainedInput{Backend: p.Backend, Names: p.Names,
-			Timeout: in.DrainTimeout}).Get(ctx, &drained); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := in.pools().drain(ctx, insts, in.DrainTimeout)
+	return err
 }
 
 // setServers puts instances in a load-balancer state, best effort.
 func setServers(ctx workflow.Context, in ReleaseVersionInput, insts []store.PlannedInstance, state string) {
-	var lbA *activities.LB
-	var st *activities.Store
-	var plan activities.UnexposePlan
-	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
-	if err := workflow.ExecuteLocalActivity(lctx, st.PlanUnexpose, activities.UnexposeInput{ApplicationID: in.ApplicationID,
-		Subject: in.subject(), Instances: insts}).Get(ctx, &plan); err != nil {
+	plan, err := in.pools().plan(ctx, insts)
+	if err != nil {
 		return
 	}
-	for _, p := range plan.Pools {
-		servers := make([]lb.Server, 0, len(p.Names))
-		for _, n := range p.Names {
-			servers = append(servers, lb.Server{Name: n, Weight: in.LB.Weight, State: state})
-		}
-		actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, p.Region))
-		if err := workflow.ExecuteActivity(actx, lbA.SetServers, activities.ServersInput{Backend: p.Backend, Servers: servers}).Get(ctx, nil); err != nil {
-			workflow.GetLogger(ctx).Error("servers not set", "backend", p.Backend, "state", state, "error", err)
-		}
-	}
+	in.pools().restore(ctx, plan, state)
 }
 
 func (r *run) finishRelease(ctx workflow.Context, in ReleaseVersionInput, outcome, reason string) {
@@ -471,11 +439,8 @@ func installBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, group []
 // for a moment, and the next batch must not leave rotation before it is up.
 func waitServersUp(ctx workflow.Context, in ReleaseVersionInput, insts []store.PlannedInstance) error {
 	var lbA *activities.LB
-	var st *activities.Store
-	var plan activities.UnexposePlan
-	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
-	if err := workflow.ExecuteLocalActivity(lctx, st.PlanUnexpose, activities.UnexposeInput{ApplicationID: in.ApplicationID,
-		Subject: in.subject(), Instances: insts}).Get(ctx, &plan); err != nil {
+	plan, err := in.pools().plan(ctx, insts)
+	if err != nil {
 		return err
 	}
 	timeout := in.HealthTimeout

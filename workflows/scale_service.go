@@ -151,35 +151,19 @@ func scaleOut(ctx workflow.Context, r *run, in ScaleServiceInput) (*ScaleService
 }
 
 func scaleIn(ctx workflow.Context, r *run, in ScaleServiceInput) (*ScaleServiceResult, error) {
-	var lbA *activities.LB
-	var plan activities.UnexposePlan
+	pools := lbPools{appID: in.ApplicationID, subject: in.subject(), weight: in.LB.Weight}
 	unexposeIn := activities.UnexposeInput{ApplicationID: in.ApplicationID, Subject: in.subject(), Instances: in.Remove}
+	var plan activities.UnexposePlan
 	err := r.step(ctx, "drain", func() error {
-		lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
-		if err := workflow.ExecuteLocalActivity(lctx, r.st.PlanUnexpose, unexposeIn).Get(ctx, &plan); err != nil {
-			return err
-		}
-		for _, p := range plan.Pools {
-			servers := make([]lb.Server, 0, len(p.Names))
-			for _, n := range p.Names {
-				servers = append(servers, lb.Server{Name: n, Weight: in.LB.Weight, State: lb.StateDrain})
-			}
-			actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, p.Region))
-			if err := workflow.ExecuteActivity(actx, lbA.SetServers, activities.ServersInput{Backend: p.Backend, Servers: servers}).Get(ctx, nil); err != nil {
-				return err
-			}
-			dctx := workflow.WithActivityOptions(ctx, withQueue(drainOptions, p.Region))
-			var drained bool
-			if err := workflow.ExecuteActivity(dctx, lbA.WaitDrained, activities.WaitDrainedInput{Backend: p.Backend, Names: p.Names,
-				Timeout: in.DrainTimeout}).Get(ctx, &drained); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		plan, err = pools.drain(ctx, in.Remove, in.DrainTimeout)
+		return err
 	})
 	if err != nil {
 		r.status.Error = errorMessage(err)
-		restoreReady(ctx, in, plan)
+		// A scale-in that stops before removing must not quietly cut capacity.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		pools.restore(dctx, plan, lb.StateReady)
 		return nil, err
 	}
 	err = r.step(ctx, "remove", func() error {
@@ -204,21 +188,4 @@ func healthPath(s compose.ServiceSpec) string {
 		return s.Health.HTTPPath
 	}
 	return ""
-}
-
-// restoreReady puts drained servers back in rotation when a scale-in stops
-// before removing them, so a failed scale-in does not quietly cut capacity.
-func restoreReady(ctx workflow.Context, in ScaleServiceInput, plan activities.UnexposePlan) {
-	var lbA *activities.LB
-	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	for _, p := range plan.Pools {
-		servers := make([]lb.Server, 0, len(p.Names))
-		for _, n := range p.Names {
-			servers = append(servers, lb.Server{Name: n, Weight: in.LB.Weight, State: lb.StateReady})
-		}
-		actx := workflow.WithActivityOptions(dctx, withQueue(lbOptions, p.Region))
-		if err := workflow.ExecuteActivity(actx, lbA.SetServers, activities.ServersInput{Backend: p.Backend, Servers: servers}).Get(dctx, nil); err != nil {
-			workflow.GetLogger(ctx).Error("drained servers not restored", "backend", p.Backend, "error", err)
-		}
-	}
 }

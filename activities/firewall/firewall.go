@@ -1,8 +1,3 @@
-// Package firewall defines the firewall driver interface berth's activities
-// use to open and close access to instances' published ports. Drivers:
-// nftables (activities/firewall/nftables), none (record only), and later
-// ticket and http. Every call is idempotent: an opening is found again by its
-// ID, so a retried Open never adds a second rule.
 package firewall
 
 import "context"
