@@ -55,6 +55,7 @@ set -euo pipefail
 
 LOG_DIR=/var/log/berth
 START_TIMEOUT=${BERTH_DOCKERD_START_TIMEOUT:-30} # seconds until the API must answer
+# shellcheck disable=SC2034 # read by stop_pid in proc.sh
 STOP_TIMEOUT=${BERTH_DOCKERD_STOP_TIMEOUT:-25}  # > dockerd's 15 s container shutdown timeout
 
 say() { echo "dockerd.sh: $*" >&2; }
@@ -118,27 +119,8 @@ answers() {
 	timeout 10 docker -H "$sock_url" version --format '{{.Server.Version}}' >/dev/null 2>&1
 }
 
-# alive PID: the process exists and is not a zombie. Daemons we start are
-# reparented to PID 1, which may reap them late (seen on this machine), and
-# `kill -0` succeeds on a zombie — so does dockerd's own pidfile check.
-alive() {
-	local st
-	st=$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
-}
-
-# pid_of_comm FILE COMM: print the pid recorded in FILE if that process is
-# alive and is COMM. After a kill or a reboot a pidfile can name a pid that
-# now belongs to an unrelated process; that must count as stale.
-pid_of_comm() {
-	local file=$1 comm=$2 pid
-	[ -r "$file" ] || return 1
-	pid=$(tr -dc '0-9' <"$file")
-	[ -n "$pid" ] || return 1
-	alive "$pid" || return 1
-	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ] || return 1
-	echo "$pid"
-}
+# shellcheck source=SCRIPTDIR/proc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/proc.sh"
 
 daemon_pid() { pid_of_comm "$pidfile" dockerd; }
 
@@ -147,25 +129,6 @@ daemon_pid() { pid_of_comm "$pidfile" dockerd; }
 # only checks that *some* process has that pid, so a stale file must go.
 containerd_pidfile=$exec_root/containerd/containerd.pid
 containerd_pid() { pid_of_comm "$containerd_pidfile" containerd; }
-
-wait_gone() { # pid seconds
-	local pid=$1 i
-	for ((i = 0; i < $2 * 10; i++)); do
-		alive "$pid" || return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-stop_pid() { # pid label
-	local pid=$1 label=$2
-	kill -TERM "$pid" 2>/dev/null || return 0
-	if ! wait_gone "$pid" "$STOP_TIMEOUT"; then
-		say "$label (pid $pid) still running after ${STOP_TIMEOUT}s, sending SIGKILL"
-		kill -KILL "$pid" 2>/dev/null || true
-		wait_gone "$pid" 5 || die "$label (pid $pid) survived SIGKILL"
-	fi
-}
 
 ensure_bridge() {
 	# docker0's stand-in for this engine. dockerd with --bridge does not create

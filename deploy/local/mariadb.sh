@@ -43,36 +43,12 @@ answers() {
 	timeout 10 mariadb-admin --protocol=socket --connect-timeout=2 ping >/dev/null 2>&1
 }
 
-# alive PID: exists and is not a zombie (PID 1 may reap our detached
-# daemons late, and `kill -0` succeeds on zombies).
-alive() {
-	local st
-	st=$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
-}
+# shellcheck source=SCRIPTDIR/proc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/proc.sh"
 
 # server_pid prints the pid in Debian's pidfile if it is a live mariadbd
 # (not a recycled pid from a killed earlier run).
-server_pid() {
-	local pid
-	[ -r "$PIDFILE" ] || return 1
-	pid=$(tr -dc '0-9' <"$PIDFILE")
-	[ -n "$pid" ] || return 1
-	alive "$pid" || return 1
-	case "$(cat "/proc/$pid/comm" 2>/dev/null)" in
-	mariadbd | mysqld) echo "$pid" ;;
-	*) return 1 ;;
-	esac
-}
-
-wait_gone() { # pid seconds
-	local pid=$1 i
-	for ((i = 0; i < $2 * 10; i++)); do
-		alive "$pid" || return 0
-		sleep 0.1
-	done
-	return 1
-}
+server_pid() { pid_of_comm "$PIDFILE" mariadbd mysqld; }
 
 # Fixed SQL: no caller input is ever interpolated. `berth\_%` is a LIKE
 # pattern on database names, with `_` escaped so it means a literal

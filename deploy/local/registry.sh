@@ -52,33 +52,12 @@ answers() {
 	curl -fsS -m 3 -o /dev/null "http://$ADDR/v2/" 2>/dev/null
 }
 
-# alive PID: exists and is not a zombie (see dockerd.sh).
-alive() {
-	local st
-	st=$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
-}
+# shellcheck source=SCRIPTDIR/proc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/proc.sh"
 
 # registry_pid: the pid in the pidfile, if that process is alive and is the
 # registry (a stale pidfile may name an unrelated process after a reboot).
-registry_pid() {
-	local pid
-	[ -r "$pidfile" ] || return 1
-	pid=$(tr -dc '0-9' <"$pidfile")
-	[ -n "$pid" ] || return 1
-	alive "$pid" || return 1
-	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = docker-registry ] || return 1
-	echo "$pid"
-}
-
-wait_gone() { # pid seconds
-	local pid=$1 i
-	for ((i = 0; i < $2 * 10; i++)); do
-		alive "$pid" || return 0
-		sleep 0.1
-	done
-	return 1
-}
+registry_pid() { pid_of_comm "$pidfile" docker-registry; }
 
 write_config() {
 	mkdir -p "$BASE/data"
