@@ -27,9 +27,11 @@ var imageRE = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9
 
 var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$`)
 
-// releaseTarget loads what a release of a service needs: its context, its
-// spec with the current image, and its live instances (oldest first).
-func (s *Server) releaseTarget(c *gin.Context) (*store.ServiceContext, *compose.ServiceSpec, []store.PlannedInstance, error) {
+// serviceTarget loads what a scale or a release of the service in the path
+// needs: its context, its spec with the image it runs now (the compose file
+// holds the first image; releases move the service on), and its live
+// instances, oldest first.
+func (s *Server) serviceTarget(c *gin.Context) (*store.ServiceContext, *compose.ServiceSpec, []store.PlannedInstance, error) {
 	ctx := c.Request.Context()
 	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
 	if err != nil {
@@ -47,14 +49,10 @@ func (s *Server) releaseTarget(c *gin.Context) (*store.ServiceContext, *compose.
 	if svc == nil {
 		return nil, nil, nil, &apiError{http.StatusConflict, "conflict", "service " + sc.Service.Name + " is not in its application's compose file"}
 	}
-	// The compose file holds the first image; releases move the service on.
 	svc.Image = sc.Service.Image
 	live, err := s.store.LiveServiceInstances(ctx, sc.Service.ID)
 	if err != nil {
 		return nil, nil, nil, err
-	}
-	if len(live) == 0 {
-		return nil, nil, nil, &apiError{http.StatusConflict, "conflict", "service " + sc.Service.Name + " has no instance to release to"}
 	}
 	return sc, svc, live, nil
 }
@@ -141,9 +139,13 @@ type releaseSpec struct {
 func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 	ctx := c.Request.Context()
 	image, version, batch, deadline, rollbackOf := rs.image, rs.version, rs.batch, rs.deadline, rs.rollbackOf
-	sc, svc, live, err := s.releaseTarget(c)
+	sc, svc, live, err := s.serviceTarget(c)
 	if err != nil {
 		s.fail(c, err)
+		return
+	}
+	if len(live) == 0 {
+		s.fail(c, &apiError{http.StatusConflict, "conflict", "service " + sc.Service.Name + " has no instance to release to"})
 		return
 	}
 	if rs.kind == store.ReleaseFile {

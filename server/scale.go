@@ -9,7 +9,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/activities/compose"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -23,11 +22,6 @@ type scaleRequest struct {
 // named in the answer before anything happens.
 func (s *Server) scaleService(c *gin.Context) {
 	ctx := c.Request.Context()
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
-	if err != nil {
-		s.fail(c, badRequest("service id must be a number"))
-		return
-	}
 	var req scaleRequest
 	if err := bind(c, &req); err != nil {
 		s.fail(c, err)
@@ -46,24 +40,7 @@ func (s *Server) scaleService(c *gin.Context) {
 		s.fail(c, badRequest(fmt.Sprintf("replicas must be between 0 and %d", max)))
 		return
 	}
-	sc, err := s.store.ServiceContextByID(ctx, uint(id))
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	spec, err := compose.Parse(ctx, sc.Application.Name, []byte(sc.Application.Compose), s.cfg.Compose)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	svcSpec := spec.Service(sc.Service.Name)
-	if svcSpec == nil {
-		s.fail(c, &apiError{http.StatusConflict, "conflict", "service " + sc.Service.Name + " is not in its application's compose file"})
-		return
-	}
-	// The compose file holds the first image; releases move the service on.
-	svcSpec.Image = sc.Service.Image
-	live, err := s.store.LiveServiceInstances(ctx, sc.Service.ID)
+	sc, svcSpec, live, err := s.serviceTarget(c)
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -15,7 +15,6 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/berth-dev/berth/activities"
 	"github.com/berth-dev/berth/activities/firewall"
@@ -122,20 +121,8 @@ func (r *exposeRecorder) event(t *testing.T, name, state string) store.StepEvent
 // expectation registers it first.
 func newExposeEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *exposeRecorder) {
 	t.Helper()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestWorkflowEnvironment()
-	env.SetTestTimeout(time.Minute)
+	env := newTestEnv()
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: CentralTaskQueue})
-	env.RegisterWorkflowWithOptions(DeployStack, workflow.RegisterOptions{Name: DeployStackName})
-	env.RegisterWorkflowWithOptions(DeleteStack, workflow.RegisterOptions{Name: DeleteStackName})
-	env.RegisterWorkflowWithOptions(ScaleService, workflow.RegisterOptions{Name: ScaleServiceName})
-	env.RegisterWorkflowWithOptions(PoolStats, workflow.RegisterOptions{Name: PoolStatsName})
-	env.RegisterWorkflowWithOptions(CMDBSync, workflow.RegisterOptions{Name: CMDBSyncName})
-	env.RegisterActivity(&activities.Docker{})
-	env.RegisterActivity(&activities.Store{})
-	env.RegisterActivity(&activities.LB{})
-	env.RegisterActivity(&activities.Firewall{})
-	env.RegisterActivity(&activities.CMDB{})
 
 	r := &exposeRecorder{recorder: &recorder{}}
 	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {

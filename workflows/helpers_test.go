@@ -99,11 +99,9 @@ func (r *recorder) releases() [][]string {
 	return append([][]string(nil), r.released...)
 }
 
-// newEnv returns a test env with the workflows and the real activity structs
-// registered, as the worker does, and the store's bookkeeping activities
-// mocked to record what they were given.
-func newEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *recorder) {
-	t.Helper()
+// newTestEnv returns a test env with the workflows under their registered
+// names and the real activity structs registered, as the worker does.
+func newTestEnv() *testsuite.TestWorkflowEnvironment {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
 	// The machine is shared; the default idle timeout of 3s is too tight
@@ -113,12 +111,22 @@ func newEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *recorder) {
 	env.RegisterWorkflowWithOptions(DeleteStack, workflow.RegisterOptions{Name: DeleteStackName})
 	env.RegisterWorkflowWithOptions(ProvisionHost, workflow.RegisterOptions{Name: ProvisionHostName})
 	env.RegisterWorkflowWithOptions(ScaleService, workflow.RegisterOptions{Name: ScaleServiceName})
+	env.RegisterWorkflowWithOptions(PoolStats, workflow.RegisterOptions{Name: PoolStatsName})
+	env.RegisterWorkflowWithOptions(CMDBSync, workflow.RegisterOptions{Name: CMDBSyncName})
 	env.RegisterActivity(&activities.Docker{})
 	env.RegisterActivity(&activities.Store{})
 	env.RegisterActivity(&activities.LB{})
 	env.RegisterActivity(&activities.Firewall{})
 	env.RegisterActivity(&activities.CMDB{})
+	return env
+}
 
+// newEnv returns a test env with the workflows and the real activity structs
+// registered, as the worker does, and the store's bookkeeping activities
+// mocked to record what they were given.
+func newEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *recorder) {
+	t.Helper()
+	env := newTestEnv()
 	r := &recorder{}
 	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
 		s := started{Activity: info.ActivityType.Name, Queue: info.TaskQueue, Attempt: info.Attempt,

@@ -38,14 +38,7 @@ func benchDeploy(b *testing.B, n int) {
 	// One host only, so berth and the direct baseline do the same work on the same engine.
 	tenant := fmt.Sprintf("%s-b%d-%s", hs.tenant, n, randHex(2))
 	apps := hs.newEnvOn(b, tenant, hs.hosts[0].Name)
-	body := []byte(fmt.Sprintf(`services:
-  web:
-    image: %s
-    deploy: {replicas: %d}
-    ports: ["8080"]
-    environment: {LISTEN: ":8080"}
-    x-berth: {health: {http: /healthz}}
-`, sampleImage, n))
+	body := webCompose("web", n, "")
 	var berthTotal, dockerTotal time.Duration
 	for i := 0; i < b.N; i++ {
 		app := fmt.Sprintf("bench%d", i)
@@ -203,14 +196,7 @@ func BenchmarkScale(b *testing.B) {
 		b.StopTimer()
 		tenant := fmt.Sprintf("%s-bs%s", hs.tenant, randHex(2))
 		apps := hs.newEnvOn(b, tenant, hs.hosts[0].Name, hs.hosts[1].Name)
-		code, started := hs.deploy(b, apps, "shop", []byte(fmt.Sprintf(`services:
-  web:
-    image: %s
-    deploy: {replicas: 2}
-    ports: ["8080"]
-    environment: {LISTEN: ":8080"}
-    x-berth: {health: {http: /healthz}}
-`, sampleImage)))
+		code, started := hs.deploy(b, apps, "shop", webCompose("web", 2, ""))
 		if code != http.StatusAccepted || hs.waitRun(b, started.RunID).Status != store.RunSucceeded {
 			b.Fatal("deploy failed")
 		}
@@ -251,14 +237,7 @@ func BenchmarkRelease(b *testing.B) {
 		apps := hs.newEnvOn(b, tenant, hs.hosts[0].Name, hs.hosts[1].Name)
 		for _, n := range []int{20, 10} {
 			app := fmt.Sprintf("shop%d", n)
-			code, started := hs.deploy(b, apps, app, []byte(fmt.Sprintf(`services:
-  web:
-    image: %s
-    deploy: {replicas: %d}
-    ports: ["8080"]
-    environment: {LISTEN: ":8080"}
-    x-berth: {health: {http: /healthz}}
-`, sampleImage, n)))
+			code, started := hs.deploy(b, apps, app, webCompose("web", n, ""))
 			if code != http.StatusAccepted || hs.waitRun(b, started.RunID).Status != store.RunSucceeded {
 				b.Fatal("deploy failed")
 			}

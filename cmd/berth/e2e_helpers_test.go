@@ -57,21 +57,63 @@ type runStartedBody struct {
 // newEnv makes a tenant and an environment authorised on every test host.
 func (hs *harness) newEnv(t testing.TB, short string) string {
 	t.Helper()
-	names := []string{}
-	for _, th := range hs.hosts {
-		names = append(names, th.Name)
-	}
-	return hs.newEnvOn(t, hs.tenant+"-"+short, names...)
+	return hs.newEnvOn(t, hs.tenant+"-"+short, hs.hostNames()...)
 }
 
 // newEnvOn makes a tenant with environment dev authorised on the named hosts.
 func (hs *harness) newEnvOn(t testing.TB, tenant string, hosts ...string) string {
 	t.Helper()
+	return hs.newEnvWith(t, tenant, map[string]any{"name": "dev"}, hosts...)
+}
+
+// newEnvWith makes a tenant with one environment, created with the given
+// request body (name and policy), authorised on the named hosts (every test
+// host when none is named). It returns the environment's applications path.
+func (hs *harness) newEnvWith(t testing.TB, tenant string, env map[string]any, hosts ...string) string {
+	t.Helper()
 	hs.registerHosts(t)
+	if len(hosts) == 0 {
+		hosts = hs.hostNames()
+	}
+	name, _ := env["name"].(string)
 	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants", map[string]string{"name": tenant}, nil))
-	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments", map[string]string{"name": "dev"}, nil))
-	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments/dev/hosts", map[string][]string{"hosts": hosts}, nil))
-	return "/api/v1/tenants/" + tenant + "/environments/dev/applications"
+	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments", env, nil))
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments/"+name+"/hosts", map[string][]string{"hosts": hosts}, nil))
+	return "/api/v1/tenants/" + tenant + "/environments/" + name + "/applications"
+}
+
+func (hs *harness) hostNames() []string {
+	names := make([]string, 0, len(hs.hosts))
+	for _, th := range hs.hosts {
+		names = append(names, th.Name)
+	}
+	return names
+}
+
+// deployOK deploys a compose body and waits until its run succeeded.
+func (hs *harness) deployOK(t testing.TB, apps, app string, body []byte) store.Run {
+	t.Helper()
+	code, started := hs.deploy(t, apps, app, body)
+	require.Equal(t, http.StatusAccepted, code)
+	run := hs.waitRun(t, started.RunID)
+	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	return run
+}
+
+// webCompose is the sample app as one service with an HTTP health check;
+// env holds extra environment entries in flow style, e.g. `READY_AFTER: "4s"`.
+func webCompose(service string, replicas int, env string) []byte {
+	if env != "" {
+		env = ", " + env
+	}
+	return []byte(fmt.Sprintf(`services:
+  %s:
+    image: %s
+    deploy: {replicas: %d}
+    ports: ["8080"]
+    environment: {LISTEN: ":8080"%s}
+    x-berth: {health: {http: /healthz}}
+`, service, sampleImage, replicas, env))
 }
 
 func readCompose(t testing.TB, name string) []byte {

@@ -24,10 +24,7 @@ import (
 func TestDeployAcrossTwoHosts(t *testing.T) {
 	hs := needHarness(t)
 	apps := hs.newEnv(t, "two")
-	code, started := hs.deploy(t, apps, "shop", readCompose(t, "web-api.yaml"))
-	require.Equal(t, http.StatusAccepted, code)
-	run := hs.waitRun(t, started.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	run := hs.deployOK(t, apps, "shop", readCompose(t, "web-api.yaml"))
 
 	// Steps are recorded in order with their timings.
 	names := []string{}
@@ -112,14 +109,7 @@ func TestWorkerKilledMidDeploy(t *testing.T) {
 	hs := needHarness(t)
 	apps := hs.newEnv(t, "kill")
 	tenant := hs.tenant + "-kill"
-	body := []byte(`services:
-  slow:
-    image: berth-sample:v1
-    deploy: {replicas: 4}
-    ports: ["8080"]
-    environment: {LISTEN: ":8080", READY_AFTER: "4s"}
-    x-berth: {health: {http: /healthz}}
-`)
+	body := webCompose("slow", 4, `READY_AFTER: "4s"`)
 	code, started := hs.deploy(t, apps, "slow", body)
 	require.Equal(t, http.StatusAccepted, code)
 	require.Eventually(t, func() bool { return countAll(hs.containersOf(t, tenant)) >= 2 }, time.Minute, 20*time.Millisecond)
@@ -400,14 +390,7 @@ func TestCancelDeployUndoes(t *testing.T) {
 	hs := needHarness(t)
 	apps := hs.newEnv(t, "cancel")
 	tenant := hs.tenant + "-cancel"
-	body := []byte(`services:
-  web:
-    image: berth-sample:v1
-    deploy: {replicas: 2}
-    ports: ["8080"]
-    environment: {LISTEN: ":8080", READY_AFTER: "10m"}
-    x-berth: {health: {http: /healthz}}
-`)
+	body := webCompose("web", 2, `READY_AFTER: "10m"`)
 	code, started := hs.deploy(t, apps, "stuck", body)
 	require.Equal(t, http.StatusAccepted, code)
 	require.Eventually(t, func() bool { return countAll(hs.containersOf(t, tenant)) == 2 }, time.Minute, 20*time.Millisecond)

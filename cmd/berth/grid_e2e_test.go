@@ -31,9 +31,7 @@ func TestUIGrid(t *testing.T) {
 	}
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments/prod/hosts", map[string][]string{"hosts": names}, nil))
 	apps := "/api/v1/tenants/" + tenant + "/environments/prod/applications"
-	code, started := hs.deploy(t, apps, "hello", readCompose(t, "single.yaml"))
-	require.Equal(t, http.StatusAccepted, code)
-	require.Equal(t, store.RunSucceeded, hs.waitRun(t, started.RunID).Status)
+	hs.deployOK(t, apps, "hello", readCompose(t, "single.yaml"))
 	svc := hs.app(t, apps, "hello").Services[0]
 
 	viewer := hs.newPerson(t, tenant+"-viewer", tenant, store.RoleDeveloper, store.RoleApprover)

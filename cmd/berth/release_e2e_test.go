@@ -14,23 +14,14 @@ import (
 	"github.com/berth-dev/berth/store"
 )
 
-const releaseCompose = `services:
-  web:
-    image: berth-sample:v1
-    deploy: {replicas: 4}
-    ports: ["8080"]
-    environment: {LISTEN: ":8080"}
-    x-berth: {health: {http: /healthz}}
-`
+// releaseCompose is the service the release tests move between versions.
+var releaseCompose = webCompose("web", 4, "")
 
 // deployForRelease deploys 4 instances of v1 on both hosts behind HAProxy.
 func (hs *harness) deployForRelease(t testing.TB, short string) (string, store.ServiceView) {
 	t.Helper()
 	apps := hs.newEnv(t, short)
-	code, started := hs.deploy(t, apps, "shop", []byte(releaseCompose))
-	require.Equal(t, http.StatusAccepted, code)
-	run := hs.waitRun(t, started.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	hs.deployOK(t, apps, "shop", releaseCompose)
 	return apps, hs.app(t, apps, "shop").Services[0]
 }
 
@@ -243,20 +234,9 @@ func TestReleaseRefusals(t *testing.T) {
 // ends with the approver's reason and no instance changed.
 func TestReleaseWaitsForApproval(t *testing.T) {
 	hs := needHarness(t)
-	hs.registerHosts(t)
 	tenant := hs.tenant + "-relok"
-	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants", map[string]string{"name": tenant}, nil))
-	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments",
-		map[string]any{"name": "stage", "approveReleases": true, "separateDuties": false, "requireComment": true}, nil))
-	names := []string{}
-	for _, th := range hs.hosts {
-		names = append(names, th.Name)
-	}
-	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments/stage/hosts", map[string][]string{"hosts": names}, nil))
-	apps := "/api/v1/tenants/" + tenant + "/environments/stage/applications"
-	code, started := hs.deploy(t, apps, "shop", []byte(releaseCompose))
-	require.Equal(t, http.StatusAccepted, code)
-	require.Equal(t, store.RunSucceeded, hs.waitRun(t, started.RunID).Status)
+	apps := hs.newEnvWith(t, tenant, map[string]any{"name": "stage", "approveReleases": true, "separateDuties": false, "requireComment": true})
+	hs.deployOK(t, apps, "shop", releaseCompose)
 	svc := hs.app(t, apps, "shop").Services[0]
 
 	var rs releaseStarted

@@ -162,18 +162,8 @@ func TestScaleOutAndInUnderLoad(t *testing.T) {
 	hs := needHarness(t)
 	apps := hs.newEnv(t, "scale")
 	tenant := hs.tenant + "-scale"
-	body := []byte(`services:
-  web:
-    image: berth-sample:v1
-    deploy: {replicas: 2}
-    ports: ["8080"]
-    environment: {LISTEN: ":8080"}
-    x-berth: {health: {http: /healthz}}
-`)
-	code, started := hs.deploy(t, apps, "shop", body)
-	require.Equal(t, http.StatusAccepted, code)
-	run := hs.waitRun(t, started.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	body := webCompose("web", 2, "")
+	run := hs.deployOK(t, apps, "shop", body)
 	svc := hs.app(t, apps, "shop").Services[0]
 	pb := hs.pool(t, svc.ID)
 	requirePoolMatches(t, pb, svc.Instances)
@@ -230,18 +220,7 @@ func TestScaleOutAndInUnderLoad(t *testing.T) {
 func TestHAProxyRestartKeepsRecordedState(t *testing.T) {
 	hs := needHarness(t)
 	apps := hs.newEnv(t, "lbkill")
-	body := []byte(`services:
-  web:
-    image: berth-sample:v1
-    deploy: {replicas: 3}
-    ports: ["8080"]
-    environment: {LISTEN: ":8080"}
-    x-berth: {health: {http: /healthz}}
-`)
-	code, started := hs.deploy(t, apps, "shop", body)
-	require.Equal(t, http.StatusAccepted, code)
-	run := hs.waitRun(t, started.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	hs.deployOK(t, apps, "shop", webCompose("web", 3, ""))
 	svc := hs.app(t, apps, "shop").Services[0]
 	before := hs.pool(t, svc.ID)
 	requirePoolMatches(t, before, svc.Instances)
@@ -259,7 +238,7 @@ func TestHAProxyRestartKeepsRecordedState(t *testing.T) {
 	for i := range after.Live {
 		require.Equal(t, before.Pool.Servers[0].Weight, after.Live[i].Weight)
 	}
-	code, _ = httpGet(t, "http://"+after.Backend.ListenAddr+"/version")
+	code, _ := httpGet(t, "http://"+after.Backend.ListenAddr+"/version")
 	require.Equal(t, http.StatusOK, code)
 }
 
@@ -267,17 +246,8 @@ func TestHAProxyRestartKeepsRecordedState(t *testing.T) {
 // it stays: containers removed, ports released, LB unchanged.
 func TestFirewallTicketTimeoutUndoesScaleOut(t *testing.T) {
 	hs := needHarness(t)
-	hs.registerHosts(t)
 	tenant := hs.tenant + "-ticket"
-	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants", map[string]string{"name": tenant}, nil))
-	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments",
-		map[string]any{"name": "dev", "firewall": "ticket", "ticketTimeoutSec": 3}, nil))
-	names := []string{}
-	for _, th := range hs.hosts {
-		names = append(names, th.Name)
-	}
-	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments/dev/hosts", map[string][]string{"hosts": names}, nil))
-	apps := "/api/v1/tenants/" + tenant + "/environments/dev/applications"
+	apps := hs.newEnvWith(t, tenant, map[string]any{"name": "dev", "firewall": "ticket", "ticketTimeoutSec": 3})
 
 	// The deploy waits for its ticket; a person confirms it.
 	code, started := hs.deploy(t, apps, "shop", readCompose(t, "single.yaml"))
@@ -338,9 +308,7 @@ func TestScaleBeyondCapacityRefused(t *testing.T) {
     environment: {LISTEN: ":8080"}
     x-berth: {health: {http: /healthz}}
 `)
-	code, started := hs.deploy(t, apps, "shop", body)
-	require.Equal(t, http.StatusAccepted, code)
-	require.Equal(t, store.RunSucceeded, hs.waitRun(t, started.RunID).Status)
+	hs.deployOK(t, apps, "shop", body)
 	svc := hs.app(t, apps, "shop").Services[0]
 	var e struct {
 		Error struct{ Code, Message string }
