@@ -22,6 +22,8 @@ type Exposure interface {
 	Pool(ctx context.Context, serviceID uint) (*store.LBPool, error)
 	SetPoolServers(ctx context.Context, poolID uint, servers []store.LBServer) error
 	RemovePoolServers(ctx context.Context, names []string) error
+	SetServerWeights(ctx context.Context, weights map[string]int) error
+	SetPoolRoutes(ctx context.Context, backend, routes string) error
 	RemovePool(ctx context.Context, serviceID uint) error
 	RecordOpenings(ctx context.Context, os []store.FirewallOpening) error
 	QueueCMDB(ctx context.Context, recs []store.CMDBRecord) error
@@ -190,7 +192,42 @@ func backendOf(p *store.LBPool) lb.Backend {
 	for _, s := range p.Servers {
 		b.Servers = append(b.Servers, lb.Server{Name: s.InstanceName, Addr: s.Addr, Weight: s.Weight, State: s.State})
 	}
+	if p.Routes != "" {
+		// Routes were validated by the driver before they were recorded; a
+		// record that no longer decodes is dropped rather than blocking
+		// every other pool of the load balancer.
+		_ = json.Unmarshal([]byte(p.Routes), &b.Routes)
+	}
 	return b
+}
+
+// WeightsInput records servers' weights.
+type WeightsInput struct {
+	Weights map[string]int `json:"weights"`
+}
+
+// RecordWeights records the weights berth wants, for a restarted load balancer.
+func (s *Store) RecordWeights(ctx context.Context, in WeightsInput) error {
+	return storeErr(s.Exposure.SetServerWeights(ctx, in.Weights))
+}
+
+// RoutesInput is a backend's set of routes.
+type RoutesInput struct {
+	Backend string     `json:"backend"`
+	Routes  []lb.Route `json:"routes,omitempty"`
+}
+
+// RecordRoutes records a backend's routes, for a restarted load balancer.
+func (s *Store) RecordRoutes(ctx context.Context, in RoutesInput) error {
+	text := ""
+	if len(in.Routes) > 0 {
+		b, err := json.Marshal(in.Routes)
+		if err != nil {
+			return err
+		}
+		text = string(b)
+	}
+	return storeErr(s.Exposure.SetPoolRoutes(ctx, in.Backend, text))
 }
 
 // BackendOf is the load-balancer view of a pool record.

@@ -173,3 +173,36 @@ func (a *LB) WaitUp(ctx context.Context, in WaitUpInput) error {
 		}
 	}
 }
+
+// SetWeights changes servers' weights without touching their states, then
+// reads them back: a grey release's split is only claimed once the load
+// balancer reports it.
+func (a *LB) SetWeights(ctx context.Context, in ServersInput) error {
+	for _, s := range in.Servers {
+		if err := a.Driver.SetWeight(ctx, in.Backend, s.Name, s.Weight); err != nil {
+			return fmt.Errorf("weight of %s in %s: %w", s.Name, in.Backend, err)
+		}
+	}
+	stats, err := a.Driver.Stats(ctx, in.Backend)
+	if err != nil {
+		return fmt.Errorf("stats of %s: %w", in.Backend, err)
+	}
+	got := make(map[string]int, len(stats))
+	for _, s := range stats {
+		got[s.Name] = s.Weight
+	}
+	for _, s := range in.Servers {
+		if w, ok := got[s.Name]; !ok || w != s.Weight {
+			return fmt.Errorf("load balancer %s reports weight %d for %s after setting %d", in.Backend, w, s.Name, s.Weight)
+		}
+	}
+	return nil
+}
+
+// SetRoutes replaces a backend's header and cookie routes.
+func (a *LB) SetRoutes(ctx context.Context, in RoutesInput) error {
+	if err := a.Driver.SetRoutes(ctx, in.Backend, in.Routes); err != nil {
+		return fmt.Errorf("routes of %s: %w", in.Backend, err)
+	}
+	return nil
+}

@@ -77,7 +77,8 @@ func (s *Server) deployApplication(c *gin.Context) {
 	reqHash := hex.EncodeToString(sum[:])
 	wfID := workflows.DeployStackID(tenant, env.Name, req.Name)
 	run := &store.Run{Kind: "deploy", WorkflowID: wfID, TenantID: env.TenantID, EnvironmentID: env.ID,
-		Subject: tenant + "/" + env.Name + "/" + req.Name, StartedBy: actor(c), RequestHash: reqHash}
+		Subject: tenant + "/" + env.Name + "/" + req.Name, StartedBy: actor(c), RequestHash: reqHash,
+		Request: replayOf(c, "deploy", req), RetryOf: retryOf(c)}
 	lock := workflows.AppLockKey(tenant, env.Name, req.Name)
 	var app *store.Application
 	for attempt := 0; ; attempt++ {

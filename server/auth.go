@@ -351,6 +351,10 @@ var policies = map[string]policy{
 	"GET /api/v1/services/:id/releases":      need(serviceParam, "reading releases", readRoles...),
 	"POST /api/v1/services/:id/releases":     need(serviceParam, "releasing", deployRoles...),
 	"POST /api/v1/services/:id/rollback":     need(serviceParam, "rolling back", rollbackRoles...),
+	"POST /api/v1/services/:id/grey":         need(serviceParam, "starting a grey release", deployRoles...),
+	"GET /api/v1/services/:id/grey":          need(serviceParam, "reading a grey release", readRoles...),
+	"POST /api/v1/services/:id/grey/:action": need(serviceParam, "promoting, aborting or pausing a grey release", rollbackRoles...),
+	"POST /api/v1/services/:id/clone":        need(serviceParam, "cloning a service", deployRoles...),
 	"GET /api/v1/releases/:id":               need(releaseScope, "reading a release", readRoles...),
 	"POST /api/v1/instances/:name/commit":    need(instanceParam, "committing an instance", deployRoles...),
 	"GET /api/v1/firewall/openings":          need(platform, "reading firewall openings", readRoles...),
@@ -359,6 +363,11 @@ var policies = map[string]policy{
 	"GET /api/v1/runs":                       anyone, // narrowed in the handler
 	"GET /api/v1/runs/:id":                   need(runScope, "reading a run", readRoles...),
 	"GET /api/v1/runs/:id/events":            need(runScope, "following a run", readRoles...),
+	"GET /api/v1/runs/:id/history":           need(runScope, "reading a run's history", readRoles...),
+	"POST /api/v1/runs/:id/retry":            retryPolicy,
+	"GET /api/v1/services/:id/history":       need(serviceParam, "reading a service's history", readRoles...),
+	"GET /api/v1/instances/:name/stats":      need(instanceParam, "reading an instance's stats", readRoles...),
+	"GET /api/v1/instances/:name/logs":       need(instanceParam, "reading an instance's logs", readRoles...),
 	"POST /api/v1/runs/:id/cancel":           cancelPolicy,
 	"POST /api/v1/runs/:id/firewall/confirm": need(runScope, "confirming a firewall ticket", ticketRoles...),
 	"GET /api/v1/audit":                      need(platform, "reading the audit log", auditRoles...),
@@ -632,7 +641,25 @@ func (s *Server) login(c *gin.Context) {
 		s.fail(c, &forbiddenError{"cross-origin sign-in refused"})
 		return
 	}
+	// The peer's own address: X-Forwarded-For is the client's to choose.
+	addr := c.RemoteIP()
+	if wait := s.logins.blocked(req.Name, addr); wait > 0 {
+		secs, msg := retryText(wait)
+		c.Header("Retry-After", strconv.Itoa(secs))
+		s.auditEvent(c, req.Name, "POST /login", "429", "too many failed sign-ins")
+		if form {
+			s.render(c, http.StatusTooManyRequests, "login", "Sign in", "", struct{ Name, Next, Error string }{req.Name, req.Next, msg})
+			return
+		}
+		s.fail(c, &apiError{http.StatusTooManyRequests, "too_many_requests", msg})
+		return
+	}
 	u, err := s.store.CheckPassword(ctx, req.Name, req.Password)
+	if errors.Is(err, store.ErrBadCredentials) {
+		s.logins.failed(req.Name, addr)
+	} else if err == nil {
+		s.logins.succeeded(req.Name, addr)
+	}
 	outcome := "200"
 	if err != nil {
 		outcome = "401"

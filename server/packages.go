@@ -34,6 +34,13 @@ func isMultipart(c *gin.Context) bool {
 // Form fields: version, sha256 (optional, verified), batchSize, then the
 // file part "package" last.
 func (s *Server) createFileRelease(c *gin.Context) {
+	s.createPackageRelease(c, false)
+}
+
+// createPackageRelease reads a multipart package upload. With grey, the
+// form also carries the grey release's document (field grey, YAML or JSON,
+// without image) and the package is built into the canary's image.
+func (s *Server) createPackageRelease(c *gin.Context, grey bool) {
 	ctx := c.Request.Context()
 	if s.cfg.Packages == nil {
 		s.fail(c, &apiError{http.StatusNotImplemented, "no_artifact_store", "this server has no artifact store configured"})
@@ -65,14 +72,21 @@ func (s *Server) createFileRelease(c *gin.Context) {
 			}
 			continue
 		}
-		if name != "version" && name != "sha256" && name != "batchSize" && name != "progressDeadline" && name != "build" && name != "command" {
+		known := name == "version" || name == "sha256" || name == "batchSize" || name == "progressDeadline" || name == "build" || name == "command"
+		if grey {
+			known = name == "version" || name == "sha256" || name == "grey"
+		}
+		if !known {
 			part.Close()
 			s.fail(c, badRequest("unknown form field "+strconv.Quote(name)))
 			return
 		}
 		limit := int64(256)
-		if name == "command" {
+		switch name {
+		case "command":
 			limit = maxCommandBytes
+		case "grey":
+			limit = maxGreyDoc
 		}
 		v, err := io.ReadAll(io.LimitReader(part, limit+1))
 		part.Close()
@@ -115,6 +129,16 @@ func (s *Server) createFileRelease(c *gin.Context) {
 		deadline = d
 	}
 	rs := releaseSpec{kind: store.ReleaseFile, version: version, batch: batch, deadline: deadline, pkg: pkg}
+	if grey {
+		gs, err := greyOfPackage(fields["grey"], version)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		gs.pkg, gs.build = pkg, true
+		s.startReleaseOf(c, gs)
+		return
+	}
 	switch fields["build"] {
 	case "", "false":
 	case "true":

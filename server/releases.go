@@ -89,7 +89,8 @@ func (s *Server) createRelease(c *gin.Context) {
 		}
 		deadline = d
 	}
-	s.startReleaseOf(c, releaseSpec{kind: store.ReleaseImage, image: req.Image, version: req.Version, batch: req.BatchSize, deadline: deadline})
+	s.startReleaseOf(c, releaseSpec{kind: store.ReleaseImage, image: req.Image, version: req.Version, batch: req.BatchSize, deadline: deadline,
+		request: replayOf(c, "release", req)})
 }
 
 type rollbackRequest struct {
@@ -121,7 +122,8 @@ func (s *Server) rollback(c *gin.Context) {
 		s.fail(c, &apiError{http.StatusConflict, "conflict", fmt.Sprintf("release %d has no image to return to", rel.ID)})
 		return
 	}
-	s.startReleaseOf(c, releaseSpec{kind: store.ReleaseImage, image: rel.Image, version: rel.Version, deadline: 15 * time.Minute, rollbackOf: rel.ID})
+	s.startReleaseOf(c, releaseSpec{kind: store.ReleaseImage, image: rel.Image, version: rel.Version, deadline: 15 * time.Minute, rollbackOf: rel.ID,
+		request: replayOf(c, "rollback", req)})
 }
 
 // releaseSpec is what a release request asks for.
@@ -134,6 +136,10 @@ type releaseSpec struct {
 	// build: the image is built from pkg on the service's current image.
 	build   bool
 	command []string
+	// grey, when set, makes this a grey release with a canary and steps.
+	grey *greyPlan
+	// request is the request kept for a retry ("": the release cannot be retried).
+	request string
 }
 
 func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
@@ -181,14 +187,17 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 	}
 	tenant, env, app := sc.Tenant.Name, sc.Environment.Name, sc.Application.Name
 	wfID := workflows.ReleaseVersionID(tenant, env, app, sc.Service.Name)
-	kind := "release"
+	kind, strategy := "release", store.StrategyRolling
 	if rollbackOf != 0 {
 		kind = "rollback"
 	}
+	if rs.grey != nil {
+		wfID, kind, strategy = workflows.GreyReleaseID(tenant, env, app, sc.Service.Name), "grey-release", store.StrategyGrey
+	}
 	run := &store.Run{Kind: kind, WorkflowID: wfID, TenantID: sc.Tenant.ID, EnvironmentID: sc.Environment.ID,
-		Subject: tenant + "/" + env + "/" + app + "/" + sc.Service.Name, StartedBy: actor(c)}
+		Subject: tenant + "/" + env + "/" + app + "/" + sc.Service.Name, StartedBy: actor(c), Request: rs.request, RetryOf: retryOf(c)}
 	rel := &store.Release{ServiceID: sc.Service.ID, Kind: rs.kind, Version: version, Image: image,
-		Strategy: store.StrategyRolling, BatchSize: batch, StartedBy: actor(c), PreviousID: base.ID, RollbackOf: rollbackOf}
+		Strategy: strategy, BatchSize: batch, StartedBy: actor(c), PreviousID: base.ID, RollbackOf: rollbackOf}
 	if rs.pkg != nil {
 		rel.PackageSHA256, rel.PackageSize = rs.pkg.SHA256, rs.pkg.Size
 	}
@@ -225,7 +234,18 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 			Summary: fmt.Sprintf("%s %s of %s/%s: %s → %s (%s), %d instances in batches of %d", kind, sc.Service.Name, app, env,
 				base.Version, version, what, len(live), batch)}
 	}
-	if err := s.startRun(ctx, run, workflows.ReleaseVersionName, input); err != nil {
+	var wfName string = workflows.ReleaseVersionName
+	var wfInput any = input
+	if rs.grey != nil {
+		if input.Approval != nil {
+			input.Approval.Summary = fmt.Sprintf("grey release of %s/%s: %s → %s (%s), %d canary beside %d instances, %d steps",
+				app, sc.Service.Name, base.Version, version, image, rs.grey.canaries, len(live), len(rs.grey.steps))
+		}
+		wfName = workflows.GreyReleaseName
+		wfInput = workflows.GreyReleaseInput{Release: input, Canaries: rs.grey.canaries, Steps: rs.grey.steps,
+			StartedBy: actor(c), SeparateDuties: sc.Environment.SeparateDuties, TenantID: sc.Tenant.ID}
+	}
+	if err := s.startRun(ctx, run, wfName, wfInput); err != nil {
 		_ = s.store.FinishRelease(ctx, rel.ID, store.ReleaseFailed, "workflow not started")
 		s.fail(c, err)
 		return

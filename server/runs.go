@@ -139,8 +139,9 @@ func (s *Server) getRun(c *gin.Context) {
 		return
 	}
 	out := gin.H{"run": run}
-	if s.cfg.TemporalUIURL != "" && run.WorkflowID != "" {
-		out["temporalUrl"] = s.cfg.TemporalUIURL + "/namespaces/default/workflows/" + run.WorkflowID + "/" + run.TemporalRunID + "/history"
+	if u := s.temporalURL(run); u != "" {
+		out["temporalUrl"] = u
+		out["historyUrl"] = runURL(run.ID) + "/history"
 	}
 	c.JSON(http.StatusOK, out)
 }

@@ -74,7 +74,8 @@ func (s *Server) scaleService(c *gin.Context) {
 	tenant, env, app := sc.Tenant.Name, sc.Environment.Name, sc.Application.Name
 	wfID := workflows.ScaleServiceID(tenant, env, app, sc.Service.Name)
 	run := &store.Run{Kind: "scale", WorkflowID: wfID, TenantID: sc.Tenant.ID, EnvironmentID: sc.Environment.ID,
-		Subject: tenant + "/" + env + "/" + app + "/" + sc.Service.Name, StartedBy: actor(c)}
+		Subject: tenant + "/" + env + "/" + app + "/" + sc.Service.Name, StartedBy: actor(c),
+		Request: replayOf(c, "scale", req), RetryOf: retryOf(c)}
 	if err := s.withLock(ctx, func() error {
 		run.ID = 0
 		return s.store.BeginRun(ctx, sc.Application.ID, run, workflows.AppLockKey(tenant, env, app))
@@ -114,14 +115,9 @@ func (s *Server) getPool(c *gin.Context) {
 	if c.Query("live") == "1" {
 		sctx, cancel := contextWithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		we, err := s.temporal.ExecuteWorkflow(sctx, readOptions(workflows.PoolStatsID(pool.Backend)), workflows.PoolStatsName,
-			workflows.PoolStatsInput{Region: pool.Region, Backend: pool.Backend})
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
 		var res workflows.PoolStatsResult
-		if err := we.Get(sctx, &res); err != nil {
+		if err := s.readThroughWorker(sctx, workflows.PoolStatsID(pool.Backend), workflows.PoolStatsName,
+			workflows.PoolStatsInput{Region: pool.Region, Backend: pool.Backend}, &res); err != nil {
 			s.fail(c, &apiError{http.StatusBadGateway, "lb_unavailable", "the load balancer of region " + pool.Region + " did not answer"})
 			return
 		}

@@ -41,6 +41,9 @@ type Config struct {
 	Registry string
 	// ExecAllow lists the absolute paths a release's post-upload command may run.
 	ExecAllow []string
+
+	// TemporalNamespace is the namespace runs' workflows live in ("" is "default").
+	TemporalNamespace string
 }
 
 // Server is the HTTP API.
@@ -53,6 +56,8 @@ type Server struct {
 	// closing ends the event streams when the server shuts down.
 	closing   chan struct{}
 	closeOnce sync.Once
+	// logins counts failed sign-ins per user and address.
+	logins *loginLimiter
 }
 
 // New returns the API server.
@@ -66,7 +71,10 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) *Serve
 	if cfg.MaxPackageBytes == 0 {
 		cfg.MaxPackageBytes = 512 << 20
 	}
-	return &Server{cfg: cfg, store: st, temporal: tc, log: log, closing: make(chan struct{})}
+	if cfg.TemporalNamespace == "" {
+		cfg.TemporalNamespace = "default"
+	}
+	return &Server{cfg: cfg, store: st, temporal: tc, log: log, closing: make(chan struct{}), logins: newLoginLimiter()}
 }
 
 // Handler returns the HTTP handler with every route.
@@ -116,6 +124,10 @@ func (s *Server) Handler() http.Handler {
 	api.POST("/services/:id/releases", s.createRelease)
 	api.GET("/services/:id/releases", s.listReleases)
 	api.POST("/services/:id/rollback", s.rollback)
+	api.POST("/services/:id/grey", s.createGrey)
+	api.GET("/services/:id/grey", s.getGrey)
+	api.POST("/services/:id/grey/:action", s.controlGrey)
+	api.POST("/services/:id/clone", s.cloneService)
 	api.GET("/releases/:id", s.getRelease)
 	api.POST("/instances/:name/commit", s.commitInstance)
 	api.GET("/firewall/openings", s.listOpenings)
@@ -124,6 +136,11 @@ func (s *Server) Handler() http.Handler {
 	api.GET("/runs", s.listRuns)
 	api.GET("/runs/:id", s.getRun)
 	api.POST("/runs/:id/cancel", s.cancelRun)
+	api.POST("/runs/:id/retry", s.retryRun)
+	api.GET("/runs/:id/history", s.runHistory)
+	api.GET("/services/:id/history", s.serviceHistory)
+	api.GET("/instances/:name/stats", s.instanceStats)
+	api.GET("/instances/:name/logs", s.instanceLogs)
 	api.POST("/runs/:id/firewall/confirm", s.confirmFirewall)
 	api.GET("/audit", s.listAudit)
 	r.NoRoute(func(c *gin.Context) { s.fail(c, &apiError{http.StatusNotFound, "not_found", "no such route"}) })
@@ -144,7 +161,7 @@ func (s *Server) limitBody(c *gin.Context) {
 		limit := s.cfg.MaxBodyBytes
 		// Package uploads stream to the artifact store, which has its own
 		// limit; the body may be that large plus the form's few fields.
-		if c.FullPath() == "/api/v1/services/:id/releases" && isMultipart(c) {
+		if (c.FullPath() == "/api/v1/services/:id/releases" || c.FullPath() == "/api/v1/services/:id/grey") && isMultipart(c) {
 			limit = s.cfg.MaxPackageBytes + 1<<20
 		}
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)

@@ -91,6 +91,17 @@ func readOptions(id string) client.StartWorkflowOptions {
 		WorkflowExecutionTimeout: time.Minute}
 }
 
+// readThroughWorker runs a short read workflow (one activity on a region's
+// worker) and waits for its result: the server itself never talks to
+// Docker or a load balancer.
+func (s *Server) readThroughWorker(ctx context.Context, id, name string, in, out any) error {
+	we, err := s.temporal.ExecuteWorkflow(ctx, readOptions(id), name, in)
+	if err != nil {
+		return err
+	}
+	return we.Get(ctx, out)
+}
+
 func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, d)
 }

@@ -28,6 +28,7 @@ var uiFuncs = template.FuncMap{
 	"words": func(s string) string { return strings.ReplaceAll(s, "_", " ") },
 	"ts":    func(v any) string { return fmtTime(v, "2006-01-02 15:04:05 UTC") },
 	"iso":   func(v any) string { return fmtTime(v, time.RFC3339) },
+	"tsms":  func(v any) string { return fmtTime(v, "2006-01-02 15:04:05.000") },
 	"ago":   ago,
 	"took":  took,
 	"ms": func(ms int64) string {
@@ -154,6 +155,8 @@ func mountUI(r *gin.Engine, s *Server) {
 	g.GET("/inbox", s.inboxPage)
 	g.GET("/runs", s.runsPage)
 	g.GET("/runs/:id", s.runPage)
+	g.GET("/runs/:id/history", s.runHistoryPage)
+	g.GET("/services/:id/history", s.serviceHistoryPageView)
 	g.GET("/services/:id", s.servicePage)
 	g.GET("/audit", s.auditPage)
 }
@@ -469,10 +472,11 @@ func (s *Server) runPage(c *gin.Context) {
 		CancelReason string
 		Decide       []decideForm
 		Input        string
-	}{Run: run, Live: live, Terminal: terminal(run.Status), Input: run.Input}
-	if s.cfg.TemporalUIURL != "" && run.WorkflowID != "" {
-		data.TemporalURL = s.cfg.TemporalUIURL + "/namespaces/default/workflows/" + url.PathEscape(run.WorkflowID) + "/" + run.TemporalRunID + "/history"
-	}
+		// Retry is offered for a failed or cancelled run; RetryReason says why it is disabled.
+		Retry       bool
+		RetryReason string
+	}{Run: run, Live: live, Terminal: terminal(run.Status), Input: run.Input, TemporalURL: s.temporalURL(run)}
+	data.Retry, data.RetryReason = s.retryReason(c, run, p)
 	switch {
 	case data.Terminal:
 		data.CancelReason = "This run has finished (" + run.Status + "); there is nothing to cancel."

@@ -14,17 +14,20 @@ import (
 // It is kept as a record so every change can be undone and a restarted load
 // balancer rebuilt from it.
 type LBPool struct {
-	ID         uint       `gorm:"primaryKey" json:"id"`
-	ServiceID  uint       `gorm:"uniqueIndex" json:"serviceId"`
-	Region     string     `gorm:"size:64;uniqueIndex:ux_lb_region_port" json:"region"`
-	Backend    string     `gorm:"size:191" json:"backend"`
-	ListenIP   string     `gorm:"size:64" json:"listenIP"`
-	ListenPort int        `gorm:"uniqueIndex:ux_lb_region_port" json:"listenPort"`
-	Mode       string     `gorm:"size:8" json:"mode"`
-	HealthPath string     `gorm:"size:200" json:"healthPath,omitempty"`
-	CreatedAt  time.Time  `json:"createdAt"`
-	UpdatedAt  time.Time  `json:"updatedAt"`
-	Servers    []LBServer `gorm:"foreignKey:PoolID" json:"servers"`
+	ID         uint   `gorm:"primaryKey" json:"id"`
+	ServiceID  uint   `gorm:"uniqueIndex" json:"serviceId"`
+	Region     string `gorm:"size:64;uniqueIndex:ux_lb_region_port" json:"region"`
+	Backend    string `gorm:"size:191" json:"backend"`
+	ListenIP   string `gorm:"size:64" json:"listenIP"`
+	ListenPort int    `gorm:"uniqueIndex:ux_lb_region_port" json:"listenPort"`
+	Mode       string `gorm:"size:8" json:"mode"`
+	HealthPath string `gorm:"size:200" json:"healthPath,omitempty"`
+	// Routes is the JSON of the pool's header and cookie routes (a grey
+	// release's), kept so a restarted load balancer gets them back.
+	Routes    string     `gorm:"type:text" json:"routes,omitempty"`
+	CreatedAt time.Time  `json:"createdAt"`
+	UpdatedAt time.Time  `json:"updatedAt"`
+	Servers   []LBServer `gorm:"foreignKey:PoolID" json:"servers"`
 }
 
 // LBServer is one instance in a pool, with the weight and state berth wants.
@@ -158,6 +161,24 @@ func (s *Store) SetPoolServers(ctx context.Context, poolID uint, servers []LBSer
 		Columns:   []clause.Column{{Name: "instance_name"}},
 		DoUpdates: clause.AssignmentColumns([]string{"pool_id", "addr", "weight", "state", "updated_at"}),
 	}).Create(&servers).Error
+}
+
+// SetServerWeights records the weights berth wants for servers, so a
+// restarted load balancer gets a grey release's split back.
+func (s *Store) SetServerWeights(ctx context.Context, weights map[string]int) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		for name, w := range weights {
+			if err := tx.Model(&LBServer{}).Where("instance_name = ?", name).Update("weight", w).Error; err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// SetPoolRoutes records a pool's routes (JSON; empty removes them).
+func (s *Store) SetPoolRoutes(ctx context.Context, backend, routes string) error {
+	return s.db.WithContext(ctx).Model(&LBPool{}).Where("backend = ?", backend).Update("routes", routes).Error
 }
 
 // RemovePoolServers forgets servers.

@@ -182,6 +182,11 @@ type Run struct {
 	Status        string `gorm:"size:16;index" json:"status"`
 	StartedBy     string `gorm:"size:64;index" json:"startedBy"`
 	RequestHash   string `gorm:"size:64" json:"requestHash,omitempty"`
+	// RetryOf is the run this one retries (0: a first try).
+	RetryOf uint `gorm:"index" json:"retryOf,omitempty"`
+	// Request is the request that started the run, kept so that a retry can
+	// make it again; empty for a run that cannot be retried.
+	Request string `gorm:"type:mediumtext" json:"-"`
 	// ActiveKey holds the workflow id while the run is active and NULL after;
 	// its unique index allows one active run per subject.
 	ActiveKey  *string    `gorm:"size:191;uniqueIndex" json:"-"`

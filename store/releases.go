@@ -15,11 +15,14 @@ const (
 	ReleaseFile  = "file"
 
 	StrategyRolling = "rolling"
+	StrategyGrey    = "grey"
 
 	ReleaseRunning    = "running"
 	ReleaseSucceeded  = "succeeded"
 	ReleaseFailed     = "failed"
 	ReleaseRolledBack = "rolled-back"
+	// ReleaseAborted ends a grey release whose canary was taken away.
+	ReleaseAborted = "aborted"
 )
 
 // Release is one version of a service: what it is, how it was rolled out,

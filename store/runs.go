@@ -200,6 +200,7 @@ func (s *Store) Runs(ctx context.Context, f RunFilter) ([]Run, int64, error) {
 		f.Limit = 50
 	}
 	var runs []Run
-	err := q.Order(order).Limit(f.Limit).Offset(f.Offset).Find(&runs).Error
+	// A kept request can be a whole compose file: lists leave it out.
+	err := q.Omit("request").Order(order).Limit(f.Limit).Offset(f.Offset).Find(&runs).Error
 	return runs, total, err
 }

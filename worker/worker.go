@@ -34,9 +34,12 @@ func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.ProvisionHost, workflow.RegisterOptions{Name: workflows.ProvisionHostName})
 	r.RegisterWorkflowWithOptions(workflows.ScaleService, workflow.RegisterOptions{Name: workflows.ScaleServiceName})
 	r.RegisterWorkflowWithOptions(workflows.PoolStats, workflow.RegisterOptions{Name: workflows.PoolStatsName})
+	r.RegisterWorkflowWithOptions(workflows.InstanceStats, workflow.RegisterOptions{Name: workflows.InstanceStatsName})
+	r.RegisterWorkflowWithOptions(workflows.InstanceLogs, workflow.RegisterOptions{Name: workflows.InstanceLogsName})
 	r.RegisterWorkflowWithOptions(workflows.CMDBSync, workflow.RegisterOptions{Name: workflows.CMDBSyncName})
 	r.RegisterWorkflowWithOptions(workflows.ApprovalGate, workflow.RegisterOptions{Name: workflows.ApprovalGateName})
 	r.RegisterWorkflowWithOptions(workflows.ReleaseVersion, workflow.RegisterOptions{Name: workflows.ReleaseVersionName})
+	r.RegisterWorkflowWithOptions(workflows.GreyRelease, workflow.RegisterOptions{Name: workflows.GreyReleaseName})
 	r.RegisterWorkflowWithOptions(workflows.CommitInstance, workflow.RegisterOptions{Name: workflows.CommitInstanceName})
 }
 

@@ -92,3 +92,12 @@ var cmdbOptions = workflow.ActivityOptions{
 	StartToCloseTimeout: 2 * time.Minute,
 	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 5},
 }
+
+// liveReadOptions: a page polls stats and logs every few seconds, so one read
+// is never retried, and a region without a worker is reported within
+// seconds instead of the read waiting in its queue.
+var liveReadOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: 5 * time.Second,
+	StartToCloseTimeout:    15 * time.Second,
+	RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
+}

@@ -250,8 +250,38 @@ func buildImage(ctx workflow.Context, r *run, in ReleaseVersionInput) error {
 // retry finds them), exposes them, then drains and removes old. On failure
 // it removes the new instances and puts old back in rotation.
 func replaceBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compose.ServiceSpec, old []store.PlannedInstance, key string) ([]store.PlannedInstance, error) {
+	fresh, undo, err := startBatch(ctx, r, in, spec, len(old), key, func(dctx workflow.Context) {
+		setServers(dctx, in, old, lb.StateReady)
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The new instances serve; the old ones leave without dropping a request.
+	if err := drain(ctx, in, old); err != nil {
+		return nil, undo(err)
+	}
+	oldOut := activities.UnexposeInput{ApplicationID: in.ApplicationID, Subject: in.subject(), Instances: old}
+	if err := unexpose(ctx, r, oldOut); err != nil {
+		return nil, undo(err)
+	}
+	// From here the old instances are out of rotation for good: finishing
+	// their removal beats undoing the batch.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if err := removeInstances(dctx, old, true); err != nil {
+		return fresh, err
+	}
+	return fresh, nil
+}
+
+// startBatch starts n instances of spec planned under key, records them and
+// puts them behind the load balancer with in.LB's weight, waiting until it
+// reports them up (in.waitUp). On failure it takes back what it started and
+// then calls afterUndo; the undo it returns does the same for a caller
+// whose later step fails.
+func startBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compose.ServiceSpec, n int, key string,
+	afterUndo func(workflow.Context)) ([]store.PlannedInstance, func(error) error, error) {
 	var plan store.Plan
-	sr := store.ServiceRequest{Name: spec.Name, Image: spec.Image, Replicas: len(old), Add: true}
+	sr := store.ServiceRequest{Name: spec.Name, Image: spec.Image, Replicas: n, Add: true}
 	for _, p := range spec.Ports {
 		sr.Ports = append(sr.Ports, store.PortRequest{ContainerPort: p.ContainerPort, Protocol: p.Protocol})
 	}
@@ -260,54 +290,42 @@ func replaceBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec com
 		Services: []store.ServiceRequest{sr}}
 	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 	if err := workflow.ExecuteLocalActivity(lctx, r.st.PlanDeploy, req).Get(ctx, &plan); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	deploy := DeployStackInput{RunID: in.RunID, Tenant: in.Tenant, Env: in.Env, App: in.App, HealthTimeout: in.HealthTimeout,
 		Spec: compose.Spec{Project: in.App, Services: []compose.ServiceSpec{spec}}}
 	labels := map[string]string{"berth.tenant": in.Tenant, "berth.env": in.Env, "berth.app": in.App, "berth.run": fmt.Sprint(in.RunID)}
-	undo := func(cause error) ([]store.PlannedInstance, error) {
+	undo := func(cause error) error {
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
 		if err := unexpose(dctx, r, activities.UnexposeInput{ApplicationID: in.ApplicationID, Subject: in.subject(), Instances: plan.Instances}); err != nil {
-			return nil, fmt.Errorf("%s; undo of the batch failed: %s", errorMessage(cause), errorMessage(err))
+			return fmt.Errorf("%s; undo of the batch failed: %s", errorMessage(cause), errorMessage(err))
 		}
 		if err := removeInstances(dctx, plan.Instances, false); err != nil {
-			return nil, fmt.Errorf("%s; undo of the batch failed: %s", errorMessage(cause), errorMessage(err))
+			return fmt.Errorf("%s; undo of the batch failed: %s", errorMessage(cause), errorMessage(err))
 		}
-		setServers(dctx, in, old, lb.StateReady)
-		return nil, cause
+		if afterUndo != nil {
+			afterUndo(dctx)
+		}
+		return cause
 	}
 	started, err := startInstances(ctx, deploy, plan.Instances, []string{spec.Name}, labels)
 	if err != nil {
-		return undo(err)
+		return nil, nil, undo(err)
 	}
 	if err := workflow.ExecuteLocalActivity(lctx, r.st.RecordInstances, started).Get(ctx, nil); err != nil {
-		return undo(err)
+		return nil, nil, undo(err)
 	}
 	exposeIn := activities.ExposeInput{RunID: in.RunID, ApplicationID: in.ApplicationID, Subject: in.subject(),
 		Services: []activities.ExposeService{{Name: spec.Name, HealthPath: healthPath(spec)}}, Instances: plan.Instances, LB: in.LB}
 	if err := expose(ctx, r, exposeIn); err != nil {
-		return undo(err)
+		return nil, nil, undo(err)
 	}
-	// The new instances serve; the old ones leave without dropping a request.
 	if in.waitUp {
 		if err := waitServersUp(ctx, in, plan.Instances); err != nil {
-			return undo(err)
+			return nil, nil, undo(err)
 		}
 	}
-	if err := drain(ctx, in, old); err != nil {
-		return undo(err)
-	}
-	oldOut := activities.UnexposeInput{ApplicationID: in.ApplicationID, Subject: in.subject(), Instances: old}
-	if err := unexpose(ctx, r, oldOut); err != nil {
-		return undo(err)
-	}
-	// From here the old instances are out of rotation for good: finishing
-	// their removal beats undoing the batch.
-	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	if err := removeInstances(dctx, old, true); err != nil {
-		return plan.Instances, err
-	}
-	return plan.Instances, nil
+	return plan.Instances, undo, nil
 }
 
 func (in ReleaseVersionInput) pools() lbPools {

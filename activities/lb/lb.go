@@ -25,6 +25,20 @@ type Backend struct {
 	Mode       string   `json:"mode"`       // "http" or "tcp"
 	HealthPath string   `json:"healthPath,omitempty"`
 	Servers    []Server `json:"servers"`
+	// Routes send matching requests to named servers whatever their weight
+	// (a grey release's testers reach the canary at weight 0).
+	Routes []Route `json:"routes,omitempty"`
+}
+
+// Route sends a request whose header (or cookie) Header/Cookie equals Value
+// to one of Servers, whatever the weights. Exactly one of Header and Cookie
+// is set. Servers must be servers of the backend; a request matching a route
+// whose servers are all down is balanced as usual.
+type Route struct {
+	Header  string   `json:"header,omitempty"`
+	Cookie  string   `json:"cookie,omitempty"`
+	Value   string   `json:"value"`
+	Servers []string `json:"servers"`
 }
 
 // ServerStats is what the load balancer reports for one server.
@@ -34,9 +48,12 @@ type ServerStats struct {
 	Weight          int    `json:"weight"`
 	CurrentSessions int64  `json:"currentSessions"`
 	TotalSessions   int64  `json:"totalSessions"`
-	Responses2xx    int64  `json:"responses2xx"`
-	Responses5xx    int64  `json:"responses5xx"`
-	AvgResponseMs   int64  `json:"avgResponseMs"`
+	// Requests counts HTTP responses of every class (hrsp_1xx..other).
+	Requests      int64 `json:"requests"`
+	Responses2xx  int64 `json:"responses2xx"`
+	Responses4xx  int64 `json:"responses4xx"`
+	Responses5xx  int64 `json:"responses5xx"`
+	AvgResponseMs int64 `json:"avgResponseMs"`
 }
 
 // Driver changes a load balancer.
@@ -53,6 +70,9 @@ type Driver interface {
 	// SetWeight and SetState change one server without a reload.
 	SetWeight(ctx context.Context, backend, server string, weight int) error
 	SetState(ctx context.Context, backend, server, state string) error
+	// SetRoutes replaces a backend's routes (a reload where the LB needs
+	// one); nil removes them. Unchanged routes change nothing.
+	SetRoutes(ctx context.Context, backend string, routes []Route) error
 	// Stats reads every server of a backend.
 	Stats(ctx context.Context, backend string) ([]ServerStats, error)
 }

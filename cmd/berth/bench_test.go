@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/workflows"
 )
 
 // BenchmarkDeploy deploys a one-service stack of N replicas through the API
@@ -287,4 +289,50 @@ func BenchmarkRelease(b *testing.B) {
 	b.ReportMetric(rb.Seconds()/n, "rollback-10-s")
 	b.ReportMetric(bare.Seconds()/n, "bare-replace-10-s")
 	b.ReportMetric(rb.Seconds()/bare.Seconds(), "rollback-ratio")
+}
+
+// BenchmarkGreyWeightStep measures how long a grey release's weight step
+// takes to show in the traffic: from the resume request that lets the
+// setWeight 50 step start until a request through HAProxy is answered by
+// the canary (4 stable v1, 1 canary v2, two hosts).
+func BenchmarkGreyWeightStep(b *testing.B) {
+	if h == nil {
+		b.Skip("no integration services; run make bench")
+	}
+	hs := h
+	b.StopTimer()
+	apps := hs.newEnvOn(b, fmt.Sprintf("%s-bg%s", hs.tenant, randHex(2)), hs.hosts[0].Name, hs.hosts[1].Name)
+	code, started := hs.deploy(b, apps, "shop", webCompose("web", 4, ""))
+	if code != http.StatusAccepted || hs.waitRun(b, started.RunID).Status != store.RunSucceeded {
+		b.Fatal("deploy failed")
+	}
+	svc := hs.app(b, apps, "shop").Services[0]
+	front := "http://" + hs.pool(b, svc.ID).Backend.ListenAddr + "/version"
+	c := &http.Client{Timeout: 5 * time.Second}
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		rs := hs.startGrey(b, svc.ID, "image: berth-sample:v2\nsteps: [{pause: {}}, {setWeight: 50}, {pause: {}}]\n")
+		hs.waitGrey(b, svc.ID, "paused before the weight step", func(s *workflows.GreyState) bool { return s.Step == 0 && s.Paused && len(s.Canaries) == 1 })
+		b.StartTimer()
+		start := time.Now()
+		hs.greyAction(b, svc.ID, "resume")
+		seen := false
+		for n := 0; n < 100000 && !seen; n++ {
+			resp, err := c.Get(front)
+			if err != nil {
+				b.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			seen = string(body) == "v2"
+		}
+		total += time.Since(start)
+		b.StopTimer()
+		if !seen {
+			b.Fatal("the canary never answered")
+		}
+		hs.greyAction(b, svc.ID, "abort")
+		hs.waitRun(b, rs.RunID)
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "weight-step-visible-ms")
 }

@@ -90,7 +90,7 @@ func TestDeployAcrossTwoHosts(t *testing.T) {
 }
 
 // portsOfTenant lists the port allocations held by a tenant's instances.
-func (hs *harness) portsOfTenant(t *testing.T, tenant string) []store.PortAllocation {
+func (hs *harness) portsOfTenant(t testing.TB, tenant string) []store.PortAllocation {
 	t.Helper()
 	all, err := hs.store.PortAllocations(context.Background(), 0)
 	require.NoError(t, err)

@@ -22,11 +22,22 @@ import (
 // uploadRelease posts a package as a multipart file release.
 func (hs *harness) uploadRelease(t testing.TB, serviceID uint, fixture string, fields map[string]string) (int, []byte) {
 	t.Helper()
+	return hs.upload(t, fmt.Sprintf("/api/v1/services/%d/releases", serviceID), fixture, fields)
+}
+
+// uploadGrey posts a package with a grey release's document.
+func (hs *harness) uploadGrey(t testing.TB, serviceID uint, fixture string, fields map[string]string) (int, []byte) {
+	t.Helper()
+	return hs.upload(t, fmt.Sprintf("/api/v1/services/%d/grey", serviceID), fixture, fields)
+}
+
+func (hs *harness) upload(t testing.TB, path, fixture string, fields map[string]string) (int, []byte) {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join(repoRoot(), "testdata", "packages", fixture))
 	require.NoError(t, err)
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
-	for _, k := range []string{"version", "sha256", "batchSize", "build", "command"} {
+	for _, k := range []string{"version", "sha256", "batchSize", "build", "command", "grey"} {
 		if v, ok := fields[k]; ok {
 			require.NoError(t, mw.WriteField(k, v))
 		}
@@ -36,7 +47,7 @@ func (hs *harness) uploadRelease(t testing.TB, serviceID uint, fixture string, f
 	_, err = fw.Write(data)
 	require.NoError(t, err)
 	require.NoError(t, mw.Close())
-	req, err := http.NewRequest("POST", fmt.Sprintf("%s/api/v1/services/%d/releases", hs.apiURL, serviceID), &body)
+	req, err := http.NewRequest("POST", hs.apiURL+path, &body)
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+hs.token)
 	req.Header.Set("Content-Type", mw.FormDataContentType())

@@ -79,6 +79,7 @@ var sampleImages = []struct{ tag, env string }{
 	{"berth-sample:v2", "APP_VERSION=v2"},
 	{"berth-sample:v3", "APP_VERSION=v3"},
 	{"berth-sample:v3bad", "APP_VERSION=v3 FAIL_HEALTH_FOR=-7,-8"},
+	{"berth-sample:v2err", "APP_VERSION=v2 ERROR_RATE=0.3"},
 }
 
 func TestMain(m *testing.M) {

@@ -167,7 +167,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		api := server.New(server.Config{Token: cfg.Token, AdminPassword: cfg.AdminPassword, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
 			HealthTimeout: cfg.HealthTimeout, Compose: opts, TemporalUIURL: cfg.TemporalUIURL,
 			LB: lbs, DrainTimeout: cfg.DrainTimeout, Packages: packages, MaxPackageBytes: packages.MaxBytes,
-			Registry: cfg.Registry, ExecAllow: cfg.ExecAllow}, st, tc, log)
+			Registry: cfg.Registry, ExecAllow: cfg.ExecAllow, TemporalNamespace: cfg.TemporalNamespace}, st, tc, log)
 		pw, err := api.Bootstrap(ctx)
 		if err != nil {
 			return err

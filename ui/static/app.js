@@ -65,6 +65,12 @@
       if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) { return; }
       var out = form.querySelector(".result");
       send(form.action, {}).then(function (r) {
+        // A retry answers with the new run: go there.
+        if (r.status < 300 && form.dataset.follow && r.body.runId) {
+          out.textContent = "Run " + r.body.runId + " started; opening it…";
+          window.location.assign("/runs/" + encodeURIComponent(r.body.runId));
+          return;
+        }
         out.textContent = r.status < 300 ? "Requested: the run is being " + (r.body.status || "changed") + "."
           : (r.body.error && r.body.error.message) || ("Request failed (" + r.status + ")");
       });
@@ -101,4 +107,132 @@
     else if (state.dataset.state !== "finished") { connect(); }
   });
   if (!document.hidden) { connect(); } else { show("paused", "Paused while this tab is hidden"); }
+})();
+
+// Service page: live figures (inline SVG sparklines) and a log tail for each
+// instance, polled from the JSON API every few seconds while the tab is
+// visible. Log lines are added as text nodes, never as markup.
+(function () {
+  "use strict";
+  var boxes = document.querySelectorAll(".live-inst[data-instance]");
+  if (!boxes.length) { return; }
+  var EVERY = 3000, KEEP = 40, MAX_LINES = 500;
+
+  function bytes(n) {
+    var u = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
+    while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+    return (i ? n.toFixed(1) : Math.round(n)) + " " + u[i];
+  }
+  function getJSON(url) {
+    return fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (j) { return { status: r.status, body: j }; });
+    });
+  }
+  function errorText(r) {
+    return (r.body && r.body.error && r.body.error.message) || ("berth answered " + r.status + "; reload the page to try again.");
+  }
+  // points draws series (numbers) into a polyline scaled to max.
+  // One sample is drawn as a short level line, so a new chart is not blank.
+  function points(series, max) {
+    if (!series.length) { return ""; }
+    if (series.length === 1) { series = [series[0], series[0]]; }
+    var step = 120 / Math.max(KEEP - 1, 1), x0 = 120 - (series.length - 1) * step;
+    return series.map(function (v, i) {
+      var y = 31 - (max > 0 ? (v / max) * 29 : 0);
+      return (x0 + i * step).toFixed(1) + "," + y.toFixed(1);
+    }).join(" ");
+  }
+  function draw(fig, a, b, text, fixedMax) {
+    var max = fixedMax || Math.max.apply(null, a.concat(b || [], [1]));
+    fig.querySelector("polyline.a").setAttribute("points", points(a, max));
+    if (b) { fig.querySelector("polyline.b").setAttribute("points", points(b, max)); }
+    fig.querySelector(".value").textContent = text;
+  }
+
+  boxes.forEach(function (box) {
+    var name = box.dataset.instance, base = "/api/v1/instances/" + encodeURIComponent(name);
+    var status = box.querySelector(".live-status"), log = box.querySelector(".log"), logStatus = box.querySelector(".log-status");
+    var figs = {};
+    box.querySelectorAll(".chart").forEach(function (f) { figs[f.dataset.metric] = f; });
+    var h = { cpu: [], mem: [], rx: [], tx: [], rd: [], wr: [] }, prev = null, since = "", statsTimer = null, logTimer = null;
+
+    function push(k, v) { h[k].push(v); if (h[k].length > KEEP) { h[k].shift(); } }
+    function rate(cur, old, dt) { return dt > 0 && cur >= old ? (cur - old) / dt : 0; }
+
+    function stats() {
+      statsTimer = null;
+      getJSON(base + "/stats").then(function (r) {
+        if (r.status !== 200) {
+          status.textContent = errorText(r); box.dataset.liveState = "error";
+          return schedule("stats", EVERY * 3);
+        }
+        var s = r.body, at = Date.parse(s.at) / 1000;
+        box.dataset.liveState = s.running ? "live" : "stopped";
+        status.textContent = s.running ? "Live · sampled " + new Date(s.at).toISOString().slice(11, 19) + " UTC"
+          : "The container is not running: no figures. The instance's state above says why.";
+        push("cpu", s.cpuPercent || 0);
+        push("mem", s.memoryBytes || 0);
+        figs.mem.dataset.last = String(s.memoryBytes || 0);
+        figs.cpu.dataset.last = String(s.cpuPercent || 0);
+        if (prev) {
+          var dt = at - prev.at;
+          push("rx", rate(s.netRxBytes, prev.netRxBytes, dt)); push("tx", rate(s.netTxBytes, prev.netTxBytes, dt));
+          push("rd", rate(s.blockReadBytes, prev.blockReadBytes, dt)); push("wr", rate(s.blockWriteBytes, prev.blockWriteBytes, dt));
+        }
+        prev = { at: at, netRxBytes: s.netRxBytes, netTxBytes: s.netTxBytes, blockReadBytes: s.blockReadBytes, blockWriteBytes: s.blockWriteBytes };
+        draw(figs.cpu, h.cpu, null, (s.cpuPercent || 0).toFixed(1) + " %", Math.max(1, Math.max.apply(null, h.cpu) * 1.25));
+        draw(figs.mem, h.mem, null, bytes(s.memoryBytes || 0) + (s.memoryLimit ? " of " + bytes(s.memoryLimit) : ""),
+          Math.max.apply(null, h.mem.concat([1])) * 1.2);
+        var last = function (k) { return h[k].length ? h[k][h[k].length - 1] : 0; };
+        draw(figs.net, h.rx, h.tx, "in " + bytes(last("rx")) + "/s · out " + bytes(last("tx")) + "/s");
+        draw(figs.blk, h.rd, h.wr, "read " + bytes(last("rd")) + "/s · write " + bytes(last("wr")) + "/s");
+        schedule("stats", EVERY);
+      }).catch(function () {
+        status.textContent = "berth did not answer; check your connection. Trying again…";
+        schedule("stats", EVERY * 3);
+      });
+    }
+
+    function logs() {
+      logTimer = null;
+      getJSON(base + "/logs?tail=100" + (since ? "&since=" + encodeURIComponent(since) : "")).then(function (r) {
+        if (r.status !== 200) {
+          logStatus.textContent = errorText(r);
+          return schedule("logs", EVERY * 3);
+        }
+        var stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+        (r.body.lines || []).forEach(function (l) {
+          var line = document.createElement("span");
+          line.className = "line " + (l.stream === "stderr" ? "stderr" : "stdout");
+          var t = l.at ? new Date(l.at).toISOString().slice(11, 23) + " " : "";
+          line.textContent = t + (l.stream === "stderr" ? "[err] " : "") + l.text + "\n";
+          log.appendChild(line);
+        });
+        while (log.childNodes.length > MAX_LINES) { log.removeChild(log.firstChild); }
+        if (stick) { log.scrollTop = log.scrollHeight; }
+        if (r.body.next) { since = r.body.next; }
+        logStatus.textContent = log.childNodes.length ? (r.body.truncated ? "Some lines were too long or too many and were cut. " : "") + "Following the log."
+          : "The instance has written nothing yet; new lines appear here.";
+        schedule("logs", EVERY);
+      }).catch(function () {
+        logStatus.textContent = "berth did not answer; check your connection. Trying again…";
+        schedule("logs", EVERY * 3);
+      });
+    }
+
+    function schedule(which, ms) {
+      if (document.hidden) { return; }
+      if (which === "stats" && !statsTimer) { statsTimer = setTimeout(stats, ms); }
+      if (which === "logs" && !logTimer) { logTimer = setTimeout(logs, ms); }
+    }
+    function stop() {
+      if (statsTimer) { clearTimeout(statsTimer); statsTimer = null; }
+      if (logTimer) { clearTimeout(logTimer); logTimer = null; }
+    }
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) { stop(); status.textContent = "Paused while this tab is hidden"; }
+      else { schedule("stats", 0); schedule("logs", 0); }
+    });
+    schedule("stats", 0); schedule("logs", 0);
+  });
 })();

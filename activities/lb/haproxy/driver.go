@@ -36,8 +36,9 @@ func New(m *Manager) *Driver { return &Driver{m: m} }
 func (d *Driver) Load(backends []lb.Backend) error { return d.m.Load(backends) }
 
 // EnsureBackend reloads HAProxy when the backend is new or its listener,
-// mode or health check changed (a frontend cannot be added at runtime);
-// otherwise it reconciles the servers through the runtime API alone.
+// mode, health check or routes changed (a frontend cannot be added at
+// runtime, and routes are rules of the configuration file); otherwise it
+// reconciles the servers through the runtime API alone.
 func (d *Driver) EnsureBackend(ctx context.Context, b lb.Backend) error {
 	nb, err := normBackend(b)
 	if err != nil {
@@ -55,7 +56,8 @@ func (d *Driver) EnsureBackend(ctx context.Context, b lb.Backend) error {
 		return err
 	}
 	old, exists := m.desired[nb.Name]
-	if !exists || old.ListenAddr != nb.ListenAddr || old.Mode != nb.Mode || old.HealthPath != nb.HealthPath {
+	if !exists || old.ListenAddr != nb.ListenAddr || old.Mode != nb.Mode || old.HealthPath != nb.HealthPath ||
+		!routesEqual(old.Routes, nb.Routes) {
 		return m.replaceAndReloadLocked(ctx, next)
 	}
 
@@ -193,7 +195,12 @@ func (m *Manager) applyServer(ctx context.Context, b lb.Backend, s lb.Server, cu
 	return m.setServer(ctx, be, s)
 }
 
-// RemoveServer takes the server out of rotation and deletes it.
+// RemoveServer takes the server out of rotation and deletes it. A server
+// that routes name is also dropped from them, and a route left without
+// servers goes: the caller asked for the server to go, and a route cannot
+// outlive its target. HAProxy refuses "del server" for a server a
+// "use-server" rule names, so that removal is a reload with the server and
+// its rules gone; the old worker finishes the requests it has.
 func (d *Driver) RemoveServer(ctx context.Context, backend, server string) error {
 	if err := checkBackendName(backend); err != nil {
 		return err
@@ -211,10 +218,16 @@ func (d *Driver) RemoveServer(ctx context.Context, backend, server string) error
 	if err := m.readyLocked(ctx); err != nil {
 		return err
 	}
+	nb := withoutServer(b, server)
+	if !routesEqual(b.Routes, nb.Routes) {
+		next := maps.Clone(m.desired)
+		next[backend] = nb
+		return m.replaceAndReloadLocked(ctx, next)
+	}
 	if err := m.removeServerLocked(ctx, backend, server); err != nil {
 		return err
 	}
-	m.desired[backend] = withoutServer(b, server)
+	m.desired[backend] = nb
 	return m.writeConfig(ctx, false)
 }
 
@@ -309,6 +322,40 @@ func (m *Manager) updateServer(ctx context.Context, backend, server, setting str
 	return m.writeConfig(ctx, false)
 }
 
+// SetRoutes replaces the backend's routes with a reload, since routes are
+// rules of the configuration file; unchanged routes return at once without
+// one. Every server a route names must already be a server of the backend.
+// If HAProxy does not load the new routes, the previous ones stay.
+func (d *Driver) SetRoutes(ctx context.Context, backend string, routes []lb.Route) error {
+	if err := checkBackendName(backend); err != nil {
+		return err
+	}
+	nr, err := normRoutes(routes)
+	if err != nil {
+		return fmt.Errorf("backend %s: %w", backend, err)
+	}
+	m := d.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.desired[backend]
+	if !ok {
+		return fmt.Errorf("%w: %s (EnsureBackend creates it)", ErrUnknownBackend, backend)
+	}
+	if routesEqual(b.Routes, nr) {
+		return nil
+	}
+	b.Routes = nr
+	if err := checkRouteTargets(b); err != nil {
+		return err
+	}
+	if err := m.readyLocked(ctx); err != nil {
+		return err
+	}
+	next := maps.Clone(m.desired)
+	next[backend] = b
+	return m.replaceAndReloadLocked(ctx, next)
+}
+
 // Stats reads every server of the backend from "show stat".
 func (d *Driver) Stats(ctx context.Context, backend string) ([]lb.ServerStats, error) {
 	if err := checkBackendName(backend); err != nil {
@@ -365,6 +412,8 @@ func withServer(b lb.Backend, s lb.Server) lb.Backend {
 	return b
 }
 
+// withoutServer also drops the server from the routes, and the routes it
+// leaves without servers; routes it does not touch keep their slices.
 func withoutServer(b lb.Backend, name string) lb.Backend {
 	servers := make([]lb.Server, 0, len(b.Servers))
 	for _, s := range b.Servers {
@@ -373,5 +422,15 @@ func withoutServer(b lb.Backend, name string) lb.Backend {
 		}
 	}
 	b.Servers = servers
+	var routes []lb.Route
+	for _, r := range b.Routes {
+		if slices.Contains(r.Servers, name) {
+			r.Servers = slices.DeleteFunc(slices.Clone(r.Servers), func(s string) bool { return s == name })
+		}
+		if len(r.Servers) > 0 {
+			routes = append(routes, r)
+		}
+	}
+	b.Routes = routes
 	return b
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -75,13 +76,19 @@ func startBackend(t testing.TB, name string) backendServer {
 	return startBackendHealth(t, name, http.StatusOK)
 }
 
-// startBackendHealth answers /healthz with health, everything else with 200.
+// startBackendHealth answers /healthz with health, /status/<code> with
+// that code (to feed the per-class counters) and everything else with 200.
 func startBackendHealth(t testing.TB, name string, health int) backendServer {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
 			w.WriteHeader(health)
 			return
+		}
+		if c, ok := strings.CutPrefix(r.URL.Path, "/status/"); ok {
+			if code, err := strconv.Atoi(c); err == nil {
+				w.WriteHeader(code)
+			}
 		}
 		_, _ = io.WriteString(w, name)
 	}))
@@ -103,21 +110,46 @@ func freeAddr(t testing.TB) string {
 	return addr
 }
 
-// get sends one request through a frontend and returns which server answered.
-func (h *harness) get(listen string) (string, error) {
-	resp, err := h.client.Get("http://" + listen + "/")
+// reqOption changes a request before it is sent.
+type reqOption func(*http.Request)
+
+func withHeader(name, value string) reqOption {
+	return func(r *http.Request) { r.Header.Set(name, value) }
+}
+
+func withCookie(name, value string) reqOption {
+	return func(r *http.Request) { r.AddCookie(&http.Cookie{Name: name, Value: value}) }
+}
+
+// do sends one request for path through a frontend and returns the status
+// and the body, which names the server that answered.
+func (h *harness) do(listen, path string, opts ...reqOption) (int, string, error) {
+	req, err := http.NewRequestWithContext(h.ctx, http.MethodGet, "http://"+listen+path, nil)
 	if err != nil {
-		return "", err
+		return 0, "", err
+	}
+	for _, o := range opts {
+		o(req)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
+// get sends one request through a frontend and returns which server answered.
+func (h *harness) get(listen string, opts ...reqOption) (string, error) {
+	code, body, err := h.do(listen, "/", opts...)
 	if err != nil {
 		return "", err
 	}
-	if resp.StatusCode != http.StatusOK {
-		return "", &statusError{code: resp.StatusCode, body: string(body)}
+	if code != http.StatusOK {
+		return "", &statusError{code: code, body: body}
 	}
-	return string(body), nil
+	return body, nil
 }
 
 type statusError struct {
@@ -129,11 +161,11 @@ func (e *statusError) Error() string { return http.StatusText(e.code) + ": " + e
 
 // hits sends n requests and counts them per answering server; every request
 // must succeed.
-func (h *harness) hits(listen string, n int) map[string]int {
+func (h *harness) hits(listen string, n int, opts ...reqOption) map[string]int {
 	h.t.Helper()
 	counts := map[string]int{}
 	for range n {
-		name, err := h.get(listen)
+		name, err := h.get(listen, opts...)
 		require.NoError(h.t, err)
 		counts[name]++
 	}
@@ -170,4 +202,29 @@ func (h *harness) requireServes(listen string) {
 		_, err := h.get(listen)
 		return err == nil
 	}, 5*time.Second, 20*time.Millisecond, "frontend %s does not serve", listen)
+}
+
+// reloads is the master's reload counter.
+func (h *harness) reloads() int {
+	h.t.Helper()
+	p, err := h.m.showProc(h.ctx)
+	require.NoError(h.t, err)
+	return p.Reloads
+}
+
+// requireRouted waits until requests carrying opts all reach server. Right
+// after a reload, a new connection may still be accepted by the old worker,
+// with the old rules, until the master has told it to stop; and an idle
+// keep-alive connection would keep leading there.
+func (h *harness) requireRouted(listen, server string, opts ...reqOption) {
+	h.t.Helper()
+	h.client.CloseIdleConnections()
+	require.Eventually(h.t, func() bool {
+		for range 5 {
+			if name, err := h.get(listen, opts...); err != nil || name != server {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 20*time.Millisecond, "requests do not reach %s", server)
 }

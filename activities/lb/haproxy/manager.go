@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -169,7 +170,22 @@ func (m *Manager) Backends() []lb.Backend {
 	for _, n := range sortedNames(m.desired) {
 		b := m.desired[n]
 		b.Servers = append([]lb.Server(nil), b.Servers...)
+		b.Routes = cloneRoutes(b.Routes)
 		out = append(out, b)
+	}
+	return out
+}
+
+// cloneRoutes is a deep copy: a caller changing a returned route's servers
+// must not change the desired state.
+func cloneRoutes(routes []lb.Route) []lb.Route {
+	if routes == nil {
+		return nil
+	}
+	out := make([]lb.Route, len(routes))
+	for i, r := range routes {
+		r.Servers = slices.Clone(r.Servers)
+		out[i] = r
 	}
 	return out
 }

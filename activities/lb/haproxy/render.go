@@ -44,11 +44,30 @@ func serverArgs(b lb.Backend, s lb.Server, weight int) string {
 	return args
 }
 
+// routeCondition is the anonymous ACL of one route. "--" ends the match
+// flags, so a value that starts with '-' (allowed: "-i", "-f") is matched
+// literally instead of being read as a flag.
+func routeCondition(r lb.Route) string {
+	if r.Header != "" {
+		return fmt.Sprintf("{ req.hdr(%s) -m str -- %s }", r.Header, r.Value)
+	}
+	return fmt.Sprintf("{ req.cook(%s) -m str -- %s }", r.Cookie, r.Value)
+}
+
 // renderConfig produces the whole configuration from already validated
 // state. A drained server is written with weight 0 and a server in
 // maintenance as "disabled": the configuration alone then never gives either
 // of them new traffic, and the Manager restores the real weight and state
 // through the runtime API right after the process has loaded it.
+//
+// Routes become "use-server" rules, one per route and server, in order:
+// HAProxy takes the first matching rule whose server is not stopped (down
+// or in maintenance) and ignores the weights, so a canary at weight 0 is
+// reachable, and a route whose servers are all stopped falls through to
+// normal balancing. A route's servers are therefore tried in order, not
+// balanced. A drained server still takes routed requests, as it does
+// persistent ones. Rules can only name servers the configuration file has,
+// which is why a change of routes reloads.
 func renderConfig(cfg Config, backends map[string]lb.Backend) []byte {
 	var w strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&w, format+"\n", args...) }
@@ -105,6 +124,13 @@ func renderConfig(cfg Config, backends map[string]lb.Backend) []byte {
 		}
 		if b.HealthPath != "" {
 			p("    option httpchk GET %s", b.HealthPath)
+		}
+		if b.Mode == modeHTTP {
+			for _, r := range b.Routes {
+				for _, srv := range r.Servers {
+					p("    use-server %s if %s", srv, routeCondition(r))
+				}
+			}
 		}
 		for _, s := range b.Servers {
 			switch s.State {

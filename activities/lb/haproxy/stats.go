@@ -19,8 +19,9 @@ type statRow struct {
 	Weight     int
 	Addr       string
 	Scur, Stot int64
-	H2xx, H5xx int64
-	Rtime      int64
+	// H1xx..Hother are the hrsp_* columns: responses by status class.
+	H1xx, H2xx, H3xx, H4xx, H5xx, Hother int64
+	Rtime                                int64
 }
 
 // parseShowStat reads the CSV of "show stat", locating columns by the header
@@ -76,8 +77,12 @@ func parseShowStat(out string) ([]statRow, error) {
 			Addr:   get(rec, "addr"),
 			Scur:   num(rec, "scur"),
 			Stot:   num(rec, "stot"),
+			H1xx:   num(rec, "hrsp_1xx"),
 			H2xx:   num(rec, "hrsp_2xx"),
+			H3xx:   num(rec, "hrsp_3xx"),
+			H4xx:   num(rec, "hrsp_4xx"),
 			H5xx:   num(rec, "hrsp_5xx"),
+			Hother: num(rec, "hrsp_other"),
 			Rtime:  num(rec, "rtime"),
 		})
 	}
@@ -114,9 +119,13 @@ func (r statRow) stats() lb.ServerStats {
 		Weight:          r.Weight,
 		CurrentSessions: r.Scur,
 		TotalSessions:   r.Stot,
-		Responses2xx:    r.H2xx,
-		Responses5xx:    r.H5xx,
-		AvgResponseMs:   r.Rtime,
+		// Counted from responses rather than from req_tot so that Requests
+		// and the per-class counts always add up; in tcp mode all are 0.
+		Requests:      r.H1xx + r.H2xx + r.H3xx + r.H4xx + r.H5xx + r.Hother,
+		Responses2xx:  r.H2xx,
+		Responses4xx:  r.H4xx,
+		Responses5xx:  r.H5xx,
+		AvgResponseMs: r.Rtime,
 	}
 }
 

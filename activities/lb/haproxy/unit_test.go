@@ -196,6 +196,14 @@ func TestInvalidInputIsRefusedBeforeAnythingIsSent(t *testing.T) {
 	require.ErrorIs(t, d.SetWeight(ctx, "web", "a;b", 1), ErrInvalid)
 	require.ErrorIs(t, d.SetState(ctx, "web", "a", "down"), ErrInvalid)
 	require.ErrorIs(t, d.SetState(ctx, "web", "a", ""), ErrInvalid)
+	require.ErrorIs(t, d.SetRoutes(ctx, "web", []lb.Route{{Header: "X-C\nuse-server a if TRUE", Value: "v", Servers: []string{"a"}}}), ErrInvalid)
+	require.ErrorIs(t, d.SetRoutes(ctx, "web", []lb.Route{{Header: "X-C", Value: "v }", Servers: []string{"a"}}}), ErrInvalid)
+	require.ErrorIs(t, d.SetRoutes(ctx, "web", []lb.Route{{Header: "X-C", Value: "v", Servers: []string{"zz"}}}), ErrInvalid)
+	require.ErrorIs(t, d.SetRoutes(ctx, "web;x", nil), ErrInvalid)
+	routed := good
+	routed.Routes = []lb.Route{{Cookie: "c d", Value: "v", Servers: []string{"a"}}}
+	require.ErrorIs(t, d.EnsureBackend(ctx, routed), ErrInvalid)
+	require.ErrorIs(t, m.Load([]lb.Backend{routed}), ErrInvalid)
 	_, err = d.Stats(ctx, "web\n")
 	require.ErrorIs(t, err, ErrInvalid)
 	_, err = sockCommand(ctx, m.cfg.adminSock(), "set server be_web/a weight 1; shutdown sessions server be_web/a")
@@ -212,7 +220,87 @@ func TestInvalidInputIsRefusedBeforeAnythingIsSent(t *testing.T) {
 	require.ErrorIs(t, d.SetWeight(ctx, "web", "a", 2), ErrNotRunning)
 	require.ErrorIs(t, d.SetWeight(ctx, "nope", "a", 2), ErrUnknownBackend)
 	require.ErrorIs(t, d.SetWeight(ctx, "web", "zz", 2), ErrUnknownServer)
+	require.ErrorIs(t, d.SetRoutes(ctx, "web", []lb.Route{{Header: "X-C", Value: "v", Servers: []string{"a"}}}), ErrNotRunning)
+	require.NoError(t, d.SetRoutes(ctx, "web", nil), "unchanged routes need no HAProxy")
+	require.ErrorIs(t, d.SetRoutes(ctx, "nope", nil), ErrUnknownBackend)
 	require.Zero(t, admin.Load())
+}
+
+func TestRouteValidation(t *testing.T) {
+	ok := lb.Route{Header: "X-Canary", Value: "always", Servers: []string{"b"}}
+	for _, r := range []lb.Route{
+		{Header: "X Canary", Value: "v", Servers: []string{"b"}},
+		{Header: "X-Canary:", Value: "v", Servers: []string{"b"}},
+		{Header: "X_Canary", Value: "v", Servers: []string{"b"}}, // HAProxy would accept it, proxies often drop it
+		{Header: strings.Repeat("h", maxRouteHeader+1), Value: "v", Servers: []string{"b"}},
+		{Cookie: "c,d", Value: "v", Servers: []string{"b"}},
+		{Cookie: "c)", Value: "v", Servers: []string{"b"}},
+		{Header: "X-C", Value: "a b", Servers: []string{"b"}},
+		{Header: "X-C", Value: "a#b", Servers: []string{"b"}},
+		{Header: "X-C", Value: `a"b`, Servers: []string{"b"}},
+		{Header: "X-C", Value: "$x", Servers: []string{"b"}},
+		{Header: "X-C", Value: strings.Repeat("v", maxRouteValue+1), Servers: []string{"b"}},
+		{Header: "X-C", Value: "v", Servers: []string{"b;x"}},
+		{Header: "X-C", Value: "v", Servers: []string{"BACKEND"}},
+		{Header: "X-C", Cookie: "c", Value: "v", Servers: []string{"b"}},
+		{Value: "v", Servers: []string{"b"}},
+		{Header: "X-C", Value: "v"},
+	} {
+		_, err := normRoutes([]lb.Route{r})
+		require.ErrorIs(t, err, ErrInvalid, "%+v", r)
+	}
+	_, err := normRoutes([]lb.Route{ok, {Header: "x-canary", Value: "always", Servers: []string{"a"}}})
+	require.ErrorIs(t, err, ErrInvalid, "the same header and value twice")
+	_, err = normRoutes(make([]lb.Route, maxRoutes+1))
+	require.ErrorIs(t, err, ErrInvalid)
+
+	got, err := normRoutes([]lb.Route{})
+	require.NoError(t, err)
+	require.Nil(t, got, "no routes has one form")
+	in := []lb.Route{ok, {Cookie: "canary_id.v2", Value: "-i:1.x_y", Servers: []string{"b", "a"}}}
+	got, err = normRoutes(in)
+	require.NoError(t, err)
+	require.Equal(t, in, got)
+	got[0].Servers[0] = "changed"
+	require.Equal(t, "b", in[0].Servers[0], "a deep copy")
+
+	web := lb.Backend{Name: "web", Mode: modeHTTP, Servers: []lb.Server{{Name: "a"}, {Name: "b"}}, Routes: in}
+	require.NoError(t, checkRouteTargets(web))
+	web.Routes = []lb.Route{{Header: "X-C", Value: "v", Servers: []string{"c"}}}
+	require.ErrorIs(t, checkRouteTargets(web), ErrUnknownServer)
+	web.Mode, web.Routes = modeTCP, in
+	require.ErrorIs(t, checkRouteTargets(web), ErrInvalid)
+
+	require.True(t, routesEqual(nil, nil))
+	require.False(t, routesEqual(in, []lb.Route{in[1], in[0]}), "order is priority")
+	require.False(t, routesEqual(in, []lb.Route{ok, {Cookie: "canary_id.v2", Value: "-i:1.x_y", Servers: []string{"a", "b"}}}))
+}
+
+func TestWithoutServerDropsItFromRoutes(t *testing.T) {
+	b := lb.Backend{Name: "web", Servers: []lb.Server{{Name: "a"}, {Name: "b"}, {Name: "c"}}, Routes: []lb.Route{
+		{Header: "X-C", Value: "1", Servers: []string{"b"}},
+		{Header: "X-C", Value: "2", Servers: []string{"c", "b"}},
+		{Cookie: "k", Value: "3", Servers: []string{"a"}},
+	}}
+	got := withoutServer(b, "b")
+	require.Equal(t, []lb.Server{{Name: "a"}, {Name: "c"}}, got.Servers)
+	require.Equal(t, []lb.Route{
+		{Header: "X-C", Value: "2", Servers: []string{"c"}},
+		{Cookie: "k", Value: "3", Servers: []string{"a"}},
+	}, got.Routes)
+	require.Equal(t, []string{"c", "b"}, b.Routes[1].Servers, "the desired state's slices are not changed")
+	require.Equal(t, []lb.Route{{Header: "X-C", Value: "2", Servers: []string{"c"}}}, withoutServer(got, "a").Routes)
+	require.Nil(t, withoutServer(withoutServer(got, "a"), "c").Routes)
+	require.True(t, routesEqual(b.Routes, withoutServer(b, "zz").Routes))
+}
+
+func TestStatsCountsEveryResponseClass(t *testing.T) {
+	rows, err := parseShowStat("# pxname,svname,status,weight,scur,stot,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,rtime,uweight\n" +
+		"be_web,a,UP,1,2,30,1,20,3,4,5,6,7,1\n")
+	require.NoError(t, err)
+	require.Len(t, rows, 1)
+	require.Equal(t, lb.ServerStats{Name: "a", State: lb.StateReady, Weight: 1, CurrentSessions: 2, TotalSessions: 30,
+		Requests: 39, Responses2xx: 20, Responses4xx: 4, Responses5xx: 5, AvgResponseMs: 7}, rows[0].stats())
 }
 
 func TestRenderConfig(t *testing.T) {
@@ -245,6 +333,7 @@ func TestRenderConfig(t *testing.T) {
 		require.Contains(t, out, want)
 	}
 	require.Less(t, strings.Index(out, "fe_db"), strings.Index(out, "fe_web"), "sorted, so reloads see stable files")
+	require.NotContains(t, out, "use-server", "no routes, no rules")
 
 	bin, err := FindBinary("")
 	if err != nil {
@@ -255,4 +344,34 @@ func TestRenderConfig(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(out), 0o600))
 	res, err := exec.Command(bin, "-c", "-f", path).CombinedOutput()
 	require.NoError(t, err, string(res))
+}
+
+func TestRenderRoutes(t *testing.T) {
+	dir := t.TempDir()
+	web, err := normBackend(lb.Backend{Name: "web", ListenAddr: "127.0.0.1:18420", Servers: []lb.Server{
+		{Name: "a", Addr: "127.0.0.1:18421", Weight: 100},
+		{Name: "b", Addr: "127.0.0.1:18422", Weight: 0},
+	}, Routes: []lb.Route{
+		{Header: "X-Canary", Value: "always", Servers: []string{"b"}},
+		{Cookie: "canary_id", Value: "-i", Servers: []string{"b", "a"}},
+	}})
+	require.NoError(t, err)
+	out := string(renderConfig(Config{Dir: dir}, map[string]lb.Backend{"web": web}))
+	require.Contains(t, out, "    option http-server-close\n"+
+		"    use-server b if { req.hdr(X-Canary) -m str -- always }\n"+
+		"    use-server b if { req.cook(canary_id) -m str -- -i }\n"+
+		"    use-server a if { req.cook(canary_id) -m str -- -i }\n"+
+		"    server a 127.0.0.1:18421 weight 100\n"+
+		"    server b 127.0.0.1:18422 weight 0\n")
+
+	bin, err := FindBinary("")
+	if err != nil {
+		t.Log("haproxy not installed: rendered config not checked by haproxy -c")
+		return
+	}
+	path := filepath.Join(dir, "haproxy.cfg")
+	require.NoError(t, os.WriteFile(path, []byte(out), 0o600))
+	res, err := exec.Command(bin, "-c", "-f", path).CombinedOutput()
+	require.NoError(t, err, string(res))
+	require.NotContains(t, string(res), "WARNING", "a use-server rule HAProxy warns about")
 }

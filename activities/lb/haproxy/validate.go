@@ -3,6 +3,7 @@ package haproxy
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -35,6 +36,11 @@ const (
 	maxHealthPath = 200
 	modeHTTP      = "http"
 	modeTCP       = "tcp"
+	// maxRoutes bounds the use-server rules HAProxy evaluates per request
+	// (routes times their servers); a grey release needs one or two.
+	maxRoutes      = 8
+	maxRouteHeader = 64
+	maxRouteValue  = 128
 )
 
 func invalid(format string, args ...any) error {
@@ -181,7 +187,11 @@ func normBackend(b lb.Backend) (lb.Backend, error) {
 	if err := checkHealthPath(b.HealthPath); err != nil {
 		return lb.Backend{}, fmt.Errorf("backend %s: %w", b.Name, err)
 	}
-	out := lb.Backend{Name: b.Name, ListenAddr: ap.String(), Mode: mode, HealthPath: b.HealthPath}
+	routes, err := normRoutes(b.Routes)
+	if err != nil {
+		return lb.Backend{}, fmt.Errorf("backend %s: %w", b.Name, err)
+	}
+	out := lb.Backend{Name: b.Name, ListenAddr: ap.String(), Mode: mode, HealthPath: b.HealthPath, Routes: routes}
 	seen := make(map[string]bool, len(b.Servers))
 	for _, s := range b.Servers {
 		ns, err := normServer(s)
@@ -194,7 +204,112 @@ func normBackend(b lb.Backend) (lb.Backend, error) {
 		seen[ns.Name] = true
 		out.Servers = append(out.Servers, ns)
 	}
+	if err := checkRouteTargets(out); err != nil {
+		return lb.Backend{}, err
+	}
 	return out, nil
+}
+
+// onlyChars reports whether every byte of s is alphanumeric ASCII or in
+// extra.
+func onlyChars(s, extra string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(extra, c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// normRoutes checks routes on their own (checkRouteTargets checks them
+// against their backend) and returns a deep copy, nil when there are none
+// so that "no routes" has one form to compare. Header and cookie names end
+// up inside a sample fetch's parentheses and the value is a word of the
+// configuration file, so all three are restricted to characters that are
+// inert there: no space, newline, brace, parenthesis, comma, quote or '#'.
+func normRoutes(routes []lb.Route) ([]lb.Route, error) {
+	if len(routes) == 0 {
+		return nil, nil
+	}
+	if len(routes) > maxRoutes {
+		return nil, invalid("%d routes, at most %d are allowed", len(routes), maxRoutes)
+	}
+	out := make([]lb.Route, 0, len(routes))
+	seen := make(map[string]bool, len(routes))
+	for i, r := range routes {
+		n := i + 1
+		var key string
+		switch {
+		case r.Header != "" && r.Cookie != "":
+			return nil, invalid("route %d sets both header %q and cookie %q; set exactly one", n, r.Header, r.Cookie)
+		case r.Header != "":
+			if len(r.Header) > maxRouteHeader || !onlyChars(r.Header, "-") {
+				return nil, invalid("route %d: header name %q must be 1 to %d of [A-Za-z0-9-]", n, r.Header, maxRouteHeader)
+			}
+			// Header names are case-insensitive, cookie names are not.
+			key = "header " + strings.ToLower(r.Header)
+		case r.Cookie != "":
+			if len(r.Cookie) > maxRouteHeader || !onlyChars(r.Cookie, "_.-") {
+				return nil, invalid("route %d: cookie name %q must be 1 to %d of [A-Za-z0-9_.-]", n, r.Cookie, maxRouteHeader)
+			}
+			key = "cookie " + r.Cookie
+		default:
+			return nil, invalid("route %d sets neither a header nor a cookie; set exactly one", n)
+		}
+		if r.Value == "" || len(r.Value) > maxRouteValue || !onlyChars(r.Value, "_.:-") {
+			return nil, invalid("route %d: value %q must be 1 to %d of [A-Za-z0-9_.:-]", n, r.Value, maxRouteValue)
+		}
+		key += "=" + r.Value
+		if seen[key] {
+			return nil, invalid("route %d repeats the %s of an earlier route", n, key)
+		}
+		seen[key] = true
+		if len(r.Servers) == 0 {
+			return nil, invalid("route %d (%s) names no server", n, key)
+		}
+		servers := make([]string, 0, len(r.Servers))
+		for _, s := range r.Servers {
+			if err := checkServerName(s); err != nil {
+				return nil, fmt.Errorf("route %d: %w", n, err)
+			}
+			if slices.Contains(servers, s) {
+				return nil, invalid("route %d names server %s twice", n, s)
+			}
+			servers = append(servers, s)
+		}
+		out = append(out, lb.Route{Header: r.Header, Cookie: r.Cookie, Value: r.Value, Servers: servers})
+	}
+	return out, nil
+}
+
+// checkRouteTargets checks already normalised routes against their
+// backend. A route naming a server the backend lacks would make HAProxy
+// refuse the whole configuration, every other backend's changes with it.
+func checkRouteTargets(b lb.Backend) error {
+	if len(b.Routes) == 0 {
+		return nil
+	}
+	if b.Mode != modeHTTP {
+		return invalid("backend %s: routes need mode http; a %s backend sees no headers or cookies", b.Name, b.Mode)
+	}
+	for i, r := range b.Routes {
+		for _, s := range r.Servers {
+			if serverIndex(b, s) < 0 {
+				return fmt.Errorf("%w: backend %s: route %d names %s, which is not a server of the backend (%w)",
+					ErrInvalid, b.Name, i+1, s, ErrUnknownServer)
+			}
+		}
+	}
+	return nil
+}
+
+// routesEqual compares normalised routes, order included: rules are
+// evaluated in order, so a reordering is a change.
+func routesEqual(a, b []lb.Route) bool {
+	return slices.EqualFunc(a, b, func(x, y lb.Route) bool {
+		return x.Header == y.Header && x.Cookie == y.Cookie && x.Value == y.Value && slices.Equal(x.Servers, y.Servers)
+	})
 }
 
 // checkListeners refuses two frontends on one address: HAProxy binds with

@@ -1,0 +1,355 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	failurepb "go.temporal.io/api/failure/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/mocks"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/workflows"
+)
+
+// fakeHistory serves a workflow's history in pages, keyed by page token.
+type fakeHistory struct {
+	workflowservice.WorkflowServiceClient
+	mu    sync.Mutex
+	pages map[string]*workflowservice.GetWorkflowExecutionHistoryResponse
+	asked []*workflowservice.GetWorkflowExecutionHistoryRequest
+}
+
+func (f *fakeHistory) GetWorkflowExecutionHistory(_ context.Context, in *workflowservice.GetWorkflowExecutionHistoryRequest, _ ...grpc.CallOption) (*workflowservice.GetWorkflowExecutionHistoryResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, in)
+	return f.pages[string(in.GetNextPageToken())], nil
+}
+
+func payloads(t *testing.T, v any) *commonpb.Payloads {
+	t.Helper()
+	p, err := converter.GetDefaultDataConverter().ToPayloads(v)
+	require.NoError(t, err)
+	return p
+}
+
+func payload(t *testing.T, v any) *commonpb.Payload {
+	t.Helper()
+	p, err := converter.GetDefaultDataConverter().ToPayload(v)
+	require.NoError(t, err)
+	return p
+}
+
+func TestRunHistoryInDomainWords(t *testing.T) {
+	f := newAPI(t)
+	ctx := context.Background()
+	code, _ := f.call("POST", "/api/v1/tenants", f.token, nameRequest{Name: "shop"}, nil)
+	require.Equal(t, http.StatusCreated, code)
+	f.user("rm", roleRequest{Tenant: "shop", Role: store.RoleReleaseManager})
+	shop, err := f.st.TenantByName(ctx, "shop")
+	require.NoError(t, err)
+	run := &store.Run{Kind: "deploy", WorkflowID: "deploy/shop/dev/web", TenantID: shop.ID, Subject: "shop/dev/web", StartedBy: "dana"}
+	require.NoError(t, f.st.CreateRun(ctx, run, ""))
+	require.NoError(t, f.st.SetRunStarted(ctx, run.ID, "run-1"))
+
+	t0 := time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
+	at := func(ms int) *timestamppb.Timestamp {
+		return timestamppb.New(t0.Add(time.Duration(ms) * time.Millisecond))
+	}
+	ev := func(id int64, ms int, typ enumspb.EventType) *historypb.HistoryEvent {
+		return &historypb.HistoryEvent{EventId: id, EventTime: at(ms), EventType: typ}
+	}
+	e1 := ev(1, 0, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)
+	e1.Attributes = &historypb.HistoryEvent_WorkflowExecutionStartedEventAttributes{WorkflowExecutionStartedEventAttributes: &historypb.WorkflowExecutionStartedEventAttributes{
+		WorkflowType: &commonpb.WorkflowType{Name: "DeployStack"}, Memo: &commonpb.Memo{Fields: map[string]*commonpb.Payload{"startedBy": payload(t, "dana")}}}}
+	e2 := ev(2, 1, enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED)
+	e3 := ev(3, 50, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+	e3.Attributes = &historypb.HistoryEvent_ActivityTaskScheduledEventAttributes{ActivityTaskScheduledEventAttributes: &historypb.ActivityTaskScheduledEventAttributes{
+		ActivityType: &commonpb.ActivityType{Name: "StartInstance"},
+		Input:        payloads(t, map[string]any{"instance": map[string]any{"name": "shop-dev-web-1", "uid": "u1", "host": map[string]any{"name": "h1"}}})}}
+	e4 := ev(4, 100, enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED)
+	e4.Attributes = &historypb.HistoryEvent_ActivityTaskStartedEventAttributes{ActivityTaskStartedEventAttributes: &historypb.ActivityTaskStartedEventAttributes{
+		ScheduledEventId: 3, Attempt: 3, LastFailure: &failurepb.Failure{Message: "engine busy"}}}
+	// Page 2: the activity closes; the reader still knows its name and start.
+	e5 := ev(5, 112, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
+	e5.Attributes = &historypb.HistoryEvent_ActivityTaskCompletedEventAttributes{ActivityTaskCompletedEventAttributes: &historypb.ActivityTaskCompletedEventAttributes{ScheduledEventId: 3, StartedEventId: 4}}
+	e6 := ev(6, 120, enumspb.EVENT_TYPE_MARKER_RECORDED)
+	e6.Attributes = &historypb.HistoryEvent_MarkerRecordedEventAttributes{MarkerRecordedEventAttributes: &historypb.MarkerRecordedEventAttributes{
+		MarkerName: "LocalActivity", Details: map[string]*commonpb.Payloads{"data": payloads(t, map[string]any{"ActivityType": "RecordInstances", "Attempt": 1})}}}
+	e7 := ev(7, 130, enumspb.EVENT_TYPE_TIMER_STARTED)
+	e7.Attributes = &historypb.HistoryEvent_TimerStartedEventAttributes{TimerStartedEventAttributes: &historypb.TimerStartedEventAttributes{StartToFireTimeout: durationpb.New(30 * time.Second)}}
+	e8 := ev(8, 30130, enumspb.EVENT_TYPE_TIMER_FIRED)
+	e8.Attributes = &historypb.HistoryEvent_TimerFiredEventAttributes{TimerFiredEventAttributes: &historypb.TimerFiredEventAttributes{StartedEventId: 7}}
+	e9 := ev(9, 30200, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+	e9.Attributes = &historypb.HistoryEvent_WorkflowExecutionSignaledEventAttributes{WorkflowExecutionSignaledEventAttributes: &historypb.WorkflowExecutionSignaledEventAttributes{
+		SignalName: workflows.ApprovalSignal, Identity: "123@api",
+		Input: payloads(t, workflows.ApprovalDecision{ApprovalID: 1, State: store.ApprovalApproved, By: []string{"alice"}, Comment: "<script>window.x=1</script>"})}}
+	e10 := ev(10, 30300, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+	e10.Attributes = &historypb.HistoryEvent_ActivityTaskScheduledEventAttributes{ActivityTaskScheduledEventAttributes: &historypb.ActivityTaskScheduledEventAttributes{
+		ActivityType: &commonpb.ActivityType{Name: "ProbeHost"}, Input: payloads(t, store.HostRef{Name: "h2", Endpoint: "unix:///x"})}}
+	e11 := ev(11, 30400, enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED)
+	e11.Attributes = &historypb.HistoryEvent_ActivityTaskFailedEventAttributes{ActivityTaskFailedEventAttributes: &historypb.ActivityTaskFailedEventAttributes{
+		ScheduledEventId: 10, Failure: &failurepb.Failure{Message: "host h2 does not answer"}}}
+	e12 := ev(12, 30500, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED)
+	e12.Attributes = &historypb.HistoryEvent_WorkflowExecutionFailedEventAttributes{WorkflowExecutionFailedEventAttributes: &historypb.WorkflowExecutionFailedEventAttributes{
+		Failure: &failurepb.Failure{Message: "activity error", Cause: &failurepb.Failure{Message: "host h2 does not answer"}}}}
+
+	fh := &fakeHistory{pages: map[string]*workflowservice.GetWorkflowExecutionHistoryResponse{
+		"":   {History: &historypb.History{Events: []*historypb.HistoryEvent{e1, e2, e3, e4}}, NextPageToken: []byte("p2")},
+		"p2": {History: &historypb.History{Events: []*historypb.HistoryEvent{e5, e6, e7, e8, e9, e10, e11, e12}}},
+	}}
+	f.tc.On("WorkflowService").Return(fh)
+
+	// Pages of 4: Temporal's pages (4 and 8 events) are cut to the size asked.
+	var p1 historyPage
+	code, eb := f.call("GET", fmt.Sprintf("/api/v1/runs/%d/history?size=4", run.ID), f.token, nil, &p1)
+	require.Equal(t, http.StatusOK, code, eb.Error.Message)
+	require.Len(t, p1.Events, 4)
+	require.Equal(t, "workflow DeployStack started for dana", p1.Events[0].Text)
+	require.True(t, p1.Events[1].Engine)
+	require.Equal(t, "activity StartInstance for instance shop-dev-web-1 on host h1 scheduled", p1.Events[2].Text)
+	require.Equal(t, "activity StartInstance for instance shop-dev-web-1 on host h1 started, attempt 3 (the last one failed: engine busy)", p1.Events[3].Text)
+	require.Equal(t, "ActivityTaskStarted", p1.Events[3].Type)
+	require.NotEmpty(t, p1.NextPageToken)
+	require.Equal(t, "http://127.0.0.1:8233/namespaces/default/workflows/deploy%2Fshop%2Fdev%2Fweb/run-1/history", p1.TemporalURL)
+	require.Equal(t, "default", fh.asked[0].GetNamespace())
+	require.Equal(t, "run-1", fh.asked[0].GetExecution().GetRunId())
+	require.EqualValues(t, 4, fh.asked[0].GetMaximumPageSize())
+
+	texts := []string{}
+	var failed []bool
+	token := p1.NextPageToken
+	for i := 0; i < 2; i++ {
+		var p historyPage
+		code, eb = f.call("GET", fmt.Sprintf("/api/v1/runs/%d/history?size=4&pageToken=%s", run.ID, url.QueryEscape(token)), f.token, nil, &p)
+		require.Equal(t, http.StatusOK, code, eb.Error.Message)
+		require.Len(t, p.Events, 4)
+		for _, e := range p.Events {
+			texts = append(texts, e.Text)
+			failed = append(failed, e.Failed)
+		}
+		token = p.NextPageToken
+		require.Equal(t, i == 0, token != "", "page %d", i+2)
+	}
+	require.Equal(t, "p2", string(fh.asked[1].GetNextPageToken()))
+	require.Equal(t, []string{
+		"activity StartInstance for instance shop-dev-web-1 on host h1 completed (12 ms), attempt 3",
+		"local activity RecordInstances completed",
+		"timer 30s started",
+		"timer 30s fired",
+		"signal approval from alice (approved): “<script>window.x=1</script>”",
+		"activity ProbeHost on host h2 scheduled",
+		"activity ProbeHost on host h2 failed: host h2 does not answer",
+		"workflow failed: activity error: host h2 does not answer",
+	}, texts)
+	require.True(t, failed[6])
+
+	// The default page holds all twelve, read from both of Temporal's pages.
+	var all historyPage
+	code, _ = f.call("GET", fmt.Sprintf("/api/v1/runs/%d/history", run.ID), f.token, nil, &all)
+	require.Equal(t, http.StatusOK, code)
+	require.Len(t, all.Events, 12)
+	require.Empty(t, all.NextPageToken)
+
+	code, eb = f.call("GET", fmt.Sprintf("/api/v1/runs/%d/history?pageToken=garbage", run.ID), f.token, nil, nil)
+	require.Equal(t, http.StatusBadRequest, code, eb.Error.Message)
+	code, _ = f.call("GET", fmt.Sprintf("/api/v1/runs/%d/history?size=9999", run.ID), f.token, nil, nil)
+	require.Equal(t, http.StatusBadRequest, code)
+	code, _ = f.call("GET", "/api/v1/runs/999/history", f.token, nil, nil)
+	require.Equal(t, http.StatusNotFound, code)
+
+	// The page: domain words, engine events hidden, markup as text, a link to the Temporal UI.
+	rm := f.browser("rm")
+	code, body := rm.page(t, fmt.Sprintf("/runs/%d/history?pageToken=%s", run.ID, url.QueryEscape(p1.NextPageToken)))
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "completed (12 ms), attempt 3")
+	require.Contains(t, body, "&lt;script&gt;window.x=1&lt;/script&gt;")
+	require.NotContains(t, body, "<script>window.x=1")
+	require.Contains(t, body, `href="http://127.0.0.1:8233/namespaces/default/workflows/deploy%2Fshop%2Fdev%2Fweb/run-1/history"`)
+	require.Contains(t, body, "First page")
+	code, body = rm.page(t, fmt.Sprintf("/runs/%d/history", run.ID))
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "1 engine event(s) hidden")
+	require.Contains(t, body, "End of the history")
+	code, body = rm.page(t, fmt.Sprintf("/runs/%d", run.ID))
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, fmt.Sprintf(`href="/runs/%d/history"`, run.ID), "the run page links its history")
+
+	// A run whose workflow has not started says so.
+	pending := &store.Run{Kind: "deploy", WorkflowID: "deploy/shop/dev/api", TenantID: shop.ID, Subject: "shop/dev/api", StartedBy: "dana"}
+	require.NoError(t, f.st.CreateRun(ctx, pending, ""))
+	code, eb = f.call("GET", fmt.Sprintf("/api/v1/runs/%d/history", pending.ID), f.token, nil, nil)
+	require.Equal(t, http.StatusConflict, code)
+	require.Equal(t, "no_workflow", eb.Error.Code)
+	require.Contains(t, eb.Error.Message, "has no workflow yet")
+	code, body = rm.page(t, fmt.Sprintf("/runs/%d/history", pending.ID))
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "No history yet")
+
+	// Reads are scoped to the caller's tenants.
+	other := f.user("outsider")
+	code, _ = f.call("GET", fmt.Sprintf("/api/v1/runs/%d/history", run.ID), other, nil, nil)
+	require.Equal(t, http.StatusForbidden, code)
+}
+
+// TestRetry: a failed deploy is started again with the same request by its
+// retry, which records the run it retries; what cannot be retried says why.
+func TestRetry(t *testing.T) {
+	f := newAPI(t)
+	ctx := context.Background()
+	code, _ := f.call("POST", "/api/v1/tenants", f.token, nameRequest{Name: "shop"}, nil)
+	require.Equal(t, http.StatusCreated, code)
+	code, _ = f.call("POST", "/api/v1/tenants/shop/environments", f.token, environmentRequest{Name: "dev"}, nil)
+	require.Equal(t, http.StatusCreated, code)
+	h := &store.Host{Name: "h1", Region: "local", Endpoint: "unix:///var/run/x.sock", IP: "127.0.0.1"}
+	require.NoError(t, f.st.CreateHost(ctx, h))
+	require.NoError(t, f.st.SetHostFacts(ctx, h.ID, store.HostFacts{State: store.HostReady}))
+	code, eb := f.call("POST", "/api/v1/tenants/shop/environments/dev/hosts", f.token, map[string][]string{"hosts": {"h1"}}, nil)
+	require.Equal(t, http.StatusOK, code, eb.Error.Message)
+	dev := f.user("dana", roleRequest{Tenant: "shop", Role: store.RoleDeveloper})
+	approver := f.user("bob", roleRequest{Tenant: "shop", Role: store.RoleApprover})
+
+	wr := &mocks.WorkflowRun{}
+	wr.On("GetRunID").Return("temporal-run")
+	var inputs []workflows.DeployStackInput
+	f.tc.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.DeployStackName, mock.Anything).
+		Run(func(args mock.Arguments) { inputs = append(inputs, args.Get(3).(workflows.DeployStackInput)) }).Return(wr, nil)
+
+	compose := "services:\n  web:\n    image: registry.local/web:1\n"
+	var first runStarted
+	code, eb = f.call("POST", "/api/v1/tenants/shop/environments/dev/applications", dev, deployRequest{Name: "web", Compose: compose}, &first)
+	require.Equal(t, http.StatusAccepted, code, eb.Error.Message)
+
+	retry := fmt.Sprintf("/api/v1/runs/%d/retry", first.RunID)
+	code, eb = f.call("POST", retry, dev, nil, nil)
+	require.Equal(t, http.StatusConflict, code, "a running run is not retried")
+	require.Contains(t, eb.Error.Message, "only a failed or cancelled run can be retried")
+
+	// The deploy fails (as a workflow would record it).
+	run, err := f.st.Run(ctx, first.RunID)
+	require.NoError(t, err)
+	require.NoError(t, f.st.FinishRun(ctx, run.ID, store.RunFailed, "instance web-1 did not become healthy"))
+	require.NoError(t, f.st.SetApplicationState(ctx, run.ApplicationID, store.StateFailed))
+
+	code, eb = f.call("POST", retry, approver, nil, nil)
+	require.Equal(t, http.StatusForbidden, code, "retrying needs the role starting needs")
+	require.Contains(t, eb.Error.Message, "needs role developer")
+
+	var again runStarted
+	code, eb = f.call("POST", retry, dev, nil, &again)
+	require.Equal(t, http.StatusAccepted, code, eb.Error.Message)
+	require.NotEqual(t, first.RunID, again.RunID)
+	got, err := f.st.Run(ctx, again.RunID)
+	require.NoError(t, err)
+	require.Equal(t, first.RunID, got.RetryOf)
+	require.Equal(t, "dana", got.StartedBy)
+	require.Equal(t, run.RequestHash, got.RequestHash, "the same request")
+	require.Equal(t, store.RunRunning, got.Status)
+	require.Len(t, inputs, 2)
+	require.Equal(t, inputs[0].Spec, inputs[1].Spec)
+	require.Equal(t, again.RunID, inputs[1].RunID)
+
+	// The run page shows the retry, and the new run says what it retries.
+	dana := f.browser("dana")
+	code, body := dana.page(t, fmt.Sprintf("/runs/%d", first.RunID))
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, retry)
+	code, body = dana.page(t, fmt.Sprintf("/runs/%d", again.RunID))
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, fmt.Sprintf(`retry of <a href="/runs/%d" class="retry-of">run #%d</a>`, first.RunID, first.RunID))
+	// A browser's retry needs the CSRF token, like every unsafe request.
+	require.Equal(t, http.StatusForbidden, dana.post(t, retry, f.srv.URL, "", "{}"))
+
+	// A gate cannot be retried; the reason is given.
+	shop, err := f.st.TenantByName(ctx, "shop")
+	require.NoError(t, err)
+	gate := &store.Run{Kind: "gate", WorkflowID: "gate/shop/dev/x", TenantID: shop.ID, Subject: "shop/dev/x", StartedBy: "dana"}
+	require.NoError(t, f.st.CreateRun(ctx, gate, ""))
+	require.NoError(t, f.st.FinishRun(ctx, gate.ID, store.RunFailed, "rejected"))
+	code, eb = f.call("POST", fmt.Sprintf("/api/v1/runs/%d/retry", gate.ID), dev, nil, nil)
+	require.Equal(t, http.StatusConflict, code)
+	require.Equal(t, "not_retryable", eb.Error.Code)
+	require.Contains(t, eb.Error.Message, "open a new approval gate instead")
+	_, body = dana.page(t, fmt.Sprintf("/runs/%d", gate.ID))
+	require.Contains(t, body, "open a new approval gate instead")
+}
+
+// TestServiceHistory lists a service's releases and the runs that touched
+// it, and nothing of another service.
+func TestServiceHistory(t *testing.T) {
+	f := newAPI(t)
+	ctx := context.Background()
+	db := f.st.DB()
+	code, _ := f.call("POST", "/api/v1/tenants", f.token, nameRequest{Name: "shop"}, nil)
+	require.Equal(t, http.StatusCreated, code)
+	code, _ = f.call("POST", "/api/v1/tenants/shop/environments", f.token, environmentRequest{Name: "dev"}, nil)
+	require.Equal(t, http.StatusCreated, code)
+	f.user("rm", roleRequest{Tenant: "shop", Role: store.RoleReleaseManager})
+	env, err := f.st.Environment(ctx, "shop", "dev")
+	require.NoError(t, err)
+	app := &store.Application{EnvironmentID: env.ID, Name: "shop-app", State: store.StateRunning}
+	require.NoError(t, db.Create(app).Error)
+	web := &store.Service{ApplicationID: app.ID, Name: "web", Image: "r/web:1", State: store.StateRunning}
+	api := &store.Service{ApplicationID: app.ID, Name: "api", Image: "r/api:1", State: store.StateRunning}
+	require.NoError(t, db.Create(web).Error)
+	require.NoError(t, db.Create(api).Error)
+	mk := func(kind, subject string) uint {
+		r := &store.Run{Kind: kind, WorkflowID: kind + "/" + subject, TenantID: env.TenantID, EnvironmentID: env.ID, ApplicationID: app.ID,
+			Subject: subject, StartedBy: "dana", Status: store.RunSucceeded}
+		require.NoError(t, f.st.CreateRun(ctx, r, ""))
+		return r.ID
+	}
+	deploy := mk("deploy", "shop/dev/shop-app")
+	scaleWeb := mk("scale", "shop/dev/shop-app/web")
+	mk("scale", "shop/dev/shop-app/api")
+	commitWeb := mk("commit", "shop/dev/shop-app/web/shop-dev-shop-app-web-1")
+	done := time.Now().UTC()
+	rel := &store.Release{ServiceID: web.ID, Kind: store.ReleaseImage, Version: "2.0<b>", Image: "r/web:2", Strategy: store.StrategyRolling,
+		StartedBy: "dana", RunID: scaleWeb, Outcome: store.ReleaseRolledBack, Reason: "instance 2 unhealthy", FinishedAt: &done}
+	require.NoError(t, db.Create(rel).Error)
+	require.NoError(t, db.Create(&store.Release{ServiceID: api.ID, Kind: store.ReleaseImage, Version: "9.9", Outcome: store.ReleaseSucceeded}).Error)
+
+	var out struct {
+		Releases      []releaseView `json:"releases"`
+		ReleasesTotal int64         `json:"releasesTotal"`
+		Runs          []store.Run   `json:"runs"`
+		RunsTotal     int64         `json:"runsTotal"`
+	}
+	code, eb := f.call("GET", fmt.Sprintf("/api/v1/services/%d/history", web.ID), f.token, nil, &out)
+	require.Equal(t, http.StatusOK, code, eb.Error.Message)
+	require.EqualValues(t, 1, out.ReleasesTotal)
+	require.Equal(t, "2.0<b>", out.Releases[0].Version)
+	require.NotEqual(t, "running", out.Releases[0].Took)
+	ids := []uint{}
+	for _, r := range out.Runs {
+		ids = append(ids, r.ID)
+	}
+	require.Equal(t, []uint{commitWeb, scaleWeb, deploy}, ids, "newest first; the api service's scale is not here")
+	code, _ = f.call("GET", fmt.Sprintf("/api/v1/services/%d/history?runOffset=-1", web.ID), f.token, nil, nil)
+	require.Equal(t, http.StatusBadRequest, code)
+
+	rm := f.browser("rm")
+	code, body := rm.page(t, fmt.Sprintf("/services/%d/history", web.ID))
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "2.0&lt;b&gt;")
+	require.Contains(t, body, "instance 2 unhealthy")
+	require.Contains(t, body, fmt.Sprintf(`href="/runs/%d"`, deploy))
+	require.NotContains(t, body, "9.9")
+	require.True(t, strings.Contains(body, "rolled-back") || strings.Contains(body, "rolled back"))
+}

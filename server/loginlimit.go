@@ -1,0 +1,101 @@
+package server
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Sign-in throttling: at most loginMaxFailures failed sign-ins per user name
+// and address within loginWindow; after that the pair is refused (429)
+// until the oldest failure leaves the window, whether the password is right
+// or not, so guessing gains nothing. A success clears the pair's count.
+const (
+	loginMaxFailures = 5
+	loginWindow      = time.Minute
+	// loginMaxKeys bounds the memory a flood of made-up names can take.
+	loginMaxKeys = 100_000
+)
+
+type loginLimiter struct {
+	mu    sync.Mutex
+	fails map[string][]time.Time
+	now   func() time.Time
+}
+
+func newLoginLimiter() *loginLimiter {
+	return &loginLimiter{fails: map[string][]time.Time{}, now: time.Now}
+}
+
+func loginKey(user, addr string) string { return strings.ToLower(user) + "\x00" + addr }
+
+// recent drops the failures older than the window; the caller holds mu.
+func (l *loginLimiter) recent(key string, now time.Time) []time.Time {
+	ts := l.fails[key]
+	i := 0
+	for i < len(ts) && now.Sub(ts[i]) >= loginWindow {
+		i++
+	}
+	ts = ts[i:]
+	if len(ts) == 0 {
+		delete(l.fails, key)
+		return nil
+	}
+	l.fails[key] = ts
+	return ts
+}
+
+// blocked says how long the pair must wait before it may try again (0: it may now).
+func (l *loginLimiter) blocked(user, addr string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	ts := l.recent(loginKey(user, addr), now)
+	if len(ts) < loginMaxFailures {
+		return 0
+	}
+	return ts[len(ts)-loginMaxFailures].Add(loginWindow).Sub(now)
+}
+
+// failed records a failed sign-in.
+func (l *loginLimiter) failed(user, addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if len(l.fails) >= loginMaxKeys {
+		for k := range l.fails {
+			l.recent(k, now)
+		}
+	}
+	key := loginKey(user, addr)
+	if _, known := l.fails[key]; !known && len(l.fails) >= loginMaxKeys {
+		return // still full of fresh failures: keep counting the known pairs only
+	}
+	ts := append(l.recent(key, now), now)
+	if len(ts) > loginMaxFailures {
+		ts = ts[len(ts)-loginMaxFailures:]
+	}
+	l.fails[key] = ts
+}
+
+// succeeded clears the pair's failures.
+func (l *loginLimiter) succeeded(user, addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.fails, loginKey(user, addr))
+}
+
+// retryText says when to try again, in whole seconds.
+func retryText(d time.Duration) (int, string) {
+	secs := int((d + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	unit := "seconds"
+	if secs == 1 {
+		unit = "second"
+	}
+	return secs, "Too many failed sign-ins for this user from your address. Try again in " +
+		strconv.Itoa(secs) + " " + unit + " (at " + time.Now().Add(time.Duration(secs)*time.Second).UTC().Format("15:04:05 UTC") + ")."
+}

@@ -1,0 +1,89 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/berth-dev/berth/store"
+)
+
+func TestLoginLimiterWindow(t *testing.T) {
+	l := newLoginLimiter()
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	l.now = func() time.Time { return now }
+	for i := 0; i < loginMaxFailures; i++ {
+		require.Zero(t, l.blocked("Dana", "10.0.0.1"))
+		l.failed("Dana", "10.0.0.1")
+		now = now.Add(5 * time.Second)
+	}
+	wait := l.blocked("dana", "10.0.0.1")
+	require.Equal(t, 35*time.Second, wait, "until the oldest of the five failures is a minute old")
+	require.Zero(t, l.blocked("dana", "10.0.0.2"), "another address is not held back")
+	require.Zero(t, l.blocked("bob", "10.0.0.1"), "another user is not held back")
+	now = now.Add(wait)
+	require.Zero(t, l.blocked("dana", "10.0.0.1"))
+	l.failed("dana", "10.0.0.1")
+	require.NotZero(t, l.blocked("dana", "10.0.0.1"), "four failures are still in the window")
+	l.succeeded("dana", "10.0.0.1")
+	require.Zero(t, l.blocked("dana", "10.0.0.1"))
+	secs, msg := retryText(1500 * time.Millisecond)
+	require.Equal(t, 2, secs)
+	require.Contains(t, msg, "Try again in 2 seconds")
+}
+
+// TestLoginRateLimit: the sixth failed sign-in within a minute, by the form
+// or by JSON, is refused with 429 and says when to try again; even the
+// right password waits; other users are not affected.
+func TestLoginRateLimit(t *testing.T) {
+	f := newAPI(t)
+	code, _ := f.call("POST", "/api/v1/tenants", f.token, nameRequest{Name: "shop"}, nil)
+	require.Equal(t, http.StatusCreated, code)
+	f.user("dana", roleRequest{Tenant: "shop", Role: store.RoleDeveloper})
+	f.user("bob", roleRequest{Tenant: "shop", Role: store.RoleDeveloper})
+
+	login := func(name, password string, form bool) (*http.Response, string) {
+		var req *http.Request
+		if form {
+			req, _ = http.NewRequest("POST", f.srv.URL+"/login", strings.NewReader(url.Values{"name": {name}, "password": {password}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		} else {
+			b, _ := json.Marshal(loginRequest{Name: name, Password: password})
+			req, _ = http.NewRequest("POST", f.srv.URL+"/login", strings.NewReader(string(b)))
+			req.Header.Set("Content-Type", "application/json")
+		}
+		req.Header.Set("Origin", f.srv.URL)
+		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	for i := 0; i < loginMaxFailures; i++ {
+		resp, _ := login("dana", "wrong", i%2 == 0)
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	}
+	resp, body := login("dana", "dana-password", false)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "even the right password waits")
+	require.NotEmpty(t, resp.Header.Get("Retry-After"))
+	require.Contains(t, body, "too_many_requests")
+	require.Contains(t, body, "Try again in")
+	resp, body = login("dana", "wrong", true)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	require.Contains(t, body, "Too many failed sign-ins", "the form says it on the page")
+
+	resp, _ = login("bob", "bob-password", true)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "another user signs in")
+
+	var audit struct{ Events []store.AuditEvent }
+	code, _ = f.call("GET", "/api/v1/audit?actor=dana&sort=-at", f.token, nil, &audit)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "429", audit.Events[0].Outcome, "refused sign-ins are audited")
+}

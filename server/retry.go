@@ -1,0 +1,149 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/berth-dev/berth/store"
+)
+
+// Retrying a run makes its request again, as the caller, through the same
+// handler that took it the first time: the same checks, the same locks, a
+// new run. The request is kept on the run when it starts (Run.Request);
+// the new run records which run it retries (Run.RetryOf).
+
+// replayRequest is a run's request as kept for a retry.
+type replayRequest struct {
+	// Route is the kind of request: deploy, scale, release or rollback.
+	Route string `json:"route"`
+	// Params are the route's path parameters (tenant and env, or the service id).
+	Params map[string]string `json:"params"`
+	Body   json.RawMessage   `json:"body"`
+}
+
+const retryOfKey = "berth.retryOf"
+
+// retryOf is the run the request retries, or 0 for a first try.
+func retryOf(c *gin.Context) uint { return c.GetUint(retryOfKey) }
+
+// replayOf records a request for a later retry.
+func replayOf(c *gin.Context, route string, body any) string {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return ""
+	}
+	ps := map[string]string{}
+	for _, p := range c.Params {
+		ps[p.Key] = p.Value
+	}
+	out, err := json.Marshal(replayRequest{Route: route, Params: ps, Body: b})
+	if err != nil {
+		return ""
+	}
+	return string(out)
+}
+
+// replays are the handlers a kept request goes to again.
+var replays = map[string]func(*Server, *gin.Context){
+	"deploy":   (*Server).deployApplication,
+	"scale":    (*Server).scaleService,
+	"release":  (*Server).createRelease,
+	"rollback": (*Server).rollback,
+	"grey":     (*Server).createGrey,
+}
+
+// retryable returns a run's kept request, or why the run cannot be retried.
+func retryable(run *store.Run) (*replayRequest, error) {
+	id := strconv.FormatUint(uint64(run.ID), 10)
+	if run.Status != store.RunFailed && run.Status != store.RunCancelled {
+		return nil, &apiError{http.StatusConflict, "conflict", "run " + id + " is " + run.Status + "; only a failed or cancelled run can be retried"}
+	}
+	if run.Request == "" {
+		why := "berth kept no request for it"
+		switch run.Kind {
+		case "delete":
+			why = "delete the application again instead"
+		case "gate":
+			why = "open a new approval gate instead"
+		case "release", "grey-release":
+			why = "a file or build release is retried by uploading the package again"
+		case "commit":
+			why = "commit the instance again instead"
+		case "provision-host":
+			why = "check the host again instead (POST /api/v1/hosts/{host}/check)"
+		}
+		return nil, &apiError{http.StatusConflict, "not_retryable", fmt.Sprintf("run %s (%s) cannot be retried: %s", id, run.Kind, why)}
+	}
+	var rp replayRequest
+	if err := json.Unmarshal([]byte(run.Request), &rp); err != nil || replays[rp.Route] == nil {
+		return nil, &apiError{http.StatusConflict, "not_retryable", fmt.Sprintf("run %s (%s) cannot be retried: its kept request is not readable", id, run.Kind)}
+	}
+	return &rp, nil
+}
+
+// retryRoles are the roles that may start a run of this kind again.
+func retryRoles(kind string) []string {
+	if kind == "rollback" {
+		return rollbackRoles
+	}
+	return deployRoles
+}
+
+// retryPolicy: retrying needs the role that starting the run needs, on its tenant.
+func retryPolicy(s *Server, c *gin.Context, p *principal) error {
+	run, err := s.runParam(c)
+	if err != nil {
+		return err
+	}
+	if roles := retryRoles(run.Kind); !p.has(run.TenantID, roles...) {
+		return denied(s, c, run.TenantID, fmt.Sprintf("retrying run %d (%s)", run.ID, run.Kind), roles)
+	}
+	return nil
+}
+
+// retryRun: POST /api/v1/runs/:id/retry starts a new run with the request
+// of a failed or cancelled one; the answer is the new run's, as for any start.
+func (s *Server) retryRun(c *gin.Context) {
+	run, err := s.runParam(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	rp, err := retryable(run)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Params = c.Params[:0]
+	for k, v := range rp.Params {
+		c.Params = append(c.Params, gin.Param{Key: k, Value: v})
+	}
+	c.Request.Body = io.NopCloser(bytes.NewReader(rp.Body))
+	c.Request.ContentLength = int64(len(rp.Body))
+	c.Request.Header.Set("Content-Type", "application/json")
+	c.Set(retryOfKey, run.ID)
+	c.Set("berth.audit", fmt.Sprintf("retry of run %d", run.ID))
+	replays[rp.Route](s, c)
+}
+
+// retryReason says why the viewer may not retry a run, or "" when they may.
+// show is false for runs where a retry makes no sense at all (running, succeeded).
+func (s *Server) retryReason(c *gin.Context, run *store.Run, p *principal) (show bool, reason string) {
+	if run.Status != store.RunFailed && run.Status != store.RunCancelled {
+		return false, ""
+	}
+	if _, err := retryable(run); err != nil {
+		_, _, msg := s.classify(c, err)
+		return true, msg + "."
+	}
+	if !p.has(run.TenantID, retryRoles(run.Kind)...) {
+		return true, "Retrying needs the role that starting it needs (developer or admin on this tenant); you hold neither."
+	}
+	return true, ""
+}

@@ -1,0 +1,364 @@
+package workflows
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/activities/lb"
+	"github.com/berth-dev/berth/store"
+)
+
+func TestGreyWeightsGiveTheShare(t *testing.T) {
+	for _, tc := range []struct{ pct, ns, nc int }{{20, 4, 1}, {50, 4, 1}, {5, 4, 1}, {80, 4, 1}, {33, 3, 2}, {1, 20, 1}, {99, 1, 20}} {
+		s, c := GreyWeights(tc.pct, tc.ns, tc.nc)
+		require.LessOrEqual(t, max(s, c), 256)
+		require.Positive(t, s)
+		require.Positive(t, c)
+		share := 100 * float64(c*tc.nc) / float64(c*tc.nc+s*tc.ns)
+		require.InDelta(t, tc.pct, share, 0.8, "pct %d with %d stable and %d canary: weights %d/%d", tc.pct, tc.ns, tc.nc, s, c)
+	}
+	s, c := GreyWeights(0, 4, 1)
+	require.Equal(t, 0, c)
+	require.Positive(t, s)
+	s, c = GreyWeights(100, 4, 1)
+	require.Equal(t, 0, s)
+	require.Positive(t, c)
+}
+
+func TestJudge(t *testing.T) {
+	a := GreyAnalysis{Window: Duration(time.Minute), MaxErrorRate: 0.05, MinRequests: 10}
+	before := []lb.ServerStats{{Name: "c", Requests: 100, Responses5xx: 1}, {Name: "s", Requests: 1000}}
+	at := func(c lb.ServerStats) []lb.ServerStats {
+		c.Name = "c"
+		return []lb.ServerStats{c, {Name: "s", Requests: 1400, Responses5xx: 2}}
+	}
+	res := Judge(a, before, at(lb.ServerStats{Requests: 200, Responses5xx: 3, AvgResponseMs: 4}), []string{"c"})
+	require.Equal(t, "pass", res.Verdict, res.Reason)
+	require.EqualValues(t, 100, res.CanaryRequests)
+	require.EqualValues(t, 2, res.Canary5xx)
+	require.EqualValues(t, 400, res.StableRequests)
+
+	res = Judge(a, before, at(lb.ServerStats{Requests: 200, Responses5xx: 31}), []string{"c"})
+	require.Equal(t, "fail", res.Verdict)
+	require.Contains(t, res.Reason, "30.0%")
+
+	// A reload reset the counters: the later reading counts from zero.
+	res = Judge(a, before, at(lb.ServerStats{Requests: 50, Responses5xx: 0}), []string{"c"})
+	require.Equal(t, "pass", res.Verdict)
+	require.EqualValues(t, 50, res.CanaryRequests)
+
+	res = Judge(a, before, at(lb.ServerStats{Requests: 105}), []string{"c"})
+	require.Equal(t, "inconclusive", res.Verdict)
+
+	a.MaxErrorRate, a.MaxErrorRateIncrease = 1, 0.01
+	res = Judge(a, before, at(lb.ServerStats{Requests: 200, Responses5xx: 5}), []string{"c"})
+	require.Equal(t, "fail", res.Verdict)
+	require.Contains(t, res.Reason, "exceeds stable")
+}
+
+func TestValidateGreySteps(t *testing.T) {
+	good := `[{"setWeight":20},{"setHeaderRoute":{"name":"X-Canary","value":"always"}},{"pause":{"duration":"30s"}},
+		{"pause":{"approval":{"roles":["approver"],"timeout":"1h"}}},{"analysis":{"window":"20s","maxErrorRate":0.05}},
+		{"scale":2},{"setCookieRoute":{"name":"canary","value":"yes"}},{"pause":{}}]`
+	var steps []GreyStep
+	require.NoError(t, json.Unmarshal([]byte(good), &steps))
+	require.NoError(t, ValidateGreySteps(steps))
+	require.Equal(t, "pause 30s", steps[2].Describe())
+
+	for doc, want := range map[string]string{
+		`[{"setWeight":101}]`:          "setWeight must be 0..100",
+		`[{"setWeight":10,"scale":2}]`: "exactly one",
+		`[{}]`:                         "exactly one",
+		`[{"setHeaderRoute":{"name":"X Canary","value":"a"}}]`:    "name",
+		`[{"setHeaderRoute":{"name":"X-Canary","value":"a\nb"}}]`: "value",
+		`[{"pause":{"duration":"48h"}}]`:                          "between 1s and 24h",
+		`[{"pause":{"duration":"1m","approval":{}}}]`:             "not both",
+		`[{"pause":{"approval":{"roles":["root"]}}}]`:             "unknown role",
+		`[{"analysis":{"window":"1s","maxErrorRate":0.1}}]`:       "window",
+		`[{"analysis":{"window":"10s","maxErrorRate":2}}]`:        "shares",
+		`[{"scale":0}]`: "scale must be",
+		`[{"pause":{"approval":{"onTimeout":"escalate"}}}]`:                "escalateTo",
+		`[{"pause":{"approval":{"onTimeout":"later","roles":["admin"]}}}]`: "onTimeout",
+	} {
+		var steps []GreyStep
+		require.NoError(t, json.Unmarshal([]byte(doc), &steps), doc)
+		err := ValidateGreySteps(steps)
+		require.Error(t, err, doc)
+		require.Contains(t, err.Error(), want, doc)
+	}
+	var d Duration
+	require.Error(t, json.Unmarshal([]byte(`"soon"`), &d))
+}
+
+// greyFake records what a grey release did to the load balancer and
+// serves stats that grow with every read.
+type greyFake struct {
+	mu      sync.Mutex
+	weights []activities.ServersInput
+	routes  []activities.RoutesInput
+	reads   int
+	// canary5xx is the share of the canary's requests answered 5xx.
+	canary5xx float64
+}
+
+func (f *greyFake) lastWeights() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for _, w := range f.weights {
+		for _, s := range w.Servers {
+			out[s.Name] = s.Weight
+		}
+	}
+	return out
+}
+
+func (f *greyFake) routeLog() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, r := range f.routes {
+		var parts []string
+		for _, rt := range r.Routes {
+			parts = append(parts, rt.Header+rt.Cookie+"="+rt.Value+"→"+strings.Join(rt.Servers, ","))
+		}
+		out = append(out, strings.Join(parts, ";"))
+	}
+	return out
+}
+
+func greyInput(steps ...GreyStep) GreyReleaseInput {
+	rin := releaseInput()
+	rin.Service.Name = "api"
+	rin.ProgressDeadline = time.Hour
+	return GreyReleaseInput{Release: rin, Canaries: 1, Steps: steps, StartedBy: "dev", TenantID: 1}
+}
+
+func newGreyEnv(t *testing.T, fake *greyFake) (*testsuite.TestWorkflowEnvironment, *exposeRecorder) {
+	t.Helper()
+	env, rec, _ := newReleaseEnv(t)
+	env.RegisterWorkflowWithOptions(GreyRelease, workflow.RegisterOptions{Name: GreyReleaseName})
+	env.OnActivity(lbA.SetWeights, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ServersInput) error {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		fake.weights = append(fake.weights, in)
+		return nil
+	}).Maybe()
+	env.OnActivity(lbA.SetRoutes, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RoutesInput) error {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		fake.routes = append(fake.routes, in)
+		return nil
+	}).Maybe()
+	env.OnActivity(st.RecordWeights, mock.Anything, mock.Anything).Return(nil).Maybe()
+	env.OnActivity(st.RecordRoutes, mock.Anything, mock.Anything).Return(nil).Maybe()
+	env.OnActivity(lbA.PoolStats, mock.Anything, mock.Anything).Return(func(context.Context, string) ([]lb.ServerStats, error) {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		fake.reads++
+		n := int64(100 * fake.reads)
+		return []lb.ServerStats{
+			{Name: apiName(1), Requests: 4 * n}, {Name: apiName(2), Requests: 4 * n},
+			{Name: apiName(9), Requests: n, Responses5xx: int64(float64(n) * fake.canary5xx)},
+		}, nil
+	}).Maybe()
+	mockRelease(env, nil, releaseFaults{})
+	return env, rec
+}
+
+func intp(n int) *int { return &n }
+
+func TestGreyReleaseWalksTheStepsAndPromotes(t *testing.T) {
+	fake := &greyFake{}
+	env, rec := newGreyEnv(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(20)},
+		GreyStep{SetHeaderRoute: &GreyMatch{Name: "X-Canary", Value: "always"}},
+		GreyStep{Analysis: &GreyAnalysis{Window: Duration(time.Minute), MaxErrorRate: 0.05, MinRequests: 10}},
+		GreyStep{Pause: &GreyPause{Duration: Duration(10 * time.Minute)}},
+		GreyStep{SetWeight: intp(50)})
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var res GreyReleaseResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, store.ReleaseSucceeded, res.Outcome)
+	require.Equal(t, store.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
+	// Canary api-9 started at weight 0, got 20% then 50%; the header route
+	// named it and was removed on promote; the stable api-1..4 were
+	// replaced and the canary removed.
+	require.Equal(t, []string{"", "X-Canary=always→" + apiName(9), ""}, fake.routeLog())
+	plannedKeys := plannedKeys(rec)
+	require.Equal(t, "31/canary-1", plannedKeys[0])
+	require.Contains(t, plannedKeys, "31/promote-1")
+	require.Contains(t, removals(rec), apiName(9)+" graceful")
+	for _, old := range apiNames(1, 2, 3, 4) {
+		require.Contains(t, removals(rec), old+" graceful")
+	}
+}
+
+func TestGreyReleaseFailedAnalysisAbortsToStable(t *testing.T) {
+	fake := &greyFake{canary5xx: 0.3}
+	env, rec := newGreyEnv(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(20)},
+		GreyStep{Analysis: &GreyAnalysis{Window: Duration(time.Minute), MaxErrorRate: 0.05}},
+		GreyStep{SetWeight: intp(100)})
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.Error(t, env.GetWorkflowError())
+	fr := onlyFinishRelease(t, rec)
+	require.Equal(t, store.ReleaseAborted, fr.Outcome)
+	require.Contains(t, fr.Reason, "analysis failed: canary 5xx share 30.0%")
+	w := fake.lastWeights()
+	require.Equal(t, 0, w[apiName(9)], "the canary gets no traffic")
+	require.Equal(t, 100, w[apiName(1)], "stable is back at its normal weight")
+	require.Equal(t, []string{apiName(9) + " graceful"}, removals(rec), "only the canary is removed")
+	require.NotContains(t, plannedKeys(rec), "31/promote-1")
+}
+
+func TestGreyReleaseAbortSignalEndsAnIndefinitePause(t *testing.T) {
+	fake := &greyFake{}
+	env, rec := newGreyEnv(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{}}, GreyStep{SetWeight: intp(100)})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyAbort, By: "rm", Reason: "latency"})
+	}, 10*time.Minute)
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	fr := onlyFinishRelease(t, rec)
+	require.Equal(t, store.ReleaseAborted, fr.Outcome)
+	require.Equal(t, "aborted by rm: latency", fr.Reason)
+	require.Equal(t, store.RunCancelled, rec.onlyFinish(t).Status)
+	require.Equal(t, 0, fake.lastWeights()[apiName(9)])
+}
+
+func TestGreyReleasePromoteSignalSkipsTheRest(t *testing.T) {
+	fake := &greyFake{}
+	env, rec := newGreyEnv(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{}}, GreyStep{SetWeight: intp(90)})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyPromote, By: "rm"})
+	}, 10*time.Minute)
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	fr := onlyFinishRelease(t, rec)
+	require.Equal(t, store.ReleaseSucceeded, fr.Outcome)
+	require.Equal(t, "promoted by rm", fr.Reason)
+	for _, w := range fake.weights {
+		for _, s := range w.Servers {
+			if s.Name == apiName(9) {
+				require.NotEqual(t, 230, s.Weight, "step 3 (90%) never ran")
+			}
+		}
+	}
+}
+
+func TestGreyReleaseUnattendedPastDeadlineAborts(t *testing.T) {
+	fake := &greyFake{}
+	env, rec := newGreyEnv(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{Duration: Duration(2 * time.Hour)}}, GreyStep{Pause: &GreyPause{}})
+	in.Release.ProgressDeadline = 30 * time.Minute
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	fr := onlyFinishRelease(t, rec)
+	require.Equal(t, store.ReleaseAborted, fr.Outcome)
+	// The two-hour timed pause is planned and passes; the open-ended pause
+	// after it is unattended and hits the deadline.
+	require.Contains(t, fr.Reason, "progress deadline of 30m0s passed with nobody acting (at pause until resumed)")
+	require.Equal(t, store.RunFailed, rec.onlyFinish(t).Status)
+}
+
+func TestGreyReleaseRejectedApprovalAborts(t *testing.T) {
+	fake := &greyFake{}
+	env, rec := newGreyEnv(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{Approval: &GreyApproval{}}}, GreyStep{SetWeight: intp(100)})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(ApprovalSignal, ApprovalDecision{ApprovalID: 42, State: store.ApprovalRejected, By: []string{"ann"}, Comment: "5xx up"})
+	}, time.Minute)
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	fr := onlyFinishRelease(t, rec)
+	require.Equal(t, store.ReleaseAborted, fr.Outcome)
+	require.Equal(t, "rejected by ann: 5xx up", fr.Reason)
+	require.Equal(t, []string{apiName(9) + " graceful"}, removals(rec))
+}
+
+func TestGreyReleaseScaleStepAddsAndRemovesCanaries(t *testing.T) {
+	fake := &greyFake{}
+	env, rec := newGreyEnv(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(20)}, GreyStep{Scale: intp(3)},
+		GreyStep{SetHeaderRoute: &GreyMatch{Name: "X-Canary", Value: "always"}}, GreyStep{Scale: intp(1)},
+		GreyStep{Pause: &GreyPause{}})
+	var states []GreyState
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(GreyStateQuery)
+		require.NoError(t, err)
+		var st GreyState
+		require.NoError(t, v.Get(&st))
+		states = append(states, st)
+		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyAbort, By: "rm"})
+	}, 10*time.Minute)
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.Len(t, states, 1)
+	require.Len(t, states[0].Canaries, 1, "scaled 1 → 3 → 1")
+	require.Equal(t, 20, states[0].Weight)
+	keys := plannedKeys(rec)
+	require.Equal(t, []string{"31/canary-1", "31/canary-2"}, keys)
+	routes := fake.routeLog()
+	require.Len(t, routes, 5)
+	require.Equal(t, 3, strings.Count(routes[2], "→")+strings.Count(routes[2], ","), "the route names the three canaries: %s", routes[2])
+	require.NotContains(t, routes[3], ",", "after scaling in the route names one canary: %s", routes[3])
+	require.Empty(t, routes[4], "abort removes the routes")
+	require.Equal(t, store.ReleaseAborted, onlyFinishRelease(t, rec).Outcome)
+}
+
+func TestGreyReleasePauseSignalHoldsBetweenSteps(t *testing.T) {
+	fake := &greyFake{}
+	env, rec := newGreyEnv(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{Duration: Duration(time.Minute)}}, GreyStep{SetWeight: intp(40)})
+	var weightAtPause int
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyPauseAction, By: "rm"})
+	}, 30*time.Second)
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(GreyStateQuery)
+		require.NoError(t, err)
+		var st GreyState
+		require.NoError(t, v.Get(&st))
+		require.True(t, st.Paused)
+		weightAtPause = st.Weight
+		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyResume, By: "rm"})
+	}, 20*time.Minute)
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, 10, weightAtPause, "the pause held before the 40% step")
+	require.Equal(t, store.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
+}
