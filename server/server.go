@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/sdk/client"
@@ -175,7 +176,7 @@ func (s *Server) audit(c *gin.Context) {
 	if c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead {
 		return
 	}
-	ev := store.AuditEvent{Actor: actor(c), Action: c.Request.Method + " " + c.FullPath(), Target: c.Request.URL.Path,
+	ev := store.AuditEvent{Actor: actor(c), Action: clip(c.Request.Method+" "+c.FullPath(), 191), Target: clip(c.Request.URL.Path, 191),
 		Remote: c.ClientIP(), Outcome: fmt.Sprint(c.Writer.Status()), Detail: c.GetString("berth.audit")}
 	// The request's context may be done once the response is written.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), 5*time.Second)
@@ -183,6 +184,18 @@ func (s *Server) audit(c *gin.Context) {
 	if err := s.store.Audit(ctx, ev); err != nil {
 		s.log.Error("audit not recorded", "error", err, "action", ev.Action)
 	}
+}
+
+// clip cuts s to at most n bytes on a rune boundary, so a long path still
+// fits its audit column.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,30}$`)

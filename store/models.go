@@ -218,7 +218,7 @@ type AuditEvent struct {
 	ID      uint      `gorm:"primaryKey" json:"id"`
 	At      time.Time `gorm:"index" json:"at"`
 	Actor   string    `gorm:"size:64;index" json:"actor"`
-	Action  string    `gorm:"size:64;index" json:"action"`
+	Action  string    `gorm:"size:191;index" json:"action"`
 	Target  string    `gorm:"size:191" json:"target"`
 	Remote  string    `gorm:"size:64" json:"remote"`
 	Outcome string    `gorm:"size:32" json:"outcome"`

@@ -401,14 +401,19 @@ func TestUIGreyRelease(t *testing.T) {
 	do(t, ctx, chromedp.Click(chromedp.CSS("details.grey-start summary")))
 	doc := "image: berth-sample:v2\\nsteps:\\n  - setWeight: 20\\n  - setHeaderRoute: {name: X-Canary, value: always}\\n  - pause: {}\\n"
 	eval[bool](t, ctx, `(function(){document.getElementById('grey-doc').value = "`+doc+`"; window.confirm = function(){return true}; return true})()`)
-	do(t, ctx, chromedp.Click(chromedp.CSS("form.grey-form button[type=submit]")))
-	waitJS(t, ctx, `document.querySelector('form.grey-form .result').textContent.startsWith('Started: run #')`, 10*time.Second)
+	// The instance charts load beside the form and move the page; submitting
+	// through the button element avoids a click landing on a moved target.
+	do(t, ctx, chromedp.WaitVisible(chromedp.CSS("form.grey-form button[type=submit]")))
+	eval[bool](t, ctx, `(function(){var f=document.querySelector('form.grey-form'); f.requestSubmit(f.querySelector('button[type=submit]')); return true})()`)
+	waitJS(t, ctx, `document.querySelector('form.grey-form .result').textContent != ''`, 30*time.Second)
+	require.Contains(t, eval[string](t, ctx, `document.querySelector('form.grey-form .result').textContent`), "Started: run #")
 	waitJS(t, ctx, `(function(){var t=document.getElementById('grey-live').textContent; return t.includes('20%') && t.includes('header X-Canary=always') && t.includes('paused')})()`, time.Minute)
 	front := "http://" + hs.pool(t, svc.ID).Backend.ListenAddr + "/version"
 	split(t, front, 100, "")
 	waitJS(t, ctx, `(function(){var c=document.querySelectorAll('#grey-live tbody tr'); return c.length==2 && Number(c[0].children[3].textContent) > 0 && Number(c[1].children[3].textContent) > 0})()`, 10*time.Second)
 	hs.screenshot(t, ctx, "grey-release")
-	do(t, ctx, chromedp.Click(chromedp.CSS(`button[data-grey="abort"]`)))
+	do(t, ctx, chromedp.WaitVisible(chromedp.CSS(`button[data-grey="abort"]`)))
+	eval[bool](t, ctx, `(function(){document.querySelector('button[data-grey="abort"]').click(); return true})()`)
 	waitJS(t, ctx, `document.getElementById('grey-live').textContent.includes('Ended: aborted')`, time.Minute)
 	gb := hs.grey(t, svc.ID)
 	require.False(t, gb.Active)
