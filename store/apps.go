@@ -569,6 +569,19 @@ func (s *Store) ServiceContextByID(ctx context.Context, id uint) (*ServiceContex
 // BeginRun opens a run for an application that must be live, holding the
 // application's lock.
 func (s *Store) BeginRun(ctx context.Context, appID uint, run *Run, activeKey string) error {
+	err := s.beginRun(ctx, appID, run, activeKey)
+	var conflict *ConflictError
+	if errors.As(err, &conflict) && conflict.Existing == nil && conflict.Msg == "another run is active for "+activeKey {
+		// The transaction's snapshot predates the winner's commit; a fresh
+		// read sees the run that holds the lock, so the answer can name it.
+		if active, ferr := s.ActiveRun(ctx, activeKey); ferr == nil {
+			return &ConflictError{Msg: fmt.Sprintf("run %d (%s by %s) is active for %s", active.ID, active.Kind, active.StartedBy, active.Subject), Existing: active}
+		}
+	}
+	return err
+}
+
+func (s *Store) beginRun(ctx context.Context, appID uint, run *Run, activeKey string) error {
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var app Application
 		if err := tx.First(&app, appID).Error; err != nil {
