@@ -52,7 +52,7 @@
     fact("Canary", (s.canaries || []).join(", ") || "none");
     fact("Stable", (s.stable || []).length + " instance(s)");
     if (s.paused) { fact("Paused", "yes: resume, promote or abort"); }
-    if (s.deadlineAt && v.active) { fact("Progress deadline", new Date(s.deadlineAt).toLocaleTimeString()); }
+    if (s.deadlineAt && v.active) { fact("Progress deadline", new Date(s.deadlineAt).toISOString().slice(11, 19) + " UTC (aborts then unless a step finishes or someone acts)"); }
     live.appendChild(dl);
     if (v.active) {
       var t = el("table", undefined, "runs");
