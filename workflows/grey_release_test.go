@@ -362,3 +362,40 @@ func TestGreyReleasePauseSignalHoldsBetweenSteps(t *testing.T) {
 	require.Equal(t, 10, weightAtPause, "the pause held before the 40% step")
 	require.Equal(t, store.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
 }
+
+func TestGreyReleasePromoteAndAbortAtOnceMakeOneDecision(t *testing.T) {
+	fake := &greyFake{}
+	env, rec := newGreyEnv(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{}})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyAbort, By: "ann"})
+		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyPromote, By: "bob"})
+	}, 10*time.Minute)
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	fr := onlyFinishRelease(t, rec)
+	require.Equal(t, store.ReleaseAborted, fr.Outcome, "the first decision wins")
+	require.Equal(t, "aborted by ann", fr.Reason)
+	require.NotContains(t, plannedKeys(rec), "31/promote-1")
+}
+
+func TestGreyReleaseCancelledRunRemovesTheCanary(t *testing.T) {
+	fake := &greyFake{}
+	env, rec := newGreyEnv(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{SetHeaderRoute: &GreyMatch{Name: "X-Canary", Value: "always"}}, GreyStep{Pause: &GreyPause{}})
+	env.RegisterDelayedCallback(env.CancelWorkflow, 10*time.Minute)
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	fr := onlyFinishRelease(t, rec)
+	require.Equal(t, store.ReleaseAborted, fr.Outcome)
+	require.Equal(t, "cancelled", fr.Reason)
+	require.Equal(t, store.RunCancelled, rec.onlyFinish(t).Status)
+	require.Equal(t, []string{apiName(9) + " graceful"}, removals(rec))
+	routes := fake.routeLog()
+	require.Empty(t, routes[len(routes)-1], "the route went with the canary")
+	require.Equal(t, 0, fake.lastWeights()[apiName(9)])
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/berth-dev/berth/store"
@@ -50,14 +51,17 @@ func (hs *harness) startGrey(t testing.TB, serviceID uint, doc string) releaseSt
 func (hs *harness) waitGrey(t testing.TB, serviceID uint, what string, cond func(*workflows.GreyState) bool) workflows.GreyState {
 	t.Helper()
 	var st workflows.GreyState
-	require.Eventually(t, func() bool {
+	reached := assert.Eventually(t, func() bool {
 		var gb greyBody
 		if hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/services/%d/grey", serviceID), nil, &gb) != http.StatusOK || gb.State == nil {
 			return false
 		}
 		st = *gb.State
 		return cond(&st)
-	}, 2*time.Minute, 20*time.Millisecond, "grey release never reached: %s (last state %+v)", what, st)
+	}, 2*time.Minute, 20*time.Millisecond)
+	// The last state seen says where the release stopped.
+	require.True(t, reached, "grey release never reached %s; last state: phase %s, step %d, paused %v, weight %d, outcome %q %s",
+		what, st.Phase, st.Step, st.Paused, st.Weight, st.Outcome, st.Reason)
 	return st
 }
 
@@ -383,6 +387,20 @@ func TestGreyReleaseRefusals(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, hs.apiJSON(t, "GET", path, nil, nil), "no grey release yet")
 	require.Equal(t, http.StatusNotFound, hs.apiJSON(t, "POST", path+"/explode", nil, nil))
 	require.Equal(t, 1, countAll(hs.containersOf(t, hs.tenant+"-greyno")))
+
+	// One run per application: a second grey release, or a rolling one,
+	// while a grey release runs is refused naming it; resume when not paused too.
+	rs := hs.startGrey(t, svc.ID, "image: berth-sample:v2\nsteps: [{pause: {}}, {setWeight: 10}, {pause: {}}]\n")
+	hs.waitGrey(t, svc.ID, "paused", func(s *workflows.GreyState) bool { return s.Step == 0 && s.Paused })
+	var eb struct{ Error struct{ Message string } }
+	require.Equal(t, http.StatusConflict, hs.api(t, "POST", path, "application/yaml", []byte("image: berth-sample:v3\n"), &eb))
+	require.Contains(t, eb.Error.Message, fmt.Sprintf("run %d (grey-release by admin)", rs.RunID))
+	require.Equal(t, http.StatusConflict, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/releases", svc.ID), map[string]string{"image": "berth-sample:v3"}, nil))
+	hs.greyAction(t, svc.ID, "resume")
+	hs.waitGrey(t, svc.ID, "resumed into the last pause", func(s *workflows.GreyState) bool { return s.Step == 2 && s.Paused })
+	hs.greyAction(t, svc.ID, "abort")
+	require.Equal(t, store.RunCancelled, hs.waitRun(t, rs.RunID).Status)
+	require.Equal(t, 1, countAll(hs.containersOf(t, hs.tenant+"-greyno")))
 }
 
 // In Chromium: a developer starts a grey release from the service page's
@@ -412,6 +430,10 @@ func TestUIGreyRelease(t *testing.T) {
 	split(t, front, 100, "")
 	waitJS(t, ctx, `(function(){var c=document.querySelectorAll('#grey-live tbody tr'); return c.length==2 && Number(c[0].children[3].textContent) > 0 && Number(c[1].children[3].textContent) > 0})()`, 10*time.Second)
 	hs.screenshot(t, ctx, "grey-release")
+	do(t, ctx, chromedp.EmulateViewport(375, 812))
+	waitJS(t, ctx, `document.querySelectorAll('#grey-live tbody tr').length == 2`, 10*time.Second)
+	noSideScroll(t, ctx, "service page with a grey release")
+	do(t, ctx, chromedp.EmulateViewport(1280, 900))
 	do(t, ctx, chromedp.WaitVisible(chromedp.CSS(`button[data-grey="abort"]`)))
 	eval[bool](t, ctx, `(function(){document.querySelector('button[data-grey="abort"]').click(); return true})()`)
 	waitJS(t, ctx, `document.getElementById('grey-live').textContent.includes('Ended: aborted')`, time.Minute)
