@@ -500,3 +500,37 @@ func TestGreyReleaseOfPackage(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, code, "%s", body)
 	require.Contains(t, string(body), "gives no image")
 }
+
+// A run page left open while its run ends offers what now applies without
+// a reload: here a grey release aborted elsewhere gets its Retry button,
+// and the retry starts the same grey release again.
+func TestUIRetryAppearsWhenOpenRunEnds(t *testing.T) {
+	hs := needHarness(t)
+	tenant := hs.tenant + "-greyrt"
+	apps := hs.newEnvWith(t, tenant, map[string]any{"name": "dev"})
+	hs.deployOK(t, apps, "shop", webCompose("web", 1, ""))
+	svc := hs.app(t, apps, "shop").Services[0]
+	dev := hs.newPerson(t, "greyrt-dev", tenant, store.RoleDeveloper)
+	var rs releaseStarted
+	code, msg := dev.post(t, fmt.Sprintf("/api/v1/services/%d/grey", svc.ID), map[string]any{"image": "berth-sample:v2",
+		"steps": []map[string]any{{"setWeight": 10}, {"pause": map[string]any{}}}}, &rs)
+	require.Equal(t, http.StatusAccepted, code, msg)
+	hs.waitGrey(t, svc.ID, "paused", func(s *workflows.GreyState) bool { return s.Paused })
+
+	ctx := window(t, newBrowser(t))
+	hs.signIn(t, ctx, dev, fmt.Sprintf("/runs/%d", rs.RunID))
+	waitJS(t, ctx, `document.getElementById('live-state').dataset.state === 'live'`, 10*time.Second)
+	require.False(t, eval[bool](t, ctx, `!!document.querySelector('form.retry-form')`), "no retry while the run runs")
+	hs.greyAction(t, svc.ID, "abort")
+	waitJS(t, ctx, `!!document.querySelector('form.retry-form button')`, 30*time.Second)
+	eval[bool](t, ctx, `(function(){var f=document.querySelector('form.retry-form'); f.requestSubmit(f.querySelector('button')); return true})()`)
+	do(t, ctx, chromedp.WaitVisible(chromedp.CSS("a.retry-of")))
+	var again uint
+	_, err := fmt.Sscanf(eval[string](t, ctx, `window.location.pathname`), "/runs/%d", &again)
+	require.NoError(t, err)
+	hs.waitGrey(t, svc.ID, "the retried grey release paused", func(s *workflows.GreyState) bool { return s.Paused })
+	hs.greyAction(t, svc.ID, "abort")
+	run := hs.waitRun(t, again)
+	require.Equal(t, "grey-release", run.Kind)
+	require.Equal(t, rs.RunID, run.RetryOf)
+}

@@ -58,8 +58,11 @@
     });
   });
 
-  // Other actions (cancel) post to the API in place.
-  document.querySelectorAll("form.api-form").forEach(function (form) {
+  // Other actions (cancel, retry) post to the API in place.
+  function bindApiForms(root) {
+    root.querySelectorAll("form.api-form").forEach(bindApiForm);
+  }
+  function bindApiForm(form) {
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
       if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) { return; }
@@ -75,7 +78,24 @@
           : (r.body.error && r.body.error.message) || ("Request failed (" + r.status + ")");
       });
     });
-  });
+  }
+  bindApiForms(document);
+
+  // When an open run ends, the actions that now apply (retry, for one that
+  // failed) come from the server, which knows the viewer's roles.
+  function refreshActions() {
+    var cur = document.querySelector("section.actions");
+    if (!cur) { return; }
+    fetch(window.location.pathname, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : ""; })
+      .then(function (html) {
+        if (!html) { return; }
+        var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("section.actions");
+        if (!fresh) { return; }
+        cur.replaceWith(fresh);
+        bindApiForms(fresh);
+      }).catch(function () { /* the page still works after a reload */ });
+  }
 
   // Live run page: server-sent events, resumed with the last event id, and
   // closed while the tab is hidden so a background tab costs nothing.
@@ -99,6 +119,7 @@
     es.addEventListener("end", function () {
       stop(); show("finished", "Finished");
       document.querySelectorAll(".actions .danger").forEach(function (b) { b.disabled = true; });
+      refreshActions();
     });
   }
   function stop() { if (es) { es.close(); es = null; } }
