@@ -324,6 +324,9 @@ func (s *Server) sendGrey(c *gin.Context, action, reason string) error {
 		case workflows.GreyPhasePromoting, workflows.GreyPhaseAborting, workflows.GreyPhaseDone:
 			return &apiError{http.StatusConflict, "conflict", fmt.Sprintf("grey release of %s is %s: it no longer takes %s", sc.Service.Name, v.State.Phase, action)}
 		}
+		if action == workflows.GreyPromote && v.State.AwaitingApproval {
+			return &apiError{http.StatusConflict, "conflict", "grey release of " + sc.Service.Name + " waits for an approval: it is decided in the inbox, and promote cannot skip it (abort can)"}
+		}
 		if action == workflows.GreyResume && !v.State.Paused {
 			return &apiError{http.StatusConflict, "conflict", "grey release of " + sc.Service.Name + " is not paused"}
 		}

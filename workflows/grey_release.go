@@ -171,21 +171,23 @@ type GreyAnalysisResult struct {
 
 // GreyState is what the state query answers.
 type GreyState struct {
-	Phase      string               `json:"phase"`
-	Step       int                  `json:"step"` // index of the current step; len(steps) once they are done
-	Steps      []GreyStep           `json:"steps"`
-	Current    string               `json:"current"`
-	Weight     int                  `json:"weight"`
-	Routes     []GreyRoute          `json:"routes"`
-	Canaries   []string             `json:"canaries"`
-	Stable     []string             `json:"stable"`
-	Paused     bool                 `json:"paused"`
-	Analyses   []GreyAnalysisResult `json:"analyses"`
-	DeadlineAt time.Time            `json:"deadlineAt,omitempty"`
-	Outcome    string               `json:"outcome,omitempty"`
-	Reason     string               `json:"reason,omitempty"`
-	Image      string               `json:"image"`
-	Stable0    string               `json:"stableImage"`
+	Phase    string      `json:"phase"`
+	Step     int         `json:"step"` // index of the current step; len(steps) once they are done
+	Steps    []GreyStep  `json:"steps"`
+	Current  string      `json:"current"`
+	Weight   int         `json:"weight"`
+	Routes   []GreyRoute `json:"routes"`
+	Canaries []string    `json:"canaries"`
+	Stable   []string    `json:"stable"`
+	Paused   bool        `json:"paused"`
+	// AwaitingApproval: an approval step is open; promote waits for it.
+	AwaitingApproval bool                 `json:"awaitingApproval"`
+	Analyses         []GreyAnalysisResult `json:"analyses"`
+	DeadlineAt       time.Time            `json:"deadlineAt,omitempty"`
+	Outcome          string               `json:"outcome,omitempty"`
+	Reason           string               `json:"reason,omitempty"`
+	Image            string               `json:"image"`
+	Stable0          string               `json:"stableImage"`
 }
 
 // GreyReleaseResult is how the grey release ended.
@@ -409,8 +411,7 @@ func GreyRelease(ctx workflow.Context, in GreyReleaseInput) (*GreyReleaseResult,
 func (g *grey) canaryPhase(ctx workflow.Context) (string, string) {
 	r, in := g.r, g.in
 	if in.Release.Approval != nil {
-		sctx := g.stepCtx(ctx)
-		o, err := awaitApproval(sctx, r, *in.Release.Approval)
+		o, err := g.awaitApproval(g.stepCtx(ctx), *in.Release.Approval)
 		if reason, status := g.approvalEnd(ctx, o, err); reason != "" {
 			return reason, status
 		}
@@ -552,6 +553,10 @@ func (g *grey) onControl(ctx workflow.Context, c GreyControl) {
 	case GreyResume:
 		g.state.Paused = false
 	case GreyPromote, GreyAbort:
+		if c.Action == GreyPromote && g.state.AwaitingApproval {
+			workflow.GetLogger(ctx).Info("promote ignored while an approval is open", "by", c.By)
+			return
+		}
 		if g.action.Action == "" {
 			g.action = c
 			g.interrupt()
@@ -880,8 +885,21 @@ func (g *grey) approvalStep(sctx, ctx workflow.Context, name string, i int, a *G
 		Summary: fmt.Sprintf("grey release of %s/%s %s to %s: canary at %d%% (%d canary, %d stable); continue with step %d/%d?",
 			rin.subject(), rin.Service.Name, rin.LastGoodImage, rin.Service.Image, g.state.Weight, len(g.canaries), len(g.stable),
 			i+2, len(g.in.Steps))}
-	o, err := awaitApproval(sctx, g.r, req)
+	o, err := g.awaitApproval(sctx, req)
 	return g.approvalEnd(ctx, o, err)
+}
+
+// awaitApproval waits for an approval as a planned wait (the approval has
+// its own timeout and policy, so the progress deadline does not run), and
+// with promote held back: a promote must not skip what people are asked
+// to sign off. An abort still ends the wait at once.
+func (g *grey) awaitApproval(ctx workflow.Context, req ApprovalRequest) (ApprovalOutcome, error) {
+	g.planned, g.state.AwaitingApproval = true, true
+	defer func() {
+		g.planned, g.state.AwaitingApproval = false, false
+		g.touch()
+	}()
+	return awaitApproval(ctx, g.r, req)
 }
 
 func (g *grey) approvalEnd(ctx workflow.Context, o ApprovalOutcome, err error) (string, string) {

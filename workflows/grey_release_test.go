@@ -399,3 +399,29 @@ func TestGreyReleaseCancelledRunRemovesTheCanary(t *testing.T) {
 	require.Empty(t, routes[len(routes)-1], "the route went with the canary")
 	require.Equal(t, 0, fake.lastWeights()[apiName(9)])
 }
+
+func TestGreyReleasePromoteCannotSkipAnApproval(t *testing.T) {
+	fake := &greyFake{}
+	env, rec := newGreyEnv(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{Approval: &GreyApproval{}}}, GreyStep{SetWeight: intp(60)})
+	in.Release.ProgressDeadline = 30 * time.Minute
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyPromote, By: "dev"})
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(GreyStateQuery)
+		require.NoError(t, err)
+		var st GreyState
+		require.NoError(t, v.Get(&st))
+		require.True(t, st.AwaitingApproval, "still waiting: the promote was ignored, and the deadline does not run during an approval")
+		env.SignalWorkflow(ApprovalSignal, ApprovalDecision{ApprovalID: 42, State: store.ApprovalApproved, By: []string{"ann"}})
+	}, 2*time.Hour)
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	fr := onlyFinishRelease(t, rec)
+	require.Equal(t, store.ReleaseSucceeded, fr.Outcome)
+	require.Equal(t, "promoted by the steps' end", fr.Reason, "the step after the approval ran, then the steps' end promoted")
+}

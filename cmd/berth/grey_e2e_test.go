@@ -333,6 +333,9 @@ func TestGreyReleaseApprovalSurvivesWorkerKill(t *testing.T) {
 	a := hs.waitApproval(t, rs.RunID)
 	code, msg = dev.post(t, decidePath(a.ID), map[string]string{"decision": "approve"}, nil)
 	require.Equal(t, http.StatusForbidden, code, "a developer may not approve: %s", msg)
+	code, msg = dev.post(t, fmt.Sprintf("/api/v1/services/%d/grey/promote", svc.ID), map[string]string{}, nil)
+	require.Equal(t, http.StatusConflict, code, "promote cannot skip the approval")
+	require.Contains(t, msg, "waits for an approval")
 
 	pidFile := filepath.Join(hs.logDir, "haproxy", "haproxy.pid")
 	oldPID, err := os.ReadFile(pidFile)

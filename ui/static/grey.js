@@ -51,7 +51,13 @@
     fact("Routes", (s.routes || []).length ? s.routes.map(function (r) { return r.kind + " " + r.name + "=" + r.value; }).join(", ") : "none");
     fact("Canary", (s.canaries || []).join(", ") || "none");
     fact("Stable", (s.stable || []).length + " instance(s)");
-    if (s.paused) { fact("Paused", "yes: resume, promote or abort"); }
+    if (s.awaitingApproval) {
+      dl.appendChild(el("dt", "Approval"));
+      var dd = el("dd", "waiting; it is decided in the ");
+      var inbox = el("a", "inbox"); inbox.href = "/inbox"; dd.appendChild(inbox);
+      dd.appendChild(document.createTextNode(" (promote cannot skip it; abort can)"));
+      dl.appendChild(dd);
+    } else if (s.paused) { fact("Paused", "yes: resume, promote or abort"); }
     if (s.deadlineAt && v.active) { fact("Progress deadline", new Date(s.deadlineAt).toISOString().slice(11, 19) + " UTC (aborts then unless a step finishes or someone acts)"); }
     live.appendChild(dl);
     if (v.active) {
@@ -75,7 +81,8 @@
         " (canary " + r.canaryRequests + " requests, " + pct(r.canaryErrorRate) + " 5xx; stable " + pct(r.stableErrorRate) + ")"));
     });
     actions.hidden = !v.active;
-    actions.querySelector('[data-grey="resume"]').hidden = !s.paused;
+    actions.querySelector('[data-grey="promote"]').hidden = !!s.awaitingApproval;
+    actions.querySelector('[data-grey="resume"]').hidden = !s.paused || !!s.awaitingApproval;
     actions.querySelector('[data-grey="pause"]').hidden = s.paused;
   }
 
