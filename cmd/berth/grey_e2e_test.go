@@ -143,6 +143,7 @@ steps:
 	require.Equal(t, map[string]int{"v2": 200}, m)
 	gb := hs.grey(t, svc.ID)
 	require.Positive(t, gb.Canary.Requests, "live canary figures come from HAProxy")
+	hs.recordHistory(t, workflows.PoolStatsID(hs.pool(t, svc.ID).Backend.Name), "", "pool-stats")
 
 	l := startLoad(t, front)
 	hs.greyAction(t, svc.ID, "promote")
@@ -299,6 +300,7 @@ func TestGreyReleaseAbortAndDeadline(t *testing.T) {
 	require.Equal(t, store.RunFailed, run.Status)
 	require.Contains(t, run.Error, "progress deadline of 6s passed with nobody acting")
 	require.Equal(t, before, hs.serviceSnapshot(t, svc.ID, tenant))
+	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "grey-release-deadline")
 	rb := hs.releases(t, svc.ID)
 	require.Equal(t, store.ReleaseAborted, rb.Releases[0].Outcome)
 
@@ -365,6 +367,7 @@ func TestGreyReleaseApprovalSurvivesWorkerKill(t *testing.T) {
 	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
 	require.Equal(t, []string{"v2", "v2"}, hs.versions(t, apps))
 	require.Empty(t, hs.pool(t, svc.ID).Backend.Routes)
+	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "grey-release-approved-after-kill")
 }
 
 // Bad grey release requests are refused with a message and start nothing.

@@ -14,6 +14,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/workflows"
 )
 
 // The service page's live figures and log tail, read through the region's
@@ -42,6 +43,7 @@ func TestUIServiceLiveAndHistory(t *testing.T) {
 	t.Logf("stats of %s through the region's worker in %s: %+v", inst, time.Since(start).Round(time.Millisecond), stats)
 	require.True(t, stats.Running)
 	require.NotZero(t, stats.MemoryBytes)
+	hs.recordHistory(t, workflows.InstanceStatsID(inst), "", "instance-stats")
 	type logsBody struct {
 		Lines []struct{ At, Stream, Text string } `json:"lines"`
 		Next  string                              `json:"next"`
@@ -50,6 +52,7 @@ func TestUIServiceLiveAndHistory(t *testing.T) {
 	start = time.Now()
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/instances/"+inst+"/logs?tail=50", nil, &logs))
 	t.Logf("log tail of %s in %s: %d line(s)", inst, time.Since(start).Round(time.Millisecond), len(logs.Lines))
+	hs.recordHistory(t, workflows.InstanceLogsID(inst, 50, time.Time{}), "", "instance-logs")
 	found := false
 	for _, l := range logs.Lines {
 		found = found || strings.Contains(l.Text, "sampleapp: listening on")

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	nft "github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 
@@ -21,7 +22,8 @@ const (
 )
 
 const (
-	chainName = "input"
+	inputChain   = "input"
+	forwardChain = "forward"
 
 	openTagPrefix  = "berth:open:"
 	guardTagPrefix = "berth:guard"
@@ -90,9 +92,12 @@ func (d *Driver) Table() string { return d.table }
 // PortRange returns the published-port range the guard closes.
 func (d *Driver) PortRange() (lo, hi int) { return int(d.portMin), int(d.portMax) }
 
-// Ensure creates the table, the input chain and the guard rules if they are
-// missing, and replaces guards left by a different port range. It is cheap
-// and idempotent, so it is safe to call before every Open.
+// Ensure creates the table, the input and forward chains and the guard rules
+// if they are missing, and replaces guards left by a different port range.
+// A table from a version without the forward chain gets one, with a forward
+// rule for every opening already in the input chain, so that the new guard
+// does not cut off what was open before. It is cheap and idempotent, so it
+// is safe to call before every Open.
 func (d *Driver) Ensure(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -104,18 +109,19 @@ func (d *Driver) Ensure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := d.queueEnsure(c, rules); err != nil {
+	if _, err := d.queueEnsure(c, rules); err != nil {
 		return err
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: ensure table inet %s chain %s with guard for ports %d-%d: %w", d.table, chainName, d.portMin, d.portMax, err)
+		return fmt.Errorf("nftables: ensure table inet %s chains %s and %s with guards for ports %d-%d: %w", d.table, inputChain, forwardChain, d.portMin, d.portMax, err)
 	}
 	return nil
 }
 
-// Open allows o. If a rule tagged with o.ID already exists it is left as it
-// is, so a retried Open adds nothing; an opening whose fields changed under
-// the same ID must be Closed first.
+// Open allows o, with one rule in each chain, both tagged with o.ID. A chain
+// that already has a rule tagged with o.ID is left as it is, so a retried
+// Open adds nothing; an opening whose fields changed under the same ID must
+// be Closed first.
 func (d *Driver) Open(ctx context.Context, o firewall.Opening) error {
 	m, err := parseOpening(o)
 	if err != nil {
@@ -133,17 +139,29 @@ func (d *Driver) Open(ctx context.Context, o firewall.Opening) error {
 	}
 	// Ensure and insert share one batch: the kernel applies a batch
 	// atomically, so a half-set-up table is never visible.
-	if err := d.queueEnsure(c, rules); err != nil {
+	backfilled, err := d.queueEnsure(c, rules)
+	if err != nil {
 		return err
 	}
-	if len(withTag(rules, openTag(o.ID))) == 0 {
-		// InsertRule without a position prepends, which keeps every opening
-		// in front of the guards however many there are.
+	tag := openTag(o.ID)
+	// InsertRule without a position prepends, which keeps every opening in
+	// front of the guards however many there are.
+	if len(withTag(rules.input, tag)) == 0 {
 		c.InsertRule(&nft.Rule{
 			Table:    d.nftTable(),
-			Chain:    d.nftChain(),
+			Chain:    d.nftChain(inputChain),
 			Exprs:    m.exprs(),
-			UserData: userdata.AppendString(nil, userdata.TypeComment, openTag(o.ID)),
+			UserData: userdata.AppendString(nil, userdata.TypeComment, tag),
+		})
+	}
+	// backfilled: queueEnsure already copied an input rule with this tag
+	// into this batch, which is the rule the retry must keep.
+	if len(withTag(rules.forward, tag)) == 0 && !backfilled[tag] {
+		c.InsertRule(&nft.Rule{
+			Table:    d.nftTable(),
+			Chain:    d.nftChain(forwardChain),
+			Exprs:    m.forwardExprs(),
+			UserData: userdata.AppendString(nil, userdata.TypeComment, tag),
 		})
 	}
 	if err := c.Flush(); err != nil {
@@ -152,8 +170,8 @@ func (d *Driver) Open(ctx context.Context, o firewall.Opening) error {
 	return nil
 }
 
-// Close removes the rule(s) tagged with id. An id with no rule, or a missing
-// table, is not an error.
+// Close removes the rule(s) tagged with id from both chains. An id with no
+// rule, or a missing table, is not an error.
 func (d *Driver) Close(ctx context.Context, id string) error {
 	if err := validateID(id); err != nil {
 		return err
@@ -168,20 +186,22 @@ func (d *Driver) Close(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	victims := withTag(rules, openTag(id))
-	if len(victims) == 0 {
+	tag := openTag(id)
+	if rules.count(tag) == 0 {
 		return nil
 	}
-	for _, r := range victims {
-		if err := c.DelRule(&nft.Rule{Table: d.nftTable(), Chain: d.nftChain(), Handle: r.Handle}); err != nil {
-			return fmt.Errorf("nftables: close %q: queue delete of rule handle %d: %w", id, r.Handle, err)
+	for _, chain := range []string{inputChain, forwardChain} {
+		for _, r := range withTag(rules.of(chain), tag) {
+			if err := c.DelRule(&nft.Rule{Table: d.nftTable(), Chain: d.nftChain(chain), Handle: r.Handle}); err != nil {
+				return fmt.Errorf("nftables: close %q: queue delete of rule handle %d in chain %s: %w", id, r.Handle, chain, err)
+			}
 		}
 	}
 	if err := c.Flush(); err != nil {
 		// Someone else (a twin process, an operator) may have deleted the
 		// rule between our read and our delete; what matters is that it is
 		// gone, so look again before reporting failure.
-		if again, lerr := d.rules(c); lerr == nil && len(withTag(again, openTag(id))) == 0 {
+		if again, lerr := d.rules(c); lerr == nil && again.count(tag) == 0 {
 			return nil
 		}
 		return fmt.Errorf("nftables: close %q: delete rule(s) from table inet %s: %w", id, d.table, err)
@@ -191,7 +211,9 @@ func (d *Driver) Close(ctx context.Context, id string) error {
 
 // List returns the openings currently applied, read back from the kernel.
 // A missing table lists as no openings. Source is returned in canonical
-// prefix form (e.g. "10.0.0.0/8", "192.0.2.7/32").
+// prefix form (e.g. "10.0.0.0/8", "192.0.2.7/32"). The input chain is the
+// record: Open writes both chains in one batch, and Ensure copies input
+// openings that lack a forward rule, so the forward chain only mirrors it.
 func (d *Driver) List(ctx context.Context) ([]firewall.Opening, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -204,7 +226,7 @@ func (d *Driver) List(ctx context.Context) ([]firewall.Opening, error) {
 		return nil, err
 	}
 	var out []firewall.Opening
-	for _, r := range rules {
+	for _, r := range rules.input {
 		tag := ruleTag(r)
 		id, ok := strings.CutPrefix(tag, openTagPrefix)
 		if !ok {
@@ -269,8 +291,8 @@ func (d *Driver) nftTable() *nft.Table {
 	return &nft.Table{Name: d.table, Family: nft.TableFamilyINet}
 }
 
-func (d *Driver) nftChain() *nft.Chain {
-	return &nft.Chain{Name: chainName, Table: d.nftTable()}
+func (d *Driver) nftChain(name string) *nft.Chain {
+	return &nft.Chain{Name: name, Table: d.nftTable()}
 }
 
 func (d *Driver) tableExists(c *nft.Conn) (bool, error) {
@@ -289,45 +311,136 @@ func (d *Driver) tableExists(c *nft.Conn) (bool, error) {
 	return false, nil
 }
 
-// rules returns the rules of our chain, or none when the chain does not
-// exist yet.
-func (d *Driver) rules(c *nft.Conn) ([]*nft.Rule, error) {
-	chains, err := c.ListChainsOfTableFamily(nft.TableFamilyINet)
-	if err != nil {
-		return nil, fmt.Errorf("nftables: list inet chains: %w", err)
-	}
-	found := false
-	for _, ch := range chains {
-		if ch.Table != nil && ch.Table.Name == d.table && ch.Name == chainName {
-			found = true
-			break
-		}
-	}
-	if !found {
-		return nil, nil
-	}
-	rules, err := c.GetRules(d.nftTable(), d.nftChain())
-	if err != nil {
-		return nil, fmt.Errorf("nftables: get rules of table inet %s chain %s: %w", d.table, chainName, err)
-	}
-	return rules, nil
+// tableRules holds the current rules of our chains; a chain that does not
+// exist yet has none.
+type tableRules struct {
+	input, forward []*nft.Rule
 }
 
+func (r tableRules) of(chain string) []*nft.Rule {
+	if chain == forwardChain {
+		return r.forward
+	}
+	return r.input
+}
+
+// count returns how many rules of either chain carry tag.
+func (r tableRules) count(tag string) int {
+	return len(withTag(r.input, tag)) + len(withTag(r.forward, tag))
+}
+
+// rules returns the rules of our chains.
+func (d *Driver) rules(c *nft.Conn) (tableRules, error) {
+	var out tableRules
+	chains, err := c.ListChainsOfTableFamily(nft.TableFamilyINet)
+	if err != nil {
+		return out, fmt.Errorf("nftables: list inet chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table == nil || ch.Table.Name != d.table {
+			continue
+		}
+		var dst *[]*nft.Rule
+		switch ch.Name {
+		case inputChain:
+			dst = &out.input
+		case forwardChain:
+			dst = &out.forward
+		default:
+			continue
+		}
+		rules, err := c.GetRules(d.nftTable(), d.nftChain(ch.Name))
+		if err != nil {
+			return out, fmt.Errorf("nftables: get rules of table inet %s chain %s: %w", d.table, ch.Name, err)
+		}
+		*dst = rules
+	}
+	return out, nil
+}
+
+// Why the forward chain runs at priority filter - 1, before the filter
+// FORWARD chain Docker installs through iptables(-nft) at priority filter:
+// on one hook every base chain of every table (and of legacy x_tables)
+// sees the packet in priority order, a drop anywhere is final, and an
+// accept only ends the chain that says it. So the guard's drop wins over
+// Docker's accept whichever chain runs first, and an opening's accept only
+// skips our guard, it cannot override Docker's own isolation drops; the
+// order is not what makes this correct. Running first just makes the
+// outcome independent of the order tables were loaded in, and lets our
+// counters see every DNAT'd packet before somebody else drops it.
+var forwardPriority = nft.ChainPriorityRef(*nft.ChainPriorityFilter - 1)
+
 // queueEnsure queues, on c, what it takes to bring the table to shape given
-// the chain's current rules. Table and chain adds are queued every time: the
-// kernel treats a create of an existing object without NLM_F_EXCL as a no-op
-// (and re-asserts the chain policy), so nothing needs to be read for them.
-func (d *Driver) queueEnsure(c *nft.Conn, rules []*nft.Rule) error {
+// its current rules, and returns the open tags it copied from the input
+// chain into the forward chain. Table and chain adds are queued every time:
+// the kernel treats a create of an existing object without NLM_F_EXCL as a
+// no-op (and re-asserts the chain policy), so nothing needs to be read for
+// them.
+func (d *Driver) queueEnsure(c *nft.Conn, rules tableRules) (map[string]bool, error) {
 	t := c.AddTable(d.nftTable())
+	// Policy accept on both: the chains exist to drop the guarded range, and
+	// everything else must reach whatever else the host runs unchanged.
 	policy := nft.ChainPolicyAccept
-	ch := c.AddChain(&nft.Chain{
-		Name:     chainName,
+	in := c.AddChain(&nft.Chain{
+		Name:     inputChain,
 		Table:    t,
 		Type:     nft.ChainTypeFilter,
 		Hooknum:  nft.ChainHookInput,
 		Priority: nft.ChainPriorityFilter,
 		Policy:   &policy,
 	})
+	// Docker publishes a port with DNAT in prerouting, after which the
+	// packet is routed to the container and crosses forward, never input.
+	fwd := c.AddChain(&nft.Chain{
+		Name:     forwardChain,
+		Table:    t,
+		Type:     nft.ChainTypeFilter,
+		Hooknum:  nft.ChainHookForward,
+		Priority: forwardPriority,
+		Policy:   &policy,
+	})
+	if err := d.queueGuards(c, in, rules.input, guardExprs); err != nil {
+		return nil, err
+	}
+	if err := d.queueGuards(c, fwd, rules.forward, forwardGuardExprs); err != nil {
+		return nil, err
+	}
+	return d.queueBackfill(c, fwd, rules)
+}
+
+// queueBackfill copies into the forward chain every input opening without a
+// forward twin. Only a table written by a version before the forward chain
+// has any; without them the new forward guard would close what was open.
+func (d *Driver) queueBackfill(c *nft.Conn, fwd *nft.Chain, rules tableRules) (map[string]bool, error) {
+	done := map[string]bool{}
+	for _, r := range rules.input {
+		tag := ruleTag(r)
+		id, ok := strings.CutPrefix(tag, openTagPrefix)
+		if !ok || done[tag] || len(withTag(rules.forward, tag)) > 0 {
+			continue
+		}
+		o, err := parseRule(id, r.Exprs)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: copy opening to chain %s: rule handle %d tagged %q in table inet %s: %w", forwardChain, r.Handle, tag, d.table, err)
+		}
+		m, err := parseOpening(o)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: copy opening to chain %s: rule handle %d tagged %q in table inet %s: %w", forwardChain, r.Handle, tag, d.table, err)
+		}
+		c.InsertRule(&nft.Rule{
+			Table:    fwd.Table,
+			Chain:    fwd,
+			Exprs:    m.forwardExprs(),
+			UserData: userdata.AppendString(nil, userdata.TypeComment, tag),
+		})
+		done[tag] = true
+	}
+	return done, nil
+}
+
+// queueGuards makes the guards of ch, whose current rules are rules, those
+// of d's port range: one per protocol, built by build.
+func (d *Driver) queueGuards(c *nft.Conn, ch *nft.Chain, rules []*nft.Rule, build func(proto byte, portMin, portMax uint16) []expr.Any) error {
 	want := map[string]byte{
 		d.guardTag("tcp"): protoTCP,
 		d.guardTag("udp"): protoUDP,
@@ -344,8 +457,8 @@ func (d *Driver) queueEnsure(c *nft.Conn, rules []*nft.Rule) error {
 		}
 		// A guard for another port range (the config changed) or a
 		// duplicate: drop it in the same batch that appends the right one.
-		if err := c.DelRule(&nft.Rule{Table: t, Chain: ch, Handle: r.Handle}); err != nil {
-			return fmt.Errorf("nftables: queue delete of stale guard handle %d: %w", r.Handle, err)
+		if err := c.DelRule(&nft.Rule{Table: ch.Table, Chain: ch, Handle: r.Handle}); err != nil {
+			return fmt.Errorf("nftables: queue delete of stale guard handle %d in chain %s: %w", r.Handle, ch.Name, err)
 		}
 	}
 	for _, proto := range []string{"tcp", "udp"} {
@@ -355,9 +468,9 @@ func (d *Driver) queueEnsure(c *nft.Conn, rules []*nft.Rule) error {
 		}
 		// Appended, so it lands after every opening already in the chain.
 		c.AddRule(&nft.Rule{
-			Table:    t,
+			Table:    ch.Table,
 			Chain:    ch,
-			Exprs:    guardExprs(want[tag], d.portMin, d.portMax),
+			Exprs:    build(want[tag], d.portMin, d.portMax),
 			UserData: userdata.AppendString(nil, userdata.TypeComment, tag),
 		})
 	}

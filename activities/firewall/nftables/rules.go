@@ -27,6 +27,11 @@ const (
 	dportOff    = 2
 
 	reg = 1 // NFT_REG_1: every match loads and compares in one register
+
+	// Neither constant is in x/sys/unix. The original direction is the tuple
+	// as the first packet arrived, i.e. before DNAT rewrote it.
+	ctDirOriginal = 0    // IP_CT_DIR_ORIGINAL
+	ctStatusDNAT  = 0x20 // IPS_DST_NAT, set only when DNAT changed the tuple
 )
 
 // InvalidOpeningError reports an Opening (or ID) refused before any netlink
@@ -142,22 +147,56 @@ func parseOpening(o firewall.Opening) (match, error) {
 	return m, nil
 }
 
-// exprs builds the accept rule for m, in the order nft itself emits:
-// family, source, destination, protocol, port.
+// exprs builds the input-chain accept rule for m, in the order nft itself
+// emits: family, source, destination, protocol, port.
 func (m match) exprs() []expr.Any {
 	nfproto, saddrOff, daddrOff := byte(unix.NFPROTO_IPV4), uint32(ip4SaddrOff), uint32(ip4DaddrOff)
 	if m.dst.Is6() {
 		nfproto, saddrOff, daddrOff = unix.NFPROTO_IPV6, ip6SaddrOff, ip6DaddrOff
 	}
 	alen := uint32(m.dst.BitLen() / 8)
-	// An inet chain sees both families; the payload offsets below are only
+	return m.build(
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: saddrOff, Len: alen},
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff, Len: alen},
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: dportOff, Len: 2},
+		nfproto,
+	)
+}
+
+// forwardExprs builds the forward-chain accept rule for m: the same match,
+// read from the conntrack original tuple instead of the packet. By the
+// forward hook a published port's packet has been DNAT'd, so its headers
+// name the container's address and port, not the host's that m names.
+// (nft shows these as "ct original ip daddr", "ct original proto-dst".)
+func (m match) forwardExprs() []expr.Any {
+	nfproto := byte(unix.NFPROTO_IPV4)
+	if m.dst.Is6() {
+		nfproto = unix.NFPROTO_IPV6
+	}
+	// NFT_CT_SRC/DST rather than the newer NFT_CT_SRC_IP/DST_IP keys: the
+	// library sends a direction only with the former, and the kernel refuses
+	// the latter without one. In an inet chain these load 16 bytes; the
+	// compare reads only the address length, and nfproto below pins which.
+	return m.build(
+		&expr.Ct{Register: reg, Key: expr.CtKeySRC, Direction: ctDirOriginal},
+		&expr.Ct{Register: reg, Key: expr.CtKeyDST, Direction: ctDirOriginal},
+		&expr.Ct{Register: reg, Key: expr.CtKeyPROTODST, Direction: ctDirOriginal},
+		nfproto,
+	)
+}
+
+// build assembles an accept rule from the loads of source, destination and
+// destination port, which are all the two chains differ in.
+func (m match) build(loadSrc, loadDst, loadPort expr.Any, nfproto byte) []expr.Any {
+	alen := uint32(m.dst.BitLen() / 8)
+	// An inet chain sees both families; the address loads are only
 	// meaningful once the family is pinned.
 	ex := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{nfproto}},
 	}
 	if m.src.IsValid() {
-		ex = append(ex, &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: saddrOff, Len: alen})
+		ex = append(ex, loadSrc)
 		if m.src.Bits() < m.src.Addr().BitLen() {
 			mask := netip.PrefixFrom(maskAddr(m.src), m.src.Bits()).Masked().Addr().AsSlice()
 			ex = append(ex, &expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: alen, Mask: mask, Xor: make([]byte, alen)})
@@ -166,14 +205,14 @@ func (m match) exprs() []expr.Any {
 	}
 	if !m.dst.IsUnspecified() {
 		ex = append(ex,
-			&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff, Len: alen},
+			loadDst,
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: m.dst.AsSlice()},
 		)
 	}
 	return append(ex,
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{m.proto}},
-		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: dportOff, Len: 2},
+		loadPort,
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: binaryutil.BigEndian.PutUint16(m.port)},
 		&expr.Counter{},
 		&expr.Verdict{Kind: expr.VerdictAccept},
@@ -208,9 +247,30 @@ func guardExprs(proto byte, portMin, portMax uint16) []expr.Any {
 	}
 }
 
-// parseRule reads an accept rule built by match.exprs back into an Opening.
-// It accepts exactly the shapes exprs produces, so a rule edited by hand is
-// reported rather than misread.
+// forwardGuardExprs is the forward-chain guard: it drops new flows whose
+// original destination port (the published host port, before DNAT) is in
+// the range. ct status dnat limits it to DNAT'd traffic, so a host that also
+// routes ordinary traffic to ports in the range is not affected by berth.
+func forwardGuardExprs(proto byte, portMin, portMax uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{proto}},
+		&expr.Ct{Register: reg, Key: expr.CtKeyPROTODST, Direction: ctDirOriginal},
+		&expr.Range{Op: expr.CmpOpEq, Register: reg, FromData: binaryutil.BigEndian.PutUint16(portMin), ToData: binaryutil.BigEndian.PutUint16(portMax)},
+		&expr.Ct{Register: reg, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: make([]byte, 4)},
+		&expr.Ct{Register: reg, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: make([]byte, 4)},
+		&expr.Counter{},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+}
+
+// parseRule reads an accept rule built by match.exprs or match.forwardExprs
+// back into an Opening. It accepts exactly the shapes those produce, so a
+// rule edited by hand is reported rather than misread.
 func parseRule(id string, exprs []expr.Any) (firewall.Opening, error) {
 	const (
 		none = iota
@@ -228,6 +288,9 @@ func parseRule(id string, exprs []expr.Any) (firewall.Opening, error) {
 		dst      netip.Addr
 		src      netip.Prefix
 		accepted bool
+		// A rule reads either the packet or the conntrack tuple; a mix
+		// is nothing berth builds.
+		fromPacket, fromCt bool
 	)
 	for i, e := range exprs {
 		switch e := e.(type) {
@@ -240,7 +303,23 @@ func parseRule(id string, exprs []expr.Any) (firewall.Opening, error) {
 			default:
 				return o, fmt.Errorf("expression %d: unexpected meta key %d", i, e.Key)
 			}
+		case *expr.Ct:
+			fromCt = true
+			if e.Direction != ctDirOriginal {
+				return o, fmt.Errorf("expression %d: conntrack direction %d, want original", i, e.Direction)
+			}
+			switch e.Key {
+			case expr.CtKeySRC:
+				loaded = saddr
+			case expr.CtKeyDST:
+				loaded = daddr
+			case expr.CtKeyPROTODST:
+				loaded = dport
+			default:
+				return o, fmt.Errorf("expression %d: unexpected ct key %d", i, e.Key)
+			}
 		case *expr.Payload:
+			fromPacket = true
 			switch {
 			case e.Base == expr.PayloadBaseNetworkHeader && (e.Offset == ip4SaddrOff && e.Len == 4 || e.Offset == ip6SaddrOff && e.Len == 16):
 				loaded = saddr
@@ -313,6 +392,8 @@ func parseRule(id string, exprs []expr.Any) (firewall.Opening, error) {
 		}
 	}
 	switch {
+	case fromPacket && fromCt:
+		return o, fmt.Errorf("mixes packet and conntrack matches")
 	case !accepted:
 		return o, fmt.Errorf("no accept verdict")
 	case family == 0:
