@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	nft "github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -192,4 +195,63 @@ func ruleset(t *testing.T, ns netNS) string {
 	out, err := exec.Command("ip", "netns", "exec", ns.name, "nft", "list", "ruleset").CombinedOutput()
 	require.NoError(t, err, "nft list ruleset: %s", out)
 	return string(out)
+}
+
+// ipIn runs `ip -n <ns> args...`. Every argument is a constant of the test.
+func ipIn(t *testing.T, ns netNS, args ...string) {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"-n", ns.name}, args...)...).CombinedOutput()
+	require.NoError(t, err, "ip -n %s %v: %s", ns.name, args, out)
+}
+
+// link joins a and b with a veth pair, addresses each end (CIDR form) and
+// brings both up. The pair goes away with either namespace.
+func link(t *testing.T, a netNS, aDev, aAddr string, b netNS, bDev, bAddr string) {
+	t.Helper()
+	ipIn(t, a, "link", "add", aDev, "type", "veth", "peer", "name", bDev, "netns", b.name)
+	ipIn(t, a, "addr", "add", aAddr, "dev", aDev)
+	ipIn(t, b, "addr", "add", bAddr, "dev", bDev)
+	ipIn(t, a, "link", "set", aDev, "up")
+	ipIn(t, b, "link", "set", bDev, "up")
+}
+
+// enableForwarding makes ns route IPv4 between its interfaces. /proc/sys/net
+// shows the namespace of the thread that opens it, so the write lands in ns
+// and not on the host.
+func enableForwarding(t *testing.T, ns netNS) {
+	t.Helper()
+	require.NoError(t, inNetNS(ns, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0)
+	}))
+}
+
+// publish does in ns what Docker does for `-p <hostIP>:<hostPort>:<ctrPort>`:
+// a DNAT in a nat prerouting chain, so the packet is routed on to ctrIP and
+// crosses the forward hook instead of input. The table is the test's own.
+func publish(t *testing.T, ns netNS, proto byte, hostIP netip.Addr, hostPort uint16, ctrIP netip.Addr, ctrPort uint16) {
+	t.Helper()
+	c, err := nft.New(nft.WithNetNSFd(ns.fd()))
+	require.NoError(t, err)
+	tbl := c.AddTable(&nft.Table{Name: "test-docker-nat", Family: nft.TableFamilyIPv4})
+	ch := c.AddChain(&nft.Chain{
+		Name:     "prerouting",
+		Table:    tbl,
+		Type:     nft.ChainTypeNAT,
+		Hooknum:  nft.ChainHookPrerouting,
+		Priority: nft.ChainPriorityNATDest,
+	})
+	c.AddRule(&nft.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ip4DaddrOff, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: hostIP.AsSlice()},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: dportOff, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(hostPort)},
+		&expr.Immediate{Register: 1, Data: ctrIP.AsSlice()},
+		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(ctrPort)},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+	}})
+	if err := c.Flush(); err != nil {
+		skipOrFail(t, "cannot add a DNAT rule in a network namespace (nf_nat missing?): %v", err)
+	}
 }

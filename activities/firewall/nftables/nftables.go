@@ -10,6 +10,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/activities/firewall"
 )
@@ -105,7 +106,7 @@ func (d *Driver) Ensure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rules, err := d.rules(c)
+	rules, err := d.rules(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -133,7 +134,7 @@ func (d *Driver) Open(ctx context.Context, o firewall.Opening) error {
 	if err != nil {
 		return err
 	}
-	rules, err := d.rules(c)
+	rules, err := d.rules(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -182,7 +183,7 @@ func (d *Driver) Close(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	rules, err := d.rules(c)
+	rules, err := d.rules(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -201,7 +202,7 @@ func (d *Driver) Close(ctx context.Context, id string) error {
 		// Someone else (a twin process, an operator) may have deleted the
 		// rule between our read and our delete; what matters is that it is
 		// gone, so look again before reporting failure.
-		if again, lerr := d.rules(c); lerr == nil && again.count(tag) == 0 {
+		if again, lerr := d.rules(ctx, c); lerr == nil && again.count(tag) == 0 {
 			return nil
 		}
 		return fmt.Errorf("nftables: close %q: delete rule(s) from table inet %s: %w", id, d.table, err)
@@ -221,7 +222,7 @@ func (d *Driver) List(ctx context.Context) ([]firewall.Opening, error) {
 	if err != nil {
 		return nil, err
 	}
-	rules, err := d.rules(c)
+	rules, err := d.rules(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -287,6 +288,21 @@ func (d *Driver) conn(ctx context.Context) (*nft.Conn, error) {
 	return c, nil
 }
 
+// rawConn is a plain netlink connection set up like conn's, for dumpRules.
+func (d *Driver) rawConn(ctx context.Context) (*netlink.Conn, error) {
+	nl, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: d.netns})
+	if err != nil {
+		return nil, fmt.Errorf("nftables: open netlink connection: %w", err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		if err := nl.SetDeadline(dl); err != nil {
+			_ = nl.Close()
+			return nil, fmt.Errorf("nftables: set netlink deadline: %w", err)
+		}
+	}
+	return nl, nil
+}
+
 func (d *Driver) nftTable() *nft.Table {
 	return &nft.Table{Name: d.table, Family: nft.TableFamilyINet}
 }
@@ -330,7 +346,7 @@ func (r tableRules) count(tag string) int {
 }
 
 // rules returns the rules of our chains.
-func (d *Driver) rules(c *nft.Conn) (tableRules, error) {
+func (d *Driver) rules(ctx context.Context, c *nft.Conn) (tableRules, error) {
 	var out tableRules
 	chains, err := c.ListChainsOfTableFamily(nft.TableFamilyINet)
 	if err != nil {
@@ -340,22 +356,30 @@ func (d *Driver) rules(c *nft.Conn) (tableRules, error) {
 		if ch.Table == nil || ch.Table.Name != d.table {
 			continue
 		}
-		var dst *[]*nft.Rule
+		var err error
 		switch ch.Name {
 		case inputChain:
-			dst = &out.input
+			out.input, err = c.GetRules(d.nftTable(), d.nftChain(inputChain))
 		case forwardChain:
-			dst = &out.forward
+			// See dumpRules for why not GetRules.
+			out.forward, err = d.dumpForward(ctx)
 		default:
 			continue
 		}
-		rules, err := c.GetRules(d.nftTable(), d.nftChain(ch.Name))
 		if err != nil {
 			return out, fmt.Errorf("nftables: get rules of table inet %s chain %s: %w", d.table, ch.Name, err)
 		}
-		*dst = rules
 	}
 	return out, nil
+}
+
+func (d *Driver) dumpForward(ctx context.Context) ([]*nft.Rule, error) {
+	nl, err := d.rawConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer nl.Close()
+	return dumpRules(nl, d.nftTable(), forwardChain)
 }
 
 // Why the forward chain runs at priority filter - 1, before the filter

@@ -176,7 +176,10 @@ func (m match) forwardExprs() []expr.Any {
 	// NFT_CT_SRC/DST rather than the newer NFT_CT_SRC_IP/DST_IP keys: the
 	// library sends a direction only with the former, and the kernel refuses
 	// the latter without one. In an inet chain these load 16 bytes; the
-	// compare reads only the address length, and nfproto below pins which.
+	// compare reads only the address length, and the nfproto match pins
+	// which. The library encodes the direction as a big-endian u32 where the
+	// kernel reads a u8, i.e. the first byte: right for original (0) only,
+	// which is the one direction berth uses (see also dumpRules).
 	return m.build(
 		&expr.Ct{Register: reg, Key: expr.CtKeySRC, Direction: ctDirOriginal},
 		&expr.Ct{Register: reg, Key: expr.CtKeyDST, Direction: ctDirOriginal},

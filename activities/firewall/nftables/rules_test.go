@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/nftables/expr"
 	"github.com/stretchr/testify/require"
 
 	"github.com/berth-dev/berth/activities/firewall"
@@ -91,13 +92,36 @@ func TestExprsRoundTrip(t *testing.T) {
 		got, err := parseRule(o.ID, m.exprs())
 		require.NoError(t, err)
 		require.Equal(t, o, got)
+		got, err = parseRule(o.ID, m.forwardExprs())
+		require.NoError(t, err)
+		require.Equal(t, o, got, "forward rule")
 	}
 }
 
 func TestParseRuleRefusesForeignShapes(t *testing.T) {
 	_, err := parseRule("g", guardExprs(protoTCP, 30000, 32767))
 	require.Error(t, err, "a guard is not an opening")
+	_, err = parseRule("g", forwardGuardExprs(protoTCP, 30000, 32767))
+	require.Error(t, err, "a forward guard is not an opening")
 	_, err = parseRule("empty", nil)
+	require.Error(t, err)
+
+	m, err := parseOpening(firewall.Opening{ID: "m", Protocol: "tcp", DestIP: "192.0.2.1", DestPort: 30000, Source: "10.0.0.0/8"})
+	require.NoError(t, err)
+	in, fwd := m.exprs(), m.forwardExprs()
+	// Packet source with conntrack destination and port: nothing berth builds.
+	mixed := append(append([]expr.Any{}, in[:5]...), fwd[5:]...)
+	_, err = parseRule("m", mixed)
+	require.ErrorContains(t, err, "mixes packet and conntrack")
+
+	reply := append([]expr.Any{}, fwd...)
+	reply[len(reply)-4] = &expr.Ct{Register: reg, Key: expr.CtKeyPROTODST, Direction: 1}
+	_, err = parseRule("m", reply)
+	require.ErrorContains(t, err, "direction")
+
+	// An expression the dump could not name is kept, so the rule is refused
+	// instead of read without it.
+	_, err = parseRule("m", append(append([]expr.Any{}, fwd[:len(fwd)-1]...), &opaque{name: "log"}, fwd[len(fwd)-1]))
 	require.Error(t, err)
 }
 
