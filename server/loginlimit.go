@@ -13,7 +13,11 @@ import (
 // or not, so guessing gains nothing. A success clears the pair's count.
 const (
 	loginMaxFailures = 5
-	loginWindow      = time.Minute
+	// loginMaxAddrFailures caps one address across all user names, so
+	// trying one password on many names (spraying) is held back too; it is
+	// high enough for many people behind one NAT mistyping at once.
+	loginMaxAddrFailures = 30
+	loginWindow          = time.Minute
 	// loginMaxKeys bounds the memory a flood of made-up names can take.
 	loginMaxKeys = 100_000
 )
@@ -29,6 +33,10 @@ func newLoginLimiter() *loginLimiter {
 }
 
 func loginKey(user, addr string) string { return strings.ToLower(user) + "\x00" + addr }
+
+// addrKey counts an address's failures whatever the name; no user name
+// holds a NUL, so it cannot collide with a pair's key.
+func addrKey(addr string) string { return "\x00addr\x00" + addr }
 
 // recent drops the failures older than the window; the caller holds mu.
 func (l *loginLimiter) recent(key string, now time.Time) []time.Time {
@@ -51,11 +59,17 @@ func (l *loginLimiter) blocked(user, addr string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	ts := l.recent(loginKey(user, addr), now)
-	if len(ts) < loginMaxFailures {
-		return 0
+	var wait time.Duration
+	for _, k := range []struct {
+		key   string
+		limit int
+	}{{loginKey(user, addr), loginMaxFailures}, {addrKey(addr), loginMaxAddrFailures}} {
+		ts := l.recent(k.key, now)
+		if len(ts) >= k.limit {
+			wait = max(wait, ts[len(ts)-k.limit].Add(loginWindow).Sub(now))
+		}
 	}
-	return ts[len(ts)-loginMaxFailures].Add(loginWindow).Sub(now)
+	return wait
 }
 
 // failed records a failed sign-in.
@@ -68,13 +82,19 @@ func (l *loginLimiter) failed(user, addr string) {
 			l.recent(k, now)
 		}
 	}
-	key := loginKey(user, addr)
+	l.count(loginKey(user, addr), loginMaxFailures, now)
+	l.count(addrKey(addr), loginMaxAddrFailures, now)
+}
+
+// count adds a failure to a key, keeping only the last limit of them; the
+// caller holds mu.
+func (l *loginLimiter) count(key string, limit int, now time.Time) {
 	if _, known := l.fails[key]; !known && len(l.fails) >= loginMaxKeys {
-		return // still full of fresh failures: keep counting the known pairs only
+		return // still full of fresh failures: keep counting the known keys only
 	}
 	ts := append(l.recent(key, now), now)
-	if len(ts) > loginMaxFailures {
-		ts = ts[len(ts)-loginMaxFailures:]
+	if len(ts) > limit {
+		ts = ts[len(ts)-limit:]
 	}
 	l.fails[key] = ts
 }
@@ -96,6 +116,6 @@ func retryText(d time.Duration) (int, string) {
 	if secs == 1 {
 		unit = "second"
 	}
-	return secs, "Too many failed sign-ins for this user from your address. Try again in " +
+	return secs, "Too many failed sign-ins for this user, or from your address. Try again in " +
 		strconv.Itoa(secs) + " " + unit + " (at " + time.Now().Add(time.Duration(secs)*time.Second).UTC().Format("15:04:05 UTC") + ")."
 }

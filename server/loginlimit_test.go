@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,4 +87,23 @@ func TestLoginRateLimit(t *testing.T) {
 	code, _ = f.call("GET", "/api/v1/audit?actor=dana&sort=-at", f.token, nil, &audit)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "429", audit.Events[0].Outcome, "refused sign-ins are audited")
+}
+
+// One address trying many user names is held back as a whole once it
+// passes the address-wide cap, though no single name reached its own.
+func TestLoginLimiterCapsAnAddressAcrossNames(t *testing.T) {
+	l := newLoginLimiter()
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	l.now = func() time.Time { return now }
+	for i := 0; i < loginMaxAddrFailures; i++ {
+		name := "user" + strconv.Itoa(i)
+		require.Zero(t, l.blocked(name, "10.0.0.9"))
+		l.failed(name, "10.0.0.9")
+	}
+	require.NotZero(t, l.blocked("somebody-new", "10.0.0.9"), "the address is held back for every name")
+	require.Zero(t, l.blocked("somebody-new", "10.0.0.8"), "another address is not")
+	l.succeeded("user1", "10.0.0.9")
+	require.NotZero(t, l.blocked("user1", "10.0.0.9"), "one success does not clear the address")
+	now = now.Add(loginWindow)
+	require.Zero(t, l.blocked("somebody-new", "10.0.0.9"))
 }

@@ -435,6 +435,8 @@ func TestUIGreyRelease(t *testing.T) {
 	front := "http://" + hs.pool(t, svc.ID).Backend.ListenAddr + "/version"
 	split(t, front, 100, "")
 	waitJS(t, ctx, `(function(){var c=document.querySelectorAll('#grey-live tbody tr'); return c.length==2 && Number(c[0].children[3].textContent) > 0 && Number(c[1].children[3].textContent) > 0})()`, 10*time.Second)
+	split(t, front, 100, "")
+	waitJS(t, ctx, `(function(){var p=document.querySelector('#grey-live .grey-window'); return !!p && /canary [0-9.]+ req\/s/.test(p.textContent) && !/canary 0\.0 req/.test(p.textContent)})()`, 10*time.Second)
 	hs.screenshot(t, ctx, "grey-release")
 	do(t, ctx, chromedp.EmulateViewport(375, 812))
 	waitJS(t, ctx, `document.querySelectorAll('#grey-live tbody tr').length == 2`, 10*time.Second)

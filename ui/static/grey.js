@@ -74,6 +74,8 @@
       t.appendChild(tb);
       live.appendChild(el("h3", "Canary vs stable (HAProxy counters since its last reload)"));
       live.appendChild(t);
+      var w = windowed(v);
+      if (w) { live.appendChild(el("p", w, "grey-window")); }
       if (v.liveNote) { live.appendChild(el("p", v.liveNote, "muted")); }
     }
     (s.analyses || []).forEach(function (r) {
@@ -84,6 +86,24 @@
     actions.querySelector('[data-grey="promote"]').hidden = !!s.awaitingApproval;
     actions.querySelector('[data-grey="resume"]').hidden = !s.paused || !!s.awaitingApproval;
     actions.querySelector('[data-grey="pause"]').hidden = s.paused;
+  }
+
+  // The counters run since HAProxy's last reload; the difference between
+  // two reads is what the canary and stable served just now.
+  var prev = null;
+  function windowed(v) {
+    var now = Date.now(), cur = { t: now, canary: v.canary || {}, stable: v.stable || {} };
+    var last = prev; prev = cur;
+    if (!last) { return ""; }
+    var secs = (now - last.t) / 1000, parts = [];
+    var reset = false;
+    ["canary", "stable"].forEach(function (k) {
+      var dr = (cur[k].requests || 0) - (last[k].requests || 0), de = (cur[k].errors5xx || 0) - (last[k].errors5xx || 0);
+      if (dr < 0 || de < 0) { reset = true; return; }
+      parts.push(k + " " + (dr / secs).toFixed(1) + " req/s" + (dr > 0 ? ", " + pct(de / dr) + " 5xx" : ""));
+    });
+    if (reset || secs <= 0) { return ""; }
+    return "Over the last " + secs.toFixed(0) + " s: " + parts.join("; ") + ".";
   }
 
   var timer = null;
