@@ -120,10 +120,10 @@ func greyOfPackage(doc, version string) (releaseSpec, error) {
 		return releaseSpec{}, err
 	}
 	if req.Image != "" || (req.Version != "" && req.Version != version) {
-		return releaseSpec{}, badRequest("with a package the canary's image is built from it: the grey document gives no image or version (use the version field)")
+		return releaseSpec{}, badRequest("with a package the canary runs the package: the grey document gives no image or version (use the form's version field)")
 	}
 	// A placeholder passes the image check; startReleaseOf replaces it
-	// with the build target.
+	// with the service's image (file) or the build target (build).
 	req.Image, req.Version = "berth.invalid/build:"+version, version
 	rs, err := req.validate()
 	if err != nil {

@@ -74,7 +74,7 @@ func (s *Server) createPackageRelease(c *gin.Context, grey bool) {
 		}
 		known := name == "version" || name == "sha256" || name == "batchSize" || name == "progressDeadline" || name == "build" || name == "command"
 		if grey {
-			known = name == "version" || name == "sha256" || name == "grey"
+			known = name == "version" || name == "sha256" || name == "grey" || name == "build" || name == "command"
 		}
 		if !known {
 			part.Close()
@@ -129,16 +129,6 @@ func (s *Server) createPackageRelease(c *gin.Context, grey bool) {
 		deadline = d
 	}
 	rs := releaseSpec{kind: store.ReleaseFile, version: version, batch: batch, deadline: deadline, pkg: pkg}
-	if grey {
-		gs, err := greyOfPackage(fields["grey"], version)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		gs.pkg, gs.build = pkg, true
-		s.startReleaseOf(c, gs)
-		return
-	}
 	switch fields["build"] {
 	case "", "false":
 	case "true":
@@ -158,6 +148,17 @@ func (s *Server) createPackageRelease(c *gin.Context, grey bool) {
 			return
 		}
 		rs.command = cmd
+	}
+	if grey {
+		// The package is the canary: installed into canary instances of
+		// the stable image (a file release), or built into its image.
+		gs, err := greyOfPackage(fields["grey"], version)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		gs.kind, gs.build, gs.pkg, gs.command = rs.kind, rs.build, pkg, rs.command
+		rs = gs
 	}
 	s.startReleaseOf(c, rs)
 }

@@ -632,9 +632,16 @@ func (g *grey) addCanaries(ctx workflow.Context, n int) error {
 	g.gen++
 	rin := g.rin
 	rin.LB.Weight = 0
-	fresh, _, err := startBatch(ctx, g.r, rin, rin.Service, n, fmt.Sprintf("%d/canary-%d", rin.RunID, g.gen), nil)
+	fresh, undo, err := startBatch(ctx, g.r, rin, rin.Service, n, fmt.Sprintf("%d/canary-%d", rin.RunID, g.gen), nil)
 	if err != nil {
 		return err
+	}
+	if rin.Kind == store.ReleaseFile {
+		// A file release's canary runs the stable image with the new
+		// package; it is at weight 0 while the package goes in.
+		if err := g.installCanaries(ctx, fresh); err != nil {
+			return undo(err)
+		}
 	}
 	g.canaries = append(g.canaries, fresh...)
 	g.syncNames()
@@ -642,6 +649,30 @@ func (g *grey) addCanaries(ctx workflow.Context, n int) error {
 		return err
 	}
 	return g.applyRoutes(ctx)
+}
+
+// installCanaries puts the release's package into new canary instances,
+// runs the post-upload command when there is one, and waits until the load
+// balancer sees them healthy again. They carry no weight yet, so unlike a
+// file release's batch they need no draining.
+func (g *grey) installCanaries(ctx workflow.Context, insts []store.PlannedInstance) error {
+	var d *activities.Docker
+	rin := g.rin
+	futures := make([]workflow.Future, 0, len(insts))
+	for _, pi := range insts {
+		actx := workflow.WithActivityOptions(ctx, withQueue(instanceOptions, pi.Host.Region))
+		futures = append(futures, workflow.ExecuteActivity(actx, d.InstallPackage, activities.InstallPackageInput{
+			Instance: pi, Service: rin.Service, SHA256: rin.PackageSHA256, HealthTimeout: rin.HealthTimeout.Milliseconds()}))
+	}
+	if err := waitAll(ctx, futures, nil); err != nil {
+		return err
+	}
+	if len(rin.Command) > 0 {
+		if err := runCommand(ctx, g.r, rin, insts, rin.Command); err != nil {
+			return err
+		}
+	}
+	return waitServersUp(ctx, rin, insts)
 }
 
 // scale changes the number of canary instances; the newest go first.
@@ -1105,6 +1136,9 @@ func (g *grey) promote(ctx workflow.Context) (*GreyReleaseResult, error) {
 		return g.evenWeights(dctx)
 	})
 	batch := max(g.rin.BatchSize, 1)
+	if err == nil && g.rin.Kind == store.ReleaseFile {
+		return g.promoteFile(ctx, dctx, by, batch)
+	}
 	total := (len(g.stable) + batch - 1) / batch
 	var released []store.PlannedInstance
 	old := slices.Clone(g.stable)
@@ -1123,19 +1157,7 @@ func (g *grey) promote(ctx workflow.Context) (*GreyReleaseResult, error) {
 		}
 	}
 	if err == nil {
-		err = r.step(dctx, "promote: remove canary", func() error {
-			gone := g.canaries
-			g.canaries = nil
-			g.syncNames()
-			return g.removeCanaries(dctx, gone)
-		})
-		if err != nil {
-			// The service runs the new image everywhere; a canary left
-			// behind is reported, not rolled back.
-			return g.end(dctx, store.ReleaseSucceeded, "promoted; removing the canary failed: "+errorMessage(err), store.RunFailed)
-		}
-		g.state.Weight = 100
-		return g.end(dctx, store.ReleaseSucceeded, "promoted by "+by, store.RunSucceeded)
+		return g.promoted(dctx, by)
 	}
 	reason := "promotion failed: " + errorMessage(err)
 	if len(released) > 0 && g.rin.LastGoodImage != "" {
@@ -1157,6 +1179,59 @@ func (g *grey) promote(ctx workflow.Context) (*GreyReleaseResult, error) {
 		}
 	}
 	return g.abort(ctx, reason, store.RunFailed)
+}
+
+// promoteFile installs the package into the stable instances in place,
+// batch by batch (drain, install, health, back in rotation), then removes
+// the canary. A failing batch puts the last-good package back on the
+// instances touched so far and aborts.
+func (g *grey) promoteFile(ctx, dctx workflow.Context, by string, batch int) (*GreyReleaseResult, error) {
+	r, rin := g.r, g.rin
+	total := (len(g.stable) + batch - 1) / batch
+	var touched []store.PlannedInstance
+	var err error
+	for b := 0; err == nil && b*batch < len(g.stable); b++ {
+		group := g.stable[b*batch : min((b+1)*batch, len(g.stable))]
+		touched = append(touched, group...)
+		err = r.step(dctx, fmt.Sprintf("promote: batch %d/%d", b+1, total), func() error {
+			return installBatch(dctx, r, rin, group, rin.PackageSHA256, rin.Command)
+		})
+	}
+	if err == nil {
+		return g.promoted(dctx, by)
+	}
+	reason := "promotion failed: " + errorMessage(err)
+	if rin.LastGoodPackage != "" {
+		rbErr := r.step(dctx, "rollback", func() error {
+			return installInBatches(dctx, r, rin, touched, rin.LastGoodPackage, batch)
+		})
+		if rbErr != nil {
+			reason += "; rollback failed: " + errorMessage(rbErr)
+		} else {
+			reason += "; rolled back to the last-good package"
+		}
+	} else {
+		reason += "; no earlier package to restore: instances that failed stay out of rotation"
+	}
+	return g.abort(ctx, reason, store.RunFailed)
+}
+
+// promoted removes the canary once every stable instance runs the new
+// version, and records the release as the service's last-good one.
+func (g *grey) promoted(dctx workflow.Context, by string) (*GreyReleaseResult, error) {
+	err := g.r.step(dctx, "promote: remove canary", func() error {
+		gone := g.canaries
+		g.canaries = nil
+		g.syncNames()
+		return g.removeCanaries(dctx, gone)
+	})
+	if err != nil {
+		// The service runs the new version everywhere; a canary left
+		// behind is reported, not rolled back.
+		return g.end(dctx, store.ReleaseSucceeded, "promoted; removing the canary failed: "+errorMessage(err), store.RunFailed)
+	}
+	g.state.Weight = 100
+	return g.end(dctx, store.ReleaseSucceeded, "promoted by "+by, store.RunSucceeded)
 }
 
 // evenWeights gives every instance, canary or stable, the normal weight.

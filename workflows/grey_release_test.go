@@ -146,7 +146,14 @@ func greyInput(steps ...GreyStep) GreyReleaseInput {
 
 func newGreyEnv(t *testing.T, fake *greyFake) (*testsuite.TestWorkflowEnvironment, *exposeRecorder) {
 	t.Helper()
-	env, rec, _ := newReleaseEnv(t)
+	env, rec, _ := newGreyEnvInstalls(t, fake)
+	return env, rec
+}
+
+// newGreyEnvInstalls is newGreyEnv that also returns the package installs.
+func newGreyEnvInstalls(t *testing.T, fake *greyFake) (*testsuite.TestWorkflowEnvironment, *exposeRecorder, *releaseFake) {
+	t.Helper()
+	env, rec, installs := newReleaseEnv(t)
 	env.RegisterWorkflowWithOptions(GreyRelease, workflow.RegisterOptions{Name: GreyReleaseName})
 	env.OnActivity(lbA.SetWeights, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ServersInput) error {
 		fake.mu.Lock()
@@ -172,8 +179,8 @@ func newGreyEnv(t *testing.T, fake *greyFake) (*testsuite.TestWorkflowEnvironmen
 			{Name: apiName(9), Requests: n, Responses5xx: int64(float64(n) * fake.canary5xx)},
 		}, nil
 	}).Maybe()
-	mockRelease(env, nil, releaseFaults{})
-	return env, rec
+	mockRelease(env, installs, releaseFaults{})
+	return env, rec, installs
 }
 
 func intp(n int) *int { return &n }
@@ -424,4 +431,29 @@ func TestGreyReleasePromoteCannotSkipAnApproval(t *testing.T) {
 	fr := onlyFinishRelease(t, rec)
 	require.Equal(t, store.ReleaseSucceeded, fr.Outcome)
 	require.Equal(t, "promoted by the steps' end", fr.Reason, "the step after the approval ran, then the steps' end promoted")
+}
+
+func TestGreyReleaseOfAFilePackage(t *testing.T) {
+	fake := &greyFake{}
+	env, rec, installs := newGreyEnvInstalls(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(25)})
+	in.Release.Kind, in.Release.PackageSHA256, in.Release.LastGoodPackage = store.ReleaseFile, relNewSHA, relGoodSHA
+	in.Release.Service.Image = relGoodImage
+	in.Release.BatchSize = 2
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var got []string
+	for _, c := range installs.installed() {
+		got = append(got, c.In.Instance.Name+" "+c.In.SHA256)
+	}
+	// The canary first, then the stable instances in place, in batches.
+	require.Equal(t, apiName(9)+" "+relNewSHA, got[0])
+	require.ElementsMatch(t, []string{apiName(1) + " " + relNewSHA, apiName(2) + " " + relNewSHA,
+		apiName(3) + " " + relNewSHA, apiName(4) + " " + relNewSHA}, got[1:])
+	require.Equal(t, []string{"31/canary-1"}, plannedKeys(rec), "no instance is replaced: the package goes in place")
+	require.Equal(t, []string{apiName(9) + " graceful"}, removals(rec))
+	require.Equal(t, store.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
 }

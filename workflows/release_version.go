@@ -395,14 +395,7 @@ func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, bat
 			if fixes < 1 {
 				return installBatch(dctx, r, in, touched, in.LastGoodPackage, nil)
 			}
-			// Batch by batch, so the rollback never takes the whole service
-			// out of rotation at once.
-			for i := 0; i < len(touched); i += batch {
-				if err := installBatch(dctx, r, in, touched[i:min(i+batch, len(touched))], in.LastGoodPackage, nil); err != nil {
-					return err
-				}
-			}
-			return nil
+			return installInBatches(dctx, r, in, touched, in.LastGoodPackage, batch)
 		})
 		if rbErr != nil {
 			reason += "; rollback failed: " + errorMessage(rbErr)
@@ -421,6 +414,17 @@ func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, bat
 	}
 	r.finish(dctx, activities.FinishInput{Status: status, Error: reason})
 	return nil, temporal.NewNonRetryableApplicationError(reason, "ReleaseFailed", err)
+}
+
+// installInBatches installs a package batch by batch, so a rollback never
+// takes the whole service out of rotation at once.
+func installInBatches(ctx workflow.Context, r *run, in ReleaseVersionInput, insts []store.PlannedInstance, sha string, batch int) error {
+	for i := 0; i < len(insts); i += batch {
+		if err := installBatch(ctx, r, in, insts[i:min(i+batch, len(insts))], sha, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // installBatch drains a batch, installs the package in each instance in

@@ -489,7 +489,7 @@ func TestGreyReleaseOfPackage(t *testing.T) {
 	hs.deployOK(t, apps, "shop", webCompose("web", 2, ""))
 	svc := hs.app(t, apps, "shop").Services[0]
 	front := "http://" + hs.pool(t, svc.ID).Backend.ListenAddr + "/version"
-	code, body := hs.uploadGrey(t, svc.ID, "good.tar.gz", map[string]string{"version": "9.0.0",
+	code, body := hs.uploadGrey(t, svc.ID, "good.tar.gz", map[string]string{"version": "9.0.0", "build": "true",
 		"grey": "steps:\n  - setWeight: 50\n  - pause: {}\n"})
 	require.Equal(t, http.StatusAccepted, code, "%s", body)
 	var rs releaseStarted
@@ -507,6 +507,44 @@ func TestGreyReleaseOfPackage(t *testing.T) {
 	code, body = hs.uploadGrey(t, svc.ID, "good.tar.gz", map[string]string{"version": "9.0.1", "grey": "image: other:1\n"})
 	require.Equal(t, http.StatusBadRequest, code, "%s", body)
 	require.Contains(t, string(body), "gives no image")
+}
+
+// A grey release of a file package without a registry: canary instances of
+// the stable image get the package installed while at weight 0, serve its
+// version at the step's weight and to the header route, and promote
+// installs it into the stable instances in place, batch by batch.
+func TestGreyReleaseOfFilePackage(t *testing.T) {
+	hs := needHarness(t)
+	apps := hs.newEnv(t, "greyfile")
+	hs.deployOK(t, apps, "shop", webCompose("web", 2, ""))
+	svc := hs.app(t, apps, "shop").Services[0]
+	before := []string{svc.Instances[0].Name, svc.Instances[1].Name}
+	front := "http://" + hs.pool(t, svc.ID).Backend.ListenAddr + "/version"
+	code, body := hs.uploadGrey(t, svc.ID, "good.tar.gz", map[string]string{"version": "9.0.0",
+		"grey": "steps:\n  - setHeaderRoute: {name: X-Canary, value: always}\n  - setWeight: 50\n  - pause: {}\n"})
+	require.Equal(t, http.StatusAccepted, code, "%s", body)
+	var rs releaseStarted
+	require.NoError(t, json.Unmarshal(body, &rs))
+	hs.waitGrey(t, svc.ID, "paused at 50%", func(s *workflows.GreyState) bool { return s.Step == 2 && s.Paused })
+	m := split(t, front, 400, "")
+	require.Equal(t, 400, m["v1"]+m["v9"], "%v", m)
+	require.InDelta(t, 50, share(m, "v9", 400), 6, "%v", m)
+	require.Equal(t, map[string]int{"v9": 40}, split(t, front, 40, "X-Canary: always"))
+	l := startLoad(t, front)
+	hs.greyAction(t, svc.ID, "promote")
+	run := hs.waitRun(t, rs.RunID)
+	ok, failed, last := l.finish()
+	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	t.Logf("load through HAProxy during the file promote: %d requests, %d failed", ok+failed, failed)
+	require.Zero(t, failed, "last failure: %s", last)
+	require.Equal(t, []string{"v9", "v9"}, hs.versions(t, apps))
+	svc = hs.app(t, apps, "shop").Services[0]
+	require.ElementsMatch(t, before, []string{svc.Instances[0].Name, svc.Instances[1].Name}, "the package went into the stable instances in place")
+	rb := hs.releases(t, svc.ID)
+	require.Equal(t, store.ReleaseFile, rb.Releases[0].Kind)
+	require.Equal(t, rs.ReleaseID, rb.LastGoodID)
+	require.Equal(t, 2, countAll(hs.containersOf(t, hs.tenant+"-greyfile")), "the canary is gone")
+	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "grey-release-file")
 }
 
 // A run page left open while its run ends offers what now applies without
