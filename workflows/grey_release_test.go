@@ -64,6 +64,15 @@ func TestJudge(t *testing.T) {
 	res = Judge(a, before, at(lb.ServerStats{Requests: 200, Responses5xx: 5}), []string{"c"})
 	require.Equal(t, "fail", res.Verdict)
 	require.Contains(t, res.Reason, "exceeds stable")
+
+	// Response time: the canary's average, weighted by its requests.
+	a = GreyAnalysis{Window: Duration(time.Minute), MaxErrorRate: 1, MaxResponseMs: 50}
+	res = Judge(a, before, at(lb.ServerStats{Requests: 200, AvgResponseMs: 80}), []string{"c"})
+	require.Equal(t, "fail", res.Verdict)
+	require.EqualValues(t, 80, res.CanaryAvgMs)
+	require.Contains(t, res.Reason, "average response time 80 ms is above the limit of 50 ms")
+	res = Judge(a, before, at(lb.ServerStats{Requests: 200, AvgResponseMs: 20}), []string{"c"})
+	require.Equal(t, "pass", res.Verdict)
 }
 
 func TestValidateGreySteps(t *testing.T) {
