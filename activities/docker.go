@@ -260,6 +260,23 @@ func (d *Docker) findOwn(ctx context.Context, eng Engine, pi store.PlannedInstan
 	return insp.Container.ID, nil
 }
 
+// ownContainer finds the instance's container on its host, for the
+// activities that act on a live instance: absent is ErrNotFound.
+func (d *Docker) ownContainer(ctx context.Context, pi store.PlannedInstance) (Engine, string, error) {
+	eng, err := d.Engines.Engine(ctx, pi.Host)
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := d.findOwn(ctx, eng, pi)
+	if err != nil {
+		return nil, "", err
+	}
+	if id == "" {
+		return nil, "", fail(ErrNotFound, "instance %s has no container on %s", pi.Name, pi.Host.Name)
+	}
+	return eng, id, nil
+}
+
 func containerOptions(in StartInstanceInput) (client.ContainerCreateOptions, error) {
 	svc, pi := in.Service, in.Instance
 	labels := map[string]string{}

@@ -265,16 +265,9 @@ func (d *Docker) CommitInstance(ctx context.Context, in CommitInstanceInput) (*B
 	if err := d.checkPushTarget(in.Image); err != nil {
 		return nil, err
 	}
-	eng, err := d.Engines.Engine(ctx, in.Instance.Host)
+	eng, id, err := d.ownContainer(ctx, in.Instance)
 	if err != nil {
 		return nil, err
-	}
-	id, err := d.findOwn(ctx, eng, in.Instance)
-	if err != nil {
-		return nil, err
-	}
-	if id == "" {
-		return nil, fail(ErrNotFound, "instance %s has no container on %s", in.Instance.Name, in.Instance.Host.Name)
 	}
 	activity.RecordHeartbeat(ctx, "commit")
 	base := in.Image + "-commit"

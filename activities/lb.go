@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -85,26 +86,32 @@ type WaitDrainedInput struct {
 // passes (then the graceful stop finishes what is in flight). It reports
 // whether they drained fully.
 func (a *LB) WaitDrained(ctx context.Context, in WaitDrainedInput) (bool, error) {
-	want := map[string]bool{}
-	for _, n := range in.Names {
-		want[n] = true
-	}
-	deadline := time.Now().Add(in.Timeout)
-	for {
-		stats, err := a.Driver.Stats(ctx, in.Backend)
-		if err != nil {
-			return false, fmt.Errorf("stats of %s: %w", in.Backend, err)
-		}
+	want := nameSet(in.Names)
+	return a.poll(ctx, in.Backend, in.Timeout, func(stats []lb.ServerStats) (bool, any) {
 		var busy int64
 		for _, s := range stats {
 			if want[s.Name] {
 				busy += s.CurrentSessions
 			}
 		}
-		if busy == 0 {
+		return busy == 0, busy
+	})
+}
+
+// poll reads a backend's stats until done says so (true) or timeout passes
+// (false, nil), heartbeating what done reports as progress in between.
+func (a *LB) poll(ctx context.Context, backend string, timeout time.Duration, done func([]lb.ServerStats) (bool, any)) (bool, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		stats, err := a.Driver.Stats(ctx, backend)
+		if err != nil {
+			return false, fmt.Errorf("stats of %s: %w", backend, err)
+		}
+		ok, progress := done(stats)
+		if ok {
 			return true, nil
 		}
-		activity.RecordHeartbeat(ctx, busy)
+		activity.RecordHeartbeat(ctx, progress)
 		if time.Now().After(deadline) {
 			return false, nil
 		}
@@ -114,6 +121,14 @@ func (a *LB) WaitDrained(ctx context.Context, in WaitDrainedInput) (bool, error)
 		case <-time.After(a.PollInterval):
 		}
 	}
+}
+
+func nameSet(names []string) map[string]bool {
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		set[n] = true
+	}
+	return set
 }
 
 // RemovePool removes a service's backend and frontend.
@@ -137,41 +152,27 @@ type WaitUpInput struct {
 // (its health check passing), so the next batch is not drained while the
 // last one is still coming up. It fails when the timeout passes.
 func (a *LB) WaitUp(ctx context.Context, in WaitUpInput) error {
-	want := map[string]bool{}
-	for _, n := range in.Names {
-		want[n] = true
-	}
-	deadline := time.Now().Add(in.Timeout)
-	for {
-		stats, err := a.Driver.Stats(ctx, in.Backend)
-		if err != nil {
-			return fmt.Errorf("stats of %s: %w", in.Backend, err)
-		}
-		up := 0
-		var notUp []string
+	want := nameSet(in.Names)
+	var notUp []string
+	up, err := a.poll(ctx, in.Backend, in.Timeout, func(stats []lb.ServerStats) (bool, any) {
+		n := 0
+		notUp = notUp[:0]
 		for _, s := range stats {
 			if !want[s.Name] {
 				continue
 			}
 			if s.State == lb.StateReady {
-				up++
+				n++
 			} else {
 				notUp = append(notUp, s.Name+" "+s.State)
 			}
 		}
-		if up == len(want) {
-			return nil
-		}
-		activity.RecordHeartbeat(ctx, notUp)
-		if time.Now().After(deadline) {
-			return fail(ErrUnhealthy, "load balancer %s does not report %v ready within %s", in.Backend, notUp, in.Timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(a.PollInterval):
-		}
+		return n == len(want), slices.Clone(notUp)
+	})
+	if err != nil || up {
+		return err
 	}
+	return fail(ErrUnhealthy, "load balancer %s does not report %v ready within %s", in.Backend, notUp, in.Timeout)
 }
 
 // SetWeights changes servers' weights without touching their states, then

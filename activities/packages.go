@@ -48,16 +48,9 @@ func (d *Docker) InstallPackage(ctx context.Context, in InstallPackageInput) err
 	if !shaRE.MatchString(in.SHA256) {
 		return fail(ErrInvalid, "package checksum %q is not a sha256", in.SHA256)
 	}
-	eng, err := d.Engines.Engine(ctx, in.Instance.Host)
+	eng, id, err := d.ownContainer(ctx, in.Instance)
 	if err != nil {
 		return err
-	}
-	id, err := d.findOwn(ctx, eng, in.Instance)
-	if err != nil {
-		return err
-	}
-	if id == "" {
-		return fail(ErrNotFound, "instance %s has no container on %s", in.Instance.Name, in.Instance.Host.Name)
 	}
 	activity.RecordHeartbeat(ctx, "copy")
 	pr, pw := io.Pipe()
@@ -105,16 +98,9 @@ func (d *Docker) RunCommand(ctx context.Context, in RunCommandInput) (*RunComman
 	if len(in.Command) == 0 || !slices.Contains(d.ExecAllow, in.Command[0]) {
 		return nil, fail(ErrInvalid, "command %q is not on this worker's allowlist (BERTH_EXEC_ALLOW)", in.Command)
 	}
-	eng, err := d.Engines.Engine(ctx, in.Instance.Host)
+	eng, id, err := d.ownContainer(ctx, in.Instance)
 	if err != nil {
 		return nil, err
-	}
-	id, err := d.findOwn(ctx, eng, in.Instance)
-	if err != nil {
-		return nil, err
-	}
-	if id == "" {
-		return nil, fail(ErrNotFound, "instance %s has no container on %s", in.Instance.Name, in.Instance.Host.Name)
 	}
 	activity.RecordHeartbeat(ctx, "exec")
 	ex, err := eng.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: in.Command, AttachStdout: true, AttachStderr: true})

@@ -86,9 +86,9 @@ func (s *Server) listApprovals(c *gin.Context) {
 }
 
 func (s *Server) approvalParam(c *gin.Context) (*store.Approval, error) {
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	id, err := idParam(c, "approval")
 	if err != nil {
-		return nil, badRequest("approval id must be a number")
+		return nil, err
 	}
 	a, err := s.store.Approval(c.Request.Context(), uint(id))
 	if err != nil {

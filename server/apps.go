@@ -222,9 +222,9 @@ func (s *Server) deleteApplication(c *gin.Context) {
 }
 
 func (s *Server) getService(c *gin.Context) {
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	id, err := idParam(c, "service")
 	if err != nil {
-		s.fail(c, badRequest("service id must be a number"))
+		s.fail(c, err)
 		return
 	}
 	v, err := s.store.ServiceByID(c.Request.Context(), uint(id))

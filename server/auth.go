@@ -273,11 +273,7 @@ func tenantParam(s *Server, c *gin.Context) (uint, error) {
 }
 
 func serviceParam(s *Server, c *gin.Context) (uint, error) {
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
-	if err != nil {
-		return 0, badRequest("service id must be a number")
-	}
-	sc, err := s.store.ServiceContextByID(c.Request.Context(), uint(id))
+	sc, err := s.serviceContext(c)
 	if err != nil {
 		return 0, err
 	}
@@ -285,9 +281,9 @@ func serviceParam(s *Server, c *gin.Context) (uint, error) {
 }
 
 func releaseScope(s *Server, c *gin.Context) (uint, error) {
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	id, err := idParam(c, "release")
 	if err != nil {
-		return 0, badRequest("release id must be a number")
+		return 0, err
 	}
 	rel, err := s.store.Release(c.Request.Context(), uint(id))
 	if err != nil {
@@ -597,9 +593,9 @@ func (s *Server) listTokens(c *gin.Context) {
 
 func (s *Server) revokeToken(c *gin.Context) {
 	ctx := c.Request.Context()
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	id, err := idParam(c, "token")
 	if err != nil {
-		s.fail(c, badRequest("token id must be a number"))
+		s.fail(c, err)
 		return
 	}
 	t, err := s.store.Token(ctx, uint(id))

@@ -74,16 +74,12 @@ func (s *Server) commitInstance(c *gin.Context) {
 	rel := &store.Release{ServiceID: sc.Service.ID, Kind: store.ReleaseImage, Version: req.Version, Image: image,
 		Strategy: "commit", StartedBy: actor(c), PreviousID: base.ID}
 	// Under the application's lock: no release replaces the instance mid-commit.
-	if err := s.withLock(ctx, func() error {
-		run.ID, rel.ID = 0, 0
-		return s.store.BeginRelease(ctx, sc.Application.ID, run, rel, workflows.AppLockKey(tenant, env, app))
-	}); err != nil {
+	if err := s.beginRelease(ctx, sc, run, rel); err != nil {
 		s.fail(c, err)
 		return
 	}
 	input := workflows.CommitInstanceInput{RunID: run.ID, ReleaseID: rel.ID, Instance: *target, Image: image, Comment: req.Comment}
-	if err := s.startRun(ctx, run, workflows.CommitInstanceName, input); err != nil {
-		_ = s.store.FinishRelease(ctx, rel.ID, store.ReleaseFailed, "workflow not started")
+	if err := s.startRelease(ctx, run, rel, workflows.CommitInstanceName, input); err != nil {
 		s.fail(c, err)
 		return
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -339,13 +338,4 @@ func (s *Server) sendGrey(c *gin.Context, action, reason string) error {
 		return &apiError{http.StatusConflict, "conflict", fmt.Sprintf("grey release of %s has ended", sc.Service.Name)}
 	}
 	return err
-}
-
-// serviceContext loads the service in the path.
-func (s *Server) serviceContext(c *gin.Context) (*store.ServiceContext, error) {
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
-	if err != nil {
-		return nil, badRequest("service id must be a number")
-	}
-	return s.store.ServiceContextByID(c.Request.Context(), uint(id))
 }

@@ -237,11 +237,7 @@ func (s *Server) runHistory(c *gin.Context) {
 
 // runHistoryPage: /runs/:id/history, the same page as HTML.
 func (s *Server) runHistoryPage(c *gin.Context) {
-	p := principalOf(c)
-	run, err := s.runParam(c)
-	if err == nil && !p.has(run.TenantID, readRoles...) {
-		err = &forbiddenError{fmt.Sprintf("run %d belongs to a tenant you hold no role on", run.ID)}
-	}
+	run, err := s.readableRun(c)
 	if err != nil {
 		s.renderError(c, err)
 		return
@@ -476,22 +472,10 @@ func (hr *historyReader) describe(e *historypb.HistoryEvent) historyEvent {
 		hr.close(a.GetScheduledEventId(), a.GetStartedEventId())
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED:
 		a := e.GetActivityTaskFailedEventAttributes()
-		st := hr.label(a.GetStartedEventId(), hr.label(a.GetScheduledEventId(), "activity").Label)
-		ev.Category, ev.Failed = "activity", true
-		ev.Text = st.Label + " failed: " + failureText(a.GetFailure())
-		if st.Attempt > 0 {
-			ev.Text += fmt.Sprintf(", attempt %d", st.Attempt)
-		}
-		hr.close(a.GetScheduledEventId(), a.GetStartedEventId())
+		hr.activityFailed(&ev, a.GetScheduledEventId(), a.GetStartedEventId(), "failed", a.GetFailure())
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
 		a := e.GetActivityTaskTimedOutEventAttributes()
-		st := hr.label(a.GetStartedEventId(), hr.label(a.GetScheduledEventId(), "activity").Label)
-		ev.Category, ev.Failed = "activity", true
-		ev.Text = st.Label + " timed out: " + failureText(a.GetFailure())
-		if st.Attempt > 0 {
-			ev.Text += fmt.Sprintf(", attempt %d", st.Attempt)
-		}
-		hr.close(a.GetScheduledEventId(), a.GetStartedEventId())
+		hr.activityFailed(&ev, a.GetScheduledEventId(), a.GetStartedEventId(), "timed out", a.GetFailure())
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED:
 		a := e.GetActivityTaskCancelRequestedEventAttributes()
 		ev.Category, ev.Text = "activity", "cancel of "+hr.label(a.GetScheduledEventId(), "activity").Label+" requested"
@@ -592,6 +576,18 @@ func pascal(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// activityFailed describes an activity attempt that failed or timed out
+// (how says which), with its attempt number, and closes it.
+func (hr *historyReader) activityFailed(ev *historyEvent, scheduled, started int64, how string, f *failurepb.Failure) {
+	st := hr.label(started, hr.label(scheduled, "activity").Label)
+	ev.Category, ev.Failed = "activity", true
+	ev.Text = st.Label + " " + how + ": " + failureText(f)
+	if st.Attempt > 0 {
+		ev.Text += fmt.Sprintf(", attempt %d", st.Attempt)
+	}
+	hr.close(scheduled, started)
 }
 
 func (hr *historyReader) marker(a *historypb.MarkerRecordedEventAttributes, ev *historyEvent) {

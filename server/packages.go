@@ -99,6 +99,14 @@ func (s *Server) createPackageRelease(c *gin.Context, grey bool) {
 			return
 		}
 		fields[name] = strings.TrimSpace(string(v))
+		if name == "grey" && pkg == nil {
+			// Checked as it arrives, so a bad document is refused before
+			// the package is stored.
+			if _, err := greyOfPackage(fields[name], "0"); err != nil {
+				s.fail(c, err)
+				return
+			}
+		}
 	}
 	if pkg == nil {
 		s.fail(c, badRequest("the form needs a file part named package (after version, sha256 and batchSize)"))

@@ -27,17 +27,32 @@ var imageRE = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9
 
 var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$`)
 
+// serviceContext loads the service in the path.
+func (s *Server) serviceContext(c *gin.Context) (*store.ServiceContext, error) {
+	id, err := idParam(c, "service")
+	if err != nil {
+		return nil, err
+	}
+	return s.store.ServiceContextByID(c.Request.Context(), uint(id))
+}
+
+// readableService is the service in the path for a UI page: a viewer
+// without a role on its tenant is refused.
+func (s *Server) readableService(c *gin.Context) (*store.ServiceContext, error) {
+	sc, err := s.serviceContext(c)
+	if err == nil && !principalOf(c).has(sc.Tenant.ID, readRoles...) {
+		err = &forbiddenError{fmt.Sprintf("service %d belongs to a tenant you hold no role on", sc.Service.ID)}
+	}
+	return sc, err
+}
+
 // serviceTarget loads what a scale or a release of the service in the path
 // needs: its context, its spec with the image it runs now (the compose file
 // holds the first image; releases move the service on), and its live
 // instances, oldest first.
 func (s *Server) serviceTarget(c *gin.Context) (*store.ServiceContext, *compose.ServiceSpec, []store.PlannedInstance, error) {
 	ctx := c.Request.Context()
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
-	if err != nil {
-		return nil, nil, nil, badRequest("service id must be a number")
-	}
-	sc, err := s.store.ServiceContextByID(ctx, uint(id))
+	sc, err := s.serviceContext(c)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -201,10 +216,7 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 	if rs.pkg != nil {
 		rel.PackageSHA256, rel.PackageSize = rs.pkg.SHA256, rs.pkg.Size
 	}
-	if err := s.withLock(ctx, func() error {
-		run.ID, rel.ID = 0, 0
-		return s.store.BeginRelease(ctx, sc.Application.ID, run, rel, workflows.AppLockKey(tenant, env, app))
-	}); err != nil {
+	if err := s.beginRelease(ctx, sc, run, rel); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -234,8 +246,7 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 			Summary: fmt.Sprintf("%s %s of %s/%s: %s → %s (%s), %d instances in batches of %d", kind, sc.Service.Name, app, env,
 				base.Version, version, what, len(live), batch)}
 	}
-	var wfName string = workflows.ReleaseVersionName
-	var wfInput any = input
+	wfName, wfInput := workflows.ReleaseVersionName, any(input)
 	if rs.grey != nil {
 		if input.Approval != nil {
 			input.Approval.Summary = fmt.Sprintf("grey release of %s/%s: %s → %s (%s), %d canary beside %d instances, %d steps",
@@ -245,8 +256,7 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 		wfInput = workflows.GreyReleaseInput{Release: input, Canaries: rs.grey.canaries, Steps: rs.grey.steps,
 			StartedBy: actor(c), SeparateDuties: sc.Environment.SeparateDuties, TenantID: sc.Tenant.ID}
 	}
-	if err := s.startRun(ctx, run, wfName, wfInput); err != nil {
-		_ = s.store.FinishRelease(ctx, rel.ID, store.ReleaseFailed, "workflow not started")
+	if err := s.startRelease(ctx, run, rel, wfName, wfInput); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -276,12 +286,7 @@ func (s *Server) buildTarget(sc *store.ServiceContext, version string) (string, 
 // listReleases is a service's release history with its current and last-good release.
 func (s *Server) listReleases(c *gin.Context) {
 	ctx := c.Request.Context()
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
-	if err != nil {
-		s.fail(c, badRequest("service id must be a number"))
-		return
-	}
-	sc, err := s.store.ServiceContextByID(ctx, uint(id))
+	sc, err := s.serviceContext(c)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -299,9 +304,9 @@ func (s *Server) listReleases(c *gin.Context) {
 }
 
 func (s *Server) getRelease(c *gin.Context) {
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	id, err := idParam(c, "release")
 	if err != nil {
-		s.fail(c, badRequest("release id must be a number"))
+		s.fail(c, err)
 		return
 	}
 	rel, err := s.store.Release(c.Request.Context(), uint(id))

@@ -124,9 +124,9 @@ func csvSafe(v string) string {
 }
 
 func (s *Server) runParam(c *gin.Context) (*store.Run, error) {
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	id, err := idParam(c, "run")
 	if err != nil {
-		return nil, badRequest("run id must be a number")
+		return nil, err
 	}
 	return s.store.Run(c.Request.Context(), uint(id))
 }

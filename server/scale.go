@@ -3,7 +3,6 @@ package server
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -101,9 +100,9 @@ func (s *Server) scaleService(c *gin.Context) {
 // ?live=1, as the load balancer reports it now.
 func (s *Server) getPool(c *gin.Context) {
 	ctx := c.Request.Context()
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
+	id, err := idParam(c, "service")
 	if err != nil {
-		s.fail(c, badRequest("service id must be a number"))
+		s.fail(c, err)
 		return
 	}
 	pool, err := s.store.Pool(ctx, uint(id))

@@ -156,13 +156,16 @@ func (s *Server) healthz(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})
 }
 
+// packageRoutes take a package upload (multipart) as their body.
+var packageRoutes = map[string]bool{"/api/v1/services/:id/releases": true, "/api/v1/services/:id/grey": true}
+
 // limitBody caps request bodies; reading past the cap yields a 413.
 func (s *Server) limitBody(c *gin.Context) {
 	if c.Request.Body != nil {
 		limit := s.cfg.MaxBodyBytes
 		// Package uploads stream to the artifact store, which has its own
 		// limit; the body may be that large plus the form's few fields.
-		if (c.FullPath() == "/api/v1/services/:id/releases" || c.FullPath() == "/api/v1/services/:id/grey") && isMultipart(c) {
+		if packageRoutes[c.FullPath()] && isMultipart(c) {
 			limit = s.cfg.MaxPackageBytes + 1<<20
 		}
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)

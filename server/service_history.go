@@ -1,7 +1,6 @@
 package server
 
 import (
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -36,14 +35,6 @@ func releaseViews(rels []store.Release) []releaseView {
 	return out
 }
 
-func serviceIDParam(c *gin.Context) (uint, error) {
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
-	if err != nil {
-		return 0, badRequest("service id must be a number")
-	}
-	return uint(id), nil
-}
-
 func offsetParam(c *gin.Context, key string) (int, error) {
 	v := c.Query(key)
 	if v == "" {
@@ -59,12 +50,8 @@ func offsetParam(c *gin.Context, key string) (int, error) {
 // serviceHistory: GET /api/v1/services/:id/history?limit=&releaseOffset=&runOffset=
 func (s *Server) serviceHistory(c *gin.Context) {
 	ctx := c.Request.Context()
-	id, err := serviceIDParam(c)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
 	limit := serviceHistoryPage
+	var err error
 	if v := c.Query("limit"); v != "" {
 		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 200 {
 			s.fail(c, badRequest("limit must be a number from 1 to 200"))
@@ -81,12 +68,12 @@ func (s *Server) serviceHistory(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	sc, err := s.store.ServiceContextByID(ctx, id)
+	sc, err := s.serviceContext(c)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	rels, relTotal, err := s.store.ServiceReleasesPage(ctx, id, limit, relOff)
+	rels, relTotal, err := s.store.ServiceReleasesPage(ctx, sc.Service.ID, limit, relOff)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -103,16 +90,7 @@ func (s *Server) serviceHistory(c *gin.Context) {
 // serviceHistoryPageView: /services/:id/history?releases=N&runs=M (page numbers).
 func (s *Server) serviceHistoryPageView(c *gin.Context) {
 	ctx := c.Request.Context()
-	p := principalOf(c)
-	id, err := serviceIDParam(c)
-	if err != nil {
-		s.renderError(c, err)
-		return
-	}
-	sc, err := s.store.ServiceContextByID(ctx, id)
-	if err == nil && !p.has(sc.Tenant.ID, readRoles...) {
-		err = &forbiddenError{fmt.Sprintf("service %d belongs to a tenant you hold no role on", id)}
-	}
+	sc, err := s.readableService(c)
 	if err != nil {
 		s.renderError(c, err)
 		return
@@ -125,7 +103,7 @@ func (s *Server) serviceHistoryPageView(c *gin.Context) {
 		return n
 	}
 	relPage, runPage := pageOf("releases"), pageOf("runs")
-	rels, relTotal, err := s.store.ServiceReleasesPage(ctx, id, serviceHistoryPage, (relPage-1)*serviceHistoryPage)
+	rels, relTotal, err := s.store.ServiceReleasesPage(ctx, sc.Service.ID, serviceHistoryPage, (relPage-1)*serviceHistoryPage)
 	if err != nil {
 		s.renderError(c, err)
 		return

@@ -91,6 +91,27 @@ func readOptions(id string) client.StartWorkflowOptions {
 		WorkflowExecutionTimeout: time.Minute}
 }
 
+// beginRelease records a release-like run (release, rollback, grey
+// release, commit) and its release under the application's lock, so no
+// other run of the application can start until it ends.
+func (s *Server) beginRelease(ctx context.Context, sc *store.ServiceContext, run *store.Run, rel *store.Release) error {
+	lock := workflows.AppLockKey(sc.Tenant.Name, sc.Environment.Name, sc.Application.Name)
+	return s.withLock(ctx, func() error {
+		run.ID, rel.ID = 0, 0
+		return s.store.BeginRelease(ctx, sc.Application.ID, run, rel, lock)
+	})
+}
+
+// startRelease starts the workflow of a run opened by beginRelease; a
+// release whose workflow never started is closed as failed, not left running.
+func (s *Server) startRelease(ctx context.Context, run *store.Run, rel *store.Release, workflow string, input any) error {
+	if err := s.startRun(ctx, run, workflow, input); err != nil {
+		_ = s.store.FinishRelease(ctx, rel.ID, store.ReleaseFailed, "workflow not started")
+		return err
+	}
+	return nil
+}
+
 // readThroughWorker runs a short read workflow (one activity on a region's
 // worker) and waits for its result: the server itself never talks to
 // Docker or a load balancer.

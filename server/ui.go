@@ -447,14 +447,20 @@ func (s *Server) liveData(c *gin.Context, run *store.Run) (liveData, error) {
 	return d, nil
 }
 
+// readableRun is the run in the path for a UI page: a viewer without a
+// role on its tenant is refused.
+func (s *Server) readableRun(c *gin.Context) (*store.Run, error) {
+	run, err := s.runParam(c)
+	if err == nil && !principalOf(c).has(run.TenantID, readRoles...) {
+		err = &forbiddenError{fmt.Sprintf("run %d belongs to a tenant you hold no role on", run.ID)}
+	}
+	return run, err
+}
+
 func terminal(status string) bool { return status != store.RunPending && status != store.RunRunning }
 
 func (s *Server) runPage(c *gin.Context) {
-	p := principalOf(c)
-	run, err := s.runParam(c)
-	if err == nil && !p.has(run.TenantID, readRoles...) {
-		err = &forbiddenError{fmt.Sprintf("run %d belongs to a tenant you hold no role on", run.ID)}
-	}
+	run, err := s.readableRun(c)
 	if err != nil {
 		s.renderError(c, err)
 		return
@@ -476,6 +482,7 @@ func (s *Server) runPage(c *gin.Context) {
 		Retry       bool
 		RetryReason string
 	}{Run: run, Live: live, Terminal: terminal(run.Status), Input: run.Input, TemporalURL: s.temporalURL(run)}
+	p := principalOf(c)
 	data.Retry, data.RetryReason = s.retryReason(c, run, p)
 	switch {
 	case data.Terminal:
@@ -502,20 +509,12 @@ func (s *Server) renderLive(d liveData) (string, error) {
 
 func (s *Server) servicePage(c *gin.Context) {
 	ctx := c.Request.Context()
-	p := principalOf(c)
-	id, err := strconv.ParseUint(c.Param("id"), 10, 32)
-	if err != nil {
-		s.renderError(c, badRequest("service id must be a number"))
-		return
-	}
-	sc, err := s.store.ServiceContextByID(ctx, uint(id))
-	if err == nil && !p.has(sc.Tenant.ID, readRoles...) {
-		err = &forbiddenError{fmt.Sprintf("service %d belongs to a tenant you hold no role on", id)}
-	}
+	sc, err := s.readableService(c)
 	if err != nil {
 		s.renderError(c, err)
 		return
 	}
+	id := sc.Service.ID
 	view, err := s.store.ServiceByID(ctx, uint(id))
 	if err != nil {
 		s.renderError(c, err)

@@ -174,6 +174,15 @@ func (r *run) decided(ctx workflow.Context, req ApprovalRequest, o ApprovalOutco
 	return o, nil
 }
 
+// rejection says who rejected and why, as runs and releases record it.
+func (o ApprovalOutcome) rejection() string {
+	msg := "rejected by " + strings.Join(o.By, ", ")
+	if o.Comment != "" {
+		msg += ": " + o.Comment
+	}
+	return msg
+}
+
 func outcomeOf(a *store.Approval) ApprovalOutcome {
 	o := ApprovalOutcome{ApprovalID: a.ID, State: a.State}
 	var comments []string
@@ -234,10 +243,7 @@ func ApprovalGate(ctx workflow.Context, in ApprovalGateInput) (*ApprovalGateResu
 		r.finish(ctx, activities.FinishInput{Status: store.RunFailed, Error: errorMessage(err)})
 		return res, err
 	case o.State == store.ApprovalRejected:
-		msg := "rejected by " + strings.Join(o.By, ", ")
-		if o.Comment != "" {
-			msg += ": " + o.Comment
-		}
+		msg := o.rejection()
 		r.finish(ctx, activities.FinishInput{Status: store.RunFailed, Error: msg})
 		return res, temporal.NewNonRetryableApplicationError(msg, ErrApprovalRejected, nil)
 	}

@@ -187,7 +187,7 @@ type GreyState struct {
 	Outcome          string               `json:"outcome,omitempty"`
 	Reason           string               `json:"reason,omitempty"`
 	Image            string               `json:"image"`
-	Stable0          string               `json:"stableImage"`
+	StableImage      string               `json:"stableImage"`
 }
 
 // GreyReleaseResult is how the grey release ended.
@@ -380,7 +380,7 @@ func GreyRelease(ctx workflow.Context, in GreyReleaseInput) (*GreyReleaseResult,
 	g := &grey{r: r, in: in, rin: in.Release, stable: slices.Clone(in.Release.Instances)}
 	g.rin.waitUp = true
 	g.state = GreyState{Phase: GreyPhaseStarting, Steps: in.Steps, Routes: []GreyRoute{}, Canaries: []string{},
-		Analyses: []GreyAnalysisResult{}, Image: in.Release.Service.Image, Stable0: in.Release.LastGoodImage}
+		Analyses: []GreyAnalysisResult{}, Image: in.Release.Service.Image, StableImage: in.Release.LastGoodImage}
 	g.syncNames()
 	if err := workflow.SetQueryHandler(ctx, GreyStateQuery, func() (GreyState, error) { return g.state, nil }); err != nil {
 		return nil, err
@@ -944,11 +944,7 @@ func (g *grey) approvalEnd(ctx workflow.Context, o ApprovalOutcome, err error) (
 		}
 		return errorMessage(err), store.RunFailed
 	case o.State == store.ApprovalRejected:
-		reason := "rejected by " + strings.Join(o.By, ", ")
-		if o.Comment != "" {
-			reason += ": " + o.Comment
-		}
-		return reason, store.RunFailed
+		return o.rejection(), store.RunFailed
 	}
 	return "", ""
 }

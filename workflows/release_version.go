@@ -173,14 +173,7 @@ func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersi
 
 	// The failed batch was undone by replaceBatch; what remains is to bring
 	// the released batches back to the last-good image.
-	reason := errorMessage(err)
-	cancelled := isCancel(ctx, err) && !deadlineHit
-	switch {
-	case deadlineHit:
-		reason = fmt.Sprintf("progress deadline of %s passed", in.ProgressDeadline)
-	case cancelled:
-		reason = "cancelled"
-	}
+	reason, cancelled := stopReason(ctx, in, err, deadlineHit)
 	r.status.Error = reason
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	outcome := store.ReleaseFailed
@@ -201,14 +194,7 @@ func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersi
 		outcome = store.ReleaseRolledBack
 		reason += "; no instance was changed"
 	}
-	r.status.Error = reason
-	r.finishRelease(dctx, in, outcome, reason)
-	status := store.RunFailed
-	if cancelled {
-		status = store.RunCancelled
-	}
-	r.finish(dctx, activities.FinishInput{Status: status, Error: reason})
-	return nil, temporal.NewNonRetryableApplicationError(reason, "ReleaseFailed", err)
+	return nil, r.endFailedRelease(dctx, in, outcome, reason, cancelled, err)
 }
 
 // prefetch puts the image on every host new instances may land on, in
@@ -380,14 +366,7 @@ func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, bat
 		r.finish(ctx, activities.FinishInput{Status: store.RunSucceeded})
 		return &ReleaseVersionResult{Instances: names, Outcome: store.ReleaseSucceeded}, nil
 	}
-	reason := errorMessage(err)
-	cancelled := isCancel(ctx, err) && !*deadlineHit
-	switch {
-	case *deadlineHit:
-		reason = fmt.Sprintf("progress deadline of %s passed", in.ProgressDeadline)
-	case cancelled:
-		reason = "cancelled"
-	}
+	reason, cancelled := stopReason(ctx, in, err, *deadlineHit)
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	outcome := store.ReleaseFailed
 	if in.LastGoodPackage != "" && !in.Fast {
@@ -406,6 +385,25 @@ func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, bat
 	} else {
 		reason += "; no earlier package to restore: instances that failed stay out of rotation"
 	}
+	return nil, r.endFailedRelease(dctx, in, outcome, reason, cancelled, err)
+}
+
+// stopReason says why a rollout stopped: its progress deadline, a cancel,
+// or the failing step's own error; cancelled excludes the deadline's cancel.
+func stopReason(ctx workflow.Context, in ReleaseVersionInput, err error, deadlineHit bool) (reason string, cancelled bool) {
+	cancelled = isCancel(ctx, err) && !deadlineHit
+	switch {
+	case deadlineHit:
+		return fmt.Sprintf("progress deadline of %s passed", in.ProgressDeadline), cancelled
+	case cancelled:
+		return "cancelled", cancelled
+	}
+	return errorMessage(err), cancelled
+}
+
+// endFailedRelease records a release that did not succeed and its run
+// (cancelled or failed), and returns the workflow's non-retryable error.
+func (r *run) endFailedRelease(dctx workflow.Context, in ReleaseVersionInput, outcome, reason string, cancelled bool, cause error) error {
 	r.status.Error = reason
 	r.finishRelease(dctx, in, outcome, reason)
 	status := store.RunFailed
@@ -413,7 +411,7 @@ func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, bat
 		status = store.RunCancelled
 	}
 	r.finish(dctx, activities.FinishInput{Status: status, Error: reason})
-	return nil, temporal.NewNonRetryableApplicationError(reason, "ReleaseFailed", err)
+	return temporal.NewNonRetryableApplicationError(reason, "ReleaseFailed", cause)
 }
 
 // installInBatches installs a package batch by batch, so a rollback never
@@ -534,10 +532,7 @@ func approveRelease(ctx workflow.Context, r *run, in ReleaseVersionInput) (*Rele
 	case err != nil:
 		reason, status = errorMessage(err), store.RunFailed
 	case o.State == store.ApprovalRejected:
-		reason, status = "rejected by "+strings.Join(o.By, ", "), store.RunFailed
-		if o.Comment != "" {
-			reason += ": " + o.Comment
-		}
+		reason, status = o.rejection(), store.RunFailed
 	default:
 		return nil, nil
 	}

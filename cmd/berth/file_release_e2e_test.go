@@ -125,3 +125,11 @@ func TestHostilePackagesRefused(t *testing.T) {
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/runs?kind=release&tenant="+tenant, nil, &runs))
 	require.Zero(t, runs.Total, "no release run was started")
 }
+
+// artifactCount is how many packages the server's artifact store holds.
+func (hs *harness) artifactCount(t testing.TB) int {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(hs.logDir, "artifacts", "sha256", "*.json"))
+	require.NoError(t, err)
+	return len(files)
+}

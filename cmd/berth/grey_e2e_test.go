@@ -507,6 +507,12 @@ func TestGreyReleaseOfPackage(t *testing.T) {
 	code, body = hs.uploadGrey(t, svc.ID, "good.tar.gz", map[string]string{"version": "9.0.1", "grey": "image: other:1\n"})
 	require.Equal(t, http.StatusBadRequest, code, "%s", body)
 	require.Contains(t, string(body), "gives no image")
+	// A bad document is refused before the package is stored.
+	stored := hs.artifactCount(t)
+	code, body = hs.uploadGrey(t, svc.ID, "good.zip", map[string]string{"version": "9.0.2", "grey": "steps: [{setWeight: 300}]\n"})
+	require.Equal(t, http.StatusBadRequest, code, "%s", body)
+	require.Contains(t, string(body), "setWeight must be 0..100")
+	require.Equal(t, stored, hs.artifactCount(t))
 }
 
 // A grey release of a file package without a registry: canary instances of

@@ -102,11 +102,7 @@ func (d *Driver) PortRange() (lo, hi int) { return int(d.portMin), int(d.portMax
 func (d *Driver) Ensure(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c, err := d.conn(ctx)
-	if err != nil {
-		return err
-	}
-	rules, err := d.rules(ctx, c)
+	c, rules, err := d.read(ctx)
 	if err != nil {
 		return err
 	}
@@ -130,11 +126,7 @@ func (d *Driver) Open(ctx context.Context, o firewall.Opening) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c, err := d.conn(ctx)
-	if err != nil {
-		return err
-	}
-	rules, err := d.rules(ctx, c)
+	c, rules, err := d.read(ctx)
 	if err != nil {
 		return err
 	}
@@ -148,22 +140,12 @@ func (d *Driver) Open(ctx context.Context, o firewall.Opening) error {
 	// InsertRule without a position prepends, which keeps every opening in
 	// front of the guards however many there are.
 	if len(withTag(rules.input, tag)) == 0 {
-		c.InsertRule(&nft.Rule{
-			Table:    d.nftTable(),
-			Chain:    d.nftChain(inputChain),
-			Exprs:    m.exprs(),
-			UserData: userdata.AppendString(nil, userdata.TypeComment, tag),
-		})
+		c.InsertRule(taggedRule(d.nftChain(inputChain), m.exprs(), tag))
 	}
 	// backfilled: queueEnsure already copied an input rule with this tag
 	// into this batch, which is the rule the retry must keep.
 	if len(withTag(rules.forward, tag)) == 0 && !backfilled[tag] {
-		c.InsertRule(&nft.Rule{
-			Table:    d.nftTable(),
-			Chain:    d.nftChain(forwardChain),
-			Exprs:    m.forwardExprs(),
-			UserData: userdata.AppendString(nil, userdata.TypeComment, tag),
-		})
+		c.InsertRule(taggedRule(d.nftChain(forwardChain), m.forwardExprs(), tag))
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: open %q (%s %s port %d) in table inet %s: %w", o.ID, o.Protocol, o.DestIP, o.DestPort, d.table, err)
@@ -179,11 +161,7 @@ func (d *Driver) Close(ctx context.Context, id string) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c, err := d.conn(ctx)
-	if err != nil {
-		return err
-	}
-	rules, err := d.rules(ctx, c)
+	c, rules, err := d.read(ctx)
 	if err != nil {
 		return err
 	}
@@ -218,11 +196,7 @@ func (d *Driver) Close(ctx context.Context, id string) error {
 func (d *Driver) List(ctx context.Context) ([]firewall.Opening, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c, err := d.conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rules, err := d.rules(ctx, c)
+	_, rules, err := d.read(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -263,6 +237,22 @@ func (d *Driver) Remove(ctx context.Context) error {
 		return fmt.Errorf("nftables: remove table inet %s: %w", d.table, err)
 	}
 	return nil
+}
+
+// read opens a connection and reads the table's rules; the caller holds mu.
+func (d *Driver) read(ctx context.Context) (*nft.Conn, tableRules, error) {
+	c, err := d.conn(ctx)
+	if err != nil {
+		return nil, tableRules{}, err
+	}
+	rules, err := d.rules(ctx, c)
+	return c, rules, err
+}
+
+// taggedRule is a rule of ch carrying tag as its comment, which is how
+// berth finds its own rules again.
+func taggedRule(ch *nft.Chain, exprs []expr.Any, tag string) *nft.Rule {
+	return &nft.Rule{Table: ch.Table, Chain: ch, Exprs: exprs, UserData: userdata.AppendString(nil, userdata.TypeComment, tag)}
 }
 
 // conn returns a fresh netlink Conn per call: Conn buffers queued messages
@@ -451,12 +441,7 @@ func (d *Driver) queueBackfill(c *nft.Conn, fwd *nft.Chain, rules tableRules) (m
 		if err != nil {
 			return nil, fmt.Errorf("nftables: copy opening to chain %s: rule handle %d tagged %q in table inet %s: %w", forwardChain, r.Handle, tag, d.table, err)
 		}
-		c.InsertRule(&nft.Rule{
-			Table:    fwd.Table,
-			Chain:    fwd,
-			Exprs:    m.forwardExprs(),
-			UserData: userdata.AppendString(nil, userdata.TypeComment, tag),
-		})
+		c.InsertRule(taggedRule(fwd, m.forwardExprs(), tag))
 		done[tag] = true
 	}
 	return done, nil
@@ -491,12 +476,7 @@ func (d *Driver) queueGuards(c *nft.Conn, ch *nft.Chain, rules []*nft.Rule, buil
 			continue
 		}
 		// Appended, so it lands after every opening already in the chain.
-		c.AddRule(&nft.Rule{
-			Table:    ch.Table,
-			Chain:    ch,
-			Exprs:    build(want[tag], d.portMin, d.portMax),
-			UserData: userdata.AppendString(nil, userdata.TypeComment, tag),
-		})
+		c.AddRule(taggedRule(ch, build(want[tag], d.portMin, d.portMax), tag))
 	}
 	return nil
 }
