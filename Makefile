@@ -26,14 +26,15 @@ run: build bin/temporal ## run the embedded default: Temporal dev server + local
 	deploy/local/run.sh
 
 .PHONY: lint
-lint: bin/workflowcheck ## gofmt, go vet and workflowcheck
+lint: bin/workflowcheck ## gofmt, go vet, workflowcheck and the layer rules (TestLayers)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	bin/workflowcheck ./workflows/...
+	$(GO) test -count=1 -run '^TestLayers$$' .
 
 .PHONY: unit
 unit: ## unit tests only (no services needed)
-	$(GO) test -count=1 ./activities/... ./workflows/... ./server/... ./worker/...
+	$(GO) test -count=1 . ./activities/... ./workflows/... ./server/... ./worker/... ./compose/... ./lb/... ./cmdb/... ./artifacts/...
 
 .PHONY: test
 test: lint bin/temporal ## everything: lint, unit, store on SQLite and MariaDB, replay, integration on real services

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth"
 )
 
 // ApprovalRecords is the part of the store approval steps write through.
 type ApprovalRecords interface {
-	CreateApproval(ctx context.Context, a *store.Approval) (*store.Approval, error)
-	ExpireApproval(ctx context.Context, id uint, escalateTo []string) (*store.Approval, error)
+	CreateApprovalStep(ctx context.Context, a berth.Approval) (*berth.Approval, error)
+	ExpireApprovalStep(ctx context.Context, id uint, escalateTo []berth.Role) (*berth.Approval, error)
 	CancelApproval(ctx context.Context, id uint) error
 }
 
@@ -25,33 +25,29 @@ func (s *Store) approvals() (ApprovalRecords, error) {
 }
 
 // CreateApproval records an approval step; repeating it returns the same record.
-func (s *Store) CreateApproval(ctx context.Context, a store.Approval) (*store.Approval, error) {
+func (s *Store) CreateApproval(ctx context.Context, a berth.Approval) (*berth.Approval, error) {
 	ar, err := s.approvals()
 	if err != nil {
 		return nil, err
 	}
-	var invalid *store.InvalidError
-	got, err := ar.CreateApproval(ctx, &a)
-	if errors.As(err, &invalid) {
-		return nil, fail(ErrInvalid, "%s", invalid.Msg)
-	}
+	got, err := ar.CreateApprovalStep(ctx, a)
 	return got, storeErr(err)
 }
 
 // ExpireInput applies an approval's timeout.
 type ExpireInput struct {
-	ApprovalID uint     `json:"approvalId"`
-	EscalateTo []string `json:"escalateTo,omitempty"`
+	ApprovalID uint         `json:"approvalId"`
+	EscalateTo []berth.Role `json:"escalateTo,omitempty"`
 }
 
 // ExpireApproval times an approval out, or escalates it, unless a decision
 // won first; it returns the approval as the database has it.
-func (s *Store) ExpireApproval(ctx context.Context, in ExpireInput) (*store.Approval, error) {
+func (s *Store) ExpireApproval(ctx context.Context, in ExpireInput) (*berth.Approval, error) {
 	ar, err := s.approvals()
 	if err != nil {
 		return nil, err
 	}
-	a, err := ar.ExpireApproval(ctx, in.ApprovalID, in.EscalateTo)
+	a, err := ar.ExpireApprovalStep(ctx, in.ApprovalID, in.EscalateTo)
 	return a, storeErr(err)
 }
 

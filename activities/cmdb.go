@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 
-	"github.com/berth-dev/berth/activities/cmdb"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/cmdb"
 )
 
 // CMDBRecords is the part of the store the CMDB sync reads and marks.
 type CMDBRecords interface {
-	CMDBRecords(ctx context.Context, state string, ids []string) ([]store.CMDBRecord, error)
+	CMDBRecords(ctx context.Context, state berth.SyncState, ids []string) ([]berth.CMDBRecord, error)
 	MarkCMDB(ctx context.Context, ciID string, ok bool, errMsg string) error
 }
 
@@ -24,18 +24,12 @@ type CMDB struct {
 // NewCMDB returns the CMDB activities.
 func NewCMDB(d cmdb.Driver, r CMDBRecords) *CMDB { return &CMDB{Driver: d, Records: r} }
 
-// SyncResult counts a sync's outcome.
-type SyncResult struct {
-	Synced int      `json:"synced"`
-	Failed []string `json:"failed,omitempty"`
-}
-
 // SyncCMDB pushes the named records (or every pending and failed one when
 // ids is empty). A CMDB that refuses or is down never fails the caller's
 // release: the record is marked failed, shown, and pushed again by the next
 // sync. Only a store that cannot be read is an error.
-func (a *CMDB) SyncCMDB(ctx context.Context, ids []string) (*SyncResult, error) {
-	var recs []store.CMDBRecord
+func (a *CMDB) SyncCMDB(ctx context.Context, ids []string) (*berth.SyncResult, error) {
+	var recs []berth.CMDBRecord
 	if len(ids) > 0 {
 		rs, err := a.Records.CMDBRecords(ctx, "", ids)
 		if err != nil {
@@ -43,7 +37,7 @@ func (a *CMDB) SyncCMDB(ctx context.Context, ids []string) (*SyncResult, error) 
 		}
 		recs = rs
 	} else {
-		for _, st := range []string{store.SyncPending, store.SyncFailed} {
+		for _, st := range []berth.SyncState{berth.SyncPending, berth.SyncFailed} {
 			rs, err := a.Records.CMDBRecords(ctx, st, nil)
 			if err != nil {
 				return nil, err
@@ -51,9 +45,9 @@ func (a *CMDB) SyncCMDB(ctx context.Context, ids []string) (*SyncResult, error) 
 			recs = append(recs, rs...)
 		}
 	}
-	res := &SyncResult{}
+	res := &berth.SyncResult{}
 	for _, r := range recs {
-		if r.State == store.SyncDone {
+		if r.State == berth.SyncDone {
 			continue
 		}
 		var err error

@@ -20,8 +20,9 @@ import (
 	"github.com/moby/moby/client"
 	"go.temporal.io/sdk/activity"
 
-	"github.com/berth-dev/berth/activities/compose"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/compose"
+	"github.com/berth-dev/berth/engine"
 )
 
 // PlatformNetwork is the bridge network berth creates on every host and puts
@@ -33,7 +34,7 @@ const MinAPIVersion = "1.41"
 
 // Docker drives Docker engines.
 type Docker struct {
-	Engines Engines
+	Engines engine.Engines
 	// Registry, when set, is where missing images are pulled from; without it
 	// a missing image is a clear error, never a pull from the internet.
 	Registry string
@@ -50,24 +51,15 @@ type Docker struct {
 func msDuration(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
 
 // NewDocker returns the Docker activities.
-func NewDocker(engines Engines, registry string) *Docker {
+func NewDocker(engines engine.Engines, registry string) *Docker {
 	return &Docker{Engines: engines, Registry: registry, PollInterval: 25 * time.Millisecond,
 		HTTP: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
 }
 
-// HostFacts is what a probe learns about an engine.
-type HostFacts struct {
-	EngineVersion string `json:"engineVersion"`
-	APIVersion    string `json:"apiVersion"`
-	CPUs          int    `json:"cpus"`
-	MemoryBytes   int64  `json:"memoryBytes"`
-	NetworkID     string `json:"networkId"`
-}
-
 // ProbeHost checks an engine answers, records what it is, and makes sure the
 // platform network exists on it.
-func (d *Docker) ProbeHost(ctx context.Context, h store.HostRef) (*HostFacts, error) {
-	eng, err := d.Engines.Engine(ctx, h)
+func (d *Docker) ProbeHost(ctx context.Context, h berth.HostRef) (*berth.HostFacts, error) {
+	eng, err := d.engine(ctx, h)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +68,7 @@ func (d *Docker) ProbeHost(ctx context.Context, h store.HostRef) (*HostFacts, er
 		return nil, fmt.Errorf("host %s (%s) does not answer: %w", h.Name, h.Endpoint, err)
 	}
 	if versionLess(ping.APIVersion, MinAPIVersion) {
-		return nil, fail(ErrHostRefused, "host %s speaks Docker API %s; berth needs %s or newer", h.Name, ping.APIVersion, MinAPIVersion)
+		return nil, fail(berth.EHostRefused, "host %s speaks Docker API %s; berth needs %s or newer", h.Name, ping.APIVersion, MinAPIVersion)
 	}
 	ver, err := eng.ServerVersion(ctx, client.ServerVersionOptions{})
 	if err != nil {
@@ -90,11 +82,11 @@ func (d *Docker) ProbeHost(ctx context.Context, h store.HostRef) (*HostFacts, er
 	if err != nil {
 		return nil, fmt.Errorf("host %s platform network: %w", h.Name, err)
 	}
-	return &HostFacts{EngineVersion: ver.Version, APIVersion: ping.APIVersion, CPUs: info.Info.NCPU,
+	return &berth.HostFacts{EngineVersion: ver.Version, APIVersion: ping.APIVersion, CPUs: info.Info.NCPU,
 		MemoryBytes: info.Info.MemTotal, NetworkID: netID}, nil
 }
 
-func (d *Docker) ensureNetwork(ctx context.Context, eng Engine) (string, error) {
+func (d *Docker) ensureNetwork(ctx context.Context, eng engine.Engine) (string, error) {
 	n, err := eng.NetworkInspect(ctx, PlatformNetwork, client.NetworkInspectOptions{})
 	if err == nil {
 		return n.Network.ID, nil
@@ -125,14 +117,14 @@ func versionLess(a, b string) bool {
 
 // EnsureImageInput names an image that must be present on a host.
 type EnsureImageInput struct {
-	Host  store.HostRef `json:"host"`
+	Host  berth.HostRef `json:"host"`
 	Image string        `json:"image"`
 }
 
 // EnsureImage makes sure an image is on a host, pulling it from the
 // configured registry when it is missing. It heartbeats while pulling.
 func (d *Docker) EnsureImage(ctx context.Context, in EnsureImageInput) error {
-	eng, err := d.Engines.Engine(ctx, in.Host)
+	eng, err := d.engine(ctx, in.Host)
 	if err != nil {
 		return err
 	}
@@ -142,7 +134,7 @@ func (d *Docker) EnsureImage(ctx context.Context, in EnsureImageInput) error {
 		return fmt.Errorf("inspect image %s on %s: %w", in.Image, in.Host.Name, err)
 	}
 	if d.Registry == "" || !strings.HasPrefix(in.Image, d.Registry+"/") {
-		return fail(ErrImage, "image %q is not on host %s and no configured registry holds it (registry: %q)", in.Image, in.Host.Name, d.Registry)
+		return fail(berth.EImage, "image %q is not on host %s and no configured registry holds it (registry: %q)", in.Image, in.Host.Name, d.Registry)
 	}
 	resp, err := eng.ImagePull(ctx, in.Image, client.ImagePullOptions{})
 	if err != nil {
@@ -154,7 +146,7 @@ func (d *Docker) EnsureImage(ctx context.Context, in EnsureImageInput) error {
 			return fmt.Errorf("pull %s on %s: %w", in.Image, in.Host.Name, err)
 		}
 		if msg.Error != nil {
-			return fail(ErrImage, "pull %s on %s: %s", in.Image, in.Host.Name, msg.Error.Message)
+			return fail(berth.EImage, "pull %s on %s: %s", in.Image, in.Host.Name, msg.Error.Message)
 		}
 		activity.RecordHeartbeat(ctx, msg.Status)
 	}
@@ -163,7 +155,7 @@ func (d *Docker) EnsureImage(ctx context.Context, in EnsureImageInput) error {
 
 // StartInstanceInput is one instance to create, start and wait for.
 type StartInstanceInput struct {
-	Instance store.PlannedInstance `json:"instance"`
+	Instance berth.PlannedInstance `json:"instance"`
 	Service  compose.ServiceSpec   `json:"service"`
 	// Labels are berth's own labels (tenant, env, app, run); the instance's
 	// name and uid are added here.
@@ -189,7 +181,7 @@ const (
 // unless it runs, and waits until it is healthy. A retry adopts the container
 // an earlier attempt made (same name and uid) rather than making another.
 func (d *Docker) StartInstance(ctx context.Context, in StartInstanceInput) (*InstanceResult, error) {
-	eng, err := d.Engines.Engine(ctx, in.Instance.Host)
+	eng, err := d.engine(ctx, in.Instance.Host)
 	if err != nil {
 		return nil, err
 	}
@@ -217,9 +209,9 @@ func (d *Docker) StartInstance(ctx context.Context, in StartInstanceInput) (*Ins
 				return nil, fmt.Errorf("create %s: name conflict and no container found", name)
 			}
 		case cerrdefs.IsNotFound(err):
-			return nil, fail(ErrImage, "create %s on %s: %v", name, in.Instance.Host.Name, err)
+			return nil, fail(berth.EImage, "create %s on %s: %v", name, in.Instance.Host.Name, err)
 		case cerrdefs.IsInvalidArgument(err):
-			return nil, fail(ErrHostRefused, "create %s on %s: %v", name, in.Instance.Host.Name, err)
+			return nil, fail(berth.EHostRefused, "create %s on %s: %v", name, in.Instance.Host.Name, err)
 		default:
 			return nil, fmt.Errorf("create %s on %s: %w", name, in.Instance.Host.Name, err)
 		}
@@ -232,7 +224,7 @@ func (d *Docker) StartInstance(ctx context.Context, in StartInstanceInput) (*Ins
 	if insp.Container.State == nil || !insp.Container.State.Running {
 		if _, err := eng.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 			if cerrdefs.IsInvalidArgument(err) || strings.Contains(err.Error(), "port is already allocated") || strings.Contains(err.Error(), "address already in use") {
-				return nil, fail(ErrHostRefused, "start %s on %s: %v", name, in.Instance.Host.Name, err)
+				return nil, fail(berth.EHostRefused, "start %s on %s: %v", name, in.Instance.Host.Name, err)
 			}
 			return nil, fmt.Errorf("start %s on %s: %w", name, in.Instance.Host.Name, err)
 		}
@@ -246,7 +238,7 @@ func (d *Docker) StartInstance(ctx context.Context, in StartInstanceInput) (*Ins
 
 // findOwn returns the id of the instance's container, "" when there is none,
 // and an error when the name is taken by a container berth did not make for it.
-func (d *Docker) findOwn(ctx context.Context, eng Engine, pi store.PlannedInstance) (string, error) {
+func (d *Docker) findOwn(ctx context.Context, eng engine.Engine, pi berth.PlannedInstance) (string, error) {
 	insp, err := eng.ContainerInspect(ctx, pi.Name, client.ContainerInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
 		return "", nil
@@ -255,15 +247,15 @@ func (d *Docker) findOwn(ctx context.Context, eng Engine, pi store.PlannedInstan
 		return "", fmt.Errorf("inspect %s on %s: %w", pi.Name, pi.Host.Name, err)
 	}
 	if insp.Container.Config == nil || insp.Container.Config.Labels[LabelUID] != pi.UID {
-		return "", fail(ErrConflict, "host %s already has a container named %s that berth did not create for this instance", pi.Host.Name, pi.Name)
+		return "", fail(berth.EConflict, "host %s already has a container named %s that berth did not create for this instance", pi.Host.Name, pi.Name)
 	}
 	return insp.Container.ID, nil
 }
 
 // ownContainer finds the instance's container on its host, for the
-// activities that act on a live instance: absent is ErrNotFound.
-func (d *Docker) ownContainer(ctx context.Context, pi store.PlannedInstance) (Engine, string, error) {
-	eng, err := d.Engines.Engine(ctx, pi.Host)
+// activities that act on a live instance: absent is berth.ENotFound.
+func (d *Docker) ownContainer(ctx context.Context, pi berth.PlannedInstance) (engine.Engine, string, error) {
+	eng, err := d.engine(ctx, pi.Host)
 	if err != nil {
 		return nil, "", err
 	}
@@ -272,7 +264,7 @@ func (d *Docker) ownContainer(ctx context.Context, pi store.PlannedInstance) (En
 		return nil, "", err
 	}
 	if id == "" {
-		return nil, "", fail(ErrNotFound, "instance %s has no container on %s", pi.Name, pi.Host.Name)
+		return nil, "", fail(berth.ENotFound, "instance %s has no container on %s", pi.Name, pi.Host.Name)
 	}
 	return eng, id, nil
 }
@@ -301,13 +293,13 @@ func containerOptions(in StartInstanceInput) (client.ContainerCreateOptions, err
 	}
 	hostIP, err := netip.ParseAddr(pi.Host.IP)
 	if err != nil {
-		return client.ContainerCreateOptions{}, fail(ErrInvalid, "host %s has no valid IP for port mappings: %q", pi.Host.Name, pi.Host.IP)
+		return client.ContainerCreateOptions{}, fail(berth.EInvalid, "host %s has no valid IP for port mappings: %q", pi.Host.Name, pi.Host.IP)
 	}
 	bindings := network.PortMap{}
 	for _, m := range pi.Ports {
 		p, err := network.ParsePort(fmt.Sprintf("%d/%s", m.ContainerPort, m.Protocol))
 		if err != nil {
-			return client.ContainerCreateOptions{}, fail(ErrInvalid, "instance %s port %d/%s: %v", pi.Name, m.ContainerPort, m.Protocol, err)
+			return client.ContainerCreateOptions{}, fail(berth.EInvalid, "instance %s port %d/%s: %v", pi.Name, m.ContainerPort, m.Protocol, err)
 		}
 		cfg.ExposedPorts[p] = struct{}{}
 		bindings[p] = append(bindings[p], network.PortBinding{HostIP: hostIP, HostPort: strconv.Itoa(m.HostPort)})
@@ -349,7 +341,7 @@ func hostname(name string) string {
 
 // waitHealthy polls until the instance is healthy, heartbeating, and fails
 // fast when the container exits or its health check says unhealthy.
-func (d *Docker) waitHealthy(ctx context.Context, eng Engine, id string, in StartInstanceInput) (string, error) {
+func (d *Docker) waitHealthy(ctx context.Context, eng engine.Engine, id string, in StartInstanceInput) (string, error) {
 	timeout := in.HealthTimeout
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
@@ -368,7 +360,7 @@ func (d *Docker) waitHealthy(ctx context.Context, eng Engine, id string, in Star
 			if st != nil {
 				code, msg = st.ExitCode, st.Error
 			}
-			return "", fail(ErrUnhealthy, "instance %s stopped (exit code %d) %s", in.Instance.Name, code, msg)
+			return "", fail(berth.EUnhealthy, "instance %s stopped (exit code %d) %s", in.Instance.Name, code, msg)
 		}
 		if ip == "" && insp.Container.NetworkSettings != nil {
 			if ep := insp.Container.NetworkSettings.Networks[PlatformNetwork]; ep != nil && ep.IPAddress.IsValid() {
@@ -380,10 +372,10 @@ func (d *Docker) waitHealthy(ctx context.Context, eng Engine, id string, in Star
 			return ip, nil
 		}
 		if why != "" && strings.HasPrefix(why, "unhealthy") {
-			return "", fail(ErrUnhealthy, "instance %s is %s", in.Instance.Name, why)
+			return "", fail(berth.EUnhealthy, "instance %s is %s", in.Instance.Name, why)
 		}
 		if time.Now().After(deadline) {
-			return "", fail(ErrUnhealthy, "instance %s did not become healthy within %s: %s", in.Instance.Name, timeout, why)
+			return "", fail(berth.EUnhealthy, "instance %s did not become healthy within %s: %s", in.Instance.Name, timeout, why)
 		}
 		if time.Since(lastBeat) > time.Second {
 			activity.RecordHeartbeat(ctx, why)
@@ -418,9 +410,9 @@ func (d *Docker) healthy(ctx context.Context, c container.InspectResponse, in St
 		}
 		return false, "health check " + string(c.State.Health.Status)
 	}
-	ports := append([]store.PortMapping{}, in.Instance.Ports...)
+	ports := append([]berth.PortMapping{}, in.Instance.Ports...)
 	sort.Slice(ports, func(i, j int) bool { return ports[i].ContainerPort < ports[j].ContainerPort })
-	var tcp *store.PortMapping
+	var tcp *berth.PortMapping
 	for i := range ports {
 		if ports[i].Protocol == "tcp" {
 			tcp = &ports[i]
@@ -470,7 +462,7 @@ func tcpHeld(ctx context.Context, addr string) (bool, string) {
 
 // RemoveInstanceInput names an instance to remove.
 type RemoveInstanceInput struct {
-	Host store.HostRef `json:"host"`
+	Host berth.HostRef `json:"host"`
 	Name string        `json:"name"`
 	UID  string        `json:"uid"`
 	// Graceful stops the container with SIGTERM first so in-flight requests finish.
@@ -480,7 +472,7 @@ type RemoveInstanceInput struct {
 // RemoveInstance removes an instance's container. A container that is
 // already gone counts as removed; one that is not ours is left alone.
 func (d *Docker) RemoveInstance(ctx context.Context, in RemoveInstanceInput) error {
-	eng, err := d.Engines.Engine(ctx, in.Host)
+	eng, err := d.engine(ctx, in.Host)
 	if err != nil {
 		return err
 	}
@@ -505,4 +497,11 @@ func (d *Docker) RemoveInstance(ctx context.Context, in RemoveInstanceInput) err
 		return fmt.Errorf("remove %s on %s: %w", in.Name, in.Host.Name, err)
 	}
 	return nil
+}
+
+// engine returns the host's engine client; a host berth will not talk to is
+// a non-retryable failure.
+func (d *Docker) engine(ctx context.Context, h berth.HostRef) (engine.Engine, error) {
+	eng, err := d.Engines.Engine(ctx, h)
+	return eng, storeErr(err)
 }

@@ -12,53 +12,27 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
-
-	"github.com/berth-dev/berth/store"
 )
 
 // Reads of a running container's figures and output, for the service page.
 // They run in the container's region like every other Docker call, so the
 // API never talks to an engine itself.
 
-// InstanceRef names one instance's container on its host; berth names a
-// container after its instance.
-type InstanceRef struct {
-	Host     store.HostRef `json:"host"`
-	Instance string        `json:"instance"`
-}
-
-// InstanceStats is one sample of a container's resource use. Network and
-// block I/O are counters since the container started.
-type InstanceStats struct {
-	Instance   string    `json:"instance"`
-	Host       string    `json:"host"`
-	At         time.Time `json:"at"`
-	Running    bool      `json:"running"`
-	CPUPercent float64   `json:"cpuPercent"`
-	// MemoryBytes is the usage without the page cache, as `docker stats` shows it.
-	MemoryBytes     uint64 `json:"memoryBytes"`
-	MemoryLimit     uint64 `json:"memoryLimit"`
-	NetRxBytes      uint64 `json:"netRxBytes"`
-	NetTxBytes      uint64 `json:"netTxBytes"`
-	BlockReadBytes  uint64 `json:"blockReadBytes"`
-	BlockWriteBytes uint64 `json:"blockWriteBytes"`
-	Pids            uint64 `json:"pids"`
-}
-
 // InstanceStats takes one sample from the engine. The engine takes two
 // readings a second apart, so the CPU figure is a rate, not a counter.
-func (d *Docker) InstanceStats(ctx context.Context, in InstanceRef) (*InstanceStats, error) {
-	eng, err := d.Engines.Engine(ctx, in.Host)
+func (d *Docker) InstanceStats(ctx context.Context, in berth.InstanceRef) (*berth.InstanceStats, error) {
+	eng, err := d.engine(ctx, in.Host)
 	if err != nil {
 		return nil, err
 	}
 	res, err := eng.ContainerStats(ctx, in.Instance, client.ContainerStatsOptions{Stream: false, IncludePreviousSample: true})
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return nil, fail(ErrNotFound, "instance %s has no container on host %s", in.Instance, in.Host.Name)
+			return nil, fail(berth.ENotFound, "instance %s has no container on host %s", in.Instance, in.Host.Name)
 		}
 		return nil, fmt.Errorf("stats of %s on host %s: %w", in.Instance, in.Host.Name, err)
 	}
@@ -70,8 +44,8 @@ func (d *Docker) InstanceStats(ctx context.Context, in InstanceRef) (*InstanceSt
 	return statsOf(in, &sr), nil
 }
 
-func statsOf(in InstanceRef, sr *container.StatsResponse) *InstanceStats {
-	out := &InstanceStats{Instance: in.Instance, Host: in.Host.Name, At: sr.Read.UTC(), Pids: sr.PidsStats.Current,
+func statsOf(in berth.InstanceRef, sr *container.StatsResponse) *berth.InstanceStats {
+	out := &berth.InstanceStats{Instance: in.Instance, Host: in.Host.Name, At: sr.Read.UTC(), Pids: sr.PidsStats.Current,
 		MemoryLimit: sr.MemoryStats.Limit}
 	// A stopped container reports a zero read time and no figures.
 	out.Running = !sr.Read.IsZero() && sr.Read.Year() > 1
@@ -116,7 +90,6 @@ func statsOf(in InstanceRef, sr *container.StatsResponse) *InstanceStats {
 
 // Limits of one log read: a page polls often, so each answer stays small.
 const (
-	MaxLogLines    = 500
 	MaxLogBytes    = 256 << 10
 	maxLogLineSize = 4 << 10
 	// maxLogRead bounds what is read from the engine for one answer.
@@ -126,33 +99,17 @@ const (
 // InstanceLogsInput asks for the last Tail lines of a container's output,
 // only those written after Since when it is set.
 type InstanceLogsInput struct {
-	InstanceRef
+	berth.InstanceRef
 	Tail  int       `json:"tail"`
 	Since time.Time `json:"since,omitempty"`
 }
 
-// LogLine is one line a container wrote.
-type LogLine struct {
-	At     time.Time `json:"at"`
-	Stream string    `json:"stream"` // stdout or stderr
-	Text   string    `json:"text"`
-}
-
-// InstanceLogs is a tail of a container's output, oldest line first.
-// Truncated says lines were left out or shortened to keep within the limits.
-type InstanceLogs struct {
-	Instance  string    `json:"instance"`
-	Host      string    `json:"host"`
-	Lines     []LogLine `json:"lines"`
-	Truncated bool      `json:"truncated,omitempty"`
-}
-
 // InstanceLogs reads the tail of a container's stdout and stderr.
-func (d *Docker) InstanceLogs(ctx context.Context, in InstanceLogsInput) (*InstanceLogs, error) {
-	if in.Tail <= 0 || in.Tail > MaxLogLines {
-		in.Tail = MaxLogLines
+func (d *Docker) InstanceLogs(ctx context.Context, in InstanceLogsInput) (*berth.InstanceLogs, error) {
+	if in.Tail <= 0 || in.Tail > berth.MaxLogLines {
+		in.Tail = berth.MaxLogLines
 	}
-	eng, err := d.Engines.Engine(ctx, in.Host)
+	eng, err := d.engine(ctx, in.Host)
 	if err != nil {
 		return nil, err
 	}
@@ -163,12 +120,12 @@ func (d *Docker) InstanceLogs(ctx context.Context, in InstanceLogsInput) (*Insta
 	rc, err := eng.ContainerLogs(ctx, in.Instance, opts)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return nil, fail(ErrNotFound, "instance %s has no container on host %s", in.Instance, in.Host.Name)
+			return nil, fail(berth.ENotFound, "instance %s has no container on host %s", in.Instance, in.Host.Name)
 		}
 		return nil, fmt.Errorf("logs of %s on host %s: %w", in.Instance, in.Host.Name, err)
 	}
 	defer rc.Close()
-	out := &InstanceLogs{Instance: in.Instance, Host: in.Host.Name, Lines: []LogLine{}}
+	out := &berth.InstanceLogs{Instance: in.Instance, Host: in.Host.Name, Lines: []berth.LogLine{}}
 	lines, truncated, err := readLogLines(io.LimitReader(rc, maxLogRead))
 	if err != nil {
 		return nil, fmt.Errorf("logs of %s on host %s: %w", in.Instance, in.Host.Name, err)
@@ -198,9 +155,9 @@ func (d *Docker) InstanceLogs(ctx context.Context, in InstanceLogsInput) (*Insta
 // (stream, 0, 0, 0, big-endian size) and the payload, as a container
 // without a TTY writes them (berth gives none a TTY). Each line starts with
 // its RFC 3339 timestamp. A stream that is not framed is read as plain text.
-func readLogLines(r io.Reader) ([]LogLine, bool, error) {
+func readLogLines(r io.Reader) ([]berth.LogLine, bool, error) {
 	br := bufio.NewReaderSize(r, 32<<10)
-	var lines []LogLine
+	var lines []berth.LogLine
 	truncated := false
 	partial := map[string]*bytes.Buffer{"stdout": {}, "stderr": {}}
 	emit := func(stream string, b []byte) {
@@ -263,9 +220,9 @@ func readLogLines(r io.Reader) ([]LogLine, bool, error) {
 	return lines, truncated, nil
 }
 
-func parseLogLine(stream string, b []byte) LogLine {
+func parseLogLine(stream string, b []byte) berth.LogLine {
 	s := strings.TrimRight(string(b), "\r")
-	l := LogLine{Stream: stream, Text: s}
+	l := berth.LogLine{Stream: stream, Text: s}
 	if ts, rest, ok := strings.Cut(s, " "); ok {
 		if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
 			l.At, l.Text = t.UTC(), rest

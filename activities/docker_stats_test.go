@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth"
 	"github.com/moby/moby/api/types/container"
 	"github.com/stretchr/testify/require"
-
-	"github.com/berth-dev/berth/store"
 )
 
 func frame(stream byte, payload string) []byte {
@@ -30,7 +29,7 @@ func TestReadLogLinesDemultiplexes(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, truncated, "the long line was shortened")
 	require.Len(t, lines, 4)
-	require.Equal(t, LogLine{At: time.Date(2025, 1, 2, 3, 4, 5, 1, time.UTC), Stream: "stdout", Text: "sampleapp: listening on :8080"}, lines[0])
+	require.Equal(t, berth.LogLine{At: time.Date(2025, 1, 2, 3, 4, 5, 1, time.UTC), Stream: "stdout", Text: "sampleapp: listening on :8080"}, lines[0])
 	require.Equal(t, "stderr", lines[1].Stream)
 	require.Equal(t, "<b>oops</b>", lines[1].Text)
 	require.Equal(t, "second half", lines[2].Text, "a line split over frames is one line")
@@ -54,7 +53,7 @@ func TestStatsOf(t *testing.T) {
 	sr.MemoryStats = container.MemoryStats{Usage: 10 << 20, Limit: 1 << 30, Stats: map[string]uint64{"inactive_file": 2 << 20}}
 	sr.Networks = map[string]container.NetworkStats{"eth0": {RxBytes: 100, TxBytes: 50}, "eth1": {RxBytes: 1, TxBytes: 2}}
 	sr.BlkioStats.IoServiceBytesRecursive = []container.BlkioStatEntry{{Op: "read", Value: 4096}, {Op: "Write", Value: 8192}, {Op: "sync", Value: 1}}
-	st := statsOf(InstanceRef{Host: store.HostRef{Name: "h1"}, Instance: "web-1"}, sr)
+	st := statsOf(berth.InstanceRef{Host: berth.HostRef{Name: "h1"}, Instance: "web-1"}, sr)
 	require.True(t, st.Running)
 	require.InDelta(t, 10.0, st.CPUPercent, 0.001)
 	require.Equal(t, uint64(8<<20), st.MemoryBytes, "the page cache is left out")
@@ -63,7 +62,7 @@ func TestStatsOf(t *testing.T) {
 	require.Equal(t, uint64(4096), st.BlockReadBytes)
 	require.Equal(t, uint64(8192), st.BlockWriteBytes)
 
-	stopped := statsOf(InstanceRef{Instance: "web-2"}, &container.StatsResponse{})
+	stopped := statsOf(berth.InstanceRef{Instance: "web-2"}, &container.StatsResponse{})
 	require.False(t, stopped.Running)
 	require.Zero(t, stopped.CPUPercent)
 }

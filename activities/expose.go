@@ -6,40 +6,26 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"time"
 
-	"github.com/berth-dev/berth/activities/firewall"
-	"github.com/berth-dev/berth/activities/lb"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/firewall"
+	"github.com/berth-dev/berth/lb"
 )
 
 // Exposure is the part of the store that records load-balancer pools,
 // firewall openings and CMDB items.
 type Exposure interface {
 	SetServiceReplicas(ctx context.Context, serviceID uint, replicas int) error
-	ServiceNamed(ctx context.Context, appID uint, name string) (*store.Service, error)
-	EnsurePool(ctx context.Context, p store.LBPool, portMin, portMax int) (*store.LBPool, error)
-	Pool(ctx context.Context, serviceID uint) (*store.LBPool, error)
-	SetPoolServers(ctx context.Context, poolID uint, servers []store.LBServer) error
+	ServiceRef(ctx context.Context, appID uint, name string) (*berth.ServiceRef, error)
+	EnsurePool(ctx context.Context, p berth.LBPool, portMin, portMax int) (*berth.LBPool, error)
+	Pool(ctx context.Context, serviceID uint) (*berth.LBPool, error)
+	SetPoolServers(ctx context.Context, poolID uint, servers []berth.LBServer) error
 	RemovePoolServers(ctx context.Context, names []string) error
 	SetServerWeights(ctx context.Context, weights map[string]int) error
 	SetPoolRoutes(ctx context.Context, backend, routes string) error
 	RemovePool(ctx context.Context, serviceID uint) error
-	RecordOpenings(ctx context.Context, os []store.FirewallOpening) error
-	QueueCMDB(ctx context.Context, recs []store.CMDBRecord) error
-}
-
-// LBSettings says how services are put behind the region's load balancer.
-type LBSettings struct {
-	Enabled  bool   `json:"enabled"`
-	ListenIP string `json:"listenIP"`
-	PortMin  int    `json:"portMin"`
-	PortMax  int    `json:"portMax"`
-	Weight   int    `json:"weight"`
-	// Firewall is the firewall driver's name, recorded with each opening;
-	// "ticket" makes the run wait for a person to confirm the openings.
-	Firewall      string        `json:"firewall"`
-	TicketTimeout time.Duration `json:"ticketTimeout,omitempty"`
+	RecordOpenings(ctx context.Context, os []berth.FirewallOpening) error
+	QueueCMDB(ctx context.Context, recs []berth.CMDBRecord) error
 }
 
 // ExposeService is what exposure needs to know about one service.
@@ -55,8 +41,8 @@ type ExposeInput struct {
 	ApplicationID uint                    `json:"applicationId"`
 	Subject       string                  `json:"subject"` // tenant/env/app
 	Services      []ExposeService         `json:"services"`
-	Instances     []store.PlannedInstance `json:"instances"`
-	LB            LBSettings              `json:"lb"`
+	Instances     []berth.PlannedInstance `json:"instances"`
+	LB            berth.LBSettings        `json:"lb"`
 }
 
 // PoolPlan is one backend to make sure of, and the servers to add to it.
@@ -91,7 +77,7 @@ func BackendName(subject, service string) string {
 }
 
 // OpeningID is the firewall opening of one published port of one instance.
-func OpeningID(instance string, p store.PortMapping) string {
+func OpeningID(instance string, p berth.PortMapping) string {
 	return fmt.Sprintf("%s/%d-%s", instance, p.ContainerPort, p.Protocol)
 }
 
@@ -100,19 +86,19 @@ func OpeningID(instance string, p store.PortMapping) string {
 // Repeating it is harmless: every record is keyed by name.
 func (s *Store) PlanExpose(ctx context.Context, in ExposeInput) (*ExposePlan, error) {
 	plan := &ExposePlan{}
-	byService := map[string][]store.PlannedInstance{}
+	byService := map[string][]berth.PlannedInstance{}
 	for _, pi := range in.Instances {
 		byService[pi.Service] = append(byService[pi.Service], pi)
 	}
-	var openings []store.FirewallOpening
+	var openings []berth.FirewallOpening
 	regionOpen := map[string]int{}
-	var cmdbRecs []store.CMDBRecord
+	var cmdbRecs []berth.CMDBRecord
 	for _, es := range in.Services {
 		insts := byService[es.Name]
 		if len(insts) == 0 {
 			continue
 		}
-		svc, err := s.Exposure.ServiceNamed(ctx, in.ApplicationID, es.Name)
+		svc, err := s.Exposure.ServiceRef(ctx, in.ApplicationID, es.Name)
 		if err != nil {
 			return nil, storeErr(err)
 		}
@@ -122,16 +108,16 @@ func (s *Store) PlanExpose(ctx context.Context, in ExposeInput) (*ExposePlan, er
 			if es.HealthPath != "" {
 				mode = "http"
 			}
-			pool, err := s.Exposure.EnsurePool(ctx, store.LBPool{ServiceID: svc.ID, Region: region,
+			pool, err := s.Exposure.EnsurePool(ctx, berth.LBPool{ServiceID: svc.ID, Region: region,
 				Backend: BackendName(in.Subject, es.Name), ListenIP: in.LB.ListenIP, Mode: mode, HealthPath: es.HealthPath},
 				in.LB.PortMin, in.LB.PortMax)
 			if err != nil {
 				return nil, storeErr(err)
 			}
-			var add []store.LBServer
+			var add []berth.LBServer
 			for _, pi := range insts {
 				p := primaryPort(pi)
-				add = append(add, store.LBServer{InstanceName: pi.Name, Addr: net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort)),
+				add = append(add, berth.LBServer{InstanceName: pi.Name, Addr: net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort)),
 					Weight: in.LB.Weight, State: lb.StateReady})
 			}
 			if err := s.Exposure.SetPoolServers(ctx, pool.ID, add); err != nil {
@@ -141,7 +127,7 @@ func (s *Store) PlanExpose(ctx context.Context, in ExposeInput) (*ExposePlan, er
 			if err != nil {
 				return nil, storeErr(err)
 			}
-			pp := PoolPlan{Region: region, Backend: backendOf(pool)}
+			pp := PoolPlan{Region: region, Backend: lb.BackendOf(pool)}
 			for _, a := range add {
 				pp.Add = append(pp.Add, lb.Server{Name: a.InstanceName, Addr: a.Addr, Weight: a.Weight, State: a.State})
 			}
@@ -149,8 +135,8 @@ func (s *Store) PlanExpose(ctx context.Context, in ExposeInput) (*ExposePlan, er
 		}
 		for _, pi := range insts {
 			for _, p := range pi.Ports {
-				o := store.FirewallOpening{OpeningID: OpeningID(pi.Name, p), InstanceName: pi.Name, Protocol: p.Protocol,
-					DestIP: p.HostIP, DestPort: p.HostPort, Driver: in.LB.Firewall, State: store.OpeningRequested, RunID: in.RunID}
+				o := berth.FirewallOpening{OpeningID: OpeningID(pi.Name, p), InstanceName: pi.Name, Protocol: p.Protocol,
+					DestIP: p.HostIP, DestPort: p.HostPort, Driver: in.LB.Firewall, State: berth.OpeningRequested, RunID: in.RunID}
 				openings = append(openings, o)
 				idx, ok := regionOpen[pi.Host.Region]
 				if !ok {
@@ -177,28 +163,13 @@ func (s *Store) PlanExpose(ctx context.Context, in ExposeInput) (*ExposePlan, er
 	return plan, nil
 }
 
-func primaryPort(pi store.PlannedInstance) *store.PortMapping {
+func primaryPort(pi berth.PlannedInstance) *berth.PortMapping {
 	for i := range pi.Ports {
 		if pi.Ports[i].Protocol == "tcp" {
 			return &pi.Ports[i]
 		}
 	}
 	return nil
-}
-
-func backendOf(p *store.LBPool) lb.Backend {
-	b := lb.Backend{Name: p.Backend, ListenAddr: net.JoinHostPort(p.ListenIP, strconv.Itoa(p.ListenPort)), Mode: p.Mode,
-		HealthPath: p.HealthPath, Servers: []lb.Server{}}
-	for _, s := range p.Servers {
-		b.Servers = append(b.Servers, lb.Server{Name: s.InstanceName, Addr: s.Addr, Weight: s.Weight, State: s.State})
-	}
-	if p.Routes != "" {
-		// Routes were validated by the driver before they were recorded; a
-		// record that no longer decodes is dropped rather than blocking
-		// every other pool of the load balancer.
-		_ = json.Unmarshal([]byte(p.Routes), &b.Routes)
-	}
-	return b
 }
 
 // WeightsInput records servers' weights.
@@ -230,39 +201,36 @@ func (s *Store) RecordRoutes(ctx context.Context, in RoutesInput) error {
 	return storeErr(s.Exposure.SetPoolRoutes(ctx, in.Backend, text))
 }
 
-// BackendOf is the load-balancer view of a pool record.
-func BackendOf(p *store.LBPool) lb.Backend { return backendOf(p) }
-
-func instanceCI(subject, service string, pi store.PlannedInstance) store.CMDBRecord {
+func instanceCI(subject, service string, pi berth.PlannedInstance) berth.CMDBRecord {
 	attrs := map[string]string{"name": pi.Name, "service": "service:" + subject + "/" + service,
 		"host": pi.Host.Name, "hostIP": pi.Host.IP, "region": pi.Host.Region}
 	if p := primaryPort(pi); p != nil {
 		attrs["port"] = strconv.Itoa(p.HostPort)
 	}
 	b, _ := json.Marshal(attrs)
-	return store.CMDBRecord{CIID: "instance:" + pi.Name, Kind: "instance", Payload: string(b)}
+	return berth.CMDBRecord{CIID: "instance:" + pi.Name, Kind: "instance", Payload: string(b)}
 }
 
-func serviceCI(subject string, svc *store.Service, region string, added int) store.CMDBRecord {
+func serviceCI(subject string, svc *berth.ServiceRef, region string, added int) berth.CMDBRecord {
 	attrs := map[string]string{"name": subject + "/" + svc.Name, "image": svc.Image, "region": region,
 		"created": svc.CreatedAt.UTC().Format("2006-01-02T15:04:05Z")}
 	b, _ := json.Marshal(attrs)
 	_ = added
-	return store.CMDBRecord{CIID: "service:" + subject + "/" + svc.Name, Kind: "service", Payload: string(b)}
+	return berth.CMDBRecord{CIID: "service:" + subject + "/" + svc.Name, Kind: "service", Payload: string(b)}
 }
 
 // OpeningsDone marks openings applied (open) or removed (closed).
 type OpeningsDone struct {
-	IDs   []string `json:"ids"`
-	State string   `json:"state"`
-	RunID uint     `json:"runId"`
+	IDs   []string           `json:"ids"`
+	State berth.OpeningState `json:"state"`
+	RunID uint               `json:"runId"`
 }
 
 // MarkOpenings records the driver's outcome for openings.
 func (s *Store) MarkOpenings(ctx context.Context, in OpeningsDone) error {
-	recs := make([]store.FirewallOpening, 0, len(in.IDs))
+	recs := make([]berth.FirewallOpening, 0, len(in.IDs))
 	for _, id := range in.IDs {
-		recs = append(recs, store.FirewallOpening{OpeningID: id, State: in.State, RunID: in.RunID})
+		recs = append(recs, berth.FirewallOpening{OpeningID: id, State: in.State, RunID: in.RunID})
 	}
 	return storeErr(s.Exposure.RecordOpenings(ctx, recs))
 }
@@ -272,7 +240,7 @@ func (s *Store) MarkOpenings(ctx context.Context, in OpeningsDone) error {
 type UnexposeInput struct {
 	ApplicationID uint                    `json:"applicationId"`
 	Subject       string                  `json:"subject"`
-	Instances     []store.PlannedInstance `json:"instances"`
+	Instances     []berth.PlannedInstance `json:"instances"`
 	// DropPools removes the services' pools too (the application is going).
 	DropPools bool `json:"dropPools"`
 }
@@ -295,7 +263,7 @@ type UnexposePlan struct {
 // records still show the truth until the removal is done.
 func (s *Store) PlanUnexpose(ctx context.Context, in UnexposeInput) (*UnexposePlan, error) {
 	plan := &UnexposePlan{}
-	byService := map[string][]store.PlannedInstance{}
+	byService := map[string][]berth.PlannedInstance{}
 	var order []string
 	for _, pi := range in.Instances {
 		if _, ok := byService[pi.Service]; !ok {
@@ -306,7 +274,7 @@ func (s *Store) PlanUnexpose(ctx context.Context, in UnexposeInput) (*UnexposePl
 	regionOpen := map[string]int{}
 	for _, name := range order {
 		insts := byService[name]
-		svc, err := s.Exposure.ServiceNamed(ctx, in.ApplicationID, name)
+		svc, err := s.Exposure.ServiceRef(ctx, in.ApplicationID, name)
 		if err != nil {
 			return nil, storeErr(err)
 		}
@@ -337,16 +305,16 @@ func (s *Store) PlanUnexpose(ctx context.Context, in UnexposeInput) (*UnexposePl
 // closed, and CMDB deletions queued. It returns the CMDB items to sync.
 func (s *Store) UnexposeDone(ctx context.Context, in UnexposeInput) ([]string, error) {
 	var names, ids []string
-	var recs []store.CMDBRecord
-	var closed []store.FirewallOpening
+	var recs []berth.CMDBRecord
+	var closed []berth.FirewallOpening
 	services := map[string]bool{}
 	for _, pi := range in.Instances {
 		names = append(names, pi.Name)
 		for _, p := range pi.Ports {
-			closed = append(closed, store.FirewallOpening{OpeningID: OpeningID(pi.Name, p), InstanceName: pi.Name,
-				Protocol: p.Protocol, DestIP: p.HostIP, DestPort: p.HostPort, State: store.OpeningClosed})
+			closed = append(closed, berth.FirewallOpening{OpeningID: OpeningID(pi.Name, p), InstanceName: pi.Name,
+				Protocol: p.Protocol, DestIP: p.HostIP, DestPort: p.HostPort, State: berth.OpeningClosed})
 		}
-		recs = append(recs, store.CMDBRecord{CIID: "instance:" + pi.Name, Kind: "instance", Payload: "{}", Deleted: true})
+		recs = append(recs, berth.CMDBRecord{CIID: "instance:" + pi.Name, Kind: "instance", Payload: "{}", Deleted: true})
 		services[pi.Service] = true
 	}
 	if err := s.Exposure.RemovePoolServers(ctx, names); err != nil {
@@ -358,14 +326,14 @@ func (s *Store) UnexposeDone(ctx context.Context, in UnexposeInput) ([]string, e
 				continue
 			}
 			services[pi.Service] = false
-			svc, err := s.Exposure.ServiceNamed(ctx, in.ApplicationID, pi.Service)
+			svc, err := s.Exposure.ServiceRef(ctx, in.ApplicationID, pi.Service)
 			if err != nil {
 				return nil, storeErr(err)
 			}
 			if err := s.Exposure.RemovePool(ctx, svc.ID); err != nil {
 				return nil, storeErr(err)
 			}
-			recs = append(recs, store.CMDBRecord{CIID: "service:" + in.Subject + "/" + pi.Service, Kind: "service", Payload: "{}", Deleted: true})
+			recs = append(recs, berth.CMDBRecord{CIID: "service:" + in.Subject + "/" + pi.Service, Kind: "service", Payload: "{}", Deleted: true})
 		}
 	}
 	if err := s.Exposure.RecordOpenings(ctx, closed); err != nil {

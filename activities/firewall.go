@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/berth-dev/berth/activities/firewall"
+	"github.com/berth-dev/berth/firewall"
 )
 
 // Firewall opens and closes access to instances' published ports.

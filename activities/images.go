@@ -12,12 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/engine"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
 	"go.temporal.io/sdk/activity"
-
-	"github.com/berth-dev/berth/store"
 )
 
 // BuiltPackageDir is where a built or committed image holds its package.
@@ -33,7 +33,7 @@ var imageRefRE = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z
 // BuildImageInput builds Image on Host from Base plus a stored package, and
 // pushes it to the registry.
 type BuildImageInput struct {
-	Host   store.HostRef `json:"host"`
+	Host   berth.HostRef `json:"host"`
 	Base   string        `json:"base"`
 	Image  string        `json:"image"`
 	SHA256 string        `json:"sha256"`
@@ -54,10 +54,10 @@ func buildDockerfile(base, label string) string {
 // checkPushTarget refuses a target outside the configured registry.
 func (d *Docker) checkPushTarget(image string) error {
 	if d.Registry == "" {
-		return fail(ErrInvalid, "this worker has no registry configured (BERTH_REGISTRY); images cannot be pushed")
+		return fail(berth.EInvalid, "this worker has no registry configured (BERTH_REGISTRY); images cannot be pushed")
 	}
 	if !imageRefRE.MatchString(image) || !strings.HasPrefix(image, d.Registry+"/") || strings.Contains(image, "@") {
-		return fail(ErrInvalid, "image %q is not a tag in the configured registry %s", image, d.Registry)
+		return fail(berth.EInvalid, "image %q is not a tag in the configured registry %s", image, d.Registry)
 	}
 	return nil
 }
@@ -68,18 +68,18 @@ func (d *Docker) checkPushTarget(image string) error {
 // image already built (same package label) and only pushes.
 func (d *Docker) BuildImage(ctx context.Context, in BuildImageInput) (*BuildImageResult, error) {
 	if d.Packages == nil {
-		return nil, fail(ErrInvalid, "this worker has no package store")
+		return nil, fail(berth.EInvalid, "this worker has no package store")
 	}
 	if !shaRE.MatchString(in.SHA256) {
-		return nil, fail(ErrInvalid, "package checksum %q is not a sha256", in.SHA256)
+		return nil, fail(berth.EInvalid, "package checksum %q is not a sha256", in.SHA256)
 	}
 	if !imageRefRE.MatchString(in.Base) {
-		return nil, fail(ErrInvalid, "base image %q is not an image reference", in.Base)
+		return nil, fail(berth.EInvalid, "base image %q is not an image reference", in.Base)
 	}
 	if err := d.checkPushTarget(in.Image); err != nil {
 		return nil, err
 	}
-	eng, err := d.Engines.Engine(ctx, in.Host)
+	eng, err := d.engine(ctx, in.Host)
 	if err != nil {
 		return nil, err
 	}
@@ -89,8 +89,8 @@ func (d *Docker) BuildImage(ctx context.Context, in BuildImageInput) (*BuildImag
 		// The base must be on the build host or in the configured registry:
 		// a build never pulls from the internet.
 		if err := d.EnsureImage(ctx, EnsureImageInput{Host: in.Host, Image: in.Base}); err != nil {
-			if isType(err, ErrImage) {
-				return nil, fail(ErrImage, "build %s: base image: %v", in.Image, err)
+			if isType(err, berth.EImage) {
+				return nil, fail(berth.EImage, "build %s: base image: %v", in.Image, err)
 			}
 			return nil, err
 		}
@@ -158,7 +158,7 @@ func retar(tw *tar.Writer, tr *tar.Reader, prefix string, strip *string) error {
 			bad = bad || el == ".."
 		}
 		if bad {
-			return fail(ErrInvalid, "package entry %q leaves its folder", h.Name)
+			return fail(berth.EInvalid, "package entry %q leaves its folder", h.Name)
 		}
 		out := &tar.Header{Name: prefix + clean, Mode: h.Mode & 0o777, ModTime: h.ModTime}
 		switch h.Typeflag {
@@ -181,11 +181,11 @@ func retar(tw *tar.Writer, tr *tar.Reader, prefix string, strip *string) error {
 }
 
 // buildImage runs ImageBuild and reads its progress; a build error is final.
-func buildImage(ctx context.Context, eng Engine, buildCtx io.Reader, image, host string) error {
+func buildImage(ctx context.Context, eng engine.Engine, buildCtx io.Reader, image, host string) error {
 	resp, err := eng.ImageBuild(ctx, buildCtx, client.ImageBuildOptions{Tags: []string{image}, Remove: true, ForceRemove: true})
 	if err != nil {
 		if cerrdefs.IsInvalidArgument(err) || cerrdefs.IsNotFound(err) {
-			return fail(ErrImage, "build %s on %s: %v", image, host, err)
+			return fail(berth.EImage, "build %s on %s: %v", image, host, err)
 		}
 		return fmt.Errorf("build %s on %s: %w", image, host, err)
 	}
@@ -193,7 +193,7 @@ func buildImage(ctx context.Context, eng Engine, buildCtx io.Reader, image, host
 	if err := readStream(ctx, resp.Body); err != nil {
 		var me *streamError
 		if errors.As(err, &me) {
-			return fail(ErrImage, "build %s on %s failed: %s", image, host, me.msg)
+			return fail(berth.EImage, "build %s on %s failed: %s", image, host, me.msg)
 		}
 		return fmt.Errorf("build %s on %s: %w", image, host, err)
 	}
@@ -201,7 +201,7 @@ func buildImage(ctx context.Context, eng Engine, buildCtx io.Reader, image, host
 }
 
 // pushImage pushes image to its registry, heartbeating progress.
-func (d *Docker) pushImage(ctx context.Context, eng Engine, image, host string) (*BuildImageResult, error) {
+func (d *Docker) pushImage(ctx context.Context, eng engine.Engine, image, host string) (*BuildImageResult, error) {
 	activity.RecordHeartbeat(ctx, "push")
 	// An empty auth config: the loopback registry has no auth; the engine
 	// wants the header all the same.
@@ -253,7 +253,7 @@ func readStream(ctx context.Context, r io.Reader) error {
 
 // CommitInstanceInput commits an instance's container as Image.
 type CommitInstanceInput struct {
-	Instance store.PlannedInstance `json:"instance"`
+	Instance berth.PlannedInstance `json:"instance"`
 	Image    string                `json:"image"`
 	Comment  string                `json:"comment"`
 }
@@ -274,7 +274,7 @@ func (d *Docker) CommitInstance(ctx context.Context, in CommitInstanceInput) (*B
 	if _, err := eng.ContainerCommit(ctx, id, client.ContainerCommitOptions{Reference: base, Comment: in.Comment,
 		Author: "berth"}); err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return nil, fail(ErrNotFound, "commit %s: %v", in.Instance.Name, err)
+			return nil, fail(berth.ENotFound, "commit %s: %v", in.Instance.Name, err)
 		}
 		return nil, fmt.Errorf("commit %s on %s: %w", in.Instance.Name, in.Instance.Host.Name, err)
 	}
@@ -311,7 +311,7 @@ func (d *Docker) CommitInstance(ctx context.Context, in CommitInstanceInput) (*B
 	return d.pushImage(ctx, eng, in.Image, in.Instance.Host.Name)
 }
 
-func isType(err error, kind string) bool {
+func isType(err error, code berth.Code) bool {
 	var ae interface{ Type() string }
-	return errors.As(err, &ae) && ae.Type() == kind
+	return errors.As(err, &ae) && ae.Type() == string(code)
 }

@@ -8,7 +8,8 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
-	"github.com/berth-dev/berth/activities/lb"
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/lb"
 )
 
 // LB drives a region's load balancer through its driver.
@@ -172,7 +173,7 @@ func (a *LB) WaitUp(ctx context.Context, in WaitUpInput) error {
 	if err != nil || up {
 		return err
 	}
-	return fail(ErrUnhealthy, "load balancer %s does not report %v ready within %s", in.Backend, notUp, in.Timeout)
+	return fail(berth.EUnhealthy, "load balancer %s does not report %v ready within %s", in.Backend, notUp, in.Timeout)
 }
 
 // SetWeights changes servers' weights without touching their states, then

@@ -15,8 +15,8 @@ import (
 	"github.com/moby/moby/client"
 	"go.temporal.io/sdk/activity"
 
-	"github.com/berth-dev/berth/activities/compose"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/compose"
 )
 
 // PackageSource writes a stored package as the tar stream that puts it in an
@@ -32,7 +32,7 @@ var shaRE = regexp.MustCompile(`^[a-f0-9]{64}$`)
 
 // InstallPackageInput puts a package into one instance and restarts it.
 type InstallPackageInput struct {
-	Instance      store.PlannedInstance `json:"instance"`
+	Instance      berth.PlannedInstance `json:"instance"`
 	Service       compose.ServiceSpec   `json:"service"`
 	SHA256        string                `json:"sha256"`
 	HealthTimeout int64                 `json:"healthTimeoutMs"`
@@ -43,10 +43,10 @@ type InstallPackageInput struct {
 // healthy. Copying again overwrites the same files, so a retry is harmless.
 func (d *Docker) InstallPackage(ctx context.Context, in InstallPackageInput) error {
 	if d.Packages == nil {
-		return fail(ErrInvalid, "this worker has no package store")
+		return fail(berth.EInvalid, "this worker has no package store")
 	}
 	if !shaRE.MatchString(in.SHA256) {
-		return fail(ErrInvalid, "package checksum %q is not a sha256", in.SHA256)
+		return fail(berth.EInvalid, "package checksum %q is not a sha256", in.SHA256)
 	}
 	eng, id, err := d.ownContainer(ctx, in.Instance)
 	if err != nil {
@@ -59,7 +59,7 @@ func (d *Docker) InstallPackage(ctx context.Context, in InstallPackageInput) err
 	_ = pr.CloseWithError(err)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return fail(ErrNotFound, "copy package into %s: %v", in.Instance.Name, err)
+			return fail(berth.ENotFound, "copy package into %s: %v", in.Instance.Name, err)
 		}
 		return fmt.Errorf("copy package into %s on %s: %w", in.Instance.Name, in.Instance.Host.Name, err)
 	}
@@ -78,7 +78,7 @@ const MaxCommandOutput = 64 << 10
 
 // RunCommandInput runs a release's post-upload command in one instance.
 type RunCommandInput struct {
-	Instance store.PlannedInstance `json:"instance"`
+	Instance berth.PlannedInstance `json:"instance"`
 	Command  []string              `json:"command"`
 }
 
@@ -96,7 +96,7 @@ type RunCommandResult struct {
 // error: the workflow keeps the output and decides.
 func (d *Docker) RunCommand(ctx context.Context, in RunCommandInput) (*RunCommandResult, error) {
 	if len(in.Command) == 0 || !slices.Contains(d.ExecAllow, in.Command[0]) {
-		return nil, fail(ErrInvalid, "command %q is not on this worker's allowlist (BERTH_EXEC_ALLOW)", in.Command)
+		return nil, fail(berth.EInvalid, "command %q is not on this worker's allowlist (BERTH_EXEC_ALLOW)", in.Command)
 	}
 	eng, id, err := d.ownContainer(ctx, in.Instance)
 	if err != nil {
@@ -106,7 +106,7 @@ func (d *Docker) RunCommand(ctx context.Context, in RunCommandInput) (*RunComman
 	ex, err := eng.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: in.Command, AttachStdout: true, AttachStderr: true})
 	if err != nil {
 		if cerrdefs.IsNotFound(err) || cerrdefs.IsConflict(err) {
-			return nil, fail(ErrNotFound, "exec in %s: %v", in.Instance.Name, err)
+			return nil, fail(berth.ENotFound, "exec in %s: %v", in.Instance.Name, err)
 		}
 		return nil, fmt.Errorf("exec in %s on %s: %w", in.Instance.Name, in.Instance.Host.Name, err)
 	}

@@ -4,19 +4,19 @@ import (
 	"context"
 	"time"
 
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth"
 )
 
 // Records is the part of the store the workflows write through.
 type Records interface {
-	RecordStep(ctx context.Context, ev store.StepEvent) error
-	PlanDeploy(ctx context.Context, req store.PlanRequest) (*store.Plan, error)
+	RecordStep(ctx context.Context, ev berth.StepEvent) error
+	PlanDeploy(ctx context.Context, req berth.PlanRequest) (*berth.Plan, error)
 	InstanceStarted(ctx context.Context, name, containerID, ip string) error
 	ReleaseInstances(ctx context.Context, names []string) error
-	LiveInstances(ctx context.Context, appID uint) ([]store.PlannedInstance, error)
-	SetApplicationState(ctx context.Context, appID uint, state string) error
-	FinishRun(ctx context.Context, id uint, status, errMsg string) error
-	SetHostFacts(ctx context.Context, id uint, f store.HostFacts) error
+	LiveInstances(ctx context.Context, appID uint) ([]berth.PlannedInstance, error)
+	SetApplicationState(ctx context.Context, appID uint, state berth.State) error
+	FinishRun(ctx context.Context, id uint, status berth.RunStatus, errMsg string) error
+	SetHostFacts(ctx context.Context, id uint, f berth.HostFacts) error
 }
 
 // Store records what the workflows do. Its activities are quick database
@@ -33,12 +33,12 @@ func NewStore(r Records, e Exposure, rel ReleaseRecords) *Store {
 }
 
 // RecordStep records a step's change of state.
-func (s *Store) RecordStep(ctx context.Context, ev store.StepEvent) error {
+func (s *Store) RecordStep(ctx context.Context, ev berth.StepEvent) error {
 	return storeErr(s.Records.RecordStep(ctx, ev))
 }
 
 // PlanDeploy names, places and allocates ports; idempotent per run.
-func (s *Store) PlanDeploy(ctx context.Context, req store.PlanRequest) (*store.Plan, error) {
+func (s *Store) PlanDeploy(ctx context.Context, req berth.PlanRequest) (*berth.Plan, error) {
 	p, err := s.Records.PlanDeploy(ctx, req)
 	return p, storeErr(err)
 }
@@ -59,21 +59,21 @@ func (s *Store) ReleaseInstances(ctx context.Context, names []string) error {
 }
 
 // LiveInstances lists an application's instances that still exist.
-func (s *Store) LiveInstances(ctx context.Context, appID uint) ([]store.PlannedInstance, error) {
+func (s *Store) LiveInstances(ctx context.Context, appID uint) ([]berth.PlannedInstance, error) {
 	is, err := s.Records.LiveInstances(ctx, appID)
 	return is, storeErr(err)
 }
 
 // FinishInput closes a run and sets its subject's state.
 type FinishInput struct {
-	RunID         uint   `json:"runId"`
-	Status        string `json:"status"`
-	Error         string `json:"error,omitempty"`
-	ApplicationID uint   `json:"applicationId,omitempty"`
-	AppState      string `json:"appState,omitempty"`
-	HostID        uint   `json:"hostId,omitempty"`
+	RunID         uint            `json:"runId"`
+	Status        berth.RunStatus `json:"status"`
+	Error         string          `json:"error,omitempty"`
+	ApplicationID uint            `json:"applicationId,omitempty"`
+	AppState      berth.State     `json:"appState,omitempty"`
+	HostID        uint            `json:"hostId,omitempty"`
 	// Host carries a probe's outcome when HostID is set.
-	Host *store.HostFacts `json:"host,omitempty"`
+	Host *berth.HostFacts `json:"host,omitempty"`
 	At   time.Time        `json:"at"`
 }
 
@@ -98,16 +98,16 @@ func (s *Store) SetReplicas(ctx context.Context, serviceID uint, replicas int) e
 }
 
 // ReadyHosts lists an environment's ready hosts, for prefetching images.
-func (s *Store) ReadyHosts(ctx context.Context, envID uint) ([]store.HostRef, error) {
+func (s *Store) ReadyHosts(ctx context.Context, envID uint) ([]berth.HostRef, error) {
 	hs, err := s.Releases.ReadyHosts(ctx, envID)
 	return hs, storeErr(err)
 }
 
 // FinishReleaseInput records a release's outcome.
 type FinishReleaseInput struct {
-	ReleaseID uint   `json:"releaseId"`
-	Outcome   string `json:"outcome"`
-	Reason    string `json:"reason,omitempty"`
+	ReleaseID uint                 `json:"releaseId"`
+	Outcome   berth.ReleaseOutcome `json:"outcome"`
+	Reason    string               `json:"reason,omitempty"`
 }
 
 // FinishRelease records a release's outcome; a success makes it current and last-good.
@@ -117,12 +117,12 @@ func (s *Store) FinishRelease(ctx context.Context, in FinishReleaseInput) error 
 
 // ReleaseRecords is the part of the store releases write through.
 type ReleaseRecords interface {
-	ReadyHosts(ctx context.Context, envID uint) ([]store.HostRef, error)
-	FinishRelease(ctx context.Context, id uint, outcome, reason string) error
-	RecordReleaseOutputs(ctx context.Context, outs []store.ReleaseOutput) error
+	ReadyHosts(ctx context.Context, envID uint) ([]berth.HostRef, error)
+	FinishRelease(ctx context.Context, id uint, outcome berth.ReleaseOutcome, reason string) error
+	RecordReleaseOutputs(ctx context.Context, outs []berth.ReleaseOutput) error
 }
 
 // RecordReleaseOutputs keeps the outputs of a release's post-upload command.
-func (s *Store) RecordReleaseOutputs(ctx context.Context, outs []store.ReleaseOutput) error {
+func (s *Store) RecordReleaseOutputs(ctx context.Context, outs []berth.ReleaseOutput) error {
 	return storeErr(s.Releases.RecordReleaseOutputs(ctx, outs))
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -47,7 +48,7 @@ func (s *Server) approvalView(ctx context.Context, a *store.Approval) approvalVi
 			v.Title = fmt.Sprintf("run %d %s %s to %s", run.ID, run.Kind, parts[len(parts)-1], v.Environment)
 		}
 	}
-	v.QuorumText = fmt.Sprintf("%d of %d from %s", a.Approvals(), a.Quorum, strings.Join(a.RoleList, " or "))
+	v.QuorumText = fmt.Sprintf("%d of %d from %s", a.Approvals(), a.Quorum, strings.Join(berth.Names(a.RoleList), " or "))
 	return v
 }
 
@@ -57,10 +58,7 @@ func (s *Server) listApprovals(c *gin.Context) {
 	ctx := c.Request.Context()
 	p := principalOf(c)
 	f := store.ApprovalFilter{State: c.Query("state")}
-	switch f.State {
-	case "", store.ApprovalPending, store.ApprovalEscalated, store.ApprovalApproved, store.ApprovalRejected,
-		store.ApprovalTimedOut, store.ApprovalCancelled:
-	default:
+	if _, ok := berth.Parse(berth.ApprovalStates, f.State); !ok && f.State != "" {
 		s.fail(c, badRequest("state must be pending, escalated, approved, rejected, timed_out or cancelled"))
 		return
 	}
@@ -95,7 +93,7 @@ func (s *Server) approvalParam(c *gin.Context) (*store.Approval, error) {
 		return nil, err
 	}
 	if !principalOf(c).has(a.TenantID, readRoles...) {
-		return nil, &forbiddenError{fmt.Sprintf("approval %d belongs to a tenant you hold no role on", a.ID)}
+		return nil, &berth.Error{Code: berth.EForbidden, Message: fmt.Sprintf("approval %d belongs to a tenant you hold no role on", a.ID)}
 	}
 	return a, nil
 }
@@ -110,8 +108,8 @@ func (s *Server) getApproval(c *gin.Context) {
 }
 
 type decideRequest struct {
-	Decision string `json:"decision" form:"decision"`
-	Comment  string `json:"comment" form:"comment"`
+	Decision berth.Verdict `json:"decision" form:"decision"`
+	Comment  string        `json:"comment" form:"comment"`
 }
 
 // decideApproval records the caller's decision. 403: no role, or their own
@@ -121,7 +119,7 @@ func (s *Server) decideApproval(c *gin.Context) {
 	// A plain form (the page without JavaScript) gets pages back, not JSON.
 	form := strings.HasPrefix(c.ContentType(), "application/x-www-form-urlencoded")
 	if form {
-		req.Decision, req.Comment = c.PostForm("decision"), c.PostForm("comment")
+		req.Decision, req.Comment = berth.Verdict(c.PostForm("decision")), c.PostForm("comment")
 	} else if err := bind(c, &req); err != nil {
 		s.fail(c, err)
 		return
@@ -156,7 +154,7 @@ func (s *Server) decide(c *gin.Context, req decideRequest) (*store.Approval, boo
 		Bindings: p.Bindings, Decision: req.Decision, Comment: req.Comment})
 	var conflict *store.ConflictError
 	if errors.As(err, &conflict) {
-		if ex, ok := conflict.Existing.(*store.Approval); ok && (ex.State == store.ApprovalApproved || ex.State == store.ApprovalRejected) {
+		if ex, ok := conflict.Existing.(*store.Approval); ok && (ex.State == berth.ApprovalApproved || ex.State == berth.ApprovalRejected) {
 			// A crash between commit and signal would leave the run waiting
 			// until its timeout; any later click repairs it. The workflow
 			// ignores a repeat.
@@ -178,7 +176,7 @@ func (s *Server) decide(c *gin.Context, req decideRequest) (*store.Approval, boo
 // decision stands in the database and the workflow reads it when its timer
 // fires, so the error is logged rather than returned.
 func (s *Server) signalDecision(ctx context.Context, a *store.Approval) {
-	d := workflows.ApprovalDecision{ApprovalID: a.ID, State: a.State, By: []string{}}
+	d := berth.ApprovalDecision{ApprovalID: a.ID, State: a.State, By: []string{}}
 	var comments []string
 	for _, x := range a.Decisions {
 		d.By = append(d.By, x.Approver)
@@ -195,13 +193,13 @@ func (s *Server) signalDecision(ctx context.Context, a *store.Approval) {
 }
 
 type gateRequest struct {
-	Name       string   `json:"name"`
-	Summary    string   `json:"summary"`
-	Roles      []string `json:"roles"`
-	Quorum     int      `json:"quorum"`
-	TimeoutSec int      `json:"timeoutSec"`
-	OnTimeout  string   `json:"onTimeout"`
-	EscalateTo []string `json:"escalateTo"`
+	Name       string          `json:"name"`
+	Summary    string          `json:"summary"`
+	Roles      []berth.Role    `json:"roles"`
+	Quorum     int             `json:"quorum"`
+	TimeoutSec int             `json:"timeoutSec"`
+	OnTimeout  berth.OnTimeout `json:"onTimeout"`
+	EscalateTo []berth.Role    `json:"escalateTo"`
 }
 
 func (r *gateRequest) validate() error {
@@ -212,12 +210,12 @@ func (r *gateRequest) validate() error {
 		return badRequest("summary must be at most 4000 characters")
 	}
 	if len(r.Roles) == 0 {
-		r.Roles = []string{store.RoleApprover}
+		r.Roles = []berth.Role{berth.RoleApprover}
 	}
-	for _, rs := range [][]string{r.Roles, r.EscalateTo} {
+	for _, rs := range [][]berth.Role{r.Roles, r.EscalateTo} {
 		for _, role := range rs {
-			if !store.IsRole(role) {
-				return badRequest(fmt.Sprintf("role %q must be one of %s", role, strings.Join(store.Roles, ", ")))
+			if !berth.IsRole(string(role)) {
+				return badRequest(fmt.Sprintf("role %q must be one of %s", role, strings.Join(berth.Names(berth.Roles), ", ")))
 			}
 		}
 	}
@@ -235,9 +233,9 @@ func (r *gateRequest) validate() error {
 	}
 	switch r.OnTimeout {
 	case "":
-		r.OnTimeout = workflows.OnTimeoutFail
-	case workflows.OnTimeoutFail, workflows.OnTimeoutAbort:
-	case workflows.OnTimeoutEscalate:
+		r.OnTimeout = berth.OnTimeoutFail
+	case berth.OnTimeoutFail, berth.OnTimeoutAbort:
+	case berth.OnTimeoutEscalate:
 		if len(r.EscalateTo) == 0 {
 			return badRequest("onTimeout escalate needs escalateTo: the roles to escalate to")
 		}
@@ -268,13 +266,13 @@ func (s *Server) startGate(c *gin.Context) {
 	tenant := env.Tenant.Name
 	input, _ := json.Marshal(req)
 	wfID := workflows.ApprovalGateID(tenant, env.Name, req.Name)
-	run := &store.Run{Kind: "gate", WorkflowID: wfID, TenantID: env.TenantID, EnvironmentID: env.ID,
+	run := &store.Run{Kind: berth.KindGate, WorkflowID: wfID, TenantID: env.TenantID, EnvironmentID: env.ID,
 		Subject: tenant + "/" + env.Name + "/" + req.Name, StartedBy: actor(c), Input: string(input)}
 	if err := s.store.CreateRun(ctx, run, wfID); err != nil {
 		s.fail(c, err)
 		return
 	}
-	in := workflows.ApprovalGateInput{RunID: run.ID, Approval: workflows.ApprovalRequest{
+	in := workflows.ApprovalGateInput{RunID: run.ID, Approval: berth.ApprovalRequest{
 		Step: "approval", Roles: req.Roles, Quorum: req.Quorum, SeparateDuties: env.SeparateDuties,
 		RequireComment: env.RequireComment, StartedBy: run.StartedBy, TenantID: env.TenantID, EnvironmentID: env.ID,
 		Timeout: time.Duration(req.TimeoutSec) * time.Second, OnTimeout: req.OnTimeout, EscalateTo: req.EscalateTo,

@@ -11,7 +11,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/berth-dev/berth/activities/compose"
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/compose"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -40,7 +41,7 @@ func (s *Server) readDeploy(c *gin.Context) (*deployRequest, error) {
 		req.Name, req.Compose = c.Query("name"), string(body)
 	}
 	if int64(len(req.Compose)) > s.cfg.MaxComposeBytes {
-		return nil, &apiError{http.StatusRequestEntityTooLarge, "too_large", "compose file is larger than the limit"}
+		return nil, &berth.Error{Code: berth.ETooLarge, Message: "compose file is larger than the limit"}
 	}
 	if err := checkName("application", req.Name); err != nil {
 		return nil, err
@@ -69,16 +70,16 @@ func (s *Server) deployApplication(c *gin.Context) {
 		return
 	}
 	if !hasReadyHost(env) {
-		s.fail(c, &apiError{http.StatusConflict, "no_capacity", "environment " + env.Name + " has no ready authorised host"})
+		s.fail(c, &berth.Error{Code: berth.EConflict, Reason: "no_capacity", Message: "environment " + env.Name + " has no ready authorised host"})
 		return
 	}
 	tenant := env.Tenant.Name
 	sum := sha256.Sum256([]byte(req.Compose))
 	reqHash := hex.EncodeToString(sum[:])
 	wfID := workflows.DeployStackID(tenant, env.Name, req.Name)
-	run := &store.Run{Kind: "deploy", WorkflowID: wfID, TenantID: env.TenantID, EnvironmentID: env.ID,
+	run := &store.Run{Kind: berth.KindDeploy, WorkflowID: wfID, TenantID: env.TenantID, EnvironmentID: env.ID,
 		Subject: tenant + "/" + env.Name + "/" + req.Name, StartedBy: actor(c), RequestHash: reqHash,
-		Request: replayOf(c, "deploy", req), RetryOf: retryOf(c)}
+		Request: replayOf(c, berth.KindDeploy, req), RetryOf: retryOf(c)}
 	lock := workflows.AppLockKey(tenant, env.Name, req.Name)
 	var app *store.Application
 	for attempt := 0; ; attempt++ {
@@ -92,7 +93,7 @@ func (s *Server) deployApplication(c *gin.Context) {
 		if existing == nil {
 			continue // lost a race to create the same application; look again
 		}
-		if existing.SpecHash == spec.Hash && existing.State != store.StateDeleting {
+		if existing.SpecHash == spec.Hash && existing.State != berth.StateDeleting {
 			c.JSON(http.StatusOK, s.existingRun(c, existing.LastRunID))
 			return
 		}
@@ -130,7 +131,7 @@ func (s *Server) existingRun(c *gin.Context, runID uint) runStarted {
 
 func hasReadyHost(env *store.Environment) bool {
 	for _, h := range env.Hosts {
-		if h.State == store.HostReady {
+		if h.State == berth.HostReady {
 			return true
 		}
 	}
@@ -196,7 +197,7 @@ func (s *Server) deleteApplication(c *gin.Context) {
 	}
 	tenant := env.Tenant.Name
 	wfID := workflows.DeleteStackID(tenant, env.Name, app.Name)
-	run := &store.Run{Kind: "delete", WorkflowID: wfID, TenantID: env.TenantID, EnvironmentID: env.ID,
+	run := &store.Run{Kind: berth.KindDelete, WorkflowID: wfID, TenantID: env.TenantID, EnvironmentID: env.ID,
 		Subject: tenant + "/" + env.Name + "/" + app.Name, StartedBy: actor(c)}
 	lock := workflows.AppLockKey(tenant, env.Name, app.Name)
 	err = s.store.BeginDelete(ctx, app.ID, run, lock)

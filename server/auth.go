@@ -13,6 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -33,16 +34,6 @@ const (
 	csrfHeader    = "X-CSRF-Token"
 	csrfField     = "csrf"
 )
-
-// authError says the caller is not signed in (401); forbidden says the
-// caller may not do this (403). Both are mapped in errors.go.
-type authError struct{ msg string }
-
-func (e *authError) Error() string { return e.msg }
-
-type forbiddenError struct{ msg string }
-
-func (e *forbiddenError) Error() string { return e.msg }
 
 func actor(c *gin.Context) string { return c.GetString(actorKey) }
 
@@ -91,14 +82,14 @@ func (s *Server) identify(c *gin.Context) (*principal, error) {
 	if h := c.GetHeader("Authorization"); h != "" {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok || tok == "" {
-			return nil, &authError{"Authorization must be \"Bearer <token>\""}
+			return nil, &berth.Error{Code: berth.EUnauthorized, Message: "Authorization must be \"Bearer <token>\""}
 		}
 		u, t, err := s.store.UserByToken(ctx, tok)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			return nil, &authError{"the bearer token is not valid"}
+			return nil, &berth.Error{Code: berth.EUnauthorized, Message: "the bearer token is not valid"}
 		case errors.Is(err, store.ErrCredentialExpired):
-			return nil, &authError{"the bearer token has expired or was revoked"}
+			return nil, &berth.Error{Code: berth.EUnauthorized, Message: "the bearer token has expired or was revoked"}
 		case err != nil:
 			return nil, err
 		}
@@ -106,25 +97,25 @@ func (s *Server) identify(c *gin.Context) (*principal, error) {
 	}
 	ck, err := c.Cookie(sessionCookie)
 	if err != nil || ck == "" {
-		return nil, &authError{"sign in, or send Authorization: Bearer <token>"}
+		return nil, &berth.Error{Code: berth.EUnauthorized, Message: "sign in, or send Authorization: Bearer <token>"}
 	}
 	u, ses, err := s.store.UserBySession(ctx, ck)
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCredentialExpired) {
-		return nil, &authError{"your session has ended; sign in again"}
+		return nil, &berth.Error{Code: berth.EUnauthorized, Message: "your session has ended; sign in again"}
 	}
 	if err != nil {
 		return nil, err
 	}
 	if unsafeMethod(c.Request.Method) {
 		if !sameOrigin(c.Request) {
-			return nil, &forbiddenError{"cross-origin request refused: Origin or Referer must be this site"}
+			return nil, &berth.Error{Code: berth.EForbidden, Message: "cross-origin request refused: Origin or Referer must be this site"}
 		}
 		sent := c.GetHeader(csrfHeader)
 		if sent == "" {
 			sent = c.PostForm(csrfField)
 		}
 		if sent == "" || subtle.ConstantTimeCompare([]byte(sent), []byte(ses.CSRF)) != 1 {
-			return nil, &forbiddenError{"the form's CSRF token is missing or wrong; reload the page and try again"}
+			return nil, &berth.Error{Code: berth.EForbidden, Message: "the form's CSRF token is missing or wrong; reload the page and try again"}
 		}
 	}
 	return s.withBindings(ctx, &principal{User: u, Session: ses})
@@ -169,12 +160,12 @@ func sameOrigin(r *http.Request) bool {
 // (platform-wide resources) needs a platform-wide binding. A platform-wide
 // admin holds every role everywhere except approval decisions, which the
 // approval's own roles decide.
-func (p *principal) has(tenantID uint, roles ...string) bool {
+func (p *principal) has(tenantID uint, roles ...berth.Role) bool {
 	for _, b := range p.Bindings {
 		if b.TenantID != 0 && b.TenantID != tenantID {
 			continue
 		}
-		if b.Role == store.RoleAdmin {
+		if b.Role == berth.RoleAdmin {
 			return true
 		}
 		for _, r := range roles {
@@ -216,12 +207,12 @@ func (p *principal) tenantIDs() []uint {
 // own runs; approvers decide; release managers read everything and cancel or
 // roll back any run; admins manage hosts, tenants, environments and users.
 var (
-	readRoles     = []string{store.RoleDeveloper, store.RoleApprover, store.RoleReleaseManager, store.RoleAdmin}
-	deployRoles   = []string{store.RoleDeveloper}
-	rollbackRoles = []string{store.RoleDeveloper, store.RoleReleaseManager}
-	adminRoles    = []string{store.RoleAdmin}
-	ticketRoles   = []string{store.RoleApprover, store.RoleReleaseManager}
-	auditRoles    = []string{store.RoleReleaseManager}
+	readRoles     = []berth.Role{berth.RoleDeveloper, berth.RoleApprover, berth.RoleReleaseManager, berth.RoleAdmin}
+	deployRoles   = []berth.Role{berth.RoleDeveloper}
+	rollbackRoles = []berth.Role{berth.RoleDeveloper, berth.RoleReleaseManager}
+	adminRoles    = []berth.Role{berth.RoleAdmin}
+	ticketRoles   = []berth.Role{berth.RoleApprover, berth.RoleReleaseManager}
+	auditRoles    = []berth.Role{berth.RoleReleaseManager}
 )
 
 // policy decides whether the caller may use a route.
@@ -230,7 +221,7 @@ type policy func(s *Server, c *gin.Context, p *principal) error
 // scope finds the tenant a route's resource belongs to (0: the platform).
 type scope func(s *Server, c *gin.Context) (uint, error)
 
-func need(sc scope, what string, roles ...string) policy {
+func need(sc scope, what string, roles ...berth.Role) policy {
 	return func(s *Server, c *gin.Context, p *principal) error {
 		tid, err := sc(s, c)
 		if err != nil {
@@ -245,7 +236,7 @@ func need(sc scope, what string, roles ...string) policy {
 
 func anyone(*Server, *gin.Context, *principal) error { return nil }
 
-func denied(s *Server, c *gin.Context, tid uint, what string, roles []string) error {
+func denied(s *Server, c *gin.Context, tid uint, what string, roles []berth.Role) error {
 	where := "platform-wide"
 	if tid != 0 {
 		where = "on this tenant"
@@ -255,11 +246,11 @@ func denied(s *Server, c *gin.Context, tid uint, what string, roles []string) er
 	}
 	names := []string{}
 	for _, r := range roles {
-		if r != store.RoleAdmin {
-			names = append(names, r)
+		if r != berth.RoleAdmin {
+			names = append(names, string(r))
 		}
 	}
-	return &forbiddenError{fmt.Sprintf("%s needs role %s %s", what, strings.Join(append(names, store.RoleAdmin), " or "), where)}
+	return &berth.Error{Code: berth.EForbidden, Message: fmt.Sprintf("%s needs role %s %s", what, strings.Join(append(names, string(berth.RoleAdmin)), " or "), where)}
 }
 
 func platform(*Server, *gin.Context) (uint, error) { return 0, nil }
@@ -311,13 +302,13 @@ func cancelPolicy(s *Server, c *gin.Context, p *principal) error {
 	if err != nil {
 		return err
 	}
-	if p.has(run.TenantID, store.RoleReleaseManager) {
+	if p.has(run.TenantID, berth.RoleReleaseManager) {
 		return nil
 	}
-	if p.has(run.TenantID, store.RoleDeveloper) && run.StartedBy == p.User.Name {
+	if p.has(run.TenantID, berth.RoleDeveloper) && run.StartedBy == p.User.Name {
 		return nil
 	}
-	return &forbiddenError{fmt.Sprintf("cancelling run %d needs role release-manager or admin, or role developer and to have started it (%s did)", run.ID, run.StartedBy)}
+	return &berth.Error{Code: berth.EForbidden, Message: fmt.Sprintf("cancelling run %d needs role release-manager or admin, or role developer and to have started it (%s did)", run.ID, run.StartedBy)}
 }
 
 // policies maps "METHOD /route" to who may call it. A route without an entry
@@ -384,7 +375,7 @@ var policies = map[string]policy{
 func (s *Server) authorize(c *gin.Context) {
 	p := principalOf(c)
 	if p == nil {
-		s.fail(c, &authError{"sign in, or send Authorization: Bearer <token>"})
+		s.fail(c, &berth.Error{Code: berth.EUnauthorized, Message: "sign in, or send Authorization: Bearer <token>"})
 		return
 	}
 	pol, ok := policies[c.Request.Method+" "+c.FullPath()]
@@ -408,8 +399,8 @@ type userRequest struct {
 
 type roleRequest struct {
 	// Tenant is a tenant's name; empty grants the role platform-wide.
-	Tenant string `json:"tenant"`
-	Role   string `json:"role"`
+	Tenant string     `json:"tenant"`
+	Role   berth.Role `json:"role"`
 }
 
 // userView is a user as the API shows it: never the password hash.
@@ -419,8 +410,8 @@ type userView struct {
 }
 
 type roleView struct {
-	Tenant string `json:"tenant"` // "" is platform-wide
-	Role   string `json:"role"`
+	Tenant string     `json:"tenant"` // "" is platform-wide
+	Role   berth.Role `json:"role"`
 }
 
 func (s *Server) view(ctx context.Context, u *store.User, bs []store.RoleBinding) userView {
@@ -500,8 +491,8 @@ func (s *Server) listUsers(c *gin.Context) {
 // the role would apply: platform admins grant anywhere, a tenant's admins
 // grant on their tenant.
 func (s *Server) roleTenant(c *gin.Context, r roleRequest) (uint, error) {
-	if !store.IsRole(r.Role) {
-		return 0, badRequest(fmt.Sprintf("role %q must be one of %s", r.Role, strings.Join(store.Roles, ", ")))
+	if !berth.IsRole(string(r.Role)) {
+		return 0, badRequest(fmt.Sprintf("role %q must be one of %s", r.Role, strings.Join(berth.Names(berth.Roles), ", ")))
 	}
 	var tid uint
 	if r.Tenant != "" {
@@ -511,7 +502,7 @@ func (s *Server) roleTenant(c *gin.Context, r roleRequest) (uint, error) {
 		}
 		tid = t.ID
 	}
-	if !principalOf(c).has(tid, store.RoleAdmin) {
+	if !principalOf(c).has(tid, berth.RoleAdmin) {
 		return 0, denied(s, c, tid, "granting roles", nil)
 	}
 	return tid, nil
@@ -604,8 +595,8 @@ func (s *Server) revokeToken(c *gin.Context) {
 		return
 	}
 	p := principalOf(c)
-	if t.UserID != p.User.ID && !p.has(0, store.RoleAdmin) {
-		s.fail(c, &forbiddenError{"you may revoke only your own tokens"})
+	if t.UserID != p.User.ID && !p.has(0, berth.RoleAdmin) {
+		s.fail(c, &berth.Error{Code: berth.EForbidden, Message: "you may revoke only your own tokens"})
 		return
 	}
 	if err := s.store.RevokeToken(ctx, t.ID); err != nil {
@@ -634,7 +625,7 @@ func (s *Server) login(c *gin.Context) {
 		return
 	}
 	if !sameOrigin(c.Request) {
-		s.fail(c, &forbiddenError{"cross-origin sign-in refused"})
+		s.fail(c, &berth.Error{Code: berth.EForbidden, Message: "cross-origin sign-in refused"})
 		return
 	}
 	// The peer's own address: X-Forwarded-For is the client's to choose.
@@ -647,7 +638,7 @@ func (s *Server) login(c *gin.Context) {
 			s.render(c, http.StatusTooManyRequests, "login", "Sign in", "", struct{ Name, Next, Error string }{req.Name, req.Next, msg})
 			return
 		}
-		s.fail(c, &apiError{http.StatusTooManyRequests, "too_many_requests", msg})
+		s.fail(c, &berth.Error{Code: berth.ERateLimited, Reason: "too_many_requests", Message: msg})
 		return
 	}
 	u, err := s.store.CheckPassword(ctx, req.Name, req.Password)
@@ -667,7 +658,7 @@ func (s *Server) login(c *gin.Context) {
 			s.renderLogin(c, req.Name, req.Next, "Unknown user or wrong password. Check both and try again.")
 			return
 		}
-		s.fail(c, &authError{"unknown user or wrong password"})
+		s.fail(c, &berth.Error{Code: berth.EUnauthorized, Message: "unknown user or wrong password"})
 		return
 	}
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/mocks"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -149,7 +150,7 @@ func TestRolesGateMutations(t *testing.T) {
 		code, eb := f.call("POST", "/api/v1/tenants", f.token, nameRequest{Name: tn}, nil)
 		require.Equal(t, http.StatusCreated, code, eb.Error.Message)
 	}
-	dev := f.user("dana", roleRequest{Tenant: "shop", Role: store.RoleDeveloper})
+	dev := f.user("dana", roleRequest{Tenant: "shop", Role: berth.RoleDeveloper})
 	code, eb := f.call("POST", "/api/v1/tenants", dev, nameRequest{Name: "mine"}, nil)
 	require.Equal(t, http.StatusForbidden, code)
 	require.Contains(t, eb.Error.Message, "creating a tenant needs role admin platform-wide")
@@ -166,7 +167,7 @@ func TestRolesGateMutations(t *testing.T) {
 	require.Len(t, ts.Tenants, 1)
 	require.Equal(t, "shop", ts.Tenants[0].Name)
 
-	code, _ = f.call("POST", "/api/v1/users/dana/roles", dev, roleRequest{Tenant: "shop", Role: store.RoleAdmin}, nil)
+	code, _ = f.call("POST", "/api/v1/users/dana/roles", dev, roleRequest{Tenant: "shop", Role: berth.RoleAdmin}, nil)
 	require.Equal(t, http.StatusForbidden, code, "nobody grants themselves roles")
 	code, _ = f.call("POST", "/api/v1/users", dev, userRequest{Name: "eve", Password: "eve-password"}, nil)
 	require.Equal(t, http.StatusForbidden, code)
@@ -241,15 +242,15 @@ func TestSessionCSRFAndDecisions(t *testing.T) {
 	f := newAPI(t)
 	code, _ := f.call("POST", "/api/v1/tenants", f.token, nameRequest{Name: "shop"}, nil)
 	require.Equal(t, http.StatusCreated, code)
-	f.user("dana", roleRequest{Tenant: "shop", Role: store.RoleDeveloper})
-	f.user("bob", roleRequest{Tenant: "shop", Role: store.RoleApprover})
-	f.user("carol", roleRequest{Tenant: "shop", Role: store.RoleApprover})
+	f.user("dana", roleRequest{Tenant: "shop", Role: berth.RoleDeveloper})
+	f.user("bob", roleRequest{Tenant: "shop", Role: berth.RoleApprover})
+	f.user("carol", roleRequest{Tenant: "shop", Role: berth.RoleApprover})
 	shop, err := f.st.TenantByName(context.Background(), "shop")
 	require.NoError(t, err)
 	run := &store.Run{Kind: "gate", WorkflowID: "gate/shop/prod/web", TenantID: shop.ID, Subject: "shop/prod/web", StartedBy: "dana"}
 	require.NoError(t, f.st.CreateRun(context.Background(), run, ""))
 	a, err := f.st.CreateApproval(context.Background(), &store.Approval{RunID: run.ID, Step: "approval", TenantID: shop.ID,
-		WorkflowID: run.WorkflowID, RoleList: []string{store.RoleApprover}, SeparateDuties: true, RequireComment: true, StartedBy: "dana"})
+		WorkflowID: run.WorkflowID, RoleList: []berth.Role{berth.RoleApprover}, SeparateDuties: true, RequireComment: true, StartedBy: "dana"})
 	require.NoError(t, err)
 	decide := "/api/v1/approvals/" + itoa(a.ID) + "/decide"
 
@@ -265,7 +266,7 @@ func TestSessionCSRFAndDecisions(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, dana.post(t, decide, f.srv.URL, dana.csrf(t), `{"decision":"approve","comment":"mine"}`), "own run")
 
 	f.tc.On("SignalWorkflow", mock.Anything, run.WorkflowID, "", workflows.ApprovalSignal,
-		workflows.ApprovalDecision{ApprovalID: a.ID, State: store.ApprovalApproved, By: []string{"bob"}, Comment: "looks right"}).Return(nil)
+		berth.ApprovalDecision{ApprovalID: a.ID, State: berth.ApprovalApproved, By: []string{"bob"}, Comment: "looks right"}).Return(nil)
 	require.Equal(t, http.StatusOK, bob.post(t, decide, f.srv.URL, tok, `{"decision":"approve","comment":"looks right"}`))
 	carol := f.browser("carol")
 	require.Equal(t, http.StatusConflict, carol.post(t, decide, f.srv.URL, carol.csrf(t), `{"decision":"reject","comment":"late"}`))
@@ -274,7 +275,7 @@ func TestSessionCSRFAndDecisions(t *testing.T) {
 
 	got, err := f.st.Approval(context.Background(), a.ID)
 	require.NoError(t, err)
-	require.Equal(t, store.ApprovalApproved, got.State)
+	require.Equal(t, berth.ApprovalApproved, got.State)
 	require.Len(t, got.Decisions, 1)
 
 	// Sign-out ends the session.
@@ -302,15 +303,15 @@ func TestPagesRender(t *testing.T) {
 	ctx := context.Background()
 	code, _ := f.call("POST", "/api/v1/tenants", f.token, nameRequest{Name: "shop"}, nil)
 	require.Equal(t, http.StatusCreated, code)
-	f.user("rm", roleRequest{Role: store.RoleReleaseManager})
-	f.user("bob", roleRequest{Tenant: "shop", Role: store.RoleApprover})
+	f.user("rm", roleRequest{Role: berth.RoleReleaseManager})
+	f.user("bob", roleRequest{Tenant: "shop", Role: berth.RoleApprover})
 	shop, err := f.st.TenantByName(ctx, "shop")
 	require.NoError(t, err)
-	run := &store.Run{Kind: "gate", WorkflowID: "gate/shop/prod/x", TenantID: shop.ID, Subject: "shop/prod/<b>x</b>", StartedBy: "dana", Status: store.RunRunning}
+	run := &store.Run{Kind: "gate", WorkflowID: "gate/shop/prod/x", TenantID: shop.ID, Subject: "shop/prod/<b>x</b>", StartedBy: "dana", Status: berth.RunRunning}
 	require.NoError(t, f.st.CreateRun(ctx, run, ""))
-	require.NoError(t, f.st.RecordStep(ctx, store.StepEvent{RunID: run.ID, Name: "approval", State: store.StepWaiting, At: time.Now().UTC()}))
+	require.NoError(t, f.st.RecordStep(ctx, berth.StepEvent{RunID: run.ID, Name: "approval", State: berth.StepWaiting, At: time.Now().UTC()}))
 	_, err = f.st.CreateApproval(ctx, &store.Approval{RunID: run.ID, Step: "approval", TenantID: shop.ID, WorkflowID: run.WorkflowID,
-		RoleList: []string{store.RoleApprover}, StartedBy: "dana", Summary: "<script>alert(1)</script>"})
+		RoleList: []berth.Role{berth.RoleApprover}, StartedBy: "dana", Summary: "<script>alert(1)</script>"})
 	require.NoError(t, err)
 
 	bob := f.browser("bob")
@@ -335,7 +336,7 @@ func TestPagesRender(t *testing.T) {
 	require.Contains(t, body, "POST /api/v1/tenants")
 
 	// The event stream sends the live part once, then the end when the run finishes.
-	require.NoError(t, f.st.FinishRun(ctx, run.ID, store.RunSucceeded, ""))
+	require.NoError(t, f.st.FinishRun(ctx, run.ID, berth.RunSucceeded, ""))
 	code, body = bob.page(t, fmt.Sprintf("/api/v1/runs/%d/events", run.ID))
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "event: run\ndata: ")

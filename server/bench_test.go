@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/store/storetest"
 )
@@ -47,10 +48,10 @@ func BenchmarkRunsPage(b *testing.B) {
 	require.NoError(b, err)
 	u, err := st.CreateUser(ctx, "dana", "dana-password-long")
 	require.NoError(b, err)
-	require.NoError(b, st.GrantRole(ctx, u.ID, shop.ID, store.RoleDeveloper))
-	require.NoError(b, st.GrantRole(ctx, u.ID, shop.ID, store.RoleApprover))
-	kinds := []string{"deploy", "release", "scale", "gate", "delete"}
-	statuses := []string{store.RunSucceeded, store.RunSucceeded, store.RunFailed, store.RunCancelled, store.RunSucceeded}
+	require.NoError(b, st.GrantRole(ctx, u.ID, shop.ID, berth.RoleDeveloper))
+	require.NoError(b, st.GrantRole(ctx, u.ID, shop.ID, berth.RoleApprover))
+	kinds := []berth.RunKind{berth.KindDeploy, berth.KindRelease, berth.KindScale, berth.KindGate, berth.KindDelete}
+	statuses := []berth.RunStatus{berth.RunSucceeded, berth.RunSucceeded, berth.RunFailed, berth.RunCancelled, berth.RunSucceeded}
 	people := []string{"dana", "bob", "carol", "ci"}
 	const runs = 1000
 	start := time.Now()
@@ -64,7 +65,7 @@ func BenchmarkRunsPage(b *testing.B) {
 			Error: strings.Repeat("x", i%3*40)}
 		require.NoError(b, st.CreateRun(ctx, r, ""))
 		if i%100 == 0 {
-			_, err := st.CreateApproval(ctx, &store.Approval{RunID: r.ID, Step: "approval", TenantID: tid, RoleList: []string{store.RoleApprover}, StartedBy: "bob"})
+			_, err := st.CreateApproval(ctx, &store.Approval{RunID: r.ID, Step: "approval", TenantID: tid, RoleList: []berth.Role{berth.RoleApprover}, StartedBy: "bob"})
 			require.NoError(b, err)
 		}
 	}

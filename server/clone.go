@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net/http"
 	"strconv"
 
+	"github.com/berth-dev/berth"
 	"github.com/gin-gonic/gin"
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -92,12 +92,12 @@ func (s *Server) cloneService(c *gin.Context) {
 func cloneCompose(raw []byte, service, image string, replicas int) ([]byte, error) {
 	var doc map[string]any
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, &apiError{http.StatusConflict, "conflict", "the application's compose file no longer parses: " + err.Error()}
+		return nil, &berth.Error{Code: berth.EConflict, Message: "the application's compose file no longer parses: " + err.Error()}
 	}
 	services, _ := doc["services"].(map[string]any)
 	svc, ok := services[service].(map[string]any)
 	if !ok {
-		return nil, &apiError{http.StatusConflict, "conflict", "service " + service + " is not in its application's compose file"}
+		return nil, &berth.Error{Code: berth.EConflict, Message: "service " + service + " is not in its application's compose file"}
 	}
 	delete(svc, "depends_on")
 	delete(svc, "links")

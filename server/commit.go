@@ -5,6 +5,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -52,14 +53,14 @@ func (s *Server) commitInstance(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	var target *store.PlannedInstance
+	var target *berth.PlannedInstance
 	for i := range live {
 		if live[i].Name == inst.Name {
 			target = &live[i]
 		}
 	}
 	if target == nil {
-		s.fail(c, &apiError{http.StatusConflict, "conflict", "instance " + inst.Name + " is not live"})
+		s.fail(c, &berth.Error{Code: berth.EConflict, Message: "instance " + inst.Name + " is not live"})
 		return
 	}
 	base, err := s.store.Baseline(ctx, &sc.Service, actor(c))
@@ -68,10 +69,10 @@ func (s *Server) commitInstance(c *gin.Context) {
 		return
 	}
 	tenant, env, app := sc.Tenant.Name, sc.Environment.Name, sc.Application.Name
-	run := &store.Run{Kind: "commit", WorkflowID: workflows.CommitInstanceID(inst.Name), TenantID: sc.Tenant.ID,
+	run := &store.Run{Kind: berth.KindCommit, WorkflowID: workflows.CommitInstanceID(inst.Name), TenantID: sc.Tenant.ID,
 		EnvironmentID: sc.Environment.ID, Subject: tenant + "/" + env + "/" + app + "/" + sc.Service.Name + "/" + inst.Name,
 		StartedBy: actor(c)}
-	rel := &store.Release{ServiceID: sc.Service.ID, Kind: store.ReleaseImage, Version: req.Version, Image: image,
+	rel := &store.Release{ServiceID: sc.Service.ID, Kind: berth.ReleaseImage, Version: req.Version, Image: image,
 		Strategy: "commit", StartedBy: actor(c), PreviousID: base.ID}
 	// Under the application's lock: no release replaces the instance mid-commit.
 	if err := s.beginRelease(ctx, sc, run, rel); err != nil {

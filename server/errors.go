@@ -7,20 +7,10 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/api/serviceerror"
 
-	"github.com/berth-dev/berth/activities/compose"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth"
 )
 
-// apiError is an error with the status and code the client sees.
-type apiError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *apiError) Error() string { return e.Message }
-
-func badRequest(msg string) error { return &apiError{http.StatusBadRequest, "bad_request", msg} }
+func badRequest(msg string) error { return &berth.Error{Code: berth.EInvalid, Message: msg} }
 
 // errorBody is the one error shape of the API.
 type errorBody struct {
@@ -44,39 +34,18 @@ func (s *Server) fail(c *gin.Context, err error) {
 func (s *Server) classify(c *gin.Context, err error) (int, string, string) {
 	status, code, msg := http.StatusInternalServerError, "internal", "internal error; see the server log"
 	var (
-		ae       *apiError
-		conflict *store.ConflictError
-		invalid  *compose.ValidationError
 		maxBytes *http.MaxBytesError
 		notFound *serviceerror.NotFound
 		started  *serviceerror.WorkflowExecutionAlreadyStarted
-		authn    *authError
-		authz    *forbiddenError
-		denied   *store.DeniedError
-		invalidS *store.InvalidError
+		domain   *berth.Error
 	)
 	switch {
-	case errors.As(err, &ae):
-		status, code, msg = ae.Status, ae.Code, ae.Message
-	case errors.As(err, &authn):
-		status, code, msg = http.StatusUnauthorized, "unauthorized", authn.msg
-	case errors.As(err, &authz):
-		status, code, msg = http.StatusForbidden, "forbidden", authz.msg
-	case errors.As(err, &denied):
-		status, code, msg = http.StatusForbidden, "forbidden", denied.Msg
-	case errors.As(err, &invalidS):
-		status, code, msg = http.StatusBadRequest, "bad_request", invalidS.Msg
-		if invalidS.Code != "" {
-			code = invalidS.Code
-		}
 	case errors.As(err, &maxBytes):
 		status, code, msg = http.StatusRequestEntityTooLarge, "too_large", "request body is larger than the limit"
-	case errors.As(err, &invalid):
-		status, code, msg = http.StatusBadRequest, "invalid_compose", invalid.Error()
-	case errors.Is(err, store.ErrNotFound):
-		status, code, msg = http.StatusNotFound, "not_found", err.Error()
-	case errors.As(err, &conflict):
-		status, code, msg = http.StatusConflict, "conflict", conflict.Error()
+	case errors.As(err, &domain):
+		// The store's and the drivers' errors carry their domain code; the
+		// message is the outermost one, which says what was looked for.
+		status, code, msg = domain.Code.Status(), domain.APICode(), err.Error()
 	case errors.As(err, &started):
 		status, code, msg = http.StatusConflict, "conflict", "a workflow with this id is already running"
 	case errors.As(err, &notFound):

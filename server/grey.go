@@ -15,7 +15,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 	yaml "go.yaml.in/yaml/v3"
 
-	"github.com/berth-dev/berth/activities/lb"
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/lb"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -52,7 +53,7 @@ func decodeGrey(contentType string, body io.Reader) (*greyRequest, error) {
 		return nil, badRequest("request body could not be read")
 	}
 	if len(raw) > maxGreyDoc {
-		return nil, &apiError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a grey release document is at most %d KiB", maxGreyDoc>>10)}
+		return nil, &berth.Error{Code: berth.ETooLarge, Message: fmt.Sprintf("a grey release document is at most %d KiB", maxGreyDoc>>10)}
 	}
 	return parseGreyDoc(contentType, raw)
 }
@@ -107,7 +108,7 @@ func (req *greyRequest) validate() (releaseSpec, error) {
 		}
 		deadline = d
 	}
-	return releaseSpec{kind: store.ReleaseImage, image: req.Image, version: req.Version, batch: req.BatchSize,
+	return releaseSpec{kind: berth.ReleaseImage, image: req.Image, version: req.Version, batch: req.BatchSize,
 		deadline: deadline, grey: &greyPlan{canaries: req.Canaries, steps: req.Steps}}, nil
 }
 
@@ -149,7 +150,7 @@ func (s *Server) createGrey(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	rs.request = replayOf(c, "grey", req)
+	rs.request = replayOf(c, berth.KindGreyRelease, req)
 	s.startReleaseOf(c, rs)
 }
 
@@ -187,13 +188,13 @@ func (s *Server) greyOf(c *gin.Context, sc *store.ServiceContext) (*greyView, *s
 	}
 	var rel *store.Release
 	for i := range rels {
-		if rels[i].Strategy == store.StrategyGrey {
+		if rels[i].Strategy == berth.StrategyGrey {
 			rel = &rels[i]
 			break
 		}
 	}
 	if rel == nil {
-		return nil, nil, &apiError{http.StatusNotFound, "not_found", "service " + sc.Service.Name + " has had no grey release"}
+		return nil, nil, &berth.Error{Code: berth.ENotFound, Message: "service " + sc.Service.Name + " has had no grey release"}
 	}
 	run, err := s.store.Run(ctx, rel.RunID)
 	if err != nil {
@@ -282,7 +283,7 @@ type greyControlRequest struct {
 func (s *Server) controlGrey(c *gin.Context) {
 	action := c.Param("action")
 	if !slices.Contains([]string{workflows.GreyPromote, workflows.GreyAbort, workflows.GreyPauseAction, workflows.GreyResume}, action) {
-		s.fail(c, &apiError{http.StatusNotFound, "not_found", "grey release actions are promote, abort, pause and resume"})
+		s.fail(c, &berth.Error{Code: berth.ENotFound, Message: "grey release actions are promote, abort, pause and resume"})
 		return
 	}
 	var req greyControlRequest
@@ -316,18 +317,18 @@ func (s *Server) sendGrey(c *gin.Context, action, reason string) error {
 		return err
 	}
 	if !v.Active {
-		return &apiError{http.StatusConflict, "conflict", fmt.Sprintf("grey release of %s has ended (run %d is %s)", sc.Service.Name, run.ID, run.Status)}
+		return &berth.Error{Code: berth.EConflict, Message: fmt.Sprintf("grey release of %s has ended (run %d is %s)", sc.Service.Name, run.ID, run.Status)}
 	}
 	if v.State != nil {
 		switch v.State.Phase {
 		case workflows.GreyPhasePromoting, workflows.GreyPhaseAborting, workflows.GreyPhaseDone:
-			return &apiError{http.StatusConflict, "conflict", fmt.Sprintf("grey release of %s is %s: it no longer takes %s", sc.Service.Name, v.State.Phase, action)}
+			return &berth.Error{Code: berth.EConflict, Message: fmt.Sprintf("grey release of %s is %s: it no longer takes %s", sc.Service.Name, v.State.Phase, action)}
 		}
 		if action == workflows.GreyPromote && v.State.AwaitingApproval {
-			return &apiError{http.StatusConflict, "conflict", "grey release of " + sc.Service.Name + " waits for an approval: it is decided in the inbox, and promote cannot skip it (abort can)"}
+			return &berth.Error{Code: berth.EConflict, Message: "grey release of " + sc.Service.Name + " waits for an approval: it is decided in the inbox, and promote cannot skip it (abort can)"}
 		}
 		if action == workflows.GreyResume && !v.State.Paused {
-			return &apiError{http.StatusConflict, "conflict", "grey release of " + sc.Service.Name + " is not paused"}
+			return &berth.Error{Code: berth.EConflict, Message: "grey release of " + sc.Service.Name + " is not paused"}
 		}
 	}
 	c.Set("berth.audit", fmt.Sprintf("grey %s of run %d: %s", action, run.ID, reason))
@@ -335,7 +336,7 @@ func (s *Server) sendGrey(c *gin.Context, action, reason string) error {
 		workflows.GreyControl{Action: action, By: actor(c), Reason: reason})
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
-		return &apiError{http.StatusConflict, "conflict", fmt.Sprintf("grey release of %s has ended", sc.Service.Name)}
+		return &berth.Error{Code: berth.EConflict, Message: fmt.Sprintf("grey release of %s has ended", sc.Service.Name)}
 	}
 	return err
 }

@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -120,10 +121,10 @@ func (s *Server) temporalURL(run *store.Run) string {
 // noWorkflow says a run has no workflow history to read yet.
 func noWorkflow(run *store.Run) error {
 	msg := fmt.Sprintf("run %d has no workflow yet: it is %s and its workflow has not started", run.ID, run.Status)
-	if run.Status == store.RunFailed || run.Status == store.RunCancelled {
+	if run.Status == berth.RunFailed || run.Status == berth.RunCancelled {
 		msg = fmt.Sprintf("run %d has no workflow history: it ended (%s) before its workflow started", run.ID, run.Status)
 	}
-	return &apiError{http.StatusConflict, "no_workflow", msg}
+	return &berth.Error{Code: berth.EConflict, Reason: "no_workflow", Message: msg}
 }
 
 // readHistory reads one page of a run's history.
@@ -194,13 +195,13 @@ func (s *Server) historyError(run *store.Run, token string, err error) error {
 	var inv *serviceerror.InvalidArgument
 	switch {
 	case errors.As(err, &nf):
-		return &apiError{http.StatusNotFound, "not_found", fmt.Sprintf(
+		return &berth.Error{Code: berth.ENotFound, Message: fmt.Sprintf(
 			"Temporal no longer has the history of run %d (workflow %s): it is past the namespace's retention", run.ID, run.WorkflowID)}
 	case errors.As(err, &inv) && token != "":
 		return badRequest("pageToken is not valid for this run; start from the first page")
 	}
 	s.log.Error("workflow history not read", "run", run.ID, "error", err)
-	return &apiError{http.StatusBadGateway, "temporal_unavailable", "the workflow engine did not answer; try again"}
+	return &berth.Error{Code: berth.EUpstream, Reason: "temporal_unavailable", Message: "the workflow engine did not answer; try again"}
 }
 
 func historySize(c *gin.Context) (int, error) {
@@ -255,9 +256,9 @@ func (s *Server) runHistoryPage(c *gin.Context) {
 		Empty       string
 	}{Run: run, Engine: c.Query("engine") == "1", TemporalURL: s.temporalURL(run)}
 	page, err := s.readHistory(c, run, c.Query("pageToken"), historyPageSize)
-	var ae *apiError
+	var ae *berth.Error
 	switch {
-	case errors.As(err, &ae) && ae.Code == "no_workflow":
+	case errors.As(err, &ae) && ae.Reason == "no_workflow":
 		data.Empty = ae.Message + ". Its history appears here once a worker has started it; the run page shows why it has not."
 	case err != nil:
 		s.renderError(c, err)

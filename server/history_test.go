@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -61,10 +62,10 @@ func TestRunHistoryInDomainWords(t *testing.T) {
 	ctx := context.Background()
 	code, _ := f.call("POST", "/api/v1/tenants", f.token, nameRequest{Name: "shop"}, nil)
 	require.Equal(t, http.StatusCreated, code)
-	f.user("rm", roleRequest{Tenant: "shop", Role: store.RoleReleaseManager})
+	f.user("rm", roleRequest{Tenant: "shop", Role: berth.RoleReleaseManager})
 	shop, err := f.st.TenantByName(ctx, "shop")
 	require.NoError(t, err)
-	run := &store.Run{Kind: "deploy", WorkflowID: "deploy/shop/dev/web", TenantID: shop.ID, Subject: "shop/dev/web", StartedBy: "dana"}
+	run := &store.Run{Kind: berth.KindDeploy, WorkflowID: "deploy/shop/dev/web", TenantID: shop.ID, Subject: "shop/dev/web", StartedBy: "dana"}
 	require.NoError(t, f.st.CreateRun(ctx, run, ""))
 	require.NoError(t, f.st.SetRunStarted(ctx, run.ID, "run-1"))
 
@@ -99,10 +100,10 @@ func TestRunHistoryInDomainWords(t *testing.T) {
 	e9 := ev(9, 30200, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
 	e9.Attributes = &historypb.HistoryEvent_WorkflowExecutionSignaledEventAttributes{WorkflowExecutionSignaledEventAttributes: &historypb.WorkflowExecutionSignaledEventAttributes{
 		SignalName: workflows.ApprovalSignal, Identity: "123@api",
-		Input: payloads(t, workflows.ApprovalDecision{ApprovalID: 1, State: store.ApprovalApproved, By: []string{"alice"}, Comment: "<script>window.x=1</script>"})}}
+		Input: payloads(t, berth.ApprovalDecision{ApprovalID: 1, State: berth.ApprovalApproved, By: []string{"alice"}, Comment: "<script>window.x=1</script>"})}}
 	e10 := ev(10, 30300, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
 	e10.Attributes = &historypb.HistoryEvent_ActivityTaskScheduledEventAttributes{ActivityTaskScheduledEventAttributes: &historypb.ActivityTaskScheduledEventAttributes{
-		ActivityType: &commonpb.ActivityType{Name: "ProbeHost"}, Input: payloads(t, store.HostRef{Name: "h2", Endpoint: "unix:///x"})}}
+		ActivityType: &commonpb.ActivityType{Name: "ProbeHost"}, Input: payloads(t, berth.HostRef{Name: "h2", Endpoint: "unix:///x"})}}
 	e11 := ev(11, 30400, enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED)
 	e11.Attributes = &historypb.HistoryEvent_ActivityTaskFailedEventAttributes{ActivityTaskFailedEventAttributes: &historypb.ActivityTaskFailedEventAttributes{
 		ScheduledEventId: 10, Failure: &failurepb.Failure{Message: "host h2 does not answer"}}}
@@ -192,7 +193,7 @@ func TestRunHistoryInDomainWords(t *testing.T) {
 	require.Contains(t, body, fmt.Sprintf(`href="/runs/%d/history"`, run.ID), "the run page links its history")
 
 	// A run whose workflow has not started says so.
-	pending := &store.Run{Kind: "deploy", WorkflowID: "deploy/shop/dev/api", TenantID: shop.ID, Subject: "shop/dev/api", StartedBy: "dana"}
+	pending := &store.Run{Kind: berth.KindDeploy, WorkflowID: "deploy/shop/dev/api", TenantID: shop.ID, Subject: "shop/dev/api", StartedBy: "dana"}
 	require.NoError(t, f.st.CreateRun(ctx, pending, ""))
 	code, eb = f.call("GET", fmt.Sprintf("/api/v1/runs/%d/history", pending.ID), f.token, nil, nil)
 	require.Equal(t, http.StatusConflict, code)
@@ -219,11 +220,11 @@ func TestRetry(t *testing.T) {
 	require.Equal(t, http.StatusCreated, code)
 	h := &store.Host{Name: "h1", Region: "local", Endpoint: "unix:///var/run/x.sock", IP: "127.0.0.1"}
 	require.NoError(t, f.st.CreateHost(ctx, h))
-	require.NoError(t, f.st.SetHostFacts(ctx, h.ID, store.HostFacts{State: store.HostReady}))
+	require.NoError(t, f.st.SetHostFacts(ctx, h.ID, berth.HostFacts{State: berth.HostReady}))
 	code, eb := f.call("POST", "/api/v1/tenants/shop/environments/dev/hosts", f.token, map[string][]string{"hosts": {"h1"}}, nil)
 	require.Equal(t, http.StatusOK, code, eb.Error.Message)
-	dev := f.user("dana", roleRequest{Tenant: "shop", Role: store.RoleDeveloper})
-	approver := f.user("bob", roleRequest{Tenant: "shop", Role: store.RoleApprover})
+	dev := f.user("dana", roleRequest{Tenant: "shop", Role: berth.RoleDeveloper})
+	approver := f.user("bob", roleRequest{Tenant: "shop", Role: berth.RoleApprover})
 
 	wr := &mocks.WorkflowRun{}
 	wr.On("GetRunID").Return("temporal-run")
@@ -244,8 +245,8 @@ func TestRetry(t *testing.T) {
 	// The deploy fails (as a workflow would record it).
 	run, err := f.st.Run(ctx, first.RunID)
 	require.NoError(t, err)
-	require.NoError(t, f.st.FinishRun(ctx, run.ID, store.RunFailed, "instance web-1 did not become healthy"))
-	require.NoError(t, f.st.SetApplicationState(ctx, run.ApplicationID, store.StateFailed))
+	require.NoError(t, f.st.FinishRun(ctx, run.ID, berth.RunFailed, "instance web-1 did not become healthy"))
+	require.NoError(t, f.st.SetApplicationState(ctx, run.ApplicationID, berth.StateFailed))
 
 	code, eb = f.call("POST", retry, approver, nil, nil)
 	require.Equal(t, http.StatusForbidden, code, "retrying needs the role starting needs")
@@ -260,7 +261,7 @@ func TestRetry(t *testing.T) {
 	require.Equal(t, first.RunID, got.RetryOf)
 	require.Equal(t, "dana", got.StartedBy)
 	require.Equal(t, run.RequestHash, got.RequestHash, "the same request")
-	require.Equal(t, store.RunRunning, got.Status)
+	require.Equal(t, berth.RunRunning, got.Status)
 	require.Len(t, inputs, 2)
 	require.Equal(t, inputs[0].Spec, inputs[1].Spec)
 	require.Equal(t, again.RunID, inputs[1].RunID)
@@ -281,7 +282,7 @@ func TestRetry(t *testing.T) {
 	require.NoError(t, err)
 	gate := &store.Run{Kind: "gate", WorkflowID: "gate/shop/dev/x", TenantID: shop.ID, Subject: "shop/dev/x", StartedBy: "dana"}
 	require.NoError(t, f.st.CreateRun(ctx, gate, ""))
-	require.NoError(t, f.st.FinishRun(ctx, gate.ID, store.RunFailed, "rejected"))
+	require.NoError(t, f.st.FinishRun(ctx, gate.ID, berth.RunFailed, "rejected"))
 	code, eb = f.call("POST", fmt.Sprintf("/api/v1/runs/%d/retry", gate.ID), dev, nil, nil)
 	require.Equal(t, http.StatusConflict, code)
 	require.Equal(t, "not_retryable", eb.Error.Code)
@@ -300,18 +301,18 @@ func TestServiceHistory(t *testing.T) {
 	require.Equal(t, http.StatusCreated, code)
 	code, _ = f.call("POST", "/api/v1/tenants/shop/environments", f.token, environmentRequest{Name: "dev"}, nil)
 	require.Equal(t, http.StatusCreated, code)
-	f.user("rm", roleRequest{Tenant: "shop", Role: store.RoleReleaseManager})
+	f.user("rm", roleRequest{Tenant: "shop", Role: berth.RoleReleaseManager})
 	env, err := f.st.Environment(ctx, "shop", "dev")
 	require.NoError(t, err)
-	app := &store.Application{EnvironmentID: env.ID, Name: "shop-app", State: store.StateRunning}
+	app := &store.Application{EnvironmentID: env.ID, Name: "shop-app", State: berth.StateRunning}
 	require.NoError(t, db.Create(app).Error)
-	web := &store.Service{ApplicationID: app.ID, Name: "web", Image: "r/web:1", State: store.StateRunning}
-	api := &store.Service{ApplicationID: app.ID, Name: "api", Image: "r/api:1", State: store.StateRunning}
+	web := &store.Service{ApplicationID: app.ID, Name: "web", Image: "r/web:1", State: berth.StateRunning}
+	api := &store.Service{ApplicationID: app.ID, Name: "api", Image: "r/api:1", State: berth.StateRunning}
 	require.NoError(t, db.Create(web).Error)
 	require.NoError(t, db.Create(api).Error)
-	mk := func(kind, subject string) uint {
-		r := &store.Run{Kind: kind, WorkflowID: kind + "/" + subject, TenantID: env.TenantID, EnvironmentID: env.ID, ApplicationID: app.ID,
-			Subject: subject, StartedBy: "dana", Status: store.RunSucceeded}
+	mk := func(kind berth.RunKind, subject string) uint {
+		r := &store.Run{Kind: kind, WorkflowID: string(kind) + "/" + subject, TenantID: env.TenantID, EnvironmentID: env.ID, ApplicationID: app.ID,
+			Subject: subject, StartedBy: "dana", Status: berth.RunSucceeded}
 		require.NoError(t, f.st.CreateRun(ctx, r, ""))
 		return r.ID
 	}
@@ -320,10 +321,10 @@ func TestServiceHistory(t *testing.T) {
 	mk("scale", "shop/dev/shop-app/api")
 	commitWeb := mk("commit", "shop/dev/shop-app/web/shop-dev-shop-app-web-1")
 	done := time.Now().UTC()
-	rel := &store.Release{ServiceID: web.ID, Kind: store.ReleaseImage, Version: "2.0<b>", Image: "r/web:2", Strategy: store.StrategyRolling,
-		StartedBy: "dana", RunID: scaleWeb, Outcome: store.ReleaseRolledBack, Reason: "instance 2 unhealthy", FinishedAt: &done}
+	rel := &store.Release{ServiceID: web.ID, Kind: berth.ReleaseImage, Version: "2.0<b>", Image: "r/web:2", Strategy: berth.StrategyRolling,
+		StartedBy: "dana", RunID: scaleWeb, Outcome: berth.ReleaseRolledBack, Reason: "instance 2 unhealthy", FinishedAt: &done}
 	require.NoError(t, db.Create(rel).Error)
-	require.NoError(t, db.Create(&store.Release{ServiceID: api.ID, Kind: store.ReleaseImage, Version: "9.9", Outcome: store.ReleaseSucceeded}).Error)
+	require.NoError(t, db.Create(&store.Release{ServiceID: api.ID, Kind: berth.ReleaseImage, Version: "9.9", Outcome: berth.ReleaseSucceeded}).Error)
 
 	var out struct {
 		Releases      []releaseView `json:"releases"`

@@ -9,7 +9,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/engine"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -37,7 +38,7 @@ func (r *hostRequest) validate() error {
 	if !regionRE.MatchString(r.Region) {
 		return badRequest("region must be 1-31 characters of a-z, 0-9 and '-'")
 	}
-	if err := activities.CheckEndpoint(r.Endpoint, r.TLSCA, r.TLSCert, r.TLSKey); err != nil {
+	if err := engine.CheckEndpoint(r.Endpoint, r.TLSCA, r.TLSCert, r.TLSKey); err != nil {
 		return badRequest(err.Error())
 	}
 	if ip := net.ParseIP(r.IP); ip == nil || ip.IsUnspecified() {
@@ -81,7 +82,7 @@ func (s *Server) createHost(c *gin.Context) {
 func (s *Server) provision(c *gin.Context, h *store.Host) (*runStarted, error) {
 	ctx := c.Request.Context()
 	wfID := workflows.ProvisionHostID(h.Name)
-	run := &store.Run{Kind: "provision-host", WorkflowID: wfID, HostID: h.ID, Subject: "host/" + h.Name, StartedBy: actor(c)}
+	run := &store.Run{Kind: berth.KindProvisionHost, WorkflowID: wfID, HostID: h.ID, Subject: "host/" + h.Name, StartedBy: actor(c)}
 	if err := s.store.CreateRun(ctx, run, wfID); err != nil {
 		return nil, err
 	}

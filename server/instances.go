@@ -12,7 +12,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/workflows"
 )
 
@@ -24,37 +24,37 @@ import (
 const liveReadTimeout = 20 * time.Second
 
 // instanceRef finds the live instance in the path and its host.
-func (s *Server) instanceRef(c *gin.Context) (activities.InstanceRef, error) {
+func (s *Server) instanceRef(c *gin.Context) (berth.InstanceRef, error) {
 	ctx := c.Request.Context()
 	inst, err := s.store.LiveInstanceByName(ctx, c.Param("name"))
 	if err != nil {
-		return activities.InstanceRef{}, err
+		return berth.InstanceRef{}, err
 	}
 	h, err := s.store.Host(ctx, inst.HostID)
 	if err != nil {
-		return activities.InstanceRef{}, err
+		return berth.InstanceRef{}, err
 	}
-	return activities.InstanceRef{Host: h.Ref(), Instance: inst.Name}, nil
+	return berth.InstanceRef{Host: h.Ref(), Instance: inst.Name}, nil
 }
 
 // liveReadError turns a failed read into what the user can act on.
-func (s *Server) liveReadError(ctx context.Context, ref activities.InstanceRef, what string, err error) error {
+func (s *Server) liveReadError(ctx context.Context, ref berth.InstanceRef, what string, err error) error {
 	var te *temporal.TimeoutError
 	var ae *temporal.ApplicationError
 	region := ref.Host.Region
 	switch {
 	case errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START:
-		return &apiError{http.StatusServiceUnavailable, "region_unavailable", fmt.Sprintf(
+		return &berth.Error{Code: berth.EUnavailable, Reason: "region_unavailable", Message: fmt.Sprintf(
 			"the worker for region %s does not answer: start a berth worker serving region %s (BERTH_REGIONS=%s), then try again", region, region, region)}
-	case errors.As(err, &ae) && ae.Type() == activities.ErrNotFound:
-		return &apiError{http.StatusNotFound, "not_found", fmt.Sprintf(
+	case errors.As(err, &ae) && ae.Type() == string(berth.ENotFound):
+		return &berth.Error{Code: berth.ENotFound, Message: fmt.Sprintf(
 			"instance %s has no container on host %s any more; the service page shows its instances now", ref.Instance, ref.Host.Name)}
 	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
-		return &apiError{http.StatusGatewayTimeout, "region_timeout", fmt.Sprintf(
+		return &berth.Error{Code: berth.ETimeout, Reason: "region_timeout", Message: fmt.Sprintf(
 			"the %s of %s did not come back from region %s within %s; try again", what, ref.Instance, region, liveReadTimeout)}
 	}
 	s.log.Warn("live read failed", "instance", ref.Instance, "host", ref.Host.Name, "what", what, "error", err)
-	return &apiError{http.StatusBadGateway, "engine_unavailable", fmt.Sprintf(
+	return &berth.Error{Code: berth.EUpstream, Reason: "engine_unavailable", Message: fmt.Sprintf(
 		"the Docker engine of host %s did not give the %s of %s; check that the host is up (Hosts page), then try again", ref.Host.Name, what, ref.Instance)}
 }
 
@@ -85,8 +85,8 @@ func (s *Server) instanceLogs(c *gin.Context) {
 	tail := 100
 	if v := c.Query("tail"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > activities.MaxLogLines {
-			s.fail(c, badRequest(fmt.Sprintf("tail must be a number from 1 to %d", activities.MaxLogLines)))
+		if err != nil || n < 1 || n > berth.MaxLogLines {
+			s.fail(c, badRequest(fmt.Sprintf("tail must be a number from 1 to %d", berth.MaxLogLines)))
 			return
 		}
 		tail = n

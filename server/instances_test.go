@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/mocks"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -28,26 +28,26 @@ func TestInstanceReads(t *testing.T) {
 	require.Equal(t, http.StatusCreated, code)
 	code, _ = f.call("POST", "/api/v1/tenants/shop/environments", f.token, environmentRequest{Name: "dev"}, nil)
 	require.Equal(t, http.StatusCreated, code)
-	dev := f.user("dana", roleRequest{Tenant: "shop", Role: store.RoleDeveloper})
+	dev := f.user("dana", roleRequest{Tenant: "shop", Role: berth.RoleDeveloper})
 	outsider := f.user("eve")
 	env, err := f.st.Environment(ctx, "shop", "dev")
 	require.NoError(t, err)
 	h := &store.Host{Name: "h1", Region: "eu", Endpoint: "unix:///x.sock", IP: "127.0.0.1"}
 	require.NoError(t, f.st.CreateHost(ctx, h))
-	app := &store.Application{EnvironmentID: env.ID, Name: "web", State: store.StateRunning}
+	app := &store.Application{EnvironmentID: env.ID, Name: "web", State: berth.StateRunning}
 	require.NoError(t, db.Create(app).Error)
-	svc := &store.Service{ApplicationID: app.ID, Name: "web", State: store.StateRunning}
+	svc := &store.Service{ApplicationID: app.ID, Name: "web", State: berth.StateRunning}
 	require.NoError(t, db.Create(svc).Error)
-	inst := &store.Instance{ServiceID: svc.ID, Name: "shop-dev-web-web-1", HostID: h.ID, State: store.StateRunning}
+	inst := &store.Instance{ServiceID: svc.ID, Name: "shop-dev-web-web-1", HostID: h.ID, State: berth.StateRunning}
 	require.NoError(t, db.Create(inst).Error)
-	ref := activities.InstanceRef{Host: h.Ref(), Instance: inst.Name}
+	ref := berth.InstanceRef{Host: h.Ref(), Instance: inst.Name}
 
 	ok := &mocks.WorkflowRun{}
 	ok.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
-		*(args.Get(1).(*workflows.InstanceStatsResult)) = workflows.InstanceStatsResult{Stats: activities.InstanceStats{Instance: inst.Name, Running: true, MemoryBytes: 42}}
+		*(args.Get(1).(*workflows.InstanceStatsResult)) = workflows.InstanceStatsResult{Stats: berth.InstanceStats{Instance: inst.Name, Running: true, MemoryBytes: 42}}
 	}).Return(nil)
 	f.tc.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.InstanceStatsName, workflows.InstanceStatsInput{Instance: ref}).Return(ok, nil).Once()
-	var st activities.InstanceStats
+	var st berth.InstanceStats
 	code, eb := f.call("GET", "/api/v1/instances/"+inst.Name+"/stats", dev, nil, &st)
 	require.Equal(t, http.StatusOK, code, eb.Error.Message)
 	require.EqualValues(t, 42, st.MemoryBytes)
@@ -61,7 +61,7 @@ func TestInstanceReads(t *testing.T) {
 	require.Contains(t, eb.Error.Message, "the worker for region eu does not answer")
 
 	gone := &mocks.WorkflowRun{}
-	gone.On("Get", mock.Anything, mock.Anything).Return(temporal.NewNonRetryableApplicationError("no container", activities.ErrNotFound, nil))
+	gone.On("Get", mock.Anything, mock.Anything).Return(temporal.NewNonRetryableApplicationError("no container", string(berth.ENotFound), nil))
 	f.tc.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.InstanceLogsName, mock.MatchedBy(func(in workflows.InstanceLogsInput) bool {
 		return in.Tail == 20 && in.Since.Year() == 2025 && in.Instance == ref
 	})).Return(gone, nil).Once()

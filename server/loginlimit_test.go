@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -46,8 +47,8 @@ func TestLoginRateLimit(t *testing.T) {
 	f := newAPI(t)
 	code, _ := f.call("POST", "/api/v1/tenants", f.token, nameRequest{Name: "shop"}, nil)
 	require.Equal(t, http.StatusCreated, code)
-	f.user("dana", roleRequest{Tenant: "shop", Role: store.RoleDeveloper})
-	f.user("bob", roleRequest{Tenant: "shop", Role: store.RoleDeveloper})
+	f.user("dana", roleRequest{Tenant: "shop", Role: berth.RoleDeveloper})
+	f.user("bob", roleRequest{Tenant: "shop", Role: berth.RoleDeveloper})
 
 	login := func(name, password string, form bool) (*http.Response, string) {
 		var req *http.Request

@@ -14,8 +14,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/berth-dev/berth/activities/artifacts"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/artifacts"
 )
 
 // PackageStore keeps uploaded application packages, content-addressed.
@@ -43,7 +43,7 @@ func (s *Server) createFileRelease(c *gin.Context) {
 func (s *Server) createPackageRelease(c *gin.Context, grey bool) {
 	ctx := c.Request.Context()
 	if s.cfg.Packages == nil {
-		s.fail(c, &apiError{http.StatusNotImplemented, "no_artifact_store", "this server has no artifact store configured"})
+		s.fail(c, &berth.Error{Code: berth.ENotImplemented, Reason: "no_artifact_store", Message: "this server has no artifact store configured"})
 		return
 	}
 	mr, err := c.Request.MultipartReader()
@@ -136,7 +136,7 @@ func (s *Server) createPackageRelease(c *gin.Context, grey bool) {
 		}
 		deadline = d
 	}
-	rs := releaseSpec{kind: store.ReleaseFile, version: version, batch: batch, deadline: deadline, pkg: pkg}
+	rs := releaseSpec{kind: berth.ReleaseFile, version: version, batch: batch, deadline: deadline, pkg: pkg}
 	switch fields["build"] {
 	case "", "false":
 	case "true":
@@ -144,7 +144,7 @@ func (s *Server) createPackageRelease(c *gin.Context, grey bool) {
 			s.fail(c, badRequest("command is for file releases, not with build=true"))
 			return
 		}
-		rs.kind, rs.build = store.ReleaseImage, true
+		rs.kind, rs.build = berth.ReleaseImage, true
 	default:
 		s.fail(c, badRequest("build must be true or false"))
 		return
@@ -207,11 +207,11 @@ func uploadError(err error) error {
 	var mb *http.MaxBytesError
 	switch {
 	case errors.As(err, &mb), errors.Is(err, artifacts.ErrTooLarge):
-		return &apiError{http.StatusRequestEntityTooLarge, "too_large", "package is larger than the limit"}
+		return &berth.Error{Code: berth.ETooLarge, Message: "package is larger than the limit"}
 	case errors.Is(err, artifacts.ErrChecksum):
-		return &apiError{http.StatusUnprocessableEntity, "checksum_mismatch", err.Error()}
+		return &berth.Error{Code: berth.EUnprocessable, Reason: "checksum_mismatch", Message: err.Error()}
 	case errors.Is(err, artifacts.ErrInvalid):
-		return &apiError{http.StatusUnprocessableEntity, "invalid_package", err.Error()}
+		return &berth.Error{Code: berth.EUnprocessable, Reason: "invalid_package", Message: err.Error()}
 	}
 	return badRequest("upload failed: " + err.Error())
 }

@@ -9,8 +9,9 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/berth-dev/berth/activities/artifacts"
-	"github.com/berth-dev/berth/activities/compose"
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/artifacts"
+	"github.com/berth-dev/berth/compose"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -41,7 +42,7 @@ func (s *Server) serviceContext(c *gin.Context) (*store.ServiceContext, error) {
 func (s *Server) readableService(c *gin.Context) (*store.ServiceContext, error) {
 	sc, err := s.serviceContext(c)
 	if err == nil && !principalOf(c).has(sc.Tenant.ID, readRoles...) {
-		err = &forbiddenError{fmt.Sprintf("service %d belongs to a tenant you hold no role on", sc.Service.ID)}
+		err = &berth.Error{Code: berth.EForbidden, Message: fmt.Sprintf("service %d belongs to a tenant you hold no role on", sc.Service.ID)}
 	}
 	return sc, err
 }
@@ -50,7 +51,7 @@ func (s *Server) readableService(c *gin.Context) (*store.ServiceContext, error) 
 // needs: its context, its spec with the image it runs now (the compose file
 // holds the first image; releases move the service on), and its live
 // instances, oldest first.
-func (s *Server) serviceTarget(c *gin.Context) (*store.ServiceContext, *compose.ServiceSpec, []store.PlannedInstance, error) {
+func (s *Server) serviceTarget(c *gin.Context) (*store.ServiceContext, *compose.ServiceSpec, []berth.PlannedInstance, error) {
 	ctx := c.Request.Context()
 	sc, err := s.serviceContext(c)
 	if err != nil {
@@ -62,7 +63,7 @@ func (s *Server) serviceTarget(c *gin.Context) (*store.ServiceContext, *compose.
 	}
 	svc := spec.Service(sc.Service.Name)
 	if svc == nil {
-		return nil, nil, nil, &apiError{http.StatusConflict, "conflict", "service " + sc.Service.Name + " is not in its application's compose file"}
+		return nil, nil, nil, &berth.Error{Code: berth.EConflict, Message: "service " + sc.Service.Name + " is not in its application's compose file"}
 	}
 	svc.Image = sc.Service.Image
 	live, err := s.store.LiveServiceInstances(ctx, sc.Service.ID)
@@ -104,8 +105,8 @@ func (s *Server) createRelease(c *gin.Context) {
 		}
 		deadline = d
 	}
-	s.startReleaseOf(c, releaseSpec{kind: store.ReleaseImage, image: req.Image, version: req.Version, batch: req.BatchSize, deadline: deadline,
-		request: replayOf(c, "release", req)})
+	s.startReleaseOf(c, releaseSpec{kind: berth.ReleaseImage, image: req.Image, version: req.Version, batch: req.BatchSize, deadline: deadline,
+		request: replayOf(c, berth.KindRelease, req)})
 }
 
 type rollbackRequest struct {
@@ -133,21 +134,22 @@ func (s *Server) rollback(c *gin.Context) {
 		s.fail(c, badRequest(fmt.Sprintf("release %d is not a release of service %s", rel.ID, c.Param("id"))))
 		return
 	}
-	if rel.Kind != store.ReleaseImage || rel.Image == "" {
-		s.fail(c, &apiError{http.StatusConflict, "conflict", fmt.Sprintf("release %d has no image to return to", rel.ID)})
+	if rel.Kind != berth.ReleaseImage || rel.Image == "" {
+		s.fail(c, &berth.Error{Code: berth.EConflict, Message: fmt.Sprintf("release %d has no image to return to", rel.ID)})
 		return
 	}
-	s.startReleaseOf(c, releaseSpec{kind: store.ReleaseImage, image: rel.Image, version: rel.Version, deadline: 15 * time.Minute, rollbackOf: rel.ID,
-		request: replayOf(c, "rollback", req)})
+	s.startReleaseOf(c, releaseSpec{kind: berth.ReleaseImage, image: rel.Image, version: rel.Version, deadline: 15 * time.Minute, rollbackOf: rel.ID,
+		request: replayOf(c, berth.KindRollback, req)})
 }
 
 // releaseSpec is what a release request asks for.
 type releaseSpec struct {
-	kind, image, version string
-	batch                int
-	deadline             time.Duration
-	rollbackOf           uint
-	pkg                  *artifacts.Package
+	kind           berth.ReleaseKind
+	image, version string
+	batch          int
+	deadline       time.Duration
+	rollbackOf     uint
+	pkg            *artifacts.Package
 	// build: the image is built from pkg on the service's current image.
 	build   bool
 	command []string
@@ -166,10 +168,10 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 		return
 	}
 	if len(live) == 0 {
-		s.fail(c, &apiError{http.StatusConflict, "conflict", "service " + sc.Service.Name + " has no instance to release to"})
+		s.fail(c, &berth.Error{Code: berth.EConflict, Message: "service " + sc.Service.Name + " has no instance to release to"})
 		return
 	}
-	if rs.kind == store.ReleaseFile {
+	if rs.kind == berth.ReleaseFile {
 		image = svc.Image
 	}
 	if rs.build {
@@ -202,12 +204,12 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 	}
 	tenant, env, app := sc.Tenant.Name, sc.Environment.Name, sc.Application.Name
 	wfID := workflows.ReleaseVersionID(tenant, env, app, sc.Service.Name)
-	kind, strategy := "release", store.StrategyRolling
+	kind, strategy := berth.KindRelease, berth.StrategyRolling
 	if rollbackOf != 0 {
-		kind = "rollback"
+		kind = berth.KindRollback
 	}
 	if rs.grey != nil {
-		wfID, kind, strategy = workflows.GreyReleaseID(tenant, env, app, sc.Service.Name), "grey-release", store.StrategyGrey
+		wfID, kind, strategy = workflows.GreyReleaseID(tenant, env, app, sc.Service.Name), berth.KindGreyRelease, berth.StrategyGrey
 	}
 	run := &store.Run{Kind: kind, WorkflowID: wfID, TenantID: sc.Tenant.ID, EnvironmentID: sc.Environment.ID,
 		Subject: tenant + "/" + env + "/" + app + "/" + sc.Service.Name, StartedBy: actor(c), Request: rs.request, RetryOf: retryOf(c)}
@@ -227,22 +229,22 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 		Service: target, LastGoodImage: lastGood.Image, Instances: live, BatchSize: batch, Fast: rollbackOf != 0,
 		ProgressDeadline: deadline, PortMin: s.cfg.PortMin, PortMax: s.cfg.PortMax, HealthTimeout: s.cfg.HealthTimeout,
 		DrainTimeout: s.cfg.DrainTimeout, LB: s.lbFor(&sc.Environment)}
-	if rs.kind == store.ReleaseFile {
-		input.Kind, input.PackageSHA256, input.LastGoodPackage = store.ReleaseFile, rs.pkg.SHA256, lastGood.PackageSHA256
+	if rs.kind == berth.ReleaseFile {
+		input.Kind, input.PackageSHA256, input.LastGoodPackage = berth.ReleaseFile, rs.pkg.SHA256, lastGood.PackageSHA256
 		input.Command = rs.command
 	}
 	if rs.build {
-		input.Kind, input.PackageSHA256, input.BuildBase = workflows.ReleaseKindBuild, rs.pkg.SHA256, svc.Image
+		input.Kind, input.PackageSHA256, input.BuildBase = berth.ReleaseBuild, rs.pkg.SHA256, svc.Image
 	}
 	if sc.Environment.ApproveReleases {
 		what := "image " + image
 		if rs.pkg != nil {
 			what = fmt.Sprintf("package %s (%s, sha256 %s…)", rs.pkg.Name, rs.pkg.Kind, rs.pkg.SHA256[:12])
 		}
-		input.Approval = &workflows.ApprovalRequest{Step: "approval", Roles: []string{"approver"}, Quorum: 1,
+		input.Approval = &berth.ApprovalRequest{Step: "approval", Roles: []berth.Role{berth.RoleApprover}, Quorum: 1,
 			SeparateDuties: sc.Environment.SeparateDuties, RequireComment: sc.Environment.RequireComment,
 			StartedBy: actor(c), TenantID: sc.Tenant.ID, EnvironmentID: sc.Environment.ID, Timeout: 24 * time.Hour,
-			OnTimeout: workflows.OnTimeoutFail,
+			OnTimeout: berth.OnTimeoutFail,
 			Summary: fmt.Sprintf("%s %s of %s/%s: %s → %s (%s), %d instances in batches of %d", kind, sc.Service.Name, app, env,
 				base.Version, version, what, len(live), batch)}
 	}
@@ -271,7 +273,7 @@ var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 // <registry>/<tenant>/<app>-<service>:<version>.
 func (s *Server) buildTarget(sc *store.ServiceContext, version string) (string, error) {
 	if s.cfg.Registry == "" {
-		return "", &apiError{http.StatusNotImplemented, "no_registry", "this server has no registry configured (BERTH_REGISTRY): images cannot be built or committed"}
+		return "", &berth.Error{Code: berth.ENotImplemented, Reason: "no_registry", Message: "this server has no registry configured (BERTH_REGISTRY): images cannot be built or committed"}
 	}
 	if !tagRE.MatchString(version) {
 		return "", badRequest("version must be a valid image tag: letters, digits and _ . - (no +)")

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -20,8 +20,10 @@ import (
 
 // replayRequest is a run's request as kept for a retry.
 type replayRequest struct {
-	// Route is the kind of request: deploy, scale, release or rollback.
-	Route string `json:"route"`
+	// Route is the kind of run the request starts: deploy, scale, release,
+	// rollback or grey-release ("grey" in requests kept before the kinds
+	// were one list).
+	Route berth.RunKind `json:"route"`
 	// Params are the route's path parameters (tenant and env, or the service id).
 	Params map[string]string `json:"params"`
 	Body   json.RawMessage   `json:"body"`
@@ -33,7 +35,7 @@ const retryOfKey = "berth.retryOf"
 func retryOf(c *gin.Context) uint { return c.GetUint(retryOfKey) }
 
 // replayOf records a request for a later retry.
-func replayOf(c *gin.Context, route string, body any) string {
+func replayOf(c *gin.Context, route berth.RunKind, body any) string {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return ""
@@ -50,46 +52,54 @@ func replayOf(c *gin.Context, route string, body any) string {
 }
 
 // replays are the handlers a kept request goes to again.
-var replays = map[string]func(*Server, *gin.Context){
-	"deploy":   (*Server).deployApplication,
-	"scale":    (*Server).scaleService,
-	"release":  (*Server).createRelease,
-	"rollback": (*Server).rollback,
-	"grey":     (*Server).createGrey,
+var replays = map[berth.RunKind]func(*Server, *gin.Context){
+	berth.KindDeploy:      (*Server).deployApplication,
+	berth.KindScale:       (*Server).scaleService,
+	berth.KindRelease:     (*Server).createRelease,
+	berth.KindRollback:    (*Server).rollback,
+	berth.KindGreyRelease: (*Server).createGrey,
 }
+
+// legacyGreyRoute is how requests kept before the kinds were one list name a
+// grey release.
+const legacyGreyRoute berth.RunKind = "grey"
 
 // retryable returns a run's kept request, or why the run cannot be retried.
 func retryable(run *store.Run) (*replayRequest, error) {
 	id := strconv.FormatUint(uint64(run.ID), 10)
-	if run.Status != store.RunFailed && run.Status != store.RunCancelled {
-		return nil, &apiError{http.StatusConflict, "conflict", "run " + id + " is " + run.Status + "; only a failed or cancelled run can be retried"}
+	if run.Status != berth.RunFailed && run.Status != berth.RunCancelled {
+		return nil, &berth.Error{Code: berth.EConflict, Message: "run " + id + " is " + string(run.Status) + "; only a failed or cancelled run can be retried"}
 	}
 	if run.Request == "" {
 		why := "berth kept no request for it"
 		switch run.Kind {
-		case "delete":
+		case berth.KindDelete:
 			why = "delete the application again instead"
-		case "gate":
+		case berth.KindGate:
 			why = "open a new approval gate instead"
-		case "release", "grey-release":
+		case berth.KindRelease, berth.KindGreyRelease:
 			why = "a file or build release is retried by uploading the package again"
-		case "commit":
+		case berth.KindCommit:
 			why = "commit the instance again instead"
-		case "provision-host":
+		case berth.KindProvisionHost:
 			why = "check the host again instead (POST /api/v1/hosts/{host}/check)"
 		}
-		return nil, &apiError{http.StatusConflict, "not_retryable", fmt.Sprintf("run %s (%s) cannot be retried: %s", id, run.Kind, why)}
+		return nil, &berth.Error{Code: berth.EConflict, Reason: "not_retryable", Message: fmt.Sprintf("run %s (%s) cannot be retried: %s", id, run.Kind, why)}
 	}
 	var rp replayRequest
-	if err := json.Unmarshal([]byte(run.Request), &rp); err != nil || replays[rp.Route] == nil {
-		return nil, &apiError{http.StatusConflict, "not_retryable", fmt.Sprintf("run %s (%s) cannot be retried: its kept request is not readable", id, run.Kind)}
+	err := json.Unmarshal([]byte(run.Request), &rp)
+	if rp.Route == legacyGreyRoute {
+		rp.Route = berth.KindGreyRelease
+	}
+	if err != nil || replays[rp.Route] == nil {
+		return nil, &berth.Error{Code: berth.EConflict, Reason: "not_retryable", Message: fmt.Sprintf("run %s (%s) cannot be retried: its kept request is not readable", id, run.Kind)}
 	}
 	return &rp, nil
 }
 
 // retryRoles are the roles that may start a run of this kind again.
-func retryRoles(kind string) []string {
-	if kind == "rollback" {
+func retryRoles(kind berth.RunKind) []berth.Role {
+	if kind == berth.KindRollback {
 		return rollbackRoles
 	}
 	return deployRoles
@@ -135,7 +145,7 @@ func (s *Server) retryRun(c *gin.Context) {
 // retryReason says why the viewer may not retry a run, or "" when they may.
 // show is false for runs where a retry makes no sense at all (running, succeeded).
 func (s *Server) retryReason(c *gin.Context, run *store.Run, p *principal) (show bool, reason string) {
-	if run.Status != store.RunFailed && run.Status != store.RunCancelled {
+	if run.Status != berth.RunFailed && run.Status != berth.RunCancelled {
 		return false, ""
 	}
 	if _, err := retryable(run); err != nil {

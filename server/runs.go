@@ -10,6 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -18,7 +19,7 @@ import (
 // go through allowlists or exact matches.
 func (s *Server) runFilter(c *gin.Context, q url.Values) (store.RunFilter, error) {
 	ctx := c.Request.Context()
-	f := store.RunFilter{Kind: q.Get("kind"), Status: q.Get("status"), StartedBy: q.Get("by"), Sort: q.Get("sort")}
+	f := store.RunFilter{Kind: berth.RunKind(q.Get("kind")), Status: berth.RunStatus(q.Get("status")), StartedBy: q.Get("by"), Sort: q.Get("sort")}
 	if _, ok := store.RunSorts[f.Sort]; !ok {
 		return f, badRequest("sort must be one of id, -id, created, -created, status, kind")
 	}
@@ -104,7 +105,7 @@ func (s *Server) listRuns(c *gin.Context) {
 			if r.FinishedAt != nil {
 				fin = r.FinishedAt.UTC().Format(time.RFC3339)
 			}
-			_ = w.Write([]string{strconv.FormatUint(uint64(r.ID), 10), r.Kind, csvSafe(r.Subject), r.Status, csvSafe(r.StartedBy),
+			_ = w.Write([]string{strconv.FormatUint(uint64(r.ID), 10), string(r.Kind), csvSafe(r.Subject), string(r.Status), csvSafe(r.StartedBy),
 				r.CreatedAt.UTC().Format(time.RFC3339), fin, csvSafe(r.Error)})
 		}
 		w.Flush()
@@ -153,8 +154,8 @@ func (s *Server) cancelRun(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if run.Status != store.RunRunning && run.Status != store.RunPending {
-		s.fail(c, &apiError{http.StatusConflict, "conflict", "run " + strconv.FormatUint(uint64(run.ID), 10) + " is already " + run.Status})
+	if run.Status != berth.RunRunning && run.Status != berth.RunPending {
+		s.fail(c, &berth.Error{Code: berth.EConflict, Message: "run " + strconv.FormatUint(uint64(run.ID), 10) + " is already " + string(run.Status)})
 		return
 	}
 	if err := s.temporal.CancelWorkflow(c.Request.Context(), run.WorkflowID, run.TemporalRunID); err != nil {
@@ -227,8 +228,8 @@ func (s *Server) confirmFirewall(c *gin.Context) {
 			return
 		}
 	}
-	if run.Status != store.RunRunning {
-		s.fail(c, &apiError{http.StatusConflict, "conflict", "run " + strconv.FormatUint(uint64(run.ID), 10) + " is " + run.Status + ", not waiting"})
+	if run.Status != berth.RunRunning {
+		s.fail(c, &berth.Error{Code: berth.EConflict, Message: "run " + strconv.FormatUint(uint64(run.ID), 10) + " is " + string(run.Status) + ", not waiting"})
 		return
 	}
 	st, err := s.store.Run(c.Request.Context(), run.ID)
@@ -238,12 +239,12 @@ func (s *Server) confirmFirewall(c *gin.Context) {
 	}
 	waiting := false
 	for _, step := range st.Steps {
-		if step.Name == "firewall ticket" && step.State == store.StepWaiting {
+		if step.Name == "firewall ticket" && step.State == berth.StepWaiting {
 			waiting = true
 		}
 	}
 	if !waiting {
-		s.fail(c, &apiError{http.StatusConflict, "conflict", "run is not waiting for a firewall ticket"})
+		s.fail(c, &berth.Error{Code: berth.EConflict, Message: "run is not waiting for a firewall ticket"})
 		return
 	}
 	err = s.temporal.SignalWorkflow(c.Request.Context(), run.WorkflowID, run.TemporalRunID, workflows.FirewallConfirmSignal,

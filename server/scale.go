@@ -7,7 +7,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/lb"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -49,7 +50,7 @@ func (s *Server) scaleService(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"from": from, "to": to, "message": "service already has this many instances"})
 		return
 	}
-	var remove []store.PlannedInstance
+	var remove []berth.PlannedInstance
 	if to > from {
 		need := (to - from) * len(svcSpec.Ports)
 		free, err := s.store.FreePorts(ctx, sc.Environment.ID, s.cfg.PortMin, s.cfg.PortMax)
@@ -62,7 +63,7 @@ func (s *Server) scaleService(c *gin.Context) {
 			total += n
 		}
 		if len(free) == 0 || total < need {
-			s.fail(c, &apiError{http.StatusConflict, "no_capacity", fmt.Sprintf(
+			s.fail(c, &berth.Error{Code: berth.EConflict, Reason: "no_capacity", Message: fmt.Sprintf(
 				"scaling %s to %d needs %d host ports; the environment's ready hosts have %d free in %d-%d",
 				sc.Service.Name, to, need, total, s.cfg.PortMin, s.cfg.PortMax)})
 			return
@@ -72,9 +73,9 @@ func (s *Server) scaleService(c *gin.Context) {
 	}
 	tenant, env, app := sc.Tenant.Name, sc.Environment.Name, sc.Application.Name
 	wfID := workflows.ScaleServiceID(tenant, env, app, sc.Service.Name)
-	run := &store.Run{Kind: "scale", WorkflowID: wfID, TenantID: sc.Tenant.ID, EnvironmentID: sc.Environment.ID,
+	run := &store.Run{Kind: berth.KindScale, WorkflowID: wfID, TenantID: sc.Tenant.ID, EnvironmentID: sc.Environment.ID,
 		Subject: tenant + "/" + env + "/" + app + "/" + sc.Service.Name, StartedBy: actor(c),
-		Request: replayOf(c, "scale", req), RetryOf: retryOf(c)}
+		Request: replayOf(c, berth.KindScale, req), RetryOf: retryOf(c)}
 	if err := s.withLock(ctx, func() error {
 		run.ID = 0
 		return s.store.BeginRun(ctx, sc.Application.ID, run, workflows.AppLockKey(tenant, env, app))
@@ -110,14 +111,14 @@ func (s *Server) getPool(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := gin.H{"pool": pool, "backend": activities.BackendOf(pool)}
+	out := gin.H{"pool": pool, "backend": lb.BackendOf(pool)}
 	if c.Query("live") == "1" {
 		sctx, cancel := contextWithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		var res workflows.PoolStatsResult
 		if err := s.readThroughWorker(sctx, workflows.PoolStatsID(pool.Backend), workflows.PoolStatsName,
 			workflows.PoolStatsInput{Region: pool.Region, Backend: pool.Backend}, &res); err != nil {
-			s.fail(c, &apiError{http.StatusBadGateway, "lb_unavailable", "the load balancer of region " + pool.Region + " did not answer"})
+			s.fail(c, &berth.Error{Code: berth.EUpstream, Reason: "lb_unavailable", Message: "the load balancer of region " + pool.Region + " did not answer"})
 			return
 		}
 		out["live"] = res.Servers
@@ -127,7 +128,7 @@ func (s *Server) getPool(c *gin.Context) {
 
 func (s *Server) listOpenings(c *gin.Context) {
 	state := c.Query("state")
-	if state != "" && state != store.OpeningRequested && state != store.OpeningOpen && state != store.OpeningClosed {
+	if _, ok := berth.Parse(berth.OpeningStates, state); !ok && state != "" {
 		s.fail(c, badRequest("state must be requested, open or closed"))
 		return
 	}
@@ -140,8 +141,8 @@ func (s *Server) listOpenings(c *gin.Context) {
 }
 
 func (s *Server) listCMDB(c *gin.Context) {
-	state := c.Query("state")
-	if state != "" && state != store.SyncPending && state != store.SyncDone && state != store.SyncFailed {
+	state := berth.SyncState(c.Query("state"))
+	if _, ok := berth.Parse(berth.SyncStates, string(state)); !ok && state != "" {
 		s.fail(c, badRequest("state must be pending, synced or failed"))
 		return
 	}
@@ -162,9 +163,9 @@ func (s *Server) syncCMDB(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	var res activities.SyncResult
+	var res berth.SyncResult
 	if err := we.Get(ctx, &res); err != nil {
-		s.fail(c, &apiError{http.StatusBadGateway, "cmdb_unavailable", "the CMDB sync did not finish"})
+		s.fail(c, &berth.Error{Code: berth.EUpstream, Reason: "cmdb_unavailable", Message: "the CMDB sync did not finish"})
 		return
 	}
 	c.JSON(http.StatusOK, res)

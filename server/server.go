@@ -13,8 +13,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/sdk/client"
 
-	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/activities/compose"
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/compose"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -33,7 +33,7 @@ type Config struct {
 	MaxBodyBytes    int64
 	MaxComposeBytes int64
 	// LB and DrainTimeout shape scale runs; LB also deploys.
-	LB           activities.LBSettings
+	LB           berth.LBSettings
 	DrainTimeout time.Duration
 	// Packages stores uploaded packages; MaxPackageBytes bounds an upload.
 	Packages        PackageStore
@@ -144,13 +144,13 @@ func (s *Server) Handler() http.Handler {
 	api.GET("/instances/:name/logs", s.instanceLogs)
 	api.POST("/runs/:id/firewall/confirm", s.confirmFirewall)
 	api.GET("/audit", s.listAudit)
-	r.NoRoute(func(c *gin.Context) { s.fail(c, &apiError{http.StatusNotFound, "not_found", "no such route"}) })
+	r.NoRoute(func(c *gin.Context) { s.fail(c, &berth.Error{Code: berth.ENotFound, Message: "no such route"}) })
 	return r
 }
 
 func (s *Server) healthz(c *gin.Context) {
 	if err := s.store.Ping(c.Request.Context()); err != nil {
-		s.fail(c, &apiError{http.StatusServiceUnavailable, "unavailable", "database does not answer"})
+		s.fail(c, &berth.Error{Code: berth.EUnavailable, Message: "database does not answer"})
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/berth-dev/berth"
 	"github.com/gin-gonic/gin"
 )
 
@@ -29,8 +30,8 @@ const (
 func (s *Server) Close() { s.closeOnce.Do(func() { close(s.closing) }) }
 
 type runEvent struct {
-	Status string `json:"status"`
-	HTML   string `json:"html"`
+	Status berth.RunStatus `json:"status"`
+	HTML   string          `json:"html"`
 }
 
 // runEvents streams a run page's live part as server-sent events: "run"
@@ -78,7 +79,7 @@ func (s *Server) runEvents(c *gin.Context) {
 			s.log.Error("live run not rendered", "run", run.ID, "error", err)
 			return
 		}
-		sum := sha256.Sum256([]byte(run.Status + "\x00" + html))
+		sum := sha256.Sum256([]byte(string(run.Status) + "\x00" + html))
 		id := hex.EncodeToString(sum[:8])
 		if id != last {
 			data, _ := json.Marshal(runEvent{Status: run.Status, HTML: html})

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -33,17 +32,17 @@ func (s *Server) startRun(ctx context.Context, run *store.Run, workflowName stri
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		msg := "workflow could not be started: " + err.Error()
-		if ferr := s.store.FinishRun(cctx, run.ID, store.RunFailed, msg); ferr != nil {
+		if ferr := s.store.FinishRun(cctx, run.ID, berth.RunFailed, msg); ferr != nil {
 			s.log.Error("run left pending", "run", run.ID, "error", ferr)
 		}
 		if run.ApplicationID != 0 {
-			_ = s.store.SetApplicationState(cctx, run.ApplicationID, store.StateFailed)
+			_ = s.store.SetApplicationState(cctx, run.ApplicationID, berth.StateFailed)
 		}
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
-			return &apiError{http.StatusConflict, "conflict", fmt.Sprintf("workflow %s is already running", run.WorkflowID)}
+			return &berth.Error{Code: berth.EConflict, Message: fmt.Sprintf("workflow %s is already running", run.WorkflowID)}
 		}
-		return &apiError{http.StatusServiceUnavailable, "unavailable", "the workflow engine did not accept the run; try again"}
+		return &berth.Error{Code: berth.EUnavailable, Message: "the workflow engine did not accept the run; try again"}
 	}
 	return s.store.SetRunStarted(ctx, run.ID, we.GetRunID())
 }
@@ -52,15 +51,15 @@ func (s *Server) startRun(ctx context.Context, run *store.Run, workflowName stri
 // its outcome (terminated by an operator, or timed out), so that no lock
 // outlives its workflow. It reports whether the run was released.
 func (s *Server) releaseIfClosed(ctx context.Context, run *store.Run) (bool, error) {
-	if run.Status != store.RunPending && run.Status != store.RunRunning {
+	if run.Status != berth.RunPending && run.Status != berth.RunRunning {
 		return false, nil
 	}
-	if run.Status == store.RunPending && time.Since(run.CreatedAt) < time.Minute {
+	if run.Status == berth.RunPending && time.Since(run.CreatedAt) < time.Minute {
 		return false, nil
 	}
 	desc, err := s.temporal.DescribeWorkflowExecution(ctx, run.WorkflowID, run.TemporalRunID)
 	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) && run.Status == store.RunRunning {
+	if errors.As(err, &nf) && run.Status == berth.RunRunning {
 		return false, nil
 	}
 	if err != nil && !errors.As(err, &nf) {
@@ -69,13 +68,13 @@ func (s *Server) releaseIfClosed(ctx context.Context, run *store.Run) (bool, err
 	if err == nil && desc.WorkflowExecutionInfo.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return false, nil
 	}
-	if err := s.store.FinishRun(ctx, run.ID, store.RunFailed, "workflow closed without recording an outcome"); err != nil {
+	if err := s.store.FinishRun(ctx, run.ID, berth.RunFailed, "workflow closed without recording an outcome"); err != nil {
 		return false, err
 	}
 	// Only a deploy or delete moves its application's state; after a scale
 	// or a release the application is still live.
-	if run.ApplicationID != 0 && (run.Kind == "deploy" || run.Kind == "delete") {
-		if err := s.store.SetApplicationState(ctx, run.ApplicationID, store.StateFailed); err != nil {
+	if run.ApplicationID != 0 && (run.Kind == berth.KindDeploy || run.Kind == berth.KindDelete) {
+		if err := s.store.SetApplicationState(ctx, run.ApplicationID, berth.StateFailed); err != nil {
 			return false, err
 		}
 	}
@@ -106,7 +105,7 @@ func (s *Server) beginRelease(ctx context.Context, sc *store.ServiceContext, run
 // release whose workflow never started is closed as failed, not left running.
 func (s *Server) startRelease(ctx context.Context, run *store.Run, rel *store.Release, workflow string, input any) error {
 	if err := s.startRun(ctx, run, workflow, input); err != nil {
-		_ = s.store.FinishRelease(ctx, rel.ID, store.ReleaseFailed, "workflow not started")
+		_ = s.store.FinishRelease(ctx, rel.ID, berth.ReleaseFailed, "workflow not started")
 		return err
 	}
 	return nil
@@ -129,7 +128,7 @@ func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, 
 
 // lbFor is the platform's load-balancer settings with the environment's own
 // firewall mode.
-func (s *Server) lbFor(env *store.Environment) activities.LBSettings {
+func (s *Server) lbFor(env *store.Environment) berth.LBSettings {
 	lb := s.cfg.LB
 	if env.Firewall != "" {
 		lb.Firewall = env.Firewall

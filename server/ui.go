@@ -14,6 +14,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/ui"
 )
@@ -25,7 +26,7 @@ type pages map[string]*template.Template
 
 var uiFuncs = template.FuncMap{
 	"icon":  stateIcon,
-	"words": func(s string) string { return strings.ReplaceAll(s, "_", " ") },
+	"words": func(v any) string { return strings.ReplaceAll(fmt.Sprint(v), "_", " ") },
 	"ts":    func(v any) string { return fmtTime(v, "2006-01-02 15:04:05 UTC") },
 	"iso":   func(v any) string { return fmtTime(v, time.RFC3339) },
 	"tsms":  func(v any) string { return fmtTime(v, "2006-01-02 15:04:05.000") },
@@ -35,8 +36,8 @@ var uiFuncs = template.FuncMap{
 		return (time.Duration(ms) * time.Millisecond).Round(100 * time.Millisecond).String()
 	},
 	"gib": func(b int64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) },
-	"decided": func(d string) string {
-		return map[string]string{store.DecisionApprove: "Approved", store.DecisionReject: "Rejected"}[d]
+	"decided": func(d berth.Verdict) string {
+		return map[berth.Verdict]string{berth.DecisionApprove: "Approved", berth.DecisionReject: "Rejected"}[d]
 	},
 }
 
@@ -57,23 +58,23 @@ func loadPages() pages {
 	return out
 }
 
-// stateIcon pairs every state with a symbol, so no state is told by colour alone.
-func stateIcon(s string) string {
-	switch s {
-	case store.StepDone, store.RunSucceeded, store.ApprovalApproved, store.HostReady:
-		return "✔"
-	case store.StepFailed, store.ApprovalRejected, store.HostDown:
-		return "✖"
-	case store.StepRunning, store.StateDeploying:
-		return "▶"
-	case store.StepWaiting, store.ApprovalEscalated:
-		return "⏸"
-	case store.StepCompensated:
-		return "↩"
-	case store.RunCancelled, store.ApprovalTimedOut:
-		return "⊘"
-	case store.RunPending:
-		return "…"
+// stateIcons pairs every state with a symbol, so no state is told by colour
+// alone. Keys are the states' names: runs, steps, approvals, hosts and
+// applications share some of them.
+var stateIcons = map[string]string{
+	string(berth.StepDone): "✔", string(berth.RunSucceeded): "✔", string(berth.ApprovalApproved): "✔", string(berth.HostReady): "✔",
+	string(berth.StepFailed): "✖", string(berth.ApprovalRejected): "✖", string(berth.HostDown): "✖",
+	string(berth.StepRunning): "▶", string(berth.StateDeploying): "▶",
+	string(berth.StepWaiting): "⏸", string(berth.ApprovalEscalated): "⏸",
+	string(berth.StepCompensated): "↩",
+	string(berth.RunCancelled):    "⊘", string(berth.ApprovalTimedOut): "⊘",
+	string(berth.RunPending): "…",
+}
+
+// stateIcon is the symbol of any state (a run's, a step's, a host's …).
+func stateIcon(state any) string {
+	if i, ok := stateIcons[fmt.Sprint(state)]; ok {
+		return i
 	}
 	return "•"
 }
@@ -178,8 +179,7 @@ func securityHeaders(c *gin.Context) {
 func (s *Server) uiAuth(c *gin.Context) {
 	p, err := s.identify(c)
 	if err != nil {
-		var ae *authError
-		if errors.As(err, &ae) && c.Request.Method == http.MethodGet {
+		if berth.ErrorCode(err) == berth.EUnauthorized && c.Request.Method == http.MethodGet {
 			c.Redirect(http.StatusSeeOther, "/login?next="+url.QueryEscape(c.Request.URL.RequestURI()))
 			c.Abort()
 			return
@@ -198,7 +198,7 @@ func (s *Server) render(c *gin.Context, status int, name, title, nav string, dat
 	if p := principalOf(c); p != nil {
 		pg.User = p.User
 		pg.Roles = s.rolesText(c, p)
-		pg.Admin = p.has(0, store.RoleAdmin)
+		pg.Admin = p.has(0, berth.RoleAdmin)
 		if p.Session != nil {
 			pg.CSRF = p.Session.CSRF
 		}
@@ -227,7 +227,7 @@ func (s *Server) rolesText(c *gin.Context, p *principal) string {
 				where = t.Name
 			}
 		}
-		parts = append(parts, b.Role+" · "+where)
+		parts = append(parts, string(b.Role)+" · "+where)
 	}
 	if len(parts) == 0 {
 		return "no roles yet: ask an admin"
@@ -294,10 +294,10 @@ func csrfOf(p *principal) string {
 // cannotDecide says why the viewer may not decide an approval, or "".
 func cannotDecide(a *store.Approval, p *principal) string {
 	if !a.Open() {
-		return "This approval is " + strings.ReplaceAll(a.State, "_", " ") + "."
+		return "This approval is " + strings.ReplaceAll(string(a.State), "_", " ") + "."
 	}
 	if !mayDecideAny(a, p) {
-		return fmt.Sprintf("Only %s may decide this approval; you hold none of these roles on its tenant.", strings.Join(a.RoleList, " or "))
+		return fmt.Sprintf("Only %s may decide this approval; you hold none of these roles on its tenant.", strings.Join(berth.Names(a.RoleList), " or "))
 	}
 	if a.SeparateDuties && a.StartedBy == p.User.Name {
 		return "You started this run, so someone else must approve it (separation of duties)."
@@ -321,8 +321,11 @@ func mayDecideAny(a *store.Approval, p *principal) bool {
 
 // ----- runs -----
 
-var runKinds = []string{"", "deploy", "delete", "scale", "release", "gate", "provision-host"}
-var runStatuses = []string{"", store.RunPending, store.RunRunning, store.RunSucceeded, store.RunFailed, store.RunCancelled}
+// The runs page filters on every kind and status; "" is "all".
+var (
+	runKinds    = append([]string{""}, berth.Names(berth.RunKinds)...)
+	runStatuses = append([]string{""}, berth.Names(berth.RunStatuses)...)
+)
 
 const runsPerPage = 50
 
@@ -426,15 +429,15 @@ func (s *Server) liveData(c *gin.Context, run *store.Run) (liveData, error) {
 	d := liveData{Run: run, Steps: []stepView{}, Approvals: []approvalView{}}
 	for _, st := range run.Steps {
 		v := stepView{Step: st}
-		if st.State != store.StepRunning && st.State != store.StepWaiting {
+		if st.State != berth.StepRunning && st.State != berth.StepWaiting {
 			v.End = st.FinishedAt
 		}
 		d.Steps = append(d.Steps, v)
-		if d.Failure == nil && st.State == store.StepFailed {
+		if d.Failure == nil && st.State == berth.StepFailed {
 			d.Failure = &failureView{Step: "step " + st.Name, Error: st.Error}
 		}
 	}
-	if d.Failure == nil && run.Status == store.RunFailed && run.Error != "" {
+	if d.Failure == nil && run.Status == berth.RunFailed && run.Error != "" {
 		d.Failure = &failureView{Step: "run", Error: run.Error}
 	}
 	as, err := s.store.RunApprovals(ctx, run.ID)
@@ -452,12 +455,14 @@ func (s *Server) liveData(c *gin.Context, run *store.Run) (liveData, error) {
 func (s *Server) readableRun(c *gin.Context) (*store.Run, error) {
 	run, err := s.runParam(c)
 	if err == nil && !principalOf(c).has(run.TenantID, readRoles...) {
-		err = &forbiddenError{fmt.Sprintf("run %d belongs to a tenant you hold no role on", run.ID)}
+		err = &berth.Error{Code: berth.EForbidden, Message: fmt.Sprintf("run %d belongs to a tenant you hold no role on", run.ID)}
 	}
 	return run, err
 }
 
-func terminal(status string) bool { return status != store.RunPending && status != store.RunRunning }
+func terminal(status berth.RunStatus) bool {
+	return status != berth.RunPending && status != berth.RunRunning
+}
 
 func (s *Server) runPage(c *gin.Context) {
 	run, err := s.readableRun(c)
@@ -486,7 +491,7 @@ func (s *Server) runPage(c *gin.Context) {
 	data.Retry, data.RetryReason = s.retryReason(c, run, p)
 	switch {
 	case data.Terminal:
-		data.CancelReason = "This run has finished (" + run.Status + "); there is nothing to cancel."
+		data.CancelReason = "This run has finished (" + string(run.Status) + "); there is nothing to cancel."
 	case cancelPolicy(s, c, p) != nil:
 		data.CancelReason = fmt.Sprintf("Only %s (who started it), a release manager or an admin may cancel this run.", run.StartedBy)
 	}
@@ -536,7 +541,7 @@ func (s *Server) servicePage(c *gin.Context) {
 	s.render(c, http.StatusOK, "service", "Service "+view.Name, "", struct {
 		S    *store.ServiceView
 		Ctx  *store.ServiceContext
-		Pool *store.LBPool
+		Pool *berth.LBPool
 		Runs []store.Run
 	}{view, sc, pool, runs})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -17,7 +18,7 @@ import (
 
 func (s *Server) requireAdmin(c *gin.Context, what string) bool {
 	p := principalOf(c)
-	if p.has(0, store.RoleAdmin) {
+	if p.has(0, berth.RoleAdmin) {
 		return true
 	}
 	s.renderError(c, denied(s, c, 0, what, adminRoles))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -38,7 +39,7 @@ func TestGridPage(t *testing.T) {
 		code, _ := f.call("POST", "/api/v1/tenants", f.token, nameRequest{Name: tn}, nil)
 		require.Equal(t, http.StatusCreated, code)
 	}
-	f.user("bob", roleRequest{Tenant: "shop", Role: store.RoleApprover})
+	f.user("bob", roleRequest{Tenant: "shop", Role: berth.RoleApprover})
 	shop, err := f.st.TenantByName(ctx, "shop")
 	require.NoError(t, err)
 	other, err := f.st.TenantByName(ctx, "other")
@@ -49,18 +50,18 @@ func TestGridPage(t *testing.T) {
 			e, err = f.st.CreateEnvironment(ctx, tid, env)
 			require.NoError(t, err)
 		}
-		a := &store.Application{EnvironmentID: e.ID, Name: app, State: store.StateRunning}
+		a := &store.Application{EnvironmentID: e.ID, Name: app, State: berth.StateRunning}
 		require.NoError(t, db.Where(store.Application{EnvironmentID: e.ID, Name: app}).FirstOrCreate(a).Error)
-		require.NoError(t, db.Create(&store.Service{ApplicationID: a.ID, Name: name, Image: image, State: store.StateRunning}).Error)
+		require.NoError(t, db.Create(&store.Service{ApplicationID: a.ID, Name: name, Image: image, State: berth.StateRunning}).Error)
 		return a
 	}
 	svc(shop.ID, "dev", "web", "frontend", "registry/web:1.4.2")
 	prod := svc(shop.ID, "prod", "web", "frontend", "registry/web:1.4.1")
 	svc(shop.ID, "prod", "web", "x<script>alert(1)</script>", "registry/evil:1")
 	svc(other.ID, "dev", "secret", "hidden", "registry/hidden:9")
-	run := &store.Run{Kind: "release", TenantID: shop.ID, ApplicationID: prod.ID, Status: store.RunRunning, StartedBy: "dana", Subject: "shop/prod/web"}
+	run := &store.Run{Kind: "release", TenantID: shop.ID, ApplicationID: prod.ID, Status: berth.RunRunning, StartedBy: "dana", Subject: "shop/prod/web"}
 	require.NoError(t, f.st.CreateRun(ctx, run, ""))
-	_, err = f.st.CreateApproval(ctx, &store.Approval{RunID: run.ID, Step: "approval", TenantID: shop.ID, RoleList: []string{store.RoleApprover}, StartedBy: "dana"})
+	_, err = f.st.CreateApproval(ctx, &store.Approval{RunID: run.ID, Step: "approval", TenantID: shop.ID, RoleList: []berth.Role{berth.RoleApprover}, StartedBy: "dana"})
 	require.NoError(t, err)
 
 	bob := f.browser("bob")
@@ -110,10 +111,10 @@ func TestAdminPages(t *testing.T) {
 	require.Equal(t, http.StatusCreated, code)
 	code, _ = f.call("POST", "/api/v1/tenants/shop/environments", f.token, map[string]any{"name": "prod"}, nil)
 	require.Equal(t, http.StatusCreated, code)
-	f.user("bob", roleRequest{Tenant: "shop", Role: store.RoleAdmin})
+	f.user("bob", roleRequest{Tenant: "shop", Role: berth.RoleAdmin})
 	h := &store.Host{Name: "h1", Region: "local", Endpoint: "unix:///var/run/docker.sock", IP: "10.0.0.1", VolumeRoot: "/v"}
 	require.NoError(t, f.st.CreateHost(ctx, h))
-	require.NoError(t, f.st.DB().Model(h).Updates(map[string]any{"state": store.HostDown, "reason": "engine <b>gone</b>", "engine_version": "27.1.0", "cpus": 4, "memory_bytes": int64(8 << 30)}).Error)
+	require.NoError(t, f.st.DB().Model(h).Updates(map[string]any{"state": berth.HostDown, "reason": "engine <b>gone</b>", "engine_version": "27.1.0", "cpus": 4, "memory_bytes": int64(8 << 30)}).Error)
 
 	bob := f.browser("bob")
 	for _, p := range []string{"/admin/hosts", "/admin/environments"} {

@@ -6,21 +6,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
-)
-
-// Approval states. Pending and escalated are open: people may decide.
-const (
-	ApprovalPending   = "pending"
-	ApprovalEscalated = "escalated"
-	ApprovalApproved  = "approved"
-	ApprovalRejected  = "rejected"
-	ApprovalTimedOut  = "timed_out"
-	ApprovalCancelled = "cancelled"
-
-	DecisionApprove = "approve"
-	DecisionReject  = "reject"
 )
 
 // Approval is one step of a run that waits for people. The server decides it
@@ -34,41 +22,43 @@ type Approval struct {
 	EnvironmentID uint   `json:"environmentId,omitempty"`
 	WorkflowID    string `gorm:"size:191" json:"workflowId"`
 	// Roles is stored as ",a,b," so that a role can be matched with LIKE.
-	Roles          string     `gorm:"size:191" json:"-"`
-	RoleList       []string   `gorm:"-" json:"roles"`
-	Quorum         int        `json:"quorum"`
-	SeparateDuties bool       `json:"separateDuties"`
-	RequireComment bool       `json:"requireComment"`
-	StartedBy      string     `gorm:"size:64" json:"startedBy"`
-	State          string     `gorm:"size:16;index" json:"state"`
-	Summary        string     `gorm:"type:text" json:"summary,omitempty"`
-	OnTimeout      string     `gorm:"size:16" json:"onTimeout,omitempty"`
-	DeadlineAt     *time.Time `json:"deadlineAt,omitempty"`
-	EscalatedAt    *time.Time `json:"escalatedAt,omitempty"`
-	CreatedAt      time.Time  `json:"createdAt"`
-	DecidedAt      *time.Time `json:"decidedAt,omitempty"`
-	Decisions      []Decision `gorm:"foreignKey:ApprovalID" json:"decisions"`
+	Roles          string              `gorm:"size:191" json:"-"`
+	RoleList       []berth.Role        `gorm:"-" json:"roles"`
+	Quorum         int                 `json:"quorum"`
+	SeparateDuties bool                `json:"separateDuties"`
+	RequireComment bool                `json:"requireComment"`
+	StartedBy      string              `gorm:"size:64" json:"startedBy"`
+	State          berth.ApprovalState `gorm:"size:16;index" json:"state"`
+	Summary        string              `gorm:"type:text" json:"summary,omitempty"`
+	OnTimeout      berth.OnTimeout     `gorm:"size:16" json:"onTimeout,omitempty"`
+	DeadlineAt     *time.Time          `json:"deadlineAt,omitempty"`
+	EscalatedAt    *time.Time          `json:"escalatedAt,omitempty"`
+	CreatedAt      time.Time           `json:"createdAt"`
+	DecidedAt      *time.Time          `json:"decidedAt,omitempty"`
+	Decisions      []Decision          `gorm:"foreignKey:ApprovalID" json:"decisions"`
 }
 
 // Decision is one person's approve or reject. Rows are only ever inserted;
 // one per approver and approval.
 type Decision struct {
-	ID         uint      `gorm:"primaryKey" json:"-"`
-	ApprovalID uint      `gorm:"uniqueIndex:ux_decision_approval_approver" json:"approvalId"`
-	Approver   string    `gorm:"size:64;uniqueIndex:ux_decision_approval_approver" json:"approver"`
-	Decision   string    `gorm:"size:16" json:"decision"`
-	Comment    string    `gorm:"type:text" json:"comment,omitempty"`
-	At         time.Time `json:"at"`
+	ID         uint          `gorm:"primaryKey" json:"-"`
+	ApprovalID uint          `gorm:"uniqueIndex:ux_decision_approval_approver" json:"approvalId"`
+	Approver   string        `gorm:"size:64;uniqueIndex:ux_decision_approval_approver" json:"approver"`
+	Decision   berth.Verdict `gorm:"size:16" json:"decision"`
+	Comment    string        `gorm:"type:text" json:"comment,omitempty"`
+	At         time.Time     `json:"at"`
 }
 
 // Open says people may still decide.
-func (a *Approval) Open() bool { return a.State == ApprovalPending || a.State == ApprovalEscalated }
+func (a *Approval) Open() bool {
+	return a.State == berth.ApprovalPending || a.State == berth.ApprovalEscalated
+}
 
 // Approvals counts the approve decisions.
 func (a *Approval) Approvals() int {
 	n := 0
 	for _, d := range a.Decisions {
-		if d.Decision == DecisionApprove {
+		if d.Decision == berth.DecisionApprove {
 			n++
 		}
 	}
@@ -76,15 +66,23 @@ func (a *Approval) Approvals() int {
 }
 
 // Allows says whether role may decide this approval.
-func (a *Approval) Allows(role string) bool { return strings.Contains(a.Roles, ","+role+",") }
+func (a *Approval) Allows(role berth.Role) bool {
+	return strings.Contains(a.Roles, ","+string(role)+",")
+}
 
-func joinRoles(rs []string) string { return "," + strings.Join(rs, ",") + "," }
+func joinRoles(rs []berth.Role) string {
+	names := make([]string, len(rs))
+	for i, r := range rs {
+		names[i] = string(r)
+	}
+	return "," + strings.Join(names, ",") + ","
+}
 
 func (a *Approval) fill() {
-	a.RoleList = []string{}
+	a.RoleList = []berth.Role{}
 	for _, r := range strings.Split(a.Roles, ",") {
 		if r != "" {
-			a.RoleList = append(a.RoleList, r)
+			a.RoleList = append(a.RoleList, berth.Role(r))
 		}
 	}
 	if a.Decisions == nil {
@@ -99,14 +97,14 @@ func (s *Store) CreateApproval(ctx context.Context, a *Approval) (*Approval, err
 		return nil, &InvalidError{Msg: "an approval needs at least one role"}
 	}
 	for _, r := range a.RoleList {
-		if !IsRole(r) {
+		if !berth.IsRole(string(r)) {
 			return nil, &InvalidError{Msg: fmt.Sprintf("role %q is not a role", r)}
 		}
 	}
 	if a.Quorum < 1 {
 		a.Quorum = 1
 	}
-	a.Roles, a.State = joinRoles(a.RoleList), ApprovalPending
+	a.Roles, a.State = joinRoles(a.RoleList), berth.ApprovalPending
 	err := s.db.WithContext(ctx).Omit("Decisions").Create(a).Error
 	if err != nil && !isDuplicate(err) {
 		return nil, err
@@ -149,7 +147,7 @@ type DecideInput struct {
 	ApprovalID uint
 	Approver   string
 	Bindings   []RoleBinding
-	Decision   string
+	Decision   berth.Verdict
 	Comment    string
 }
 
@@ -159,7 +157,7 @@ type DecideInput struct {
 // or one person pressing twice, yield exactly one outcome. It reports
 // whether this decision closed the approval.
 func (s *Store) Decide(ctx context.Context, in DecideInput) (*Approval, bool, error) {
-	if in.Decision != DecisionApprove && in.Decision != DecisionReject {
+	if in.Decision != berth.DecisionApprove && in.Decision != berth.DecisionReject {
 		return nil, false, &InvalidError{Msg: "decision must be approve or reject"}
 	}
 	in.Comment = strings.TrimSpace(in.Comment)
@@ -203,16 +201,16 @@ func (s *Store) Decide(ctx context.Context, in DecideInput) (*Approval, bool, er
 			return err
 		}
 		a.Decisions = append(a.Decisions, d)
-		next := ""
+		var next berth.ApprovalState
 		switch {
-		case in.Decision == DecisionReject:
-			next = ApprovalRejected
+		case in.Decision == berth.DecisionReject:
+			next = berth.ApprovalRejected
 		case a.Approvals() >= a.Quorum:
-			next = ApprovalApproved
+			next = berth.ApprovalApproved
 		}
 		if next != "" {
 			t := d.At
-			res := tx.Model(&Approval{}).Where("id = ? AND state IN ?", a.ID, []string{ApprovalPending, ApprovalEscalated}).
+			res := tx.Model(&Approval{}).Where("id = ? AND state IN ?", a.ID, openApprovalStates).
 				Updates(map[string]any{"state": next, "decided_at": &t})
 			if res.Error != nil {
 				return res.Error
@@ -243,13 +241,14 @@ func mayDecide(a *Approval, bs []RoleBinding) bool {
 
 func closedMessage(a *Approval) string {
 	switch a.State {
-	case ApprovalApproved, ApprovalRejected:
+	case berth.ApprovalApproved, berth.ApprovalRejected:
+
 		by := []string{}
 		for _, d := range a.Decisions {
 			by = append(by, d.Approver)
 		}
 		return fmt.Sprintf("approval %d is already %s (by %s)", a.ID, a.State, strings.Join(by, ", "))
-	case ApprovalTimedOut:
+	case berth.ApprovalTimedOut:
 		return fmt.Sprintf("approval %d timed out; its run followed the %s policy", a.ID, a.OnTimeout)
 	default:
 		return fmt.Sprintf("approval %d is %s", a.ID, a.State)
@@ -260,7 +259,7 @@ func closedMessage(a *Approval) string {
 // the approval stays open for escalateTo's roles; otherwise it times out. A
 // decision that committed first wins, and the approval is returned as it
 // stands either way, so the workflow follows what the database says.
-func (s *Store) ExpireApproval(ctx context.Context, id uint, escalateTo []string) (*Approval, error) {
+func (s *Store) ExpireApproval(ctx context.Context, id uint, escalateTo []berth.Role) (*Approval, error) {
 	var out Approval
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var a Approval
@@ -269,9 +268,9 @@ func (s *Store) ExpireApproval(ctx context.Context, id uint, escalateTo []string
 		}
 		if a.Open() {
 			t := now()
-			upd := map[string]any{"state": ApprovalTimedOut, "decided_at": &t}
-			if len(escalateTo) > 0 && a.State == ApprovalPending {
-				upd = map[string]any{"state": ApprovalEscalated, "roles": joinRoles(escalateTo), "escalated_at": &t}
+			upd := map[string]any{"state": berth.ApprovalTimedOut, "decided_at": &t}
+			if len(escalateTo) > 0 && a.State == berth.ApprovalPending {
+				upd = map[string]any{"state": berth.ApprovalEscalated, "roles": joinRoles(escalateTo), "escalated_at": &t}
 			}
 			if err := tx.Model(&Approval{}).Where("id = ?", a.ID).Updates(upd).Error; err != nil {
 				return err
@@ -293,8 +292,8 @@ func (s *Store) ExpireApproval(ctx context.Context, id uint, escalateTo []string
 // leaves every inbox.
 func (s *Store) CancelApproval(ctx context.Context, id uint) error {
 	t := now()
-	return s.db.WithContext(ctx).Model(&Approval{}).Where("id = ? AND state IN ?", id, []string{ApprovalPending, ApprovalEscalated}).
-		Updates(map[string]any{"state": ApprovalCancelled, "decided_at": &t}).Error
+	return s.db.WithContext(ctx).Model(&Approval{}).Where("id = ? AND state IN ?", id, openApprovalStates).
+		Updates(map[string]any{"state": berth.ApprovalCancelled, "decided_at": &t}).Error
 }
 
 // ApprovalFilter selects approvals for a list.
@@ -325,7 +324,7 @@ func (s *Store) Approvals(ctx context.Context, f ApprovalFilter) ([]Approval, er
 		q = q.Where("state = ?", f.State)
 	}
 	if d := f.DecidableBy; d != nil {
-		q = q.Where("state IN ?", []string{ApprovalPending, ApprovalEscalated})
+		q = q.Where("state IN ?", openApprovalStates)
 		cond := s.db.Where("1 = 0")
 		for _, b := range d.Bindings {
 			like := "%," + b.Role + ",%"
@@ -350,4 +349,49 @@ func (s *Store) Approvals(ctx context.Context, f ApprovalFilter) ([]Approval, er
 		as[i].fill()
 	}
 	return as, nil
+}
+
+// openApprovalStates are the states in which people may still decide.
+var openApprovalStates = []berth.ApprovalState{berth.ApprovalPending, berth.ApprovalEscalated}
+
+// Domain returns the approval as the workflows carry it.
+func (a *Approval) Domain() *berth.Approval {
+	d := &berth.Approval{ID: a.ID, RunID: a.RunID, Step: a.Step, TenantID: a.TenantID, EnvironmentID: a.EnvironmentID,
+		WorkflowID: a.WorkflowID, Roles: a.RoleList, Quorum: a.Quorum, SeparateDuties: a.SeparateDuties,
+		RequireComment: a.RequireComment, StartedBy: a.StartedBy, State: a.State, Summary: a.Summary,
+		OnTimeout: a.OnTimeout, DeadlineAt: a.DeadlineAt, EscalatedAt: a.EscalatedAt, CreatedAt: a.CreatedAt,
+		DecidedAt: a.DecidedAt, Decisions: make([]berth.Decision, 0, len(a.Decisions))}
+	for _, x := range a.Decisions {
+		d.Decisions = append(d.Decisions, berth.Decision{ApprovalID: x.ApprovalID, Approver: x.Approver,
+			Decision: x.Decision, Comment: x.Comment, At: x.At})
+	}
+	return d
+}
+
+// ApprovalRow returns the record of a new approval step a workflow asks for.
+func ApprovalRow(d berth.Approval) *Approval {
+	return &Approval{ID: d.ID, RunID: d.RunID, Step: d.Step, TenantID: d.TenantID, EnvironmentID: d.EnvironmentID,
+		WorkflowID: d.WorkflowID, RoleList: d.Roles, Quorum: d.Quorum, SeparateDuties: d.SeparateDuties,
+		RequireComment: d.RequireComment, StartedBy: d.StartedBy, State: d.State, Summary: d.Summary,
+		OnTimeout: d.OnTimeout, DeadlineAt: d.DeadlineAt}
+}
+
+// CreateApprovalStep records the approval step a workflow asks for and returns
+// it as recorded; repeating it returns the same record.
+func (s *Store) CreateApprovalStep(ctx context.Context, a berth.Approval) (*berth.Approval, error) {
+	got, err := s.CreateApproval(ctx, ApprovalRow(a))
+	if err != nil {
+		return nil, err
+	}
+	return got.Domain(), nil
+}
+
+// ExpireApprovalStep is ExpireApproval for the workflows: it returns the
+// approval as the database has it, in domain terms.
+func (s *Store) ExpireApprovalStep(ctx context.Context, id uint, escalateTo []berth.Role) (*berth.Approval, error) {
+	got, err := s.ExpireApproval(ctx, id, escalateTo)
+	if err != nil {
+		return nil, err
+	}
+	return got.Domain(), nil
 }

@@ -7,12 +7,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
 func newApproval(t *testing.T, st *store.Store, runID uint, mut func(*store.Approval)) *store.Approval {
 	t.Helper()
-	a := &store.Approval{RunID: runID, Step: "approval", TenantID: 7, RoleList: []string{store.RoleApprover},
+	a := &store.Approval{RunID: runID, Step: "approval", TenantID: 7, RoleList: []berth.Role{berth.RoleApprover},
 		StartedBy: "dev", SeparateDuties: true, Summary: "shop 1.4.1 → 1.4.2", OnTimeout: "fail"}
 	if mut != nil {
 		mut(a)
@@ -22,15 +23,15 @@ func newApproval(t *testing.T, st *store.Store, runID uint, mut func(*store.Appr
 	return got
 }
 
-var approverOn7 = []store.RoleBinding{{TenantID: 7, Role: store.RoleApprover}}
+var approverOn7 = []store.RoleBinding{{TenantID: 7, Role: berth.RoleApprover}}
 
 func TestApprovalIsIdempotentPerRunStep(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *store.Store) {
 		a := newApproval(t, st, 1, nil)
 		b := newApproval(t, st, 1, nil)
 		require.Equal(t, a.ID, b.ID, "a retried activity finds the approval it made")
-		require.Equal(t, []string{store.RoleApprover}, b.RoleList)
-		require.Equal(t, store.ApprovalPending, b.State)
+		require.Equal(t, []berth.Role{berth.RoleApprover}, b.RoleList)
+		require.Equal(t, berth.ApprovalPending, b.State)
 		require.Equal(t, 1, b.Quorum)
 	})
 }
@@ -43,7 +44,7 @@ func TestDecideRules(t *testing.T) {
 		var invalid *store.InvalidError
 
 		_, _, err := st.Decide(ctx, store.DecideInput{ApprovalID: a.ID, Approver: "eve", Decision: "approve", Comment: "ok",
-			Bindings: []store.RoleBinding{{TenantID: 7, Role: store.RoleDeveloper}, {TenantID: 8, Role: store.RoleApprover}}})
+			Bindings: []store.RoleBinding{{TenantID: 7, Role: berth.RoleDeveloper}, {TenantID: 8, Role: berth.RoleApprover}}})
 		require.ErrorAs(t, err, &denied, "an approver of another tenant may not decide")
 
 		_, _, err = st.Decide(ctx, store.DecideInput{ApprovalID: a.ID, Approver: "dev", Decision: "approve", Comment: "mine", Bindings: approverOn7})
@@ -58,10 +59,10 @@ func TestDecideRules(t *testing.T) {
 		require.ErrorAs(t, err, &invalid)
 
 		got, closed, err := st.Decide(ctx, store.DecideInput{ApprovalID: a.ID, Approver: "bob", Decision: "approve", Comment: "looks right",
-			Bindings: []store.RoleBinding{{TenantID: 0, Role: store.RoleApprover}}})
+			Bindings: []store.RoleBinding{{TenantID: 0, Role: berth.RoleApprover}}})
 		require.NoError(t, err, "a platform-wide approver may decide")
 		require.True(t, closed)
-		require.Equal(t, store.ApprovalApproved, got.State)
+		require.Equal(t, berth.ApprovalApproved, got.State)
 		require.NotNil(t, got.DecidedAt)
 
 		_, _, err = st.Decide(ctx, store.DecideInput{ApprovalID: a.ID, Approver: "carol", Decision: "reject", Comment: "late", Bindings: approverOn7})
@@ -76,7 +77,7 @@ func TestDecideRules(t *testing.T) {
 		got, closed, err = st.Decide(ctx, store.DecideInput{ApprovalID: own.ID, Approver: "dev", Decision: "reject", Bindings: approverOn7})
 		require.NoError(t, err)
 		require.True(t, closed)
-		require.Equal(t, store.ApprovalRejected, got.State)
+		require.Equal(t, berth.ApprovalRejected, got.State)
 	})
 }
 
@@ -87,7 +88,7 @@ func TestDecideQuorum(t *testing.T) {
 		got, closed, err := st.Decide(ctx, store.DecideInput{ApprovalID: a.ID, Approver: "bob", Decision: "approve", Bindings: approverOn7})
 		require.NoError(t, err)
 		require.False(t, closed)
-		require.Equal(t, store.ApprovalPending, got.State)
+		require.Equal(t, berth.ApprovalPending, got.State)
 		require.Equal(t, 1, got.Approvals())
 
 		_, _, err = st.Decide(ctx, store.DecideInput{ApprovalID: a.ID, Approver: "bob", Decision: "approve", Bindings: approverOn7})
@@ -104,7 +105,7 @@ func TestDecideQuorum(t *testing.T) {
 		got, closed, err = st.Decide(ctx, store.DecideInput{ApprovalID: a.ID, Approver: "carol", Decision: "approve", Bindings: approverOn7})
 		require.NoError(t, err)
 		require.True(t, closed)
-		require.Equal(t, store.ApprovalApproved, got.State)
+		require.Equal(t, berth.ApprovalApproved, got.State)
 		require.Len(t, got.Decisions, 2)
 	})
 }
@@ -112,10 +113,10 @@ func TestDecideQuorum(t *testing.T) {
 func TestInboxFilter(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
-		newApproval(t, st, 1, nil)                                                                         // tenant 7, approver
-		newApproval(t, st, 2, func(a *store.Approval) { a.TenantID = 8 })                                  // another tenant
-		newApproval(t, st, 3, func(a *store.Approval) { a.RoleList = []string{store.RoleReleaseManager} }) // another role
-		newApproval(t, st, 4, func(a *store.Approval) { a.StartedBy = "bob" })                             // bob's own run
+		newApproval(t, st, 1, nil)                                                                             // tenant 7, approver
+		newApproval(t, st, 2, func(a *store.Approval) { a.TenantID = 8 })                                      // another tenant
+		newApproval(t, st, 3, func(a *store.Approval) { a.RoleList = []berth.Role{berth.RoleReleaseManager} }) // another role
+		newApproval(t, st, 4, func(a *store.Approval) { a.StartedBy = "bob" })                                 // bob's own run
 		inbox := func(name string, bs ...store.RoleBinding) []uint {
 			as, err := st.Approvals(ctx, store.ApprovalFilter{DecidableBy: &store.DecidableBy{Name: name, Bindings: bs}})
 			require.NoError(t, err)
@@ -127,9 +128,9 @@ func TestInboxFilter(t *testing.T) {
 		}
 		require.Equal(t, []uint{1}, inbox("bob", approverOn7...))
 		require.Equal(t, []uint{1, 4}, inbox("carol", approverOn7...))
-		require.Equal(t, []uint{1, 2, 4}, inbox("carol", store.RoleBinding{Role: store.RoleApprover}))
-		require.Equal(t, []uint{3}, inbox("rm", store.RoleBinding{TenantID: 7, Role: store.RoleReleaseManager}))
-		require.Empty(t, inbox("dev", store.RoleBinding{TenantID: 7, Role: store.RoleDeveloper}))
+		require.Equal(t, []uint{1, 2, 4}, inbox("carol", store.RoleBinding{Role: berth.RoleApprover}))
+		require.Equal(t, []uint{3}, inbox("rm", store.RoleBinding{TenantID: 7, Role: berth.RoleReleaseManager}))
+		require.Empty(t, inbox("dev", store.RoleBinding{TenantID: 7, Role: berth.RoleDeveloper}))
 	})
 }
 
@@ -137,18 +138,18 @@ func TestExpireApproval(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
 		a := newApproval(t, st, 1, nil)
-		got, err := st.ExpireApproval(ctx, a.ID, []string{store.RoleReleaseManager})
+		got, err := st.ExpireApproval(ctx, a.ID, []berth.Role{berth.RoleReleaseManager})
 		require.NoError(t, err)
-		require.Equal(t, store.ApprovalEscalated, got.State)
-		require.Equal(t, []string{store.RoleReleaseManager}, got.RoleList)
+		require.Equal(t, berth.ApprovalEscalated, got.State)
+		require.Equal(t, []berth.Role{berth.RoleReleaseManager}, got.RoleList)
 		_, _, err = st.Decide(ctx, store.DecideInput{ApprovalID: a.ID, Approver: "bob", Decision: "approve", Bindings: approverOn7})
 		var denied *store.DeniedError
 		require.ErrorAs(t, err, &denied, "once escalated, only the new roles decide")
-		got, err = st.ExpireApproval(ctx, a.ID, []string{store.RoleReleaseManager})
+		got, err = st.ExpireApproval(ctx, a.ID, []berth.Role{berth.RoleReleaseManager})
 		require.NoError(t, err)
-		require.Equal(t, store.ApprovalTimedOut, got.State, "a second timeout ends it")
+		require.Equal(t, berth.ApprovalTimedOut, got.State, "a second timeout ends it")
 		_, _, err = st.Decide(ctx, store.DecideInput{ApprovalID: a.ID, Approver: "rm", Decision: "approve",
-			Bindings: []store.RoleBinding{{Role: store.RoleReleaseManager}}})
+			Bindings: []store.RoleBinding{{Role: berth.RoleReleaseManager}}})
 		ce := requireConflict(t, err)
 		require.Contains(t, ce.Msg, "timed out")
 
@@ -158,13 +159,13 @@ func TestExpireApproval(t *testing.T) {
 		require.NoError(t, err)
 		got, err = st.ExpireApproval(ctx, b.ID, nil)
 		require.NoError(t, err)
-		require.Equal(t, store.ApprovalApproved, got.State)
+		require.Equal(t, berth.ApprovalApproved, got.State)
 
 		c := newApproval(t, st, 3, nil)
 		require.NoError(t, st.CancelApproval(ctx, c.ID))
 		got, err = st.Approval(ctx, c.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.ApprovalCancelled, got.State)
+		require.Equal(t, berth.ApprovalCancelled, got.State)
 	})
 }
 

@@ -10,11 +10,12 @@ import (
 	"sort"
 	"time"
 
+	"github.com/berth-dev/berth"
 	"gorm.io/gorm"
 )
 
 // ErrNoCapacity says a plan cannot be placed: no ready host, or no free port.
-var ErrNoCapacity = errors.New("no capacity")
+var ErrNoCapacity error = &berth.Error{Code: berth.ENoCapacity, Message: "no capacity"}
 
 // Application returns one application.
 func (s *Store) Application(ctx context.Context, id uint) (*Application, error) {
@@ -57,10 +58,10 @@ func (s *Store) BeginDeploy(ctx context.Context, envID uint, name, compose, spec
 			app = Application{EnvironmentID: envID, Name: name}
 		case err != nil:
 			return err
-		case app.State == StateRunning || app.State == StateDeploying || app.State == StateDeleting:
+		case app.State == berth.StateRunning || app.State == berth.StateDeploying || app.State == berth.StateDeleting:
 			return &ConflictError{Msg: fmt.Sprintf("application %q is %s (run %d)", name, app.State, app.LastRunID), Existing: &app}
 		}
-		app.Compose, app.SpecHash, app.State, app.DeletedAt = compose, specHash, StateDeploying, nil
+		app.Compose, app.SpecHash, app.State, app.DeletedAt = compose, specHash, berth.StateDeploying, nil
 		if err := tx.Save(&app).Error; err != nil {
 			if isDuplicate(err) {
 				return &ConflictError{Msg: fmt.Sprintf("application %q is being created by another request", name)}
@@ -69,7 +70,7 @@ func (s *Store) BeginDeploy(ctx context.Context, envID uint, name, compose, spec
 		}
 		run.ApplicationID = app.ID
 		run.ActiveKey = &activeKey
-		run.Status = RunPending
+		run.Status = berth.RunPending
 		if err := tx.Omit("Steps").Create(run).Error; err != nil {
 			if isDuplicate(err) {
 				return &ConflictError{Msg: fmt.Sprintf("another run is active for %s", activeKey)}
@@ -91,27 +92,27 @@ func (s *Store) BeginDelete(ctx context.Context, appID uint, run *Run, activeKey
 		if err := tx.First(&app, appID).Error; err != nil {
 			return notFound(err, fmt.Sprintf("application %d", appID))
 		}
-		if app.State == StateDeleted {
+		if app.State == berth.StateDeleted {
 			return &ConflictError{Msg: fmt.Sprintf("application %q is already deleted", app.Name), Existing: &app}
 		}
 		run.ApplicationID = app.ID
 		run.ActiveKey = &activeKey
-		run.Status = RunPending
+		run.Status = berth.RunPending
 		if err := tx.Omit("Steps").Create(run).Error; err != nil {
 			if isDuplicate(err) {
 				return &ConflictError{Msg: fmt.Sprintf("another run is active for %s", activeKey)}
 			}
 			return err
 		}
-		return tx.Model(&app).Updates(map[string]any{"state": StateDeleting, "last_run_id": run.ID}).Error
+		return tx.Model(&app).Updates(map[string]any{"state": berth.StateDeleting, "last_run_id": run.ID}).Error
 	})
 }
 
 // SetApplicationState records the outcome of a deploy or delete.
-func (s *Store) SetApplicationState(ctx context.Context, appID uint, state string) error {
+func (s *Store) SetApplicationState(ctx context.Context, appID uint, state berth.State) error {
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		up := map[string]any{"state": state}
-		if state == StateDeleted {
+		if state == berth.StateDeleted {
 			t := now()
 			up["deleted_at"] = &t
 		}
@@ -122,58 +123,11 @@ func (s *Store) SetApplicationState(ctx context.Context, appID uint, state strin
 	})
 }
 
-// PortRequest is a container port to publish.
-type PortRequest struct {
-	ContainerPort int    `json:"containerPort"`
-	Protocol      string `json:"protocol"`
-}
-
-// ServiceRequest is one service to place.
-type ServiceRequest struct {
-	Name     string        `json:"name"`
-	Image    string        `json:"image"`
-	Replicas int           `json:"replicas"`
-	Ports    []PortRequest `json:"ports,omitempty"`
-	Spec     string        `json:"spec,omitempty"`
-	// Add places Replicas more instances beside the live ones (scale-out)
-	// instead of setting the service's replica count (deploy).
-	Add bool `json:"add,omitempty"`
-}
-
-// PlanRequest asks for the instances of a deploy to be named, placed and given ports.
-type PlanRequest struct {
-	RunID         uint             `json:"runId"`
-	ApplicationID uint             `json:"applicationId"`
-	EnvironmentID uint             `json:"environmentId"`
-	NamePrefix    string           `json:"namePrefix"` // <tenant>-<env>-<app>
-	Services      []ServiceRequest `json:"services"`
-	PortMin       int              `json:"portMin"`
-	PortMax       int              `json:"portMax"`
-	// Key, when set, makes the plan idempotent per key rather than per run.
-	Key string `json:"key,omitempty"`
-}
-
-// PlannedInstance is one instance with its host and ports decided.
-type PlannedInstance struct {
-	InstanceID uint          `json:"instanceId"`
-	Name       string        `json:"name"`
-	UID        string        `json:"uid"`
-	Service    string        `json:"service"`
-	Ordinal    int           `json:"ordinal"`
-	Host       HostRef       `json:"host"`
-	Ports      []PortMapping `json:"ports"`
-}
-
-// Plan is the placement of a deploy, in the request's service order.
-type Plan struct {
-	Instances []PlannedInstance `json:"instances"`
-}
-
 // PlanDeploy names, places and allocates ports for every replica of every
 // service, in one transaction. It is idempotent per run: asked again, it
 // returns the plan it already made. Concurrent plans that pick the same port
 // collide on the (host, port) unique index and are retried.
-func (s *Store) PlanDeploy(ctx context.Context, req PlanRequest) (*Plan, error) {
+func (s *Store) PlanDeploy(ctx context.Context, req berth.PlanRequest) (*berth.Plan, error) {
 	if req.PortMin <= 0 || req.PortMax < req.PortMin || req.PortMax > 65535 {
 		return nil, fmt.Errorf("port range %d-%d is not valid", req.PortMin, req.PortMax)
 	}
@@ -196,7 +150,7 @@ func (s *Store) PlanDeploy(ctx context.Context, req PlanRequest) (*Plan, error) 
 	return nil, fmt.Errorf("port allocation kept colliding: %w", lastErr)
 }
 
-func (s *Store) existingPlan(tx *gorm.DB, runID uint, key string) (*Plan, error) {
+func (s *Store) existingPlan(tx *gorm.DB, runID uint, key string) (*berth.Plan, error) {
 	var insts []Instance
 	q := tx.Where("run_id = ?", runID)
 	if key != "" {
@@ -209,7 +163,7 @@ func (s *Store) existingPlan(tx *gorm.DB, runID uint, key string) (*Plan, error)
 		return nil, nil
 	}
 	hosts := map[uint]Host{}
-	plan := &Plan{}
+	plan := &berth.Plan{}
 	for _, in := range insts {
 		h, ok := hosts[in.HostID]
 		if !ok {
@@ -223,15 +177,15 @@ func (s *Store) existingPlan(tx *gorm.DB, runID uint, key string) (*Plan, error)
 	return plan, nil
 }
 
-func plannedFrom(in Instance, h Host) PlannedInstance {
-	var ports []PortMapping
+func plannedFrom(in Instance, h Host) berth.PlannedInstance {
+	var ports []berth.PortMapping
 	_ = json.Unmarshal([]byte(in.Ports), &ports)
-	return PlannedInstance{InstanceID: in.ID, Name: in.Name, UID: in.UID, Service: in.Service, Ordinal: in.Ordinal,
+	return berth.PlannedInstance{InstanceID: in.ID, Name: in.Name, UID: in.UID, Service: in.Service, Ordinal: in.Ordinal,
 		Host: h.Ref(), Ports: ports}
 }
 
-func (s *Store) planOnce(ctx context.Context, req PlanRequest) (*Plan, error) {
-	var plan *Plan
+func (s *Store) planOnce(ctx context.Context, req berth.PlanRequest) (*berth.Plan, error) {
+	var plan *berth.Plan
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		existing, err := s.existingPlan(tx, req.RunID, req.Key)
 		if err != nil || existing != nil {
@@ -244,7 +198,7 @@ func (s *Store) planOnce(ctx context.Context, req PlanRequest) (*Plan, error) {
 		}
 		var ready []Host
 		for _, h := range env.Hosts {
-			if h.State == HostReady {
+			if h.State == berth.HostReady {
 				ready = append(ready, h)
 			}
 		}
@@ -270,7 +224,7 @@ func (s *Store) planOnce(ctx context.Context, req PlanRequest) (*Plan, error) {
 				used[h.ID][p] = true
 			}
 		}
-		plan = &Plan{}
+		plan = &berth.Plan{}
 		for _, sr := range req.Services {
 			svc, err := upsertService(tx, req.ApplicationID, sr)
 			if err != nil {
@@ -284,14 +238,14 @@ func (s *Store) planOnce(ctx context.Context, req PlanRequest) (*Plan, error) {
 				svc.NextOrdinal++
 				in := Instance{ServiceID: svc.ID, Service: sr.Name, Ordinal: svc.NextOrdinal,
 					Name: fmt.Sprintf("%s-%s-%d", req.NamePrefix, sr.Name, svc.NextOrdinal), UID: newUID(),
-					HostID: h.ID, State: StatePlanned, Version: sr.Image, RunID: req.RunID, PlanKey: req.Key}
-				var mappings []PortMapping
+					HostID: h.ID, State: berth.StatePlanned, Version: sr.Image, RunID: req.RunID, PlanKey: req.Key}
+				var mappings []berth.PortMapping
 				for _, pr := range sr.Ports {
 					port, err := freePort(used[h.ID], req.PortMin, req.PortMax)
 					if err != nil {
 						return fmt.Errorf("host %q: %w", h.Name, err)
 					}
-					mappings = append(mappings, PortMapping{HostIP: h.IP, HostPort: port, ContainerPort: pr.ContainerPort, Protocol: pr.Protocol})
+					mappings = append(mappings, berth.PortMapping{HostIP: h.IP, HostPort: port, ContainerPort: pr.ContainerPort, Protocol: pr.Protocol})
 					if err := tx.Create(&PortAllocation{HostID: h.ID, Port: port, InstanceName: in.Name}).Error; err != nil {
 						return err
 					}
@@ -315,7 +269,7 @@ func (s *Store) planOnce(ctx context.Context, req PlanRequest) (*Plan, error) {
 	return plan, nil
 }
 
-func upsertService(tx *gorm.DB, appID uint, sr ServiceRequest) (*Service, error) {
+func upsertService(tx *gorm.DB, appID uint, sr berth.ServiceRequest) (*Service, error) {
 	var svc Service
 	err := tx.Where("application_id = ? AND name = ?", appID, sr.Name).First(&svc).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
@@ -326,7 +280,7 @@ func upsertService(tx *gorm.DB, appID uint, sr ServiceRequest) (*Service, error)
 	if sr.Add {
 		return &svc, nil
 	}
-	svc.Image, svc.Replicas, svc.Spec, svc.State, svc.DeletedAt = sr.Image, sr.Replicas, sr.Spec, StateDeploying, nil
+	svc.Image, svc.Replicas, svc.Spec, svc.State, svc.DeletedAt = sr.Image, sr.Replicas, sr.Spec, berth.StateDeploying, nil
 	return &svc, tx.Save(&svc).Error
 }
 
@@ -362,7 +316,7 @@ func newUID() string {
 // InstanceStarted records where a started instance runs.
 func (s *Store) InstanceStarted(ctx context.Context, name, containerID, ip string) error {
 	return s.db.WithContext(ctx).Model(&Instance{}).Where("name = ?", name).
-		Updates(map[string]any{"container_id": containerID, "ip": ip, "state": StateRunning}).Error
+		Updates(map[string]any{"container_id": containerID, "ip": ip, "state": berth.StateRunning}).Error
 }
 
 // ReleaseInstances marks instances removed and frees their ports. Their rows
@@ -377,13 +331,13 @@ func (s *Store) ReleaseInstances(ctx context.Context, names []string) error {
 		}
 		t := now()
 		return tx.Model(&Instance{}).Where("name IN ? AND removed_at IS NULL", names).
-			Updates(map[string]any{"state": StateRemoved, "removed_at": &t}).Error
+			Updates(map[string]any{"state": berth.StateRemoved, "removed_at": &t}).Error
 	})
 }
 
 // LiveInstances returns the instances of an application that are not removed,
 // with their hosts, in a stable order.
-func (s *Store) LiveInstances(ctx context.Context, appID uint) ([]PlannedInstance, error) {
+func (s *Store) LiveInstances(ctx context.Context, appID uint) ([]berth.PlannedInstance, error) {
 	var insts []Instance
 	err := s.db.WithContext(ctx).Joins("JOIN services ON services.id = instances.service_id").
 		Where("services.application_id = ? AND instances.removed_at IS NULL", appID).
@@ -392,7 +346,7 @@ func (s *Store) LiveInstances(ctx context.Context, appID uint) ([]PlannedInstanc
 		return nil, err
 	}
 	hosts := map[uint]Host{}
-	out := make([]PlannedInstance, 0, len(insts))
+	out := make([]berth.PlannedInstance, 0, len(insts))
 	for _, in := range insts {
 		h, ok := hosts[in.HostID]
 		if !ok {
@@ -416,9 +370,9 @@ type ServiceView struct {
 // InstanceView is one instance as users see it.
 type InstanceView struct {
 	Instance
-	Host     string        `json:"host"`
-	Ports    []PortMapping `json:"ports"`
-	Mappings []string      `json:"mappings"` // "hostIP:hostPort → containerPort/proto"
+	Host     string              `json:"host"`
+	Ports    []berth.PortMapping `json:"ports"`
+	Mappings []string            `json:"mappings"` // "hostIP:hostPort → containerPort/proto"
 }
 
 // Services returns an application's services with their live instances.
@@ -465,7 +419,7 @@ func (s *Store) serviceView(ctx context.Context, svc Service) (*ServiceView, err
 				names[in.HostID] = h.Name
 			}
 		}
-		iv := InstanceView{Instance: in, Host: names[in.HostID], Ports: []PortMapping{}, Mappings: []string{}}
+		iv := InstanceView{Instance: in, Host: names[in.HostID], Ports: []berth.PortMapping{}, Mappings: []string{}}
 		_ = json.Unmarshal([]byte(in.Ports), &iv.Ports)
 		sort.Slice(iv.Ports, func(i, j int) bool { return iv.Ports[i].ContainerPort < iv.Ports[j].ContainerPort })
 		for _, p := range iv.Ports {
@@ -500,14 +454,23 @@ func (s *Store) ServiceNamed(ctx context.Context, appID uint, name string) (*Ser
 	return &svc, nil
 }
 
+// ServiceRef returns an application's service by name, as the activities see it.
+func (s *Store) ServiceRef(ctx context.Context, appID uint, name string) (*berth.ServiceRef, error) {
+	svc, err := s.ServiceNamed(ctx, appID, name)
+	if err != nil {
+		return nil, err
+	}
+	return &berth.ServiceRef{ID: svc.ID, Name: svc.Name, Image: svc.Image, CreatedAt: svc.CreatedAt}, nil
+}
+
 // LiveServiceInstances returns a service's instances that are not removed,
 // oldest first, with their hosts.
-func (s *Store) LiveServiceInstances(ctx context.Context, serviceID uint) ([]PlannedInstance, error) {
+func (s *Store) LiveServiceInstances(ctx context.Context, serviceID uint) ([]berth.PlannedInstance, error) {
 	var insts []Instance
 	if err := s.db.WithContext(ctx).Where("service_id = ? AND removed_at IS NULL", serviceID).Order("ordinal").Find(&insts).Error; err != nil {
 		return nil, err
 	}
-	out := make([]PlannedInstance, 0, len(insts))
+	out := make([]berth.PlannedInstance, 0, len(insts))
 	for _, in := range insts {
 		var h Host
 		if err := s.db.WithContext(ctx).First(&h, in.HostID).Error; err != nil {
@@ -527,7 +490,7 @@ func (s *Store) FreePorts(ctx context.Context, envID uint, min, max int) (map[st
 	}
 	out := map[string]int{}
 	for _, h := range env.Hosts {
-		if h.State != HostReady {
+		if h.State != berth.HostReady {
 			continue
 		}
 		var used int64
@@ -587,10 +550,10 @@ func (s *Store) beginRun(ctx context.Context, appID uint, run *Run, activeKey st
 		if err := tx.First(&app, appID).Error; err != nil {
 			return notFound(err, fmt.Sprintf("application %d", appID))
 		}
-		if app.State != StateRunning {
+		if app.State != berth.StateRunning {
 			return &ConflictError{Msg: fmt.Sprintf("application %q is %s, not running", app.Name, app.State)}
 		}
-		run.ApplicationID, run.ActiveKey, run.Status = app.ID, &activeKey, RunPending
+		run.ApplicationID, run.ActiveKey, run.Status = app.ID, &activeKey, berth.RunPending
 		if err := tx.Omit("Steps").Create(run).Error; err != nil {
 			if isDuplicate(err) {
 				var active Run

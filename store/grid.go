@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"time"
+
+	"github.com/berth-dev/berth"
 )
 
 // GridCell is one service in one environment as the environment × service
@@ -21,8 +23,8 @@ type GridCell struct {
 	State         string
 	// The application's last run; zero when it has none.
 	RunID     uint
-	RunKind   string
-	RunStatus string
+	RunKind   berth.RunKind
+	RunStatus berth.RunStatus
 	By        string
 	At        time.Time
 	// Waiting counts open approvals on the application's runs; WaitingRunID is the oldest's run.
@@ -113,7 +115,7 @@ func (s *Store) Grid(ctx context.Context, tenantIDs []uint) ([]GridCell, []GridE
 	var ws []waiting
 	if err := db.Table("approvals").Select("runs.application_id, COUNT(*) AS n, MIN(approvals.run_id) AS run_id").
 		Joins("JOIN runs ON runs.id = approvals.run_id").
-		Where("approvals.state IN ? AND runs.application_id IN ?", []string{ApprovalPending, ApprovalEscalated}, appIDs).
+		Where("approvals.state IN ? AND runs.application_id IN ?", openApprovalStates, appIDs).
 		Group("runs.application_id").Scan(&ws).Error; err != nil {
 		return nil, nil, err
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -24,9 +25,9 @@ func TestGrid(t *testing.T) {
 		oenv, err := st.CreateEnvironment(ctx, other.ID, "dev")
 		require.NoError(t, err)
 		mk := func(envID uint, app, image string) (*store.Application, *store.Service) {
-			a := &store.Application{EnvironmentID: envID, Name: app, State: store.StateRunning}
+			a := &store.Application{EnvironmentID: envID, Name: app, State: berth.StateRunning}
 			require.NoError(t, db.Create(a).Error)
-			s := &store.Service{ApplicationID: a.ID, Name: "web", Image: image, Replicas: 1, State: store.StateRunning}
+			s := &store.Service{ApplicationID: a.ID, Name: "web", Image: image, Replicas: 1, State: berth.StateRunning}
 			require.NoError(t, db.Create(s).Error)
 			return a, s
 		}
@@ -35,16 +36,16 @@ func TestGrid(t *testing.T) {
 		mk(oenv.ID, "api", "registry/api:2")
 
 		// prod's current release says which version it runs.
-		rel := &store.Release{ServiceID: prodSvc.ID, Kind: store.ReleaseImage, Version: "1.4.0-hotfix", Outcome: store.ReleaseSucceeded}
+		rel := &store.Release{ServiceID: prodSvc.ID, Kind: berth.ReleaseImage, Version: "1.4.0-hotfix", Outcome: berth.ReleaseSucceeded}
 		require.NoError(t, db.Create(rel).Error)
 		require.NoError(t, db.Create(&store.ServiceReleases{ServiceID: prodSvc.ID, CurrentID: rel.ID, LastGoodID: rel.ID}).Error)
 		// dev: two runs, the last one by bob; prod: a run waiting on approval.
 		for _, by := range []string{"ann", "bob"} {
-			require.NoError(t, st.CreateRun(ctx, &store.Run{Kind: "deploy", TenantID: tn.ID, ApplicationID: devApp.ID, Status: store.RunSucceeded, StartedBy: by}, ""))
+			require.NoError(t, st.CreateRun(ctx, &store.Run{Kind: "deploy", TenantID: tn.ID, ApplicationID: devApp.ID, Status: berth.RunSucceeded, StartedBy: by}, ""))
 		}
-		waitRun := &store.Run{Kind: "release", TenantID: tn.ID, ApplicationID: prodApp.ID, Status: store.RunRunning, StartedBy: "dana"}
+		waitRun := &store.Run{Kind: "release", TenantID: tn.ID, ApplicationID: prodApp.ID, Status: berth.RunRunning, StartedBy: "dana"}
 		require.NoError(t, st.CreateRun(ctx, waitRun, ""))
-		_, err = st.CreateApproval(ctx, &store.Approval{RunID: waitRun.ID, Step: "approval", TenantID: tn.ID, RoleList: []string{store.RoleApprover}, StartedBy: "dana"})
+		_, err = st.CreateApproval(ctx, &store.Approval{RunID: waitRun.ID, Step: "approval", TenantID: tn.ID, RoleList: []berth.Role{berth.RoleApprover}, StartedBy: "dana"})
 		require.NoError(t, err)
 
 		cells, envs, err := st.Grid(ctx, []uint{tn.ID})

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"strings"
+
+	"github.com/berth-dev/berth"
 )
 
 // ServiceReleasesPage lists a service's releases, newest first, with the total count.
@@ -34,7 +36,7 @@ func (s *Store) ServiceRuns(ctx context.Context, sc *ServiceContext, limit, offs
 	// (with '!', which SQLite and MySQL read alike).
 	prefix := strings.NewReplacer("!", "!!", "%", "!%", "_", "!_").Replace(svc) + "/%"
 	q := s.db.WithContext(ctx).Model(&Run{}).Where("application_id = ?", sc.Application.ID).
-		Where("(subject = ? AND kind IN ?) OR subject = ? OR subject LIKE ? ESCAPE '!'", app, []string{"deploy", "delete"}, svc, prefix)
+		Where("(subject = ? AND kind IN ?) OR subject = ? OR subject LIKE ? ESCAPE '!'", app, []berth.RunKind{berth.KindDeploy, berth.KindDelete}, svc, prefix)
 	var total int64
 	if err := q.Count(&total).Error; err != nil {
 		return nil, 0, err

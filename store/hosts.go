@@ -4,22 +4,13 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/berth-dev/berth"
 	"gorm.io/gorm"
 )
 
-// HostFacts is what ProvisionHost learned about an engine.
-type HostFacts struct {
-	State         string
-	Reason        string
-	EngineVersion string
-	APIVersion    string
-	CPUs          int
-	MemoryBytes   int64
-}
-
 // CreateHost records a new host in state pending, creating its region if needed.
 func (s *Store) CreateHost(ctx context.Context, h *Host) error {
-	h.State = HostPending
+	h.State = berth.HostPending
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Where(Region{Name: h.Region}).FirstOrCreate(&Region{Name: h.Region}).Error; err != nil {
 			return err
@@ -60,7 +51,7 @@ func (s *Store) Hosts(ctx context.Context) ([]Host, error) {
 }
 
 // SetHostFacts records the outcome of a host check.
-func (s *Store) SetHostFacts(ctx context.Context, id uint, f HostFacts) error {
+func (s *Store) SetHostFacts(ctx context.Context, id uint, f berth.HostFacts) error {
 	t := now()
 	res := s.db.WithContext(ctx).Model(&Host{}).Where("id = ?", id).Updates(map[string]any{
 		"state": f.State, "reason": f.Reason, "engine_version": f.EngineVersion,
@@ -83,22 +74,8 @@ func (s *Store) SetHostFacts(ctx context.Context, id uint, f HostFacts) error {
 	return nil
 }
 
-// HostRef is what a regional worker needs to reach a host, carried in
-// activity inputs so that workers in a region need no database.
-type HostRef struct {
-	ID         uint   `json:"id"`
-	Name       string `json:"name"`
-	Region     string `json:"region"`
-	Endpoint   string `json:"endpoint"`
-	IP         string `json:"ip"`
-	VolumeRoot string `json:"volumeRoot"`
-	TLSCA      string `json:"tlsCA,omitempty"`
-	TLSCert    string `json:"tlsCert,omitempty"`
-	TLSKey     string `json:"tlsKey,omitempty"`
-}
-
 // Ref returns the host's reference.
-func (h Host) Ref() HostRef {
-	return HostRef{ID: h.ID, Name: h.Name, Region: h.Region, Endpoint: h.Endpoint, IP: h.IP,
+func (h Host) Ref() berth.HostRef {
+	return berth.HostRef{ID: h.ID, Name: h.Name, Region: h.Region, Endpoint: h.Endpoint, IP: h.IP,
 		VolumeRoot: h.VolumeRoot, TLSCA: h.TLSCA, TLSCert: h.TLSCert, TLSKey: h.TLSKey}
 }

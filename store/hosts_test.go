@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -15,10 +16,10 @@ func TestCreateHost(t *testing.T) {
 		ctx := context.Background()
 
 		// A caller cannot smuggle a host straight into ready: it must be checked first.
-		h := &store.Host{Name: "zeta", Region: "eu-west", Endpoint: "unix:///var/run/docker.sock", IP: "127.0.0.1", VolumeRoot: "/srv/berth", State: store.HostReady}
+		h := &store.Host{Name: "zeta", Region: "eu-west", Endpoint: "unix:///var/run/docker.sock", IP: "127.0.0.1", VolumeRoot: "/srv/berth", State: berth.HostReady}
 		require.NoError(t, st.CreateHost(ctx, h))
 		require.NotZero(t, h.ID)
-		require.Equal(t, store.HostPending, h.State)
+		require.Equal(t, berth.HostPending, h.State)
 
 		// The second host in the same region must reuse the region, not fail on it.
 		h2 := &store.Host{Name: "alpha", Region: "eu-west", Endpoint: "tcp://10.0.0.2:2376", IP: "10.0.0.2", VolumeRoot: "/data"}
@@ -39,7 +40,7 @@ func TestCreateHost(t *testing.T) {
 		require.Equal(t, "unix:///var/run/docker.sock", got.Endpoint)
 		require.Equal(t, "127.0.0.1", got.IP)
 		require.Equal(t, "/srv/berth", got.VolumeRoot)
-		require.Equal(t, store.HostPending, got.State)
+		require.Equal(t, berth.HostPending, got.State)
 		require.Nil(t, got.CheckedAt)
 
 		byName, err := st.HostByName(ctx, "alpha")
@@ -66,7 +67,7 @@ func TestHostNotFound(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrNotFound)
 		_, err = st.HostByName(ctx, "nope")
 		require.ErrorIs(t, err, store.ErrNotFound)
-		err = st.SetHostFacts(ctx, 4242, store.HostFacts{State: store.HostReady})
+		err = st.SetHostFacts(ctx, 4242, berth.HostFacts{State: berth.HostReady})
 		require.ErrorIs(t, err, store.ErrNotFound)
 	})
 }
@@ -77,11 +78,11 @@ func TestSetHostFacts(t *testing.T) {
 		h := newHost(t, st, "h1", "127.0.0.1", false)
 		before := time.Now().Add(-time.Second)
 
-		facts := store.HostFacts{State: store.HostReady, EngineVersion: "27.1.1", APIVersion: "1.46", CPUs: 8, MemoryBytes: 16 << 30}
+		facts := berth.HostFacts{State: berth.HostReady, EngineVersion: "27.1.1", APIVersion: "1.46", CPUs: 8, MemoryBytes: 16 << 30}
 		require.NoError(t, st.SetHostFacts(ctx, h.ID, facts))
 		got, err := st.Host(ctx, h.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.HostReady, got.State)
+		require.Equal(t, berth.HostReady, got.State)
 		require.Equal(t, "27.1.1", got.EngineVersion)
 		require.Equal(t, "1.46", got.APIVersion)
 		require.Equal(t, 8, got.CPUs)
@@ -94,10 +95,10 @@ func TestSetHostFacts(t *testing.T) {
 
 		// A failed check must overwrite with zero values too, or a down host
 		// would keep advertising the CPUs it had when it was last up.
-		require.NoError(t, st.SetHostFacts(ctx, h.ID, store.HostFacts{State: store.HostDown, Reason: "connection refused"}))
+		require.NoError(t, st.SetHostFacts(ctx, h.ID, berth.HostFacts{State: berth.HostDown, Reason: "connection refused"}))
 		got, err = st.Host(ctx, h.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.HostDown, got.State)
+		require.Equal(t, berth.HostDown, got.State)
 		require.Equal(t, "connection refused", got.Reason)
 		require.Empty(t, got.EngineVersion)
 		require.Empty(t, got.APIVersion)
@@ -112,7 +113,7 @@ func TestSetHostFacts(t *testing.T) {
 		}
 		got, err = st.Host(ctx, h.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.HostReady, got.State)
+		require.Equal(t, berth.HostReady, got.State)
 		require.Equal(t, "eu-west", got.Region, "facts must not touch the host's identity")
 		require.Equal(t, "h1", got.Name)
 	})
@@ -124,7 +125,7 @@ func TestHostRef(t *testing.T) {
 		h := &store.Host{Name: "remote", Region: "eu-west", Endpoint: "tcp://10.0.0.7:2376", IP: "10.0.0.7", VolumeRoot: "/var/lib/berth",
 			TLSCA: "/etc/berth/ca.pem", TLSCert: "/etc/berth/cert.pem", TLSKey: "/etc/berth/key.pem", Labels: "ssd=true"}
 		require.NoError(t, st.CreateHost(ctx, h))
-		want := store.HostRef{ID: h.ID, Name: "remote", Region: "eu-west", Endpoint: "tcp://10.0.0.7:2376", IP: "10.0.0.7",
+		want := berth.HostRef{ID: h.ID, Name: "remote", Region: "eu-west", Endpoint: "tcp://10.0.0.7:2376", IP: "10.0.0.7",
 			VolumeRoot: "/var/lib/berth", TLSCA: "/etc/berth/ca.pem", TLSCert: "/etc/berth/cert.pem", TLSKey: "/etc/berth/key.pem"}
 		require.Equal(t, want, h.Ref())
 

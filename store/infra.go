@@ -4,92 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
+	"github.com/berth-dev/berth"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
 
-// LBPool is a service's load-balancer backend and the frontend clients use.
-// It is kept as a record so every change can be undone and a restarted load
-// balancer rebuilt from it.
-type LBPool struct {
-	ID         uint   `gorm:"primaryKey" json:"id"`
-	ServiceID  uint   `gorm:"uniqueIndex" json:"serviceId"`
-	Region     string `gorm:"size:64;uniqueIndex:ux_lb_region_port" json:"region"`
-	Backend    string `gorm:"size:191" json:"backend"`
-	ListenIP   string `gorm:"size:64" json:"listenIP"`
-	ListenPort int    `gorm:"uniqueIndex:ux_lb_region_port" json:"listenPort"`
-	Mode       string `gorm:"size:8" json:"mode"`
-	HealthPath string `gorm:"size:200" json:"healthPath,omitempty"`
-	// Routes is the JSON of the pool's header and cookie routes (a grey
-	// release's), kept so a restarted load balancer gets them back.
-	Routes    string     `gorm:"type:text" json:"routes,omitempty"`
-	CreatedAt time.Time  `json:"createdAt"`
-	UpdatedAt time.Time  `json:"updatedAt"`
-	Servers   []LBServer `gorm:"foreignKey:PoolID" json:"servers"`
-}
-
-// LBServer is one instance in a pool, with the weight and state berth wants.
-type LBServer struct {
-	ID           uint      `gorm:"primaryKey" json:"-"`
-	PoolID       uint      `gorm:"index" json:"-"`
-	InstanceName string    `gorm:"size:191;uniqueIndex" json:"name"`
-	Addr         string    `gorm:"size:80" json:"addr"`
-	Weight       int       `json:"weight"`
-	State        string    `gorm:"size:16" json:"state"`
-	UpdatedAt    time.Time `json:"updatedAt"`
-}
-
-// FirewallOpening is an opening berth asked for, with its driver's outcome.
-type FirewallOpening struct {
-	ID           uint       `gorm:"primaryKey" json:"-"`
-	OpeningID    string     `gorm:"size:191;uniqueIndex" json:"id"`
-	InstanceName string     `gorm:"size:191;index" json:"instance"`
-	Protocol     string     `gorm:"size:8" json:"protocol"`
-	DestIP       string     `gorm:"size:64" json:"destIP"`
-	DestPort     int        `json:"destPort"`
-	Source       string     `gorm:"size:64" json:"source,omitempty"`
-	Driver       string     `gorm:"size:16" json:"driver"`
-	State        string     `gorm:"size:16;index" json:"state"` // requested, open, closed
-	RunID        uint       `json:"runId"`
-	OpenedAt     *time.Time `json:"openedAt,omitempty"`
-	ClosedAt     *time.Time `json:"closedAt,omitempty"`
-}
-
-// Firewall opening states.
-const (
-	OpeningRequested = "requested"
-	OpeningOpen      = "open"
-	OpeningClosed    = "closed"
-)
-
-// CMDBRecord is one configuration item as berth last meant to push it to the
-// enterprise CMDB, and how that went.
-type CMDBRecord struct {
-	CIID      string     `gorm:"primaryKey;size:191" json:"ciId"`
-	Kind      string     `gorm:"size:16" json:"kind"` // service or instance
-	Payload   string     `gorm:"type:text" json:"payload"`
-	Deleted   bool       `json:"deleted"`
-	State     string     `gorm:"size:16;index" json:"state"` // pending, synced, failed
-	Attempts  int        `json:"attempts"`
-	LastError string     `gorm:"type:text" json:"lastError,omitempty"`
-	SyncedAt  *time.Time `json:"syncedAt,omitempty"`
-	UpdatedAt time.Time  `json:"updatedAt"`
-}
-
-// CMDB sync states.
-const (
-	SyncPending = "pending"
-	SyncDone    = "synced"
-	SyncFailed  = "failed"
-)
-
 // EnsurePool returns a service's pool, creating it with a free listen port
 // from [portMin, portMax] in its region when it does not exist.
-func (s *Store) EnsurePool(ctx context.Context, p LBPool, portMin, portMax int) (*LBPool, error) {
+func (s *Store) EnsurePool(ctx context.Context, p berth.LBPool, portMin, portMax int) (*berth.LBPool, error) {
 	for attempt := 0; attempt < 20; attempt++ {
-		var out LBPool
+		var out berth.LBPool
 		err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 			err := tx.Preload("Servers").Where("service_id = ?", p.ServiceID).First(&out).Error
 			if err == nil {
@@ -99,7 +24,7 @@ func (s *Store) EnsurePool(ctx context.Context, p LBPool, portMin, portMax int) 
 				return err
 			}
 			var used []int
-			if err := tx.Model(&LBPool{}).Where("region = ?", p.Region).Pluck("listen_port", &used).Error; err != nil {
+			if err := tx.Model(&berth.LBPool{}).Where("region = ?", p.Region).Pluck("listen_port", &used).Error; err != nil {
 				return err
 			}
 			taken := map[int]bool{}
@@ -128,8 +53,8 @@ func (s *Store) EnsurePool(ctx context.Context, p LBPool, portMin, portMax int) 
 }
 
 // Pool returns a service's pool with its servers.
-func (s *Store) Pool(ctx context.Context, serviceID uint) (*LBPool, error) {
-	var p LBPool
+func (s *Store) Pool(ctx context.Context, serviceID uint) (*berth.LBPool, error) {
+	var p berth.LBPool
 	err := s.db.WithContext(ctx).Preload("Servers", func(db *gorm.DB) *gorm.DB { return db.Order("instance_name") }).
 		Where("service_id = ?", serviceID).First(&p).Error
 	if err != nil {
@@ -139,8 +64,8 @@ func (s *Store) Pool(ctx context.Context, serviceID uint) (*LBPool, error) {
 }
 
 // Pools lists every pool of a region with its servers, for rebuilding a load balancer.
-func (s *Store) Pools(ctx context.Context, region string) ([]LBPool, error) {
-	var ps []LBPool
+func (s *Store) Pools(ctx context.Context, region string) ([]berth.LBPool, error) {
+	var ps []berth.LBPool
 	q := s.db.WithContext(ctx).Preload("Servers", func(db *gorm.DB) *gorm.DB { return db.Order("instance_name") }).Order("id")
 	if region != "" {
 		q = q.Where("region = ?", region)
@@ -149,7 +74,7 @@ func (s *Store) Pools(ctx context.Context, region string) ([]LBPool, error) {
 }
 
 // SetPoolServers records servers' desired weight and state (upsert by instance name).
-func (s *Store) SetPoolServers(ctx context.Context, poolID uint, servers []LBServer) error {
+func (s *Store) SetPoolServers(ctx context.Context, poolID uint, servers []berth.LBServer) error {
 	if len(servers) == 0 {
 		return nil
 	}
@@ -168,7 +93,7 @@ func (s *Store) SetPoolServers(ctx context.Context, poolID uint, servers []LBSer
 func (s *Store) SetServerWeights(ctx context.Context, weights map[string]int) error {
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		for name, w := range weights {
-			if err := tx.Model(&LBServer{}).Where("instance_name = ?", name).Update("weight", w).Error; err != nil {
+			if err := tx.Model(&berth.LBServer{}).Where("instance_name = ?", name).Update("weight", w).Error; err != nil {
 				return err
 			}
 		}
@@ -178,7 +103,7 @@ func (s *Store) SetServerWeights(ctx context.Context, weights map[string]int) er
 
 // SetPoolRoutes records a pool's routes (JSON; empty removes them).
 func (s *Store) SetPoolRoutes(ctx context.Context, backend, routes string) error {
-	return s.db.WithContext(ctx).Model(&LBPool{}).Where("backend = ?", backend).Update("routes", routes).Error
+	return s.db.WithContext(ctx).Model(&berth.LBPool{}).Where("backend = ?", backend).Update("routes", routes).Error
 }
 
 // RemovePoolServers forgets servers.
@@ -186,20 +111,20 @@ func (s *Store) RemovePoolServers(ctx context.Context, names []string) error {
 	if len(names) == 0 {
 		return nil
 	}
-	return s.db.WithContext(ctx).Where("instance_name IN ?", names).Delete(&LBServer{}).Error
+	return s.db.WithContext(ctx).Where("instance_name IN ?", names).Delete(&berth.LBServer{}).Error
 }
 
 // RemovePool forgets a service's pool and its servers.
 func (s *Store) RemovePool(ctx context.Context, serviceID uint) error {
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var p LBPool
+		var p berth.LBPool
 		if err := tx.Where("service_id = ?", serviceID).First(&p).Error; err != nil {
 			if errors.Is(err, gorm.ErrRecordNotFound) {
 				return nil
 			}
 			return err
 		}
-		if err := tx.Where("pool_id = ?", p.ID).Delete(&LBServer{}).Error; err != nil {
+		if err := tx.Where("pool_id = ?", p.ID).Delete(&berth.LBServer{}).Error; err != nil {
 			return err
 		}
 		return tx.Delete(&p).Error
@@ -207,7 +132,7 @@ func (s *Store) RemovePool(ctx context.Context, serviceID uint) error {
 }
 
 // RecordOpenings upserts openings with their state.
-func (s *Store) RecordOpenings(ctx context.Context, os []FirewallOpening) error {
+func (s *Store) RecordOpenings(ctx context.Context, os []berth.FirewallOpening) error {
 	if len(os) == 0 {
 		return nil
 	}
@@ -215,9 +140,9 @@ func (s *Store) RecordOpenings(ctx context.Context, os []FirewallOpening) error 
 	for i := range os {
 		os[i].ID = 0
 		switch os[i].State {
-		case OpeningOpen:
+		case berth.OpeningOpen:
 			os[i].OpenedAt = &t
-		case OpeningClosed:
+		case berth.OpeningClosed:
 			os[i].ClosedAt = &t
 		}
 	}
@@ -228,8 +153,8 @@ func (s *Store) RecordOpenings(ctx context.Context, os []FirewallOpening) error 
 }
 
 // Openings lists openings, optionally only those in one state.
-func (s *Store) Openings(ctx context.Context, state string) ([]FirewallOpening, error) {
-	var out []FirewallOpening
+func (s *Store) Openings(ctx context.Context, state string) ([]berth.FirewallOpening, error) {
+	var out []berth.FirewallOpening
 	q := s.db.WithContext(ctx).Order("opening_id")
 	if state != "" {
 		q = q.Where("state = ?", state)
@@ -238,12 +163,12 @@ func (s *Store) Openings(ctx context.Context, state string) ([]FirewallOpening, 
 }
 
 // QueueCMDB records configuration items to push (or delete) as pending.
-func (s *Store) QueueCMDB(ctx context.Context, recs []CMDBRecord) error {
+func (s *Store) QueueCMDB(ctx context.Context, recs []berth.CMDBRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	for i := range recs {
-		recs[i].State = SyncPending
+		recs[i].State = berth.SyncPending
 		recs[i].LastError = ""
 	}
 	return s.db.WithContext(ctx).Clauses(clause.OnConflict{
@@ -253,8 +178,8 @@ func (s *Store) QueueCMDB(ctx context.Context, recs []CMDBRecord) error {
 }
 
 // CMDBRecords lists records by CI id, optionally in one state.
-func (s *Store) CMDBRecords(ctx context.Context, state string, ids []string) ([]CMDBRecord, error) {
-	var out []CMDBRecord
+func (s *Store) CMDBRecords(ctx context.Context, state berth.SyncState, ids []string) ([]berth.CMDBRecord, error) {
+	var out []berth.CMDBRecord
 	q := s.db.WithContext(ctx).Order("ci_id")
 	if state != "" {
 		q = q.Where("state = ?", state)
@@ -270,9 +195,9 @@ func (s *Store) MarkCMDB(ctx context.Context, ciID string, ok bool, errMsg strin
 	up := map[string]any{"attempts": gorm.Expr("attempts + 1"), "last_error": errMsg}
 	if ok {
 		t := now()
-		up["state"], up["synced_at"] = SyncDone, &t
+		up["state"], up["synced_at"] = berth.SyncDone, &t
 	} else {
-		up["state"] = SyncFailed
+		up["state"] = berth.SyncFailed
 	}
-	return s.db.WithContext(ctx).Model(&CMDBRecord{}).Where("ci_id = ?", ciID).Updates(up).Error
+	return s.db.WithContext(ctx).Model(&berth.CMDBRecord{}).Where("ci_id = ?", ciID).Updates(up).Error
 }

@@ -2,40 +2,8 @@ package store
 
 import (
 	"time"
-)
 
-// Host states. A host is only placed on when ready.
-const (
-	HostPending  = "pending"
-	HostReady    = "ready"
-	HostDraining = "draining"
-	HostDown     = "down"
-)
-
-// Application, service and instance states.
-const (
-	StatePlanned   = "planned"
-	StateDeploying = "deploying"
-	StateRunning   = "running"
-	StateFailed    = "failed"
-	StateDeleting  = "deleting"
-	StateDeleted   = "deleted"
-	StateRemoved   = "removed"
-)
-
-// Run and step states.
-const (
-	RunPending   = "pending"
-	RunRunning   = "running"
-	RunSucceeded = "succeeded"
-	RunFailed    = "failed"
-	RunCancelled = "cancelled"
-
-	StepRunning     = "running"
-	StepWaiting     = "waiting"
-	StepDone        = "done"
-	StepFailed      = "failed"
-	StepCompensated = "compensated"
+	"github.com/berth-dev/berth"
 )
 
 // Region groups hosts that one regional worker serves (task queue berth-<name>).
@@ -58,17 +26,17 @@ type Host struct {
 	// IP is the address host ports are published on and clients reach instances at.
 	IP string `gorm:"size:64" json:"ip"`
 	// VolumeRoot is the per-host folder under which each instance's package, logs and files live.
-	VolumeRoot    string     `gorm:"size:255" json:"volumeRoot"`
-	Labels        string     `gorm:"type:text" json:"labels,omitempty"`
-	State         string     `gorm:"size:16" json:"state"`
-	Reason        string     `gorm:"type:text" json:"reason,omitempty"`
-	EngineVersion string     `gorm:"size:64" json:"engineVersion,omitempty"`
-	APIVersion    string     `gorm:"size:16" json:"apiVersion,omitempty"`
-	CPUs          int        `gorm:"column:cpus" json:"cpus,omitempty"`
-	MemoryBytes   int64      `json:"memoryBytes,omitempty"`
-	CheckedAt     *time.Time `json:"checkedAt,omitempty"`
-	CreatedAt     time.Time  `json:"createdAt"`
-	UpdatedAt     time.Time  `json:"updatedAt"`
+	VolumeRoot    string          `gorm:"size:255" json:"volumeRoot"`
+	Labels        string          `gorm:"type:text" json:"labels,omitempty"`
+	State         berth.HostState `gorm:"size:16" json:"state"`
+	Reason        string          `gorm:"type:text" json:"reason,omitempty"`
+	EngineVersion string          `gorm:"size:64" json:"engineVersion,omitempty"`
+	APIVersion    string          `gorm:"size:16" json:"apiVersion,omitempty"`
+	CPUs          int             `gorm:"column:cpus" json:"cpus,omitempty"`
+	MemoryBytes   int64           `json:"memoryBytes,omitempty"`
+	CheckedAt     *time.Time      `json:"checkedAt,omitempty"`
+	CreatedAt     time.Time       `json:"createdAt"`
+	UpdatedAt     time.Time       `json:"updatedAt"`
 }
 
 // Tenant is the beneficiary: the team that owns environments and applications.
@@ -102,16 +70,16 @@ type Environment struct {
 
 // Application is a subsystem: one compose project deployed into an environment.
 type Application struct {
-	ID            uint       `gorm:"primaryKey" json:"id"`
-	EnvironmentID uint       `gorm:"uniqueIndex:ux_app_env_name" json:"environmentId"`
-	Name          string     `gorm:"size:64;uniqueIndex:ux_app_env_name" json:"name"`
-	Compose       string     `gorm:"type:mediumtext" json:"-"`
-	SpecHash      string     `gorm:"size:64" json:"specHash"`
-	State         string     `gorm:"size:16" json:"state"`
-	LastRunID     uint       `json:"lastRunId"`
-	CreatedAt     time.Time  `json:"createdAt"`
-	UpdatedAt     time.Time  `json:"updatedAt"`
-	DeletedAt     *time.Time `json:"deletedAt,omitempty"`
+	ID            uint        `gorm:"primaryKey" json:"id"`
+	EnvironmentID uint        `gorm:"uniqueIndex:ux_app_env_name" json:"environmentId"`
+	Name          string      `gorm:"size:64;uniqueIndex:ux_app_env_name" json:"name"`
+	Compose       string      `gorm:"type:mediumtext" json:"-"`
+	SpecHash      string      `gorm:"size:64" json:"specHash"`
+	State         berth.State `gorm:"size:16" json:"state"`
+	LastRunID     uint        `json:"lastRunId"`
+	CreatedAt     time.Time   `json:"createdAt"`
+	UpdatedAt     time.Time   `json:"updatedAt"`
+	DeletedAt     *time.Time  `json:"deletedAt,omitempty"`
 }
 
 // Service is a cluster: the instances of one compose service. Attributes
@@ -125,11 +93,11 @@ type Service struct {
 	Spec          string `gorm:"type:text" json:"-"`
 	// NextOrdinal makes instance names unique for the service's lifetime: a
 	// name is never given twice, even after its instance is gone.
-	NextOrdinal int        `json:"-"`
-	State       string     `gorm:"size:16" json:"state"`
-	CreatedAt   time.Time  `json:"createdAt"`
-	UpdatedAt   time.Time  `json:"updatedAt"`
-	DeletedAt   *time.Time `json:"deletedAt,omitempty"`
+	NextOrdinal int         `json:"-"`
+	State       berth.State `gorm:"size:16" json:"state"`
+	CreatedAt   time.Time   `json:"createdAt"`
+	UpdatedAt   time.Time   `json:"updatedAt"`
+	DeletedAt   *time.Time  `json:"deletedAt,omitempty"`
 }
 
 // Instance is one container: the smallest configuration item. Its name is
@@ -140,16 +108,16 @@ type Instance struct {
 	Name      string `gorm:"size:191;uniqueIndex" json:"name"`
 	// UID is written into the container's labels so that a retry adopts only
 	// its own container, never a stranger that happens to have the same name.
-	UID         string `gorm:"size:32" json:"-"`
-	Service     string `gorm:"size:64" json:"service"`
-	Ordinal     int    `json:"ordinal"`
-	HostID      uint   `gorm:"index" json:"hostId"`
-	ContainerID string `gorm:"size:80" json:"containerId,omitempty"`
-	IP          string `gorm:"size:64" json:"ip,omitempty"`
-	Ports       string `gorm:"type:text" json:"-"`
-	State       string `gorm:"size:16" json:"state"`
-	Version     string `gorm:"size:255" json:"version"`
-	RunID       uint   `gorm:"index" json:"runId"`
+	UID         string      `gorm:"size:32" json:"-"`
+	Service     string      `gorm:"size:64" json:"service"`
+	Ordinal     int         `json:"ordinal"`
+	HostID      uint        `gorm:"index" json:"hostId"`
+	ContainerID string      `gorm:"size:80" json:"containerId,omitempty"`
+	IP          string      `gorm:"size:64" json:"ip,omitempty"`
+	Ports       string      `gorm:"type:text" json:"-"`
+	State       berth.State `gorm:"size:16" json:"state"`
+	Version     string      `gorm:"size:255" json:"version"`
+	RunID       uint        `gorm:"index" json:"runId"`
 	// PlanKey, when set, is what makes a plan idempotent instead of RunID,
 	// for runs that plan more than once (a release plans each batch).
 	PlanKey   string     `gorm:"size:191;index" json:"-"`
@@ -170,18 +138,18 @@ type PortAllocation struct {
 
 // Run is one workflow execution as users see it. Its ID is the stable run number.
 type Run struct {
-	ID            uint   `gorm:"primaryKey" json:"id"`
-	Kind          string `gorm:"size:32;index" json:"kind"`
-	WorkflowID    string `gorm:"size:191;index" json:"workflowId"`
-	TemporalRunID string `gorm:"size:64" json:"temporalRunId,omitempty"`
-	TenantID      uint   `gorm:"index" json:"tenantId,omitempty"`
-	EnvironmentID uint   `gorm:"index" json:"environmentId,omitempty"`
-	ApplicationID uint   `gorm:"index" json:"applicationId,omitempty"`
-	HostID        uint   `json:"hostId,omitempty"`
-	Subject       string `gorm:"size:191" json:"subject"`
-	Status        string `gorm:"size:16;index" json:"status"`
-	StartedBy     string `gorm:"size:64;index" json:"startedBy"`
-	RequestHash   string `gorm:"size:64" json:"requestHash,omitempty"`
+	ID            uint            `gorm:"primaryKey" json:"id"`
+	Kind          berth.RunKind   `gorm:"size:32;index" json:"kind"`
+	WorkflowID    string          `gorm:"size:191;index" json:"workflowId"`
+	TemporalRunID string          `gorm:"size:64" json:"temporalRunId,omitempty"`
+	TenantID      uint            `gorm:"index" json:"tenantId,omitempty"`
+	EnvironmentID uint            `gorm:"index" json:"environmentId,omitempty"`
+	ApplicationID uint            `gorm:"index" json:"applicationId,omitempty"`
+	HostID        uint            `json:"hostId,omitempty"`
+	Subject       string          `gorm:"size:191" json:"subject"`
+	Status        berth.RunStatus `gorm:"size:16;index" json:"status"`
+	StartedBy     string          `gorm:"size:64;index" json:"startedBy"`
+	RequestHash   string          `gorm:"size:64" json:"requestHash,omitempty"`
 	// RetryOf is the run this one retries (0: a first try).
 	RetryOf uint `gorm:"index" json:"retryOf,omitempty"`
 	// Request is the request that started the run, kept so that a retry can
@@ -200,17 +168,17 @@ type Run struct {
 // Step is one durable step of a run, with the time it spent working and the
 // time it spent waiting (on people or on outside systems).
 type Step struct {
-	ID         uint       `gorm:"primaryKey" json:"-"`
-	RunID      uint       `gorm:"uniqueIndex:ux_step_run_name" json:"-"`
-	Seq        int        `json:"seq"`
-	Name       string     `gorm:"size:128;uniqueIndex:ux_step_run_name" json:"name"`
-	State      string     `gorm:"size:16" json:"state"`
-	Detail     string     `gorm:"type:text" json:"detail,omitempty"`
-	Error      string     `gorm:"type:text" json:"error,omitempty"`
-	StartedAt  *time.Time `json:"startedAt,omitempty"`
-	FinishedAt *time.Time `json:"finishedAt,omitempty"`
-	ActiveMs   int64      `json:"activeMs"`
-	WaitingMs  int64      `json:"waitingMs"`
+	ID         uint            `gorm:"primaryKey" json:"-"`
+	RunID      uint            `gorm:"uniqueIndex:ux_step_run_name" json:"-"`
+	Seq        int             `json:"seq"`
+	Name       string          `gorm:"size:128;uniqueIndex:ux_step_run_name" json:"name"`
+	State      berth.StepState `gorm:"size:16" json:"state"`
+	Detail     string          `gorm:"type:text" json:"detail,omitempty"`
+	Error      string          `gorm:"type:text" json:"error,omitempty"`
+	StartedAt  *time.Time      `json:"startedAt,omitempty"`
+	FinishedAt *time.Time      `json:"finishedAt,omitempty"`
+	ActiveMs   int64           `json:"activeMs"`
+	WaitingMs  int64           `json:"waitingMs"`
 }
 
 // AuditEvent records one mutating action. Rows are only ever inserted.
@@ -225,17 +193,9 @@ type AuditEvent struct {
 	Detail  string    `gorm:"type:text" json:"detail,omitempty"`
 }
 
-// PortMapping is one published port of an instance.
-type PortMapping struct {
-	HostIP        string `json:"hostIP"`
-	HostPort      int    `json:"hostPort"`
-	ContainerPort int    `json:"containerPort"`
-	Protocol      string `json:"protocol"`
-}
-
 func allModels() []any {
 	return []any{&Region{}, &Host{}, &Tenant{}, &Environment{}, &Application{}, &Service{},
 		&Instance{}, &PortAllocation{}, &Run{}, &Step{}, &AuditEvent{},
-		&LBPool{}, &LBServer{}, &FirewallOpening{}, &CMDBRecord{}, &Release{}, &ServiceReleases{}, &ReleaseOutput{},
+		&berth.LBPool{}, &berth.LBServer{}, &berth.FirewallOpening{}, &berth.CMDBRecord{}, &Release{}, &ServiceReleases{}, &ReleaseOutput{},
 		&User{}, &RoleBinding{}, &APIToken{}, &Session{}, &Approval{}, &Decision{}}
 }

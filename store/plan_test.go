@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -33,17 +34,17 @@ func newPlanWorld(t *testing.T, st *store.Store) *planWorld {
 	return &planWorld{st: st, env: newEnv(t, st, "acme", "dev", a, b), hostA: a, hostB: b}
 }
 
-func (w *planWorld) request(app *store.Application, run *store.Run, svcs ...store.ServiceRequest) store.PlanRequest {
-	return store.PlanRequest{RunID: run.ID, ApplicationID: app.ID, EnvironmentID: w.env.ID,
+func (w *planWorld) request(app *store.Application, run *store.Run, svcs ...berth.ServiceRequest) berth.PlanRequest {
+	return berth.PlanRequest{RunID: run.ID, ApplicationID: app.ID, EnvironmentID: w.env.ID,
 		NamePrefix: "acme-dev-" + app.Name, Services: svcs, PortMin: portMin, PortMax: portMax}
 }
 
-func svc(name string, replicas int, ports ...store.PortRequest) store.ServiceRequest {
-	return store.ServiceRequest{Name: name, Image: "registry.local/" + name + ":1", Replicas: replicas, Ports: ports, Spec: `{"image":"` + name + `"}`}
+func svc(name string, replicas int, ports ...berth.PortRequest) berth.ServiceRequest {
+	return berth.ServiceRequest{Name: name, Image: "registry.local/" + name + ":1", Replicas: replicas, Ports: ports, Spec: `{"image":"` + name + `"}`}
 }
 
-func tcp(p int) store.PortRequest { return store.PortRequest{ContainerPort: p, Protocol: "tcp"} }
-func udp(p int) store.PortRequest { return store.PortRequest{ContainerPort: p, Protocol: "udp"} }
+func tcp(p int) berth.PortRequest { return berth.PortRequest{ContainerPort: p, Protocol: "tcp"} }
+func udp(p int) berth.PortRequest { return berth.PortRequest{ContainerPort: p, Protocol: "udp"} }
 
 type hostPort struct {
 	host uint
@@ -52,7 +53,7 @@ type hostPort struct {
 
 // requireUniquePorts checks no host port is handed out twice and returns
 // the (host, port) → instance name the plans claim.
-func requireUniquePorts(t *testing.T, plans ...*store.Plan) map[hostPort]string {
+func requireUniquePorts(t *testing.T, plans ...*berth.Plan) map[hostPort]string {
 	t.Helper()
 	seen := map[hostPort]string{}
 	for _, p := range plans {
@@ -70,7 +71,7 @@ func requireUniquePorts(t *testing.T, plans ...*store.Plan) map[hostPort]string 
 
 // requireAllocationsMatch checks the port_allocations table holds exactly
 // the ports the plans claim, so that nothing leaked and nothing is missing.
-func requireAllocationsMatch(t *testing.T, st *store.Store, plans ...*store.Plan) {
+func requireAllocationsMatch(t *testing.T, st *store.Store, plans ...*berth.Plan) {
 	t.Helper()
 	want := requireUniquePorts(t, plans...)
 	pas, err := st.PortAllocations(context.Background(), 0)
@@ -85,7 +86,7 @@ func requireAllocationsMatch(t *testing.T, st *store.Store, plans ...*store.Plan
 	require.Equal(t, want, got)
 }
 
-func instanceNames(p *store.Plan) []string {
+func instanceNames(p *berth.Plan) []string {
 	out := make([]string, 0, len(p.Instances))
 	for _, in := range p.Instances {
 		out = append(out, in.Name)
@@ -107,7 +108,7 @@ func TestPlanDeploy(t *testing.T) {
 		require.Equal(t, []string{"acme-dev-shop-api-1", "acme-dev-shop-api-2", "acme-dev-shop-web-1", "acme-dev-shop-web-2", "acme-dev-shop-web-3"},
 			instanceNames(plan))
 
-		refs := map[uint]store.HostRef{w.hostA.ID: w.hostA.Ref(), w.hostB.ID: w.hostB.Ref()}
+		refs := map[uint]berth.HostRef{w.hostA.ID: w.hostA.Ref(), w.hostB.ID: w.hostB.Ref()}
 		perService := map[string]map[uint]int{"api": {}, "web": {}}
 		uids := map[string]bool{}
 		ids := map[uint]bool{}
@@ -129,9 +130,9 @@ func TestPlanDeploy(t *testing.T) {
 			require.Equal(t, ref, in.Host, "the plan carries the whole host ref for the worker")
 			perService[in.Service][in.Host.ID]++
 
-			want := []store.PortRequest{tcp(8080)}
+			want := []berth.PortRequest{tcp(8080)}
 			if in.Service == "web" {
-				want = []store.PortRequest{tcp(8080), udp(9090)}
+				want = []berth.PortRequest{tcp(8080), udp(9090)}
 			}
 			require.Len(t, in.Ports, len(want), in.Name)
 			for j, m := range in.Ports {
@@ -152,7 +153,7 @@ func TestPlanDeploy(t *testing.T) {
 		require.Len(t, insts, 5)
 		for i, in := range insts {
 			require.Equal(t, plan.Instances[i].Name, in.Name)
-			require.Equal(t, store.StatePlanned, in.State)
+			require.Equal(t, berth.StatePlanned, in.State)
 			require.Equal(t, run.ID, in.RunID)
 			require.Equal(t, "registry.local/"+in.Service+":1", in.Version)
 			require.Nil(t, in.RemovedAt)
@@ -165,7 +166,7 @@ func TestPlanDeploy(t *testing.T) {
 		require.Equal(t, 2, svcs[0].NextOrdinal)
 		require.Equal(t, "web", svcs[1].Name)
 		require.Equal(t, 3, svcs[1].NextOrdinal)
-		require.Equal(t, store.StateDeploying, svcs[1].State)
+		require.Equal(t, berth.StateDeploying, svcs[1].State)
 
 		live, err := st.LiveInstances(ctx, app.ID)
 		require.NoError(t, err)
@@ -188,9 +189,9 @@ func TestPlanDeployHostChoice(t *testing.T) {
 		// Sorted before the ready host, so the planner would reach for them first.
 		pending := newHost(t, st, "a-pending", "10.0.0.2", false)
 		down := newHost(t, st, "a-down", "10.0.0.3", true)
-		require.NoError(t, st.SetHostFacts(ctx, down.ID, store.HostFacts{State: store.HostDown, Reason: "unreachable"}))
+		require.NoError(t, st.SetHostFacts(ctx, down.ID, berth.HostFacts{State: berth.HostDown, Reason: "unreachable"}))
 		draining := newHost(t, st, "a-draining", "10.0.0.4", true)
-		require.NoError(t, st.SetHostFacts(ctx, draining.ID, store.HostFacts{State: store.HostDraining}))
+		require.NoError(t, st.SetHostFacts(ctx, draining.ID, berth.HostFacts{State: berth.HostDraining}))
 		stranger := newHost(t, st, "a-stranger", "10.0.0.5", true)
 
 		env := newEnv(t, st, "acme", "dev", ready, pending, down, draining)
@@ -234,8 +235,8 @@ func TestPlanDeployNoCapacity(t *testing.T) {
 		require.Zero(t, countRows(t, st, &store.PortAllocation{}, ""))
 		require.Zero(t, countRows(t, st, &store.Service{}, ""))
 
-		_, err := st.PlanDeploy(ctx, store.PlanRequest{RunID: 1, ApplicationID: 1, EnvironmentID: 987654, NamePrefix: "x",
-			Services: []store.ServiceRequest{svc("api", 1)}, PortMin: portMin, PortMax: portMax})
+		_, err := st.PlanDeploy(ctx, berth.PlanRequest{RunID: 1, ApplicationID: 1, EnvironmentID: 987654, NamePrefix: "x",
+			Services: []berth.ServiceRequest{svc("api", 1)}, PortMin: portMin, PortMax: portMax})
 		require.ErrorIs(t, err, store.ErrNotFound)
 	})
 }
@@ -306,7 +307,7 @@ func TestPlanDeployConcurrent(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *store.Store) {
 		const n = 8
 		w := newPlanWorld(t, st)
-		reqs := make([]store.PlanRequest, n)
+		reqs := make([]berth.PlanRequest, n)
 		for i := range reqs {
 			app, run := beginDeploy(t, st, w.env, fmt.Sprintf("app%d", i))
 			reqs[i] = w.request(app, run, svc("svc", 3, tcp(80), tcp(443)))
@@ -315,7 +316,7 @@ func TestPlanDeployConcurrent(t *testing.T) {
 
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		plans := make([]*store.Plan, n)
+		plans := make([]*berth.Plan, n)
 		errs := make([]error, n)
 		start := make(chan struct{})
 		var wg sync.WaitGroup
@@ -366,15 +367,15 @@ func TestNextOrdinalNeverReusesNames(t *testing.T) {
 
 		// Deleting the application and deploying it again keeps counting too:
 		// a container named -1 may still be lingering on a host.
-		require.NoError(t, st.SetApplicationState(ctx, app.ID, store.StateDeleted))
+		require.NoError(t, st.SetApplicationState(ctx, app.ID, berth.StateDeleted))
 		var deleted []store.Service
 		require.NoError(t, st.DB().Where("application_id = ?", app.ID).Find(&deleted).Error)
 		require.Len(t, deleted, 1)
-		require.Equal(t, store.StateDeleted, deleted[0].State)
+		require.Equal(t, berth.StateDeleted, deleted[0].State)
 		require.NotNil(t, deleted[0].DeletedAt)
 		require.NoError(t, st.ReleaseInstances(ctx, instanceNames(p2)))
 
-		require.NoError(t, st.FinishRun(ctx, run2.ID, store.RunSucceeded, ""))
+		require.NoError(t, st.FinishRun(ctx, run2.ID, berth.RunSucceeded, ""))
 		again, run3 := beginDeploy(t, st, w.env, "shop")
 		require.Equal(t, app.ID, again.ID)
 		p3, err := st.PlanDeploy(ctx, w.request(app, run3, svc("api", 1, tcp(80)), svc("db", 1)))
@@ -383,7 +384,7 @@ func TestNextOrdinalNeverReusesNames(t *testing.T) {
 		var revived store.Service
 		require.NoError(t, st.DB().Where("application_id = ? AND name = ?", app.ID, "api").First(&revived).Error)
 		require.Equal(t, deleted[0].ID, revived.ID, "the service row is reused")
-		require.Equal(t, store.StateDeploying, revived.State)
+		require.Equal(t, berth.StateDeploying, revived.State)
 		require.Nil(t, revived.DeletedAt)
 		require.Equal(t, 1, revived.Replicas)
 		require.Equal(t, 5, revived.NextOrdinal)
@@ -407,7 +408,7 @@ func TestReleaseInstances(t *testing.T) {
 		before := time.Now().Add(-time.Second)
 		require.NoError(t, st.ReleaseInstances(ctx, names[:2]))
 
-		kept := &store.Plan{Instances: plan.Instances[2:]}
+		kept := &berth.Plan{Instances: plan.Instances[2:]}
 		requireAllocationsMatch(t, st, kept)
 
 		var rows []store.Instance
@@ -415,12 +416,12 @@ func TestReleaseInstances(t *testing.T) {
 		require.Len(t, rows, 3, "released instances keep their rows as history")
 		removedAt := map[string]time.Time{}
 		for _, r := range rows[:2] {
-			require.Equal(t, store.StateRemoved, r.State)
+			require.Equal(t, berth.StateRemoved, r.State)
 			require.NotNil(t, r.RemovedAt)
 			require.True(t, r.RemovedAt.After(before))
 			removedAt[r.Name] = *r.RemovedAt
 		}
-		require.Equal(t, store.StatePlanned, rows[2].State)
+		require.Equal(t, berth.StatePlanned, rows[2].State)
 		require.Nil(t, rows[2].RemovedAt)
 
 		live, err := st.LiveInstances(ctx, app.ID)
@@ -432,7 +433,7 @@ func TestReleaseInstances(t *testing.T) {
 		require.NoError(t, st.DB().Order("id").Find(&rows).Error)
 		for _, r := range rows[:2] {
 			requireSameTime(t, removedAt[r.Name], r.RemovedAt)
-			require.Equal(t, store.StateRemoved, r.State)
+			require.Equal(t, berth.StateRemoved, r.State)
 		}
 		requireAllocationsMatch(t, st, kept)
 
@@ -459,10 +460,10 @@ func TestInstanceStartedAndServiceViews(t *testing.T) {
 		require.NoError(t, st.DB().Where("name = ?", "acme-dev-shop-api-1").First(&started).Error)
 		require.Equal(t, "c0ffee0123456789", started.ContainerID)
 		require.Equal(t, "172.18.0.5", started.IP)
-		require.Equal(t, store.StateRunning, started.State)
+		require.Equal(t, berth.StateRunning, started.State)
 		var other store.Instance
 		require.NoError(t, st.DB().Where("name = ?", "acme-dev-shop-api-2").First(&other).Error)
-		require.Equal(t, store.StatePlanned, other.State, "only the named instance changes")
+		require.Equal(t, berth.StatePlanned, other.State, "only the named instance changes")
 		require.Empty(t, other.ContainerID)
 
 		views, err := st.Services(ctx, app.ID)
@@ -477,10 +478,10 @@ func TestInstanceStartedAndServiceViews(t *testing.T) {
 		a1, a2 := api.Instances[0], api.Instances[1]
 		require.Equal(t, "acme-dev-shop-api-1", a1.Name)
 		require.Equal(t, "host-a", a1.Host)
-		require.Equal(t, store.StateRunning, a1.State)
+		require.Equal(t, berth.StateRunning, a1.State)
 		require.Equal(t, "c0ffee0123456789", a1.ContainerID)
 		require.Equal(t, []string{"127.0.0.1:30000 → 8080/tcp"}, a1.Mappings)
-		require.Equal(t, []store.PortMapping{{HostIP: "127.0.0.1", HostPort: 30000, ContainerPort: 8080, Protocol: "tcp"}}, a1.Ports)
+		require.Equal(t, []berth.PortMapping{{HostIP: "127.0.0.1", HostPort: 30000, ContainerPort: 8080, Protocol: "tcp"}}, a1.Ports)
 		require.Equal(t, "acme-dev-shop-api-2", a2.Name)
 		require.Equal(t, "host-b", a2.Host)
 		require.Equal(t, []string{"127.0.0.2:30000 → 8080/tcp"}, a2.Mappings)

@@ -6,45 +6,30 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/berth-dev/berth"
 	"gorm.io/gorm"
-)
-
-// Release kinds, strategies and outcomes.
-const (
-	ReleaseImage = "image"
-	ReleaseFile  = "file"
-
-	StrategyRolling = "rolling"
-	StrategyGrey    = "grey"
-
-	ReleaseRunning    = "running"
-	ReleaseSucceeded  = "succeeded"
-	ReleaseFailed     = "failed"
-	ReleaseRolledBack = "rolled-back"
-	// ReleaseAborted ends a grey release whose canary was taken away.
-	ReleaseAborted = "aborted"
 )
 
 // Release is one version of a service: what it is, how it was rolled out,
 // by whom, and how that ended. Every release is kept.
 type Release struct {
-	ID            uint       `gorm:"primaryKey" json:"id"`
-	ServiceID     uint       `gorm:"index" json:"serviceId"`
-	Kind          string     `gorm:"size:8" json:"kind"`
-	Version       string     `gorm:"size:128" json:"version"`
-	Image         string     `gorm:"size:255" json:"image,omitempty"`
-	PackageSHA256 string     `gorm:"size:64" json:"packageSha256,omitempty"`
-	PackageSize   int64      `json:"packageSize,omitempty"`
-	Strategy      string     `gorm:"size:16" json:"strategy"`
-	BatchSize     int        `json:"batchSize"`
-	StartedBy     string     `gorm:"size:64" json:"startedBy"`
-	RunID         uint       `json:"runId,omitempty"`
-	PreviousID    uint       `json:"previousId,omitempty"` // the release it replaced
-	RollbackOf    uint       `json:"rollbackOf,omitempty"` // set when this release returns to an earlier one
-	Outcome       string     `gorm:"size:16;index" json:"outcome"`
-	Reason        string     `gorm:"type:text" json:"reason,omitempty"`
-	CreatedAt     time.Time  `json:"createdAt"`
-	FinishedAt    *time.Time `json:"finishedAt,omitempty"`
+	ID            uint                 `gorm:"primaryKey" json:"id"`
+	ServiceID     uint                 `gorm:"index" json:"serviceId"`
+	Kind          berth.ReleaseKind    `gorm:"size:8" json:"kind"`
+	Version       string               `gorm:"size:128" json:"version"`
+	Image         string               `gorm:"size:255" json:"image,omitempty"`
+	PackageSHA256 string               `gorm:"size:64" json:"packageSha256,omitempty"`
+	PackageSize   int64                `json:"packageSize,omitempty"`
+	Strategy      berth.Strategy       `gorm:"size:16" json:"strategy"`
+	BatchSize     int                  `json:"batchSize"`
+	StartedBy     string               `gorm:"size:64" json:"startedBy"`
+	RunID         uint                 `json:"runId,omitempty"`
+	PreviousID    uint                 `json:"previousId,omitempty"` // the release it replaced
+	RollbackOf    uint                 `json:"rollbackOf,omitempty"` // set when this release returns to an earlier one
+	Outcome       berth.ReleaseOutcome `gorm:"size:16;index" json:"outcome"`
+	Reason        string               `gorm:"type:text" json:"reason,omitempty"`
+	CreatedAt     time.Time            `json:"createdAt"`
+	FinishedAt    *time.Time           `json:"finishedAt,omitempty"`
 }
 
 // ServiceReleases says which release a service runs and which last went well.
@@ -78,8 +63,8 @@ func (s *Store) baseline(ctx context.Context, svc *Service, by string) (*Release
 			return err
 		}
 		t := now()
-		out = Release{ServiceID: svc.ID, Kind: ReleaseImage, Version: imageTag(svc.Image), Image: svc.Image,
-			Strategy: "deploy", StartedBy: by, Outcome: ReleaseSucceeded, Reason: "as deployed", FinishedAt: &t}
+		out = Release{ServiceID: svc.ID, Kind: berth.ReleaseImage, Version: imageTag(svc.Image), Image: svc.Image,
+			Strategy: "deploy", StartedBy: by, Outcome: berth.ReleaseSucceeded, Reason: "as deployed", FinishedAt: &t}
 		if err := tx.Create(&out).Error; err != nil {
 			return err
 		}
@@ -112,9 +97,9 @@ func (s *Store) BeginRelease(ctx context.Context, appID uint, run *Run, rel *Rel
 	if err := s.BeginRun(ctx, appID, run, activeKey); err != nil {
 		return err
 	}
-	rel.RunID, rel.Outcome = run.ID, ReleaseRunning
+	rel.RunID, rel.Outcome = run.ID, berth.ReleaseRunning
 	if err := s.db.WithContext(ctx).Create(rel).Error; err != nil {
-		_ = s.FinishRun(ctx, run.ID, RunFailed, "release not recorded: "+err.Error())
+		_ = s.FinishRun(ctx, run.ID, berth.RunFailed, "release not recorded: "+err.Error())
 		return err
 	}
 	return nil
@@ -123,7 +108,7 @@ func (s *Store) BeginRelease(ctx context.Context, appID uint, run *Run, rel *Rel
 // FinishRelease records a release's outcome and, when it succeeded, makes it
 // the service's current and last-good release; a failed or rolled-back
 // release leaves the last-good release where it was.
-func (s *Store) FinishRelease(ctx context.Context, id uint, outcome, reason string) error {
+func (s *Store) FinishRelease(ctx context.Context, id uint, outcome berth.ReleaseOutcome, reason string) error {
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var rel Release
 		if err := tx.First(&rel, id).Error; err != nil {
@@ -136,7 +121,7 @@ func (s *Store) FinishRelease(ctx context.Context, id uint, outcome, reason stri
 		if err := tx.Model(&rel).Updates(map[string]any{"outcome": outcome, "reason": reason, "finished_at": &t}).Error; err != nil {
 			return err
 		}
-		if outcome != ReleaseSucceeded {
+		if outcome != berth.ReleaseSucceeded {
 			return nil
 		}
 		if err := tx.Model(&Service{}).Where("id = ?", rel.ServiceID).Update("image", rel.Image).Error; err != nil {
@@ -169,23 +154,19 @@ func (s *Store) Release(ctx context.Context, id uint) (*Release, error) {
 }
 
 // ReadyHosts lists an environment's ready authorised hosts.
-func (s *Store) ReadyHosts(ctx context.Context, envID uint) ([]HostRef, error) {
+func (s *Store) ReadyHosts(ctx context.Context, envID uint) ([]berth.HostRef, error) {
 	var env Environment
 	if err := s.db.WithContext(ctx).Preload("Hosts", func(db *gorm.DB) *gorm.DB { return db.Order("name") }).First(&env, envID).Error; err != nil {
 		return nil, notFound(err, fmt.Sprintf("environment %d", envID))
 	}
-	out := []HostRef{}
+	out := []berth.HostRef{}
 	for _, h := range env.Hosts {
-		if h.State == HostReady {
+		if h.State == berth.HostReady {
 			out = append(out, h.Ref())
 		}
 	}
 	return out, nil
 }
-
-// ReleaseCandidate is the outcome of a release recorded from a committed
-// instance: an image that can be released, not yet rolled out.
-const ReleaseCandidate = "candidate"
 
 // LiveInstanceByName returns a live instance by name with its service.
 func (s *Store) LiveInstanceByName(ctx context.Context, name string) (*Instance, error) {
@@ -196,7 +177,7 @@ func (s *Store) LiveInstanceByName(ctx context.Context, name string) (*Instance,
 	return &in, nil
 }
 
-// ReleaseOutput is what a release's post-upload command printed in one
+// ReleaseOutput is the record of berth.ReleaseOutput: what a release's post-upload command printed in one
 // instance (stdout and stderr interleaved, at most 64 KiB) and its exit code.
 type ReleaseOutput struct {
 	ID        uint      `gorm:"primaryKey" json:"-"`
@@ -210,14 +191,16 @@ type ReleaseOutput struct {
 
 // RecordReleaseOutputs keeps command outputs; recording an instance's output
 // again replaces it, so a retried batch leaves one row per instance.
-func (s *Store) RecordReleaseOutputs(ctx context.Context, outs []ReleaseOutput) error {
+func (s *Store) RecordReleaseOutputs(ctx context.Context, outs []berth.ReleaseOutput) error {
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		for _, o := range outs {
-			if err := tx.Where("release_id = ? AND instance = ?", o.ReleaseID, o.Instance).Delete(&ReleaseOutput{}).Error; err != nil {
+		for _, d := range outs {
+			if err := tx.Where("release_id = ? AND instance = ?", d.ReleaseID, d.Instance).Delete(&ReleaseOutput{}).Error; err != nil {
 				return err
 			}
-			o.ID = 0
+			o := ReleaseOutput{ReleaseID: d.ReleaseID, Instance: d.Instance, ExitCode: d.ExitCode, Output: d.Output,
+				Truncated: d.Truncated, CreatedAt: d.CreatedAt}
 			if err := tx.Create(&o).Error; err != nil {
+
 				return err
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/berth-dev/berth"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
@@ -17,7 +18,7 @@ func (s *Store) CreateRun(ctx context.Context, r *Run, activeKey string) error {
 		r.ActiveKey = &activeKey
 	}
 	if r.Status == "" {
-		r.Status = RunPending
+		r.Status = berth.RunPending
 	}
 	err := s.db.WithContext(ctx).Omit("Steps").Create(r).Error
 	if err == nil {
@@ -54,31 +55,21 @@ func (s *Store) Run(ctx context.Context, id uint) (*Run, error) {
 
 // SetRunStarted records the Temporal run id once the workflow has started.
 func (s *Store) SetRunStarted(ctx context.Context, id uint, temporalRunID string) error {
-	return s.db.WithContext(ctx).Model(&Run{}).Where("id = ? AND status = ?", id, RunPending).
-		Updates(map[string]any{"temporal_run_id": temporalRunID, "status": RunRunning}).Error
+	return s.db.WithContext(ctx).Model(&Run{}).Where("id = ? AND status = ?", id, berth.RunPending).
+		Updates(map[string]any{"temporal_run_id": temporalRunID, "status": berth.RunRunning}).Error
 }
 
 // FinishRun closes a run and frees its active key. Finishing twice keeps the first outcome.
-func (s *Store) FinishRun(ctx context.Context, id uint, status, errMsg string) error {
+func (s *Store) FinishRun(ctx context.Context, id uint, status berth.RunStatus, errMsg string) error {
 	t := now()
 	return s.db.WithContext(ctx).Model(&Run{}).Where("id = ? AND finished_at IS NULL", id).
 		Updates(map[string]any{"status": status, "error": errMsg, "finished_at": &t, "active_key": nil}).Error
 }
 
-// StepEvent is one change of a step's state.
-type StepEvent struct {
-	RunID  uint
-	Name   string
-	State  string
-	At     time.Time
-	Detail string
-	Error  string
-}
-
 // RecordStep upserts a step. A step entering running or waiting opens an
 // interval; leaving it adds that interval to active or waiting time. Replays
 // of the same event are harmless because the interval only closes once.
-func (s *Store) RecordStep(ctx context.Context, ev StepEvent) error {
+func (s *Store) RecordStep(ctx context.Context, ev berth.StepEvent) error {
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var st Step
 		err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("run_id = ? AND name = ?", ev.RunID, ev.Name).First(&st).Error
@@ -89,7 +80,7 @@ func (s *Store) RecordStep(ctx context.Context, ev StepEvent) error {
 			}
 			at := ev.At
 			st = Step{RunID: ev.RunID, Seq: int(n) + 1, Name: ev.Name, State: ev.State, Detail: ev.Detail, Error: ev.Error, StartedAt: &at}
-			if ev.State != StepRunning && ev.State != StepWaiting {
+			if ev.State != berth.StepRunning && ev.State != berth.StepWaiting {
 				st.FinishedAt = &at
 			}
 			return tx.Create(&st).Error
@@ -104,12 +95,12 @@ func (s *Store) RecordStep(ctx context.Context, ev StepEvent) error {
 		if st.FinishedAt != nil {
 			mark = st.FinishedAt
 		}
-		if mark != nil && (st.State == StepRunning || st.State == StepWaiting) {
+		if mark != nil && (st.State == berth.StepRunning || st.State == berth.StepWaiting) {
 			d := ev.At.Sub(*mark).Milliseconds()
 			if d < 0 {
 				d = 0
 			}
-			if st.State == StepWaiting {
+			if st.State == berth.StepWaiting {
 				st.WaitingMs += d
 			} else {
 				st.ActiveMs += d
@@ -133,8 +124,8 @@ func (s *Store) RecordStep(ctx context.Context, ev StepEvent) error {
 // RunFilter selects runs. Fields are matched exactly; Sort is one of the
 // allowlisted keys in RunSorts.
 type RunFilter struct {
-	Kind          string
-	Status        string
+	Kind          berth.RunKind
+	Status        berth.RunStatus
 	TenantID      uint
 	EnvironmentID uint
 	ApplicationID uint

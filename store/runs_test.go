@@ -9,11 +9,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
-func newRun(kind, subject string) *store.Run {
-	return &store.Run{Kind: kind, WorkflowID: kind + "-" + subject, Subject: subject, StartedBy: "alice"}
+func newRun(kind berth.RunKind, subject string) *store.Run {
+	return &store.Run{Kind: kind, WorkflowID: string(kind) + "-" + subject, Subject: subject, StartedBy: "alice"}
 }
 
 func TestCreateRunActiveKey(t *testing.T) {
@@ -24,7 +25,7 @@ func TestCreateRunActiveKey(t *testing.T) {
 		first := newRun("deploy", "acme/dev/shop")
 		require.NoError(t, st.CreateRun(ctx, first, key))
 		require.NotZero(t, first.ID)
-		require.Equal(t, store.RunPending, first.Status)
+		require.Equal(t, berth.RunPending, first.Status)
 
 		got, err := st.Run(ctx, first.ID)
 		require.NoError(t, err)
@@ -38,7 +39,7 @@ func TestCreateRunActiveKey(t *testing.T) {
 		existing, ok := ce.Existing.(*store.Run)
 		require.True(t, ok, "Existing is %T", ce.Existing)
 		require.Equal(t, first.ID, existing.ID)
-		require.Equal(t, "deploy", existing.Kind)
+		require.Equal(t, berth.KindDeploy, existing.Kind)
 		require.Equal(t, "alice", existing.StartedBy)
 		require.Contains(t, ce.Error(), "alice")
 		require.EqualValues(t, 1, countRows(t, st, &store.Run{}, ""))
@@ -51,10 +52,10 @@ func TestCreateRunActiveKey(t *testing.T) {
 		require.NoError(t, st.CreateRun(ctx, newRun("provision", "h1"), ""))
 		require.NoError(t, st.CreateRun(ctx, newRun("provision", "h1"), ""))
 
-		require.NoError(t, st.FinishRun(ctx, first.ID, store.RunSucceeded, ""))
+		require.NoError(t, st.FinishRun(ctx, first.ID, berth.RunSucceeded, ""))
 		got, err = st.Run(ctx, first.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.RunSucceeded, got.Status)
+		require.Equal(t, berth.RunSucceeded, got.Status)
 		require.Nil(t, got.ActiveKey)
 		require.NotNil(t, got.FinishedAt)
 		finishedAt := *got.FinishedAt
@@ -62,10 +63,10 @@ func TestCreateRunActiveKey(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrNotFound)
 
 		// A late duplicate of Finish (a retried activity) must not rewrite history.
-		require.NoError(t, st.FinishRun(ctx, first.ID, store.RunFailed, "boom"))
+		require.NoError(t, st.FinishRun(ctx, first.ID, berth.RunFailed, "boom"))
 		got, err = st.Run(ctx, first.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.RunSucceeded, got.Status)
+		require.Equal(t, berth.RunSucceeded, got.Status)
 		require.Empty(t, got.Error)
 		requireSameTime(t, finishedAt, got.FinishedAt)
 
@@ -75,10 +76,10 @@ func TestCreateRunActiveKey(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, third.ID, active.ID)
 
-		require.NoError(t, st.FinishRun(ctx, third.ID, store.RunFailed, "image not found"))
+		require.NoError(t, st.FinishRun(ctx, third.ID, berth.RunFailed, "image not found"))
 		got, err = st.Run(ctx, third.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.RunFailed, got.Status)
+		require.Equal(t, berth.RunFailed, got.Status)
 		require.Equal(t, "image not found", got.Error)
 
 		_, err = st.Run(ctx, 987654)
@@ -95,24 +96,24 @@ func TestSetRunStarted(t *testing.T) {
 		require.NoError(t, st.SetRunStarted(ctx, r.ID, "temporal-1"))
 		got, err := st.Run(ctx, r.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.RunRunning, got.Status)
+		require.Equal(t, berth.RunRunning, got.Status)
 		require.Equal(t, "temporal-1", got.TemporalRunID)
 
 		// Only the first start counts; a second report must not move the run.
 		require.NoError(t, st.SetRunStarted(ctx, r.ID, "temporal-2"))
 		got, err = st.Run(ctx, r.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.RunRunning, got.Status)
+		require.Equal(t, berth.RunRunning, got.Status)
 		require.Equal(t, "temporal-1", got.TemporalRunID)
 
 		// A start reported after the run already ended must not resurrect it.
 		done := newRun("deploy", "cart")
 		require.NoError(t, st.CreateRun(ctx, done, ""))
-		require.NoError(t, st.FinishRun(ctx, done.ID, store.RunCancelled, "cancelled by alice"))
+		require.NoError(t, st.FinishRun(ctx, done.ID, berth.RunCancelled, "cancelled by alice"))
 		require.NoError(t, st.SetRunStarted(ctx, done.ID, "temporal-late"))
 		got, err = st.Run(ctx, done.ID)
 		require.NoError(t, err)
-		require.Equal(t, store.RunCancelled, got.Status)
+		require.Equal(t, berth.RunCancelled, got.Status)
 		require.Empty(t, got.TemporalRunID)
 	})
 }
@@ -132,16 +133,18 @@ func TestRuns(t *testing.T) {
 		// Creation times deliberately out of id order, so sorting by
 		// created and by id give different answers.
 		specs := []struct {
-			kind, status, by string
+			kind             berth.RunKind
+			status           berth.RunStatus
+			by               string
 			tenant, env, app uint
 			at               time.Duration
 		}{
-			{"deploy", store.RunSucceeded, "alice", 1, 1, 1, 2 * time.Hour},
-			{"deploy", store.RunFailed, "bob", 1, 1, 2, 0},
-			{"delete", store.RunSucceeded, "alice", 1, 2, 3, 5 * time.Hour},
-			{"provision", store.RunRunning, "carol", 0, 0, 0, 1 * time.Hour},
-			{"deploy", store.RunRunning, "alice", 2, 3, 4, 3 * time.Hour},
-			{"delete", store.RunPending, "bob", 2, 3, 4, 4*time.Hour + 500*time.Millisecond},
+			{"deploy", berth.RunSucceeded, "alice", 1, 1, 1, 2 * time.Hour},
+			{"deploy", berth.RunFailed, "bob", 1, 1, 2, 0},
+			{"delete", berth.RunSucceeded, "alice", 1, 2, 3, 5 * time.Hour},
+			{"provision", berth.RunRunning, "carol", 0, 0, 0, 1 * time.Hour},
+			{"deploy", berth.RunRunning, "alice", 2, 3, 4, 3 * time.Hour},
+			{"delete", berth.RunPending, "bob", 2, 3, 4, 4*time.Hour + 500*time.Millisecond},
 		}
 		ids := make([]uint, len(specs))
 		for i, s := range specs {
@@ -167,7 +170,7 @@ func TestRuns(t *testing.T) {
 		}{
 			{"all", store.RunFilter{}, id(5, 4, 3, 2, 1, 0)},
 			{"kind", store.RunFilter{Kind: "deploy"}, id(4, 1, 0)},
-			{"status", store.RunFilter{Status: store.RunSucceeded}, id(2, 0)},
+			{"status", store.RunFilter{Status: berth.RunSucceeded}, id(2, 0)},
 			{"tenant", store.RunFilter{TenantID: 2}, id(5, 4)},
 			{"env", store.RunFilter{EnvironmentID: 1}, id(1, 0)},
 			{"app", store.RunFilter{ApplicationID: 4}, id(5, 4)},
@@ -177,7 +180,7 @@ func TestRuns(t *testing.T) {
 			{"window", store.RunFilter{Since: ptr(time.Hour), Until: ptr(4*time.Hour + 500*time.Millisecond)}, id(4, 3, 0)},
 			{"sub-second since", store.RunFilter{Since: ptr(4*time.Hour + 250*time.Millisecond)}, id(5, 2)},
 			{"combined", store.RunFilter{Kind: "delete", StartedBy: "bob", TenantID: 2}, id(5)},
-			{"no match", store.RunFilter{Kind: "deploy", Status: store.RunPending}, []uint{}},
+			{"no match", store.RunFilter{Kind: "deploy", Status: berth.RunPending}, []uint{}},
 		}
 		for _, c := range filters {
 			rs, total, err := st.Runs(ctx, c.f)
@@ -264,30 +267,30 @@ func TestRecordStep(t *testing.T) {
 		at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 		run := newRun("deploy", "shop")
 		require.NoError(t, st.CreateRun(ctx, run, ""))
-		record := func(name, state string, ms int) {
+		record := func(name string, state berth.StepState, ms int) {
 			t.Helper()
-			require.NoError(t, st.RecordStep(ctx, store.StepEvent{RunID: run.ID, Name: name, State: state, At: at(ms)}))
+			require.NoError(t, st.RecordStep(ctx, berth.StepEvent{RunID: run.ID, Name: name, State: state, At: at(ms)}))
 		}
 
-		record("plan", store.StepRunning, 0)
-		record("plan", store.StepDone, 1500)
+		record("plan", berth.StepRunning, 0)
+		record("plan", berth.StepDone, 1500)
 
-		record("approve", store.StepRunning, 2000)
-		record("approve", store.StepWaiting, 3000)
-		record("approve", store.StepRunning, 8000)
-		record("approve", store.StepDone, 8250)
+		record("approve", berth.StepRunning, 2000)
+		record("approve", berth.StepWaiting, 3000)
+		record("approve", berth.StepRunning, 8000)
+		record("approve", berth.StepDone, 8250)
 
 		// Temporal replays and activity retries deliver the same event again.
-		record("place", store.StepRunning, 9000)
-		record("place", store.StepRunning, 9000)
-		record("place", store.StepDone, 11000)
-		record("place", store.StepDone, 11000)
+		record("place", berth.StepRunning, 9000)
+		record("place", berth.StepRunning, 9000)
+		record("place", berth.StepDone, 11000)
+		record("place", berth.StepDone, 11000)
 
 		// A step reported only when it ended (e.g. skipped) has no open interval.
-		record("skip-lb", store.StepDone, 12000)
+		record("skip-lb", berth.StepDone, 12000)
 
-		require.NoError(t, st.RecordStep(ctx, store.StepEvent{RunID: run.ID, Name: "start", State: store.StepRunning, At: at(13000), Detail: "starting 5 instances"}))
-		require.NoError(t, st.RecordStep(ctx, store.StepEvent{RunID: run.ID, Name: "start", State: store.StepFailed, At: at(13400), Error: "port in use"}))
+		require.NoError(t, st.RecordStep(ctx, berth.StepEvent{RunID: run.ID, Name: "start", State: berth.StepRunning, At: at(13000), Detail: "starting 5 instances"}))
+		require.NoError(t, st.RecordStep(ctx, berth.StepEvent{RunID: run.ID, Name: "start", State: berth.StepFailed, At: at(13400), Error: "port in use"}))
 
 		got, err := st.Run(ctx, run.ID)
 		require.NoError(t, err)
@@ -301,14 +304,14 @@ func TestRecordStep(t *testing.T) {
 			[]string{got.Steps[0].Name, got.Steps[1].Name, got.Steps[2].Name, got.Steps[3].Name, got.Steps[4].Name})
 
 		plan := steps["plan"]
-		require.Equal(t, store.StepDone, plan.State)
+		require.Equal(t, berth.StepDone, plan.State)
 		require.EqualValues(t, 1500, plan.ActiveMs)
 		require.Zero(t, plan.WaitingMs)
 		requireSameTime(t, at(0), plan.StartedAt)
 		requireSameTime(t, at(1500), plan.FinishedAt)
 
 		approve := steps["approve"]
-		require.Equal(t, store.StepDone, approve.State)
+		require.Equal(t, berth.StepDone, approve.State)
 		require.EqualValues(t, 1000+250, approve.ActiveMs)
 		require.EqualValues(t, 5000, approve.WaitingMs)
 		requireSameTime(t, at(2000), approve.StartedAt)
@@ -320,14 +323,14 @@ func TestRecordStep(t *testing.T) {
 		requireSameTime(t, at(11000), place.FinishedAt)
 
 		skip := steps["skip-lb"]
-		require.Equal(t, store.StepDone, skip.State)
+		require.Equal(t, berth.StepDone, skip.State)
 		requireSameTime(t, at(12000), skip.StartedAt)
 		requireSameTime(t, at(12000), skip.FinishedAt)
 		require.Zero(t, skip.ActiveMs)
 		require.Zero(t, skip.WaitingMs)
 
 		start := steps["start"]
-		require.Equal(t, store.StepFailed, start.State)
+		require.Equal(t, berth.StepFailed, start.State)
 		require.EqualValues(t, 400, start.ActiveMs)
 		require.Equal(t, "starting 5 instances", start.Detail, "an event without detail keeps the earlier one")
 		require.Equal(t, "port in use", start.Error)
@@ -335,7 +338,7 @@ func TestRecordStep(t *testing.T) {
 		// Sequence numbers are per run.
 		other := newRun("deploy", "cart")
 		require.NoError(t, st.CreateRun(ctx, other, ""))
-		require.NoError(t, st.RecordStep(ctx, store.StepEvent{RunID: other.ID, Name: "plan", State: store.StepRunning, At: at(0)}))
+		require.NoError(t, st.RecordStep(ctx, berth.StepEvent{RunID: other.ID, Name: "plan", State: berth.StepRunning, At: at(0)}))
 		og, err := st.Run(ctx, other.ID)
 		require.NoError(t, err)
 		require.Len(t, og.Steps, 1)
@@ -351,14 +354,14 @@ func TestRecordStepOutOfOrder(t *testing.T) {
 		run := newRun("deploy", "shop")
 		require.NoError(t, st.CreateRun(ctx, run, ""))
 
-		require.NoError(t, st.RecordStep(ctx, store.StepEvent{RunID: run.ID, Name: "pull", State: store.StepRunning, At: t0}))
+		require.NoError(t, st.RecordStep(ctx, berth.StepEvent{RunID: run.ID, Name: "pull", State: berth.StepRunning, At: t0}))
 		// An event stamped before the interval opened (clock skew between
 		// workers) must not subtract time.
-		require.NoError(t, st.RecordStep(ctx, store.StepEvent{RunID: run.ID, Name: "pull", State: store.StepDone, At: t0.Add(-time.Second)}))
+		require.NoError(t, st.RecordStep(ctx, berth.StepEvent{RunID: run.ID, Name: "pull", State: berth.StepDone, At: t0.Add(-time.Second)}))
 		got, err := st.Run(ctx, run.ID)
 		require.NoError(t, err)
 		require.Len(t, got.Steps, 1)
 		require.Zero(t, got.Steps[0].ActiveMs)
-		require.Equal(t, store.StepDone, got.Steps[0].State)
+		require.Equal(t, berth.StepDone, got.Steps[0].State)
 	})
 }

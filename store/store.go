@@ -7,14 +7,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth"
 	"github.com/glebarez/sqlite"
 	"gorm.io/driver/mysql"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )
 
-// ErrNotFound is returned when a record does not exist.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned (wrapped, with what was looked for) when a record
+// does not exist.
+var ErrNotFound error = &berth.Error{Code: berth.ENotFound, Message: "not found"}
 
 // ConflictError says a record clashes with an existing one; Existing, when
 // set, is the record that won (for example the active run of an application).
@@ -24,6 +26,9 @@ type ConflictError struct {
 }
 
 func (e *ConflictError) Error() string { return e.Msg }
+
+// Unwrap gives the conflict its domain code.
+func (e *ConflictError) Unwrap() error { return &berth.Error{Code: berth.EConflict, Message: e.Msg} }
 
 // Store is berth's record keeper.
 type Store struct {

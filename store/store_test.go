@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/store/storetest"
 )
@@ -32,7 +33,7 @@ func newHost(t *testing.T, st *store.Store, name, ip string, ready bool) *store.
 	h := &store.Host{Name: name, Region: "eu-west", Endpoint: "unix:///var/run/docker.sock", IP: ip, VolumeRoot: "/srv/berth/" + name}
 	require.NoError(t, st.CreateHost(ctx, h))
 	if ready {
-		require.NoError(t, st.SetHostFacts(ctx, h.ID, store.HostFacts{State: store.HostReady, EngineVersion: "27.1.1", APIVersion: "1.46", CPUs: 4, MemoryBytes: 8 << 30}))
+		require.NoError(t, st.SetHostFacts(ctx, h.ID, berth.HostFacts{State: berth.HostReady, EngineVersion: "27.1.1", APIVersion: "1.46", CPUs: 4, MemoryBytes: 8 << 30}))
 		got, err := st.Host(ctx, h.ID)
 		require.NoError(t, err)
 		h = got
@@ -83,8 +84,8 @@ func redeploy(t *testing.T, st *store.Store, env *store.Environment, app *store.
 	ctx := context.Background()
 	cur, err := st.Application(ctx, app.ID)
 	require.NoError(t, err)
-	require.NoError(t, st.SetApplicationState(ctx, app.ID, store.StateFailed))
-	require.NoError(t, st.FinishRun(ctx, cur.LastRunID, store.RunFailed, "superseded"))
+	require.NoError(t, st.SetApplicationState(ctx, app.ID, berth.StateFailed))
+	require.NoError(t, st.FinishRun(ctx, cur.LastRunID, berth.RunFailed, "superseded"))
 	again, run := beginDeploy(t, st, env, app.Name)
 	require.Equal(t, app.ID, again.ID)
 	return run

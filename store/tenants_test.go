@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -102,7 +103,7 @@ func TestAuthoriseHosts(t *testing.T) {
 		require.Equal(t, []string{"alpha", "mid", "zeta"}, hostNames(e.Hosts))
 		// Hosts are preloaded whole, not just their ids.
 		require.Equal(t, alpha.Ref(), e.Hosts[0].Ref())
-		require.Equal(t, store.HostReady, e.Hosts[0].State)
+		require.Equal(t, berth.HostReady, e.Hosts[0].State)
 
 		// One unknown id refuses the whole request: a typo must not half-apply.
 		err = st.AuthoriseHosts(ctx, env.ID, []uint{spare.ID, 987654})

@@ -9,30 +9,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/berth-dev/berth"
 	"golang.org/x/crypto/bcrypt"
 	"gorm.io/gorm"
 )
-
-// Roles a user may hold on a tenant (TenantID 0: on every tenant).
-const (
-	RoleDeveloper      = "developer"
-	RoleApprover       = "approver"
-	RoleReleaseManager = "release-manager"
-	RoleAdmin          = "admin"
-)
-
-// Roles lists every role, in the order the UI shows them.
-var Roles = []string{RoleDeveloper, RoleApprover, RoleReleaseManager, RoleAdmin}
-
-// IsRole says whether r names a role.
-func IsRole(r string) bool {
-	for _, x := range Roles {
-		if x == r {
-			return true
-		}
-	}
-	return false
-}
 
 // User is a person or a machine account that signs in or bears tokens.
 type User struct {
@@ -45,11 +25,11 @@ type User struct {
 
 // RoleBinding grants a role on a tenant; TenantID 0 grants it platform-wide.
 type RoleBinding struct {
-	ID        uint      `gorm:"primaryKey" json:"-"`
-	UserID    uint      `gorm:"uniqueIndex:ux_role_user_tenant_role" json:"userId"`
-	TenantID  uint      `gorm:"uniqueIndex:ux_role_user_tenant_role" json:"tenantId"`
-	Role      string    `gorm:"size:32;uniqueIndex:ux_role_user_tenant_role" json:"role"`
-	CreatedAt time.Time `json:"createdAt"`
+	ID        uint       `gorm:"primaryKey" json:"-"`
+	UserID    uint       `gorm:"uniqueIndex:ux_role_user_tenant_role" json:"userId"`
+	TenantID  uint       `gorm:"uniqueIndex:ux_role_user_tenant_role" json:"tenantId"`
+	Role      berth.Role `gorm:"size:32;uniqueIndex:ux_role_user_tenant_role" json:"role"`
+	CreatedAt time.Time  `json:"createdAt"`
 }
 
 // APIToken is a bearer credential for machines. Only the SHA-256 of its
@@ -158,8 +138,8 @@ func (s *Store) CheckPassword(ctx context.Context, name, password string) (*User
 }
 
 // GrantRole binds a role on a tenant (0: platform-wide). Granting twice is harmless.
-func (s *Store) GrantRole(ctx context.Context, userID, tenantID uint, role string) error {
-	if !IsRole(role) {
+func (s *Store) GrantRole(ctx context.Context, userID, tenantID uint, role berth.Role) error {
+	if !berth.IsRole(string(role)) {
 		return &InvalidError{Msg: fmt.Sprintf("role %q is not one of developer, approver, release-manager, admin", role)}
 	}
 	err := s.db.WithContext(ctx).Create(&RoleBinding{UserID: userID, TenantID: tenantID, Role: role}).Error
@@ -304,7 +284,7 @@ func (s *Store) DeleteSession(ctx context.Context, secret string) error {
 func (s *Store) EnsureAdmin(ctx context.Context, name, password string) (*User, string, error) {
 	u, err := s.UserByName(ctx, name)
 	if err == nil {
-		return u, "", s.GrantRole(ctx, u.ID, 0, RoleAdmin)
+		return u, "", s.GrantRole(ctx, u.ID, 0, berth.RoleAdmin)
 	}
 	if !errors.Is(err, ErrNotFound) {
 		return nil, "", err
@@ -322,7 +302,7 @@ func (s *Store) EnsureAdmin(ctx context.Context, name, password string) (*User, 
 	if err != nil {
 		return nil, "", err
 	}
-	return u, password, s.GrantRole(ctx, u.ID, 0, RoleAdmin)
+	return u, password, s.GrantRole(ctx, u.ID, 0, berth.RoleAdmin)
 }
 
 // InvalidError says a request breaks a rule about its own content (a short
@@ -336,8 +316,16 @@ type InvalidError struct {
 
 func (e *InvalidError) Error() string { return e.Msg }
 
+// Unwrap gives the error its domain code.
+func (e *InvalidError) Unwrap() error {
+	return &berth.Error{Code: berth.EInvalid, Message: e.Msg, Reason: e.Code}
+}
+
 // DeniedError says the caller may not do this, with the reason to show; the
 // API answers 403.
 type DeniedError struct{ Msg string }
 
 func (e *DeniedError) Error() string { return e.Msg }
+
+// Unwrap gives the error its domain code.
+func (e *DeniedError) Unwrap() error { return &berth.Error{Code: berth.EForbidden, Message: e.Msg} }

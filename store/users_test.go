@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -34,14 +35,14 @@ func TestUsersPasswordsAndRoles(t *testing.T) {
 		_, err = st.CheckPassword(ctx, "nobody", "correct horse")
 		require.ErrorIs(t, err, store.ErrBadCredentials, "an unknown name looks like a wrong password")
 
-		require.NoError(t, st.GrantRole(ctx, u.ID, 3, store.RoleApprover))
-		require.NoError(t, st.GrantRole(ctx, u.ID, 3, store.RoleApprover), "granting twice is harmless")
-		require.NoError(t, st.GrantRole(ctx, u.ID, 0, store.RoleReleaseManager))
+		require.NoError(t, st.GrantRole(ctx, u.ID, 3, berth.RoleApprover))
+		require.NoError(t, st.GrantRole(ctx, u.ID, 3, berth.RoleApprover), "granting twice is harmless")
+		require.NoError(t, st.GrantRole(ctx, u.ID, 0, berth.RoleReleaseManager))
 		require.ErrorAs(t, st.GrantRole(ctx, u.ID, 3, "root"), &inv)
 		rbs, err := st.RoleBindings(ctx, u.ID)
 		require.NoError(t, err)
 		require.Len(t, rbs, 2)
-		require.Equal(t, store.RoleReleaseManager, rbs[0].Role)
+		require.Equal(t, berth.RoleReleaseManager, rbs[0].Role)
 		require.Equal(t, uint(0), rbs[0].TenantID)
 	})
 }
@@ -102,7 +103,7 @@ func TestSessionsAndBootstrapAdmin(t *testing.T) {
 		require.NoError(t, err)
 		rbs, err := st.RoleBindings(ctx, admin.ID)
 		require.NoError(t, err)
-		require.Equal(t, []string{store.RoleAdmin}, []string{rbs[0].Role})
+		require.Equal(t, []berth.Role{berth.RoleAdmin}, []berth.Role{rbs[0].Role})
 
 		secret, ses, err := st.CreateSession(ctx, admin.ID, time.Hour)
 		require.NoError(t, err)

@@ -3,6 +3,7 @@ package workflows
 import (
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
 )
 
@@ -13,9 +14,9 @@ const CMDBSyncName = "CMDBSync"
 const CMDBSyncID = "cmdb-sync"
 
 // CMDBSync pushes every pending or failed CMDB item again.
-func CMDBSync(ctx workflow.Context) (*activities.SyncResult, error) {
+func CMDBSync(ctx workflow.Context) (*berth.SyncResult, error) {
 	var c *activities.CMDB
-	var res activities.SyncResult
+	var res berth.SyncResult
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cmdbOptions), c.SyncCMDB, []string{}).Get(ctx, &res)
 	return &res, err
 }

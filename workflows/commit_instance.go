@@ -4,8 +4,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/store"
 )
 
 // CommitInstanceName is the registered name of CommitInstance.
@@ -16,7 +16,7 @@ const CommitInstanceName = "CommitInstance"
 type CommitInstanceInput struct {
 	RunID     uint                  `json:"runId"`
 	ReleaseID uint                  `json:"releaseId"`
-	Instance  store.PlannedInstance `json:"instance"`
+	Instance  berth.PlannedInstance `json:"instance"`
 	// Image is the tag to push: <registry>/<tenant>/<app>-<service>:<version>.
 	Image   string `json:"image"`
 	Comment string `json:"comment"`
@@ -40,9 +40,9 @@ func CommitInstance(ctx workflow.Context, in CommitInstanceInput) (*activities.B
 		return workflow.ExecuteActivity(actx, d.CommitInstance, activities.CommitInstanceInput{Instance: in.Instance,
 			Image: in.Image, Comment: in.Comment}).Get(ctx, &res)
 	})
-	outcome, reason, status := store.ReleaseCandidate, "committed from "+in.Instance.Name, store.RunSucceeded
+	outcome, reason, status := berth.ReleaseCandidate, "committed from "+in.Instance.Name, berth.RunSucceeded
 	if err != nil {
-		outcome, reason, status = store.ReleaseFailed, errorMessage(err), store.RunFailed
+		outcome, reason, status = berth.ReleaseFailed, errorMessage(err), berth.RunFailed
 		r.status.Error = reason
 	} else {
 		r.status.Step = "done"

@@ -5,8 +5,8 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/store"
 )
 
 // DeleteStackName is the registered name of DeleteStack.
@@ -39,7 +39,7 @@ func DeleteStack(ctx workflow.Context, in DeleteStackInput) (*DeleteStackResult,
 	if err != nil {
 		return nil, err
 	}
-	var insts []store.PlannedInstance
+	var insts []berth.PlannedInstance
 	err = r.step(ctx, "load", func() error {
 		lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 		return workflow.ExecuteLocalActivity(lctx, r.st.LiveInstances, in.ApplicationID).Get(ctx, &insts)
@@ -56,13 +56,13 @@ func DeleteStack(ctx workflow.Context, in DeleteStackInput) (*DeleteStackResult,
 		err = r.step(ctx, "remove", func() error { return removeInstances(ctx, insts, true) })
 	}
 	if err != nil {
-		status := store.RunFailed
+		status := berth.RunFailed
 		if isCancel(ctx, err) {
-			status = store.RunCancelled
+			status = berth.RunCancelled
 		}
 		// What could not be removed stays live and visible; the app is
 		// failed, and a new delete retries the rest.
-		r.finish(ctx, activities.FinishInput{Status: status, Error: errorMessage(err), ApplicationID: in.ApplicationID, AppState: store.StateFailed})
+		r.finish(ctx, activities.FinishInput{Status: status, Error: errorMessage(err), ApplicationID: in.ApplicationID, AppState: berth.StateFailed})
 		return nil, err
 	}
 	res := &DeleteStackResult{Removed: []string{}}
@@ -70,6 +70,6 @@ func DeleteStack(ctx workflow.Context, in DeleteStackInput) (*DeleteStackResult,
 		res.Removed = append(res.Removed, pi.Name)
 	}
 	r.status.Step = "done"
-	r.finish(ctx, activities.FinishInput{Status: store.RunSucceeded, ApplicationID: in.ApplicationID, AppState: store.StateDeleted})
+	r.finish(ctx, activities.FinishInput{Status: berth.RunSucceeded, ApplicationID: in.ApplicationID, AppState: berth.StateDeleted})
 	return res, nil
 }

@@ -11,8 +11,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/store"
 )
 
 func deleteInput() DeleteStackInput {
@@ -20,16 +20,16 @@ func deleteInput() DeleteStackInput {
 }
 
 // liveThree spans both regions so that each removal's queue is checked.
-func liveThree() []store.PlannedInstance {
-	return []store.PlannedInstance{
+func liveThree() []berth.PlannedInstance {
+	return []berth.PlannedInstance{
 		{InstanceID: 11, Name: "acme-prod-shop-api-1", UID: "uid-acme-prod-shop-api-1", Service: "api", Ordinal: 1, Host: hostEU},
 		{InstanceID: 12, Name: "acme-prod-shop-api-2", UID: "uid-acme-prod-shop-api-2", Service: "api", Ordinal: 2, Host: hostUS},
 		{InstanceID: 13, Name: "acme-prod-shop-web-1", UID: "uid-acme-prod-shop-web-1", Service: "web", Ordinal: 1, Host: hostEU},
 	}
 }
 
-func mockLive(env *testsuite.TestWorkflowEnvironment, insts []store.PlannedInstance, err error) {
-	env.OnActivity(st.LiveInstances, mock.Anything, uint(3)).Return(func(context.Context, uint) ([]store.PlannedInstance, error) {
+func mockLive(env *testsuite.TestWorkflowEnvironment, insts []berth.PlannedInstance, err error) {
+	env.OnActivity(st.LiveInstances, mock.Anything, uint(3)).Return(func(context.Context, uint) ([]berth.PlannedInstance, error) {
 		return insts, err
 	})
 }
@@ -67,8 +67,8 @@ func TestDeleteStackRemovesEveryLiveInstanceGracefully(t *testing.T) {
 	require.Equal(t, [][]string{{"acme-prod-shop-web-1", "acme-prod-shop-api-2", "acme-prod-shop-api-1"}}, rec.releases())
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunSucceeded, fin.Status)
-	require.Equal(t, store.StateDeleted, fin.AppState)
+	require.Equal(t, berth.RunSucceeded, fin.Status)
+	require.Equal(t, berth.StateDeleted, fin.AppState)
 	require.Equal(t, uint(3), fin.ApplicationID)
 	require.Equal(t, uint(9), fin.RunID)
 	require.Empty(t, fin.Error)
@@ -95,7 +95,7 @@ func TestDeleteStackWithNothingLive(t *testing.T) {
 	require.NotNil(t, res.Removed, "an empty list, not null, for API clients")
 	require.Empty(t, res.Removed)
 	require.Empty(t, rec.of("RemoveInstance"))
-	require.Equal(t, store.StateDeleted, rec.onlyFinish(t).AppState)
+	require.Equal(t, berth.StateDeleted, rec.onlyFinish(t).AppState)
 }
 
 func TestDeleteStackRemovalFailureLeavesAppFailed(t *testing.T) {
@@ -118,8 +118,8 @@ func TestDeleteStackRemovalFailureLeavesAppFailed(t *testing.T) {
 		"what could not be removed keeps its ports")
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
-	require.Equal(t, store.StateFailed, fin.AppState)
+	require.Equal(t, berth.RunFailed, fin.Status)
+	require.Equal(t, berth.StateFailed, fin.AppState)
 	require.Equal(t, gone, fin.Error)
 	require.Equal(t, []string{"load running", "load done", "unexpose running", "unexpose done", "remove running", "remove failed"}, rec.stepLog())
 }
@@ -127,7 +127,7 @@ func TestDeleteStackRemovalFailureLeavesAppFailed(t *testing.T) {
 func TestDeleteStackLoadFailureRemovesNothing(t *testing.T) {
 	env, rec := newEnv(t)
 	const msg = "application 3 not found"
-	mockLive(env, nil, temporal.NewNonRetryableApplicationError(msg, activities.ErrNotFound, nil))
+	mockLive(env, nil, temporal.NewNonRetryableApplicationError(msg, string(berth.ENotFound), nil))
 	mockRemove(env, nil)
 
 	env.ExecuteWorkflow(DeleteStack, deleteInput())
@@ -137,8 +137,8 @@ func TestDeleteStackLoadFailureRemovesNothing(t *testing.T) {
 	require.Empty(t, rec.of("RemoveInstance"))
 	require.Empty(t, rec.releases())
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
-	require.Equal(t, store.StateFailed, fin.AppState)
+	require.Equal(t, berth.RunFailed, fin.Status)
+	require.Equal(t, berth.StateFailed, fin.AppState)
 	require.Equal(t, msg, fin.Error)
 	require.Equal(t, []string{"load running", "load failed"}, rec.stepLog())
 }
@@ -159,9 +159,9 @@ func TestDeleteStackCancelledClosesRunAsCancelled(t *testing.T) {
 	err := env.GetWorkflowError()
 	require.True(t, temporal.IsCanceledError(err), "got %v", err)
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunCancelled, fin.Status)
+	require.Equal(t, berth.RunCancelled, fin.Status)
 	require.Equal(t, "cancelled", fin.Error)
-	require.Equal(t, store.StateFailed, fin.AppState)
+	require.Equal(t, berth.StateFailed, fin.AppState)
 	require.Equal(t, []string{"load running", "load done", "unexpose running", "unexpose done", "remove running", "remove failed"}, rec.stepLog())
 	require.Equal(t, [][]string{{"acme-prod-shop-web-1", "acme-prod-shop-api-1"}}, rec.releases(),
 		"what was removed before the cancel is released; what was in flight is not")

@@ -8,9 +8,9 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/activities/compose"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/compose"
 )
 
 // DeployStackName is the registered name of DeployStack.
@@ -30,7 +30,7 @@ type DeployStackInput struct {
 	// HealthTimeout bounds the wait for each instance to become healthy.
 	HealthTimeout time.Duration `json:"healthTimeout"`
 	// LB says how services are put behind the load balancer (version exposeVersion on).
-	LB activities.LBSettings `json:"lb"`
+	LB berth.LBSettings `json:"lb"`
 }
 
 // exposeChange is the GetVersion change id that added the load balancer,
@@ -62,14 +62,14 @@ func DeployStack(ctx workflow.Context, in DeployStackInput) (*DeployStackResult,
 		return nil, err
 	}
 	r.exposeVersion = workflow.GetVersion(ctx, exposeChange, workflow.DefaultVersion, 1)
-	var plan store.Plan
+	var plan berth.Plan
 	err = r.step(ctx, "plan", func() error {
-		req := store.PlanRequest{RunID: in.RunID, ApplicationID: in.ApplicationID, EnvironmentID: in.EnvironmentID,
+		req := berth.PlanRequest{RunID: in.RunID, ApplicationID: in.ApplicationID, EnvironmentID: in.EnvironmentID,
 			NamePrefix: fmt.Sprintf("%s-%s-%s", in.Tenant, in.Env, in.App), PortMin: in.PortMin, PortMax: in.PortMax}
 		for _, s := range in.Spec.Services {
-			sr := store.ServiceRequest{Name: s.Name, Image: s.Image, Replicas: s.Replicas}
+			sr := berth.ServiceRequest{Name: s.Name, Image: s.Image, Replicas: s.Replicas}
 			for _, p := range s.Ports {
-				sr.Ports = append(sr.Ports, store.PortRequest{ContainerPort: p.ContainerPort, Protocol: p.Protocol})
+				sr.Ports = append(sr.Ports, berth.PortRequest{ContainerPort: p.ContainerPort, Protocol: p.Protocol})
 			}
 			req.Services = append(req.Services, sr)
 		}
@@ -116,12 +116,12 @@ func DeployStack(ctx workflow.Context, in DeployStackInput) (*DeployStackResult,
 		}
 	}
 	r.status.Step = "done"
-	r.finish(ctx, activities.FinishInput{Status: store.RunSucceeded, ApplicationID: in.ApplicationID, AppState: store.StateRunning})
+	r.finish(ctx, activities.FinishInput{Status: berth.RunSucceeded, ApplicationID: in.ApplicationID, AppState: berth.StateRunning})
 	return result, nil
 }
 
 // ensureImages checks each (host, image) pair once, all in parallel.
-func ensureImages(ctx workflow.Context, spec compose.Spec, insts []store.PlannedInstance) error {
+func ensureImages(ctx workflow.Context, spec compose.Spec, insts []berth.PlannedInstance) error {
 	var d *activities.Docker
 	images := map[string]string{}
 	for _, s := range spec.Services {
@@ -143,7 +143,7 @@ func ensureImages(ctx workflow.Context, spec compose.Spec, insts []store.Planned
 }
 
 // startInstances starts every instance of the given services in parallel.
-func startInstances(ctx workflow.Context, in DeployStackInput, insts []store.PlannedInstance, services []string, labels map[string]string) ([]activities.InstanceResult, error) {
+func startInstances(ctx workflow.Context, in DeployStackInput, insts []berth.PlannedInstance, services []string, labels map[string]string) ([]activities.InstanceResult, error) {
 	var d *activities.Docker
 	want := map[string]*compose.ServiceSpec{}
 	for i := range in.Spec.Services {
@@ -221,12 +221,12 @@ func dependencyLevels(spec compose.Spec) [][]string {
 // fail undoes what the deploy made, in reverse (containers, then ports),
 // and closes the run. It runs on a disconnected context so that a cancelled
 // deploy is still cleaned up.
-func (r *run) fail(ctx workflow.Context, in DeployStackInput, insts []store.PlannedInstance, cause error) error {
+func (r *run) fail(ctx workflow.Context, in DeployStackInput, insts []berth.PlannedInstance, cause error) error {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	msg := errorMessage(cause)
-	status := store.RunFailed
+	status := berth.RunFailed
 	if isCancel(ctx, cause) {
-		status, msg = store.RunCancelled, "cancelled"
+		status, msg = berth.RunCancelled, "cancelled"
 	}
 	if len(insts) > 0 {
 		undoErr := r.step(dctx, "undo", func() error {
@@ -243,12 +243,12 @@ func (r *run) fail(ctx workflow.Context, in DeployStackInput, insts []store.Plan
 			msg += "; undo failed: " + errorMessage(undoErr)
 		}
 	}
-	r.finish(dctx, activities.FinishInput{Status: status, Error: msg, ApplicationID: in.ApplicationID, AppState: store.StateFailed})
+	r.finish(dctx, activities.FinishInput{Status: status, Error: msg, ApplicationID: in.ApplicationID, AppState: berth.StateFailed})
 	return cause
 }
 
 // removeInstances removes containers in parallel, then releases their ports.
-func removeInstances(ctx workflow.Context, insts []store.PlannedInstance, graceful bool) error {
+func removeInstances(ctx workflow.Context, insts []berth.PlannedInstance, graceful bool) error {
 	var d *activities.Docker
 	var st *activities.Store
 	futures := make([]workflow.Future, 0, len(insts))

@@ -11,15 +11,15 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/store"
 )
 
 func TestDeployStackStartsLevelsInDependencyOrder(t *testing.T) {
 	env, rec := newEnv(t)
 	in, plan := twoTier()
-	var req store.PlanRequest
-	mockDeploy(env, plan, deployFaults{plan: func(r store.PlanRequest) error {
+	var req berth.PlanRequest
+	mockDeploy(env, plan, deployFaults{plan: func(r berth.PlanRequest) error {
 		rec.add(func() { req = r })
 		return nil
 	}})
@@ -37,8 +37,8 @@ func TestDeployStackStartsLevelsInDependencyOrder(t *testing.T) {
 	require.Equal(t, in.RunID, req.RunID)
 	require.Equal(t, 20000, req.PortMin)
 	require.Len(t, req.Services, 2)
-	require.Equal(t, store.ServiceRequest{Name: "web", Image: "reg.local/web:1", Replicas: 2,
-		Ports: []store.PortRequest{{ContainerPort: 80, Protocol: "tcp"}}}, req.Services[1])
+	require.Equal(t, berth.ServiceRequest{Name: "web", Image: "reg.local/web:1", Replicas: 2,
+		Ports: []berth.PortRequest{{ContainerPort: 80, Protocol: "tcp"}}}, req.Services[1])
 
 	images := rec.of("EnsureImage")
 	var pairs []string
@@ -82,8 +82,8 @@ func TestDeployStackStartsLevelsInDependencyOrder(t *testing.T) {
 	require.Empty(t, rec.releases())
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunSucceeded, fin.Status)
-	require.Equal(t, store.StateRunning, fin.AppState)
+	require.Equal(t, berth.RunSucceeded, fin.Status)
+	require.Equal(t, berth.StateRunning, fin.AppState)
 	require.Equal(t, in.ApplicationID, fin.ApplicationID)
 	require.Equal(t, in.RunID, fin.RunID)
 	require.Empty(t, fin.Error)
@@ -107,9 +107,9 @@ func TestDeployStackPlanFailsWithoutTouchingHosts(t *testing.T) {
 	in, plan := twoTier()
 	const msg = `environment "prod" has no ready authorised host: no capacity`
 	plans := 0
-	mockDeploy(env, plan, deployFaults{plan: func(store.PlanRequest) error {
+	mockDeploy(env, plan, deployFaults{plan: func(berth.PlanRequest) error {
 		rec.add(func() { plans++ })
-		return temporal.NewNonRetryableApplicationError(msg, activities.ErrNoCapacity, nil)
+		return temporal.NewNonRetryableApplicationError(msg, string(berth.ENoCapacity), nil)
 	}})
 
 	env.ExecuteWorkflow(DeployStack, in)
@@ -117,7 +117,7 @@ func TestDeployStackPlanFailsWithoutTouchingHosts(t *testing.T) {
 	require.True(t, env.IsWorkflowCompleted())
 	err := env.GetWorkflowError()
 	require.ErrorContains(t, err, msg)
-	require.Equal(t, activities.ErrNoCapacity, appError(t, err).Type())
+	require.Equal(t, string(berth.ENoCapacity), appError(t, err).Type())
 	require.Equal(t, 1, plans, "a non-retryable plan failure is not retried")
 
 	require.Empty(t, rec.of("EnsureImage"))
@@ -126,8 +126,8 @@ func TestDeployStackPlanFailsWithoutTouchingHosts(t *testing.T) {
 	require.Empty(t, rec.releases(), "nothing was planned, so nothing is released")
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
-	require.Equal(t, store.StateFailed, fin.AppState)
+	require.Equal(t, berth.RunFailed, fin.Status)
+	require.Equal(t, berth.StateFailed, fin.AppState)
 	require.Equal(t, msg, fin.Error)
 	require.Equal(t, []string{"plan running", "plan failed"}, rec.stepLog())
 
@@ -144,7 +144,7 @@ func TestDeployStackImageFailureUndoesEveryPlannedInstance(t *testing.T) {
 	const msg = `image "reg.local/api:1" is not on host h2 and no configured registry holds it (registry: "")`
 	mockDeploy(env, plan, deployFaults{image: func(in activities.EnsureImageInput) error {
 		if in.Host.ID == hostUS.ID {
-			return temporal.NewNonRetryableApplicationError(msg, activities.ErrImage, nil)
+			return temporal.NewNonRetryableApplicationError(msg, string(berth.EImage), nil)
 		}
 		return nil
 	}})
@@ -154,7 +154,7 @@ func TestDeployStackImageFailureUndoesEveryPlannedInstance(t *testing.T) {
 	require.True(t, env.IsWorkflowCompleted())
 	err := env.GetWorkflowError()
 	require.ErrorContains(t, err, msg)
-	require.Equal(t, activities.ErrImage, appError(t, err).Type())
+	require.Equal(t, string(berth.EImage), appError(t, err).Type())
 
 	require.Len(t, rec.of("EnsureImage"), 3, "the other pulls are waited for, not abandoned")
 	require.Empty(t, rec.of("StartInstance"))
@@ -163,8 +163,8 @@ func TestDeployStackImageFailureUndoesEveryPlannedInstance(t *testing.T) {
 	require.Equal(t, [][]string{reversed(planNames(plan))}, rec.releases())
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
-	require.Equal(t, store.StateFailed, fin.AppState)
+	require.Equal(t, berth.RunFailed, fin.Status)
+	require.Equal(t, berth.StateFailed, fin.AppState)
 	require.Contains(t, fin.Error, msg)
 	require.NotContains(t, fin.Error, "undo failed")
 	require.Equal(t, []string{
@@ -179,14 +179,14 @@ func TestDeployStackUnhealthyInstanceUndoesEveryLevel(t *testing.T) {
 	in, plan := twoTier()
 	const msg = "instance acme-prod-shop-web-2 is unhealthy: curl: (7) connection refused"
 	mockDeploy(env, plan, deployFaults{start: failInstance("acme-prod-shop-web-2",
-		temporal.NewNonRetryableApplicationError(msg, activities.ErrUnhealthy, nil))})
+		temporal.NewNonRetryableApplicationError(msg, string(berth.EUnhealthy), nil))})
 
 	env.ExecuteWorkflow(DeployStack, in)
 
 	require.True(t, env.IsWorkflowCompleted())
 	err := env.GetWorkflowError()
 	require.ErrorContains(t, err, msg)
-	require.Equal(t, activities.ErrUnhealthy, appError(t, err).Type())
+	require.Equal(t, string(berth.EUnhealthy), appError(t, err).Type())
 
 	require.Len(t, rec.of("StartInstance"), 4, "an unhealthy instance is not retried")
 	require.Equal(t, [][]string{{"acme-prod-shop-api-1", "acme-prod-shop-api-2"}}, rec.recorded)
@@ -194,8 +194,8 @@ func TestDeployStackUnhealthyInstanceUndoesEveryLevel(t *testing.T) {
 	require.Equal(t, [][]string{reversed(planNames(plan))}, rec.releases())
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
-	require.Equal(t, store.StateFailed, fin.AppState)
+	require.Equal(t, berth.RunFailed, fin.Status)
+	require.Equal(t, berth.StateFailed, fin.AppState)
 	require.Equal(t, msg, fin.Error)
 	require.Equal(t, []string{
 		"plan running", "plan done",
@@ -224,7 +224,7 @@ func TestDeployStackUndoKeepsPortsOfContainersItCouldNotRemove(t *testing.T) {
 		return in.Host.ID == hostUS.ID
 	})).After(100 * time.Second).Return(errors.New(gone))
 	mockDeploy(env, plan, deployFaults{
-		start: failInstance("acme-prod-shop-web-2", temporal.NewNonRetryableApplicationError(unhealthy, activities.ErrUnhealthy, nil)),
+		start: failInstance("acme-prod-shop-web-2", temporal.NewNonRetryableApplicationError(unhealthy, string(berth.EUnhealthy), nil)),
 	})
 	begin := env.Now()
 
@@ -250,8 +250,8 @@ func TestDeployStackUndoKeepsPortsOfContainersItCouldNotRemove(t *testing.T) {
 		"the port of a container that may still exist is never released")
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
-	require.Equal(t, store.StateFailed, fin.AppState)
+	require.Equal(t, berth.RunFailed, fin.Status)
+	require.Equal(t, berth.StateFailed, fin.AppState)
 	require.Equal(t, unhealthy+"; undo failed: "+gone, fin.Error)
 	steps := rec.stepLog()
 	require.Equal(t, []string{"undo running", "undo failed"}, steps[len(steps)-2:])
@@ -281,9 +281,9 @@ func TestDeployStackCancelledStillUndoes(t *testing.T) {
 	require.Equal(t, [][]string{reversed(planNames(plan))}, rec.releases())
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunCancelled, fin.Status)
+	require.Equal(t, berth.RunCancelled, fin.Status)
 	require.Equal(t, "cancelled", fin.Error)
-	require.Equal(t, store.StateFailed, fin.AppState)
+	require.Equal(t, berth.StateFailed, fin.AppState)
 	require.Equal(t, in.RunID, fin.RunID)
 	steps := rec.stepLog()
 	require.Equal(t, []string{"undo running", "undo done"}, steps[len(steps)-2:])
@@ -312,14 +312,14 @@ func TestDeployStackRetriesTransientStartFailure(t *testing.T) {
 	}
 	require.Equal(t, []int32{1, 2}, attempts)
 	require.Empty(t, rec.of("RemoveInstance"))
-	require.Equal(t, store.RunSucceeded, rec.onlyFinish(t).Status)
+	require.Equal(t, berth.RunSucceeded, rec.onlyFinish(t).Status)
 }
 
 func TestDeployStackRecordInstancesFailureUndoes(t *testing.T) {
 	env, rec := newEnv(t)
 	in, plan := twoTier()
 	const msg = "instance acme-prod-shop-api-1 not found"
-	rec.recordErr = temporal.NewNonRetryableApplicationError(msg, activities.ErrNotFound, nil)
+	rec.recordErr = temporal.NewNonRetryableApplicationError(msg, string(berth.ENotFound), nil)
 	mockDeploy(env, plan, deployFaults{})
 
 	env.ExecuteWorkflow(DeployStack, in)
@@ -330,7 +330,7 @@ func TestDeployStackRecordInstancesFailureUndoes(t *testing.T) {
 	requireRemovedAll(t, rec, plan, false)
 	require.Equal(t, [][]string{reversed(planNames(plan))}, rec.releases())
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
+	require.Equal(t, berth.RunFailed, fin.Status)
 	require.Equal(t, msg, fin.Error)
 }
 
@@ -348,12 +348,12 @@ func TestDeployStackSurvivesBookkeepingFailures(t *testing.T) {
 	var res DeployStackResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.Len(t, res.Instances, 4)
-	require.Equal(t, store.RunSucceeded, rec.onlyFinish(t).Status)
+	require.Equal(t, berth.RunSucceeded, rec.onlyFinish(t).Status)
 }
 
 // requireRemovedAll checks every planned instance got exactly one successful
 // removal request, on its own host's queue.
-func requireRemovedAll(t *testing.T, rec *recorder, plan store.Plan, graceful bool) {
+func requireRemovedAll(t *testing.T, rec *recorder, plan berth.Plan, graceful bool) {
 	t.Helper()
 	removes := rec.of("RemoveInstance")
 	var names []string

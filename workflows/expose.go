@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/berth-dev/berth/activities/lb"
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/lb"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/store"
 )
 
 // expose puts new instances behind their service's load-balancer pool, opens
@@ -65,7 +65,7 @@ func expose(ctx workflow.Context, r *run, in activities.ExposeInput) error {
 				return err
 			}
 			return workflow.ExecuteLocalActivity(lctx, r.st.MarkOpenings,
-				activities.OpeningsDone{IDs: ids, State: store.OpeningOpen, RunID: in.RunID}).Get(ctx, nil)
+				activities.OpeningsDone{IDs: ids, State: berth.OpeningOpen, RunID: in.RunID}).Get(ctx, nil)
 		})
 		if err != nil {
 			return err
@@ -103,7 +103,7 @@ func waitFirewallTicket(ctx workflow.Context, r *run, in activities.ExposeInput,
 	}
 	const name = "firewall ticket"
 	r.status.Step = name
-	r.record(ctx, name, store.StepWaiting, "")
+	r.record(ctx, name, berth.StepWaiting, "")
 	tctx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
 	var conf FirewallConfirmation
@@ -117,17 +117,17 @@ func waitFirewallTicket(ctx workflow.Context, r *run, in activities.ExposeInput,
 	sel.Select(ctx)
 	if !confirmed {
 		if err := ctx.Err(); err != nil {
-			r.record(ctx, name, store.StepFailed, "cancelled")
+			r.record(ctx, name, berth.StepFailed, "cancelled")
 			return err
 		}
 		msg := fmt.Sprintf("firewall change request for %d openings was not confirmed within %s", len(ids), timeout)
 		r.status.Error = msg
-		r.record(ctx, name, store.StepFailed, msg)
+		r.record(ctx, name, berth.StepFailed, msg)
 		return temporal.NewNonRetryableApplicationError(msg, "TicketTimeout", nil)
 	}
 	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 	if err := workflow.ExecuteLocalActivity(lctx, r.st.MarkOpenings,
-		activities.OpeningsDone{IDs: ids, State: store.OpeningOpen, RunID: in.RunID}).Get(ctx, nil); err != nil {
+		activities.OpeningsDone{IDs: ids, State: berth.OpeningOpen, RunID: in.RunID}).Get(ctx, nil); err != nil {
 		return err
 	}
 	r.status.Done = append(r.status.Done, name)
@@ -135,7 +135,7 @@ func waitFirewallTicket(ctx workflow.Context, r *run, in activities.ExposeInput,
 	if conf.Comment != "" {
 		detail += ": " + conf.Comment
 	}
-	r.recordEvent(ctx, store.StepEvent{Name: name, State: store.StepDone, Detail: detail})
+	r.recordEvent(ctx, berth.StepEvent{Name: name, State: berth.StepDone, Detail: detail})
 	return nil
 }
 
@@ -191,15 +191,15 @@ func syncCMDB(ctx workflow.Context, r *run, ids []string) {
 		return
 	}
 	var c *activities.CMDB
-	var res activities.SyncResult
-	r.record(ctx, "cmdb", store.StepRunning, "")
+	var res berth.SyncResult
+	r.record(ctx, "cmdb", berth.StepRunning, "")
 	actx := workflow.WithActivityOptions(ctx, cmdbOptions)
 	err := workflow.ExecuteActivity(actx, c.SyncCMDB, ids).Get(ctx, &res)
-	state, msg := store.StepDone, ""
+	state, msg := berth.StepDone, ""
 	if err != nil {
-		state, msg = store.StepFailed, errorMessage(err)
+		state, msg = berth.StepFailed, errorMessage(err)
 	} else if len(res.Failed) > 0 {
-		state, msg = store.StepFailed, "not synced (will be retried): "+joinNames(res.Failed)
+		state, msg = berth.StepFailed, "not synced (will be retried): "+joinNames(res.Failed)
 	}
 	r.record(ctx, "cmdb", state, msg)
 }
@@ -224,7 +224,7 @@ type lbPools struct {
 }
 
 // plan reads which pools hold the instances.
-func (p lbPools) plan(ctx workflow.Context, insts []store.PlannedInstance) (activities.UnexposePlan, error) {
+func (p lbPools) plan(ctx workflow.Context, insts []berth.PlannedInstance) (activities.UnexposePlan, error) {
 	var st *activities.Store
 	var plan activities.UnexposePlan
 	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
@@ -236,7 +236,7 @@ func (p lbPools) plan(ctx workflow.Context, insts []store.PlannedInstance) (acti
 // drain takes instances out of new traffic, pool by pool, and waits until
 // their sessions end or timeout passes. It returns the plan it drained, so a
 // caller can put the servers back.
-func (p lbPools) drain(ctx workflow.Context, insts []store.PlannedInstance, timeout time.Duration) (activities.UnexposePlan, error) {
+func (p lbPools) drain(ctx workflow.Context, insts []berth.PlannedInstance, timeout time.Duration) (activities.UnexposePlan, error) {
 	var lbA *activities.LB
 	plan, err := p.plan(ctx, insts)
 	if err != nil {

@@ -16,10 +16,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/activities/firewall"
-	"github.com/berth-dev/berth/activities/lb"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/firewall"
+	"github.com/berth-dev/berth/lb"
 )
 
 // Nil receivers of the exposure activities, as in the workflows.
@@ -44,7 +44,7 @@ type call struct {
 type exposeRecorder struct {
 	*recorder
 	calls  []call
-	events []store.StepEvent
+	events []berth.StepEvent
 }
 
 func (r *exposeRecorder) callsOf(name string) []call {
@@ -101,7 +101,7 @@ func (r *exposeRecorder) lastIndex(name string) int {
 }
 
 // event is the last recorded event of a step in a state.
-func (r *exposeRecorder) event(t *testing.T, name, state string) store.StepEvent {
+func (r *exposeRecorder) event(t *testing.T, name string, state berth.StepState) berth.StepEvent {
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -111,7 +111,7 @@ func (r *exposeRecorder) event(t *testing.T, name, state string) store.StepEvent
 		}
 	}
 	require.Failf(t, "step event not recorded", "%s %s in %v", name, state, r.steps)
-	return store.StepEvent{}
+	return berth.StepEvent{}
 }
 
 // newExposeEnv is newEnv without its default exposure mocks: testify
@@ -179,15 +179,15 @@ func newExposeEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *exposeReco
 		}
 		r.add(func() {
 			r.calls = append(r.calls, c)
-			if ev, ok := c.Arg.(store.StepEvent); ok {
+			if ev, ok := c.Arg.(berth.StepEvent); ok {
 				r.events = append(r.events, ev)
 			}
 		})
 	})
 
-	env.OnActivity(st.RecordStep, mock.Anything, mock.Anything).Return(func(_ context.Context, ev store.StepEvent) error {
+	env.OnActivity(st.RecordStep, mock.Anything, mock.Anything).Return(func(_ context.Context, ev berth.StepEvent) error {
 		var err error
-		r.add(func() { r.steps, err = append(r.steps, ev.Name+" "+ev.State), r.stepErr })
+		r.add(func() { r.steps, err = append(r.steps, ev.Name+" "+string(ev.State)), r.stepErr })
 		return err
 	})
 	env.OnActivity(st.RecordInstances, mock.Anything, mock.Anything).Return(func(_ context.Context, rs []activities.InstanceResult) error {
@@ -217,7 +217,7 @@ type exposeFaults struct {
 	ensurePool   func(lb.Backend) error
 	addServers   func(activities.ServersInput) error
 	open         func([]firewall.Opening) error
-	sync         func([]string) (*activities.SyncResult, error)
+	sync         func([]string) (*berth.SyncResult, error)
 }
 
 // mockExpose mocks every exposure activity (store, load balancer, firewall,
@@ -265,20 +265,20 @@ func mockExpose(env *testsuite.TestWorkflowEnvironment, f exposeFaults) {
 		return nil
 	}).Maybe()
 	env.OnActivity(fwA.Close, mock.Anything, mock.Anything).Return(nil).Maybe()
-	env.OnActivity(cmA.SyncCMDB, mock.Anything, mock.Anything).Return(func(_ context.Context, ids []string) (*activities.SyncResult, error) {
+	env.OnActivity(cmA.SyncCMDB, mock.Anything, mock.Anything).Return(func(_ context.Context, ids []string) (*berth.SyncResult, error) {
 		if f.sync != nil {
 			return f.sync(ids)
 		}
-		return &activities.SyncResult{Synced: len(ids)}, nil
+		return &berth.SyncResult{Synced: len(ids)}, nil
 	}).Maybe()
 }
 
-func opening(pi store.PlannedInstance) firewall.Opening {
+func opening(pi berth.PlannedInstance) firewall.Opening {
 	p := pi.Ports[0]
 	return firewall.Opening{ID: activities.OpeningID(pi.Name, p), Protocol: p.Protocol, DestIP: p.HostIP, DestPort: p.HostPort}
 }
 
-func server(pi store.PlannedInstance, weight int) lb.Server {
+func server(pi berth.PlannedInstance, weight int) lb.Server {
 	p := pi.Ports[0]
 	return lb.Server{Name: pi.Name, Addr: net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort)), Weight: weight, State: lb.StateReady}
 }
@@ -286,7 +286,7 @@ func server(pi store.PlannedInstance, weight int) lb.Server {
 // exposePlanFor is what PlanExpose would return for instances of one
 // service: one pool in the first instance's region, openings per region and
 // a CMDB item per instance and for the service.
-func exposePlanFor(subject, service string, weight int, insts []store.PlannedInstance) activities.ExposePlan {
+func exposePlanFor(subject, service string, weight int, insts []berth.PlannedInstance) activities.ExposePlan {
 	backend := activities.BackendName(subject, service)
 	pp := activities.PoolPlan{Region: insts[0].Host.Region,
 		Backend: lb.Backend{Name: backend, ListenAddr: "10.9.0.1:30000", Mode: "http", HealthPath: "/healthz", Servers: []lb.Server{}}}
@@ -310,7 +310,7 @@ func exposePlanFor(subject, service string, weight int, insts []store.PlannedIns
 
 // unexposePlanFor is what PlanUnexpose would return for instances of one
 // service whose pool is in region.
-func unexposePlanFor(subject, service, region string, dropPool bool, insts []store.PlannedInstance) activities.UnexposePlan {
+func unexposePlanFor(subject, service, region string, dropPool bool, insts []berth.PlannedInstance) activities.UnexposePlan {
 	pr := activities.PoolRemoval{Region: region, Backend: activities.BackendName(subject, service), RemovePool: dropPool}
 	var plan activities.UnexposePlan
 	regions := map[string]int{}
@@ -328,7 +328,7 @@ func unexposePlanFor(subject, service, region string, dropPool bool, insts []sto
 	return plan
 }
 
-func openingIDs(insts ...store.PlannedInstance) []string {
+func openingIDs(insts ...berth.PlannedInstance) []string {
 	var ids []string
 	for _, pi := range insts {
 		ids = append(ids, opening(pi).ID)
@@ -338,7 +338,7 @@ func openingIDs(insts ...store.PlannedInstance) []string {
 
 // ---- firewall ticket ----
 
-func ticketInput() (ScaleServiceInput, store.Plan) {
+func ticketInput() (ScaleServiceInput, berth.Plan) {
 	in, plan := scaleOutInput()
 	in.LB.Firewall = FirewallTicket
 	in.LB.TicketTimeout = time.Hour
@@ -369,10 +369,10 @@ func TestScaleOutFirewallTicketWaitsForConfirmation(t *testing.T) {
 	require.Empty(t, rec.callsOf("Open"), "a person opens the ports, not the firewall driver")
 	marks := rec.callsOf("MarkOpenings")
 	require.Len(t, marks, 1)
-	require.Equal(t, activities.OpeningsDone{IDs: openingIDs(plan.Instances...), State: store.OpeningOpen, RunID: in.RunID}, marks[0].Arg)
+	require.Equal(t, activities.OpeningsDone{IDs: openingIDs(plan.Instances...), State: berth.OpeningOpen, RunID: in.RunID}, marks[0].Arg)
 
-	waiting := rec.event(t, "firewall ticket", store.StepWaiting)
-	done := rec.event(t, "firewall ticket", store.StepDone)
+	waiting := rec.event(t, "firewall ticket", berth.StepWaiting)
+	done := rec.event(t, "firewall ticket", berth.StepDone)
 	require.Equal(t, 10*time.Minute, done.At.Sub(waiting.At), "the run waited, durably, for the signal")
 	// The confirmation is written into Error by run.record (see the report):
 	// accept it in either field.
@@ -387,7 +387,7 @@ func TestScaleOutFirewallTicketWaitsForConfirmation(t *testing.T) {
 		"firewall ticket waiting", "firewall ticket done",
 		"cmdb running", "cmdb done",
 	}, rec.stepLog())
-	require.Equal(t, store.RunSucceeded, rec.onlyFinish(t).Status)
+	require.Equal(t, berth.RunSucceeded, rec.onlyFinish(t).Status)
 	require.Len(t, rec.callsOf("SetReplicas"), 1)
 	require.Empty(t, rec.of("RemoveInstance"))
 }
@@ -414,7 +414,7 @@ func TestScaleOutFirewallTicketTimesOutAndUndoes(t *testing.T) {
 	require.Empty(t, rec.callsOf("Open"))
 	require.Empty(t, rec.callsOf("MarkOpenings"))
 	require.Empty(t, rec.callsOf("SetReplicas"))
-	failed := rec.event(t, "firewall ticket", store.StepFailed)
+	failed := rec.event(t, "firewall ticket", berth.StepFailed)
 	require.Contains(t, failed.Error, "not confirmed within 1h0m0s")
 
 	// The undo takes the servers out and closes what may have been opened.
@@ -424,7 +424,7 @@ func TestScaleOutFirewallTicketTimesOutAndUndoes(t *testing.T) {
 	require.Equal(t, [][]string{reversed(planNames(plan))}, rec.releases())
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
+	require.Equal(t, berth.RunFailed, fin.Status)
 	require.Contains(t, fin.Error, "not confirmed within 1h0m0s")
 	require.NotContains(t, fin.Error, "undo failed")
 	steps := rec.stepLog()
@@ -447,8 +447,8 @@ func TestFirewallTicketDefaultTimeoutIsADay(t *testing.T) {
 
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
-	require.Equal(t, store.RunSucceeded, rec.onlyFinish(t).Status)
-	done := rec.event(t, "firewall ticket", store.StepDone)
+	require.Equal(t, berth.RunSucceeded, rec.onlyFinish(t).Status)
+	done := rec.event(t, "firewall ticket", berth.StepDone)
 	require.Contains(t, done.Detail+done.Error, "confirmed by bob")
 }
 
@@ -477,7 +477,7 @@ func TestScaleOutFirewallTicketCancelledUndoes(t *testing.T) {
 	require.Equal(t, [][]string{reversed(planNames(plan))}, rec.releases())
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunCancelled, fin.Status)
+	require.Equal(t, berth.RunCancelled, fin.Status)
 	require.Equal(t, "cancelled", fin.Error)
 	steps := rec.stepLog()
 	require.Equal(t, "undo done", steps[len(steps)-1])
@@ -512,7 +512,7 @@ func TestFirewallTicketConfirmationIsADetailNotAnError(t *testing.T) {
 	env.ExecuteWorkflow(ScaleService, in)
 
 	require.NoError(t, env.GetWorkflowError())
-	done := rec.event(t, "firewall ticket", store.StepDone)
+	done := rec.event(t, "firewall ticket", berth.StepDone)
 	require.Contains(t, done.Detail, "confirmed by alice")
 	require.Empty(t, done.Error)
 }
@@ -522,16 +522,16 @@ func TestFirewallTicketConfirmationIsADetailNotAnError(t *testing.T) {
 func TestCMDBSyncFailuresNeverFailTheRun(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		sync     func([]string) (*activities.SyncResult, error)
+		sync     func([]string) (*berth.SyncResult, error)
 		attempts int
 		msg      string
 	}{
 		{name: "items refused", attempts: 1, msg: "not synced (will be retried): instance:acme-prod-shop-api-4",
-			sync: func(ids []string) (*activities.SyncResult, error) {
-				return &activities.SyncResult{Synced: len(ids) - 1, Failed: []string{"instance:acme-prod-shop-api-4"}}, nil
+			sync: func(ids []string) (*berth.SyncResult, error) {
+				return &berth.SyncResult{Synced: len(ids) - 1, Failed: []string{"instance:acme-prod-shop-api-4"}}, nil
 			}},
 		{name: "store unreadable", attempts: int(cmdbOptions.RetryPolicy.MaximumAttempts), msg: "cmdb records: database is locked",
-			sync: func([]string) (*activities.SyncResult, error) {
+			sync: func([]string) (*berth.SyncResult, error) {
 				return nil, errors.New("cmdb records: database is locked")
 			}},
 	} {
@@ -551,14 +551,14 @@ func TestCMDBSyncFailuresNeverFailTheRun(t *testing.T) {
 			for _, s := range syncs {
 				require.Equal(t, xp.CMDB, s.Arg)
 			}
-			failed := rec.event(t, "cmdb", store.StepFailed)
+			failed := rec.event(t, "cmdb", berth.StepFailed)
 			require.Contains(t, failed.Error, tc.msg)
 			steps := rec.stepLog()
 			require.Equal(t, []string{"cmdb running", "cmdb failed"}, steps[len(steps)-2:])
 			require.Empty(t, rec.of("RemoveInstance"), "a CMDB failure is not undone")
 			require.Len(t, rec.callsOf("SetReplicas"), 1)
 			fin := rec.onlyFinish(t)
-			require.Equal(t, store.RunSucceeded, fin.Status)
+			require.Equal(t, berth.RunSucceeded, fin.Status)
 			require.Empty(t, fin.Error)
 		})
 	}
@@ -566,17 +566,17 @@ func TestCMDBSyncFailuresNeverFailTheRun(t *testing.T) {
 
 func TestCMDBSyncWorkflowPushesEverythingPending(t *testing.T) {
 	env, rec := newExposeEnv(t)
-	mockExpose(env, exposeFaults{sync: func(ids []string) (*activities.SyncResult, error) {
-		return &activities.SyncResult{Synced: 3, Failed: []string{"instance:x"}}, nil
+	mockExpose(env, exposeFaults{sync: func(ids []string) (*berth.SyncResult, error) {
+		return &berth.SyncResult{Synced: 3, Failed: []string{"instance:x"}}, nil
 	}})
 
 	env.ExecuteWorkflow(CMDBSync)
 
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
-	var res activities.SyncResult
+	var res berth.SyncResult
 	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, activities.SyncResult{Synced: 3, Failed: []string{"instance:x"}}, res)
+	require.Equal(t, berth.SyncResult{Synced: 3, Failed: []string{"instance:x"}}, res)
 	syncs := rec.callsOf("SyncCMDB")
 	require.Len(t, syncs, 1)
 	require.Empty(t, syncs[0].Arg, "no ids: every pending and failed item")
@@ -585,7 +585,7 @@ func TestCMDBSyncWorkflowPushesEverythingPending(t *testing.T) {
 
 func TestCMDBSyncWorkflowReportsAStoreError(t *testing.T) {
 	env, rec := newExposeEnv(t)
-	mockExpose(env, exposeFaults{sync: func([]string) (*activities.SyncResult, error) {
+	mockExpose(env, exposeFaults{sync: func([]string) (*berth.SyncResult, error) {
 		return nil, temporal.NewNonRetryableApplicationError("cmdb records: no such table", "test", nil)
 	}})
 
@@ -622,14 +622,14 @@ func TestPoolStatsReadsInTheBackendsRegion(t *testing.T) {
 func TestPoolStatsReportsTheDriversError(t *testing.T) {
 	env, rec := newExposeEnv(t)
 	env.OnActivity(lbA.PoolStats, mock.Anything, mock.Anything).
-		Return(nil, temporal.NewNonRetryableApplicationError("backend acme-prod-shop-api not found", activities.ErrNotFound, nil))
+		Return(nil, temporal.NewNonRetryableApplicationError("backend acme-prod-shop-api not found", string(berth.ENotFound), nil))
 
 	env.ExecuteWorkflow(PoolStats, PoolStatsInput{Region: "eu", Backend: "acme-prod-shop-api"})
 
 	require.True(t, env.IsWorkflowCompleted())
 	err := env.GetWorkflowError()
 	require.ErrorContains(t, err, "not found")
-	require.Equal(t, activities.ErrNotFound, appError(t, err).Type())
+	require.Equal(t, string(berth.ENotFound), appError(t, err).Type())
 	calls := rec.callsOf("PoolStats")
 	require.Len(t, calls, 1)
 	require.Equal(t, RegionTaskQueue("eu"), calls[0].Queue)
@@ -639,7 +639,7 @@ func TestPoolStatsReportsTheDriversError(t *testing.T) {
 
 // twoTierExpose is what PlanExpose returns for twoTier: a pool per service
 // (api's in eu, web's in eu) and openings in both regions.
-func twoTierExpose(in DeployStackInput, plan store.Plan) activities.ExposePlan {
+func twoTierExpose(in DeployStackInput, plan berth.Plan) activities.ExposePlan {
 	subject := in.Tenant + "/" + in.Env + "/" + in.App
 	api := exposePlanFor(subject, "api", 0, plan.Instances[:2])
 	web := exposePlanFor(subject, "web", 0, plan.Instances[2:])
@@ -652,7 +652,7 @@ func twoTierExpose(in DeployStackInput, plan store.Plan) activities.ExposePlan {
 func TestDeployStackExposesAfterStarting(t *testing.T) {
 	env, rec := newExposeEnv(t)
 	in, plan := twoTier()
-	in.LB = activities.LBSettings{Enabled: true, ListenIP: "10.9.0.1", PortMin: 30000, PortMax: 30100, Weight: 100, Firewall: "nftables"}
+	in.LB = berth.LBSettings{Enabled: true, ListenIP: "10.9.0.1", PortMin: 30000, PortMax: 30100, Weight: 100, Firewall: "nftables"}
 	mockDeploy(env, plan, deployFaults{})
 	xp := twoTierExpose(in, plan)
 	mockExpose(env, exposeFaults{expose: xp})
@@ -692,8 +692,8 @@ func TestDeployStackExposesAfterStarting(t *testing.T) {
 		"cmdb running", "cmdb done",
 	}, rec.stepLog())
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunSucceeded, fin.Status)
-	require.Equal(t, store.StateRunning, fin.AppState)
+	require.Equal(t, berth.RunSucceeded, fin.Status)
+	require.Equal(t, berth.StateRunning, fin.AppState)
 	require.Empty(t, rec.of("RemoveInstance"))
 	require.Empty(t, rec.callsOf("PlanUnexpose"))
 }
@@ -701,7 +701,7 @@ func TestDeployStackExposesAfterStarting(t *testing.T) {
 func TestDeployStackLoadBalancerFailureUndoesWithPools(t *testing.T) {
 	env, rec := newExposeEnv(t)
 	in, plan := twoTier()
-	in.LB = activities.LBSettings{Enabled: true, Weight: 100}
+	in.LB = berth.LBSettings{Enabled: true, Weight: 100}
 	mockDeploy(env, plan, deployFaults{})
 	const msg = "add acme-prod-shop-web-1 to acme-prod-shop-web: backend is in maintenance"
 	subject := "acme/prod/shop"
@@ -738,8 +738,8 @@ func TestDeployStackLoadBalancerFailureUndoesWithPools(t *testing.T) {
 	require.Equal(t, [][]string{reversed(planNames(plan))}, rec.releases())
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
-	require.Equal(t, store.StateFailed, fin.AppState)
+	require.Equal(t, berth.RunFailed, fin.Status)
+	require.Equal(t, berth.StateFailed, fin.AppState)
 	require.Equal(t, msg, fin.Error)
 	steps := rec.stepLog()
 	require.Equal(t, []string{"load balancer running", "load balancer failed", "undo running", "undo done"}, steps[len(steps)-4:])
@@ -750,7 +750,7 @@ func TestDeployStackFailureBeforeExposeDoesNotUnexpose(t *testing.T) {
 	in, plan := twoTier()
 	const msg = "instance acme-prod-shop-web-2 is unhealthy"
 	mockDeploy(env, plan, deployFaults{start: failInstance("acme-prod-shop-web-2",
-		temporal.NewNonRetryableApplicationError(msg, activities.ErrUnhealthy, nil))})
+		temporal.NewNonRetryableApplicationError(msg, string(berth.EUnhealthy), nil))})
 	mockExpose(env, exposeFaults{expose: twoTierExpose(in, plan)})
 
 	env.ExecuteWorkflow(DeployStack, in)
@@ -766,7 +766,7 @@ func TestDeleteStackUnexposesBeforeRemoving(t *testing.T) {
 	env, rec := newExposeEnv(t)
 	live := liveThree()
 	for i := range live {
-		live[i].Ports = []store.PortMapping{{HostIP: live[i].Host.IP, HostPort: 20000 + i, ContainerPort: 8080, Protocol: "tcp"}}
+		live[i].Ports = []berth.PortMapping{{HostIP: live[i].Host.IP, HostPort: 20000 + i, ContainerPort: 8080, Protocol: "tcp"}}
 	}
 	mockLive(env, live, nil)
 	mockRemove(env, nil)
@@ -824,15 +824,15 @@ func TestDeleteStackUnexposesBeforeRemoving(t *testing.T) {
 		"remove running", "remove done",
 	}, rec.stepLog())
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunSucceeded, fin.Status)
-	require.Equal(t, store.StateDeleted, fin.AppState)
+	require.Equal(t, berth.RunSucceeded, fin.Status)
+	require.Equal(t, berth.StateDeleted, fin.AppState)
 }
 
 func TestDeleteStackFirewallFailureKeepsInstances(t *testing.T) {
 	env, rec := newExposeEnv(t)
 	live := liveThree()
 	for i := range live {
-		live[i].Ports = []store.PortMapping{{HostIP: live[i].Host.IP, HostPort: 20000 + i, ContainerPort: 8080, Protocol: "tcp"}}
+		live[i].Ports = []berth.PortMapping{{HostIP: live[i].Host.IP, HostPort: 20000 + i, ContainerPort: 8080, Protocol: "tcp"}}
 	}
 	mockLive(env, live, nil)
 	mockRemove(env, nil)
@@ -848,7 +848,7 @@ func TestDeleteStackFirewallFailureKeepsInstances(t *testing.T) {
 	require.Empty(t, rec.of("RemoveInstance"), "an instance still reachable is not stopped")
 	require.Empty(t, rec.callsOf("UnexposeDone"))
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
-	require.Equal(t, store.StateFailed, fin.AppState)
+	require.Equal(t, berth.RunFailed, fin.Status)
+	require.Equal(t, berth.StateFailed, fin.AppState)
 	require.Equal(t, msg, fin.Error)
 }

@@ -11,9 +11,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/activities/lb"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/lb"
 )
 
 // GreyReleaseName is the registered name of GreyRelease.
@@ -108,13 +108,13 @@ type GreyPause struct {
 
 // GreyApproval is an approval step between weights.
 type GreyApproval struct {
-	Roles  []string `json:"roles,omitempty"` // default: approver
-	Quorum int      `json:"quorum,omitempty"`
+	Roles  []berth.Role `json:"roles,omitempty"` // default: approver
+	Quorum int          `json:"quorum,omitempty"`
 	// Timeout bounds the wait (default 24h); OnTimeout is fail (abort the
 	// release) or escalate (EscalateTo gets one more Timeout).
-	Timeout    Duration `json:"timeout,omitempty"`
-	OnTimeout  string   `json:"onTimeout,omitempty"`
-	EscalateTo []string `json:"escalateTo,omitempty"`
+	Timeout    Duration        `json:"timeout,omitempty"`
+	OnTimeout  berth.OnTimeout `json:"onTimeout,omitempty"`
+	EscalateTo []berth.Role    `json:"escalateTo,omitempty"`
 }
 
 // GreyAnalysis judges the canary over a window of live traffic.
@@ -184,7 +184,7 @@ type GreyState struct {
 	AwaitingApproval bool                 `json:"awaitingApproval"`
 	Analyses         []GreyAnalysisResult `json:"analyses"`
 	DeadlineAt       time.Time            `json:"deadlineAt,omitempty"`
-	Outcome          string               `json:"outcome,omitempty"`
+	Outcome          berth.ReleaseOutcome `json:"outcome,omitempty"`
 	Reason           string               `json:"reason,omitempty"`
 	Image            string               `json:"image"`
 	StableImage      string               `json:"stableImage"`
@@ -192,8 +192,8 @@ type GreyState struct {
 
 // GreyReleaseResult is how the grey release ended.
 type GreyReleaseResult struct {
-	Outcome   string   `json:"outcome"`
-	Instances []string `json:"instances"`
+	Outcome   berth.ReleaseOutcome `json:"outcome"`
+	Instances []string             `json:"instances"`
 }
 
 // GreyReleaseID is the workflow id of a service's grey release. It differs
@@ -262,8 +262,8 @@ func ValidateGreySteps(steps []GreyStep) error {
 					return fmt.Errorf("%s: approval quorum must be 1..10", at)
 				}
 				switch a.OnTimeout {
-				case "", OnTimeoutFail, OnTimeoutAbort:
-				case OnTimeoutEscalate:
+				case "", berth.OnTimeoutFail, berth.OnTimeoutAbort:
+				case berth.OnTimeoutEscalate:
 					if len(a.EscalateTo) == 0 {
 						return fmt.Errorf("%s: onTimeout escalate needs escalateTo", at)
 					}
@@ -271,8 +271,8 @@ func ValidateGreySteps(steps []GreyStep) error {
 					return fmt.Errorf("%s: onTimeout must be fail, abort or escalate", at)
 				}
 				for _, r := range append(slices.Clone(a.Roles), a.EscalateTo...) {
-					if !slices.Contains(store.Roles, r) {
-						return fmt.Errorf("%s: unknown role %q (roles: %s)", at, r, strings.Join(store.Roles, ", "))
+					if !slices.Contains(berth.Roles, r) {
+						return fmt.Errorf("%s: unknown role %q (roles: %s)", at, r, strings.Join(berth.Names(berth.Roles), ", "))
 					}
 				}
 			}
@@ -350,7 +350,7 @@ type grey struct {
 	rin   ReleaseVersionInput // the release input with the canary's spec
 	state GreyState
 
-	stable, canaries []store.PlannedInstance
+	stable, canaries []berth.PlannedInstance
 	routes           []GreyRoute
 	gen              int // canary batches started, for plan keys
 
@@ -408,7 +408,7 @@ func GreyRelease(ctx workflow.Context, in GreyReleaseInput) (*GreyReleaseResult,
 // canaryPhase starts the canary and walks the steps. It returns "" when the
 // release should be promoted, else why it must be aborted and the run
 // status that follows.
-func (g *grey) canaryPhase(ctx workflow.Context) (string, string) {
+func (g *grey) canaryPhase(ctx workflow.Context) (string, berth.RunStatus) {
 	r, in := g.r, g.in
 	if in.Release.Approval != nil {
 		o, err := g.awaitApproval(g.stepCtx(ctx), *in.Release.Approval)
@@ -418,7 +418,7 @@ func (g *grey) canaryPhase(ctx workflow.Context) (string, string) {
 	}
 	sctx := g.stepCtx(ctx)
 	var err error
-	if g.rin.Kind == ReleaseKindBuild {
+	if g.rin.Kind == berth.ReleaseBuild {
 		// The canary's image is built from the uploaded package first.
 		err = r.step(sctx, "build", func() error { return buildImage(sctx, r, g.rin) })
 	}
@@ -443,7 +443,8 @@ func (g *grey) canaryPhase(ctx workflow.Context) (string, string) {
 		name := fmt.Sprintf("step %d/%d: %s", i+1, len(in.Steps), s.Describe())
 		g.state.Current = s.Describe()
 		sctx := g.stepCtx(ctx)
-		var reason, status string
+		var reason string
+		var status berth.RunStatus
 		switch {
 		case s.Pause != nil && s.Pause.Approval != nil:
 			reason, status = g.approvalStep(sctx, ctx, name, i, s.Pause.Approval)
@@ -486,7 +487,7 @@ func (g *grey) interrupt() {
 
 // between acts on what arrived during the last step: an abort or promote
 // ends the steps; a pause holds here until resumed.
-func (g *grey) between(ctx workflow.Context) (reason, status string, stop bool) {
+func (g *grey) between(ctx workflow.Context) (reason string, status berth.RunStatus, stop bool) {
 	if reason, status, stop = g.pending(ctx); stop {
 		return
 	}
@@ -494,31 +495,31 @@ func (g *grey) between(ctx workflow.Context) (reason, status string, stop bool) 
 		return "", "", false
 	}
 	g.state.Phase = GreyPhasePaused
-	g.r.recordEvent(ctx, store.StepEvent{Name: "paused", State: store.StepWaiting, Detail: "paused by request; resume, promote or abort"})
+	g.r.recordEvent(ctx, berth.StepEvent{Name: "paused", State: berth.StepWaiting, Detail: "paused by request; resume, promote or abort"})
 	_ = workflow.Await(ctx, func() bool { return !g.state.Paused || g.action.Action != "" || g.deadlineHit })
 	if reason, status, stop = g.pending(ctx); stop {
-		g.r.record(ctx, "paused", store.StepFailed, reason)
+		g.r.record(ctx, "paused", berth.StepFailed, reason)
 		return
 	}
-	g.r.record(ctx, "paused", store.StepDone, "")
+	g.r.record(ctx, "paused", berth.StepDone, "")
 	g.state.Phase = GreyPhaseCanary
 	return "", "", false
 }
 
 // pending turns an abort, a promote, a cancel or the deadline into the end
 // of the steps.
-func (g *grey) pending(ctx workflow.Context) (string, string, bool) {
+func (g *grey) pending(ctx workflow.Context) (string, berth.RunStatus, bool) {
 	switch {
 	case ctx.Err() != nil:
-		return "cancelled", store.RunCancelled, true
+		return "cancelled", berth.RunCancelled, true
 	case g.deadlineHit:
-		return g.deadlineReason(), store.RunFailed, true
+		return g.deadlineReason(), berth.RunFailed, true
 	case g.action.Action == GreyAbort:
 		reason := "aborted by " + g.action.By
 		if g.action.Reason != "" {
 			reason += ": " + g.action.Reason
 		}
-		return reason, store.RunCancelled, true
+		return reason, berth.RunCancelled, true
 	case g.action.Action == GreyPromote:
 		return "", "", true
 	}
@@ -527,7 +528,7 @@ func (g *grey) pending(ctx workflow.Context) (string, string, bool) {
 
 // interrupted explains a step that failed: an interrupt's reason when one
 // came, else the step's own error.
-func (g *grey) interrupted(ctx workflow.Context, err error) (string, string) {
+func (g *grey) interrupted(ctx workflow.Context, err error) (string, berth.RunStatus) {
 	if reason, status, stop := g.pending(ctx); stop && reason != "" {
 		return reason, status
 	} else if stop && g.action.Action == GreyPromote && isCancel(ctx, err) {
@@ -535,7 +536,7 @@ func (g *grey) interrupted(ctx workflow.Context, err error) (string, string) {
 		// the promotion replacing every instance.
 		return "", ""
 	}
-	return errorMessage(err), store.RunFailed
+	return errorMessage(err), berth.RunFailed
 }
 
 func (g *grey) deadlineReason() string {
@@ -603,7 +604,7 @@ func (g *grey) syncNames() {
 	g.state.Canaries = names(g.canaries)
 }
 
-func names(insts []store.PlannedInstance) []string {
+func names(insts []berth.PlannedInstance) []string {
 	out := make([]string, 0, len(insts))
 	for _, pi := range insts {
 		out = append(out, pi.Name)
@@ -636,7 +637,7 @@ func (g *grey) addCanaries(ctx workflow.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	if rin.Kind == store.ReleaseFile {
+	if rin.Kind == berth.ReleaseFile {
 		// A file release's canary runs the stable image with the new
 		// package; it is at weight 0 while the package goes in.
 		if err := g.installCanaries(ctx, fresh); err != nil {
@@ -655,7 +656,7 @@ func (g *grey) addCanaries(ctx workflow.Context, n int) error {
 // runs the post-upload command when there is one, and waits until the load
 // balancer sees them healthy again. They carry no weight yet, so unlike a
 // file release's batch they need no draining.
-func (g *grey) installCanaries(ctx workflow.Context, insts []store.PlannedInstance) error {
+func (g *grey) installCanaries(ctx workflow.Context, insts []berth.PlannedInstance) error {
 	var d *activities.Docker
 	rin := g.rin
 	futures := make([]workflow.Future, 0, len(insts))
@@ -698,7 +699,7 @@ func (g *grey) scale(ctx workflow.Context, n int) error {
 
 // removeCanaries drains canary instances and removes them with what they
 // had: servers, firewall openings, CMDB items, ports.
-func (g *grey) removeCanaries(ctx workflow.Context, insts []store.PlannedInstance) error {
+func (g *grey) removeCanaries(ctx workflow.Context, insts []berth.PlannedInstance) error {
 	if len(insts) == 0 {
 		return nil
 	}
@@ -849,7 +850,7 @@ func (g *grey) applyRoutes(ctx workflow.Context) error {
 
 // pauseStep waits for d, or with d 0 until someone resumes, promotes or
 // aborts; a promote or abort ends it early either way.
-func (g *grey) pauseStep(sctx, ctx workflow.Context, name string, d time.Duration) (string, string) {
+func (g *grey) pauseStep(sctx, ctx workflow.Context, name string, d time.Duration) (string, berth.RunStatus) {
 	r := g.r
 	g.state.Phase = GreyPhasePaused
 	defer func() {
@@ -858,7 +859,7 @@ func (g *grey) pauseStep(sctx, ctx workflow.Context, name string, d time.Duratio
 		}
 	}()
 	if d > 0 {
-		r.recordEvent(ctx, store.StepEvent{Name: name, State: store.StepWaiting, Detail: "timed pause of " + d.String()})
+		r.recordEvent(ctx, berth.StepEvent{Name: name, State: berth.StepWaiting, Detail: "timed pause of " + d.String()})
 		g.planned = true
 		err := workflow.Sleep(sctx, d)
 		g.planned = false
@@ -866,42 +867,42 @@ func (g *grey) pauseStep(sctx, ctx workflow.Context, name string, d time.Duratio
 		if err != nil {
 			return g.endWait(ctx, name, err)
 		}
-		r.record(ctx, name, store.StepDone, "")
+		r.record(ctx, name, berth.StepDone, "")
 		return "", ""
 	}
-	r.recordEvent(ctx, store.StepEvent{Name: name, State: store.StepWaiting, Detail: "paused until resumed or promoted"})
+	r.recordEvent(ctx, berth.StepEvent{Name: name, State: berth.StepWaiting, Detail: "paused until resumed or promoted"})
 	g.state.Paused = true
 	err := workflow.Await(sctx, func() bool { return !g.state.Paused })
 	g.state.Paused = false
 	if err != nil {
 		return g.endWait(ctx, name, err)
 	}
-	r.record(ctx, name, store.StepDone, "resumed")
+	r.record(ctx, name, berth.StepDone, "resumed")
 	return "", ""
 }
 
 // endWait closes a wait an interrupt ended.
-func (g *grey) endWait(ctx workflow.Context, name string, err error) (string, string) {
+func (g *grey) endWait(ctx workflow.Context, name string, err error) (string, berth.RunStatus) {
 	reason, status := g.interrupted(ctx, err)
 	if reason == "" {
-		g.r.record(ctx, name, store.StepDone, "promoted by "+g.action.By)
+		g.r.record(ctx, name, berth.StepDone, "promoted by "+g.action.By)
 		return "", ""
 	}
-	g.r.record(ctx, name, store.StepFailed, reason)
+	g.r.record(ctx, name, berth.StepFailed, reason)
 	return reason, status
 }
 
 // approvalStep waits for the step's approval. A rejection is a decision to
 // abort: traffic goes back to stable and the canary is removed.
-func (g *grey) approvalStep(sctx, ctx workflow.Context, name string, i int, a *GreyApproval) (string, string) {
+func (g *grey) approvalStep(sctx, ctx workflow.Context, name string, i int, a *GreyApproval) (string, berth.RunStatus) {
 	roles := a.Roles
 	if len(roles) == 0 {
-		roles = []string{store.RoleApprover}
+		roles = []berth.Role{berth.RoleApprover}
 	}
 	quorum := max(a.Quorum, 1)
 	onTimeout := a.OnTimeout
 	if onTimeout == "" {
-		onTimeout = OnTimeoutFail
+		onTimeout = berth.OnTimeoutFail
 	}
 	g.state.Phase = GreyPhasePaused
 	defer func() {
@@ -910,7 +911,7 @@ func (g *grey) approvalStep(sctx, ctx workflow.Context, name string, i int, a *G
 		}
 	}()
 	rin := g.in.Release
-	req := ApprovalRequest{Step: name, Roles: roles, Quorum: quorum, SeparateDuties: g.in.SeparateDuties,
+	req := berth.ApprovalRequest{Step: name, Roles: roles, Quorum: quorum, SeparateDuties: g.in.SeparateDuties,
 		StartedBy: g.in.StartedBy, TenantID: g.in.TenantID, EnvironmentID: rin.EnvironmentID,
 		Timeout: time.Duration(a.Timeout), OnTimeout: onTimeout, EscalateTo: a.EscalateTo,
 		Summary: fmt.Sprintf("grey release of %s/%s %s to %s: canary at %d%% (%d canary, %d stable); continue with step %d/%d?",
@@ -924,7 +925,7 @@ func (g *grey) approvalStep(sctx, ctx workflow.Context, name string, i int, a *G
 // its own timeout and policy, so the progress deadline does not run), and
 // with promote held back: a promote must not skip what people are asked
 // to sign off. An abort still ends the wait at once.
-func (g *grey) awaitApproval(ctx workflow.Context, req ApprovalRequest) (ApprovalOutcome, error) {
+func (g *grey) awaitApproval(ctx workflow.Context, req berth.ApprovalRequest) (berth.ApprovalOutcome, error) {
 	g.planned, g.state.AwaitingApproval = true, true
 	defer func() {
 		g.planned, g.state.AwaitingApproval = false, false
@@ -933,28 +934,28 @@ func (g *grey) awaitApproval(ctx workflow.Context, req ApprovalRequest) (Approva
 	return awaitApproval(ctx, g.r, req)
 }
 
-func (g *grey) approvalEnd(ctx workflow.Context, o ApprovalOutcome, err error) (string, string) {
+func (g *grey) approvalEnd(ctx workflow.Context, o berth.ApprovalOutcome, err error) (string, berth.RunStatus) {
 	switch {
 	case err != nil:
 		if reason, status, stop := g.pending(ctx); stop {
 			return reason, status
 		}
-		if isType(err, ErrApprovalAborted) {
-			return errorMessage(err), store.RunCancelled
+		if isType(err, berth.ErrApprovalAborted) {
+			return errorMessage(err), berth.RunCancelled
 		}
-		return errorMessage(err), store.RunFailed
-	case o.State == store.ApprovalRejected:
-		return o.rejection(), store.RunFailed
+		return errorMessage(err), berth.RunFailed
+	case o.State == berth.ApprovalRejected:
+		return o.Rejection(), berth.RunFailed
 	}
 	return "", ""
 }
 
 // analysisStep reads the load balancer's figures at the start and the end
 // of the window and judges the canary against its thresholds.
-func (g *grey) analysisStep(sctx, ctx workflow.Context, name string, i int, a GreyAnalysis) (string, string) {
+func (g *grey) analysisStep(sctx, ctx workflow.Context, name string, i int, a GreyAnalysis) (string, berth.RunStatus) {
 	r := g.r
 	r.status.Step = name
-	r.record(ctx, name, store.StepRunning, "")
+	r.record(ctx, name, berth.StepRunning, "")
 	before, err := g.readStats(sctx)
 	if err == nil {
 		g.planned = true
@@ -977,10 +978,10 @@ func (g *grey) analysisStep(sctx, ctx workflow.Context, name string, i int, a Gr
 		res.StableRequests, res.Stable5xx, 100*res.StableErrorRate, res.StableAvgMs)
 	switch res.Verdict {
 	case "fail":
-		r.record(ctx, name, store.StepFailed, detail+" — "+res.Reason)
-		return "analysis failed: " + res.Reason, store.RunFailed
+		r.record(ctx, name, berth.StepFailed, detail+" — "+res.Reason)
+		return "analysis failed: " + res.Reason, berth.RunFailed
 	case "inconclusive":
-		r.recordEvent(ctx, store.StepEvent{Name: name, State: store.StepWaiting, Detail: detail + " — " + res.Reason + "; paused for a person"})
+		r.recordEvent(ctx, berth.StepEvent{Name: name, State: berth.StepWaiting, Detail: detail + " — " + res.Reason + "; paused for a person"})
 		g.state.Paused = true
 		g.state.Phase = GreyPhasePaused
 		werr := workflow.Await(sctx, func() bool { return !g.state.Paused })
@@ -989,11 +990,11 @@ func (g *grey) analysisStep(sctx, ctx workflow.Context, name string, i int, a Gr
 		if werr != nil {
 			return g.endWait(ctx, name, werr)
 		}
-		r.record(ctx, name, store.StepDone, "inconclusive, resumed by a person")
+		r.record(ctx, name, berth.StepDone, "inconclusive, resumed by a person")
 		return "", ""
 	}
 	r.status.Done = append(r.status.Done, name)
-	r.recordEvent(ctx, store.StepEvent{Name: name, State: store.StepDone, Detail: detail})
+	r.recordEvent(ctx, berth.StepEvent{Name: name, State: berth.StepDone, Detail: detail})
 	return "", ""
 }
 
@@ -1083,7 +1084,7 @@ func Judge(a GreyAnalysis, before, after []lb.ServerStats, canaries []string) Gr
 // abort takes all traffic back to stable in one step, then removes the
 // routes and the canary with everything it had. Nothing of the canary
 // remains; the stable instances were never touched.
-func (g *grey) abort(ctx workflow.Context, reason, status string) (*GreyReleaseResult, error) {
+func (g *grey) abort(ctx workflow.Context, reason string, status berth.RunStatus) (*GreyReleaseResult, error) {
 	r := g.r
 	g.state.Phase = GreyPhaseAborting
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
@@ -1108,7 +1109,7 @@ func (g *grey) abort(ctx workflow.Context, reason, status string) (*GreyReleaseR
 	if err != nil {
 		reason += "; removing the canary failed: " + errorMessage(err)
 	}
-	return g.end(dctx, store.ReleaseAborted, reason, status)
+	return g.end(dctx, berth.ReleaseAborted, reason, status)
 }
 
 // promote replaces the stable instances with the new image in batches and
@@ -1132,15 +1133,15 @@ func (g *grey) promote(ctx workflow.Context) (*GreyReleaseResult, error) {
 		return g.evenWeights(dctx)
 	})
 	batch := max(g.rin.BatchSize, 1)
-	if err == nil && g.rin.Kind == store.ReleaseFile {
+	if err == nil && g.rin.Kind == berth.ReleaseFile {
 		return g.promoteFile(ctx, dctx, by, batch)
 	}
 	total := (len(g.stable) + batch - 1) / batch
-	var released []store.PlannedInstance
+	var released []berth.PlannedInstance
 	old := slices.Clone(g.stable)
 	for b := 0; err == nil && b*batch < len(old); b++ {
 		group := old[b*batch : min((b+1)*batch, len(old))]
-		var fresh []store.PlannedInstance
+		var fresh []berth.PlannedInstance
 		err = r.step(dctx, fmt.Sprintf("promote: batch %d/%d", b+1, total), func() error {
 			var err error
 			fresh, err = replaceBatch(dctx, r, g.rin, g.rin.Service, group, fmt.Sprintf("%d/promote-%d", g.rin.RunID, b+1))
@@ -1162,8 +1163,8 @@ func (g *grey) promote(ctx workflow.Context) (*GreyReleaseResult, error) {
 		rbErr := r.step(dctx, "rollback", func() error {
 			back, err := replaceBatch(dctx, r, g.rin, good, released, fmt.Sprintf("%d/rollback", g.rin.RunID))
 			if back != nil {
-				g.stable = append(slices.DeleteFunc(g.stable, func(pi store.PlannedInstance) bool {
-					return slices.ContainsFunc(released, func(x store.PlannedInstance) bool { return x.Name == pi.Name })
+				g.stable = append(slices.DeleteFunc(g.stable, func(pi berth.PlannedInstance) bool {
+					return slices.ContainsFunc(released, func(x berth.PlannedInstance) bool { return x.Name == pi.Name })
 				}), back...)
 			}
 			return err
@@ -1174,7 +1175,7 @@ func (g *grey) promote(ctx workflow.Context) (*GreyReleaseResult, error) {
 			reason += "; rolled back to " + g.rin.LastGoodImage
 		}
 	}
-	return g.abort(ctx, reason, store.RunFailed)
+	return g.abort(ctx, reason, berth.RunFailed)
 }
 
 // promoteFile installs the package into the stable instances in place,
@@ -1184,7 +1185,7 @@ func (g *grey) promote(ctx workflow.Context) (*GreyReleaseResult, error) {
 func (g *grey) promoteFile(ctx, dctx workflow.Context, by string, batch int) (*GreyReleaseResult, error) {
 	r, rin := g.r, g.rin
 	total := (len(g.stable) + batch - 1) / batch
-	var touched []store.PlannedInstance
+	var touched []berth.PlannedInstance
 	var err error
 	for b := 0; err == nil && b*batch < len(g.stable); b++ {
 		group := g.stable[b*batch : min((b+1)*batch, len(g.stable))]
@@ -1209,7 +1210,7 @@ func (g *grey) promoteFile(ctx, dctx workflow.Context, by string, batch int) (*G
 	} else {
 		reason += "; no earlier package to restore: instances that failed stay out of rotation"
 	}
-	return g.abort(ctx, reason, store.RunFailed)
+	return g.abort(ctx, reason, berth.RunFailed)
 }
 
 // promoted removes the canary once every stable instance runs the new
@@ -1224,10 +1225,10 @@ func (g *grey) promoted(dctx workflow.Context, by string) (*GreyReleaseResult, e
 	if err != nil {
 		// The service runs the new version everywhere; a canary left
 		// behind is reported, not rolled back.
-		return g.end(dctx, store.ReleaseSucceeded, "promoted; removing the canary failed: "+errorMessage(err), store.RunFailed)
+		return g.end(dctx, berth.ReleaseSucceeded, "promoted; removing the canary failed: "+errorMessage(err), berth.RunFailed)
 	}
 	g.state.Weight = 100
-	return g.end(dctx, store.ReleaseSucceeded, "promoted by "+by, store.RunSucceeded)
+	return g.end(dctx, berth.ReleaseSucceeded, "promoted by "+by, berth.RunSucceeded)
 }
 
 // evenWeights gives every instance, canary or stable, the normal weight.
@@ -1236,19 +1237,19 @@ func (g *grey) evenWeights(ctx workflow.Context) error {
 }
 
 // end records the release's and the run's outcome.
-func (g *grey) end(ctx workflow.Context, outcome, reason, status string) (*GreyReleaseResult, error) {
+func (g *grey) end(ctx workflow.Context, outcome berth.ReleaseOutcome, reason string, status berth.RunStatus) (*GreyReleaseResult, error) {
 	g.finished = true
 	g.state.Phase = GreyPhaseDone
 	g.state.Outcome, g.state.Reason = outcome, reason
 	g.state.Current = ""
 	g.r.finishRelease(ctx, g.rin, outcome, reason)
 	res := &GreyReleaseResult{Outcome: outcome, Instances: names(append(slices.Clone(g.stable), g.canaries...))}
-	if status == store.RunSucceeded {
+	if status == berth.RunSucceeded {
 		g.r.status.Step = "done"
 		g.r.finish(ctx, activities.FinishInput{Status: status})
 		return res, nil
 	}
 	g.r.status.Error = reason
 	g.r.finish(ctx, activities.FinishInput{Status: status, Error: reason})
-	return res, temporal.NewNonRetryableApplicationError(reason, "GreyRelease"+strings.ToUpper(outcome[:1])+outcome[1:], nil)
+	return res, temporal.NewNonRetryableApplicationError(reason, "GreyRelease"+strings.ToUpper(string(outcome[:1]))+string(outcome[1:]), nil)
 }

@@ -13,9 +13,9 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/activities/lb"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/lb"
 )
 
 func TestGreyWeightsGiveTheShare(t *testing.T) {
@@ -209,8 +209,8 @@ func TestGreyReleaseWalksTheStepsAndPromotes(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	var res GreyReleaseResult
 	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, store.ReleaseSucceeded, res.Outcome)
-	require.Equal(t, store.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
+	require.Equal(t, berth.ReleaseSucceeded, res.Outcome)
+	require.Equal(t, berth.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
 	// Canary api-9 started at weight 0, got 20% then 50%; the header route
 	// named it and was removed on promote; the stable api-1..4 were
 	// replaced and the canary removed.
@@ -236,7 +236,7 @@ func TestGreyReleaseFailedAnalysisAbortsToStable(t *testing.T) {
 	require.True(t, env.IsWorkflowCompleted())
 	require.Error(t, env.GetWorkflowError())
 	fr := onlyFinishRelease(t, rec)
-	require.Equal(t, store.ReleaseAborted, fr.Outcome)
+	require.Equal(t, berth.ReleaseAborted, fr.Outcome)
 	require.Contains(t, fr.Reason, "analysis failed: canary 5xx share 30.0%")
 	w := fake.lastWeights()
 	require.Equal(t, 0, w[apiName(9)], "the canary gets no traffic")
@@ -257,9 +257,9 @@ func TestGreyReleaseAbortSignalEndsAnIndefinitePause(t *testing.T) {
 
 	require.True(t, env.IsWorkflowCompleted())
 	fr := onlyFinishRelease(t, rec)
-	require.Equal(t, store.ReleaseAborted, fr.Outcome)
+	require.Equal(t, berth.ReleaseAborted, fr.Outcome)
 	require.Equal(t, "aborted by rm: latency", fr.Reason)
-	require.Equal(t, store.RunCancelled, rec.onlyFinish(t).Status)
+	require.Equal(t, berth.RunCancelled, rec.onlyFinish(t).Status)
 	require.Equal(t, 0, fake.lastWeights()[apiName(9)])
 }
 
@@ -276,7 +276,7 @@ func TestGreyReleasePromoteSignalSkipsTheRest(t *testing.T) {
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
 	fr := onlyFinishRelease(t, rec)
-	require.Equal(t, store.ReleaseSucceeded, fr.Outcome)
+	require.Equal(t, berth.ReleaseSucceeded, fr.Outcome)
 	require.Equal(t, "promoted by rm", fr.Reason)
 	for _, w := range fake.weights {
 		for _, s := range w.Servers {
@@ -297,11 +297,11 @@ func TestGreyReleaseUnattendedPastDeadlineAborts(t *testing.T) {
 
 	require.True(t, env.IsWorkflowCompleted())
 	fr := onlyFinishRelease(t, rec)
-	require.Equal(t, store.ReleaseAborted, fr.Outcome)
+	require.Equal(t, berth.ReleaseAborted, fr.Outcome)
 	// The two-hour timed pause is planned and passes; the open-ended pause
 	// after it is unattended and hits the deadline.
 	require.Contains(t, fr.Reason, "progress deadline of 30m0s passed with nobody acting (at pause until resumed)")
-	require.Equal(t, store.RunFailed, rec.onlyFinish(t).Status)
+	require.Equal(t, berth.RunFailed, rec.onlyFinish(t).Status)
 }
 
 func TestGreyReleaseRejectedApprovalAborts(t *testing.T) {
@@ -309,14 +309,14 @@ func TestGreyReleaseRejectedApprovalAborts(t *testing.T) {
 	env, rec := newGreyEnv(t, fake)
 	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{Approval: &GreyApproval{}}}, GreyStep{SetWeight: intp(100)})
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(ApprovalSignal, ApprovalDecision{ApprovalID: 42, State: store.ApprovalRejected, By: []string{"ann"}, Comment: "5xx up"})
+		env.SignalWorkflow(ApprovalSignal, berth.ApprovalDecision{ApprovalID: 42, State: berth.ApprovalRejected, By: []string{"ann"}, Comment: "5xx up"})
 	}, time.Minute)
 
 	env.ExecuteWorkflow(GreyReleaseName, in)
 
 	require.True(t, env.IsWorkflowCompleted())
 	fr := onlyFinishRelease(t, rec)
-	require.Equal(t, store.ReleaseAborted, fr.Outcome)
+	require.Equal(t, berth.ReleaseAborted, fr.Outcome)
 	require.Equal(t, "rejected by ann: 5xx up", fr.Reason)
 	require.Equal(t, []string{apiName(9) + " graceful"}, removals(rec))
 }
@@ -350,7 +350,7 @@ func TestGreyReleaseScaleStepAddsAndRemovesCanaries(t *testing.T) {
 	require.Equal(t, 3, strings.Count(routes[2], "→")+strings.Count(routes[2], ","), "the route names the three canaries: %s", routes[2])
 	require.NotContains(t, routes[3], ",", "after scaling in the route names one canary: %s", routes[3])
 	require.Empty(t, routes[4], "abort removes the routes")
-	require.Equal(t, store.ReleaseAborted, onlyFinishRelease(t, rec).Outcome)
+	require.Equal(t, berth.ReleaseAborted, onlyFinishRelease(t, rec).Outcome)
 }
 
 func TestGreyReleasePauseSignalHoldsBetweenSteps(t *testing.T) {
@@ -376,7 +376,7 @@ func TestGreyReleasePauseSignalHoldsBetweenSteps(t *testing.T) {
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
 	require.Equal(t, 10, weightAtPause, "the pause held before the 40% step")
-	require.Equal(t, store.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
+	require.Equal(t, berth.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
 }
 
 func TestGreyReleasePromoteAndAbortAtOnceMakeOneDecision(t *testing.T) {
@@ -392,7 +392,7 @@ func TestGreyReleasePromoteAndAbortAtOnceMakeOneDecision(t *testing.T) {
 
 	require.True(t, env.IsWorkflowCompleted())
 	fr := onlyFinishRelease(t, rec)
-	require.Equal(t, store.ReleaseAborted, fr.Outcome, "the first decision wins")
+	require.Equal(t, berth.ReleaseAborted, fr.Outcome, "the first decision wins")
 	require.Equal(t, "aborted by ann", fr.Reason)
 	require.NotContains(t, plannedKeys(rec), "31/promote-1")
 }
@@ -407,9 +407,9 @@ func TestGreyReleaseCancelledRunRemovesTheCanary(t *testing.T) {
 
 	require.True(t, env.IsWorkflowCompleted())
 	fr := onlyFinishRelease(t, rec)
-	require.Equal(t, store.ReleaseAborted, fr.Outcome)
+	require.Equal(t, berth.ReleaseAborted, fr.Outcome)
 	require.Equal(t, "cancelled", fr.Reason)
-	require.Equal(t, store.RunCancelled, rec.onlyFinish(t).Status)
+	require.Equal(t, berth.RunCancelled, rec.onlyFinish(t).Status)
 	require.Equal(t, []string{apiName(9) + " graceful"}, removals(rec))
 	routes := fake.routeLog()
 	require.Empty(t, routes[len(routes)-1], "the route went with the canary")
@@ -430,7 +430,7 @@ func TestGreyReleasePromoteCannotSkipAnApproval(t *testing.T) {
 		var st GreyState
 		require.NoError(t, v.Get(&st))
 		require.True(t, st.AwaitingApproval, "still waiting: the promote was ignored, and the deadline does not run during an approval")
-		env.SignalWorkflow(ApprovalSignal, ApprovalDecision{ApprovalID: 42, State: store.ApprovalApproved, By: []string{"ann"}})
+		env.SignalWorkflow(ApprovalSignal, berth.ApprovalDecision{ApprovalID: 42, State: berth.ApprovalApproved, By: []string{"ann"}})
 	}, 2*time.Hour)
 
 	env.ExecuteWorkflow(GreyReleaseName, in)
@@ -438,7 +438,7 @@ func TestGreyReleasePromoteCannotSkipAnApproval(t *testing.T) {
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
 	fr := onlyFinishRelease(t, rec)
-	require.Equal(t, store.ReleaseSucceeded, fr.Outcome)
+	require.Equal(t, berth.ReleaseSucceeded, fr.Outcome)
 	require.Equal(t, "promoted by the steps' end", fr.Reason, "the step after the approval ran, then the steps' end promoted")
 }
 
@@ -446,7 +446,7 @@ func TestGreyReleaseOfAFilePackage(t *testing.T) {
 	fake := &greyFake{}
 	env, rec, installs := newGreyEnvInstalls(t, fake)
 	in := greyInput(GreyStep{SetWeight: intp(25)})
-	in.Release.Kind, in.Release.PackageSHA256, in.Release.LastGoodPackage = store.ReleaseFile, relNewSHA, relGoodSHA
+	in.Release.Kind, in.Release.PackageSHA256, in.Release.LastGoodPackage = berth.ReleaseFile, relNewSHA, relGoodSHA
 	in.Release.Service.Image = relGoodImage
 	in.Release.BatchSize = 2
 
@@ -464,5 +464,5 @@ func TestGreyReleaseOfAFilePackage(t *testing.T) {
 		apiName(3) + " " + relNewSHA, apiName(4) + " " + relNewSHA}, got[1:])
 	require.Equal(t, []string{"31/canary-1"}, plannedKeys(rec), "no instance is replaced: the package goes in place")
 	require.Equal(t, []string{apiName(9) + " graceful"}, removals(rec))
-	require.Equal(t, store.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
+	require.Equal(t, berth.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
 }

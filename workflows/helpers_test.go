@@ -14,9 +14,9 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/activities/compose"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/compose"
 )
 
 // Nil receivers, as in the workflows: only the method names matter to the
@@ -27,8 +27,8 @@ var (
 )
 
 var (
-	hostEU = store.HostRef{ID: 1, Name: "h1", Region: "eu", Endpoint: "tcp://10.0.0.1:2376", IP: "10.0.0.1"}
-	hostUS = store.HostRef{ID: 2, Name: "h2", Region: "us", Endpoint: "tcp://10.0.0.2:2376", IP: "10.0.0.2"}
+	hostEU = berth.HostRef{ID: 1, Name: "h1", Region: "eu", Endpoint: "tcp://10.0.0.1:2376", IP: "10.0.0.1"}
+	hostUS = berth.HostRef{ID: 2, Name: "h2", Region: "us", Endpoint: "tcp://10.0.0.2:2376", IP: "10.0.0.2"}
 )
 
 // started is one activity attempt as the test env's listener saw it, before
@@ -43,7 +43,7 @@ type started struct {
 	Start           activities.StartInstanceInput
 	Image           activities.EnsureImageInput
 	Remove          activities.RemoveInstanceInput
-	Probe           store.HostRef
+	Probe           berth.HostRef
 }
 
 // recorder collects what the workflow asked of its activities. Mocks run on
@@ -146,9 +146,9 @@ func newEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *recorder) {
 		r.add(func() { r.started = append(r.started, s) })
 	})
 
-	env.OnActivity(st.RecordStep, mock.Anything, mock.Anything).Return(func(_ context.Context, ev store.StepEvent) error {
+	env.OnActivity(st.RecordStep, mock.Anything, mock.Anything).Return(func(_ context.Context, ev berth.StepEvent) error {
 		var err error
-		r.add(func() { r.steps, err = append(r.steps, ev.Name+" "+ev.State), r.stepErr })
+		r.add(func() { r.steps, err = append(r.steps, ev.Name+" "+string(ev.State)), r.stepErr })
 		return err
 	})
 	env.OnActivity(st.RecordInstances, mock.Anything, mock.Anything).Return(func(_ context.Context, rs []activities.InstanceResult) error {
@@ -189,7 +189,7 @@ func appError(t *testing.T, err error) *temporal.ApplicationError {
 
 // twoTier is web depending on api, two replicas each. api is spread over
 // both regions; both web replicas share h1 so that its image is needed once.
-func twoTier() (DeployStackInput, store.Plan) {
+func twoTier() (DeployStackInput, berth.Plan) {
 	spec := compose.Spec{Project: "shop", Services: []compose.ServiceSpec{
 		{Name: "api", Image: "reg.local/api:1", Replicas: 2, Ports: []compose.PortSpec{{ContainerPort: 8080, Protocol: "tcp"}}},
 		{Name: "web", Image: "reg.local/web:1", Replicas: 2, DependsOn: []string{"api"},
@@ -197,12 +197,12 @@ func twoTier() (DeployStackInput, store.Plan) {
 	}}
 	in := DeployStackInput{RunID: 7, ApplicationID: 3, EnvironmentID: 2, Tenant: "acme", Env: "prod", App: "shop",
 		Spec: spec, PortMin: 20000, PortMax: 20100, HealthTimeout: time.Minute}
-	inst := func(id uint, svc string, ord int, h store.HostRef, cport, hport int) store.PlannedInstance {
+	inst := func(id uint, svc string, ord int, h berth.HostRef, cport, hport int) berth.PlannedInstance {
 		name := "acme-prod-shop-" + svc + "-" + string(rune('0'+ord))
-		return store.PlannedInstance{InstanceID: id, Name: name, UID: "uid-" + name, Service: svc, Ordinal: ord, Host: h,
-			Ports: []store.PortMapping{{HostIP: h.IP, HostPort: hport, ContainerPort: cport, Protocol: "tcp"}}}
+		return berth.PlannedInstance{InstanceID: id, Name: name, UID: "uid-" + name, Service: svc, Ordinal: ord, Host: h,
+			Ports: []berth.PortMapping{{HostIP: h.IP, HostPort: hport, ContainerPort: cport, Protocol: "tcp"}}}
 	}
-	plan := store.Plan{Instances: []store.PlannedInstance{
+	plan := berth.Plan{Instances: []berth.PlannedInstance{
 		inst(11, "api", 1, hostEU, 8080, 20000),
 		inst(12, "api", 2, hostUS, 8080, 20000),
 		inst(13, "web", 1, hostEU, 80, 20001),
@@ -211,7 +211,7 @@ func twoTier() (DeployStackInput, store.Plan) {
 	return in, plan
 }
 
-func planNames(plan store.Plan) []string {
+func planNames(plan berth.Plan) []string {
 	var names []string
 	for _, pi := range plan.Instances {
 		names = append(names, pi.Name)
@@ -229,7 +229,7 @@ func reversed(s []string) []string {
 
 // deployFaults decide each mocked activity's outcome; nil means success.
 type deployFaults struct {
-	plan   func(store.PlanRequest) error
+	plan   func(berth.PlanRequest) error
 	image  func(activities.EnsureImageInput) error
 	start  func(activity.Info, activities.StartInstanceInput) error
 	remove func(activities.RemoveInstanceInput) error
@@ -238,8 +238,8 @@ type deployFaults struct {
 // mockDeploy mocks PlanDeploy and the host activities of a deploy. Tests
 // that need a more specific expectation register it first: the first
 // matching expectation wins.
-func mockDeploy(env *testsuite.TestWorkflowEnvironment, plan store.Plan, f deployFaults) {
-	env.OnActivity(st.PlanDeploy, mock.Anything, mock.Anything).Return(func(_ context.Context, req store.PlanRequest) (*store.Plan, error) {
+func mockDeploy(env *testsuite.TestWorkflowEnvironment, plan berth.Plan, f deployFaults) {
+	env.OnActivity(st.PlanDeploy, mock.Anything, mock.Anything).Return(func(_ context.Context, req berth.PlanRequest) (*berth.Plan, error) {
 		if f.plan != nil {
 			if err := f.plan(req); err != nil {
 				return nil, err

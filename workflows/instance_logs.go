@@ -8,6 +8,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
 )
 
@@ -17,14 +18,14 @@ const InstanceLogsName = "InstanceLogs"
 // InstanceLogsInput asks for the last Tail lines an instance wrote, after
 // Since when set.
 type InstanceLogsInput struct {
-	Instance activities.InstanceRef `json:"instance"`
-	Tail     int                    `json:"tail"`
-	Since    time.Time              `json:"since,omitempty"`
+	Instance berth.InstanceRef `json:"instance"`
+	Tail     int               `json:"tail"`
+	Since    time.Time         `json:"since,omitempty"`
 }
 
 // InstanceLogsResult is the tail, oldest line first.
 type InstanceLogsResult struct {
-	Logs activities.InstanceLogs `json:"logs"`
+	Logs berth.InstanceLogs `json:"logs"`
 }
 
 // InstanceLogsID is the workflow id of one read; the same read asked twice

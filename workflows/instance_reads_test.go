@@ -13,8 +13,8 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/store"
 )
 
 // queuesOf records the task queue of each activity a test workflow started.
@@ -32,8 +32,8 @@ func TestInstanceStatsReadsInTheHostsRegion(t *testing.T) {
 	queues, listen := queuesOf(t)
 	env.SetOnActivityStartedListener(listen)
 	var d *activities.Docker
-	ref := activities.InstanceRef{Host: store.HostRef{Name: "h1", Region: "eu"}, Instance: "acme-prod-shop-web-1"}
-	want := &activities.InstanceStats{Instance: ref.Instance, Host: "h1", Running: true, CPUPercent: 1.5, MemoryBytes: 5 << 20}
+	ref := berth.InstanceRef{Host: berth.HostRef{Name: "h1", Region: "eu"}, Instance: "acme-prod-shop-web-1"}
+	want := &berth.InstanceStats{Instance: ref.Instance, Host: "h1", Running: true, CPUPercent: 1.5, MemoryBytes: 5 << 20}
 	env.OnActivity(d.InstanceStats, mock.Anything, ref).Return(want, nil)
 
 	env.ExecuteWorkflow(InstanceStats, InstanceStatsInput{Instance: ref})
@@ -53,11 +53,11 @@ func TestInstanceLogsReadsOnceInTheHostsRegion(t *testing.T) {
 	queues, listen := queuesOf(t)
 	env.SetOnActivityStartedListener(listen)
 	var d *activities.Docker
-	ref := activities.InstanceRef{Host: store.HostRef{Name: "h2", Region: "us"}, Instance: "acme-prod-shop-web-2"}
+	ref := berth.InstanceRef{Host: berth.HostRef{Name: "h2", Region: "us"}, Instance: "acme-prod-shop-web-2"}
 	since := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
 	calls := 0
 	env.OnActivity(d.InstanceLogs, mock.Anything, activities.InstanceLogsInput{InstanceRef: ref, Tail: 50, Since: since}).
-		Return(func(context.Context, activities.InstanceLogsInput) (*activities.InstanceLogs, error) {
+		Return(func(context.Context, activities.InstanceLogsInput) (*berth.InstanceLogs, error) {
 			calls++
 			return nil, temporal.NewApplicationError("engine busy", "")
 		})

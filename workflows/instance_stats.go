@@ -5,6 +5,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
 )
 
@@ -14,12 +15,12 @@ const InstanceStatsName = "InstanceStats"
 // InstanceStatsInput names an instance and its host; the host's region is
 // where the read runs.
 type InstanceStatsInput struct {
-	Instance activities.InstanceRef `json:"instance"`
+	Instance berth.InstanceRef `json:"instance"`
 }
 
 // InstanceStatsResult is one sample of the instance's resource use.
 type InstanceStatsResult struct {
-	Stats activities.InstanceStats `json:"stats"`
+	Stats berth.InstanceStats `json:"stats"`
 }
 
 // InstanceStatsID is the workflow id of one read; reads of the same

@@ -5,7 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/berth-dev/berth/activities/compose"
+	"github.com/berth-dev/berth/compose"
 )
 
 func TestDependencyLevels(t *testing.T) {

@@ -3,10 +3,9 @@ package workflows
 import (
 	"time"
 
+	"github.com/berth-dev/berth"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/berth-dev/berth/activities"
 )
 
 // CentralTaskQueue is where workflows and local store activities run.
@@ -15,13 +14,16 @@ const CentralTaskQueue = "berth"
 // RegionTaskQueue is where a region's worker takes the activities that touch its hosts.
 func RegionTaskQueue(region string) string { return "berth-" + region }
 
+// nonRetryable are the error types no retry can fix: the domain's codes.
+var nonRetryable = berth.CodeNames()
+
 // storeOptions: store writes are quick and local to the workflow's worker, so
 // a local activity saves a task-queue round trip; retried while the DB restarts.
 var storeOptions = workflow.LocalActivityOptions{
 	ScheduleToCloseTimeout: 10 * time.Minute,
 	StartToCloseTimeout:    30 * time.Second,
 	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2,
-		MaximumInterval: 10 * time.Second, NonRetryableErrorTypes: activities.NonRetryableTypes},
+		MaximumInterval: 10 * time.Second, NonRetryableErrorTypes: nonRetryable},
 }
 
 // probeOptions: a host check is short; if no worker of the region picks it up
@@ -29,7 +31,7 @@ var storeOptions = workflow.LocalActivityOptions{
 var probeOptions = workflow.ActivityOptions{
 	ScheduleToStartTimeout: time.Minute,
 	StartToCloseTimeout:    30 * time.Second,
-	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: activities.NonRetryableTypes},
+	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: nonRetryable},
 }
 
 // imageOptions: pulls can be long; heartbeats show progress and catch a dead worker.
@@ -38,7 +40,7 @@ var imageOptions = workflow.ActivityOptions{
 	StartToCloseTimeout:    30 * time.Minute,
 	HeartbeatTimeout:       time.Minute,
 	RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
-		MaximumAttempts: 5, NonRetryableErrorTypes: activities.NonRetryableTypes},
+		MaximumAttempts: 5, NonRetryableErrorTypes: nonRetryable},
 }
 
 // instanceOptions: create + start + health wait on one host; the heartbeat
@@ -50,7 +52,7 @@ var instanceOptions = workflow.ActivityOptions{
 	StartToCloseTimeout:    10 * time.Minute,
 	HeartbeatTimeout:       15 * time.Second,
 	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
-		MaximumAttempts: 5, NonRetryableErrorTypes: activities.NonRetryableTypes},
+		MaximumAttempts: 5, NonRetryableErrorTypes: nonRetryable},
 }
 
 // cleanupOptions: undoing must not give up on a passing fault, but a host
@@ -67,7 +69,7 @@ var lbOptions = workflow.ActivityOptions{
 	ScheduleToStartTimeout: 2 * time.Minute,
 	StartToCloseTimeout:    time.Minute,
 	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 5 * time.Second,
-		MaximumAttempts: 10, NonRetryableErrorTypes: activities.NonRetryableTypes},
+		MaximumAttempts: 10, NonRetryableErrorTypes: nonRetryable},
 }
 
 // drainOptions: waiting for sessions to end can take a while; heartbeats show it is alive.
@@ -83,7 +85,7 @@ var firewallOptions = workflow.ActivityOptions{
 	ScheduleToStartTimeout: 2 * time.Minute,
 	StartToCloseTimeout:    time.Minute,
 	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
-		MaximumAttempts: 5, NonRetryableErrorTypes: activities.NonRetryableTypes},
+		MaximumAttempts: 5, NonRetryableErrorTypes: nonRetryable},
 }
 
 // cmdbOptions: the CMDB is outside berth's control; a sync marks failures

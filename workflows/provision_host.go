@@ -5,8 +5,8 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/store"
 )
 
 // ProvisionHostName is the registered name of ProvisionHost.
@@ -15,12 +15,12 @@ const ProvisionHostName = "ProvisionHost"
 // ProvisionHostInput names the host to check.
 type ProvisionHostInput struct {
 	RunID uint          `json:"runId"`
-	Host  store.HostRef `json:"host"`
+	Host  berth.HostRef `json:"host"`
 }
 
 // ProvisionHostResult is what the engine said about itself.
 type ProvisionHostResult struct {
-	Facts activities.HostFacts `json:"facts"`
+	Facts berth.HostFacts `json:"facts"`
 }
 
 // ProvisionHostID is the workflow id of a host's check.
@@ -35,7 +35,7 @@ func ProvisionHost(ctx workflow.Context, in ProvisionHostInput) (*ProvisionHostR
 		return nil, err
 	}
 	var d *activities.Docker
-	var facts activities.HostFacts
+	var facts berth.HostFacts
 	err = r.step(ctx, "probe", func() error {
 		actx := workflow.WithActivityOptions(ctx, withQueue(probeOptions, in.Host.Region))
 		return workflow.ExecuteActivity(actx, d.ProbeHost, in.Host).Get(ctx, &facts)
@@ -43,17 +43,17 @@ func ProvisionHost(ctx workflow.Context, in ProvisionHostInput) (*ProvisionHostR
 	if err != nil {
 		if isCancel(ctx, err) {
 			// A cancelled check says nothing about the host: leave its state.
-			r.finish(ctx, activities.FinishInput{Status: store.RunCancelled, Error: "cancelled"})
+			r.finish(ctx, activities.FinishInput{Status: berth.RunCancelled, Error: "cancelled"})
 			return nil, err
 		}
 		msg := errorMessage(err)
-		r.finish(ctx, activities.FinishInput{Status: store.RunFailed, Error: msg, HostID: in.Host.ID,
-			Host: &store.HostFacts{State: store.HostDown, Reason: msg}})
+		r.finish(ctx, activities.FinishInput{Status: berth.RunFailed, Error: msg, HostID: in.Host.ID,
+			Host: &berth.HostFacts{State: berth.HostDown, Reason: msg}})
 		return nil, err
 	}
 	r.status.Step = "done"
-	r.finish(ctx, activities.FinishInput{Status: store.RunSucceeded, HostID: in.Host.ID, Host: &store.HostFacts{
-		State: store.HostReady, EngineVersion: facts.EngineVersion, APIVersion: facts.APIVersion,
+	r.finish(ctx, activities.FinishInput{Status: berth.RunSucceeded, HostID: in.Host.ID, Host: &berth.HostFacts{
+		State: berth.HostReady, EngineVersion: facts.EngineVersion, APIVersion: facts.APIVersion,
 		CPUs: facts.CPUs, MemoryBytes: facts.MemoryBytes}})
 	return &ProvisionHostResult{Facts: facts}, nil
 }

@@ -4,17 +4,15 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/berth-dev/berth"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
-
-	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/store"
 )
 
 func TestProvisionHostMarksReachableHostReady(t *testing.T) {
 	env, rec := newEnv(t)
-	facts := activities.HostFacts{EngineVersion: "27.3.1", APIVersion: "1.47", CPUs: 8, MemoryBytes: 16 << 30, NetworkID: "n1"}
+	facts := berth.HostFacts{EngineVersion: "27.3.1", APIVersion: "1.47", CPUs: 8, MemoryBytes: 16 << 30, NetworkID: "n1"}
 	env.OnActivity(dk.ProbeHost, mock.Anything, hostUS).Return(&facts, nil)
 
 	env.ExecuteWorkflow(ProvisionHost, ProvisionHostInput{RunID: 5, Host: hostUS})
@@ -30,11 +28,11 @@ func TestProvisionHostMarksReachableHostReady(t *testing.T) {
 	require.Equal(t, "berth-us", probes[0].Queue, "the probe runs in the host's own region")
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunSucceeded, fin.Status)
+	require.Equal(t, berth.RunSucceeded, fin.Status)
 	require.Equal(t, uint(5), fin.RunID)
 	require.Equal(t, hostUS.ID, fin.HostID)
 	require.Zero(t, fin.ApplicationID)
-	require.Equal(t, &store.HostFacts{State: store.HostReady, EngineVersion: "27.3.1", APIVersion: "1.47",
+	require.Equal(t, &berth.HostFacts{State: berth.HostReady, EngineVersion: "27.3.1", APIVersion: "1.47",
 		CPUs: 8, MemoryBytes: 16 << 30}, fin.Host)
 	require.Equal(t, []string{"probe running", "probe done"}, rec.stepLog())
 }
@@ -43,21 +41,21 @@ func TestProvisionHostMarksRefusingHostDown(t *testing.T) {
 	env, rec := newEnv(t)
 	const msg = "host h2 speaks Docker API 1.40; berth needs 1.41 or newer"
 	env.OnActivity(dk.ProbeHost, mock.Anything, mock.Anything).
-		Return(nil, temporal.NewNonRetryableApplicationError(msg, activities.ErrHostRefused, nil))
+		Return(nil, temporal.NewNonRetryableApplicationError(msg, string(berth.EHostRefused), nil))
 
 	env.ExecuteWorkflow(ProvisionHost, ProvisionHostInput{RunID: 5, Host: hostUS})
 
 	require.True(t, env.IsWorkflowCompleted())
 	err := env.GetWorkflowError()
 	require.ErrorContains(t, err, msg)
-	require.Equal(t, activities.ErrHostRefused, appError(t, err).Type())
+	require.Equal(t, string(berth.EHostRefused), appError(t, err).Type())
 	require.Len(t, rec.of("ProbeHost"), 1, "a refusal is not retried")
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
+	require.Equal(t, berth.RunFailed, fin.Status)
 	require.Equal(t, msg, fin.Error)
 	require.Equal(t, hostUS.ID, fin.HostID)
-	require.Equal(t, &store.HostFacts{State: store.HostDown, Reason: msg}, fin.Host)
+	require.Equal(t, &berth.HostFacts{State: berth.HostDown, Reason: msg}, fin.Host)
 	require.Equal(t, []string{"probe running", "probe failed"}, rec.stepLog())
 }
 
@@ -72,5 +70,5 @@ func TestProvisionHostGivesUpOnSilentHost(t *testing.T) {
 	require.ErrorContains(t, env.GetWorkflowError(), msg)
 	require.Len(t, rec.of("ProbeHost"), int(probeOptions.RetryPolicy.MaximumAttempts))
 	fin := rec.onlyFinish(t)
-	require.Equal(t, &store.HostFacts{State: store.HostDown, Reason: msg}, fin.Host)
+	require.Equal(t, &berth.HostFacts{State: berth.HostDown, Reason: msg}, fin.Host)
 }

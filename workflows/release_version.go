@@ -8,10 +8,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/activities/compose"
-	"github.com/berth-dev/berth/activities/lb"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/compose"
+	"github.com/berth-dev/berth/lb"
 )
 
 // ReleaseVersionName is the registered name of ReleaseVersion.
@@ -36,37 +36,34 @@ type ReleaseVersionInput struct {
 	// Kind "build" first builds Service.Image on a build host from BuildBase
 	// plus the package PackageSHA256 and pushes it, then releases it as an
 	// image release.
-	Kind            string `json:"kind,omitempty"`
-	PackageSHA256   string `json:"packageSha256,omitempty"`
-	LastGoodPackage string `json:"lastGoodPackage,omitempty"`
-	BuildBase       string `json:"buildBase,omitempty"`
+	Kind            berth.ReleaseKind `json:"kind,omitempty"`
+	PackageSHA256   string            `json:"packageSha256,omitempty"`
+	LastGoodPackage string            `json:"lastGoodPackage,omitempty"`
+	BuildBase       string            `json:"buildBase,omitempty"`
 	// Command, when set (file releases), runs in each instance after its
 	// package is installed; a non-zero exit fails the batch.
 	Command []string `json:"command,omitempty"`
 	// LastGoodImage is what a failed release rolls back to.
 	LastGoodImage string `json:"lastGoodImage"`
 	// Instances are the live instances to replace, oldest first.
-	Instances []store.PlannedInstance `json:"instances"`
+	Instances []berth.PlannedInstance `json:"instances"`
 	BatchSize int                     `json:"batchSize"`
 	// Fast is a rollback to a release that already ran here: one batch, and
 	// no automatic rollback of the rollback.
-	Fast             bool                  `json:"fast"`
-	ProgressDeadline time.Duration         `json:"progressDeadline"`
-	PortMin          int                   `json:"portMin"`
-	PortMax          int                   `json:"portMax"`
-	HealthTimeout    time.Duration         `json:"healthTimeout"`
-	DrainTimeout     time.Duration         `json:"drainTimeout"`
-	LB               activities.LBSettings `json:"lb"`
+	Fast             bool             `json:"fast"`
+	ProgressDeadline time.Duration    `json:"progressDeadline"`
+	PortMin          int              `json:"portMin"`
+	PortMax          int              `json:"portMax"`
+	HealthTimeout    time.Duration    `json:"healthTimeout"`
+	DrainTimeout     time.Duration    `json:"drainTimeout"`
+	LB               berth.LBSettings `json:"lb"`
 	// Approval, when set, is asked for before anything is touched.
-	Approval *ApprovalRequest `json:"approval,omitempty"`
+	Approval *berth.ApprovalRequest `json:"approval,omitempty"`
 
 	// waitUp is set by the workflow itself (releaseFixesChange): wait for
 	// the load balancer to report instances ready before draining others.
 	waitUp bool
 }
-
-// ReleaseKindBuild is the input kind of a release that builds its image.
-const ReleaseKindBuild = "build"
 
 // releaseFixesChange is the GetVersion change id of the approval-before-
 // deadline and partly-removed-batch fixes.
@@ -74,8 +71,8 @@ const releaseFixesChange = "release-fixes"
 
 // ReleaseVersionResult lists the instances now serving.
 type ReleaseVersionResult struct {
-	Instances []string `json:"instances"`
-	Outcome   string   `json:"outcome"`
+	Instances []string             `json:"instances"`
+	Outcome   berth.ReleaseOutcome `json:"outcome"`
 }
 
 // ReleaseVersionID is the workflow id of a service's release.
@@ -133,21 +130,21 @@ func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersi
 			return res, err
 		}
 	}
-	if in.Kind == store.ReleaseFile {
+	if in.Kind == berth.ReleaseFile {
 		return fileRelease(ctx, rctx, r, in, batch, &deadlineHit, fixes)
 	}
-	if in.Kind == ReleaseKindBuild {
+	if in.Kind == berth.ReleaseBuild {
 		err = r.step(rctx, "build", func() error { return buildImage(rctx, r, in) })
 	}
 	if err == nil {
 		err = r.step(rctx, "prefetch", func() error { return prefetch(rctx, r, in) })
 	}
-	current := append([]store.PlannedInstance{}, in.Instances...)
-	var released []store.PlannedInstance // new-image instances of finished batches
+	current := append([]berth.PlannedInstance{}, in.Instances...)
+	var released []berth.PlannedInstance // new-image instances of finished batches
 	total := (len(in.Instances) + batch - 1) / batch
 	for b := 0; err == nil && b*batch < len(in.Instances); b++ {
 		old := in.Instances[b*batch : min((b+1)*batch, len(in.Instances))]
-		var fresh []store.PlannedInstance
+		var fresh []berth.PlannedInstance
 		err = r.step(rctx, fmt.Sprintf("batch %d/%d", b+1, total), func() error {
 			var err error
 			fresh, err = replaceBatch(rctx, r, in, in.Service, old, fmt.Sprintf("%d/batch-%d", in.RunID, b+1))
@@ -166,9 +163,9 @@ func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersi
 			names = append(names, pi.Name)
 		}
 		r.status.Step = "done"
-		r.finishRelease(ctx, in, store.ReleaseSucceeded, "")
-		r.finish(ctx, activities.FinishInput{Status: store.RunSucceeded})
-		return &ReleaseVersionResult{Instances: names, Outcome: store.ReleaseSucceeded}, nil
+		r.finishRelease(ctx, in, berth.ReleaseSucceeded, "")
+		r.finish(ctx, activities.FinishInput{Status: berth.RunSucceeded})
+		return &ReleaseVersionResult{Instances: names, Outcome: berth.ReleaseSucceeded}, nil
 	}
 
 	// The failed batch was undone by replaceBatch; what remains is to bring
@@ -176,7 +173,7 @@ func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersi
 	reason, cancelled := stopReason(ctx, in, err, deadlineHit)
 	r.status.Error = reason
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	outcome := store.ReleaseFailed
+	outcome := berth.ReleaseFailed
 	if len(released) > 0 && !in.Fast && in.LastGoodImage != "" {
 		good := in.Service
 		good.Image = in.LastGoodImage
@@ -187,11 +184,11 @@ func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersi
 		if rbErr != nil {
 			reason += "; rollback failed: " + errorMessage(rbErr)
 		} else {
-			outcome = store.ReleaseRolledBack
+			outcome = berth.ReleaseRolledBack
 			reason += "; rolled back to " + in.LastGoodImage
 		}
 	} else if len(released) == 0 {
-		outcome = store.ReleaseRolledBack
+		outcome = berth.ReleaseRolledBack
 		reason += "; no instance was changed"
 	}
 	return nil, r.endFailedRelease(dctx, in, outcome, reason, cancelled, err)
@@ -201,7 +198,7 @@ func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersi
 // parallel, before any instance is touched.
 func prefetch(ctx workflow.Context, r *run, in ReleaseVersionInput) error {
 	var d *activities.Docker
-	var hosts []store.HostRef
+	var hosts []berth.HostRef
 	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 	if err := workflow.ExecuteLocalActivity(lctx, r.st.ReadyHosts, in.EnvironmentID).Get(ctx, &hosts); err != nil {
 		return err
@@ -219,13 +216,13 @@ func prefetch(ctx workflow.Context, r *run, in ReleaseVersionInput) error {
 // on the other hosts.
 func buildImage(ctx workflow.Context, r *run, in ReleaseVersionInput) error {
 	var d *activities.Docker
-	var hosts []store.HostRef
+	var hosts []berth.HostRef
 	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 	if err := workflow.ExecuteLocalActivity(lctx, r.st.ReadyHosts, in.EnvironmentID).Get(ctx, &hosts); err != nil {
 		return err
 	}
 	if len(hosts) == 0 {
-		return temporal.NewNonRetryableApplicationError("the environment has no ready host to build on", activities.ErrNoCapacity, nil)
+		return temporal.NewNonRetryableApplicationError("the environment has no ready host to build on", string(berth.ENoCapacity), nil)
 	}
 	actx := workflow.WithActivityOptions(ctx, withQueue(imageOptions, hosts[0].Region))
 	return workflow.ExecuteActivity(actx, d.BuildImage, activities.BuildImageInput{Host: hosts[0], Base: in.BuildBase,
@@ -235,7 +232,7 @@ func buildImage(ctx workflow.Context, r *run, in ReleaseVersionInput) error {
 // replaceBatch starts len(old) instances of spec (planned under key, so a
 // retry finds them), exposes them, then drains and removes old. On failure
 // it removes the new instances and puts old back in rotation.
-func replaceBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compose.ServiceSpec, old []store.PlannedInstance, key string) ([]store.PlannedInstance, error) {
+func replaceBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compose.ServiceSpec, old []berth.PlannedInstance, key string) ([]berth.PlannedInstance, error) {
 	fresh, undo, err := startBatch(ctx, r, in, spec, len(old), key, func(dctx workflow.Context) {
 		setServers(dctx, in, old, lb.StateReady)
 	})
@@ -265,15 +262,15 @@ func replaceBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec com
 // then calls afterUndo; the undo it returns does the same for a caller
 // whose later step fails.
 func startBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compose.ServiceSpec, n int, key string,
-	afterUndo func(workflow.Context)) ([]store.PlannedInstance, func(error) error, error) {
-	var plan store.Plan
-	sr := store.ServiceRequest{Name: spec.Name, Image: spec.Image, Replicas: n, Add: true}
+	afterUndo func(workflow.Context)) ([]berth.PlannedInstance, func(error) error, error) {
+	var plan berth.Plan
+	sr := berth.ServiceRequest{Name: spec.Name, Image: spec.Image, Replicas: n, Add: true}
 	for _, p := range spec.Ports {
-		sr.Ports = append(sr.Ports, store.PortRequest{ContainerPort: p.ContainerPort, Protocol: p.Protocol})
+		sr.Ports = append(sr.Ports, berth.PortRequest{ContainerPort: p.ContainerPort, Protocol: p.Protocol})
 	}
-	req := store.PlanRequest{RunID: in.RunID, ApplicationID: in.ApplicationID, EnvironmentID: in.EnvironmentID, Key: key,
+	req := berth.PlanRequest{RunID: in.RunID, ApplicationID: in.ApplicationID, EnvironmentID: in.EnvironmentID, Key: key,
 		NamePrefix: fmt.Sprintf("%s-%s-%s", in.Tenant, in.Env, in.App), PortMin: in.PortMin, PortMax: in.PortMax,
-		Services: []store.ServiceRequest{sr}}
+		Services: []berth.ServiceRequest{sr}}
 	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 	if err := workflow.ExecuteLocalActivity(lctx, r.st.PlanDeploy, req).Get(ctx, &plan); err != nil {
 		return nil, nil, err
@@ -319,13 +316,13 @@ func (in ReleaseVersionInput) pools() lbPools {
 }
 
 // drain takes instances out of new traffic and waits for their sessions.
-func drain(ctx workflow.Context, in ReleaseVersionInput, insts []store.PlannedInstance) error {
+func drain(ctx workflow.Context, in ReleaseVersionInput, insts []berth.PlannedInstance) error {
 	_, err := in.pools().drain(ctx, insts, in.DrainTimeout)
 	return err
 }
 
 // setServers puts instances in a load-balancer state, best effort.
-func setServers(ctx workflow.Context, in ReleaseVersionInput, insts []store.PlannedInstance, state string) {
+func setServers(ctx workflow.Context, in ReleaseVersionInput, insts []berth.PlannedInstance, state string) {
 	plan, err := in.pools().plan(ctx, insts)
 	if err != nil {
 		return
@@ -333,7 +330,7 @@ func setServers(ctx workflow.Context, in ReleaseVersionInput, insts []store.Plan
 	in.pools().restore(ctx, plan, state)
 }
 
-func (r *run) finishRelease(ctx workflow.Context, in ReleaseVersionInput, outcome, reason string) {
+func (r *run) finishRelease(ctx workflow.Context, in ReleaseVersionInput, outcome berth.ReleaseOutcome, reason string) {
 	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 	if err := workflow.ExecuteLocalActivity(lctx, r.st.FinishRelease, activities.FinishReleaseInput{
 		ReleaseID: in.ReleaseID, Outcome: outcome, Reason: reason}).Get(ctx, nil); err != nil {
@@ -347,7 +344,7 @@ func (r *run) finishRelease(ctx workflow.Context, in ReleaseVersionInput, outcom
 // back on every instance touched so far.
 func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, batch int, deadlineHit *bool, fixes workflow.Version) (*ReleaseVersionResult, error) {
 	total := (len(in.Instances) + batch - 1) / batch
-	var touched []store.PlannedInstance
+	var touched []berth.PlannedInstance
 	var err error
 	for b := 0; err == nil && b*batch < len(in.Instances); b++ {
 		group := in.Instances[b*batch : min((b+1)*batch, len(in.Instances))]
@@ -362,13 +359,13 @@ func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, bat
 	}
 	if err == nil {
 		r.status.Step = "done"
-		r.finishRelease(ctx, in, store.ReleaseSucceeded, "")
-		r.finish(ctx, activities.FinishInput{Status: store.RunSucceeded})
-		return &ReleaseVersionResult{Instances: names, Outcome: store.ReleaseSucceeded}, nil
+		r.finishRelease(ctx, in, berth.ReleaseSucceeded, "")
+		r.finish(ctx, activities.FinishInput{Status: berth.RunSucceeded})
+		return &ReleaseVersionResult{Instances: names, Outcome: berth.ReleaseSucceeded}, nil
 	}
 	reason, cancelled := stopReason(ctx, in, err, *deadlineHit)
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	outcome := store.ReleaseFailed
+	outcome := berth.ReleaseFailed
 	if in.LastGoodPackage != "" && !in.Fast {
 		rbErr := r.step(dctx, "rollback", func() error {
 			if fixes < 1 {
@@ -379,7 +376,7 @@ func fileRelease(ctx, rctx workflow.Context, r *run, in ReleaseVersionInput, bat
 		if rbErr != nil {
 			reason += "; rollback failed: " + errorMessage(rbErr)
 		} else {
-			outcome = store.ReleaseRolledBack
+			outcome = berth.ReleaseRolledBack
 			reason += "; rolled back to the last-good package"
 		}
 	} else {
@@ -403,12 +400,12 @@ func stopReason(ctx workflow.Context, in ReleaseVersionInput, err error, deadlin
 
 // endFailedRelease records a release that did not succeed and its run
 // (cancelled or failed), and returns the workflow's non-retryable error.
-func (r *run) endFailedRelease(dctx workflow.Context, in ReleaseVersionInput, outcome, reason string, cancelled bool, cause error) error {
+func (r *run) endFailedRelease(dctx workflow.Context, in ReleaseVersionInput, outcome berth.ReleaseOutcome, reason string, cancelled bool, cause error) error {
 	r.status.Error = reason
 	r.finishRelease(dctx, in, outcome, reason)
-	status := store.RunFailed
+	status := berth.RunFailed
 	if cancelled {
-		status = store.RunCancelled
+		status = berth.RunCancelled
 	}
 	r.finish(dctx, activities.FinishInput{Status: status, Error: reason})
 	return temporal.NewNonRetryableApplicationError(reason, "ReleaseFailed", cause)
@@ -416,7 +413,7 @@ func (r *run) endFailedRelease(dctx workflow.Context, in ReleaseVersionInput, ou
 
 // installInBatches installs a package batch by batch, so a rollback never
 // takes the whole service out of rotation at once.
-func installInBatches(ctx workflow.Context, r *run, in ReleaseVersionInput, insts []store.PlannedInstance, sha string, batch int) error {
+func installInBatches(ctx workflow.Context, r *run, in ReleaseVersionInput, insts []berth.PlannedInstance, sha string, batch int) error {
 	for i := 0; i < len(insts); i += batch {
 		if err := installBatch(ctx, r, in, insts[i:min(i+batch, len(insts))], sha, nil); err != nil {
 			return err
@@ -428,7 +425,7 @@ func installInBatches(ctx workflow.Context, r *run, in ReleaseVersionInput, inst
 // installBatch drains a batch, installs the package in each instance in
 // parallel, runs the post-upload command (when given) in each, and puts the
 // healthy ones back in rotation. A command exiting non-zero fails the batch.
-func installBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, group []store.PlannedInstance, sha string, command []string) error {
+func installBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, group []berth.PlannedInstance, sha string, command []string) error {
 	var d *activities.Docker
 	if err := drain(ctx, in, group); err != nil {
 		return err
@@ -457,7 +454,7 @@ func installBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, group []
 // waitServersUp waits until the load balancer reports the instances ready
 // (health checks passing): a restarted or new instance may be marked down
 // for a moment, and the next batch must not leave rotation before it is up.
-func waitServersUp(ctx workflow.Context, in ReleaseVersionInput, insts []store.PlannedInstance) error {
+func waitServersUp(ctx workflow.Context, in ReleaseVersionInput, insts []berth.PlannedInstance) error {
 	var lbA *activities.LB
 	plan, err := in.pools().plan(ctx, insts)
 	if err != nil {
@@ -479,7 +476,7 @@ func waitServersUp(ctx workflow.Context, in ReleaseVersionInput, insts []store.P
 // runCommand runs the post-upload command in each instance of a batch in
 // parallel, keeps every output with the release, and fails when any exit
 // code is not 0.
-func runCommand(ctx workflow.Context, r *run, in ReleaseVersionInput, group []store.PlannedInstance, command []string) error {
+func runCommand(ctx workflow.Context, r *run, in ReleaseVersionInput, group []berth.PlannedInstance, command []string) error {
 	var d *activities.Docker
 	results := make([]activities.RunCommandResult, len(group))
 	futures := make([]workflow.Future, 0, len(group))
@@ -493,13 +490,13 @@ func runCommand(ctx workflow.Context, r *run, in ReleaseVersionInput, group []st
 			firstErr = err
 		}
 	}
-	outs := []store.ReleaseOutput{}
+	outs := []berth.ReleaseOutput{}
 	var failed []string
 	for i, res := range results {
 		if res.Instance == "" {
 			continue
 		}
-		outs = append(outs, store.ReleaseOutput{ReleaseID: in.ReleaseID, Instance: res.Instance, ExitCode: res.ExitCode,
+		outs = append(outs, berth.ReleaseOutput{ReleaseID: in.ReleaseID, Instance: res.Instance, ExitCode: res.ExitCode,
 			Output: res.Output, Truncated: res.Truncated})
 		if res.ExitCode != 0 {
 			failed = append(failed, fmt.Sprintf("%s (exit code %d)", group[i].Name, res.ExitCode))
@@ -516,7 +513,7 @@ func runCommand(ctx workflow.Context, r *run, in ReleaseVersionInput, group []st
 	}
 	if len(failed) > 0 {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("command %s failed in %s", strings.Join(command, " "),
-			strings.Join(failed, ", ")), activities.ErrUnhealthy, nil)
+			strings.Join(failed, ", ")), string(berth.EUnhealthy), nil)
 	}
 	return nil
 }
@@ -525,21 +522,22 @@ func runCommand(ctx workflow.Context, r *run, in ReleaseVersionInput, group []st
 // or a cancel ends the release before any instance is touched.
 func approveRelease(ctx workflow.Context, r *run, in ReleaseVersionInput) (*ReleaseVersionResult, error) {
 	o, err := awaitApproval(ctx, r, *in.Approval)
-	var reason, status string
+	var reason string
+	var status berth.RunStatus
 	switch {
-	case err != nil && (isCancel(ctx, err) || isType(err, ErrApprovalAborted)):
-		reason, status = errorMessage(err), store.RunCancelled
+	case err != nil && (isCancel(ctx, err) || isType(err, berth.ErrApprovalAborted)):
+		reason, status = errorMessage(err), berth.RunCancelled
 	case err != nil:
-		reason, status = errorMessage(err), store.RunFailed
-	case o.State == store.ApprovalRejected:
-		reason, status = o.rejection(), store.RunFailed
+		reason, status = errorMessage(err), berth.RunFailed
+	case o.State == berth.ApprovalRejected:
+		reason, status = o.Rejection(), berth.RunFailed
 	default:
 		return nil, nil
 	}
 	reason += "; no instance was changed"
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	r.status.Error = reason
-	r.finishRelease(dctx, in, store.ReleaseFailed, reason)
+	r.finishRelease(dctx, in, berth.ReleaseFailed, reason)
 	r.finish(dctx, activities.FinishInput{Status: status, Error: reason})
-	return &ReleaseVersionResult{Outcome: store.ReleaseFailed}, temporal.NewNonRetryableApplicationError(reason, ErrApprovalRejected, err)
+	return &ReleaseVersionResult{Outcome: berth.ReleaseFailed}, temporal.NewNonRetryableApplicationError(reason, berth.ErrApprovalRejected, err)
 }

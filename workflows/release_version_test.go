@@ -15,10 +15,10 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/activities/compose"
-	"github.com/berth-dev/berth/activities/lb"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/compose"
+	"github.com/berth-dev/berth/lb"
 )
 
 const (
@@ -38,19 +38,19 @@ func releaseInput() ReleaseVersionInput {
 		Tenant: "acme", Env: "prod", App: "shop", Service: svc, LastGoodImage: relGoodImage,
 		Instances: relInstances(1, 4), BatchSize: 2, PortMin: 20000, PortMax: 20100,
 		HealthTimeout: time.Minute, DrainTimeout: 5 * time.Minute,
-		LB: activities.LBSettings{Enabled: true, ListenIP: "10.9.0.1", PortMin: 30000, PortMax: 30100, Weight: 100, Firewall: "nftables"}}
+		LB: berth.LBSettings{Enabled: true, ListenIP: "10.9.0.1", PortMin: 30000, PortMax: 30100, Weight: 100, Firewall: "nftables"}}
 }
 
 func fileReleaseInput() ReleaseVersionInput {
 	in := releaseInput()
-	in.Kind, in.PackageSHA256, in.LastGoodPackage = store.ReleaseFile, relNewSHA, relGoodSHA
+	in.Kind, in.PackageSHA256, in.LastGoodPackage = berth.ReleaseFile, relNewSHA, relGoodSHA
 	in.Service.Image = relGoodImage // a file release keeps the image
 	return in
 }
 
 // relInstances are api-first..api-(first+n-1); odd ordinals on h1 (eu), even on h2 (us).
-func relInstances(first, n int) []store.PlannedInstance {
-	out := make([]store.PlannedInstance, 0, n)
+func relInstances(first, n int) []berth.PlannedInstance {
+	out := make([]berth.PlannedInstance, 0, n)
 	for ord := first; ord < first+n; ord++ {
 		h := hostEU
 		if ord%2 == 0 {
@@ -71,7 +71,7 @@ func apiNames(ords ...int) []string {
 	return out
 }
 
-func instNames(insts []store.PlannedInstance) []string {
+func instNames(insts []berth.PlannedInstance) []string {
 	out := []string{}
 	for _, pi := range insts {
 		out = append(out, pi.Name)
@@ -81,13 +81,13 @@ func instNames(insts []store.PlannedInstance) []string {
 
 // freshFor is what PlanDeploy plans for a key: batch N of r instances gets
 // api-(5+(N-1)r) onwards, the rollback api-9 onwards.
-func freshFor(req store.PlanRequest) store.Plan {
+func freshFor(req berth.PlanRequest) berth.Plan {
 	n := req.Services[0].Replicas
 	var b int
 	if _, err := fmt.Sscanf(req.Key[strings.Index(req.Key, "/")+1:], "batch-%d", &b); err == nil {
-		return store.Plan{Instances: relInstances(5+(b-1)*n, n)}
+		return berth.Plan{Instances: relInstances(5+(b-1)*n, n)}
 	}
-	return store.Plan{Instances: relInstances(9, n)}
+	return berth.Plan{Instances: relInstances(9, n)}
 }
 
 // installCall is one InstallPackage attempt.
@@ -120,12 +120,12 @@ func newReleaseEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *exposeRec
 	t.Helper()
 	env, rec := newExposeEnv(t)
 	env.RegisterWorkflowWithOptions(ReleaseVersion, workflow.RegisterOptions{Name: ReleaseVersionName})
-	env.OnActivity(st.CreateApproval, mock.Anything, mock.Anything).Return(func(_ context.Context, a store.Approval) (*store.Approval, error) {
-		a.ID, a.State = 42, store.ApprovalPending
+	env.OnActivity(st.CreateApproval, mock.Anything, mock.Anything).Return(func(_ context.Context, a berth.Approval) (*berth.Approval, error) {
+		a.ID, a.State = 42, berth.ApprovalPending
 		return &a, nil
 	}).Maybe()
-	env.OnActivity(st.ExpireApproval, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ExpireInput) (*store.Approval, error) {
-		return &store.Approval{ID: in.ApprovalID, State: store.ApprovalTimedOut}, nil
+	env.OnActivity(st.ExpireApproval, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ExpireInput) (*berth.Approval, error) {
+		return &berth.Approval{ID: in.ApprovalID, State: berth.ApprovalTimedOut}, nil
 	}).Maybe()
 	env.OnActivity(st.CancelApproval, mock.Anything, mock.Anything).Return(nil).Maybe()
 	return env, rec, &releaseFake{}
@@ -137,10 +137,10 @@ func mockRelease(env *testsuite.TestWorkflowEnvironment, fake *releaseFake, f re
 	if fake == nil {
 		fake = &releaseFake{}
 	}
-	env.OnActivity(st.ReadyHosts, mock.Anything, mock.Anything).Return([]store.HostRef{hostEU, hostUS}, nil).Maybe()
+	env.OnActivity(st.ReadyHosts, mock.Anything, mock.Anything).Return([]berth.HostRef{hostEU, hostUS}, nil).Maybe()
 	env.OnActivity(st.FinishRelease, mock.Anything, mock.Anything).Return(nil).Maybe()
 	env.OnActivity(st.RecordReleaseOutputs, mock.Anything, mock.Anything).Return(nil).Maybe()
-	env.OnActivity(st.PlanDeploy, mock.Anything, mock.Anything).Return(func(_ context.Context, req store.PlanRequest) (*store.Plan, error) {
+	env.OnActivity(st.PlanDeploy, mock.Anything, mock.Anything).Return(func(_ context.Context, req berth.PlanRequest) (*berth.Plan, error) {
 		p := freshFor(req)
 		return &p, nil
 	}).Maybe()
@@ -194,7 +194,7 @@ func lbState(state string, ords ...int) string {
 func plannedKeys(rec *exposeRecorder) []string {
 	var out []string
 	for _, c := range rec.callsOf("PlanDeploy") {
-		out = append(out, c.Arg.(store.PlanRequest).Key)
+		out = append(out, c.Arg.(berth.PlanRequest).Key)
 	}
 	return out
 }
@@ -234,7 +234,7 @@ func unhealthy(ords ...int) func(activity.Info, activities.StartInstanceInput) e
 	}
 	return func(_ activity.Info, in activities.StartInstanceInput) error {
 		if bad[in.Instance.Name] {
-			return temporal.NewNonRetryableApplicationError("instance "+in.Instance.Name+" is unhealthy", activities.ErrUnhealthy, nil)
+			return temporal.NewNonRetryableApplicationError("instance "+in.Instance.Name+" is unhealthy", string(berth.EUnhealthy), nil)
 		}
 		return nil
 	}
@@ -261,7 +261,7 @@ func TestReleaseVersionRollsOutInBatches(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	var res ReleaseVersionResult
 	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, ReleaseVersionResult{Instances: apiNames(5, 6, 7, 8), Outcome: store.ReleaseSucceeded}, res)
+	require.Equal(t, ReleaseVersionResult{Instances: apiNames(5, 6, 7, 8), Outcome: berth.ReleaseSucceeded}, res)
 
 	// Prefetch: the image goes to every ready host, in its region, first.
 	hosts := rec.callsOf("ReadyHosts")
@@ -279,10 +279,10 @@ func TestReleaseVersionRollsOutInBatches(t *testing.T) {
 	plans := rec.callsOf("PlanDeploy")
 	require.Len(t, plans, 2)
 	for i, p := range plans {
-		require.Equal(t, store.PlanRequest{RunID: 31, ApplicationID: 3, EnvironmentID: 2, Key: fmt.Sprintf("31/batch-%d", i+1),
+		require.Equal(t, berth.PlanRequest{RunID: 31, ApplicationID: 3, EnvironmentID: 2, Key: fmt.Sprintf("31/batch-%d", i+1),
 			NamePrefix: "acme-prod-shop", PortMin: 20000, PortMax: 20100,
-			Services: []store.ServiceRequest{{Name: "api", Image: relNewImage, Replicas: 2, Add: true,
-				Ports: []store.PortRequest{{ContainerPort: 8080, Protocol: "tcp"}}}}}, p.Arg)
+			Services: []berth.ServiceRequest{{Name: "api", Image: relNewImage, Replicas: 2, Add: true,
+				Ports: []berth.PortRequest{{ContainerPort: 8080, Protocol: "tcp"}}}}}, p.Arg)
 	}
 
 	// Only the new instances start, each on its region's queue.
@@ -340,9 +340,9 @@ func TestReleaseVersionRollsOutInBatches(t *testing.T) {
 		"FinishRelease", "Finish"))
 	require.Empty(t, rec.callsOf("InstallPackage"))
 
-	require.Equal(t, activities.FinishReleaseInput{ReleaseID: 8, Outcome: store.ReleaseSucceeded}, onlyFinishRelease(t, rec))
+	require.Equal(t, activities.FinishReleaseInput{ReleaseID: 8, Outcome: berth.ReleaseSucceeded}, onlyFinishRelease(t, rec))
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunSucceeded, fin.Status)
+	require.Equal(t, berth.RunSucceeded, fin.Status)
 	require.Equal(t, uint(31), fin.RunID)
 	require.Empty(t, fin.Error)
 
@@ -368,7 +368,7 @@ func TestReleaseVersionBatchSizeLeftoverMakesAShortLastBatch(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	var replicas []int
 	for _, c := range rec.callsOf("PlanDeploy") {
-		replicas = append(replicas, c.Arg.(store.PlanRequest).Services[0].Replicas)
+		replicas = append(replicas, c.Arg.(berth.PlanRequest).Services[0].Replicas)
 	}
 	require.Equal(t, []int{3, 1}, replicas)
 	require.Equal(t, []string{"31/batch-1", "31/batch-2"}, plannedKeys(rec))
@@ -391,9 +391,9 @@ func TestReleaseVersionHealthGateFailureRollsBack(t *testing.T) {
 	reason := msg + "; rolled back to " + relGoodImage
 
 	require.Equal(t, []string{"31/batch-1", "31/batch-2", "31/rollback"}, plannedKeys(rec))
-	rb := rec.callsOf("PlanDeploy")[2].Arg.(store.PlanRequest)
-	require.Equal(t, []store.ServiceRequest{{Name: "api", Image: relGoodImage, Replicas: 2, Add: true,
-		Ports: []store.PortRequest{{ContainerPort: 8080, Protocol: "tcp"}}}}, rb.Services, "the released batch is replaced by as many last-good instances")
+	rb := rec.callsOf("PlanDeploy")[2].Arg.(berth.PlanRequest)
+	require.Equal(t, []berth.ServiceRequest{{Name: "api", Image: relGoodImage, Replicas: 2, Add: true,
+		Ports: []berth.PortRequest{{ContainerPort: 8080, Protocol: "tcp"}}}}, rb.Services, "the released batch is replaced by as many last-good instances")
 
 	require.ElementsMatch(t, apiNames(5, 6, 7, 8, 9, 10), startedNames(rec))
 	for _, s := range rec.of("StartInstance") {
@@ -424,9 +424,9 @@ func TestReleaseVersionHealthGateFailureRollsBack(t *testing.T) {
 	require.Equal(t, [][]string{apiNames(2, 1), apiNames(8, 7), apiNames(6, 5)}, rec.releases())
 
 	fr := onlyFinishRelease(t, rec)
-	require.Equal(t, activities.FinishReleaseInput{ReleaseID: 8, Outcome: store.ReleaseRolledBack, Reason: reason}, fr)
+	require.Equal(t, activities.FinishReleaseInput{ReleaseID: 8, Outcome: berth.ReleaseRolledBack, Reason: reason}, fr)
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
+	require.Equal(t, berth.RunFailed, fin.Status)
 	require.Equal(t, reason, fin.Error)
 	require.Equal(t, []string{"FinishRelease", "Finish"}, rec.sequence("FinishRelease", "Finish"))
 	require.Greater(t, rec.index("FinishRelease"), rec.lastIndex("RemoveInstance"))
@@ -461,9 +461,9 @@ func TestReleaseVersionFailureInFirstBatchChangesNothing(t *testing.T) {
 	require.Equal(t, []string{lbState(lb.StateReady, 1, 2)}, lbStates(rec), "the old batch stays in rotation")
 	require.Empty(t, rec.callsOf("WaitDrained"))
 
-	require.Equal(t, activities.FinishReleaseInput{ReleaseID: 8, Outcome: store.ReleaseRolledBack, Reason: reason}, onlyFinishRelease(t, rec))
+	require.Equal(t, activities.FinishReleaseInput{ReleaseID: 8, Outcome: berth.ReleaseRolledBack, Reason: reason}, onlyFinishRelease(t, rec))
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
+	require.Equal(t, berth.RunFailed, fin.Status)
 	require.Equal(t, reason, fin.Error)
 	require.Equal(t, []string{"prefetch running", "prefetch done", "batch 1/2 running", "batch 1/2 failed"}, rec.stepLog())
 }
@@ -484,7 +484,7 @@ func TestReleaseVersionProgressDeadlineUndoesTheBatch(t *testing.T) {
 	require.ErrorContains(t, err, "progress deadline of 10m0s passed")
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
+	require.Equal(t, berth.RunFailed, fin.Status)
 	require.True(t, strings.HasPrefix(fin.Error, "progress deadline of 10m0s passed"), fin.Error)
 	require.Contains(t, fin.Error, "no instance was changed")
 	elapsed := fin.At.Sub(begin.UTC())
@@ -492,7 +492,7 @@ func TestReleaseVersionProgressDeadlineUndoesTheBatch(t *testing.T) {
 	require.Less(t, elapsed, time.Hour, "the rollout was cut at the deadline, not when the start returned")
 
 	fr := onlyFinishRelease(t, rec)
-	require.Equal(t, store.ReleaseRolledBack, fr.Outcome)
+	require.Equal(t, berth.ReleaseRolledBack, fr.Outcome)
 	require.Equal(t, fin.Error, fr.Reason)
 
 	// The cut batch is undone on a context the deadline does not reach.
@@ -526,7 +526,7 @@ func TestReleaseVersionFastRollbackIsOneBatch(t *testing.T) {
 			require.True(t, env.IsWorkflowCompleted())
 			plans := rec.callsOf("PlanDeploy")
 			require.Len(t, plans, 1, "one batch regardless of BatchSize")
-			req := plans[0].Arg.(store.PlanRequest)
+			req := plans[0].Arg.(berth.PlanRequest)
 			require.Equal(t, "31/batch-1", req.Key)
 			require.Equal(t, 4, req.Services[0].Replicas)
 			require.ElementsMatch(t, apiNames(5, 6, 7, 8), startedNames(rec))
@@ -534,8 +534,8 @@ func TestReleaseVersionFastRollbackIsOneBatch(t *testing.T) {
 			fr := onlyFinishRelease(t, rec)
 			if !tc.fail {
 				require.NoError(t, env.GetWorkflowError())
-				require.Equal(t, store.RunSucceeded, fin.Status)
-				require.Equal(t, store.ReleaseSucceeded, fr.Outcome)
+				require.Equal(t, berth.RunSucceeded, fin.Status)
+				require.Equal(t, berth.ReleaseSucceeded, fr.Outcome)
 				require.Equal(t, []string{lbState(lb.StateDrain, 1, 2, 3, 4)}, lbStates(rec))
 				require.Contains(t, rec.stepLog(), "batch 1/1 done")
 				return
@@ -545,8 +545,8 @@ func TestReleaseVersionFastRollbackIsOneBatch(t *testing.T) {
 			require.Equal(t, []string{"batch 1/1 running", "batch 1/1 failed"}, rec.stepLog()[2:])
 			require.ElementsMatch(t, []string{apiName(5) + " forced", apiName(6) + " forced", apiName(7) + " forced", apiName(8) + " forced"}, removals(rec))
 			require.Equal(t, []string{lbState(lb.StateReady, 1, 2, 3, 4)}, lbStates(rec))
-			require.Equal(t, store.RunFailed, fin.Status)
-			require.Equal(t, store.ReleaseRolledBack, fr.Outcome)
+			require.Equal(t, berth.RunFailed, fin.Status)
+			require.Equal(t, berth.ReleaseRolledBack, fr.Outcome)
 			require.Equal(t, "instance "+apiName(8)+" is unhealthy; no instance was changed", fr.Reason)
 		})
 	}
@@ -564,10 +564,10 @@ func TestReleaseVersionCancelledInFirstBatch(t *testing.T) {
 	require.True(t, env.IsWorkflowCompleted())
 	require.Error(t, env.GetWorkflowError())
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunCancelled, fin.Status)
+	require.Equal(t, berth.RunCancelled, fin.Status)
 	require.Equal(t, "cancelled; no instance was changed", fin.Error)
 	fr := onlyFinishRelease(t, rec)
-	require.Equal(t, store.ReleaseRolledBack, fr.Outcome)
+	require.Equal(t, berth.ReleaseRolledBack, fr.Outcome)
 	require.True(t, strings.HasPrefix(fr.Reason, "cancelled"), fr.Reason)
 
 	require.ElementsMatch(t, []string{apiName(5) + " forced", apiName(6) + " forced"}, removals(rec), "a cancelled batch is still undone")
@@ -591,9 +591,9 @@ func TestReleaseVersionCancelledInSecondBatchRollsBack(t *testing.T) {
 	require.True(t, env.IsWorkflowCompleted())
 	require.Error(t, env.GetWorkflowError())
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunCancelled, fin.Status)
+	require.Equal(t, berth.RunCancelled, fin.Status)
 	require.Equal(t, "cancelled; rolled back to "+relGoodImage, fin.Error)
-	require.Equal(t, store.ReleaseRolledBack, onlyFinishRelease(t, rec).Outcome)
+	require.Equal(t, berth.ReleaseRolledBack, onlyFinishRelease(t, rec).Outcome)
 	require.Equal(t, []string{"31/batch-1", "31/batch-2", "31/rollback"}, plannedKeys(rec))
 	require.ElementsMatch(t, []string{
 		apiName(1) + " graceful", apiName(2) + " graceful",
@@ -615,14 +615,14 @@ func TestReleaseVersionRollbackFailureIsReported(t *testing.T) {
 	require.True(t, env.IsWorkflowCompleted())
 	require.Equal(t, "ReleaseFailed", appError(t, env.GetWorkflowError()).Type())
 	fr := onlyFinishRelease(t, rec)
-	require.Equal(t, store.ReleaseFailed, fr.Outcome)
+	require.Equal(t, berth.ReleaseFailed, fr.Outcome)
 	require.Equal(t, "instance "+apiName(7)+" is unhealthy; rollback failed: instance "+apiName(9)+" is unhealthy", fr.Reason)
 	// The failed rollback undoes itself: batch 1's new instances stay in rotation.
 	require.Contains(t, lbStates(rec), lbState(lb.StateReady, 5, 6))
 	require.NotContains(t, removals(rec), apiName(5)+" graceful")
 	steps := rec.stepLog()
 	require.Equal(t, "rollback failed", steps[len(steps)-1])
-	require.Equal(t, store.RunFailed, rec.onlyFinish(t).Status)
+	require.Equal(t, berth.RunFailed, rec.onlyFinish(t).Status)
 }
 
 // ---- file release ----
@@ -638,7 +638,7 @@ func TestReleaseVersionFileInstallsBatchByBatch(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	var res ReleaseVersionResult
 	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, ReleaseVersionResult{Instances: apiNames(1, 2, 3, 4), Outcome: store.ReleaseSucceeded}, res)
+	require.Equal(t, ReleaseVersionResult{Instances: apiNames(1, 2, 3, 4), Outcome: berth.ReleaseSucceeded}, res)
 
 	installs := fake.installed()
 	require.Len(t, installs, 4)
@@ -662,8 +662,8 @@ func TestReleaseVersionFileInstallsBatchByBatch(t *testing.T) {
 	for _, a := range []string{"ReadyHosts", "EnsureImage", "PlanDeploy", "StartInstance", "RemoveInstance", "RemoveServers"} {
 		require.Empty(t, rec.callsOf(a), a)
 	}
-	require.Equal(t, activities.FinishReleaseInput{ReleaseID: 8, Outcome: store.ReleaseSucceeded}, onlyFinishRelease(t, rec))
-	require.Equal(t, store.RunSucceeded, rec.onlyFinish(t).Status)
+	require.Equal(t, activities.FinishReleaseInput{ReleaseID: 8, Outcome: berth.ReleaseSucceeded}, onlyFinishRelease(t, rec))
+	require.Equal(t, berth.RunSucceeded, rec.onlyFinish(t).Status)
 	require.Equal(t, []string{"batch 1/2 running", "batch 1/2 done", "batch 2/2 running", "batch 2/2 done"}, rec.stepLog())
 }
 
@@ -671,7 +671,7 @@ func TestReleaseVersionFileFailureRestoresLastGoodPackage(t *testing.T) {
 	const msg = "acme-prod-shop-api-3 is unhealthy after the install"
 	failNew3 := func(in activities.InstallPackageInput) error {
 		if in.Instance.Name == apiName(3) && in.SHA256 == relNewSHA {
-			return temporal.NewNonRetryableApplicationError(msg, activities.ErrUnhealthy, nil)
+			return temporal.NewNonRetryableApplicationError(msg, string(berth.EUnhealthy), nil)
 		}
 		return nil
 	}
@@ -706,9 +706,9 @@ func TestReleaseVersionFileFailureRestoresLastGoodPackage(t *testing.T) {
 		require.Empty(t, rec.callsOf("StartInstance"))
 		require.Empty(t, rec.callsOf("RemoveInstance"))
 
-		require.Equal(t, activities.FinishReleaseInput{ReleaseID: 8, Outcome: store.ReleaseRolledBack, Reason: reason}, onlyFinishRelease(t, rec))
+		require.Equal(t, activities.FinishReleaseInput{ReleaseID: 8, Outcome: berth.ReleaseRolledBack, Reason: reason}, onlyFinishRelease(t, rec))
 		fin := rec.onlyFinish(t)
-		require.Equal(t, store.RunFailed, fin.Status)
+		require.Equal(t, berth.RunFailed, fin.Status)
 		require.Equal(t, reason, fin.Error)
 		require.Equal(t, []string{"batch 1/2 running", "batch 1/2 done", "batch 2/2 running", "batch 2/2 failed",
 			"rollback running", "rollback done"}, rec.stepLog())
@@ -726,54 +726,54 @@ func TestReleaseVersionFileFailureRestoresLastGoodPackage(t *testing.T) {
 		require.Equal(t, "ReleaseFailed", appError(t, env.GetWorkflowError()).Type())
 		require.Len(t, fake.installed(), 4, "no second install")
 		fr := onlyFinishRelease(t, rec)
-		require.Equal(t, store.ReleaseFailed, fr.Outcome)
+		require.Equal(t, berth.ReleaseFailed, fr.Outcome)
 		require.Contains(t, fr.Reason, msg)
 		require.Contains(t, fr.Reason, "no earlier package to restore")
 		require.Equal(t, []string{lbState(lb.StateDrain, 1, 2), lbState(lb.StateReady, 1, 2), lbState(lb.StateDrain, 3, 4)},
 			lbStates(rec), "the failed batch stays out of rotation")
 		require.NotContains(t, rec.stepLog(), "rollback running")
-		require.Equal(t, store.RunFailed, rec.onlyFinish(t).Status)
+		require.Equal(t, berth.RunFailed, rec.onlyFinish(t).Status)
 	})
 }
 
 // ---- approval ----
 
-func releaseApproval() *ApprovalRequest {
-	return &ApprovalRequest{Step: "approve prod", Roles: []string{store.RoleApprover}, Quorum: 1, StartedBy: "dev",
-		TenantID: 3, EnvironmentID: 2, Timeout: time.Hour, OnTimeout: OnTimeoutFail, Summary: "api 1 → 2"}
+func releaseApproval() *berth.ApprovalRequest {
+	return &berth.ApprovalRequest{Step: "approve prod", Roles: []berth.Role{berth.RoleApprover}, Quorum: 1, StartedBy: "dev",
+		TenantID: 3, EnvironmentID: 2, Timeout: time.Hour, OnTimeout: berth.OnTimeoutFail, Summary: "api 1 → 2"}
 }
 
 func TestReleaseVersionApprovalRejectedTouchesNothing(t *testing.T) {
-	for _, kind := range []string{store.ReleaseImage, store.ReleaseFile} {
-		t.Run(kind, func(t *testing.T) {
+	for _, kind := range []berth.ReleaseKind{berth.ReleaseImage, berth.ReleaseFile} {
+		t.Run(string(kind), func(t *testing.T) {
 			env, rec, fake := newReleaseEnv(t)
 			in := releaseInput()
-			if kind == store.ReleaseFile {
+			if kind == berth.ReleaseFile {
 				in = fileReleaseInput()
 			}
 			in.Approval = releaseApproval()
 			mockRelease(env, fake, releaseFaults{})
-			signalAt(env, time.Minute, ApprovalDecision{ApprovalID: 42, State: store.ApprovalRejected, By: []string{"carol"}, Comment: "not on a Friday"})
+			signalAt(env, time.Minute, berth.ApprovalDecision{ApprovalID: 42, State: berth.ApprovalRejected, By: []string{"carol"}, Comment: "not on a Friday"})
 
 			env.ExecuteWorkflow(ReleaseVersionName, in)
 
 			require.True(t, env.IsWorkflowCompleted())
 			err := env.GetWorkflowError()
-			require.Equal(t, ErrApprovalRejected, appError(t, err).Type())
+			require.Equal(t, berth.ErrApprovalRejected, appError(t, err).Type())
 			for _, a := range []string{"ReadyHosts", "EnsureImage", "PlanDeploy", "StartInstance", "SetServers", "RemoveInstance"} {
 				require.Empty(t, rec.callsOf(a), a)
 			}
 			require.Empty(t, fake.installed())
 			reason := "rejected by carol: not on a Friday; no instance was changed"
 			fr := onlyFinishRelease(t, rec)
-			require.Equal(t, activities.FinishReleaseInput{ReleaseID: 8, Outcome: store.ReleaseFailed, Reason: reason}, fr)
+			require.Equal(t, activities.FinishReleaseInput{ReleaseID: 8, Outcome: berth.ReleaseFailed, Reason: reason}, fr)
 			fin := rec.onlyFinish(t)
-			require.Equal(t, store.RunFailed, fin.Status)
+			require.Equal(t, berth.RunFailed, fin.Status)
 			require.Equal(t, reason, fin.Error)
 			require.Equal(t, []string{"approve prod waiting", "approve prod failed"}, rec.stepLog())
 			created := rec.callsOf("CreateApproval")
 			require.Len(t, created, 1)
-			a := created[0].Arg.(store.Approval)
+			a := created[0].Arg.(berth.Approval)
 			require.Equal(t, uint(31), a.RunID)
 			require.Equal(t, "approve prod", a.Step)
 		})
@@ -787,7 +787,7 @@ func TestReleaseVersionApprovedProceeds(t *testing.T) {
 	mockRelease(env, nil, releaseFaults{})
 	var during Status
 	env.RegisterDelayedCallback(func() { during = scaleStatus(t, env) }, 5*time.Minute)
-	signalAt(env, 10*time.Minute, ApprovalDecision{ApprovalID: 42, State: store.ApprovalApproved, By: []string{"bob"}})
+	signalAt(env, 10*time.Minute, berth.ApprovalDecision{ApprovalID: 42, State: berth.ApprovalApproved, By: []string{"bob"}})
 
 	env.ExecuteWorkflow(ReleaseVersionName, in)
 
@@ -796,8 +796,8 @@ func TestReleaseVersionApprovedProceeds(t *testing.T) {
 	require.Equal(t, "approve prod", during.Step, "the status shows the run waits for its approval")
 	require.Less(t, rec.index("CreateApproval"), rec.index("ReadyHosts"), "nothing is touched before the approval")
 	require.ElementsMatch(t, apiNames(5, 6, 7, 8), startedNames(rec))
-	require.Equal(t, store.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
-	require.Equal(t, store.RunSucceeded, rec.onlyFinish(t).Status)
+	require.Equal(t, berth.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
+	require.Equal(t, berth.RunSucceeded, rec.onlyFinish(t).Status)
 	steps := rec.stepLog()
 	require.Equal(t, []string{"approve prod waiting", "approve prod done", "prefetch running"}, steps[:3])
 	require.Equal(t, "batch 2/2 done", steps[len(steps)-1])
@@ -813,13 +813,13 @@ func TestReleaseVersionApprovalWaitDoesNotCountAgainstTheProgressDeadline(t *tes
 	in.Approval = releaseApproval()
 	in.ProgressDeadline = 10 * time.Minute
 	mockRelease(env, nil, releaseFaults{})
-	signalAt(env, 30*time.Minute, ApprovalDecision{ApprovalID: 42, State: store.ApprovalApproved, By: []string{"bob"}})
+	signalAt(env, 30*time.Minute, berth.ApprovalDecision{ApprovalID: 42, State: berth.ApprovalApproved, By: []string{"bob"}})
 
 	env.ExecuteWorkflow(ReleaseVersionName, in)
 
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
-	require.Equal(t, store.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
+	require.Equal(t, berth.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
 }
 
 // When a batch's new instances serve but removing its old instances fails,

@@ -6,8 +6,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/store"
 )
 
 // StatusQuery is the query every berth workflow answers with its Status.
@@ -39,13 +39,13 @@ func newRun(ctx workflow.Context, id uint) (*run, error) {
 	return r, err
 }
 
-func (r *run) record(ctx workflow.Context, name, state, errMsg string) {
-	r.recordEvent(ctx, store.StepEvent{Name: name, State: state, Error: errMsg})
+func (r *run) record(ctx workflow.Context, name string, state berth.StepState, errMsg string) {
+	r.recordEvent(ctx, berth.StepEvent{Name: name, State: state, Error: errMsg})
 }
 
 // recordEvent writes a step event; on a cancelled run it writes on a
 // disconnected context, so the step's end is never lost.
-func (r *run) recordEvent(ctx workflow.Context, ev store.StepEvent) {
+func (r *run) recordEvent(ctx workflow.Context, ev berth.StepEvent) {
 	if ctx.Err() != nil {
 		ctx, _ = workflow.NewDisconnectedContext(ctx)
 	}
@@ -61,18 +61,18 @@ func (r *run) recordEvent(ctx workflow.Context, ev store.StepEvent) {
 // step runs fn as a named step, recording its start and end.
 func (r *run) step(ctx workflow.Context, name string, fn func() error) error {
 	r.status.Step = name
-	r.record(ctx, name, store.StepRunning, "")
+	r.record(ctx, name, berth.StepRunning, "")
 	err := fn()
 	if err != nil {
 		r.status.Error = errorMessage(err)
 		// Disconnected so a cancelled run still closes the step it was in;
 		// on ctx the record would be cancelled before it is written.
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		r.record(dctx, name, store.StepFailed, r.status.Error)
+		r.record(dctx, name, berth.StepFailed, r.status.Error)
 		return err
 	}
 	r.status.Done = append(r.status.Done, name)
-	r.record(ctx, name, store.StepDone, "")
+	r.record(ctx, name, berth.StepDone, "")
 	return nil
 }
 

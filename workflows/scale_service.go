@@ -6,10 +6,10 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/activities/compose"
-	"github.com/berth-dev/berth/activities/lb"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/compose"
+	"github.com/berth-dev/berth/lb"
 )
 
 // ScaleServiceName is the registered name of ScaleService.
@@ -29,12 +29,12 @@ type ScaleServiceInput struct {
 	To            int                 `json:"to"`
 	// Remove lists, for a scale-in, the instances that go: chosen (newest
 	// first) and shown before the run starts.
-	Remove        []store.PlannedInstance `json:"remove,omitempty"`
+	Remove        []berth.PlannedInstance `json:"remove,omitempty"`
 	PortMin       int                     `json:"portMin"`
 	PortMax       int                     `json:"portMax"`
 	HealthTimeout time.Duration           `json:"healthTimeout"`
 	DrainTimeout  time.Duration           `json:"drainTimeout"`
-	LB            activities.LBSettings   `json:"lb"`
+	LB            berth.LBSettings        `json:"lb"`
 }
 
 // ScaleServiceResult lists what changed.
@@ -67,9 +67,9 @@ func ScaleService(ctx workflow.Context, in ScaleServiceInput) (*ScaleServiceResu
 		res, err = scaleIn(ctx, r, in)
 	}
 	if err != nil {
-		status := store.RunFailed
+		status := berth.RunFailed
 		if isCancel(ctx, err) {
-			status = store.RunCancelled
+			status = berth.RunCancelled
 		}
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
 		r.finish(dctx, activities.FinishInput{Status: status, Error: r.status.Error})
@@ -83,20 +83,20 @@ func ScaleService(ctx workflow.Context, in ScaleServiceInput) (*ScaleServiceResu
 	if err := workflow.ExecuteLocalActivity(lctx, r.st.SetReplicas, in.ServiceID, in.To).Get(dctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("replica count not recorded", "error", err)
 	}
-	r.finish(dctx, activities.FinishInput{Status: store.RunSucceeded})
+	r.finish(dctx, activities.FinishInput{Status: berth.RunSucceeded})
 	return res, nil
 }
 
 func scaleOut(ctx workflow.Context, r *run, in ScaleServiceInput) (*ScaleServiceResult, error) {
-	var plan store.Plan
+	var plan berth.Plan
 	err := r.step(ctx, "plan", func() error {
-		sr := store.ServiceRequest{Name: in.Service.Name, Image: in.Service.Image, Replicas: in.To - in.From, Add: true}
+		sr := berth.ServiceRequest{Name: in.Service.Name, Image: in.Service.Image, Replicas: in.To - in.From, Add: true}
 		for _, p := range in.Service.Ports {
-			sr.Ports = append(sr.Ports, store.PortRequest{ContainerPort: p.ContainerPort, Protocol: p.Protocol})
+			sr.Ports = append(sr.Ports, berth.PortRequest{ContainerPort: p.ContainerPort, Protocol: p.Protocol})
 		}
-		req := store.PlanRequest{RunID: in.RunID, ApplicationID: in.ApplicationID, EnvironmentID: in.EnvironmentID,
+		req := berth.PlanRequest{RunID: in.RunID, ApplicationID: in.ApplicationID, EnvironmentID: in.EnvironmentID,
 			NamePrefix: fmt.Sprintf("%s-%s-%s", in.Tenant, in.Env, in.App), PortMin: in.PortMin, PortMax: in.PortMax,
-			Services: []store.ServiceRequest{sr}}
+			Services: []berth.ServiceRequest{sr}}
 		lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 		return workflow.ExecuteLocalActivity(lctx, r.st.PlanDeploy, req).Get(ctx, &plan)
 	})

@@ -10,29 +10,29 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/activities/compose"
-	"github.com/berth-dev/berth/activities/firewall"
-	"github.com/berth-dev/berth/activities/lb"
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/compose"
+	"github.com/berth-dev/berth/firewall"
+	"github.com/berth-dev/berth/lb"
 )
 
-func apiInstance(ord int, h store.HostRef, hostPort int) store.PlannedInstance {
+func apiInstance(ord int, h berth.HostRef, hostPort int) berth.PlannedInstance {
 	name := fmt.Sprintf("acme-prod-shop-api-%d", ord)
-	return store.PlannedInstance{InstanceID: uint(20 + ord), Name: name, UID: "uid-" + name, Service: "api", Ordinal: ord, Host: h,
-		Ports: []store.PortMapping{{HostIP: h.IP, HostPort: hostPort, ContainerPort: 8080, Protocol: "tcp"}}}
+	return berth.PlannedInstance{InstanceID: uint(20 + ord), Name: name, UID: "uid-" + name, Service: "api", Ordinal: ord, Host: h,
+		Ports: []berth.PortMapping{{HostIP: h.IP, HostPort: hostPort, ContainerPort: 8080, Protocol: "tcp"}}}
 }
 
 // scaleOutInput takes api from 2 to 4 instances; the new ones land in both
 // regions, so every per-region queue is checked.
-func scaleOutInput() (ScaleServiceInput, store.Plan) {
+func scaleOutInput() (ScaleServiceInput, berth.Plan) {
 	svc := compose.ServiceSpec{Name: "api", Image: "reg.local/api:2", Replicas: 2,
 		Ports:  []compose.PortSpec{{ContainerPort: 8080, Protocol: "tcp"}},
 		Health: &compose.HealthSpec{HTTPPath: "/healthz"}}
 	in := ScaleServiceInput{RunID: 21, ApplicationID: 3, EnvironmentID: 2, ServiceID: 5, Tenant: "acme", Env: "prod", App: "shop",
 		Service: svc, From: 2, To: 4, PortMin: 20000, PortMax: 20100, HealthTimeout: time.Minute, DrainTimeout: 5 * time.Minute,
-		LB: activities.LBSettings{Enabled: true, ListenIP: "10.9.0.1", PortMin: 30000, PortMax: 30100, Weight: 100, Firewall: "nftables"}}
-	plan := store.Plan{Instances: []store.PlannedInstance{apiInstance(3, hostEU, 20003), apiInstance(4, hostUS, 20004)}}
+		LB: berth.LBSettings{Enabled: true, ListenIP: "10.9.0.1", PortMin: 30000, PortMax: 30100, Weight: 100, Firewall: "nftables"}}
+	plan := berth.Plan{Instances: []berth.PlannedInstance{apiInstance(3, hostEU, 20003), apiInstance(4, hostUS, 20004)}}
 	return in, plan
 }
 
@@ -40,7 +40,7 @@ func scaleOutInput() (ScaleServiceInput, store.Plan) {
 func scaleInInput() ScaleServiceInput {
 	in, plan := scaleOutInput()
 	in.From, in.To = 4, 2
-	in.Remove = []store.PlannedInstance{plan.Instances[1], plan.Instances[0]}
+	in.Remove = []berth.PlannedInstance{plan.Instances[1], plan.Instances[0]}
 	return in
 }
 
@@ -71,9 +71,9 @@ func TestScaleOutStartsExposesAndRecords(t *testing.T) {
 	// Plan: one request that adds To-From instances beside the live ones.
 	plans := rec.callsOf("PlanDeploy")
 	require.Len(t, plans, 1)
-	require.Equal(t, store.PlanRequest{RunID: 21, ApplicationID: 3, EnvironmentID: 2, NamePrefix: "acme-prod-shop", PortMin: 20000, PortMax: 20100,
-		Services: []store.ServiceRequest{{Name: "api", Image: "reg.local/api:2", Replicas: 2, Add: true,
-			Ports: []store.PortRequest{{ContainerPort: 8080, Protocol: "tcp"}}}}}, plans[0].Arg)
+	require.Equal(t, berth.PlanRequest{RunID: 21, ApplicationID: 3, EnvironmentID: 2, NamePrefix: "acme-prod-shop", PortMin: 20000, PortMax: 20100,
+		Services: []berth.ServiceRequest{{Name: "api", Image: "reg.local/api:2", Replicas: 2, Add: true,
+			Ports: []berth.PortRequest{{ContainerPort: 8080, Protocol: "tcp"}}}}}, plans[0].Arg)
 
 	var pairs []string
 	for _, s := range rec.of("EnsureImage") {
@@ -122,7 +122,7 @@ func TestScaleOutStartsExposesAndRecords(t *testing.T) {
 	}, opens, "each region's worker opens its own hosts' ports")
 	marks := rec.callsOf("MarkOpenings")
 	require.Len(t, marks, 1)
-	require.Equal(t, activities.OpeningsDone{IDs: openingIDs(plan.Instances...), State: store.OpeningOpen, RunID: 21}, marks[0].Arg)
+	require.Equal(t, activities.OpeningsDone{IDs: openingIDs(plan.Instances...), State: berth.OpeningOpen, RunID: 21}, marks[0].Arg)
 
 	syncs := rec.callsOf("SyncCMDB")
 	require.Len(t, syncs, 1)
@@ -143,7 +143,7 @@ func TestScaleOutStartsExposesAndRecords(t *testing.T) {
 	require.Empty(t, rec.releases())
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunSucceeded, fin.Status)
+	require.Equal(t, berth.RunSucceeded, fin.Status)
 	require.Equal(t, uint(21), fin.RunID)
 	require.Empty(t, fin.Error)
 	require.Equal(t, []string{
@@ -160,7 +160,7 @@ func TestScaleOutStartsExposesAndRecords(t *testing.T) {
 func TestScaleOutWithNothingToExpose(t *testing.T) {
 	env, rec := newExposeEnv(t)
 	in, plan := scaleOutInput()
-	in.LB = activities.LBSettings{}
+	in.LB = berth.LBSettings{}
 	mockDeploy(env, plan, deployFaults{})
 	mockExpose(env, exposeFaults{})
 
@@ -175,7 +175,7 @@ func TestScaleOutWithNothingToExpose(t *testing.T) {
 	require.Equal(t, []string{
 		"plan running", "plan done", "images running", "images done", "start api running", "start api done",
 	}, rec.stepLog())
-	require.Equal(t, store.RunSucceeded, rec.onlyFinish(t).Status)
+	require.Equal(t, berth.RunSucceeded, rec.onlyFinish(t).Status)
 }
 
 func TestScaleOutStartFailureUndoes(t *testing.T) {
@@ -183,7 +183,7 @@ func TestScaleOutStartFailureUndoes(t *testing.T) {
 	in, plan := scaleOutInput()
 	const msg = "instance acme-prod-shop-api-4 is unhealthy: curl: (7) connection refused"
 	mockDeploy(env, plan, deployFaults{start: failInstance("acme-prod-shop-api-4",
-		temporal.NewNonRetryableApplicationError(msg, activities.ErrUnhealthy, nil))})
+		temporal.NewNonRetryableApplicationError(msg, string(berth.EUnhealthy), nil))})
 	mockExpose(env, exposeFaults{expose: exposePlanFor(in.subject(), "api", in.LB.Weight, plan.Instances)})
 
 	env.ExecuteWorkflow(ScaleService, in)
@@ -191,7 +191,7 @@ func TestScaleOutStartFailureUndoes(t *testing.T) {
 	require.True(t, env.IsWorkflowCompleted())
 	err := env.GetWorkflowError()
 	require.ErrorContains(t, err, msg)
-	require.Equal(t, activities.ErrUnhealthy, appError(t, err).Type())
+	require.Equal(t, string(berth.EUnhealthy), appError(t, err).Type())
 
 	require.Empty(t, rec.recorded, "a failed start records nothing")
 	require.Empty(t, rec.callsOf("PlanExpose"))
@@ -209,7 +209,7 @@ func TestScaleOutStartFailureUndoes(t *testing.T) {
 	require.Empty(t, rec.callsOf("SetReplicas"), "the replica count stays as it was")
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
+	require.Equal(t, berth.RunFailed, fin.Status)
 	require.Equal(t, msg, fin.Error)
 	require.Equal(t, []string{
 		"plan running", "plan done",
@@ -270,7 +270,7 @@ func TestScaleOutFirewallFailureUndoesLoadBalancerAndFirewall(t *testing.T) {
 	require.Empty(t, rec.callsOf("SetReplicas"))
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
+	require.Equal(t, berth.RunFailed, fin.Status)
 	require.Equal(t, msg, fin.Error)
 	steps := rec.stepLog()
 	require.Equal(t, []string{
@@ -289,7 +289,7 @@ func TestScaleOutUndoFailureKeepsTheCause(t *testing.T) {
 		return in.Host.ID == hostEU.ID
 	})).Return(temporal.NewNonRetryableApplicationError(gone, "test", nil))
 	mockDeploy(env, plan, deployFaults{start: failInstance("acme-prod-shop-api-4",
-		temporal.NewNonRetryableApplicationError(cause, activities.ErrUnhealthy, nil))})
+		temporal.NewNonRetryableApplicationError(cause, string(berth.EUnhealthy), nil))})
 	mockExpose(env, exposeFaults{})
 
 	env.ExecuteWorkflow(ScaleService, in)
@@ -298,7 +298,7 @@ func TestScaleOutUndoFailureKeepsTheCause(t *testing.T) {
 	require.ErrorContains(t, env.GetWorkflowError(), cause, "the run fails with its cause, not the undo's")
 	require.Equal(t, [][]string{{"acme-prod-shop-api-4"}}, rec.releases(), "the port of a container that may remain is kept")
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
+	require.Equal(t, berth.RunFailed, fin.Status)
 	require.Equal(t, cause+"; undo failed: "+gone, fin.Error)
 	steps := rec.stepLog()
 	require.Equal(t, []string{"undo running", "undo failed"}, steps[len(steps)-2:])
@@ -378,7 +378,7 @@ func TestScaleInDrainsThenRemovesGracefully(t *testing.T) {
 	}
 
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunSucceeded, fin.Status)
+	require.Equal(t, berth.RunSucceeded, fin.Status)
 	require.Empty(t, fin.Error)
 	require.Equal(t, []string{
 		"drain running", "drain done",
@@ -410,7 +410,7 @@ func TestScaleInProceedsWhenDrainTimesOut(t *testing.T) {
 	}
 	require.Len(t, rec.releases(), 1)
 	require.Len(t, rec.callsOf("SetReplicas"), 1)
-	require.Equal(t, store.RunSucceeded, rec.onlyFinish(t).Status)
+	require.Equal(t, berth.RunSucceeded, rec.onlyFinish(t).Status)
 }
 
 func TestScaleInDrainFailureRemovesNothing(t *testing.T) {
@@ -419,7 +419,7 @@ func TestScaleInDrainFailureRemovesNothing(t *testing.T) {
 	mockRemove(env, nil)
 	const msg = "state of acme-prod-shop-api-4 in acme-prod-shop-api: no such server"
 	env.OnActivity(lbA.SetServers, mock.Anything, mock.Anything).
-		Return(temporal.NewNonRetryableApplicationError(msg, activities.ErrNotFound, nil))
+		Return(temporal.NewNonRetryableApplicationError(msg, string(berth.ENotFound), nil))
 	mockExpose(env, exposeFaults{unexpose: unexposePlanFor(in.subject(), "api", "eu", false, in.Remove)})
 
 	env.ExecuteWorkflow(ScaleService, in)
@@ -432,7 +432,7 @@ func TestScaleInDrainFailureRemovesNothing(t *testing.T) {
 	require.Empty(t, rec.releases())
 	require.Empty(t, rec.callsOf("SetReplicas"))
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
+	require.Equal(t, berth.RunFailed, fin.Status)
 	require.Equal(t, msg, fin.Error)
 	require.Equal(t, []string{"drain running", "drain failed"}, rec.stepLog())
 }
@@ -457,7 +457,7 @@ func TestScaleInRemoveFailureFailsTheRun(t *testing.T) {
 	require.Equal(t, [][]string{{"acme-prod-shop-api-3"}}, rec.releases(), "only the removed instance's port is released")
 	require.Empty(t, rec.callsOf("SetReplicas"))
 	fin := rec.onlyFinish(t)
-	require.Equal(t, store.RunFailed, fin.Status)
+	require.Equal(t, berth.RunFailed, fin.Status)
 	require.Equal(t, msg, fin.Error)
 }
 
@@ -465,7 +465,7 @@ func TestScaleOutCancelDuringCMDBSyncStillRecordsReplicas(t *testing.T) {
 	env, rec := newExposeEnv(t)
 	in, plan := scaleOutInput()
 	mockDeploy(env, plan, deployFaults{})
-	env.OnActivity(cmA.SyncCMDB, mock.Anything, mock.Anything).After(time.Hour).Return(&activities.SyncResult{}, nil)
+	env.OnActivity(cmA.SyncCMDB, mock.Anything, mock.Anything).After(time.Hour).Return(&berth.SyncResult{}, nil)
 	mockExpose(env, exposeFaults{expose: exposePlanFor(in.subject(), "api", in.LB.Weight, plan.Instances)})
 	env.RegisterDelayedCallback(env.CancelWorkflow, 10*time.Minute)
 
@@ -473,7 +473,7 @@ func TestScaleOutCancelDuringCMDBSyncStillRecordsReplicas(t *testing.T) {
 
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError(), "everything but the best-effort CMDB sync is done")
-	require.Equal(t, store.RunSucceeded, rec.onlyFinish(t).Status)
+	require.Equal(t, berth.RunSucceeded, rec.onlyFinish(t).Status)
 	replicas := rec.callsOf("SetReplicas")
 	require.Len(t, replicas, 1, "the store must match the instances that run")
 	require.Equal(t, []any{uint(5), 4}, replicas[0].Arg)

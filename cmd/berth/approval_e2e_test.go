@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -28,12 +29,12 @@ type person struct {
 }
 
 // newPerson creates a user with roles on a tenant through the admin API and signs them in.
-func (hs *harness) newPerson(t testing.TB, name, tenant string, roles ...string) *person {
+func (hs *harness) newPerson(t testing.TB, name, tenant string, roles ...berth.Role) *person {
 	t.Helper()
 	p := &person{name: name, password: "pw-" + randHex(8), hs: hs}
 	var rs []map[string]string
 	for _, r := range roles {
-		rs = append(rs, map[string]string{"tenant": tenant, "role": r})
+		rs = append(rs, map[string]string{"tenant": tenant, "role": string(r)})
 	}
 	code := hs.apiJSON(t, "POST", "/api/v1/users", map[string]any{"name": name, "password": p.password, "roles": rs}, nil)
 	require.Equal(t, http.StatusCreated, code, "create user %s", name)
@@ -134,8 +135,8 @@ func decidePath(id uint) string { return fmt.Sprintf("/api/v1/approvals/%d/decid
 func TestApprovalSurvivesWorkerKill(t *testing.T) {
 	hs := needHarness(t)
 	tenant := hs.approvalTenant(t, "apkill")
-	dev := hs.newPerson(t, "kill-dev", tenant, store.RoleDeveloper)
-	approver := hs.newPerson(t, "kill-approver", tenant, store.RoleApprover)
+	dev := hs.newPerson(t, "kill-dev", tenant, berth.RoleDeveloper)
+	approver := hs.newPerson(t, "kill-approver", tenant, berth.RoleApprover)
 	runID := dev.startGate(t, tenant, "prod", map[string]any{"name": "web", "summary": "web 1.0 → 1.1"})
 	a := hs.waitApproval(t, runID)
 
@@ -146,15 +147,15 @@ func TestApprovalSurvivesWorkerKill(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, msg)
 	run := hs.waitRun(t, runID)
 	t.Logf("approval after a worker SIGKILL resumed the run in %s (includes the new worker's start)", time.Since(start).Round(time.Millisecond))
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	steps := map[string]store.Step{}
 	for _, s := range run.Steps {
 		steps[s.Name] = s
 	}
-	require.Equal(t, store.StepDone, steps["approval"].State)
+	require.Equal(t, berth.StepDone, steps["approval"].State)
 	require.Equal(t, "approved by kill-approver: after the crash", steps["approval"].Detail)
 	require.Greater(t, steps["approval"].WaitingMs, int64(0), "the wait is counted as waiting time")
-	require.Equal(t, store.StepDone, steps["released"].State)
+	require.Equal(t, berth.StepDone, steps["released"].State)
 }
 
 // TestApprovalRaceAndRules: approve and reject at the same moment give one
@@ -163,10 +164,10 @@ func TestApprovalSurvivesWorkerKill(t *testing.T) {
 func TestApprovalRaceAndRules(t *testing.T) {
 	hs := needHarness(t)
 	tenant := hs.approvalTenant(t, "aprace")
-	dev := hs.newPerson(t, "race-dev", tenant, store.RoleDeveloper, store.RoleApprover)
-	bob := hs.newPerson(t, "race-bob", tenant, store.RoleApprover)
-	carol := hs.newPerson(t, "race-carol", tenant, store.RoleApprover)
-	outsider := hs.newPerson(t, "race-out", tenant, store.RoleDeveloper)
+	dev := hs.newPerson(t, "race-dev", tenant, berth.RoleDeveloper, berth.RoleApprover)
+	bob := hs.newPerson(t, "race-bob", tenant, berth.RoleApprover)
+	carol := hs.newPerson(t, "race-carol", tenant, berth.RoleApprover)
+	outsider := hs.newPerson(t, "race-out", tenant, berth.RoleDeveloper)
 
 	runID := dev.startGate(t, tenant, "prod", map[string]any{"name": "api"})
 	a := hs.waitApproval(t, runID)
@@ -198,9 +199,9 @@ func TestApprovalRaceAndRules(t *testing.T) {
 	require.ElementsMatch(t, []int{http.StatusOK, http.StatusConflict}, codes, "exactly one decision wins")
 	run := hs.waitRun(t, runID)
 	if codes[0] == http.StatusOK {
-		require.Equal(t, store.RunSucceeded, run.Status)
+		require.Equal(t, berth.RunSucceeded, run.Status)
 	} else {
-		require.Equal(t, store.RunFailed, run.Status)
+		require.Equal(t, berth.RunFailed, run.Status)
 		require.Equal(t, "rejected by race-carol: at once", run.Error)
 	}
 	code, msg = bob.post(t, decidePath(a.ID), map[string]string{"decision": "approve", "comment": "late"}, nil)
@@ -213,12 +214,12 @@ func TestApprovalRaceAndRules(t *testing.T) {
 func TestApprovalTimeoutPolicy(t *testing.T) {
 	hs := needHarness(t)
 	tenant := hs.approvalTenant(t, "aptmo")
-	dev := hs.newPerson(t, "tmo-dev", tenant, store.RoleDeveloper)
-	bob := hs.newPerson(t, "tmo-bob", tenant, store.RoleApprover)
+	dev := hs.newPerson(t, "tmo-dev", tenant, berth.RoleDeveloper)
+	bob := hs.newPerson(t, "tmo-bob", tenant, berth.RoleApprover)
 	runID := dev.startGate(t, tenant, "dev", map[string]any{"name": "slow", "timeoutSec": 2, "onTimeout": "abort"})
 	a := hs.waitApproval(t, runID)
 	run := hs.waitRun(t, runID)
-	require.Equal(t, store.RunCancelled, run.Status)
+	require.Equal(t, berth.RunCancelled, run.Status)
 	require.Contains(t, run.Error, "not decided within 2s; run aborted")
 	code, msg := bob.post(t, decidePath(a.ID), map[string]string{"decision": "approve"}, nil)
 	require.Equal(t, http.StatusConflict, code)

@@ -17,7 +17,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/workflows"
 )
 
@@ -51,7 +51,7 @@ func benchDeploy(b *testing.B, n int) {
 		}
 		run := hs.waitRun(b, started.RunID)
 		berthTotal += time.Since(start)
-		if run.Status != store.RunSucceeded {
+		if run.Status != berth.RunSucceeded {
 			b.Fatalf("run %d: %s %s", run.ID, run.Status, run.Error)
 		}
 		b.StopTimer()
@@ -199,7 +199,7 @@ func BenchmarkScale(b *testing.B) {
 		tenant := fmt.Sprintf("%s-bs%s", hs.tenant, randHex(2))
 		apps := hs.newEnvOn(b, tenant, hs.hosts[0].Name, hs.hosts[1].Name)
 		code, started := hs.deploy(b, apps, "shop", webCompose("web", 2, ""))
-		if code != http.StatusAccepted || hs.waitRun(b, started.RunID).Status != store.RunSucceeded {
+		if code != http.StatusAccepted || hs.waitRun(b, started.RunID).Status != berth.RunSucceeded {
 			b.Fatal("deploy failed")
 		}
 		svc := hs.app(b, apps, "shop").Services[0]
@@ -210,7 +210,7 @@ func BenchmarkScale(b *testing.B) {
 		run := hs.waitRun(b, out.RunID)
 		total += time.Since(start)
 		b.StopTimer()
-		if run.Status != store.RunSucceeded {
+		if run.Status != berth.RunSucceeded {
 			b.Fatalf("scale: %s", run.Error)
 		}
 		if live := hs.pool(b, svc.ID).Live; len(live) != 20 {
@@ -240,7 +240,7 @@ func BenchmarkRelease(b *testing.B) {
 		for _, n := range []int{20, 10} {
 			app := fmt.Sprintf("shop%d", n)
 			code, started := hs.deploy(b, apps, app, webCompose("web", n, ""))
-			if code != http.StatusAccepted || hs.waitRun(b, started.RunID).Status != store.RunSucceeded {
+			if code != http.StatusAccepted || hs.waitRun(b, started.RunID).Status != berth.RunSucceeded {
 				b.Fatal("deploy failed")
 			}
 		}
@@ -252,7 +252,7 @@ func BenchmarkRelease(b *testing.B) {
 		start := time.Now()
 		var rs releaseStarted
 		hs.apiJSON(b, "POST", fmt.Sprintf("/api/v1/services/%d/releases", big.Services[0].ID), map[string]any{"image": "berth-sample:v2", "batchSize": 4}, &rs)
-		if run := hs.waitRun(b, rs.RunID); run.Status != store.RunSucceeded {
+		if run := hs.waitRun(b, rs.RunID); run.Status != berth.RunSucceeded {
 			b.Fatalf("release: %s", run.Error)
 		}
 		rel += time.Since(start)
@@ -266,7 +266,7 @@ func BenchmarkRelease(b *testing.B) {
 		b.StartTimer()
 		start = time.Now()
 		hs.apiJSON(b, "POST", fmt.Sprintf("/api/v1/services/%d/rollback", small.Services[0].ID), map[string]uint{"releaseId": v1}, &rs)
-		if run := hs.waitRun(b, rs.RunID); run.Status != store.RunSucceeded {
+		if run := hs.waitRun(b, rs.RunID); run.Status != berth.RunSucceeded {
 			b.Fatalf("rollback: %s", run.Error)
 		}
 		rb += time.Since(start)
@@ -303,7 +303,7 @@ func BenchmarkGreyWeightStep(b *testing.B) {
 	b.StopTimer()
 	apps := hs.newEnvOn(b, fmt.Sprintf("%s-bg%s", hs.tenant, randHex(2)), hs.hosts[0].Name, hs.hosts[1].Name)
 	code, started := hs.deploy(b, apps, "shop", webCompose("web", 4, ""))
-	if code != http.StatusAccepted || hs.waitRun(b, started.RunID).Status != store.RunSucceeded {
+	if code != http.StatusAccepted || hs.waitRun(b, started.RunID).Status != berth.RunSucceeded {
 		b.Fatal("deploy failed")
 	}
 	svc := hs.app(b, apps, "shop").Services[0]

@@ -11,6 +11,7 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -75,7 +76,7 @@ func TestBuildRelease(t *testing.T) {
 	var rs releaseStarted
 	require.NoError(t, json.Unmarshal(body, &rs))
 	run := hs.waitRun(t, rs.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "release-version-build")
 
 	ref := fmt.Sprintf("%s/%s/shop-web:9.0.0", hs.registry, tenant)
@@ -87,10 +88,10 @@ func TestBuildRelease(t *testing.T) {
 		require.Equal(t, ref, img, name)
 	}
 	rb := hs.releases(t, svc.ID)
-	require.Equal(t, store.ReleaseImage, rb.Releases[0].Kind)
+	require.Equal(t, berth.ReleaseImage, rb.Releases[0].Kind)
 	require.Equal(t, ref, rb.Releases[0].Image)
 	require.Equal(t, sha, rb.Releases[0].PackageSHA256)
-	require.Equal(t, store.ReleaseSucceeded, rb.Releases[0].Outcome)
+	require.Equal(t, berth.ReleaseSucceeded, rb.Releases[0].Outcome)
 	names := []string{}
 	for _, s := range run.Steps {
 		names = append(names, s.Name)
@@ -116,7 +117,7 @@ func TestBuildReleaseFailsBeforeInstances(t *testing.T) {
 	var rs releaseStarted
 	require.NoError(t, json.Unmarshal(body, &rs))
 	run := hs.waitRun(t, rs.RunID)
-	require.Equal(t, store.RunFailed, run.Status)
+	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "base image")
 	require.Contains(t, run.Error, "no instance was changed")
 	require.Equal(t, before, hs.containersOf(t, hs.tenant+"-badbuild"), "no container was added or removed")
@@ -139,7 +140,7 @@ func TestCommitInstanceToImage(t *testing.T) {
 	var rs releaseStarted
 	require.NoError(t, json.Unmarshal(body, &rs))
 	run := hs.waitRun(t, rs.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 
 	inst := hs.app(t, apps, "shop").Services[0].Instances[0]
 	var cs struct {
@@ -151,7 +152,7 @@ func TestCommitInstanceToImage(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, hs.apiJSON(t, "POST", "/api/v1/instances/no-such-instance/commit", map[string]string{"version": "c1"}, nil))
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", "/api/v1/instances/"+inst.Name+"/commit", map[string]string{"version": "c1", "comment": "debugged"}, &cs))
 	run = hs.waitRun(t, cs.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "commit-instance")
 	ref := fmt.Sprintf("%s/%s/shop-web:c1", hs.registry, tenant)
 	require.Equal(t, ref, cs.Image)
@@ -159,13 +160,13 @@ func TestCommitInstanceToImage(t *testing.T) {
 
 	rb := hs.releases(t, svc.ID)
 	require.Equal(t, cs.ReleaseID, rb.Releases[0].ID)
-	require.Equal(t, store.ReleaseCandidate, rb.Releases[0].Outcome)
-	require.Equal(t, store.ReleaseImage, rb.Releases[0].Kind)
+	require.Equal(t, berth.ReleaseCandidate, rb.Releases[0].Outcome)
+	require.Equal(t, berth.ReleaseImage, rb.Releases[0].Kind)
 	require.Equal(t, ref, rb.Releases[0].Image)
 	require.NotEqual(t, cs.ReleaseID, rb.CurrentID, "a candidate is not the current release")
 
 	_, run = hs.release(t, svc.ID, map[string]any{"image": ref, "batchSize": 2})
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	require.Equal(t, []string{"v9", "v9", "v9", "v9"}, hs.versions(t, apps))
 	images, nHosts := hs.instanceImages(t, apps)
 	require.Equal(t, 2, nHosts, "instances on both hosts")
@@ -203,7 +204,7 @@ func TestFileReleaseCommand(t *testing.T) {
 	var rs releaseStarted
 	require.NoError(t, json.Unmarshal(body, &rs))
 	run := hs.waitRun(t, rs.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	var rel releaseWithOutputs
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/releases/%d", rs.ReleaseID), nil, &rel))
 	require.Len(t, rel.Outputs, 4)
@@ -219,12 +220,12 @@ func TestFileReleaseCommand(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, code, "%s", body)
 	require.NoError(t, json.Unmarshal(body, &rs))
 	run = hs.waitRun(t, rs.RunID)
-	require.Equal(t, store.RunFailed, run.Status)
+	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "exit code 2")
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "release-version-command-failed")
 	rel = releaseWithOutputs{}
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/releases/%d", rs.ReleaseID), nil, &rel))
-	require.Equal(t, store.ReleaseRolledBack, rel.Outcome)
+	require.Equal(t, berth.ReleaseRolledBack, rel.Outcome)
 	require.Len(t, rel.Outputs, 2, "only batch 1 ran the command")
 	for _, o := range rel.Outputs {
 		require.Equal(t, 2, o.ExitCode, o.Instance)

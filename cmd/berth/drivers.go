@@ -8,11 +8,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/activities/firewall"
-	"github.com/berth-dev/berth/activities/firewall/nftables"
-	"github.com/berth-dev/berth/activities/lb"
-	"github.com/berth-dev/berth/activities/lb/haproxy"
+	"github.com/berth-dev/berth/firewall"
+	"github.com/berth-dev/berth/firewall/nftables"
+	"github.com/berth-dev/berth/lb"
+	"github.com/berth-dev/berth/lb/haproxy"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -40,7 +39,7 @@ func startHAProxy(ctx context.Context, g *errgroup.Group, gctx context.Context, 
 			return nil, nil, err
 		}
 		for i := range pools {
-			backends = append(backends, activities.BackendOf(&pools[i]))
+			backends = append(backends, lb.BackendOf(&pools[i]))
 		}
 	}
 	if err := m.Load(backends); err != nil {

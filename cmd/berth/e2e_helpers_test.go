@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -33,7 +34,7 @@ func (hs *harness) registerHosts(t testing.TB) {
 				"endpoint": th.Endpoint, "ip": th.IP, "volumeRoot": "/var/lib/berth-e2e/volumes"}, &out)
 			require.Equal(t, http.StatusAccepted, code)
 			run := hs.waitRun(t, out.Run.RunID)
-			require.Equal(t, store.RunSucceeded, run.Status, "provision %s: %s", th.Name, run.Error)
+			require.Equal(t, berth.RunSucceeded, run.Status, "provision %s: %s", th.Name, run.Error)
 			hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "provision-host")
 		}
 	})
@@ -41,7 +42,7 @@ func (hs *harness) registerHosts(t testing.TB) {
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/hosts", nil, &hosts))
 	ready := 0
 	for _, host := range hosts.Hosts {
-		if strings.HasPrefix(host.Name, hs.tenant) && host.State == store.HostReady {
+		if strings.HasPrefix(host.Name, hs.tenant) && host.State == berth.HostReady {
 			ready++
 		}
 	}
@@ -96,7 +97,7 @@ func (hs *harness) deployOK(t testing.TB, apps, app string, body []byte) store.R
 	code, started := hs.deploy(t, apps, app, body)
 	require.Equal(t, http.StatusAccepted, code)
 	run := hs.waitRun(t, started.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	return run
 }
 
@@ -144,7 +145,7 @@ func (hs *harness) waitRun(t testing.TB, id uint) store.Run {
 		if hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/runs/%d", id), nil, &rb) != http.StatusOK {
 			return false
 		}
-		return rb.Run.Status != store.RunPending && rb.Run.Status != store.RunRunning
+		return rb.Run.Status != berth.RunPending && rb.Run.Status != berth.RunRunning
 	}, 3*time.Minute, 10*time.Millisecond, "run %d did not finish", id)
 	return rb.Run
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -30,7 +31,7 @@ func TestDeployAcrossTwoHosts(t *testing.T) {
 	names := []string{}
 	for _, s := range run.Steps {
 		names = append(names, s.Name)
-		require.Equal(t, store.StepDone, s.State, s.Name)
+		require.Equal(t, berth.StepDone, s.State, s.Name)
 		require.NotNil(t, s.StartedAt)
 		require.NotNil(t, s.FinishedAt)
 	}
@@ -42,7 +43,7 @@ func TestDeployAcrossTwoHosts(t *testing.T) {
 	require.Len(t, byHost, len(hs.hosts), "containers on every host: %v", byHost)
 
 	ab := hs.app(t, apps, "shop")
-	require.Equal(t, store.StateRunning, ab.Application.State)
+	require.Equal(t, berth.StateRunning, ab.Application.State)
 	require.Len(t, ab.Services, 2)
 	seen := map[string]bool{}
 	total := 0
@@ -51,7 +52,7 @@ func TestDeployAcrossTwoHosts(t *testing.T) {
 		require.Len(t, svc.Instances, want, svc.Name)
 		for _, in := range svc.Instances {
 			total++
-			require.Equal(t, store.StateRunning, in.State)
+			require.Equal(t, berth.StateRunning, in.State)
 			require.NotEmpty(t, in.ContainerID)
 			require.NotEmpty(t, in.Host)
 			require.Len(t, in.Ports, 1)
@@ -78,10 +79,10 @@ func TestDeployAcrossTwoHosts(t *testing.T) {
 	var del runStartedBody
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "DELETE", apps+"/shop", nil, &del))
 	drun := hs.waitRun(t, del.RunID)
-	require.Equal(t, store.RunSucceeded, drun.Status, drun.Error)
+	require.Equal(t, berth.RunSucceeded, drun.Status, drun.Error)
 	require.Equal(t, 0, countAll(hs.containersOf(t, tenant)))
 	ab = hs.app(t, apps, "shop")
-	require.Equal(t, store.StateDeleted, ab.Application.State)
+	require.Equal(t, berth.StateDeleted, ab.Application.State)
 	for _, svc := range ab.Services {
 		require.Empty(t, svc.Instances)
 	}
@@ -115,7 +116,7 @@ func TestWorkerKilledMidDeploy(t *testing.T) {
 	require.Eventually(t, func() bool { return countAll(hs.containersOf(t, tenant)) >= 2 }, time.Minute, 20*time.Millisecond)
 	hs.restartWorkerHard(t)
 	run := hs.waitRun(t, started.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 
 	byHost := hs.containersOf(t, tenant)
 	all := []string{}
@@ -141,18 +142,18 @@ func TestMissingImageLeavesNothing(t *testing.T) {
 	code, started := hs.deploy(t, apps, "ghost", readCompose(t, "missing-image.yaml"))
 	require.Equal(t, http.StatusAccepted, code)
 	run := hs.waitRun(t, started.RunID)
-	require.Equal(t, store.RunFailed, run.Status)
+	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "berth-missing:nope")
 	require.Contains(t, run.Error, "no configured registry")
 	require.Equal(t, 0, countAll(hs.containersOf(t, tenant)))
 	require.Empty(t, hs.portsOfTenant(t, tenant))
-	require.Equal(t, store.StateFailed, hs.app(t, apps, "ghost").Application.State)
+	require.Equal(t, berth.StateFailed, hs.app(t, apps, "ghost").Application.State)
 
 	// A fixed compose can be deployed afterwards under the same name.
 	code, started = hs.deploy(t, apps, "ghost", readCompose(t, "single.yaml"))
 	require.Equal(t, http.StatusAccepted, code)
 	run = hs.waitRun(t, started.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 }
 
 // When a later service never becomes healthy, the containers of the earlier
@@ -181,15 +182,15 @@ func TestFailedHealthUndoesEverything(t *testing.T) {
 	code, started := hs.deploy(t, apps, "sick", body)
 	require.Equal(t, http.StatusAccepted, code)
 	run := hs.waitRun(t, started.RunID)
-	require.Equal(t, store.RunFailed, run.Status)
+	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "unhealthy")
 	steps := map[string]string{}
 	for _, s := range run.Steps {
-		steps[s.Name] = s.State
+		steps[s.Name] = string(s.State)
 	}
-	require.Equal(t, store.StepDone, steps["start db"])
-	require.Equal(t, store.StepFailed, steps["start app"])
-	require.Equal(t, store.StepDone, steps["undo"])
+	require.Equal(t, berth.StepDone, steps["start db"])
+	require.Equal(t, berth.StepFailed, steps["start app"])
+	require.Equal(t, berth.StepDone, steps["undo"])
 	require.Equal(t, 0, countAll(hs.containersOf(t, tenant)))
 	require.Empty(t, hs.portsOfTenant(t, tenant))
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "deploy-stack-undo")
@@ -222,7 +223,7 @@ func TestConcurrentDeploysNeverSharePort(t *testing.T) {
 	for i, r := range runs {
 		require.Equal(t, http.StatusAccepted, codes[i])
 		run := hs.waitRun(t, r.RunID)
-		require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+		require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	}
 	pas := hs.portsOfTenant(t, tenant)
 	require.Len(t, pas, 3*4*2)
@@ -263,7 +264,7 @@ func TestSameDeployTwiceStartsOneRun(t *testing.T) {
 	require.ElementsMatch(t, []int{http.StatusAccepted, http.StatusOK}, codes)
 	require.Equal(t, out[0].RunID, out[1].RunID)
 	run := hs.waitRun(t, out[0].RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	// After it finished, the same request is still the same run.
 	code, again := hs.deploy(t, apps, "once", body)
 	require.Equal(t, http.StatusOK, code)
@@ -313,7 +314,7 @@ func TestHostileComposeRefused(t *testing.T) {
 	require.NotEmpty(t, res.Notes)
 	require.Contains(t, strings.Join(res.Notes, " "), "ignored")
 	run := hs.waitRun(t, res.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	ab := hs.app(t, apps, "fixed")
 	p := ab.Services[0].Instances[0].Ports[0]
 	require.NotEqual(t, 80, p.HostPort)
@@ -369,11 +370,11 @@ func TestUnreachableHostIsDown(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", "/api/v1/hosts", map[string]string{"name": name, "region": "local",
 		"endpoint": "unix:///run/berth-nothing-here.sock", "ip": "127.0.0.9"}, &out))
 	run := hs.waitRun(t, out.Run.RunID)
-	require.Equal(t, store.RunFailed, run.Status)
+	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "does not answer")
 	var host store.Host
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/hosts/"+name, nil, &host))
-	require.Equal(t, store.HostDown, host.State)
+	require.Equal(t, berth.HostDown, host.State)
 	require.Contains(t, host.Reason, "does not answer")
 
 	apps := hs.newEnvOn(t, hs.tenant+"-down", name)
@@ -396,7 +397,7 @@ func TestCancelDeployUndoes(t *testing.T) {
 	require.Eventually(t, func() bool { return countAll(hs.containersOf(t, tenant)) == 2 }, time.Minute, 20*time.Millisecond)
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/runs/%d/cancel", started.RunID), nil, nil))
 	run := hs.waitRun(t, started.RunID)
-	require.Equal(t, store.RunCancelled, run.Status)
+	require.Equal(t, berth.RunCancelled, run.Status)
 	require.Equal(t, 0, countAll(hs.containersOf(t, tenant)))
 	require.Empty(t, hs.portsOfTenant(t, tenant))
 	// Cancelling a finished run is a conflict, not a silent success.

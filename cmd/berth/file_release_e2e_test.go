@@ -14,9 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berth-dev/berth"
 	"github.com/stretchr/testify/require"
-
-	"github.com/berth-dev/berth/store"
 )
 
 // uploadRelease posts a package as a multipart file release.
@@ -81,7 +80,7 @@ func TestFileRelease(t *testing.T) {
 	require.NoError(t, json.Unmarshal(body, &rs))
 	run := hs.waitRun(t, rs.RunID)
 	ok, failed, last := l.finish()
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	t.Logf("load through HAProxy during the file release: %d requests, %d failed", ok+failed, failed)
 	require.Zero(t, failed, "last failure: %s", last)
 	require.Equal(t, []string{"v9", "v9", "v9", "v9"}, hs.versions(t, apps))
@@ -92,9 +91,9 @@ func TestFileRelease(t *testing.T) {
 		require.Equal(t, sha, strings.TrimSpace(string(b)), in.Name)
 	}
 	rb := hs.releases(t, svc.ID)
-	require.Equal(t, store.ReleaseFile, rb.Releases[0].Kind)
+	require.Equal(t, berth.ReleaseFile, rb.Releases[0].Kind)
 	require.Equal(t, sha, rb.Releases[0].PackageSHA256)
-	require.Equal(t, store.ReleaseSucceeded, rb.Releases[0].Outcome)
+	require.Equal(t, berth.ReleaseSucceeded, rb.Releases[0].Outcome)
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "release-version-file")
 }
 

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/workflows"
 )
 
@@ -149,7 +149,7 @@ steps:
 	hs.greyAction(t, svc.ID, "promote")
 	run := hs.waitRun(t, rs.RunID)
 	ok, failed, last := l.finish()
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	t.Logf("load through HAProxy during promote: %d requests, %d failed", ok+failed, failed)
 	require.Zero(t, failed, "last failure: %s", last)
 	require.Equal(t, []string{"v2", "v2", "v2", "v2"}, hs.versions(t, apps))
@@ -163,7 +163,7 @@ steps:
 	}
 	rb := hs.releases(t, svc.ID)
 	require.Equal(t, rs.ReleaseID, rb.LastGoodID)
-	require.Equal(t, store.StrategyGrey, rb.Releases[0].Strategy)
+	require.Equal(t, berth.StrategyGrey, rb.Releases[0].Strategy)
 	require.Equal(t, 4, countAll(hs.containersOf(t, hs.tenant+"-grey")))
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "grey-release-promoted")
 }
@@ -173,7 +173,7 @@ steps:
 // open firewall openings; CMDB items.
 func (hs *harness) serviceSnapshot(t testing.TB, serviceID uint, tenant string) string {
 	t.Helper()
-	var opens struct{ Openings []store.FirewallOpening }
+	var opens struct{ Openings []berth.FirewallOpening }
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/firewall/openings?state=open", nil, &opens))
 	var open []string
 	for _, o := range opens.Openings {
@@ -247,7 +247,7 @@ steps:
 	close(stop)
 	m := <-done
 	t.Logf("answers during the grey release: %v", m)
-	require.Equal(t, store.RunFailed, run.Status)
+	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "analysis failed: canary 5xx share")
 	require.Positive(t, m["500 injected failure"], "the canary did fail requests")
 	for k, v := range m {
@@ -258,7 +258,7 @@ steps:
 		}
 	}
 	rb := hs.releases(t, svc.ID)
-	require.Equal(t, store.ReleaseAborted, rb.Releases[0].Outcome)
+	require.Equal(t, berth.ReleaseAborted, rb.Releases[0].Outcome)
 	require.NotEqual(t, rs.ReleaseID, rb.LastGoodID)
 	require.Equal(t, before, hs.serviceSnapshot(t, svc.ID, hs.tenant+"-greybad"), "the service is exactly as before")
 	require.Equal(t, []string{"v1", "v1", "v1", "v1"}, hs.versions(t, apps))
@@ -289,7 +289,7 @@ func TestGreyReleaseAbortAndDeadline(t *testing.T) {
 	require.NotEqual(t, before, hs.serviceSnapshot(t, svc.ID, tenant))
 	hs.greyAction(t, svc.ID, "abort")
 	run := hs.waitRun(t, rs.RunID)
-	require.Equal(t, store.RunCancelled, run.Status)
+	require.Equal(t, berth.RunCancelled, run.Status)
 	require.Contains(t, run.Error, "aborted by")
 	require.Equal(t, before, hs.serviceSnapshot(t, svc.ID, tenant), "abort leaves the service exactly as before")
 	require.Equal(t, http.StatusConflict, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/grey/promote", svc.ID), nil, nil),
@@ -297,18 +297,18 @@ func TestGreyReleaseAbortAndDeadline(t *testing.T) {
 
 	rs = hs.startGrey(t, svc.ID, `{"image": "berth-sample:v2", "progressDeadline": "6s", "steps": [{"setWeight": 10}, {"pause": {}}]}`)
 	run = hs.waitRun(t, rs.RunID)
-	require.Equal(t, store.RunFailed, run.Status)
+	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "progress deadline of 6s passed with nobody acting")
 	require.Equal(t, before, hs.serviceSnapshot(t, svc.ID, tenant))
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "grey-release-deadline")
 	rb := hs.releases(t, svc.ID)
-	require.Equal(t, store.ReleaseAborted, rb.Releases[0].Outcome)
+	require.Equal(t, berth.ReleaseAborted, rb.Releases[0].Outcome)
 
 	// Retrying the run starts the same grey release again.
 	var again runStartedBody
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/runs/%d/retry", rs.RunID), nil, &again))
 	retried := hs.waitRun(t, again.RunID)
-	require.Equal(t, "grey-release", retried.Kind)
+	require.Equal(t, berth.KindGreyRelease, retried.Kind)
 	require.Equal(t, rs.RunID, retried.RetryOf)
 	require.Contains(t, retried.Error, "progress deadline of 6s passed")
 	require.Equal(t, before, hs.serviceSnapshot(t, svc.ID, tenant))
@@ -324,8 +324,8 @@ func TestGreyReleaseApprovalSurvivesWorkerKill(t *testing.T) {
 	hs.deployOK(t, apps, "shop", webCompose("web", 2, ""))
 	svc := hs.app(t, apps, "shop").Services[0]
 	front := "http://" + hs.pool(t, svc.ID).Backend.ListenAddr + "/version"
-	dev := hs.newPerson(t, "grey-dev", tenant, store.RoleDeveloper)
-	approver := hs.newPerson(t, "grey-approver", tenant, store.RoleApprover)
+	dev := hs.newPerson(t, "grey-dev", tenant, berth.RoleDeveloper)
+	approver := hs.newPerson(t, "grey-approver", tenant, berth.RoleApprover)
 
 	var rs releaseStarted
 	code, msg := dev.post(t, fmt.Sprintf("/api/v1/services/%d/grey", svc.ID), map[string]any{"image": "berth-sample:v2",
@@ -364,7 +364,7 @@ func TestGreyReleaseApprovalSurvivesWorkerKill(t *testing.T) {
 	code, msg = approver.post(t, decidePath(a.ID), map[string]string{"decision": "approve", "comment": "canary looks fine"}, nil)
 	require.Equal(t, http.StatusOK, code, msg)
 	run := hs.waitRun(t, rs.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	require.Equal(t, []string{"v2", "v2"}, hs.versions(t, apps))
 	require.Empty(t, hs.pool(t, svc.ID).Backend.Routes)
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "grey-release-approved-after-kill")
@@ -405,7 +405,7 @@ func TestGreyReleaseRefusals(t *testing.T) {
 	hs.greyAction(t, svc.ID, "resume")
 	hs.waitGrey(t, svc.ID, "resumed into the last pause", func(s *workflows.GreyState) bool { return s.Step == 2 && s.Paused })
 	hs.greyAction(t, svc.ID, "abort")
-	require.Equal(t, store.RunCancelled, hs.waitRun(t, rs.RunID).Status)
+	require.Equal(t, berth.RunCancelled, hs.waitRun(t, rs.RunID).Status)
 	require.Equal(t, 1, countAll(hs.containersOf(t, hs.tenant+"-greyno")))
 }
 
@@ -418,7 +418,7 @@ func TestUIGreyRelease(t *testing.T) {
 	apps := hs.newEnvWith(t, tenant, map[string]any{"name": "dev"})
 	hs.deployOK(t, apps, "shop", webCompose("web", 2, ""))
 	svc := hs.app(t, apps, "shop").Services[0]
-	dev := hs.newPerson(t, "greyui-dev", tenant, store.RoleDeveloper)
+	dev := hs.newPerson(t, "greyui-dev", tenant, berth.RoleDeveloper)
 	ctx := window(t, newBrowser(t))
 	hs.signIn(t, ctx, dev, fmt.Sprintf("/services/%d", svc.ID))
 	waitJS(t, ctx, `document.getElementById('grey-live').textContent.includes('No grey release yet')`, 10*time.Second)
@@ -462,7 +462,7 @@ func TestServiceClone(t *testing.T) {
 	var out runStartedBody
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", path, map[string]any{"name": "shop-try", "image": "berth-sample:v2", "replicas": 1}, &out))
 	run := hs.waitRun(t, out.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	clone := hs.app(t, apps, "shop-try").Services[0]
 	require.Equal(t, "web", clone.Name)
 	require.Len(t, clone.Instances, 1)
@@ -500,7 +500,7 @@ func TestGreyReleaseOfPackage(t *testing.T) {
 	require.InDelta(t, 50, share(m, "v9", 400), 6, "%v", m)
 	hs.greyAction(t, svc.ID, "promote")
 	run := hs.waitRun(t, rs.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	require.Equal(t, []string{"v9", "v9"}, hs.versions(t, apps))
 	require.Equal(t, "build", run.Steps[0].Name)
 
@@ -540,14 +540,14 @@ func TestGreyReleaseOfFilePackage(t *testing.T) {
 	hs.greyAction(t, svc.ID, "promote")
 	run := hs.waitRun(t, rs.RunID)
 	ok, failed, last := l.finish()
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	t.Logf("load through HAProxy during the file promote: %d requests, %d failed", ok+failed, failed)
 	require.Zero(t, failed, "last failure: %s", last)
 	require.Equal(t, []string{"v9", "v9"}, hs.versions(t, apps))
 	svc = hs.app(t, apps, "shop").Services[0]
 	require.ElementsMatch(t, before, []string{svc.Instances[0].Name, svc.Instances[1].Name}, "the package went into the stable instances in place")
 	rb := hs.releases(t, svc.ID)
-	require.Equal(t, store.ReleaseFile, rb.Releases[0].Kind)
+	require.Equal(t, berth.ReleaseFile, rb.Releases[0].Kind)
 	require.Equal(t, rs.ReleaseID, rb.LastGoodID)
 	require.Equal(t, 2, countAll(hs.containersOf(t, hs.tenant+"-greyfile")), "the canary is gone")
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "grey-release-file")
@@ -562,7 +562,7 @@ func TestUIRetryAppearsWhenOpenRunEnds(t *testing.T) {
 	apps := hs.newEnvWith(t, tenant, map[string]any{"name": "dev"})
 	hs.deployOK(t, apps, "shop", webCompose("web", 1, ""))
 	svc := hs.app(t, apps, "shop").Services[0]
-	dev := hs.newPerson(t, "greyrt-dev", tenant, store.RoleDeveloper)
+	dev := hs.newPerson(t, "greyrt-dev", tenant, berth.RoleDeveloper)
 	var rs releaseStarted
 	code, msg := dev.post(t, fmt.Sprintf("/api/v1/services/%d/grey", svc.ID), map[string]any{"image": "berth-sample:v2",
 		"steps": []map[string]any{{"setWeight": 10}, {"pause": map[string]any{}}}}, &rs)
@@ -583,6 +583,6 @@ func TestUIRetryAppearsWhenOpenRunEnds(t *testing.T) {
 	hs.waitGrey(t, svc.ID, "the retried grey release paused", func(s *workflows.GreyState) bool { return s.Paused })
 	hs.greyAction(t, svc.ID, "abort")
 	run := hs.waitRun(t, again)
-	require.Equal(t, "grey-release", run.Kind)
+	require.Equal(t, berth.KindGreyRelease, run.Kind)
 	require.Equal(t, rs.RunID, run.RetryOf)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -34,7 +35,7 @@ func TestUIGrid(t *testing.T) {
 	hs.deployOK(t, apps, "hello", readCompose(t, "single.yaml"))
 	svc := hs.app(t, apps, "hello").Services[0]
 
-	viewer := hs.newPerson(t, tenant+"-viewer", tenant, store.RoleDeveloper, store.RoleApprover)
+	viewer := hs.newPerson(t, tenant+"-viewer", tenant, berth.RoleDeveloper, berth.RoleApprover)
 	ctx := window(t, newBrowser(t))
 	hs.signIn(t, ctx, viewer, "/")
 	cell := fmt.Sprintf(`td[data-env="prod"] a.version[href="/services/%d"]`, svc.ID)
@@ -76,7 +77,7 @@ func TestUIGrid(t *testing.T) {
 	code, msg := viewer.post(t, decidePath(a.ID), map[string]string{"decision": "approve", "comment": "grid test"}, nil)
 	require.Equal(t, http.StatusOK, code, msg)
 	run := hs.waitRun(t, rs.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	do(t, ctx, chromedp.Navigate(hs.apiURL+"/"), chromedp.WaitVisible(chromedp.CSS(cell)))
 	text = eval[string](t, ctx, cellText)
 	require.Contains(t, text, "v2")
@@ -90,8 +91,8 @@ func TestUIAdminPages(t *testing.T) {
 	hs := needHarness(t)
 	hs.registerHosts(t)
 	tenant := hs.approvalTenant(t, "adm")
-	dev := hs.newPerson(t, tenant+"-dev", tenant, store.RoleDeveloper, store.RoleAdmin)
-	root := hs.newPerson(t, tenant+"-root", "", store.RoleAdmin)
+	dev := hs.newPerson(t, tenant+"-dev", tenant, berth.RoleDeveloper, berth.RoleAdmin)
+	root := hs.newPerson(t, tenant+"-root", "", berth.RoleAdmin)
 
 	browser := newBrowser(t)
 	devWin, adminWin := window(t, browser), window(t, browser)
@@ -128,7 +129,7 @@ func TestUIAdminPages(t *testing.T) {
 	require.Eventually(t, func() bool {
 		var hh store.Host
 		hs.apiJSON(t, "GET", "/api/v1/hosts/"+name, nil, &hh)
-		return hh.State == store.HostDown
+		return hh.State == berth.HostDown
 	}, 90*time.Second, 500*time.Millisecond, "an unreachable host is marked down")
 	do(t, adminWin, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#host-"+name)))
 	row = eval[string](t, adminWin, `document.querySelector('#host-`+name+`').textContent`)

@@ -26,7 +26,7 @@ import (
 	sdkclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/berth-dev/berth/activities/cmdb"
+	"github.com/berth-dev/berth/cmdb"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/store/storetest"
 )

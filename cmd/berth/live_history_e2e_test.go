@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/workflows"
 )
 
@@ -69,7 +69,7 @@ func TestUIServiceLiveAndHistory(t *testing.T) {
 
 	// Reads are scoped: a developer of another tenant may not read them.
 	hs.newEnv(t, "live5o")
-	outsider := hs.newPerson(t, "live5-out", hs.tenant+"-live5o", store.RoleDeveloper)
+	outsider := hs.newPerson(t, "live5-out", hs.tenant+"-live5o", berth.RoleDeveloper)
 	req, _ := http.NewRequest("GET", hs.apiURL+"/api/v1/instances/"+inst+"/logs", nil)
 	resp, err := outsider.client.Do(req)
 	require.NoError(t, err)
@@ -77,7 +77,7 @@ func TestUIServiceLiveAndHistory(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
 
 	// The page: charts with memory above zero and the log tail, as text.
-	viewer := hs.newPerson(t, "live5-dev", tenant, store.RoleDeveloper, store.RoleReleaseManager)
+	viewer := hs.newPerson(t, "live5-dev", tenant, berth.RoleDeveloper, berth.RoleReleaseManager)
 	ctx := window(t, newBrowser(t))
 	hs.signIn(t, ctx, viewer, fmt.Sprintf("/services/%d", svc.ID))
 	box := fmt.Sprintf(`document.querySelector('.live-inst[data-instance="%s"]')`, inst)
@@ -101,7 +101,7 @@ func TestUIServiceLiveAndHistory(t *testing.T) {
 
 	// A release, then the service's history lists it with the runs.
 	rs, run := hs.release(t, svc.ID, map[string]any{"image": "berth-sample:v2", "batchSize": 1})
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	do(t, ctx, chromedp.Navigate(fmt.Sprintf("%s/services/%d", hs.apiURL, svc.ID)), chromedp.WaitVisible(chromedp.CSS("a.history-link")),
 		chromedp.Click(chromedp.CSS("a.history-link")), chromedp.WaitVisible(chromedp.CSS("table.releases")))
 	rows := eval[string](t, ctx, `document.querySelector('table.releases tbody').textContent`)
@@ -121,8 +121,8 @@ func TestUIRunHistoryAndRetry(t *testing.T) {
 	hs := needHarness(t)
 	apps := hs.newEnv(t, "retry5")
 	tenant := hs.tenant + "-retry5"
-	dev := hs.newPerson(t, "retry5-dev", tenant, store.RoleDeveloper)
-	rm := hs.newPerson(t, "retry5-rm", tenant, store.RoleReleaseManager)
+	dev := hs.newPerson(t, "retry5-dev", tenant, berth.RoleDeveloper)
+	rm := hs.newPerson(t, "retry5-rm", tenant, berth.RoleReleaseManager)
 	compose := `services:
   db:
     image: berth-sample:v1
@@ -143,7 +143,7 @@ func TestUIRunHistoryAndRetry(t *testing.T) {
 	code, msg := dev.post(t, apps, map[string]string{"name": "flaky", "compose": compose}, &started)
 	require.Equal(t, http.StatusAccepted, code, msg)
 	failed := hs.waitRun(t, started.RunID)
-	require.Equal(t, store.RunFailed, failed.Status)
+	require.Equal(t, berth.RunFailed, failed.Status)
 
 	// The history through the API, page by page: every event once, in order.
 	total := 0
@@ -221,6 +221,6 @@ func TestUIRunHistoryAndRetry(t *testing.T) {
 	retried := hs.waitRun(t, newID)
 	require.Equal(t, failed.ID, retried.RetryOf)
 	require.Equal(t, "retry5-dev", retried.StartedBy)
-	require.Equal(t, store.RunFailed, retried.Status, "the same request fails the same way")
+	require.Equal(t, berth.RunFailed, retried.Status, "the same request fails the same way")
 	require.Equal(t, 0, countAll(hs.containersOf(t, tenant)), "each failed try undid its work")
 }

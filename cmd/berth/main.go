@@ -17,10 +17,12 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
-	"github.com/berth-dev/berth/activities/artifacts"
-	"github.com/berth-dev/berth/activities/cmdb"
-	"github.com/berth-dev/berth/activities/compose"
+	"github.com/berth-dev/berth/artifacts"
+	"github.com/berth-dev/berth/cmdb"
+	"github.com/berth-dev/berth/compose"
+	"github.com/berth-dev/berth/engine"
 	"github.com/berth-dev/berth/server"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/worker"
@@ -123,7 +125,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if cmd == "dev" || cmd == "worker" {
-		engines := activities.NewEnginePool()
+		engines := engine.NewEnginePool()
 		defer engines.Close()
 		wcfg := worker.Config{Central: cmd == "dev" || central, Regions: cfg.Regions,
 			Store: activities.NewStore(st, st, st), Docker: activities.NewDocker(engines, cfg.Registry)}
@@ -162,7 +164,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		}
 		opts := compose.DefaultOptions()
 		opts.AllowedBindRoots = cfg.BindRoots
-		lbs := activities.LBSettings{Enabled: cfg.LB != "none", ListenIP: cfg.LBIP, PortMin: cfg.LBPortMin, PortMax: cfg.LBPortMax,
+		lbs := berth.LBSettings{Enabled: cfg.LB != "none", ListenIP: cfg.LBIP, PortMin: cfg.LBPortMin, PortMax: cfg.LBPortMax,
 			Weight: cfg.LBWeight, Firewall: cfg.Firewall}
 		api := server.New(server.Config{Token: cfg.Token, AdminPassword: cfg.AdminPassword, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
 			HealthTimeout: cfg.HealthTimeout, Compose: opts, TemporalUIURL: cfg.TemporalUIURL,

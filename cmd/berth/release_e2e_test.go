@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -74,7 +75,7 @@ func TestImageReleaseUnderLoad(t *testing.T) {
 	l := startLoad(t, front)
 	rs, run := hs.release(t, svc.ID, map[string]any{"image": "berth-sample:v2", "batchSize": 2})
 	ok, failed, last := l.finish()
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	t.Logf("load through HAProxy during release v1 → v2: %d requests, %d failed", ok+failed, failed)
 	require.Zero(t, failed, "last failure: %s", last)
 	require.Greater(t, ok, int64(50))
@@ -85,7 +86,7 @@ func TestImageReleaseUnderLoad(t *testing.T) {
 	rb := hs.releases(t, svc.ID)
 	require.Len(t, rb.Releases, 2)
 	require.Equal(t, "v2", rb.Releases[0].Version)
-	require.Equal(t, store.ReleaseSucceeded, rb.Releases[0].Outcome)
+	require.Equal(t, berth.ReleaseSucceeded, rb.Releases[0].Outcome)
 	require.Equal(t, "v1", rb.Releases[1].Version)
 	require.Equal(t, rb.Releases[1].ID, rb.Releases[0].PreviousID)
 	require.Equal(t, rs.ReleaseID, rb.CurrentID)
@@ -100,22 +101,22 @@ func TestFailedBatchRollsBack(t *testing.T) {
 	hs := needHarness(t)
 	apps, svc := hs.deployForRelease(t, "relbad")
 	rs, run := hs.release(t, svc.ID, map[string]any{"image": "berth-sample:v3bad", "batchSize": 2})
-	require.Equal(t, store.RunFailed, run.Status)
+	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "rolled back to berth-sample:v1")
 	steps := map[string]string{}
 	for _, s := range run.Steps {
-		steps[s.Name] = s.State
+		steps[s.Name] = string(s.State)
 	}
-	require.Equal(t, store.StepDone, steps["batch 1/2"])
-	require.Equal(t, store.StepFailed, steps["batch 2/2"])
-	require.Equal(t, store.StepDone, steps["rollback"])
+	require.Equal(t, berth.StepDone, steps["batch 1/2"])
+	require.Equal(t, berth.StepFailed, steps["batch 2/2"])
+	require.Equal(t, berth.StepDone, steps["rollback"])
 	require.Equal(t, []string{"v1", "v1", "v1", "v1"}, hs.versions(t, apps))
 	svc = hs.app(t, apps, "shop").Services[0]
 	require.Len(t, svc.Instances, 4)
 	requirePoolMatches(t, hs.pool(t, svc.ID), svc.Instances)
 	rb := hs.releases(t, svc.ID)
 	require.Equal(t, rs.ReleaseID, rb.Releases[0].ID)
-	require.Equal(t, store.ReleaseRolledBack, rb.Releases[0].Outcome)
+	require.Equal(t, berth.ReleaseRolledBack, rb.Releases[0].Outcome)
 	require.Contains(t, rb.Releases[0].Reason, "healthy")
 	require.NotEqual(t, rs.ReleaseID, rb.LastGoodID, "a failed release never becomes last-good")
 	require.Equal(t, rb.Releases[1].ID, rb.CurrentID)
@@ -128,9 +129,9 @@ func TestRollbackToAnyEarlierRelease(t *testing.T) {
 	hs := needHarness(t)
 	apps, svc := hs.deployForRelease(t, "relrb")
 	_, run := hs.release(t, svc.ID, map[string]any{"image": "berth-sample:v2", "batchSize": 4})
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	_, run = hs.release(t, svc.ID, map[string]any{"image": "berth-sample:v3", "batchSize": 4})
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	require.Equal(t, []string{"v3", "v3", "v3", "v3"}, hs.versions(t, apps))
 	rb := hs.releases(t, svc.ID)
 	v1 := rb.Releases[len(rb.Releases)-1]
@@ -139,8 +140,8 @@ func TestRollbackToAnyEarlierRelease(t *testing.T) {
 	var rs releaseStarted
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/rollback", svc.ID), map[string]uint{"releaseId": v1.ID}, &rs))
 	run = hs.waitRun(t, rs.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
-	require.Equal(t, "rollback", run.Kind)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.KindRollback, run.Kind)
 	var batches []string
 	for _, s := range run.Steps {
 		if len(s.Name) > 5 && s.Name[:5] == "batch" {
@@ -182,9 +183,9 @@ func TestConcurrentReleasesOneWins(t *testing.T) {
 	require.Contains(t, outs[1-winner].Error.Message, fmt.Sprintf("run %d", outs[winner].RunID))
 	require.Contains(t, outs[1-winner].Error.Message, "by admin")
 	run := hs.waitRun(t, outs[winner].RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	_, run = hs.release(t, svc.ID, map[string]any{"image": "berth-sample:v3", "batchSize": 4})
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 }
 
 // SIGKILL of the worker mid-release: after restart the release completes
@@ -199,14 +200,14 @@ func TestWorkerKilledMidRelease(t *testing.T) {
 	require.Eventually(t, func() bool { return countAll(hs.containersOf(t, tenant)) > 4 }, 2*time.Minute, 10*time.Millisecond)
 	hs.restartWorkerHard(t)
 	run := hs.waitRun(t, rs.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	require.Equal(t, []string{"v2", "v2", "v2", "v2"}, hs.versions(t, apps))
 	require.Equal(t, 4, countAll(hs.containersOf(t, tenant)))
 	require.Len(t, hs.portsOfTenant(t, tenant), 4)
 	svc = hs.app(t, apps, "shop").Services[0]
 	requirePoolMatches(t, hs.pool(t, svc.ID), svc.Instances)
 	_, run = hs.release(t, svc.ID, map[string]any{"image": "berth-sample:v3", "batchSize": 4})
-	require.Equal(t, store.RunSucceeded, run.Status, "the lock is free after the killed release: %s", run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, "the lock is free after the killed release: %s", run.Error)
 }
 
 // Bad release requests are refused before anything starts.
@@ -223,7 +224,7 @@ func TestReleaseRefusals(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/rollback", svc.ID), map[string]any{"releaseId": 999999}, &e))
 	// An image no host has and no registry holds fails before any instance changes.
 	_, run := hs.release(t, svc.ID, map[string]any{"image": "berth-sample:nope"})
-	require.Equal(t, store.RunFailed, run.Status)
+	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "no configured registry")
 	require.Contains(t, run.Error, "no instance was changed")
 	require.Equal(t, 4, countAll(hs.containersOf(t, hs.tenant+"-relno")))
@@ -250,13 +251,13 @@ func TestReleaseWaitsForApproval(t *testing.T) {
 	code, msg = approver.post(t, decidePath(a.ID), map[string]string{"decision": "approve", "comment": "CAB-7 ok"}, nil)
 	require.Equal(t, http.StatusOK, code, msg)
 	run := hs.waitRun(t, rs.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	require.Equal(t, []string{"v2", "v2", "v2", "v2"}, hs.versions(t, apps))
 	steps := map[string]store.Step{}
 	for _, s := range run.Steps {
 		steps[s.Name] = s
 	}
-	require.Equal(t, store.StepDone, steps["approval"].State)
+	require.Equal(t, berth.StepDone, steps["approval"].State)
 	require.Positive(t, steps["approval"].WaitingMs, "the wait for people counts as waiting time")
 
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/releases", svc.ID),
@@ -265,12 +266,12 @@ func TestReleaseWaitsForApproval(t *testing.T) {
 	code, msg = approver.post(t, decidePath(a.ID), map[string]string{"decision": "reject", "comment": "freeze week"}, nil)
 	require.Equal(t, http.StatusOK, code, msg)
 	run = hs.waitRun(t, rs.RunID)
-	require.Equal(t, store.RunFailed, run.Status)
+	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "freeze week")
 	require.Contains(t, run.Error, "no instance was changed")
 	require.Equal(t, []string{"v2", "v2", "v2", "v2"}, hs.versions(t, apps))
 	rb := hs.releases(t, svc.ID)
-	require.Equal(t, store.ReleaseFailed, rb.Releases[0].Outcome)
+	require.Equal(t, berth.ReleaseFailed, rb.Releases[0].Outcome)
 	require.Equal(t, rb.Releases[1].ID, rb.LastGoodID)
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "release-version-rejected")
 }
@@ -292,8 +293,8 @@ func TestTerminatedReleaseFreesItsLock(t *testing.T) {
 			map[string]any{"image": "berth-sample:v3", "batchSize": 4}, &out) == http.StatusAccepted
 	}, time.Minute, 200*time.Millisecond)
 	run := hs.waitRun(t, out.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/runs/%d", rs.RunID), nil, &rb))
-	require.Equal(t, store.RunFailed, rb.Run.Status)
+	require.Equal(t, berth.RunFailed, rb.Run.Status)
 	require.Contains(t, rb.Run.Error, "closed without recording")
 }

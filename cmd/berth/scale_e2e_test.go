@@ -14,8 +14,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/berth-dev/berth/activities/cmdb"
-	"github.com/berth-dev/berth/activities/lb"
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/cmdb"
+	"github.com/berth-dev/berth/lb"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -109,7 +110,7 @@ func (l *load) finish() (int64, int64, string) {
 }
 
 type poolBody struct {
-	Pool    store.LBPool     `json:"pool"`
+	Pool    berth.LBPool     `json:"pool"`
 	Backend lb.Backend       `json:"backend"`
 	Live    []lb.ServerStats `json:"live"`
 }
@@ -129,7 +130,7 @@ func (hs *harness) scale(t testing.TB, serviceID uint, n int) (uint, []string) {
 	}
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/scale", serviceID), map[string]int{"replicas": n}, &out))
 	run := hs.waitRun(t, out.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	return out.RunID, out.Removing
 }
 
@@ -193,7 +194,7 @@ func TestScaleOutAndInUnderLoad(t *testing.T) {
 	require.Equal(t, 3, countAll(hs.containersOf(t, tenant)))
 	require.Len(t, hs.portsOfTenant(t, tenant), 3)
 
-	var opens struct{ Openings []store.FirewallOpening }
+	var opens struct{ Openings []berth.FirewallOpening }
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/firewall/openings?state=open", nil, &opens))
 	var open []string
 	for _, o := range opens.Openings {
@@ -256,18 +257,18 @@ func TestFirewallTicketTimeoutUndoesScaleOut(t *testing.T) {
 		var rb runBody
 		hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/runs/%d", started.RunID), nil, &rb)
 		for _, s := range rb.Run.Steps {
-			if s.Name == "firewall ticket" && s.State == store.StepWaiting {
+			if s.Name == "firewall ticket" && s.State == berth.StepWaiting {
 				return true
 			}
 		}
 		return false
 	}, time.Minute, 20*time.Millisecond)
-	var requested struct{ Openings []store.FirewallOpening }
+	var requested struct{ Openings []berth.FirewallOpening }
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/firewall/openings?state=requested", nil, &requested))
 	require.NotEmpty(t, requested.Openings)
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/runs/%d/firewall/confirm", started.RunID), map[string]string{"comment": "CHG-1"}, nil))
 	run := hs.waitRun(t, started.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	svc := hs.app(t, apps, "shop").Services[0]
 	before := hs.pool(t, svc.ID)
 
@@ -275,7 +276,7 @@ func TestFirewallTicketTimeoutUndoesScaleOut(t *testing.T) {
 	var out struct{ RunID uint }
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/scale", svc.ID), map[string]int{"replicas": 3}, &out))
 	run = hs.waitRun(t, out.RunID)
-	require.Equal(t, store.RunFailed, run.Status)
+	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "not confirmed")
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "scale-service-ticket-timeout")
 	require.Equal(t, 1, countAll(hs.containersOf(t, tenant)))
@@ -285,7 +286,7 @@ func TestFirewallTicketTimeoutUndoesScaleOut(t *testing.T) {
 	requirePoolMatches(t, after, hs.app(t, apps, "shop").Services[0].Instances)
 	var steps []string
 	for _, s := range run.Steps {
-		steps = append(steps, s.Name+":"+s.State)
+		steps = append(steps, s.Name+":"+string(s.State))
 	}
 	require.Contains(t, steps, "firewall ticket:failed")
 	require.Contains(t, steps, "undo:done")

@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -121,9 +122,9 @@ func noSideScroll(t *testing.T, ctx context.Context, page string) {
 func TestUIApproval(t *testing.T) {
 	hs := needHarness(t)
 	tenant := hs.approvalTenant(t, "apui")
-	dana := hs.newPerson(t, "ui-dana", tenant, store.RoleDeveloper, store.RoleApprover)
-	bob := hs.newPerson(t, "ui-bob", tenant, store.RoleApprover)
-	carol := hs.newPerson(t, "ui-carol", tenant, store.RoleApprover)
+	dana := hs.newPerson(t, "ui-dana", tenant, berth.RoleDeveloper, berth.RoleApprover)
+	bob := hs.newPerson(t, "ui-bob", tenant, berth.RoleApprover)
+	carol := hs.newPerson(t, "ui-carol", tenant, berth.RoleApprover)
 
 	summary := "web: registry/web:1.4.1 → registry/web:1.4.2\n2 instances on h1, h2 <script>window.__xss='summary'</script>"
 	runID := dana.startGate(t, tenant, "prod", map[string]any{"name": "web", "summary": summary})
@@ -177,7 +178,7 @@ func TestUIApproval(t *testing.T) {
 
 	// The run page (history) shows the approval with name and comment, as text.
 	run := hs.waitRun(t, runID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	do(t, devWin, chromedp.Navigate(fmt.Sprintf("%s/runs/%d", hs.apiURL, runID)), chromedp.WaitVisible(chromedp.CSS(".decision")))
 	dec := eval[string](t, devWin, `document.querySelector('.decision').textContent`)
 	require.Contains(t, dec, "Approved by ui-bob")
@@ -206,7 +207,7 @@ func TestUIApproval(t *testing.T) {
 	require.Contains(t, eval[string](t, approverWin, `document.body.textContent`), "cross-origin request refused")
 	var ab approvalBody
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/approvals/%d", a2.ID), nil, &ab))
-	require.Equal(t, store.ApprovalPending, ab.State, "the forged decision changed nothing")
+	require.Equal(t, berth.ApprovalPending, ab.State, "the forged decision changed nothing")
 	require.Empty(t, ab.Decisions)
 
 	// Phone width: the inbox and the run page fit; the buttons are big enough to hit.
@@ -233,7 +234,7 @@ func TestUIApproval(t *testing.T) {
 	require.NotEqual(t, "none", eval[string](t, approverWin, `getComputedStyle(document.activeElement).outlineStyle`), "focus is visible")
 	do(t, approverWin, chromedp.KeyEvent(kb.Enter))
 	waitJS(t, approverWin, fmt.Sprintf(`document.querySelector('#approval-%d .result').textContent.startsWith('Approved by ui-bob')`, a2.ID), 5*time.Second)
-	require.Equal(t, store.RunSucceeded, hs.waitRun(t, run2).Status)
+	require.Equal(t, berth.RunSucceeded, hs.waitRun(t, run2).Status)
 }
 
 // TestUILiveLatency measures how fast a step's change reaches an open run
@@ -241,11 +242,11 @@ func TestUIApproval(t *testing.T) {
 func TestUILiveLatency(t *testing.T) {
 	hs := needHarness(t)
 	tenant := hs.approvalTenant(t, "aplive")
-	viewer := hs.newPerson(t, "live-rm", tenant, store.RoleReleaseManager)
+	viewer := hs.newPerson(t, "live-rm", tenant, berth.RoleReleaseManager)
 	tn, err := hs.store.TenantByName(context.Background(), tenant)
 	require.NoError(t, err)
 	run := &store.Run{Kind: "gate", WorkflowID: "gate/" + tenant + "/dev/latency", TenantID: tn.ID, Subject: tenant + "/dev/latency",
-		StartedBy: "live-rm", Status: store.RunRunning}
+		StartedBy: "live-rm", Status: berth.RunRunning}
 	require.NoError(t, hs.store.CreateRun(context.Background(), run, ""))
 
 	ctx := window(t, newBrowser(t))
@@ -255,7 +256,7 @@ func TestUILiveLatency(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		name := fmt.Sprintf("step-%d", i)
 		at := time.Now()
-		require.NoError(t, hs.store.RecordStep(context.Background(), store.StepEvent{RunID: run.ID, Name: name, State: store.StepRunning, At: at.UTC()}))
+		require.NoError(t, hs.store.RecordStep(context.Background(), berth.StepEvent{RunID: run.ID, Name: name, State: berth.StepRunning, At: at.UTC()}))
 		waitJS(t, ctx, `[...document.querySelectorAll('.step-name')].some(e => e.textContent === '`+name+`')`, 2*time.Second)
 		if d := time.Since(at); d > worst {
 			worst = d
@@ -263,7 +264,7 @@ func TestUILiveLatency(t *testing.T) {
 	}
 	t.Logf("a step's change reached the open run page within %s (worst of 5)", worst.Round(time.Millisecond))
 	require.LessOrEqual(t, worst, 500*time.Millisecond)
-	require.NoError(t, hs.store.FinishRun(context.Background(), run.ID, store.RunSucceeded, ""))
+	require.NoError(t, hs.store.FinishRun(context.Background(), run.ID, berth.RunSucceeded, ""))
 	waitJS(t, ctx, `document.getElementById('live-state').textContent === 'Finished'`, 5*time.Second)
 }
 
@@ -276,13 +277,13 @@ func TestUIServicePage(t *testing.T) {
 	code, out := hs.deploy(t, appsPath, "hello", readCompose(t, "single.yaml"))
 	require.Equal(t, http.StatusAccepted, code)
 	run := hs.waitRun(t, out.RunID)
-	require.Equal(t, store.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	ab := hs.app(t, appsPath, "hello")
 	require.NotEmpty(t, ab.Services)
 	svc := ab.Services[0]
 	require.NotEmpty(t, svc.Instances)
 
-	viewer := hs.newPerson(t, "svc-dev", tenant, store.RoleDeveloper)
+	viewer := hs.newPerson(t, "svc-dev", tenant, berth.RoleDeveloper)
 	ctx := window(t, newBrowser(t))
 	hs.signIn(t, ctx, viewer, fmt.Sprintf("/services/%d", svc.ID))
 	do(t, ctx, chromedp.WaitVisible(chromedp.CSS("table.runs")))

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/berth-dev/berth"
 	"github.com/compose-spec/compose-go/v2/consts"
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/template"
@@ -69,6 +70,12 @@ type ValidationError struct {
 
 func (e *ValidationError) Error() string {
 	return strings.Join(e.Problems, "; ")
+}
+
+// Unwrap gives the problems their domain code: the API answers 400
+// invalid_compose, and an activity fails without retrying.
+func (e *ValidationError) Unwrap() error {
+	return &berth.Error{Code: berth.EInvalid, Reason: "invalid_compose", Message: e.Error()}
 }
 
 func invalid(problems ...string) *ValidationError {

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/berth-dev/berth/activities/lb"
+	"github.com/berth-dev/berth/lb"
 )
 
 // statRow is one server line of "show stat", reduced to what berth uses.

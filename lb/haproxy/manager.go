@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berth-dev/berth/activities/lb"
+	"github.com/berth-dev/berth/lb"
 )
 
 const (

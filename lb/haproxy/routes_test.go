@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/berth-dev/berth/activities/lb"
+	"github.com/berth-dev/berth/lb"
 )
 
 var canaryHeader = withHeader("X-Canary", "always")

@@ -1,4 +1,4 @@
-package activities
+package engine
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/moby/moby/client"
 
-	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth"
 )
 
 // Engine is the part of the moby client that berth uses.
@@ -42,7 +42,7 @@ type Engine interface {
 
 // Engines hands out engine clients for hosts.
 type Engines interface {
-	Engine(ctx context.Context, h store.HostRef) (Engine, error)
+	Engine(ctx context.Context, h berth.HostRef) (Engine, error)
 }
 
 // EnginePool keeps one moby client per endpoint, so connections are reused
@@ -88,9 +88,9 @@ func CheckEndpoint(endpoint, ca, cert, key string) error {
 }
 
 // Engine returns the client for a host, creating it on first use.
-func (p *EnginePool) Engine(_ context.Context, h store.HostRef) (Engine, error) {
+func (p *EnginePool) Engine(_ context.Context, h berth.HostRef) (Engine, error) {
 	if err := CheckEndpoint(h.Endpoint, h.TLSCA, h.TLSCert, h.TLSKey); err != nil {
-		return nil, fail(ErrInvalid, "host %s: %v", h.Name, err)
+		return nil, berth.Errorf(berth.EInvalid, "host %s: %v", h.Name, err)
 	}
 	key := h.Endpoint + "|" + h.TLSCA + "|" + h.TLSCert + "|" + h.TLSKey
 	p.mu.Lock()
@@ -104,7 +104,7 @@ func (p *EnginePool) Engine(_ context.Context, h store.HostRef) (Engine, error) 
 	}
 	c, err := client.New(opts...)
 	if err != nil {
-		return nil, fail(ErrInvalid, "host %s: %v", h.Name, err)
+		return nil, berth.Errorf(berth.EInvalid, "host %s: %v", h.Name, err)
 	}
 	p.clients[key] = c
 	return c, nil

@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/berth-dev/berth/activities/lb"
+	"github.com/berth-dev/berth/lb"
 )
 
 func TestDriverImplementsInterface(t *testing.T) {

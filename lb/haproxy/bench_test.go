@@ -5,7 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/berth-dev/berth/activities/lb"
+	"github.com/berth-dev/berth/lb"
 )
 
 // BenchmarkSetWeight measures one SetWeight end to end: validation, one

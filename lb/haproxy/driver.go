@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/berth-dev/berth/activities/lb"
+	"github.com/berth-dev/berth/lb"
 )
 
 // removeGrace is how long RemoveServer lets connections on a server in

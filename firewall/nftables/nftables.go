@@ -12,7 +12,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/berth-dev/berth/activities/firewall"
+	"github.com/berth-dev/berth/firewall"
 )
 
 // Defaults for Options fields left zero.

@@ -18,10 +18,10 @@ import (
 
 // Regenerate the committed fixtures with
 //
-//	go test ./activities/artifacts/ -run TestWriteFixtures -update-fixtures
+//	go test ./artifacts/ -run TestWriteFixtures -update-fixtures
 var updateFixtures = flag.Bool("update-fixtures", false, "rewrite the fixtures in testdata/packages")
 
-const fixtureDir = "../../testdata/packages"
+const fixtureDir = "../testdata/packages"
 
 func goodTarGz(tb testing.TB) []byte {
 	return tarGz(tb,

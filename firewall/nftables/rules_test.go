@@ -7,7 +7,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/stretchr/testify/require"
 
-	"github.com/berth-dev/berth/activities/firewall"
+	"github.com/berth-dev/berth/firewall"
 )
 
 // These run anywhere: no netlink, no root.

@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/berth-dev/berth/activities/firewall"
+	"github.com/berth-dev/berth/firewall"
 )
 
 func newDriver(t *testing.T, ns netNS, opts Options) *Driver {

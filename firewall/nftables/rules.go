@@ -11,7 +11,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"github.com/berth-dev/berth/activities/firewall"
+	"github.com/berth-dev/berth/firewall"
 )
 
 const (

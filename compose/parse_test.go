@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-const testdataDir = "../../testdata/compose"
+const testdataDir = "../testdata/compose"
 
 // testOptions allow one bind root so that the bind tests exercise the
 // "outside the allowed roots" path, not just "binds are off".

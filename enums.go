@@ -1,0 +1,156 @@
+package berth
+
+// HostState is where a host is in its life. A host is only placed on when ready.
+type HostState string
+
+// Host states.
+const (
+	HostPending  HostState = "pending"
+	HostReady    HostState = "ready"
+	HostDraining HostState = "draining"
+	HostDown     HostState = "down"
+)
+
+// HostStates lists every host state.
+var HostStates = []HostState{HostPending, HostReady, HostDraining, HostDown}
+
+// State is the state of an application, a service or an instance.
+type State string
+
+// Application, service and instance states.
+const (
+	StatePlanned   State = "planned"
+	StateDeploying State = "deploying"
+	StateRunning   State = "running"
+	StateFailed    State = "failed"
+	StateDeleting  State = "deleting"
+	StateDeleted   State = "deleted"
+	StateRemoved   State = "removed"
+)
+
+// States lists every application, service and instance state.
+var States = []State{StatePlanned, StateDeploying, StateRunning, StateFailed, StateDeleting, StateDeleted, StateRemoved}
+
+// RunStatus is how a run stands.
+type RunStatus string
+
+// Run statuses.
+const (
+	RunPending   RunStatus = "pending"
+	RunRunning   RunStatus = "running"
+	RunSucceeded RunStatus = "succeeded"
+	RunFailed    RunStatus = "failed"
+	RunCancelled RunStatus = "cancelled"
+)
+
+// RunStatuses lists every run status.
+var RunStatuses = []RunStatus{RunPending, RunRunning, RunSucceeded, RunFailed, RunCancelled}
+
+// Ended says the run will not change again.
+func (s RunStatus) Ended() bool {
+	return s == RunSucceeded || s == RunFailed || s == RunCancelled
+}
+
+// StepState is how one step of a run stands.
+type StepState string
+
+// Step states.
+const (
+	StepRunning     StepState = "running"
+	StepWaiting     StepState = "waiting"
+	StepDone        StepState = "done"
+	StepFailed      StepState = "failed"
+	StepCompensated StepState = "compensated"
+)
+
+// StepStates lists every step state.
+var StepStates = []StepState{StepRunning, StepWaiting, StepDone, StepFailed, StepCompensated}
+
+// RunKind is what a run does; every workflow a person can start is one.
+type RunKind string
+
+// Run kinds.
+const (
+	KindDeploy        RunKind = "deploy"
+	KindDelete        RunKind = "delete"
+	KindScale         RunKind = "scale"
+	KindRelease       RunKind = "release"
+	KindRollback      RunKind = "rollback"
+	KindGreyRelease   RunKind = "grey-release"
+	KindCommit        RunKind = "commit"
+	KindGate          RunKind = "gate"
+	KindProvisionHost RunKind = "provision-host"
+)
+
+// RunKinds lists every run kind, in the order the UI offers them.
+var RunKinds = []RunKind{KindDeploy, KindDelete, KindScale, KindRelease, KindRollback, KindGreyRelease,
+	KindCommit, KindGate, KindProvisionHost}
+
+// OpeningState is where a firewall opening stands.
+type OpeningState string
+
+// Firewall opening states.
+const (
+	OpeningRequested OpeningState = "requested"
+	OpeningOpen      OpeningState = "open"
+	OpeningClosed    OpeningState = "closed"
+)
+
+// OpeningStates lists every opening state.
+var OpeningStates = []OpeningState{OpeningRequested, OpeningOpen, OpeningClosed}
+
+// SyncState is how a configuration item's push to the CMDB went.
+type SyncState string
+
+// CMDB sync states.
+const (
+	SyncPending SyncState = "pending"
+	SyncDone    SyncState = "synced"
+	SyncFailed  SyncState = "failed"
+)
+
+// SyncStates lists every sync state.
+var SyncStates = []SyncState{SyncPending, SyncDone, SyncFailed}
+
+// Role is what a user may do on a tenant.
+type Role string
+
+// Roles a user may hold on a tenant.
+const (
+	RoleDeveloper      Role = "developer"
+	RoleApprover       Role = "approver"
+	RoleReleaseManager Role = "release-manager"
+	RoleAdmin          Role = "admin"
+)
+
+// Roles lists every role, in the order the UI shows them.
+var Roles = []Role{RoleDeveloper, RoleApprover, RoleReleaseManager, RoleAdmin}
+
+// IsRole says whether r names a role.
+func IsRole(r string) bool {
+	for _, x := range Roles {
+		if string(x) == r {
+			return true
+		}
+	}
+	return false
+}
+
+// Names returns enum values as plain strings, in order.
+func Names[T ~string](xs []T) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = string(x)
+	}
+	return out
+}
+
+// Parse returns s as one of the values of an enum's list, and whether it is one.
+func Parse[T ~string](list []T, s string) (T, bool) {
+	for _, x := range list {
+		if string(x) == s {
+			return x, true
+		}
+	}
+	return "", false
+}
