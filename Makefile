@@ -44,13 +44,13 @@ test: lint bin/temporal ## everything: lint, unit, store on SQLite and MariaDB, 
 .PHONY: bench
 bench: bin/temporal ## benchmarks on real services: deploy vs bare Docker, RSS, runs page p95 on MariaDB
 	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
-	  $(GO) test -count=1 -run '^$$' -bench . -benchtime 3x -timeout 30m ./cmd/berth/ && \
+	  $(GO) test -count=1 -run '^$$' -bench . -benchtime 3x -timeout 30m ./e2e/ && \
 	  $(GO) test -count=1 -run '^$$' -bench BenchmarkRunsPage -benchtime 300x ./server/
 
 .PHONY: record-histories
 record-histories: bin/temporal ## re-record testdata/histories from the integration tests
 	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
-	  BERTH_RECORD_HISTORIES=1 $(GO) test -count=1 -run 'TestDeployAcrossTwoHosts|TestFailedHealthUndoesEverything|TestWorkerKilledMidDeploy|TestScaleOutAndInUnderLoad|TestFirewallTicketTimeoutUndoesScaleOut' ./cmd/berth/
+	  BERTH_RECORD_HISTORIES=1 $(GO) test -count=1 -run 'TestDeployAcrossTwoHosts|TestFailedHealthUndoesEverything|TestWorkerKilledMidDeploy|TestScaleOutAndInUnderLoad|TestFirewallTicketTimeoutUndoesScaleOut' ./e2e/
 
 .PHONY: services-down
 services-down: ## stop the test services (dockerd hosts, MariaDB); data is kept

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/berth-dev/berth"
@@ -278,8 +281,9 @@ type greyControlRequest struct {
 	Reason string `json:"reason"`
 }
 
-// controlGrey sends promote, abort, pause or resume to the service's
-// running grey release.
+// controlGrey hands promote, abort, pause or resume to the service's
+// running grey release. The workflow holds the rules: what it refuses now
+// answers 409 with its reason.
 func (s *Server) controlGrey(c *gin.Context) {
 	action := c.Param("action")
 	if !slices.Contains([]string{workflows.GreyPromote, workflows.GreyAbort, workflows.GreyPauseAction, workflows.GreyResume}, action) {
@@ -297,16 +301,89 @@ func (s *Server) controlGrey(c *gin.Context) {
 		s.fail(c, badRequest("reason is at most 500 characters"))
 		return
 	}
-	if err := s.sendGrey(c, action, req.Reason); err != nil {
+	if err := s.updateGrey(c, action, req.Reason); err != nil {
 		s.fail(c, err)
 		return
 	}
 	c.JSON(http.StatusAccepted, gin.H{"action": action, "status": "sent"})
 }
 
-// sendGrey signals the running grey release after checking it can take the
-// action now: a finished release, or one already promoting or aborting,
-// answers 409.
+// greyUpdateTimeout bounds the wait for the workflow to take a control: a
+// worker answers within a second, and with none the caller hears so.
+const greyUpdateTimeout = 10 * time.Second
+
+// updateGrey asks the running grey release to take the action as an
+// update. Asking the workflow, not its last queried state, leaves no gap
+// between the check and the act: the validator refuses with the state the
+// handler acts on. Runs started before the update existed have no handler
+// and take the signal instead (sendGrey).
+func (s *Server) updateGrey(c *gin.Context, action, reason string) error {
+	sc, err := s.serviceContext(c)
+	if err != nil {
+		return err
+	}
+	run, err := s.greyRunOf(c, sc)
+	if err != nil {
+		return err
+	}
+	if terminal(run.Status) {
+		return &berth.Error{Code: berth.EConflict, Message: fmt.Sprintf("grey release of %s has ended (run %d is %s)", sc.Service.Name, run.ID, run.Status)}
+	}
+	c.Set("berth.audit", fmt.Sprintf("grey %s of run %d: %s", action, run.ID, reason))
+	ctx, cancel := contextWithTimeout(c.Request.Context(), greyUpdateTimeout)
+	defer cancel()
+	h, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: run.WorkflowID, RunID: run.TemporalRunID, UpdateName: workflows.GreyControlUpdate,
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+		Args:         []any{workflows.GreyControl{Action: action, By: actor(c), Reason: reason}},
+	})
+	if err == nil {
+		err = h.Get(ctx, nil)
+	}
+	var (
+		appErr  *temporal.ApplicationError
+		nf      *serviceerror.NotFound
+		timeout *client.WorkflowUpdateServiceTimeoutOrCanceledError
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &appErr) && appErr.Type() == workflows.GreyControlRefused:
+		return &berth.Error{Code: berth.EConflict, Message: appErr.Message()}
+	case errors.As(err, &appErr) && strings.HasPrefix(appErr.Message(), "unknown update"):
+		// The SDK's own rejection when the run registered no handler.
+		return s.sendGrey(c, action, reason)
+	case errors.As(err, &nf):
+		return &berth.Error{Code: berth.EConflict, Message: fmt.Sprintf("grey release of %s has ended", sc.Service.Name)}
+	case errors.As(err, &timeout) || errors.Is(err, context.DeadlineExceeded):
+		// An update is durable only once the workflow accepts it; one not
+		// yet taken may still be, if a worker comes back soon.
+		return &berth.Error{Code: berth.EUnavailable, Message: fmt.Sprintf(
+			"the grey release of %s did not take %s within %s: is a worker running? Check its state before trying again", sc.Service.Name, action, greyUpdateTimeout)}
+	}
+	return err
+}
+
+// greyRunOf finds the run of the service's latest grey release from the
+// store alone; the workflow itself is asked by the update that follows.
+func (s *Server) greyRunOf(c *gin.Context, sc *store.ServiceContext) (*store.Run, error) {
+	ctx := c.Request.Context()
+	rels, _, err := s.store.Releases(ctx, sc.Service.ID)
+	if err != nil {
+		return nil, err
+	}
+	for i := range rels {
+		if rels[i].Strategy == berth.StrategyGrey {
+			return s.store.Run(ctx, rels[i].RunID)
+		}
+	}
+	return nil, &berth.Error{Code: berth.ENotFound, Message: "service " + sc.Service.Name + " has had no grey release"}
+}
+
+// sendGrey signals a grey release started before GreyControlUpdate, after
+// checking it can take the action now: a finished release, or one already
+// promoting or aborting, answers 409. Such a run checks again and drops
+// what it cannot take; the signal cannot say so.
 func (s *Server) sendGrey(c *gin.Context, action, reason string) error {
 	sc, err := s.serviceContext(c)
 	if err != nil {

@@ -122,44 +122,29 @@ func TestRunHistoryInDomainWords(t *testing.T) {
 	code, eb := f.call("GET", fmt.Sprintf("/api/v1/runs/%d/history?size=4", run.ID), f.token, nil, &p1)
 	require.Equal(t, http.StatusOK, code, eb.Error.Message)
 	require.Len(t, p1.Events, 4)
+	// The words themselves are runhistory's (TestDescribe); here, that they arrive.
 	require.Equal(t, "workflow DeployStack started for dana", p1.Events[0].Text)
 	require.True(t, p1.Events[1].Engine)
-	require.Equal(t, "activity StartInstance for instance shop-dev-web-1 on host h1 scheduled", p1.Events[2].Text)
-	require.Equal(t, "activity StartInstance for instance shop-dev-web-1 on host h1 started, attempt 3 (the last one failed: engine busy)", p1.Events[3].Text)
-	require.Equal(t, "ActivityTaskStarted", p1.Events[3].Type)
 	require.NotEmpty(t, p1.NextPageToken)
 	require.Equal(t, "http://127.0.0.1:8233/namespaces/default/workflows/deploy%2Fshop%2Fdev%2Fweb/run-1/history", p1.TemporalURL)
 	require.Equal(t, "default", fh.asked[0].GetNamespace())
 	require.Equal(t, "run-1", fh.asked[0].GetExecution().GetRunId())
 	require.EqualValues(t, 4, fh.asked[0].GetMaximumPageSize())
 
-	texts := []string{}
-	var failed []bool
 	token := p1.NextPageToken
 	for i := 0; i < 2; i++ {
 		var p historyPage
 		code, eb = f.call("GET", fmt.Sprintf("/api/v1/runs/%d/history?size=4&pageToken=%s", run.ID, url.QueryEscape(token)), f.token, nil, &p)
 		require.Equal(t, http.StatusOK, code, eb.Error.Message)
 		require.Len(t, p.Events, 4)
-		for _, e := range p.Events {
-			texts = append(texts, e.Text)
-			failed = append(failed, e.Failed)
+		if i == 0 {
+			// The token came back through the API with what was open on page 1.
+			require.Equal(t, "activity StartInstance for instance shop-dev-web-1 on host h1 completed (12 ms), attempt 3", p.Events[0].Text)
 		}
 		token = p.NextPageToken
 		require.Equal(t, i == 0, token != "", "page %d", i+2)
 	}
 	require.Equal(t, "p2", string(fh.asked[1].GetNextPageToken()))
-	require.Equal(t, []string{
-		"activity StartInstance for instance shop-dev-web-1 on host h1 completed (12 ms), attempt 3",
-		"local activity RecordInstances completed",
-		"timer 30s started",
-		"timer 30s fired",
-		"signal approval from alice (approved): “<script>window.x=1</script>”",
-		"activity ProbeHost on host h2 scheduled",
-		"activity ProbeHost on host h2 failed: host h2 does not answer",
-		"workflow failed: activity error: host h2 does not answer",
-	}, texts)
-	require.True(t, failed[6])
 
 	// The default page holds all twelve, read from both of Temporal's pages.
 	var all historyPage

@@ -7,7 +7,7 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// openapiDoc documents every /api/v1 route; TestOpenAPIComplete keeps it so.
+// openapiDoc documents every /api/v1 route of the table; TestRouteTable keeps it so.
 //
 //go:embed openapi.yaml
 var openapiDoc []byte

@@ -37,16 +37,6 @@ func (s *Server) serviceContext(c *gin.Context) (*store.ServiceContext, error) {
 	return s.store.ServiceContextByID(c.Request.Context(), uint(id))
 }
 
-// readableService is the service in the path for a UI page: a viewer
-// without a role on its tenant is refused.
-func (s *Server) readableService(c *gin.Context) (*store.ServiceContext, error) {
-	sc, err := s.serviceContext(c)
-	if err == nil && !principalOf(c).has(sc.Tenant.ID, readRoles...) {
-		err = &berth.Error{Code: berth.EForbidden, Message: fmt.Sprintf("service %d belongs to a tenant you hold no role on", sc.Service.ID)}
-	}
-	return sc, err
-}
-
 // serviceTarget loads what a scale or a release of the service in the path
 // needs: its context, its spec with the image it runs now (the compose file
 // holds the first image; releases move the service on), and its live

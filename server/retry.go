@@ -105,8 +105,8 @@ func retryRoles(kind berth.RunKind) []berth.Role {
 	return deployRoles
 }
 
-// retryPolicy: retrying needs the role that starting the run needs, on its tenant.
-func retryPolicy(s *Server, c *gin.Context, p *principal) error {
+// mayRetry: retrying needs the role that starting the run needs, on its tenant.
+func mayRetry(s *Server, c *gin.Context, p *principal) error {
 	run, err := s.runParam(c)
 	if err != nil {
 		return err

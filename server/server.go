@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/compose"
@@ -45,6 +46,14 @@ type Config struct {
 
 	// TemporalNamespace is the namespace runs' workflows live in ("" is "default").
 	TemporalNamespace string
+	// DataConverter decodes the payloads of the histories the API shows:
+	// the same encrypting converter the Temporal client uses (nil: Temporal's
+	// default, for tests).
+	DataConverter converter.DataConverter
+	// Codec, when set, is served at /api/v1/codec/{encode,decode} (Temporal's
+	// remote-codec protocol) for operators whose Temporal UI or CLI must read
+	// sealed payloads. Only platform admins may use it.
+	Codec http.Handler
 }
 
 // Server is the HTTP API.
@@ -83,67 +92,8 @@ func (s *Server) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.Recovery())
-	r.GET("/healthz", s.healthz)
-	mountUI(r, s)
-	r.GET("/api/v1/openapi.yaml", openapi)
-
-	// Denied requests pass the audit too: authorize runs inside it.
-	api := r.Group("/api/v1", s.limitBody, s.authenticate, s.audit, s.authorize)
-	api.GET("/me", s.me)
-	api.GET("/users", s.listUsers)
-	api.POST("/users", s.createUser)
-	api.POST("/users/:name/roles", s.grantRole)
-	api.GET("/tokens", s.listTokens)
-	api.POST("/tokens", s.createToken)
-	api.DELETE("/tokens/:id", s.revokeToken)
-	api.GET("/approvals", s.listApprovals)
-	api.GET("/approvals/:id", s.getApproval)
-	api.POST("/approvals/:id/decide", s.decideApproval)
-	api.POST("/tenants/:tenant/environments/:env/gates", s.startGate)
-	api.GET("/runs/:id/events", s.runEvents)
-	api.POST("/hosts", s.createHost)
-	api.GET("/hosts", s.listHosts)
-	api.GET("/hosts/:host", s.getHost)
-	api.POST("/hosts/:host/check", s.checkHost)
-
-	api.POST("/tenants", s.createTenant)
-	api.GET("/tenants", s.listTenants)
-	api.POST("/tenants/:tenant/environments", s.createEnvironment)
-	api.GET("/tenants/:tenant/environments", s.listEnvironments)
-	api.GET("/tenants/:tenant/environments/:env", s.getEnvironment)
-	api.POST("/tenants/:tenant/environments/:env/hosts", s.authoriseHosts)
-
-	apps := api.Group("/tenants/:tenant/environments/:env/applications")
-	apps.POST("", s.deployApplication)
-	apps.GET("", s.listApplications)
-	apps.GET("/:app", s.getApplication)
-	apps.DELETE("/:app", s.deleteApplication)
-
-	api.GET("/services/:id", s.getService)
-	api.POST("/services/:id/scale", s.scaleService)
-	api.GET("/services/:id/pool", s.getPool)
-	api.POST("/services/:id/releases", s.createRelease)
-	api.GET("/services/:id/releases", s.listReleases)
-	api.POST("/services/:id/rollback", s.rollback)
-	api.POST("/services/:id/grey", s.createGrey)
-	api.GET("/services/:id/grey", s.getGrey)
-	api.POST("/services/:id/grey/:action", s.controlGrey)
-	api.POST("/services/:id/clone", s.cloneService)
-	api.GET("/releases/:id", s.getRelease)
-	api.POST("/instances/:name/commit", s.commitInstance)
-	api.GET("/firewall/openings", s.listOpenings)
-	api.GET("/cmdb", s.listCMDB)
-	api.POST("/cmdb/sync", s.syncCMDB)
-	api.GET("/runs", s.listRuns)
-	api.GET("/runs/:id", s.getRun)
-	api.POST("/runs/:id/cancel", s.cancelRun)
-	api.POST("/runs/:id/retry", s.retryRun)
-	api.GET("/runs/:id/history", s.runHistory)
-	api.GET("/services/:id/history", s.serviceHistory)
-	api.GET("/instances/:name/stats", s.instanceStats)
-	api.GET("/instances/:name/logs", s.instanceLogs)
-	api.POST("/runs/:id/firewall/confirm", s.confirmFirewall)
-	api.GET("/audit", s.listAudit)
+	s.pages = loadPages()
+	s.mount(r)
 	r.NoRoute(func(c *gin.Context) { s.fail(c, &berth.Error{Code: berth.ENotFound, Message: "no such route"}) })
 	return r
 }

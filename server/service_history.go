@@ -90,7 +90,7 @@ func (s *Server) serviceHistory(c *gin.Context) {
 // serviceHistoryPageView: /services/:id/history?releases=N&runs=M (page numbers).
 func (s *Server) serviceHistoryPageView(c *gin.Context) {
 	ctx := c.Request.Context()
-	sc, err := s.readableService(c)
+	sc, err := s.serviceContext(c)
 	if err != nil {
 		s.renderError(c, err)
 		return

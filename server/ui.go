@@ -137,29 +137,12 @@ type page struct {
 	Data       any
 }
 
-// mountUI adds the pages, sign-in and static files.
-func mountUI(r *gin.Engine, s *Server) {
-	s.pages = loadPages()
-	static := http.FS(ui.Static())
-	r.GET("/static/*file", securityHeaders, func(c *gin.Context) {
+// staticFiles serves the UI's scripts, styles and images.
+func staticFiles(fsys http.FileSystem) gin.HandlerFunc {
+	return func(c *gin.Context) {
 		c.Header("Cache-Control", "no-cache")
-		c.FileFromFS(c.Param("file"), static)
-	})
-	r.GET("/login", securityHeaders, func(c *gin.Context) { s.renderLogin(c, "", c.Query("next"), "") })
-	r.POST("/login", securityHeaders, s.limitBody, s.login)
-	g := r.Group("", securityHeaders, s.limitBody, s.uiAuth)
-	g.POST("/logout", s.logout)
-	g.GET("/", s.gridPage)
-	g.GET("/admin/hosts", s.hostsPage)
-	g.POST("/admin/hosts", s.registerHostForm)
-	g.GET("/admin/environments", s.environmentsPage)
-	g.GET("/inbox", s.inboxPage)
-	g.GET("/runs", s.runsPage)
-	g.GET("/runs/:id", s.runPage)
-	g.GET("/runs/:id/history", s.runHistoryPage)
-	g.GET("/services/:id/history", s.serviceHistoryPageView)
-	g.GET("/services/:id", s.servicePage)
-	g.GET("/audit", s.auditPage)
+		c.FileFromFS(c.Param("file"), fsys)
+	}
 }
 
 // securityHeaders: the CSP allows only this site's own scripts and styles,
@@ -233,14 +216,6 @@ func (s *Server) rolesText(c *gin.Context, p *principal) string {
 		return "no roles yet: ask an admin"
 	}
 	return strings.Join(parts, ", ")
-}
-
-func (s *Server) renderLogin(c *gin.Context, name, next, msg string) {
-	status := http.StatusOK
-	if msg != "" {
-		status = http.StatusUnauthorized
-	}
-	s.render(c, status, "login", "Sign in", "", struct{ Name, Next, Error string }{name, next, msg})
 }
 
 type errorPage struct{ Heading, Message, Todo string }
@@ -450,22 +425,12 @@ func (s *Server) liveData(c *gin.Context, run *store.Run) (liveData, error) {
 	return d, nil
 }
 
-// readableRun is the run in the path for a UI page: a viewer without a
-// role on its tenant is refused.
-func (s *Server) readableRun(c *gin.Context) (*store.Run, error) {
-	run, err := s.runParam(c)
-	if err == nil && !principalOf(c).has(run.TenantID, readRoles...) {
-		err = &berth.Error{Code: berth.EForbidden, Message: fmt.Sprintf("run %d belongs to a tenant you hold no role on", run.ID)}
-	}
-	return run, err
-}
-
 func terminal(status berth.RunStatus) bool {
 	return status != berth.RunPending && status != berth.RunRunning
 }
 
 func (s *Server) runPage(c *gin.Context) {
-	run, err := s.readableRun(c)
+	run, err := s.runParam(c)
 	if err != nil {
 		s.renderError(c, err)
 		return
@@ -492,7 +457,7 @@ func (s *Server) runPage(c *gin.Context) {
 	switch {
 	case data.Terminal:
 		data.CancelReason = "This run has finished (" + string(run.Status) + "); there is nothing to cancel."
-	case cancelPolicy(s, c, p) != nil:
+	case mayCancel(s, c, p) != nil:
 		data.CancelReason = fmt.Sprintf("Only %s (who started it), a release manager or an admin may cancel this run.", run.StartedBy)
 	}
 	for _, a := range live.Approvals {
@@ -514,7 +479,7 @@ func (s *Server) renderLive(d liveData) (string, error) {
 
 func (s *Server) servicePage(c *gin.Context) {
 	ctx := c.Request.Context()
-	sc, err := s.readableService(c)
+	sc, err := s.serviceContext(c)
 	if err != nil {
 		s.renderError(c, err)
 		return

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth"
-	"github.com/berth-dev/berth/lb"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -213,66 +212,4 @@ func joinNames(ns []string) string {
 		out += n
 	}
 	return out
-}
-
-// lbPools names an application's load-balancer pools and the weight its
-// servers carry, for the steps that move servers between states.
-type lbPools struct {
-	appID   uint
-	subject string
-	weight  int
-}
-
-// plan reads which pools hold the instances.
-func (p lbPools) plan(ctx workflow.Context, insts []berth.PlannedInstance) (activities.UnexposePlan, error) {
-	var st *activities.Store
-	var plan activities.UnexposePlan
-	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
-	err := workflow.ExecuteLocalActivity(lctx, st.PlanUnexpose, activities.UnexposeInput{ApplicationID: p.appID,
-		Subject: p.subject, Instances: insts}).Get(ctx, &plan)
-	return plan, err
-}
-
-// drain takes instances out of new traffic, pool by pool, and waits until
-// their sessions end or timeout passes. It returns the plan it drained, so a
-// caller can put the servers back.
-func (p lbPools) drain(ctx workflow.Context, insts []berth.PlannedInstance, timeout time.Duration) (activities.UnexposePlan, error) {
-	var lbA *activities.LB
-	plan, err := p.plan(ctx, insts)
-	if err != nil {
-		return plan, err
-	}
-	for _, pool := range plan.Pools {
-		actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, pool.Region))
-		if err := workflow.ExecuteActivity(actx, lbA.SetServers, p.servers(pool, lb.StateDrain)).Get(ctx, nil); err != nil {
-			return plan, err
-		}
-		dctx := workflow.WithActivityOptions(ctx, withQueue(drainOptions, pool.Region))
-		var drained bool
-		if err := workflow.ExecuteActivity(dctx, lbA.WaitDrained, activities.WaitDrainedInput{Backend: pool.Backend, Names: pool.Names,
-			Timeout: timeout}).Get(ctx, &drained); err != nil {
-			return plan, err
-		}
-	}
-	return plan, nil
-}
-
-// restore puts planned servers in a state, best effort: a server that cannot
-// be set is logged, and the others are still set.
-func (p lbPools) restore(ctx workflow.Context, plan activities.UnexposePlan, state string) {
-	var lbA *activities.LB
-	for _, pool := range plan.Pools {
-		actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, pool.Region))
-		if err := workflow.ExecuteActivity(actx, lbA.SetServers, p.servers(pool, state)).Get(ctx, nil); err != nil {
-			workflow.GetLogger(ctx).Error("servers not set", "backend", pool.Backend, "state", state, "error", err)
-		}
-	}
-}
-
-func (p lbPools) servers(pool activities.PoolRemoval, state string) activities.ServersInput {
-	servers := make([]lb.Server, 0, len(pool.Names))
-	for _, n := range pool.Names {
-		servers = append(servers, lb.Server{Name: n, Weight: p.weight, State: state})
-	}
-	return activities.ServersInput{Backend: pool.Backend, Servers: servers}
 }

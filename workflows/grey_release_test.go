@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -43,36 +44,36 @@ func TestJudge(t *testing.T) {
 		return []lb.ServerStats{c, {Name: "s", Requests: 1400, Responses5xx: 2}}
 	}
 	res := Judge(a, before, at(lb.ServerStats{Requests: 200, Responses5xx: 3, AvgResponseMs: 4}), []string{"c"})
-	require.Equal(t, "pass", res.Verdict, res.Reason)
+	require.Equal(t, AnalysisPass, res.Verdict, res.Reason)
 	require.EqualValues(t, 100, res.CanaryRequests)
 	require.EqualValues(t, 2, res.Canary5xx)
 	require.EqualValues(t, 400, res.StableRequests)
 
 	res = Judge(a, before, at(lb.ServerStats{Requests: 200, Responses5xx: 31}), []string{"c"})
-	require.Equal(t, "fail", res.Verdict)
+	require.Equal(t, AnalysisFail, res.Verdict)
 	require.Contains(t, res.Reason, "30.0%")
 
 	// A reload reset the counters: the later reading counts from zero.
 	res = Judge(a, before, at(lb.ServerStats{Requests: 50, Responses5xx: 0}), []string{"c"})
-	require.Equal(t, "pass", res.Verdict)
+	require.Equal(t, AnalysisPass, res.Verdict)
 	require.EqualValues(t, 50, res.CanaryRequests)
 
 	res = Judge(a, before, at(lb.ServerStats{Requests: 105}), []string{"c"})
-	require.Equal(t, "inconclusive", res.Verdict)
+	require.Equal(t, AnalysisInconclusive, res.Verdict)
 
 	a.MaxErrorRate, a.MaxErrorRateIncrease = 1, 0.01
 	res = Judge(a, before, at(lb.ServerStats{Requests: 200, Responses5xx: 5}), []string{"c"})
-	require.Equal(t, "fail", res.Verdict)
+	require.Equal(t, AnalysisFail, res.Verdict)
 	require.Contains(t, res.Reason, "exceeds stable")
 
 	// Response time: the canary's average, weighted by its requests.
 	a = GreyAnalysis{Window: Duration(time.Minute), MaxErrorRate: 1, MaxResponseMs: 50}
 	res = Judge(a, before, at(lb.ServerStats{Requests: 200, AvgResponseMs: 80}), []string{"c"})
-	require.Equal(t, "fail", res.Verdict)
+	require.Equal(t, AnalysisFail, res.Verdict)
 	require.EqualValues(t, 80, res.CanaryAvgMs)
 	require.Contains(t, res.Reason, "average response time 80 ms is above the limit of 50 ms")
 	res = Judge(a, before, at(lb.ServerStats{Requests: 200, AvgResponseMs: 20}), []string{"c"})
-	require.Equal(t, "pass", res.Verdict)
+	require.Equal(t, AnalysisPass, res.Verdict)
 }
 
 func TestValidateGreySteps(t *testing.T) {
@@ -118,6 +119,9 @@ type greyFake struct {
 	reads   int
 	// canary5xx is the share of the canary's requests answered 5xx.
 	canary5xx float64
+	// finishDelay holds the release's FinishRelease record for this long
+	// on the test clock: the run has ended but its workflow still answers.
+	finishDelay time.Duration
 }
 
 func (f *greyFake) lastWeights() map[string]int {
@@ -188,8 +192,51 @@ func newGreyEnvInstalls(t *testing.T, fake *greyFake) (*testsuite.TestWorkflowEn
 			{Name: apiName(9), Requests: n, Responses5xx: int64(float64(n) * fake.canary5xx)},
 		}, nil
 	}).Maybe()
+	env.OnActivity(st.FinishRelease, mock.Anything, mock.Anything).AfterFn(func() time.Duration {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		return fake.finishDelay
+	}).Return(nil).Maybe()
 	mockRelease(env, installs, releaseFaults{})
 	return env, rec, installs
+}
+
+// greyUpdate is how a GreyControlUpdate ended, known once the run is over.
+type greyUpdate struct {
+	accepted  bool
+	rejected  error
+	completed bool
+	err       error
+}
+
+// sendGreyUpdate sends c as a GreyControlUpdate from a test callback.
+func sendGreyUpdate(env *testsuite.TestWorkflowEnvironment, c GreyControl) *greyUpdate {
+	u := &greyUpdate{}
+	env.UpdateWorkflow(GreyControlUpdate, "", &testsuite.TestUpdateCallback{
+		OnAccept:   func() { u.accepted = true },
+		OnReject:   func(err error) { u.rejected = err },
+		OnComplete: func(_ any, err error) { u.completed, u.err = true, err },
+	}, c)
+	return u
+}
+
+// requireRefused checks that the validator refused an update, and why.
+func requireRefused(t *testing.T, u *greyUpdate, why string) {
+	t.Helper()
+	require.False(t, u.accepted, "the update was accepted")
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, u.rejected, &appErr)
+	require.Equal(t, GreyControlRefused, appErr.Type())
+	require.Contains(t, appErr.Message(), why)
+}
+
+// requireTaken checks that an update was accepted and done.
+func requireTaken(t *testing.T, u *greyUpdate) {
+	t.Helper()
+	require.NoError(t, u.rejected)
+	require.True(t, u.accepted)
+	require.True(t, u.completed)
+	require.NoError(t, u.err)
 }
 
 func intp(n int) *int { return &n }
@@ -421,7 +468,11 @@ func TestGreyReleasePromoteCannotSkipAnApproval(t *testing.T) {
 	env, rec := newGreyEnv(t, fake)
 	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{Approval: &GreyApproval{}}}, GreyStep{SetWeight: intp(60)})
 	in.Release.ProgressDeadline = 30 * time.Minute
+	var promote, resume, pause *greyUpdate
 	env.RegisterDelayedCallback(func() {
+		promote = sendGreyUpdate(env, GreyControl{Action: GreyPromote, By: "dev"})
+		resume = sendGreyUpdate(env, GreyControl{Action: GreyResume, By: "dev"})
+		// A signal cannot be refused to its sender; the release drops it.
 		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyPromote, By: "dev"})
 	}, time.Minute)
 	env.RegisterDelayedCallback(func() {
@@ -429,17 +480,181 @@ func TestGreyReleasePromoteCannotSkipAnApproval(t *testing.T) {
 		require.NoError(t, err)
 		var st GreyState
 		require.NoError(t, v.Get(&st))
-		require.True(t, st.AwaitingApproval, "still waiting: the promote was ignored, and the deadline does not run during an approval")
+		require.True(t, st.AwaitingApproval, "still waiting: the promotes were refused, and the deadline does not run during an approval")
+		// A pause is taken during an approval and holds after it.
+		pause = sendGreyUpdate(env, GreyControl{Action: GreyPauseAction, By: "dev"})
+	}, time.Hour)
+	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(ApprovalSignal, berth.ApprovalDecision{ApprovalID: 42, State: berth.ApprovalApproved, By: []string{"ann"}})
 	}, 2*time.Hour)
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(GreyStateQuery)
+		require.NoError(t, err)
+		var st GreyState
+		require.NoError(t, v.Get(&st))
+		require.True(t, st.Paused, "the pause asked for during the approval holds after it")
+		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyResume, By: "dev"})
+	}, 2*time.Hour+10*time.Minute)
 
 	env.ExecuteWorkflow(GreyReleaseName, in)
 
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
+	requireRefused(t, promote, "grey release of api waits for an approval: it is decided in the inbox, and promote cannot skip it (abort can)")
+	requireRefused(t, resume, "is not paused: it waits for an approval")
+	requireTaken(t, pause)
 	fr := onlyFinishRelease(t, rec)
 	require.Equal(t, berth.ReleaseSucceeded, fr.Outcome)
 	require.Equal(t, "promoted by the steps' end", fr.Reason, "the step after the approval ran, then the steps' end promoted")
+}
+
+func TestGreyControlUpdateRefusesResumeWhenNotPaused(t *testing.T) {
+	fake := &greyFake{}
+	env, rec := newGreyEnv(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{Duration: Duration(10 * time.Minute)}}, GreyStep{SetWeight: intp(40)})
+	var resume, pause, again, resumed *greyUpdate
+	env.RegisterDelayedCallback(func() {
+		resume = sendGreyUpdate(env, GreyControl{Action: GreyResume, By: "rm"})
+		pause = sendGreyUpdate(env, GreyControl{Action: GreyPauseAction, By: "rm"})
+		again = sendGreyUpdate(env, GreyControl{Action: GreyPauseAction, By: "rm"})
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		resumed = sendGreyUpdate(env, GreyControl{Action: GreyResume, By: "rm"})
+	}, 30*time.Minute)
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	requireRefused(t, resume, "grey release of api is not paused")
+	requireTaken(t, pause)
+	requireRefused(t, again, "grey release of api is already paused")
+	requireTaken(t, resumed)
+	require.Equal(t, berth.ReleaseSucceeded, onlyFinishRelease(t, rec).Outcome)
+}
+
+func TestGreyControlUpdatePromotesAndTheFirstDecisionWins(t *testing.T) {
+	fake := &greyFake{}
+	env, rec := newGreyEnv(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{}}, GreyStep{SetWeight: intp(90)})
+	var promote, abort *greyUpdate
+	env.RegisterDelayedCallback(func() {
+		promote = sendGreyUpdate(env, GreyControl{Action: GreyPromote, By: "rm"})
+		abort = sendGreyUpdate(env, GreyControl{Action: GreyAbort, By: "ann"})
+	}, 10*time.Minute)
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	requireTaken(t, promote)
+	requireRefused(t, abort, "grey release of api was already asked to promote by rm: it no longer takes abort")
+	fr := onlyFinishRelease(t, rec)
+	require.Equal(t, berth.ReleaseSucceeded, fr.Outcome)
+	require.Equal(t, "promoted by rm", fr.Reason)
+	require.Contains(t, plannedKeys(rec), "31/promote-1")
+}
+
+func TestGreyControlUpdateRefusedOnceTheReleaseEnded(t *testing.T) {
+	fake := &greyFake{finishDelay: time.Hour}
+	env, rec := newGreyEnv(t, fake)
+	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{}})
+	var abort *greyUpdate
+	var late []*greyUpdate
+	env.RegisterDelayedCallback(func() {
+		abort = sendGreyUpdate(env, GreyControl{Action: GreyAbort, By: "rm", Reason: "latency"})
+	}, 10*time.Minute)
+	// The abort has run; the run's end is still being recorded.
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(GreyStateQuery)
+		require.NoError(t, err)
+		var st GreyState
+		require.NoError(t, v.Get(&st))
+		require.Equal(t, GreyPhaseDone, st.Phase)
+		for _, a := range []string{GreyPromote, GreyAbort, GreyPauseAction, GreyResume} {
+			late = append(late, sendGreyUpdate(env, GreyControl{Action: a, By: "bob"}))
+		}
+	}, 30*time.Minute)
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	requireTaken(t, abort)
+	require.Len(t, late, 4)
+	for _, u := range late {
+		requireRefused(t, u, "grey release of api has ended (aborted): it takes no ")
+	}
+	fr := onlyFinishRelease(t, rec)
+	require.Equal(t, berth.ReleaseAborted, fr.Outcome)
+	require.Equal(t, "aborted by rm: latency", fr.Reason)
+}
+
+// A run started before the update existed has no handler: the server's
+// update fails as unknown, and the signal it falls back to still works.
+func TestGreyReleaseStartedBeforeUpdatesTakesTheSignal(t *testing.T) {
+	fake := &greyFake{}
+	env, rec := newGreyEnv(t, fake)
+	env.OnGetVersion(greyControlUpdateChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{}}, GreyStep{SetWeight: intp(90)})
+	var update *greyUpdate
+	env.RegisterDelayedCallback(func() {
+		update = sendGreyUpdate(env, GreyControl{Action: GreyPromote, By: "rm"})
+	}, 10*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyPromote, By: "rm"})
+	}, 20*time.Minute)
+
+	env.ExecuteWorkflow(GreyReleaseName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	require.False(t, update.accepted)
+	require.ErrorContains(t, update.rejected, "unknown update")
+	fr := onlyFinishRelease(t, rec)
+	require.Equal(t, berth.ReleaseSucceeded, fr.Outcome)
+	require.Equal(t, "promoted by rm", fr.Reason)
+}
+
+// The rules hold in every phase, for the update and the signal alike.
+func TestGreyControlRefusal(t *testing.T) {
+	in := greyInput()
+	for _, tc := range []struct {
+		name   string
+		set    func(g *grey)
+		action string
+		want   string // "" when the control is taken
+	}{
+		{"pause in the canary", func(*grey) {}, GreyPauseAction, ""},
+		{"abort in the canary", func(*grey) {}, GreyAbort, ""},
+		{"promote in the canary", func(*grey) {}, GreyPromote, ""},
+		{"promote while starting", func(g *grey) { g.state.Phase = GreyPhaseStarting }, GreyPromote, ""},
+		{"resume when paused", func(g *grey) { g.state.Paused = true }, GreyResume, ""},
+		{"abort during an approval", func(g *grey) { g.state.AwaitingApproval = true }, GreyAbort, ""},
+		{"pause during an approval", func(g *grey) { g.state.AwaitingApproval = true }, GreyPauseAction, ""},
+		{"unknown action", func(*grey) {}, "rollback", `"rollback" is not a grey release action`},
+		{"resume when not paused", func(*grey) {}, GreyResume, "grey release of api is not paused"},
+		{"pause when paused", func(g *grey) { g.state.Paused = true }, GreyPauseAction, "is already paused"},
+		{"promote during an approval", func(g *grey) { g.state.AwaitingApproval = true }, GreyPromote, "waits for an approval"},
+		{"promote after a promote", func(g *grey) { g.action = GreyControl{Action: GreyPromote, By: "rm"} }, GreyPromote, "already asked to promote by rm"},
+		{"pause after an abort", func(g *grey) { g.action = GreyControl{Action: GreyAbort, By: "rm"} }, GreyPauseAction, "already asked to abort by rm"},
+		{"promote past the deadline", func(g *grey) { g.deadlineHit = true }, GreyPromote, "passed its progress deadline"},
+		{"abort while promoting", func(g *grey) { g.state.Phase = GreyPhasePromoting }, GreyAbort, "is promoting: it no longer takes abort"},
+		{"pause while aborting", func(g *grey) { g.state.Phase = GreyPhaseAborting }, GreyPauseAction, "is aborting: it no longer takes pause"},
+		{"abort after the end", func(g *grey) {
+			g.finished, g.state.Phase, g.state.Outcome = true, GreyPhaseDone, berth.ReleaseSucceeded
+		}, GreyAbort, "has ended (succeeded): it takes no abort"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &grey{in: in, state: GreyState{Phase: GreyPhaseCanary}}
+			tc.set(g)
+			got := g.refusal(GreyControl{Action: tc.action, By: "bob"})
+			if tc.want == "" {
+				require.Empty(t, got)
+				return
+			}
+			require.Contains(t, got, tc.want)
+		})
+	}
 }
 
 func TestGreyReleaseOfAFilePackage(t *testing.T) {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -102,10 +102,10 @@ func (p *person) startGate(t testing.TB, tenant, env string, req map[string]any)
 }
 
 type approvalBody struct {
-	ID        uint             `json:"id"`
-	RunID     uint             `json:"runId"`
-	State     string           `json:"state"`
-	Decisions []store.Decision `json:"decisions"`
+	ID        uint                `json:"id"`
+	RunID     uint                `json:"runId"`
+	State     berth.ApprovalState `json:"state"`
+	Decisions []store.Decision    `json:"decisions"`
 }
 
 // waitApproval waits until the run's approval step is waiting and returns the approval.

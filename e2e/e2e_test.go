@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -184,9 +184,9 @@ func TestFailedHealthUndoesEverything(t *testing.T) {
 	run := hs.waitRun(t, started.RunID)
 	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "unhealthy")
-	steps := map[string]string{}
+	steps := map[string]berth.StepState{}
 	for _, s := range run.Steps {
-		steps[s.Name] = string(s.State)
+		steps[s.Name] = s.State
 	}
 	require.Equal(t, berth.StepDone, steps["start db"])
 	require.Equal(t, berth.StepFailed, steps["start app"])

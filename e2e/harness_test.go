@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"archive/tar"
@@ -49,12 +49,14 @@ type harness struct {
 	hosts    []testHost
 	store    *store.Store
 	tc       sdkclient.Client
-	mu       sync.Mutex
-	server   *exec.Cmd
-	worker   *exec.Cmd
-	logDir   string
-	env      []string
-	cmdb     *fakeCMDB
+	// temporalAddr is the dev server's frontend, for the Temporal CLI.
+	temporalAddr string
+	mu           sync.Mutex
+	server       *exec.Cmd
+	worker       *exec.Cmd
+	logDir       string
+	env          []string
+	cmdb         *fakeCMDB
 	// registry is the loopback registry (BERTH_TEST_REGISTRY), "" without one.
 	registry  string
 	stopFuncs []func()
@@ -136,9 +138,19 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// repoRoot is the module root (where go.mod is): the tests run in e2e/, and
+// the berth binary, testdata/, bin/temporal and testdata/histories are found
+// from the root.
 func repoRoot() string {
 	wd, _ := os.Getwd()
-	return filepath.Clean(filepath.Join(wd, "..", ".."))
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		if filepath.Dir(dir) == dir {
+			return filepath.Clean(filepath.Join(wd, ".."))
+		}
+	}
 }
 
 func startHarness() (*harness, error) {
@@ -202,6 +214,7 @@ func startHarness() (*harness, error) {
 	hs.stopFuncs = append(hs.stopFuncs, func() { _ = dev.Stop() })
 	hs.tc = dev.Client()
 	addr := dev.FrontendHostPort()
+	hs.temporalAddr = addr
 
 	if dsn := os.Getenv("BERTH_TEST_MYSQL_DSN"); dsn != "" {
 		var drop func() error
@@ -223,10 +236,20 @@ func startHarness() (*harness, error) {
 	}
 
 	hs.bin = filepath.Join(hs.logDir, "berth")
-	build := exec.Command("go", "build", "-o", hs.bin, ".")
+	build := exec.Command("go", "build", "-o", hs.bin, "./cmd/berth")
+	build.Dir = hs.root
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return hs, fmt.Errorf("build berth: %w", err)
+	}
+	// The berth processes seal Temporal payloads with the test key, so that
+	// histories recorded here replay in worker/replay_test.go.
+	key, err := os.ReadFile(filepath.Join(hs.root, "testdata", "histories", "payload.key"))
+	if err != nil {
+		return hs, err
+	}
+	if err := os.WriteFile(filepath.Join(hs.logDir, "payload.key"), key, 0o600); err != nil {
+		return hs, err
 	}
 	apiPort, err := freePort()
 	if err != nil {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -103,9 +103,9 @@ func TestFailedBatchRollsBack(t *testing.T) {
 	rs, run := hs.release(t, svc.ID, map[string]any{"image": "berth-sample:v3bad", "batchSize": 2})
 	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "rolled back to berth-sample:v1")
-	steps := map[string]string{}
+	steps := map[string]berth.StepState{}
 	for _, s := range run.Steps {
-		steps[s.Name] = string(s.State)
+		steps[s.Name] = s.State
 	}
 	require.Equal(t, berth.StepDone, steps["batch 1/2"])
 	require.Equal(t, berth.StepFailed, steps["batch 2/2"])

@@ -1,0 +1,123 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/store"
+)
+
+type loginRequest struct {
+	Name     string `json:"name" form:"name"`
+	Password string `json:"password" form:"password"`
+	Next     string `json:"next" form:"next"`
+}
+
+// loginPage is the sign-in form; next is where to go once signed in.
+func (s *Server) loginPage(c *gin.Context) { s.renderLogin(c, "", c.Query("next"), "") }
+
+func (s *Server) renderLogin(c *gin.Context, name, next, msg string) {
+	status := http.StatusOK
+	if msg != "" {
+		status = http.StatusUnauthorized
+	}
+	s.render(c, status, "login", "Sign in", "", struct{ Name, Next, Error string }{name, next, msg})
+}
+
+// login checks a password and starts a session. The Origin check stops a
+// foreign page from signing a victim in as the attacker (login CSRF).
+func (s *Server) login(c *gin.Context) {
+	ctx := c.Request.Context()
+	form := !strings.HasPrefix(c.ContentType(), "application/json")
+	var req loginRequest
+	if err := c.ShouldBind(&req); err != nil {
+		s.fail(c, badRequest("name and password are required"))
+		return
+	}
+	if !sameOrigin(c.Request) {
+		s.fail(c, &berth.Error{Code: berth.EForbidden, Message: "cross-origin sign-in refused"})
+		return
+	}
+	// The peer's own address: X-Forwarded-For is the client's to choose.
+	addr := c.RemoteIP()
+	if wait := s.logins.blocked(req.Name, addr); wait > 0 {
+		secs, msg := retryText(wait)
+		c.Header("Retry-After", strconv.Itoa(secs))
+		s.auditEvent(c, req.Name, "POST /login", "429", "too many failed sign-ins")
+		if form {
+			s.render(c, http.StatusTooManyRequests, "login", "Sign in", "", struct{ Name, Next, Error string }{req.Name, req.Next, msg})
+			return
+		}
+		s.fail(c, &berth.Error{Code: berth.ERateLimited, Reason: "too_many_requests", Message: msg})
+		return
+	}
+	u, err := s.store.CheckPassword(ctx, req.Name, req.Password)
+	if errors.Is(err, store.ErrBadCredentials) {
+		s.logins.failed(req.Name, addr)
+	} else if err == nil {
+		s.logins.succeeded(req.Name, addr)
+	}
+	outcome := "200"
+	if err != nil {
+		outcome = "401"
+	}
+	s.auditEvent(c, req.Name, "POST /login", outcome, "")
+	if errors.Is(err, store.ErrBadCredentials) {
+		if form {
+			c.Status(http.StatusUnauthorized)
+			s.renderLogin(c, req.Name, req.Next, "Unknown user or wrong password. Check both and try again.")
+			return
+		}
+		s.fail(c, &berth.Error{Code: berth.EUnauthorized, Message: "unknown user or wrong password"})
+		return
+	}
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	secret, _, err := s.store.CreateSession(ctx, u.ID, sessionTTL)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	http.SetCookie(c.Writer, &http.Cookie{Name: sessionCookie, Value: secret, Path: "/", HttpOnly: true,
+		Secure: c.Request.TLS != nil, SameSite: http.SameSiteLaxMode, MaxAge: int(sessionTTL / time.Second)})
+	if form {
+		c.Redirect(http.StatusSeeOther, safeNext(req.Next))
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"user": u.Name})
+}
+
+// safeNext keeps redirects after sign-in on this site.
+func safeNext(next string) string {
+	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+		return "/inbox"
+	}
+	return next
+}
+
+func (s *Server) logout(c *gin.Context) {
+	if ck, err := c.Cookie(sessionCookie); err == nil {
+		_ = s.store.DeleteSession(c.Request.Context(), ck)
+	}
+	http.SetCookie(c.Writer, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", HttpOnly: true, MaxAge: -1, SameSite: http.SameSiteLaxMode})
+	c.Redirect(http.StatusSeeOther, "/login")
+}
+
+// auditEvent appends one audit event outside the audit middleware (sign-ins).
+func (s *Server) auditEvent(c *gin.Context, who, action, outcome, detail string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), 5*time.Second)
+	defer cancel()
+	ev := store.AuditEvent{Actor: who, Action: action, Target: c.Request.URL.Path, Remote: c.ClientIP(), Outcome: outcome, Detail: detail}
+	if err := s.store.Audit(ctx, ev); err != nil {
+		s.log.Error("audit not recorded", "error", err, "action", action)
+	}
+}

@@ -1,0 +1,81 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/berth-dev/berth"
+	"gorm.io/gorm"
+)
+
+func plannedFrom(in Instance, h Host) berth.PlannedInstance {
+	var ports []berth.PortMapping
+	_ = json.Unmarshal([]byte(in.Ports), &ports)
+	return berth.PlannedInstance{InstanceID: in.ID, Name: in.Name, UID: in.UID, Service: in.Service, Ordinal: in.Ordinal,
+		Host: h.Ref(), Ports: ports}
+}
+
+// InstanceStarted records where a started instance runs.
+func (s *Store) InstanceStarted(ctx context.Context, name, containerID, ip string) error {
+	return s.db.WithContext(ctx).Model(&Instance{}).Where("name = ?", name).
+		Updates(map[string]any{"container_id": containerID, "ip": ip, "state": berth.StateRunning}).Error
+}
+
+// ReleaseInstances marks instances removed and frees their ports. Their rows
+// stay: an instance CI is deleted once, and its history is kept.
+func (s *Store) ReleaseInstances(ctx context.Context, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Where("instance_name IN ?", names).Delete(&PortAllocation{}).Error; err != nil {
+			return err
+		}
+		t := now()
+		return tx.Model(&Instance{}).Where("name IN ? AND removed_at IS NULL", names).
+			Updates(map[string]any{"state": berth.StateRemoved, "removed_at": &t}).Error
+	})
+}
+
+// LiveInstances returns the instances of an application that are not removed,
+// with their hosts, in a stable order.
+func (s *Store) LiveInstances(ctx context.Context, appID uint) ([]berth.PlannedInstance, error) {
+	var insts []Instance
+	err := s.db.WithContext(ctx).Joins("JOIN services ON services.id = instances.service_id").
+		Where("services.application_id = ? AND instances.removed_at IS NULL", appID).
+		Order("instances.id").Find(&insts).Error
+	if err != nil {
+		return nil, err
+	}
+	hosts := map[uint]Host{}
+	out := make([]berth.PlannedInstance, 0, len(insts))
+	for _, in := range insts {
+		h, ok := hosts[in.HostID]
+		if !ok {
+			if err := s.db.WithContext(ctx).First(&h, in.HostID).Error; err != nil {
+				return nil, err
+			}
+			hosts[in.HostID] = h
+		}
+		out = append(out, plannedFrom(in, h))
+	}
+	return out, nil
+}
+
+// LiveServiceInstances returns a service's instances that are not removed,
+// oldest first, with their hosts.
+func (s *Store) LiveServiceInstances(ctx context.Context, serviceID uint) ([]berth.PlannedInstance, error) {
+	var insts []Instance
+	if err := s.db.WithContext(ctx).Where("service_id = ? AND removed_at IS NULL", serviceID).Order("ordinal").Find(&insts).Error; err != nil {
+		return nil, err
+	}
+	out := make([]berth.PlannedInstance, 0, len(insts))
+	for _, in := range insts {
+		var h Host
+		if err := s.db.WithContext(ctx).First(&h, in.HostID).Error; err != nil {
+			return nil, err
+		}
+		out = append(out, plannedFrom(in, h))
+	}
+	return out, nil
+}
