@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/berth-dev/berth"
@@ -117,15 +118,30 @@ func (s *Store) Users(ctx context.Context) ([]User, error) {
 	return us, s.db.WithContext(ctx).Order("name").Find(&us).Error
 }
 
-// dummyHash keeps a login for an unknown name as slow as one for a known
-// name, so timing does not tell which names exist.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("berth-no-such-user"), bcrypt.MinCost)
+// dummy keeps a login for an unknown name as slow as one for a known name,
+// so timing does not tell which names exist: its hash has the cost real
+// hashes are made with (and is made again if tests change that cost).
+var dummy struct {
+	sync.Mutex
+	cost int
+	hash []byte
+}
+
+func dummyHash() []byte {
+	dummy.Lock()
+	defer dummy.Unlock()
+	if dummy.hash == nil || dummy.cost != bcryptCost {
+		dummy.hash, _ = bcrypt.GenerateFromPassword([]byte("berth-no-such-user"), bcryptCost)
+		dummy.cost = bcryptCost
+	}
+	return dummy.hash
+}
 
 // CheckPassword returns the user when name and password match an enabled user.
 func (s *Store) CheckPassword(ctx context.Context, name, password string) (*User, error) {
 	u, err := s.UserByName(ctx, name)
 	if errors.Is(err, ErrNotFound) {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 		return nil, ErrBadCredentials
 	}
 	if err != nil {
@@ -329,3 +345,5 @@ func (e *DeniedError) Error() string { return e.Msg }
 
 // Unwrap gives the error its domain code.
 func (e *DeniedError) Unwrap() error { return &berth.Error{Code: berth.EForbidden, Message: e.Msg} }
+
+func bcryptCostOf(hash []byte) (int, error) { return bcrypt.Cost(hash) }

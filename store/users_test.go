@@ -122,3 +122,23 @@ func TestSessionsAndBootstrapAdmin(t *testing.T) {
 		require.Error(t, err)
 	})
 }
+
+// TestUnknownNamesCostAsMuchAsKnownOnes: a sign-in for a name that does not
+// exist compares against a hash of the same bcrypt cost as real passwords, so
+// timing cannot tell which names exist.
+func TestUnknownNamesCostAsMuchAsKnownOnes(t *testing.T) {
+	// A cost other than the tests' usual one, so a fixed dummy cost shows.
+	store.SetBcryptCostForTests(bcrypt.MinCost + 1)
+	t.Cleanup(func() { store.SetBcryptCostForTests(bcrypt.MinCost) })
+	forEachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		u, err := st.CreateUser(ctx, "costly", "a-long-enough-password")
+		require.NoError(t, err)
+		real, err := bcrypt.Cost([]byte(u.PasswordHash))
+		require.NoError(t, err)
+		require.Equal(t, bcrypt.MinCost+1, real)
+		require.Equal(t, real, store.DummyHashCost())
+		_, err = st.CheckPassword(ctx, "no-such-user", "whatever")
+		require.ErrorIs(t, err, store.ErrBadCredentials)
+	})
+}

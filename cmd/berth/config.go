@@ -29,6 +29,9 @@ type Config struct {
 	TemporalUIURL     string
 
 	Token string
+	// PayloadKeyFile holds the AES-256 key(s) every Temporal payload is
+	// sealed with; every server and worker of a deployment needs the same file.
+	PayloadKeyFile string
 	// AdminPassword is the bootstrap admin's first password, from
 	// BERTH_ADMIN_PASSWORD only: a flag would show it in the process list.
 	AdminPassword string
@@ -94,10 +97,50 @@ func splitList(s string) []string {
 	return out
 }
 
+// MinTokenLength is the shortest bootstrap API token berth accepts: the
+// token is an admin's key, so it must not be guessable.
+const MinTokenLength = 32
+
+// secretFlag is a secret given either as a value or, so that it never shows
+// in the process list, as a file (the usual case in production).
+type secretFlag struct {
+	name  string
+	value *string
+	file  string
+}
+
+// resolve reads the secret's file when one is given. Giving both is an
+// error: one of them would be silently ignored.
+func (f *secretFlag) resolve() error {
+	if f.file == "" {
+		return nil
+	}
+	if *f.value != "" {
+		return fmt.Errorf("give -%s or -%s-file, not both", f.name, f.name)
+	}
+	b, err := os.ReadFile(f.file)
+	if err != nil {
+		return fmt.Errorf("-%s-file: %w", f.name, err)
+	}
+	*f.value = strings.TrimSpace(string(b))
+	if *f.value == "" {
+		return fmt.Errorf("-%s-file %s is empty", f.name, f.file)
+	}
+	return nil
+}
+
 // loadConfig parses flags for a subcommand.
 func loadConfig(cmd string, args []string) (*Config, error) {
 	c := &Config{}
 	fs := flag.NewFlagSet("berth "+cmd, flag.ContinueOnError)
+	secrets := []*secretFlag{{name: "token", value: &c.Token}, {name: "db-dsn", value: &c.DBDSN}, {name: "cmdb-token", value: &c.CMDBToken}}
+	for _, s := range secrets {
+		envKey := "BERTH_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_")) + "_FILE"
+		if s.name == "token" {
+			envKey = "BERTH_API_TOKEN_FILE"
+		}
+		fs.StringVar(&s.file, s.name+"-file", env(envKey, ""), "file holding -"+s.name+" (keeps it out of the process list)")
+	}
 	fs.StringVar(&c.Listen, "listen", env("BERTH_LISTEN", "127.0.0.1:8080"), "API/UI listen address")
 	fs.StringVar(&c.DataDir, "data", env("BERTH_DATA", "data"), "folder for the embedded database and the dev token")
 	fs.StringVar(&c.DBDriver, "db-driver", env("BERTH_DB_DRIVER", "sqlite"), "sqlite or mysql")
@@ -108,6 +151,7 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.StringVar(&c.TemporalTLSCert, "temporal-tls-cert", env("BERTH_TEMPORAL_TLS_CERT", ""), "client certificate for Temporal mTLS")
 	fs.StringVar(&c.TemporalTLSKey, "temporal-tls-key", env("BERTH_TEMPORAL_TLS_KEY", ""), "client key for Temporal mTLS")
 	fs.StringVar(&c.TemporalUIURL, "temporal-ui", env("BERTH_TEMPORAL_UI_URL", ""), "Temporal web UI base URL, for links")
+	fs.StringVar(&c.PayloadKeyFile, "payload-key-file", env("BERTH_PAYLOAD_KEY_FILE", ""), "file with the key(s) Temporal payloads are encrypted with, hex, one per line, the first encrypts (default: <data>/payload.key, created when missing)")
 	fs.StringVar(&c.Token, "token", env("BERTH_API_TOKEN", ""), "bootstrap admin API token (dev: generated when empty)")
 	regions := fs.String("regions", env("BERTH_REGIONS", ""), "comma-separated regions whose host activities this worker serves")
 	fs.StringVar(&c.Registry, "registry", env("BERTH_REGISTRY", ""), "registry host[:port] missing images are pulled from")
@@ -133,6 +177,14 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	for _, s := range secrets {
+		if err := s.resolve(); err != nil {
+			return nil, err
+		}
+	}
+	if c.Token != "" && len(c.Token) < MinTokenLength {
+		return nil, fmt.Errorf("the API token is %d characters; it must be at least %d (e.g. openssl rand -hex 24)", len(c.Token), MinTokenLength)
+	}
 	c.Regions, c.BindRoots, c.ExecAllow = splitList(*regions), splitList(*bindRoots), splitList(*execAllow)
 	for _, p := range c.ExecAllow {
 		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
@@ -145,6 +197,9 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	}
 	if c.PortMin < 1024 || c.PortMax > 65535 || c.PortMin > c.PortMax {
 		return nil, fmt.Errorf("port range %d-%d is not valid (1024-65535)", c.PortMin, c.PortMax)
+	}
+	if c.PayloadKeyFile == "" {
+		c.PayloadKeyFile = filepath.Join(c.DataDir, "payload.key")
 	}
 	if c.HAProxyDir == "" {
 		c.HAProxyDir = filepath.Join(c.DataDir, "haproxy")
@@ -183,4 +238,24 @@ func devToken(dataDir string) (string, bool, error) {
 		return "", false, err
 	}
 	return tok, true, nil
+}
+
+// privateFiles makes the data folder (0700) and the SQLite database (0600)
+// readable by berth's user only: they hold tokens, sessions and records.
+// SQLite gives its -wal and -shm files the database file's mode.
+func privateFiles(dataDir, dbFile string) error {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(dataDir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(dbFile, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Chmod(dbFile, 0o600)
 }

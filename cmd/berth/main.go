@@ -21,6 +21,7 @@ import (
 	"github.com/berth-dev/berth/activities"
 	"github.com/berth-dev/berth/artifacts"
 	"github.com/berth-dev/berth/cmdb"
+	"github.com/berth-dev/berth/codec"
 	"github.com/berth-dev/berth/compose"
 	"github.com/berth-dev/berth/engine"
 	"github.com/berth-dev/berth/server"
@@ -84,7 +85,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		return err
 	}
 	if cfg.DBDriver == "sqlite" {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		if err := privateFiles(cfg.DataDir, cfg.DBDSN); err != nil {
 			return err
 		}
 	}
@@ -100,7 +101,11 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		log.Info("schema is up to date", "driver", cfg.DBDriver)
 		return nil
 	}
-	tc, err := dialTemporal(ctx, cfg, log)
+	payloads, err := payloadCodec(cfg, log)
+	if err != nil {
+		return err
+	}
+	tc, err := dialTemporal(ctx, cfg, payloads, log)
 	if err != nil {
 		return err
 	}
@@ -169,7 +174,8 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		api := server.New(server.Config{Token: cfg.Token, AdminPassword: cfg.AdminPassword, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
 			HealthTimeout: cfg.HealthTimeout, Compose: opts, TemporalUIURL: cfg.TemporalUIURL,
 			LB: lbs, DrainTimeout: cfg.DrainTimeout, Packages: packages, MaxPackageBytes: packages.MaxBytes,
-			Registry: cfg.Registry, ExecAllow: cfg.ExecAllow, TemporalNamespace: cfg.TemporalNamespace}, st, tc, log)
+			Registry: cfg.Registry, ExecAllow: cfg.ExecAllow, TemporalNamespace: cfg.TemporalNamespace,
+			DataConverter: payloads.DataConverter(), Codec: payloads.Handler()}, st, tc, log)
 		pw, err := api.Bootstrap(ctx)
 		if err != nil {
 			return err
@@ -199,9 +205,23 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 	return g.Wait()
 }
 
-func dialTemporal(ctx context.Context, cfg *Config, log *slog.Logger) (client.Client, error) {
+// payloadCodec loads the key every Temporal payload is sealed with. A
+// missing default key file is created, so the embedded default encrypts from
+// its first start; a deployment of several machines gives each the same file.
+func payloadCodec(cfg *Config, log *slog.Logger) (*codec.AESGCM, error) {
+	if _, err := os.Stat(cfg.PayloadKeyFile); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(cfg.PayloadKeyFile), 0o700); err != nil {
+			return nil, err
+		}
+		log.Warn("created a payload key: every other berth server and worker of this deployment needs a copy of it",
+			"file", cfg.PayloadKeyFile)
+	}
+	return codec.EnsureFile(cfg.PayloadKeyFile)
+}
+
+func dialTemporal(ctx context.Context, cfg *Config, payloads *codec.AESGCM, log *slog.Logger) (client.Client, error) {
 	opts := client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
-		Logger: newTemporalLogger(log)}
+		Logger: newTemporalLogger(log), DataConverter: payloads.DataConverter()}
 	if cfg.TemporalTLSCA != "" || cfg.TemporalTLSCert != "" {
 		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if cfg.TemporalTLSCA != "" {

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func writeSecret(t *testing.T, dir, name, value string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(p, []byte(value+"\n"), 0o600))
+	return p
+}
+
+// Secrets come from files so that they never show in the process list.
+func TestSecretsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	tok := strings.Repeat("t", 40)
+	c, err := loadConfig("server", []string{
+		"-data", dir,
+		"-token-file", writeSecret(t, dir, "token", tok),
+		"-db-driver", "mysql", "-db-dsn-file", writeSecret(t, dir, "dsn", "berth:pw@tcp(db:3306)/berth"),
+		"-cmdb", "http", "-cmdb-url", "http://cmdb", "-cmdb-token-file", writeSecret(t, dir, "cmdb", "c-token"),
+	})
+	require.NoError(t, err)
+	require.Equal(t, tok, c.Token)
+	require.Equal(t, "berth:pw@tcp(db:3306)/berth", c.DBDSN)
+	require.Equal(t, "c-token", c.CMDBToken)
+	require.Equal(t, filepath.Join(dir, "payload.key"), c.PayloadKeyFile)
+
+	_, err = loadConfig("server", []string{"-token", tok, "-token-file", writeSecret(t, dir, "t2", tok)})
+	require.ErrorContains(t, err, "not both")
+	_, err = loadConfig("server", []string{"-token-file", writeSecret(t, dir, "empty", "")})
+	require.ErrorContains(t, err, "is empty")
+	_, err = loadConfig("server", []string{"-token-file", filepath.Join(dir, "missing")})
+	require.ErrorContains(t, err, "token-file")
+}
+
+func TestShortTokensAreRefused(t *testing.T) {
+	_, err := loadConfig("server", []string{"-token", "short-token"})
+	require.ErrorContains(t, err, "at least 32")
+	t.Setenv("BERTH_API_TOKEN", strings.Repeat("x", 31))
+	_, err = loadConfig("server", nil)
+	require.ErrorContains(t, err, "at least 32")
+}
+
+// The data folder and the SQLite database are berth's user's alone.
+func TestPrivateFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	db := filepath.Join(dir, "berth.db")
+	require.NoError(t, os.WriteFile(db, nil, 0o644))
+	require.NoError(t, privateFiles(dir, db))
+	st, err := os.Stat(dir)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), st.Mode().Perm())
+	st, err = os.Stat(db)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+
+	fresh := filepath.Join(t.TempDir(), "new")
+	require.NoError(t, privateFiles(fresh, filepath.Join(fresh, "berth.db")))
+	st, err = os.Stat(filepath.Join(fresh, "berth.db"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+}
