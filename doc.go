@@ -1,6 +1,7 @@
 // Package berth is the domain: the types that cross berth's layers and are
 // recorded in Temporal histories (plans, host and instance references, step
-// events, approval specs and outcomes, release kinds, run kinds and statuses,
+// events, approval specs and outcomes, grey release steps, release kinds, run
+// kinds and statuses,
 // roles), as typed enums with one list each, and the one Error vocabulary
 // that the activities, the store and the server share.
 //

@@ -27,18 +27,18 @@ import (
 // greyPlan is what a grey release adds to a release request.
 type greyPlan struct {
 	canaries int
-	steps    []workflows.GreyStep
+	steps    []berth.GreyStep
 }
 
 // greyRequest starts a grey release. The same document is accepted as JSON
 // or, with Content-Type application/yaml, as YAML (what the UI's form sends).
 type greyRequest struct {
-	Image            string               `json:"image"`
-	Version          string               `json:"version"`
-	Canaries         int                  `json:"canaries"`
-	BatchSize        int                  `json:"batchSize"`
-	ProgressDeadline string               `json:"progressDeadline"` // default 1h
-	Steps            []workflows.GreyStep `json:"steps"`
+	Image            string           `json:"image"`
+	Version          string           `json:"version"`
+	Canaries         int              `json:"canaries"`
+	BatchSize        int              `json:"batchSize"`
+	ProgressDeadline string           `json:"progressDeadline"` // default 1h
+	Steps            []berth.GreyStep `json:"steps"`
 }
 
 // maxGreyDoc bounds a grey release document; steps are small.
@@ -97,10 +97,10 @@ func (req *greyRequest) validate() (releaseSpec, error) {
 	if req.Canaries == 0 {
 		req.Canaries = 1
 	}
-	if req.Canaries < 1 || req.Canaries > workflows.MaxGreyCanaries {
-		return releaseSpec{}, badRequest(fmt.Sprintf("canaries must be 1..%d", workflows.MaxGreyCanaries))
+	if req.Canaries < 1 || req.Canaries > berth.MaxGreyCanaries {
+		return releaseSpec{}, badRequest(fmt.Sprintf("canaries must be 1..%d", berth.MaxGreyCanaries))
 	}
-	if err := workflows.ValidateGreySteps(req.Steps); err != nil {
+	if err := berth.ValidateGreySteps(req.Steps); err != nil {
 		return releaseSpec{}, badRequest("steps: " + err.Error())
 	}
 	deadline := time.Hour

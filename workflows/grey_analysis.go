@@ -43,7 +43,7 @@ type GreyAnalysisResult struct {
 
 // analysisStep reads the load balancer's figures at the start and the end
 // of the window and judges the canary against its thresholds.
-func (g *grey) analysisStep(sctx, ctx workflow.Context, name string, i int, a GreyAnalysis) *greyStop {
+func (g *grey) analysisStep(sctx, ctx workflow.Context, name string, i int, a berth.GreyAnalysis) *greyStop {
 	r := g.r
 	r.status.Step = name
 	r.record(ctx, name, berth.StepRunning, "")
@@ -111,7 +111,7 @@ func (g *grey) readStats(ctx workflow.Context) ([]lb.ServerStats, error) {
 // Judge compares canary and stable servers over a window from two readings
 // of the load balancer's counters. A counter that went down was reset by a
 // reload, and then counts from zero.
-func Judge(a GreyAnalysis, before, after []lb.ServerStats, canaries []string) GreyAnalysisResult {
+func Judge(a berth.GreyAnalysis, before, after []lb.ServerStats, canaries []string) GreyAnalysisResult {
 	isCanary := map[string]bool{}
 	for _, c := range canaries {
 		isCanary[c] = true

@@ -261,7 +261,7 @@ func (g *grey) endWait(ctx workflow.Context, name string, err error) *greyStop {
 
 // approvalStep waits for the step's approval. A rejection is a decision to
 // abort: traffic goes back to stable and the canary is removed.
-func (g *grey) approvalStep(sctx, ctx workflow.Context, name string, i int, a *GreyApproval) *greyStop {
+func (g *grey) approvalStep(sctx, ctx workflow.Context, name string, i int, a *berth.GreyApproval) *greyStop {
 	roles := a.Roles
 	if len(roles) == 0 {
 		roles = []berth.Role{berth.RoleApprover}

@@ -50,7 +50,7 @@ type GreyReleaseInput struct {
 	// load-balancer settings; Release.Service.Image is the new image.
 	Release  ReleaseVersionInput `json:"release"`
 	Canaries int                 `json:"canaries"`
-	Steps    []GreyStep          `json:"steps"`
+	Steps    []berth.GreyStep    `json:"steps"`
 	// StartedBy may not decide the release's approval steps when
 	// SeparateDuties is set.
 	StartedBy      string `json:"startedBy"`
@@ -60,15 +60,15 @@ type GreyReleaseInput struct {
 
 // GreyState is what the state query answers.
 type GreyState struct {
-	Phase    string      `json:"phase"`
-	Step     int         `json:"step"` // index of the current step; len(steps) once they are done
-	Steps    []GreyStep  `json:"steps"`
-	Current  string      `json:"current"`
-	Weight   int         `json:"weight"`
-	Routes   []GreyRoute `json:"routes"`
-	Canaries []string    `json:"canaries"`
-	Stable   []string    `json:"stable"`
-	Paused   bool        `json:"paused"`
+	Phase    string           `json:"phase"`
+	Step     int              `json:"step"` // index of the current step; len(steps) once they are done
+	Steps    []berth.GreyStep `json:"steps"`
+	Current  string           `json:"current"`
+	Weight   int              `json:"weight"`
+	Routes   []GreyRoute      `json:"routes"`
+	Canaries []string         `json:"canaries"`
+	Stable   []string         `json:"stable"`
+	Paused   bool             `json:"paused"`
 	// AwaitingApproval: an approval is open; promote is refused until it
 	// is decided.
 	AwaitingApproval bool                 `json:"awaitingApproval"`

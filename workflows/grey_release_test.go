@@ -37,7 +37,7 @@ func TestGreyWeightsGiveTheShare(t *testing.T) {
 }
 
 func TestJudge(t *testing.T) {
-	a := GreyAnalysis{Window: Duration(time.Minute), MaxErrorRate: 0.05, MinRequests: 10}
+	a := berth.GreyAnalysis{Window: berth.Duration(time.Minute), MaxErrorRate: 0.05, MinRequests: 10}
 	before := []lb.ServerStats{{Name: "c", Requests: 100, Responses5xx: 1}, {Name: "s", Requests: 1000}}
 	at := func(c lb.ServerStats) []lb.ServerStats {
 		c.Name = "c"
@@ -67,7 +67,7 @@ func TestJudge(t *testing.T) {
 	require.Contains(t, res.Reason, "exceeds stable")
 
 	// Response time: the canary's average, weighted by its requests.
-	a = GreyAnalysis{Window: Duration(time.Minute), MaxErrorRate: 1, MaxResponseMs: 50}
+	a = berth.GreyAnalysis{Window: berth.Duration(time.Minute), MaxErrorRate: 1, MaxResponseMs: 50}
 	res = Judge(a, before, at(lb.ServerStats{Requests: 200, AvgResponseMs: 80}), []string{"c"})
 	require.Equal(t, AnalysisFail, res.Verdict)
 	require.EqualValues(t, 80, res.CanaryAvgMs)
@@ -80,9 +80,9 @@ func TestValidateGreySteps(t *testing.T) {
 	good := `[{"setWeight":20},{"setHeaderRoute":{"name":"X-Canary","value":"always"}},{"pause":{"duration":"30s"}},
 		{"pause":{"approval":{"roles":["approver"],"timeout":"1h"}}},{"analysis":{"window":"20s","maxErrorRate":0.05}},
 		{"scale":2},{"setCookieRoute":{"name":"canary","value":"yes"}},{"pause":{}}]`
-	var steps []GreyStep
+	var steps []berth.GreyStep
 	require.NoError(t, json.Unmarshal([]byte(good), &steps))
-	require.NoError(t, ValidateGreySteps(steps))
+	require.NoError(t, berth.ValidateGreySteps(steps))
 	require.Equal(t, "pause 30s", steps[2].Describe())
 
 	for doc, want := range map[string]string{
@@ -100,13 +100,13 @@ func TestValidateGreySteps(t *testing.T) {
 		`[{"pause":{"approval":{"onTimeout":"escalate"}}}]`:                "escalateTo",
 		`[{"pause":{"approval":{"onTimeout":"later","roles":["admin"]}}}]`: "onTimeout",
 	} {
-		var steps []GreyStep
+		var steps []berth.GreyStep
 		require.NoError(t, json.Unmarshal([]byte(doc), &steps), doc)
-		err := ValidateGreySteps(steps)
+		err := berth.ValidateGreySteps(steps)
 		require.Error(t, err, doc)
 		require.Contains(t, err.Error(), want, doc)
 	}
-	var d Duration
+	var d berth.Duration
 	require.Error(t, json.Unmarshal([]byte(`"soon"`), &d))
 }
 
@@ -150,7 +150,7 @@ func (f *greyFake) routeLog() []string {
 	return out
 }
 
-func greyInput(steps ...GreyStep) GreyReleaseInput {
+func greyInput(steps ...berth.GreyStep) GreyReleaseInput {
 	rin := releaseInput()
 	rin.Service.Name = "api"
 	rin.ProgressDeadline = time.Hour
@@ -244,11 +244,11 @@ func intp(n int) *int { return &n }
 func TestGreyReleaseWalksTheStepsAndPromotes(t *testing.T) {
 	fake := &greyFake{}
 	env, rec := newGreyEnv(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(20)},
-		GreyStep{SetHeaderRoute: &GreyMatch{Name: "X-Canary", Value: "always"}},
-		GreyStep{Analysis: &GreyAnalysis{Window: Duration(time.Minute), MaxErrorRate: 0.05, MinRequests: 10}},
-		GreyStep{Pause: &GreyPause{Duration: Duration(10 * time.Minute)}},
-		GreyStep{SetWeight: intp(50)})
+	in := greyInput(berth.GreyStep{SetWeight: intp(20)},
+		berth.GreyStep{SetHeaderRoute: &berth.GreyMatch{Name: "X-Canary", Value: "always"}},
+		berth.GreyStep{Analysis: &berth.GreyAnalysis{Window: berth.Duration(time.Minute), MaxErrorRate: 0.05, MinRequests: 10}},
+		berth.GreyStep{Pause: &berth.GreyPause{Duration: berth.Duration(10 * time.Minute)}},
+		berth.GreyStep{SetWeight: intp(50)})
 
 	env.ExecuteWorkflow(GreyReleaseName, in)
 
@@ -274,9 +274,9 @@ func TestGreyReleaseWalksTheStepsAndPromotes(t *testing.T) {
 func TestGreyReleaseFailedAnalysisAbortsToStable(t *testing.T) {
 	fake := &greyFake{canary5xx: 0.3}
 	env, rec := newGreyEnv(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(20)},
-		GreyStep{Analysis: &GreyAnalysis{Window: Duration(time.Minute), MaxErrorRate: 0.05}},
-		GreyStep{SetWeight: intp(100)})
+	in := greyInput(berth.GreyStep{SetWeight: intp(20)},
+		berth.GreyStep{Analysis: &berth.GreyAnalysis{Window: berth.Duration(time.Minute), MaxErrorRate: 0.05}},
+		berth.GreyStep{SetWeight: intp(100)})
 
 	env.ExecuteWorkflow(GreyReleaseName, in)
 
@@ -295,7 +295,7 @@ func TestGreyReleaseFailedAnalysisAbortsToStable(t *testing.T) {
 func TestGreyReleaseAbortSignalEndsAnIndefinitePause(t *testing.T) {
 	fake := &greyFake{}
 	env, rec := newGreyEnv(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{}}, GreyStep{SetWeight: intp(100)})
+	in := greyInput(berth.GreyStep{SetWeight: intp(10)}, berth.GreyStep{Pause: &berth.GreyPause{}}, berth.GreyStep{SetWeight: intp(100)})
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyAbort, By: "rm", Reason: "latency"})
 	}, 10*time.Minute)
@@ -313,7 +313,7 @@ func TestGreyReleaseAbortSignalEndsAnIndefinitePause(t *testing.T) {
 func TestGreyReleasePromoteSignalSkipsTheRest(t *testing.T) {
 	fake := &greyFake{}
 	env, rec := newGreyEnv(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{}}, GreyStep{SetWeight: intp(90)})
+	in := greyInput(berth.GreyStep{SetWeight: intp(10)}, berth.GreyStep{Pause: &berth.GreyPause{}}, berth.GreyStep{SetWeight: intp(90)})
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyPromote, By: "rm"})
 	}, 10*time.Minute)
@@ -337,7 +337,7 @@ func TestGreyReleasePromoteSignalSkipsTheRest(t *testing.T) {
 func TestGreyReleaseUnattendedPastDeadlineAborts(t *testing.T) {
 	fake := &greyFake{}
 	env, rec := newGreyEnv(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{Duration: Duration(2 * time.Hour)}}, GreyStep{Pause: &GreyPause{}})
+	in := greyInput(berth.GreyStep{SetWeight: intp(10)}, berth.GreyStep{Pause: &berth.GreyPause{Duration: berth.Duration(2 * time.Hour)}}, berth.GreyStep{Pause: &berth.GreyPause{}})
 	in.Release.ProgressDeadline = 30 * time.Minute
 
 	env.ExecuteWorkflow(GreyReleaseName, in)
@@ -354,7 +354,7 @@ func TestGreyReleaseUnattendedPastDeadlineAborts(t *testing.T) {
 func TestGreyReleaseRejectedApprovalAborts(t *testing.T) {
 	fake := &greyFake{}
 	env, rec := newGreyEnv(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{Approval: &GreyApproval{}}}, GreyStep{SetWeight: intp(100)})
+	in := greyInput(berth.GreyStep{SetWeight: intp(10)}, berth.GreyStep{Pause: &berth.GreyPause{Approval: &berth.GreyApproval{}}}, berth.GreyStep{SetWeight: intp(100)})
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(ApprovalSignal, berth.ApprovalDecision{ApprovalID: 42, State: berth.ApprovalRejected, By: []string{"ann"}, Comment: "5xx up"})
 	}, time.Minute)
@@ -371,9 +371,9 @@ func TestGreyReleaseRejectedApprovalAborts(t *testing.T) {
 func TestGreyReleaseScaleStepAddsAndRemovesCanaries(t *testing.T) {
 	fake := &greyFake{}
 	env, rec := newGreyEnv(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(20)}, GreyStep{Scale: intp(3)},
-		GreyStep{SetHeaderRoute: &GreyMatch{Name: "X-Canary", Value: "always"}}, GreyStep{Scale: intp(1)},
-		GreyStep{Pause: &GreyPause{}})
+	in := greyInput(berth.GreyStep{SetWeight: intp(20)}, berth.GreyStep{Scale: intp(3)},
+		berth.GreyStep{SetHeaderRoute: &berth.GreyMatch{Name: "X-Canary", Value: "always"}}, berth.GreyStep{Scale: intp(1)},
+		berth.GreyStep{Pause: &berth.GreyPause{}})
 	var states []GreyState
 	env.RegisterDelayedCallback(func() {
 		v, err := env.QueryWorkflow(GreyStateQuery)
@@ -403,7 +403,7 @@ func TestGreyReleaseScaleStepAddsAndRemovesCanaries(t *testing.T) {
 func TestGreyReleasePauseSignalHoldsBetweenSteps(t *testing.T) {
 	fake := &greyFake{}
 	env, rec := newGreyEnv(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{Duration: Duration(time.Minute)}}, GreyStep{SetWeight: intp(40)})
+	in := greyInput(berth.GreyStep{SetWeight: intp(10)}, berth.GreyStep{Pause: &berth.GreyPause{Duration: berth.Duration(time.Minute)}}, berth.GreyStep{SetWeight: intp(40)})
 	var weightAtPause int
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyPauseAction, By: "rm"})
@@ -429,7 +429,7 @@ func TestGreyReleasePauseSignalHoldsBetweenSteps(t *testing.T) {
 func TestGreyReleasePromoteAndAbortAtOnceMakeOneDecision(t *testing.T) {
 	fake := &greyFake{}
 	env, rec := newGreyEnv(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{}})
+	in := greyInput(berth.GreyStep{SetWeight: intp(10)}, berth.GreyStep{Pause: &berth.GreyPause{}})
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyAbort, By: "ann"})
 		env.SignalWorkflow(GreyControlSignal, GreyControl{Action: GreyPromote, By: "bob"})
@@ -447,7 +447,7 @@ func TestGreyReleasePromoteAndAbortAtOnceMakeOneDecision(t *testing.T) {
 func TestGreyReleaseCancelledRunRemovesTheCanary(t *testing.T) {
 	fake := &greyFake{}
 	env, rec := newGreyEnv(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{SetHeaderRoute: &GreyMatch{Name: "X-Canary", Value: "always"}}, GreyStep{Pause: &GreyPause{}})
+	in := greyInput(berth.GreyStep{SetWeight: intp(10)}, berth.GreyStep{SetHeaderRoute: &berth.GreyMatch{Name: "X-Canary", Value: "always"}}, berth.GreyStep{Pause: &berth.GreyPause{}})
 	env.RegisterDelayedCallback(env.CancelWorkflow, 10*time.Minute)
 
 	env.ExecuteWorkflow(GreyReleaseName, in)
@@ -466,7 +466,7 @@ func TestGreyReleaseCancelledRunRemovesTheCanary(t *testing.T) {
 func TestGreyReleasePromoteCannotSkipAnApproval(t *testing.T) {
 	fake := &greyFake{}
 	env, rec := newGreyEnv(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{Approval: &GreyApproval{}}}, GreyStep{SetWeight: intp(60)})
+	in := greyInput(berth.GreyStep{SetWeight: intp(10)}, berth.GreyStep{Pause: &berth.GreyPause{Approval: &berth.GreyApproval{}}}, berth.GreyStep{SetWeight: intp(60)})
 	in.Release.ProgressDeadline = 30 * time.Minute
 	var promote, resume, pause *greyUpdate
 	env.RegisterDelayedCallback(func() {
@@ -511,7 +511,7 @@ func TestGreyReleasePromoteCannotSkipAnApproval(t *testing.T) {
 func TestGreyControlUpdateRefusesResumeWhenNotPaused(t *testing.T) {
 	fake := &greyFake{}
 	env, rec := newGreyEnv(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{Duration: Duration(10 * time.Minute)}}, GreyStep{SetWeight: intp(40)})
+	in := greyInput(berth.GreyStep{SetWeight: intp(10)}, berth.GreyStep{Pause: &berth.GreyPause{Duration: berth.Duration(10 * time.Minute)}}, berth.GreyStep{SetWeight: intp(40)})
 	var resume, pause, again, resumed *greyUpdate
 	env.RegisterDelayedCallback(func() {
 		resume = sendGreyUpdate(env, GreyControl{Action: GreyResume, By: "rm"})
@@ -536,7 +536,7 @@ func TestGreyControlUpdateRefusesResumeWhenNotPaused(t *testing.T) {
 func TestGreyControlUpdatePromotesAndTheFirstDecisionWins(t *testing.T) {
 	fake := &greyFake{}
 	env, rec := newGreyEnv(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{}}, GreyStep{SetWeight: intp(90)})
+	in := greyInput(berth.GreyStep{SetWeight: intp(10)}, berth.GreyStep{Pause: &berth.GreyPause{}}, berth.GreyStep{SetWeight: intp(90)})
 	var promote, abort *greyUpdate
 	env.RegisterDelayedCallback(func() {
 		promote = sendGreyUpdate(env, GreyControl{Action: GreyPromote, By: "rm"})
@@ -558,7 +558,7 @@ func TestGreyControlUpdatePromotesAndTheFirstDecisionWins(t *testing.T) {
 func TestGreyControlUpdateRefusedOnceTheReleaseEnded(t *testing.T) {
 	fake := &greyFake{finishDelay: time.Hour}
 	env, rec := newGreyEnv(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{}})
+	in := greyInput(berth.GreyStep{SetWeight: intp(10)}, berth.GreyStep{Pause: &berth.GreyPause{}})
 	var abort *greyUpdate
 	var late []*greyUpdate
 	env.RegisterDelayedCallback(func() {
@@ -595,7 +595,7 @@ func TestGreyReleaseStartedBeforeUpdatesTakesTheSignal(t *testing.T) {
 	fake := &greyFake{}
 	env, rec := newGreyEnv(t, fake)
 	env.OnGetVersion(greyControlUpdateChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
-	in := greyInput(GreyStep{SetWeight: intp(10)}, GreyStep{Pause: &GreyPause{}}, GreyStep{SetWeight: intp(90)})
+	in := greyInput(berth.GreyStep{SetWeight: intp(10)}, berth.GreyStep{Pause: &berth.GreyPause{}}, berth.GreyStep{SetWeight: intp(90)})
 	var update *greyUpdate
 	env.RegisterDelayedCallback(func() {
 		update = sendGreyUpdate(env, GreyControl{Action: GreyPromote, By: "rm"})
@@ -660,7 +660,7 @@ func TestGreyControlRefusal(t *testing.T) {
 func TestGreyReleaseOfAFilePackage(t *testing.T) {
 	fake := &greyFake{}
 	env, rec, installs := newGreyEnvInstalls(t, fake)
-	in := greyInput(GreyStep{SetWeight: intp(25)})
+	in := greyInput(berth.GreyStep{SetWeight: intp(25)})
 	in.Release.Kind, in.Release.PackageSHA256, in.Release.LastGoodPackage = berth.ReleaseFile, relNewSHA, relGoodSHA
 	in.Release.Service.Image = relGoodImage
 	in.Release.BatchSize = 2

@@ -5,6 +5,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
 	"github.com/berth-dev/berth/lb"
 )
@@ -34,7 +35,7 @@ func GreyWeights(pct, nStable, nCanary int) (stable, canary int) {
 }
 
 // apply runs a step that changes the load balancer or the canary.
-func (g *grey) apply(ctx workflow.Context, s GreyStep) error {
+func (g *grey) apply(ctx workflow.Context, s berth.GreyStep) error {
 	switch {
 	case s.SetWeight != nil:
 		return g.setWeight(ctx, *s.SetWeight)

@@ -1,4 +1,4 @@
-package workflows
+package berth
 
 import (
 	"encoding/json"
@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/berth-dev/berth"
 )
 
 // Duration is a time.Duration written as Go text ("30s", "5m") in JSON, so
@@ -69,13 +67,13 @@ type GreyPause struct {
 
 // GreyApproval is an approval step between weights.
 type GreyApproval struct {
-	Roles  []berth.Role `json:"roles,omitempty"` // default: approver
-	Quorum int          `json:"quorum,omitempty"`
+	Roles  []Role `json:"roles,omitempty"` // default: approver
+	Quorum int    `json:"quorum,omitempty"`
 	// Timeout bounds the wait (default 24h); OnTimeout is fail (abort the
 	// release) or escalate (EscalateTo gets one more Timeout).
-	Timeout    Duration        `json:"timeout,omitempty"`
-	OnTimeout  berth.OnTimeout `json:"onTimeout,omitempty"`
-	EscalateTo []berth.Role    `json:"escalateTo,omitempty"`
+	Timeout    Duration  `json:"timeout,omitempty"`
+	OnTimeout  OnTimeout `json:"onTimeout,omitempty"`
+	EscalateTo []Role    `json:"escalateTo,omitempty"`
 }
 
 // GreyAnalysis judges the canary over a window of live traffic.
@@ -153,8 +151,8 @@ func ValidateGreySteps(steps []GreyStep) error {
 					return fmt.Errorf("%s: approval quorum must be 1..10", at)
 				}
 				switch a.OnTimeout {
-				case "", berth.OnTimeoutFail, berth.OnTimeoutAbort:
-				case berth.OnTimeoutEscalate:
+				case "", OnTimeoutFail, OnTimeoutAbort:
+				case OnTimeoutEscalate:
 					if len(a.EscalateTo) == 0 {
 						return fmt.Errorf("%s: onTimeout escalate needs escalateTo", at)
 					}
@@ -162,8 +160,8 @@ func ValidateGreySteps(steps []GreyStep) error {
 					return fmt.Errorf("%s: onTimeout must be fail, abort or escalate", at)
 				}
 				for _, r := range append(slices.Clone(a.Roles), a.EscalateTo...) {
-					if !slices.Contains(berth.Roles, r) {
-						return fmt.Errorf("%s: unknown role %q (roles: %s)", at, r, strings.Join(berth.Names(berth.Roles), ", "))
+					if !slices.Contains(Roles, r) {
+						return fmt.Errorf("%s: unknown role %q (roles: %s)", at, r, strings.Join(Names(Roles), ", "))
 					}
 				}
 			}
