@@ -28,7 +28,7 @@ import (
 
 // apiFixture is the real handler on a real SQLite store; only Temporal is
 // mocked, which these tests of the HTTP layer never need for real (the
-// integration tests in cmd/berth use a real server).
+// integration tests in e2e/ use a real server).
 type apiFixture struct {
 	t     *testing.T
 	srv   *httptest.Server
@@ -39,13 +39,23 @@ type apiFixture struct {
 
 func newAPI(t *testing.T) *apiFixture {
 	t.Helper()
+	return newAPIWith(t, nil)
+}
+
+// newAPIWith is newAPI with the server's config changed by tune first.
+func newAPIWith(t *testing.T, tune func(*Config)) *apiFixture {
+	t.Helper()
 	store.SetBcryptCostForTests(bcrypt.MinCost)
 	st, err := store.Open("sqlite", filepath.Join(t.TempDir(), "berth.db"))
 	require.NoError(t, err)
 	require.NoError(t, st.Migrate(context.Background()))
 	t.Cleanup(func() { _ = st.Close() })
 	tc := &mocks.Client{}
-	s := New(Config{Token: "bootstrap-token-0123456789abcdef", AdminPassword: "admin-password"}, st, tc, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg := Config{Token: "bootstrap-token-0123456789abcdef", AdminPassword: "admin-password"}
+	if tune != nil {
+		tune(&cfg)
+	}
+	s := New(cfg, st, tc, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	pw, err := s.Bootstrap(context.Background())
 	require.NoError(t, err)
 	require.Empty(t, pw, "a chosen password is not shown")

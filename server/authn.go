@@ -106,7 +106,7 @@ func (s *Server) identify(c *gin.Context) (*principal, error) {
 		return nil, err
 	}
 	if unsafeMethod(c.Request.Method) {
-		if !sameOrigin(c.Request) {
+		if !s.sameOrigin(c.Request) {
 			return nil, &berth.Error{Code: berth.EForbidden, Message: "cross-origin request refused: Origin or Referer must be this site"}
 		}
 		sent := c.GetHeader(csrfHeader)
@@ -133,10 +133,12 @@ func unsafeMethod(m string) bool {
 	return m != http.MethodGet && m != http.MethodHead && m != http.MethodOptions
 }
 
-// sameOrigin says the request names this host as its origin. Browsers send
-// Origin on every cross-origin and same-origin POST; Referer is the fallback.
-// Neither present is refused: a browser always sends one of them here.
-func sameOrigin(r *http.Request) bool {
+// sameOrigin says the request names this site as its origin: the public
+// URL when one is set (behind a proxy the request's own host and scheme are
+// the proxy's), else the host the request came to. Browsers send Origin on
+// every cross-origin and same-origin POST; Referer is the fallback. Neither
+// present is refused: a browser always sends one of them here.
+func (s *Server) sameOrigin(r *http.Request) bool {
 	o := r.Header.Get("Origin")
 	if o == "" {
 		o = r.Header.Get("Referer")
@@ -148,9 +150,28 @@ func sameOrigin(r *http.Request) bool {
 	if err != nil || u.Host == "" {
 		return false
 	}
+	if pub := s.publicURL(); pub != nil {
+		return u.Scheme == pub.Scheme && strings.EqualFold(u.Host, pub.Host)
+	}
 	want := "http"
 	if r.TLS != nil {
 		want = "https"
 	}
 	return u.Scheme == want && strings.EqualFold(u.Host, r.Host)
+}
+
+// publicURL is the configured public URL, or nil (New checked it parses).
+func (s *Server) publicURL() *url.URL {
+	if s.cfg.PublicURL == "" {
+		return nil
+	}
+	u, _ := url.Parse(s.cfg.PublicURL)
+	return u
+}
+
+// secureCookies says session cookies need HTTPS: the request came over TLS,
+// or people reach berth over https through a proxy.
+func (s *Server) secureCookies(r *http.Request) bool {
+	pub := s.publicURL()
+	return r.TLS != nil || (pub != nil && pub.Scheme == "https")
 }

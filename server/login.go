@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gin-gonic/gin"
 
@@ -41,12 +43,13 @@ func (s *Server) login(c *gin.Context) {
 		s.fail(c, badRequest("name and password are required"))
 		return
 	}
-	if !sameOrigin(c.Request) {
+	if !s.sameOrigin(c.Request) {
 		s.fail(c, &berth.Error{Code: berth.EForbidden, Message: "cross-origin sign-in refused"})
 		return
 	}
-	// The peer's own address: X-Forwarded-For is the client's to choose.
-	addr := c.RemoteIP()
+	// The client's address: the peer's own, unless the peer is a trusted
+	// proxy (TrustedProxies); otherwise X-Forwarded-For is the client's to choose.
+	addr := c.ClientIP()
 	if wait := s.logins.blocked(req.Name, addr); wait > 0 {
 		secs, msg := retryText(wait)
 		c.Header("Retry-After", strconv.Itoa(secs))
@@ -88,7 +91,7 @@ func (s *Server) login(c *gin.Context) {
 		return
 	}
 	http.SetCookie(c.Writer, &http.Cookie{Name: sessionCookie, Value: secret, Path: "/", HttpOnly: true,
-		Secure: c.Request.TLS != nil, SameSite: http.SameSiteLaxMode, MaxAge: int(sessionTTL / time.Second)})
+		Secure: s.secureCookies(c.Request), SameSite: http.SameSiteLaxMode, MaxAge: int(sessionTTL / time.Second)})
 	if form {
 		c.Redirect(http.StatusSeeOther, safeNext(req.Next))
 		return
@@ -96,10 +99,22 @@ func (s *Server) login(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"user": u.Name})
 }
 
-// safeNext keeps redirects after sign-in on this site.
+// safeNext keeps redirects after sign-in on this site: a path of this
+// site only. Browsers drop tabs and newlines from URLs and read a backslash
+// as a slash, so "/\t/evil.com" would become "//evil.com", another host;
+// any control character, space or backslash sends the user to the inbox.
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
-		return "/inbox"
+	const home = "/inbox"
+	for _, r := range next {
+		if r < 0x20 || r == 0x7f || r == '\\' || unicode.IsSpace(r) {
+			return home
+		}
+	}
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+		return home
+	}
+	if u, err := url.Parse(next); err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return home
 	}
 	return next
 }

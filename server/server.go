@@ -50,6 +50,15 @@ type Config struct {
 	// the same encrypting converter the Temporal client uses (nil: Temporal's
 	// default, for tests).
 	DataConverter converter.DataConverter
+	// TrustedProxies are the addresses (IPs or CIDRs) of reverse proxies
+	// whose X-Forwarded-For names the client, for the audit log and the
+	// sign-in limiter. None by default: then the peer is the client, and a
+	// client cannot choose the address it is recorded under.
+	TrustedProxies []string
+	// PublicURL is the address people use (https://berth.example.com) when
+	// berth sits behind a proxy: the Origin check compares with it, and
+	// session cookies are Secure when it is https.
+	PublicURL string
 	// Codec, when set, is served at /api/v1/codec/{encode,decode} (Temporal's
 	// remote-codec protocol) for operators whose Temporal UI or CLI must read
 	// sealed payloads. Only platform admins may use it.
@@ -91,6 +100,9 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) *Serve
 func (s *Server) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	// Gin trusts every proxy by default; berth trusts only the configured
+	// ones (New checked them).
+	_ = r.SetTrustedProxies(s.cfg.TrustedProxies)
 	r.Use(gin.Recovery())
 	s.pages = loadPages()
 	s.mount(r)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,6 +31,13 @@ type Config struct {
 	TemporalUIURL     string
 
 	Token string
+	// Behind a proxy: the proxies whose X-Forwarded-For is believed, and the
+	// URL people use (Origin checks, Secure cookies).
+	TrustedProxies []string
+	PublicURL      string
+	// TLSCert and TLSKey, when set, make the API listen with HTTPS itself.
+	TLSCert string
+	TLSKey  string
 	// PayloadKeyFile holds the AES-256 key(s) every Temporal payload is
 	// sealed with; every server and worker of a deployment needs the same file.
 	PayloadKeyFile string
@@ -153,6 +162,10 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.StringVar(&c.TemporalUIURL, "temporal-ui", env("BERTH_TEMPORAL_UI_URL", ""), "Temporal web UI base URL, for links")
 	fs.StringVar(&c.PayloadKeyFile, "payload-key-file", env("BERTH_PAYLOAD_KEY_FILE", ""), "file with the key(s) Temporal payloads are encrypted with, hex, one per line, the first encrypts (default: <data>/payload.key, created when missing)")
 	fs.StringVar(&c.Token, "token", env("BERTH_API_TOKEN", ""), "bootstrap admin API token (dev: generated when empty)")
+	proxies := fs.String("trusted-proxies", env("BERTH_TRUSTED_PROXIES", ""), "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is believed (default: none)")
+	fs.StringVar(&c.PublicURL, "public-url", env("BERTH_PUBLIC_URL", ""), "the URL people reach berth at, when behind a proxy (e.g. https://berth.example.com)")
+	fs.StringVar(&c.TLSCert, "tls-cert", env("BERTH_TLS_CERT", ""), "certificate file: the API listens with HTTPS")
+	fs.StringVar(&c.TLSKey, "tls-key", env("BERTH_TLS_KEY", ""), "key file of -tls-cert")
 	regions := fs.String("regions", env("BERTH_REGIONS", ""), "comma-separated regions whose host activities this worker serves")
 	fs.StringVar(&c.Registry, "registry", env("BERTH_REGISTRY", ""), "registry host[:port] missing images are pulled from")
 	fs.IntVar(&c.PortMin, "port-min", envInt("BERTH_PORT_MIN", 30000), "lowest host port the platform allocates")
@@ -186,6 +199,10 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 		return nil, fmt.Errorf("the API token is %d characters; it must be at least %d (e.g. openssl rand -hex 24)", len(c.Token), MinTokenLength)
 	}
 	c.Regions, c.BindRoots, c.ExecAllow = splitList(*regions), splitList(*bindRoots), splitList(*execAllow)
+	c.TrustedProxies = splitList(*proxies)
+	if err := checkProxyConfig(c); err != nil {
+		return nil, err
+	}
 	for _, p := range c.ExecAllow {
 		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
 			return nil, fmt.Errorf("exec-allow: %q is not a clean absolute path", p)
@@ -258,4 +275,29 @@ func privateFiles(dataDir, dbFile string) error {
 		return err
 	}
 	return os.Chmod(dbFile, 0o600)
+}
+
+// checkProxyConfig refuses proxy and TLS settings that would be silently
+// ignored or would open the Origin check.
+func checkProxyConfig(c *Config) error {
+	for _, p := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err == nil {
+			continue
+		}
+		if net.ParseIP(p) == nil {
+			return fmt.Errorf("trusted-proxies: %q is neither an IP nor a CIDR", p)
+		}
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") ||
+			u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return fmt.Errorf("public-url %q must be http(s)://host[:port], nothing more", c.PublicURL)
+		}
+		c.PublicURL = u.Scheme + "://" + u.Host
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("tls-cert and tls-key go together")
+	}
+	return nil
 }

@@ -68,3 +68,21 @@ func TestPrivateFiles(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 }
+
+func TestProxySettings(t *testing.T) {
+	c, err := loadConfig("server", []string{"-trusted-proxies", "10.0.0.1, 192.168.0.0/16", "-public-url", "https://berth.example.com/"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"10.0.0.1", "192.168.0.0/16"}, c.TrustedProxies)
+	require.Equal(t, "https://berth.example.com", c.PublicURL)
+
+	for _, bad := range [][]string{
+		{"-trusted-proxies", "proxy.example.com"},
+		{"-public-url", "berth.example.com"},
+		{"-public-url", "https://berth.example.com/ui"},
+		{"-public-url", "ftp://berth.example.com"},
+		{"-tls-cert", "cert.pem"},
+	} {
+		_, err := loadConfig("server", bad)
+		require.Error(t, err, "%v", bad)
+	}
+}

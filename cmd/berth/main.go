@@ -175,7 +175,8 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 			HealthTimeout: cfg.HealthTimeout, Compose: opts, TemporalUIURL: cfg.TemporalUIURL,
 			LB: lbs, DrainTimeout: cfg.DrainTimeout, Packages: packages, MaxPackageBytes: packages.MaxBytes,
 			Registry: cfg.Registry, ExecAllow: cfg.ExecAllow, TemporalNamespace: cfg.TemporalNamespace,
-			DataConverter: payloads.DataConverter(), Codec: payloads.Handler()}, st, tc, log)
+			DataConverter: payloads.DataConverter(), Codec: payloads.Handler(),
+			TrustedProxies: cfg.TrustedProxies, PublicURL: cfg.PublicURL}, st, tc, log)
 		pw, err := api.Bootstrap(ctx)
 		if err != nil {
 			return err
@@ -185,8 +186,16 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		}
 		srv := &http.Server{Addr: cfg.Listen, Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		g.Go(func() error {
-			log.Info("berth API listening", "url", "http://"+cfg.Listen)
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if cfg.TLSCert != "" {
+				srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+				log.Info("berth API listening", "url", "https://"+cfg.Listen)
+				err = srv.ListenAndServeTLS(cfg.TLSCert, cfg.TLSKey)
+			} else {
+				log.Info("berth API listening", "url", "http://"+cfg.Listen)
+				err = srv.ListenAndServe()
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
