@@ -16,7 +16,11 @@
 // are read as streams, entry names must be relative and clean, only regular
 // files and directories are allowed, and the decompressed bytes are counted
 // as they are read (MaxUnpacked, MaxEntries), so archive bombs and lying
-// headers are refused before they cost more than the limits. On any failure
+// headers are refused before they cost more than the limits. Beyond the
+// first RatioGrace bytes, an entry or a whole archive may not unpack to
+// more than MaxRatio bytes per compressed byte (100:1 by default): a real
+// package compresses a few times, a bomb a thousand, and one under the size
+// limit would otherwise still fill a host's disk. On any failure
 // the temporary file is removed; nothing is written outside the root.
 //
 // TarForContainer re-reads a stored package through the same checks and

@@ -100,7 +100,7 @@ var hostileFixtures = []struct {
 	{"device.tar.gz", func(tb testing.TB) []byte {
 		return tarGz(tb, tarEnt{Name: "null", Type: tar.TypeChar, Mode: 0o666})
 	}, []string{`"null"`, "character device 1,3"}},
-	{"bomb.tar.gz", nil, []string{`"zeros.bin"`, "3221225472 bytes", "limit of 2147483648 bytes"}},
+	{"bomb.tar.gz", nil, []string{`"zeros.bin"`, "3221225472 bytes", "limit of 1073741824 bytes"}},
 	{"zipbomb.zip", func(tb testing.TB) []byte {
 		return lyingZip(tb, 256<<20, 1024)
 	}, []string{`"bomb.bin"`, "more data than the 1024 bytes its header declares"}},

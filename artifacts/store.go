@@ -32,8 +32,15 @@ const (
 // Default limits of New.
 const (
 	DefaultMaxBytes    int64 = 512 << 20 // 512 MiB uploaded
-	DefaultMaxUnpacked int64 = 2 << 30   // 2 GiB unpacked
+	DefaultMaxUnpacked int64 = 1 << 30   // 1 GiB unpacked
 	DefaultMaxEntries        = 100000
+	// DefaultMaxRatio is how many bytes one compressed byte may unpack to,
+	// in an entry and in the whole archive, beyond RatioGrace: real
+	// packages compress a few times, archive bombs a thousand.
+	DefaultMaxRatio int64 = 100
+	// RatioGrace is how much may unpack before the ratio counts, so a small
+	// package of highly compressible text is never refused for it.
+	RatioGrace int64 = 8 << 20
 )
 
 // maxNameLen bounds upload names and entry names, in bytes.
@@ -59,6 +66,7 @@ type Store struct {
 	MaxBytes    int64 // largest upload accepted
 	MaxUnpacked int64 // largest sum of decompressed file sizes of an archive
 	MaxEntries  int   // most entries of an archive
+	MaxRatio    int64 // most unpacked bytes per compressed byte, beyond RatioGrace
 }
 
 // Option adjusts a Store made by New.
@@ -69,6 +77,9 @@ func WithMaxBytes(n int64) Option { return func(s *Store) { s.MaxBytes = n } }
 
 // WithMaxUnpacked sets Store.MaxUnpacked.
 func WithMaxUnpacked(n int64) Option { return func(s *Store) { s.MaxUnpacked = n } }
+
+// WithMaxRatio sets Store.MaxRatio.
+func WithMaxRatio(n int64) Option { return func(s *Store) { s.MaxRatio = n } }
 
 // WithMaxEntries sets Store.MaxEntries.
 func WithMaxEntries(n int) Option { return func(s *Store) { s.MaxEntries = n } }
@@ -84,13 +95,14 @@ func New(root string, opts ...Option) (*Store, error) {
 		MaxBytes:    DefaultMaxBytes,
 		MaxUnpacked: DefaultMaxUnpacked,
 		MaxEntries:  DefaultMaxEntries,
+		MaxRatio:    DefaultMaxRatio,
 	}
 	for _, opt := range opts {
 		opt(s)
 	}
-	if s.MaxBytes <= 0 || s.MaxUnpacked <= 0 || s.MaxEntries <= 0 {
-		return nil, fmt.Errorf("artifacts: limits must be positive (MaxBytes %d, MaxUnpacked %d, MaxEntries %d)",
-			s.MaxBytes, s.MaxUnpacked, s.MaxEntries)
+	if s.MaxBytes <= 0 || s.MaxUnpacked <= 0 || s.MaxEntries <= 0 || s.MaxRatio <= 0 {
+		return nil, fmt.Errorf("artifacts: limits must be positive (MaxBytes %d, MaxUnpacked %d, MaxEntries %d, MaxRatio %d)",
+			s.MaxBytes, s.MaxUnpacked, s.MaxEntries, s.MaxRatio)
 	}
 	for _, dir := range []string{s.stagingDir(), s.blobDir()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -105,10 +117,11 @@ type limits struct {
 	maxBytes    int64
 	maxUnpacked int64
 	maxEntries  int
+	maxRatio    int64
 }
 
 func (s *Store) limits() limits {
-	l := limits{s.MaxBytes, s.MaxUnpacked, s.MaxEntries}
+	l := limits{s.MaxBytes, s.MaxUnpacked, s.MaxEntries, s.MaxRatio}
 	if l.maxBytes <= 0 {
 		l.maxBytes = DefaultMaxBytes
 	}
@@ -117,6 +130,9 @@ func (s *Store) limits() limits {
 	}
 	if l.maxEntries <= 0 {
 		l.maxEntries = DefaultMaxEntries
+	}
+	if l.maxRatio <= 0 {
+		l.maxRatio = DefaultMaxRatio
 	}
 	return l
 }

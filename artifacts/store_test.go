@@ -9,8 +9,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +33,8 @@ func TestNew(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, DefaultMaxBytes, s.MaxBytes)
 	require.Equal(t, int64(512<<20), s.MaxBytes)
-	require.Equal(t, int64(2<<30), s.MaxUnpacked)
+	require.Equal(t, int64(1<<30), s.MaxUnpacked)
+	require.Equal(t, int64(100), s.MaxRatio)
 	require.Equal(t, 100000, s.MaxEntries)
 	for _, dir := range []string{"staging", "sha256"} {
 		fi, err := os.Stat(filepath.Join(parent, "root", dir))
@@ -40,9 +43,9 @@ func TestNew(t *testing.T) {
 		require.Equal(t, os.FileMode(0o700), fi.Mode().Perm(), dir)
 	}
 
-	s, err = New(filepath.Join(parent, "other"), WithMaxBytes(10), WithMaxUnpacked(20), WithMaxEntries(3))
+	s, err = New(filepath.Join(parent, "other"), WithMaxBytes(10), WithMaxUnpacked(20), WithMaxEntries(3), WithMaxRatio(7))
 	require.NoError(t, err)
-	require.Equal(t, &Store{Root: filepath.Join(parent, "other"), MaxBytes: 10, MaxUnpacked: 20, MaxEntries: 3}, s)
+	require.Equal(t, &Store{Root: filepath.Join(parent, "other"), MaxBytes: 10, MaxUnpacked: 20, MaxEntries: 3, MaxRatio: 7}, s)
 
 	_, err = New("")
 	require.Error(t, err)
@@ -389,7 +392,7 @@ func TestPutHostileZip(t *testing.T) {
 		{"unsupported method", rawZip(t, &zip.FileHeader{Name: "b.bz2", Method: 12, UncompressedSize64: 3}, []byte("BZh")), nil, []string{`"b.bz2"`, "compression method 12"}},
 		{"lying header", lyingZip(t, 64<<20, 4096), nil, []string{`"bomb.bin"`, "more data than the 4096 bytes"}},
 		{"lying header, short", lyingZip(t, 10, 4096), nil, []string{`"bomb.bin"`, "ends after 10 of the 4096 bytes"}},
-		{"honest bomb", rawZip(t, &zip.FileHeader{Name: "zeros", Method: zip.Deflate, UncompressedSize64: 64 << 20}, bomb), []Option{WithMaxUnpacked(1 << 20)}, []string{`"zeros"`, "limit of 1048576 bytes"}},
+		{"honest bomb", rawZip(t, &zip.FileHeader{Name: "zeros", Method: zip.Deflate, UncompressedSize64: 64 << 20}, bomb), []Option{WithMaxUnpacked(1 << 20), WithMaxRatio(1 << 30)}, []string{`"zeros"`, "limit of 1048576 bytes"}},
 		{"crc", rawZip(t, &zip.FileHeader{Name: "c.txt", Method: 0, CRC32: 1, UncompressedSize64: 3}, []byte("abc")), nil, []string{`"c.txt"`, "CRC-32 mismatch"}},
 		{"dir with data", rawZip(t, dirHeader("d"), []byte("abc")), nil, []string{`"d"`, "directory with 3 bytes"}},
 		{"duplicate", makeZip(t, zipEnt{Name: "a", Body: "1"}, zipEnt{Name: "a", Body: "2"}), nil, []string{`"a"`, "duplicate"}},
@@ -426,4 +429,55 @@ func TestOpenErrors(t *testing.T) {
 	_, err := s.Open(strings.Repeat("0", 64))
 	require.ErrorIs(t, err, ErrNotFound)
 	require.False(t, errors.Is(err, ErrInvalid))
+}
+
+// Archive bombs that stay under the unpacked-size limit: the shapes of the
+// security review's findings (about 1000:1), at a size that keeps the test
+// quick. Each is refused for its ratio, and nothing is stored.
+func TestPutRefusesCompressionBombs(t *testing.T) {
+	zerosTarGz := func(tb testing.TB, n int64) []byte {
+		tb.Helper()
+		var tarBuf bytes.Buffer
+		tw := tar.NewWriter(&tarBuf)
+		require.NoError(tb, tw.WriteHeader(&tar.Header{Name: "zeros.bin", Typeflag: tar.TypeReg, Mode: 0o644, Size: n, ModTime: fixtureTime}))
+		_, err := io.Copy(tw, io.LimitReader(zeros{}, n))
+		require.NoError(tb, err)
+		require.NoError(tb, tw.Close())
+		return gz(tb, tarBuf.Bytes())
+	}
+	zerosZip := func(tb testing.TB, n int64) []byte {
+		tb.Helper()
+		raw, crc := deflateZeros(tb, n)
+		return rawZip(tb, &zip.FileHeader{Name: "zeros.bin", Method: zip.Deflate, CRC32: crc, UncompressedSize64: uint64(n)}, raw)
+	}
+	for _, c := range []struct {
+		name, file string
+		data       []byte
+		reason     []string
+	}{
+		{"tar.gz, one entry", "bomb.tar.gz", zerosTarGz(t, 96<<20), []string{"more than 100:1"}},
+		{"zip, one entry", "bomb.zip", zerosZip(t, 96<<20), []string{`"zeros.bin"`, "more than 100:1"}},
+		{"war", "bomb.war", zerosZip(t, 96<<20), []string{"more than 100:1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, parent := newStore(t)
+			require.Less(t, int64(96<<20), s.MaxUnpacked, "under the size limit: only the ratio stops it")
+			_, err := put(t, s, c.file, c.data)
+			requireInvalid(t, err, c.reason...)
+			requireStoreHolds(t, s, parent)
+		})
+	}
+
+	// Packages that compress well but are no bombs still go in: small ones
+	// of any ratio, and large ones of a real package's ratio.
+	s, _ := newStore(t)
+	_, err := put(t, s, "small.tar.gz", zerosTarGz(t, 4<<20))
+	require.NoError(t, err, "under the grace, any ratio")
+	var text bytes.Buffer
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := 0; text.Len() < 24<<20; i++ {
+		fmt.Fprintf(&text, "%d GET /item/%d?q=%x 200 %d \"Mozilla/5.0\"\n", i, rnd.IntN(100000), rnd.Uint64(), rnd.IntN(5000))
+	}
+	_, err = put(t, s, "logs.tar.gz", tarGz(t, tarEnt{Name: "access.log", Body: text.String()}))
+	require.NoError(t, err, "repetitive text compresses far less than 100:1")
 }

@@ -62,7 +62,11 @@ func validate(ctx context.Context, src io.ReaderAt, size int64, kind string, lim
 	switch kind {
 	case KindTarGz:
 		w.tree = map[string]bool{}
-		err = walkTarGz(w, bufio.NewReaderSize(&srcReader{io.NewSectionReader(src, 0, size)}, 256<<10))
+		// compressed counts what gzip has taken from the file, read ahead
+		// by at most the buffer: a bomb shows once unpacked outgrows it.
+		w.compressed = &counted{r: &srcReader{io.NewSectionReader(src, 0, size)}}
+		w.buffered = bufio.NewReaderSize(w.compressed, 256<<10)
+		err = walkTarGz(w, w.buffered)
 	case KindZip:
 		w.tree = map[string]bool{}
 		err = walkZip(w, src, size)
@@ -93,7 +97,38 @@ type walker struct {
 	tree      map[string]bool
 	counted   int // entries counted against MaxEntries, including skipped ones
 	modeNotes int
+	// compressed counts the compressed bytes read, for the ratio checks of
+	// a tar.gz (a zip's entries declare their compressed sizes).
+	compressed *counted
+	buffered   *bufio.Reader
 	stats
+}
+
+// taken is how many compressed bytes of a tar.gz gzip has consumed: it reads
+// the buffered reader byte by byte, so what is still buffered is not taken.
+func (w *walker) taken() int64 { return w.compressed.n - int64(w.buffered.Buffered()) }
+
+// counted counts the bytes read through it.
+type counted struct {
+	r io.Reader
+	n int64
+}
+
+func (c *counted) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// overRatio says unpacked bytes from compressed ones exceed the ratio
+// limit, past the grace that lets small, very compressible files through.
+func (w *walker) overRatio(unpacked, compressed int64) bool {
+	return unpacked > RatioGrace && unpacked/max(compressed, 1) >= w.lim.maxRatio
+}
+
+func (w *walker) ratioError(what string, unpacked, compressed int64) error {
+	return invalidf("%s unpacks to more than %d bytes from %d compressed, more than %d:1; archive bombs are refused (the ratio counts beyond the first %d MiB)",
+		what, unpacked, compressed, w.lim.maxRatio, RatioGrace>>20)
 }
 
 // tick counts one entry against MaxEntries.
@@ -215,6 +250,10 @@ func (w *walker) fail(where string, err error) error {
 	if errors.As(err, &re) {
 		return re
 	}
+	var ip *InvalidPackageError
+	if errors.As(err, &ip) {
+		return ip // already says what is wrong (a ratio check inside a reader)
+	}
 	var ce *capError
 	if errors.As(err, &ce) {
 		return invalidf("%s: the decompressed stream exceeds %d bytes", where, ce.limit)
@@ -275,7 +314,8 @@ func walkTarGz(w *walker, src io.Reader) error {
 	defer zr.Close()
 	// Everything decompressed counts: file data against MaxUnpacked (in add),
 	// and the whole stream, metadata and padding included, against a cap.
-	capped := &capReader{r: zr, left: w.lim.maxUnpacked + int64(w.lim.maxEntries)*tarOverheadPerEntry + maxTarTrailing}
+	ratio := &ratioReader{w: w, r: zr, entry: "the archive"}
+	capped := &capReader{r: ratio, left: w.lim.maxUnpacked + int64(w.lim.maxEntries)*tarOverheadPerEntry + maxTarTrailing}
 	capped.limit = capped.left
 	tr := tar.NewReader(capped)
 	for {
@@ -294,6 +334,7 @@ func walkTarGz(w *walker, src io.Reader) error {
 		if err := w.tick(); err != nil {
 			return err
 		}
+		ratio.mark(fmt.Sprintf("entry %s", quote(hdr.Name)))
 		var isDir bool
 		switch hdr.Typeflag {
 		case tar.TypeReg:
@@ -382,6 +423,18 @@ func walkZip(w *walker, src io.ReaderAt, size int64) error {
 	if len(zr.File) > w.lim.maxEntries {
 		return invalidf("more than %d entries", w.lim.maxEntries)
 	}
+	// The declared sizes are the most add lets any entry unpack to.
+	var declared int64
+	for _, f := range zr.File {
+		n := int64(min(f.UncompressedSize64, math.MaxInt64>>1))
+		if w.overRatio(n, int64(f.CompressedSize64)) {
+			return w.ratioError(fmt.Sprintf("entry %s", quote(f.Name)), n, int64(f.CompressedSize64))
+		}
+		declared += n
+	}
+	if w.overRatio(declared, size) {
+		return w.ratioError("the archive", declared, size)
+	}
 	for _, f := range zr.File {
 		if err := w.ctx.Err(); err != nil {
 			return err
@@ -434,6 +487,9 @@ func walkZipFile(w *walker, f *zip.File) error {
 	}
 	if f.UncompressedSize64 > math.MaxInt64 {
 		return invalidf("entry %s: size %d is out of range", quote(f.Name), f.UncompressedSize64)
+	}
+	if w.overRatio(int64(f.UncompressedSize64), int64(f.CompressedSize64)) {
+		return w.ratioError(fmt.Sprintf("entry %s", quote(f.Name)), int64(f.UncompressedSize64), int64(f.CompressedSize64))
 	}
 	// The data is decompressed here rather than by zip.File.Open, so the size
 	// limits of add are the ones that stop it.
@@ -565,6 +621,35 @@ func (b *budgetReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	n, err := b.r.ReadAt(p, off)
 	if err != nil && err != io.EOF {
 		err = &readError{err}
+	}
+	return n, err
+}
+
+// ratioReader stops a tar.gz whose data unpacks too far beyond what it
+// took from the compressed file, for the whole archive and for the entry
+// being read (from the mark of its header on).
+type ratioReader struct {
+	w     *walker
+	r     io.Reader
+	n     int64
+	entry string
+	// where the current entry began, unpacked and compressed
+	entryN, entryC int64
+}
+
+func (rr *ratioReader) mark(entry string) {
+	rr.entry, rr.entryN, rr.entryC = entry, rr.n, rr.w.taken()
+}
+
+func (rr *ratioReader) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	rr.n += int64(n)
+	c := rr.w.taken()
+	if rr.w.overRatio(rr.n-rr.entryN, c-rr.entryC) {
+		return n, rr.w.ratioError(rr.entry, rr.n-rr.entryN, c-rr.entryC)
+	}
+	if rr.w.overRatio(rr.n, c) {
+		return n, rr.w.ratioError("the archive", rr.n, c)
 	}
 	return n, err
 }
