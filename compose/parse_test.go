@@ -155,7 +155,8 @@ var hostile = map[string][]string{
 	"volume-custom-name.yaml":      {`volume "data": a custom name ("otherapp_data") is not allowed`},
 	"volume-driver-opts.yaml":      {`volume "etc": driver_opts are not allowed`},
 	"volumes-from.yaml":            {"volumes_from is not allowed"},
-	"x-berth-bad-path.yaml":        {`x-berth.health.http "/healthz now" must not contain spaces`},
+	"x-berth-bad-path.yaml":        {`x-berth.health.http: health path "/healthz now" may contain only`},
+	"x-berth-haproxy-path.yaml":    {`x-berth.health.http: health path "/health#ready" may contain only`},
 }
 
 func TestParseRefusesHostileTestdata(t *testing.T) {

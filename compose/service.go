@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/berth-dev/berth"
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
@@ -419,12 +420,8 @@ func berthHealthPath(s types.ServiceConfig, bad func(string, ...any)) string {
 			switch {
 			case !ok:
 				bad("x-berth.health.http must be a string")
-			case !strings.HasPrefix(p, "/"):
-				bad("x-berth.health.http %q must start with /", p)
-			case len(p) > 200:
-				bad("x-berth.health.http is longer than 200 characters")
-			case strings.ContainsFunc(p, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
-				bad("x-berth.health.http %q must not contain spaces", p)
+			case berth.CheckHealthPath(p) != nil:
+				bad("x-berth.health.http: %s", berth.CheckHealthPath(p).Error())
 			default:
 				path = p
 			}

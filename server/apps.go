@@ -69,6 +69,14 @@ func (s *Server) deployApplication(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	services := make([]string, len(spec.Services))
+	for i, svc := range spec.Services {
+		services[i] = svc.Name
+	}
+	if err := berth.CheckInstanceNames(env.Tenant.Name, env.Name, req.Name, services); err != nil {
+		s.fail(c, err)
+		return
+	}
 	if !hasReadyHost(env) {
 		s.fail(c, &berth.Error{Code: berth.EConflict, Reason: "no_capacity", Message: "environment " + env.Name + " has no ready authorised host"})
 		return

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/lb"
 )
 
@@ -114,7 +115,7 @@ func TestValidation(t *testing.T) {
 	_, err := parseAddr("listen", "0.0.0.0:80")
 	require.NoError(t, err, "a frontend may listen on all addresses")
 
-	for _, p := range []string{"x", "/a b", "/a#b", "/a;b", `/a"b`, "/$x", "/" + strings.Repeat("a", maxHealthPath)} {
+	for _, p := range []string{"x", "/a b", "/a#b", "/a;b", `/a"b`, "/$x", "/" + strings.Repeat("a", berth.MaxHealthPath)} {
 		require.ErrorIs(t, checkHealthPath(p), ErrInvalid, "%q", p)
 	}
 	require.NoError(t, checkHealthPath("/healthz?full=1&x=%20"))

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/lb"
 )
 
@@ -32,10 +33,9 @@ const (
 	maxNameLen = 100
 	// maxWeight is HAProxy's own limit ("Absolute weight can only be between
 	// 0 and 256 inclusive").
-	maxWeight     = 256
-	maxHealthPath = 200
-	modeHTTP      = "http"
-	modeTCP       = "tcp"
+	maxWeight = 256
+	modeHTTP  = "http"
+	modeTCP   = "tcp"
 	// maxRoutes bounds the use-server rules HAProxy evaluates per request
 	// (routes times their servers); a grey release needs one or two.
 	maxRoutes      = 8
@@ -134,17 +134,8 @@ func normMode(s string) (string, error) {
 // configuration file ('#' would start a comment, quotes and '\' would be
 // interpreted, '$' expands variables inside quotes).
 func checkHealthPath(p string) error {
-	if p == "" {
-		return nil
-	}
-	if p[0] != '/' || len(p) > maxHealthPath {
-		return invalid("health path %q must start with / and be at most %d characters", p, maxHealthPath)
-	}
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("/._~%-?=&+", c) >= 0) {
-			return invalid("health path %q may contain only [a-zA-Z0-9/._~%%?=&+-]", p)
-		}
+	if err := berth.CheckHealthPath(p); err != nil {
+		return invalid("%s", err.Error())
 	}
 	return nil
 }

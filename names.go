@@ -1,0 +1,52 @@
+package berth
+
+import (
+	"fmt"
+	"strings"
+)
+
+// MaxInstanceName is the longest instance name berth gives. The name is also
+// a HAProxy server name (at most 100 characters) and the start of a
+// firewall opening's id (name/port-proto, at most 120 bytes in nftables), so
+// a longer one would fail a run half-way instead of the request up front.
+const MaxInstanceName = 100
+
+// maxOrdinalDigits is room for a service's instance numbers.
+const maxOrdinalDigits = 6
+
+// CheckInstanceNames refuses an application whose instance names
+// (tenant-env-app-service-N) would be longer than MaxInstanceName, naming the
+// first service at fault.
+func CheckInstanceNames(tenant, env, app string, services []string) error {
+	for _, svc := range services {
+		pattern := fmt.Sprintf("%s-%s-%s-%s-N", tenant, env, app, svc)
+		if n := len(pattern) - 1 + maxOrdinalDigits; n > MaxInstanceName {
+			return Errorf(EInvalid, "service %q: its instance names (%s) would be up to %d characters, more than the %d that load balancers and firewalls take; shorten the application or service name by %d",
+				svc, pattern, n, MaxInstanceName, n-MaxInstanceName)
+		}
+	}
+	return nil
+}
+
+// MaxHealthPath is the longest HTTP health-check path.
+const MaxHealthPath = 200
+
+// CheckHealthPath is the one rule for HTTP health-check paths: the compose
+// file, the health wait and the load balancer's check all take the same
+// ones, so a path that passes validation never fails a run later. It allows
+// only characters that need no quoting in HAProxy's configuration.
+func CheckHealthPath(p string) error {
+	if p == "" {
+		return nil
+	}
+	if p[0] != '/' || len(p) > MaxHealthPath {
+		return Errorf(EInvalid, "health path %q must start with / and be at most %d characters", p, MaxHealthPath)
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("/._~%-?=&+", c) >= 0) {
+			return Errorf(EInvalid, "health path %q may contain only [a-zA-Z0-9/._~%%?=&+-]", p)
+		}
+	}
+	return nil
+}
