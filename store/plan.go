@@ -123,7 +123,7 @@ func (s *Store) planOnce(ctx context.Context, req berth.PlanRequest) (*berth.Pla
 				load[h.ID]++
 				svc.NextOrdinal++
 				in := Instance{ServiceID: svc.ID, Service: sr.Name, Ordinal: svc.NextOrdinal,
-					Name:   fmt.Sprintf("%s-%s-%d", req.NamePrefix, sr.Name, svc.NextOrdinal), // berth.InstanceName UID: newUID(),
+					Name: fmt.Sprintf("%s-%s-%d", req.NamePrefix, sr.Name, svc.NextOrdinal), UID: newUID(),
 					HostID: h.ID, State: berth.StatePlanned, Version: sr.Image, RunID: req.RunID, PlanKey: req.Key}
 				var mappings []berth.PortMapping
 				for _, pr := range sr.Ports {
