@@ -3,9 +3,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/berth-dev/berth"
@@ -74,9 +77,9 @@ func TestTemporalPayloadsAreEncrypted(t *testing.T) {
 	show := func(extra ...string) string {
 		args := append([]string{"workflow", "show", "--address", hs.temporalAddr, "--namespace", "default",
 			"-w", run.WorkflowID, "-r", run.TemporalRunID, "-o", "json"}, extra...)
-		out, err := exec.Command(hs.temporal, args...).CombinedOutput()
+		out, err := exec.Command(hs.temporal, args...).Output()
 		require.NoError(t, err, "temporal %v: %s", args, out)
-		return string(out)
+		return payloadText(t, out)
 	}
 	require.NotContains(t, show(), marker)
 	decoded := show("--codec-endpoint", hs.apiURL+"/api/v1/codec", "--codec-auth", "Bearer "+hs.token)
@@ -86,4 +89,36 @@ func TestTemporalPayloadsAreEncrypted(t *testing.T) {
 	dev := hs.newPerson(t, "dev-"+randHex(3), hs.tenant+"-sealed", berth.RoleDeveloper)
 	code, msg := dev.post(t, "/api/v1/codec/decode", map[string]any{"payloads": []any{}}, nil)
 	require.Equal(t, http.StatusForbidden, code, msg)
+}
+
+// payloadText is every payload's data in the Temporal CLI's JSON output,
+// base64-decoded (the CLI prints payload bytes in base64), one per line.
+func payloadText(t *testing.T, cliJSON []byte) string {
+	t.Helper()
+	var doc any
+	require.NoError(t, json.Unmarshal(cliJSON, &doc), "%s", cliJSON)
+	var b strings.Builder
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if s, ok := e.(string); ok && k == "data" {
+					if raw, err := base64.StdEncoding.DecodeString(s); err == nil {
+						b.Write(raw)
+						b.WriteByte('\n')
+					}
+					continue
+				}
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(doc)
+	require.NotZero(t, b.Len(), "the history has payloads")
+	return b.String()
 }
