@@ -60,6 +60,13 @@ const (
 	ErrApprovalRejected = "ApprovalRejected"
 )
 
+// MaxPlannedWait is the longest a run may plan to wait on people or outside
+// systems: an approval gate or a firewall ticket may wait 30 days, and an
+// escalated approval once more. Nothing outside a workflow may end a run
+// sooner (no Temporal execution timeout); the workflow's own deadlines do,
+// through its undo path.
+const MaxPlannedWait = 2 * 30 * 24 * time.Hour
+
 // ApprovalRequest describes one approval step of a run.
 type ApprovalRequest struct {
 	// Step is the step's name in the run; unique within the run.

@@ -23,8 +23,12 @@ func (s *Server) startRun(ctx context.Context, run *store.Run, workflowName stri
 		TaskQueue:                workflows.CentralTaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowExecutionTimeout: 24 * time.Hour,
-		Memo:                     map[string]any{"runId": run.ID, "startedBy": run.StartedBy},
+		// No execution timeout: Temporal would terminate the run without its
+		// undo path, leaving approvals open and canaries, ports, LB servers
+		// and openings behind. Every planned wait (approvals, firewall
+		// tickets, grey pauses; at most berth.MaxPlannedWait) has its own
+		// deadline inside the workflow, which ends the run the proper way.
+		Memo: map[string]any{"runId": run.ID, "startedBy": run.StartedBy},
 	}
 	we, err := s.temporal.ExecuteWorkflow(ctx, opts, workflowName, input)
 	if err != nil {
