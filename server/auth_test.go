@@ -31,6 +31,7 @@ import (
 // integration tests in e2e/ use a real server).
 type apiFixture struct {
 	t     *testing.T
+	s     *Server
 	srv   *httptest.Server
 	st    *store.Store
 	tc    *mocks.Client
@@ -62,7 +63,7 @@ func newAPIWith(t *testing.T, tune func(*Config)) *apiFixture {
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	t.Cleanup(s.Close)
-	return &apiFixture{t: t, srv: srv, st: st, tc: tc, token: "bootstrap-token-0123456789abcdef"}
+	return &apiFixture{t: t, s: s, srv: srv, st: st, tc: tc, token: "bootstrap-token-0123456789abcdef"}
 }
 
 // call sends a request with a bearer token (or none) and decodes the JSON answer.

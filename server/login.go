@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -53,13 +54,20 @@ func (s *Server) login(c *gin.Context) {
 	if wait := s.logins.blocked(req.Name, addr); wait > 0 {
 		secs, msg := retryText(wait)
 		c.Header("Retry-After", strconv.Itoa(secs))
-		s.auditEvent(c, req.Name, "POST /login", "429", "too many failed sign-ins")
+		if s.logins.refusedAttempt(addr) {
+			s.auditEvent(c, req.Name, "POST /login", "429",
+				"too many failed sign-ins; further refused attempts from this address are counted, not recorded one by one")
+		}
 		if form {
 			s.render(c, http.StatusTooManyRequests, "login", "Sign in", "", struct{ Name, Next, Error string }{req.Name, req.Next, msg})
 			return
 		}
 		s.fail(c, &berth.Error{Code: berth.ERateLimited, Reason: "too_many_requests", Message: msg})
 		return
+	}
+	if n, since := s.logins.settle(addr); n > 0 {
+		s.auditEvent(c, req.Name, "POST /login", "429",
+			fmt.Sprintf("%d more sign-in attempts from %s were refused between %s and now", n, addr, since.UTC().Format(time.RFC3339)))
 	}
 	u, err := s.store.CheckPassword(ctx, req.Name, req.Password)
 	if errors.Is(err, store.ErrBadCredentials) {

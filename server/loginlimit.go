@@ -25,11 +25,49 @@ const (
 type loginLimiter struct {
 	mu    sync.Mutex
 	fails map[string][]time.Time
-	now   func() time.Time
+	// refused tallies, per address, the sign-ins refused while it was held
+	// back, so a flood writes two audit rows (the first refusal and a
+	// summary), not one per attempt.
+	refused map[string]*refusalTally
+	now     func() time.Time
+}
+
+type refusalTally struct {
+	more  int // refusals after the first
+	since time.Time
 }
 
 func newLoginLimiter() *loginLimiter {
-	return &loginLimiter{fails: map[string][]time.Time{}, now: time.Now}
+	return &loginLimiter{fails: map[string][]time.Time{}, refused: map[string]*refusalTally{}, now: time.Now}
+}
+
+// refusedAttempt counts an attempt refused while addr is held back. first
+// says it is the first since the hold began: the caller records that one.
+func (l *loginLimiter) refusedAttempt(addr string) (first bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.refused[addr]; ok {
+		t.more++
+		return false
+	}
+	if len(l.refused) >= loginMaxKeys {
+		return false // a flood from more addresses than we count: keep memory bounded
+	}
+	l.refused[addr] = &refusalTally{since: l.now()}
+	return true
+}
+
+// settle ends addr's tally once an attempt from it is let through again,
+// returning how many refusals were not recorded one by one, and since when.
+func (l *loginLimiter) settle(addr string) (int, time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, ok := l.refused[addr]
+	if !ok {
+		return 0, time.Time{}
+	}
+	delete(l.refused, addr)
+	return t.more, t.since
 }
 
 func loginKey(user, addr string) string { return strings.ToLower(user) + "\x00" + addr }

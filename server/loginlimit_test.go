@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -107,4 +108,55 @@ func TestLoginLimiterCapsAnAddressAcrossNames(t *testing.T) {
 	require.NotZero(t, l.blocked("user1", "10.0.0.9"), "one success does not clear the address")
 	now = now.Add(loginWindow)
 	require.Zero(t, l.blocked("somebody-new", "10.0.0.9"))
+}
+
+// A flood of sign-ins refused by the limiter does not fill the audit log one
+// row per attempt: the first refusal is recorded, and the count of the rest
+// once the address is let through again.
+func TestRefusedSignInsAreAuditedInAggregate(t *testing.T) {
+	f := newAPI(t)
+	clock := time.Now()
+	f.s.logins.now = func() time.Time { return clock }
+	code, _ := f.call("POST", "/api/v1/tenants", f.token, nameRequest{Name: "shop"}, nil)
+	require.Equal(t, http.StatusCreated, code)
+	f.user("dana", roleRequest{Tenant: "shop", Role: berth.RoleDeveloper})
+	login := func(password string) int {
+		t.Helper()
+		b, _ := json.Marshal(loginRequest{Name: "dana", Password: password})
+		req, _ := http.NewRequest("POST", f.srv.URL+"/login", strings.NewReader(string(b)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", f.srv.URL)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	refusedRows := func() []store.AuditEvent {
+		t.Helper()
+		evs, _, err := f.st.QueryAudit(context.Background(), store.AuditFilter{Actor: "dana", Sort: "at"})
+		require.NoError(t, err)
+		var out []store.AuditEvent
+		for _, e := range evs {
+			if e.Outcome == "429" {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+
+	for i := 0; i < loginMaxFailures; i++ {
+		require.Equal(t, http.StatusUnauthorized, login("wrong"))
+	}
+	for i := 0; i < 40; i++ {
+		require.Equal(t, http.StatusTooManyRequests, login("wrong"))
+	}
+	rows := refusedRows()
+	require.Len(t, rows, 1, "40 refusals, one row")
+	require.Contains(t, rows[0].Detail, "counted, not recorded one by one")
+
+	clock = clock.Add(loginWindow)
+	require.Equal(t, http.StatusOK, login("dana-password"))
+	rows = refusedRows()
+	require.Len(t, rows, 2)
+	require.Contains(t, rows[1].Detail, "39 more sign-in attempts from 127.0.0.1 were refused")
 }
