@@ -77,6 +77,11 @@ type Server struct {
 	closeOnce sync.Once
 	// logins counts failed sign-ins per user and address.
 	logins *loginLimiter
+	// streams counts each user's open event streams (maxStreamsPerUser).
+	streams *streamCounter
+	// sseRecheck is how often an open stream checks that its session or
+	// token is still valid.
+	sseRecheck time.Duration
 }
 
 // New returns the API server.
@@ -93,7 +98,8 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) *Serve
 	if cfg.TemporalNamespace == "" {
 		cfg.TemporalNamespace = "default"
 	}
-	return &Server{cfg: cfg, store: st, temporal: tc, log: log, closing: make(chan struct{}), logins: newLoginLimiter()}
+	return &Server{cfg: cfg, store: st, temporal: tc, log: log, closing: make(chan struct{}), logins: newLoginLimiter(),
+		streams: &streamCounter{open: map[uint]int{}}, sseRecheck: sseRecheck}
 }
 
 // Handler returns the HTTP handler with every route.

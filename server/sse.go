@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/berth-dev/berth"
@@ -24,7 +25,38 @@ const (
 	// sseMaxAge ends a stream now and then; the browser reconnects with
 	// Last-Event-ID, so nothing is lost and no connection lives forever.
 	sseMaxAge = 10 * time.Minute
+	// sseRecheck: a stream whose session ends or whose token is revoked
+	// stops within this long, not at sseMaxAge.
+	sseRecheck = 5 * time.Second
+	// maxStreamsPerUser bounds what one person or token can hold open: a
+	// few tabs each, not a flood of connections.
+	maxStreamsPerUser = 16
 )
+
+// streamCounter counts open event streams per user.
+type streamCounter struct {
+	mu   sync.Mutex
+	open map[uint]int
+}
+
+// take opens a stream for the user unless they hold the most already.
+func (sc *streamCounter) take(user uint) bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.open[user] >= maxStreamsPerUser {
+		return false
+	}
+	sc.open[user]++
+	return true
+}
+
+func (sc *streamCounter) give(user uint) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.open[user]--; sc.open[user] <= 0 {
+		delete(sc.open, user)
+	}
+}
 
 // Close ends the open event streams; call it before shutting the server down.
 func (s *Server) Close() { s.closeOnce.Do(func() { close(s.closing) }) }
@@ -44,6 +76,13 @@ func (s *Server) runEvents(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	user := principalOf(c).User.ID
+	if !s.streams.take(user) {
+		s.fail(c, &berth.Error{Code: berth.ERateLimited, Message: fmt.Sprintf(
+			"you have %d live pages open already; close some (each run page holds one)", maxStreamsPerUser)})
+		return
+	}
+	defer s.streams.give(user)
 	last := c.GetHeader("Last-Event-ID")
 	if last == "" {
 		last = c.Query("last")
@@ -62,6 +101,8 @@ func (s *Server) runEvents(c *gin.Context) {
 	defer beat.Stop()
 	maxAge := time.NewTimer(sseMaxAge)
 	defer maxAge.Stop()
+	recheck := time.NewTicker(s.sseRecheck)
+	defer recheck.Stop()
 	for {
 		run, err = s.store.Run(ctx, run.ID)
 		if err != nil {
@@ -102,6 +143,14 @@ func (s *Server) runEvents(c *gin.Context) {
 		case <-beat.C:
 			fmt.Fprint(c.Writer, ": heartbeat\n\n")
 			c.Writer.Flush()
+		case <-recheck.C:
+			// A revoked token or an ended session ends the stream: the
+			// browser's reconnect then meets the sign-in like any request.
+			if _, err := s.identify(c); err != nil {
+				fmt.Fprint(c.Writer, "event: unauthorized\ndata: {}\n\n")
+				c.Writer.Flush()
+				return
+			}
 		case <-poll.C:
 		}
 	}
