@@ -225,3 +225,23 @@ func putError(err error) error {
 	}
 	return err
 }
+
+// packagePruner is a package store that can forget packages.
+type packagePruner interface {
+	Prune(ctx context.Context, grace time.Duration, inUse func(sha string) bool) ([]string, error)
+}
+
+// PrunePackages removes uploaded packages that no release refers to once
+// they are older than grace: uploads refused after their package part, or
+// abandoned, would otherwise fill the disk. It returns the digests removed.
+func (s *Server) PrunePackages(ctx context.Context, grace time.Duration) ([]string, error) {
+	p, ok := s.cfg.Packages.(packagePruner)
+	if !ok {
+		return nil, nil
+	}
+	inUse, err := s.store.PackagesInUse(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p.Prune(ctx, grace, func(sha string) bool { return inUse[sha] })
+}

@@ -214,3 +214,17 @@ func (s *Store) ReleaseOutputs(ctx context.Context, releaseID uint) ([]ReleaseOu
 	err := s.db.WithContext(ctx).Where("release_id = ?", releaseID).Order("instance").Find(&out).Error
 	return out, err
 }
+
+// PackagesInUse is every package digest a release refers to, whatever its
+// outcome: any of them may be rolled back to.
+func (s *Store) PackagesInUse(ctx context.Context) (map[string]bool, error) {
+	var shas []string
+	if err := s.db.WithContext(ctx).Model(&Release{}).Where("package_sha256 <> ''").Distinct().Pluck("package_sha256", &shas).Error; err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(shas))
+	for _, sha := range shas {
+		out[sha] = true
+	}
+	return out, nil
+}

@@ -38,6 +38,8 @@ type Config struct {
 	// TLSCert and TLSKey, when set, make the API listen with HTTPS itself.
 	TLSCert string
 	TLSKey  string
+	// PackageGrace is how long an uploaded package no release refers to is kept.
+	PackageGrace time.Duration
 	// PayloadKeyFile holds the AES-256 key(s) every Temporal payload is
 	// sealed with; every server and worker of a deployment needs the same file.
 	PayloadKeyFile string
@@ -165,6 +167,7 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	proxies := fs.String("trusted-proxies", env("BERTH_TRUSTED_PROXIES", ""), "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is believed (default: none)")
 	fs.StringVar(&c.PublicURL, "public-url", env("BERTH_PUBLIC_URL", ""), "the URL people reach berth at, when behind a proxy (e.g. https://berth.example.com)")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("BERTH_TLS_CERT", ""), "certificate file: the API listens with HTTPS")
+	fs.DurationVar(&c.PackageGrace, "package-grace", envDuration("BERTH_PACKAGE_GRACE", 24*time.Hour), "how long an uploaded package no release refers to is kept (0: forever)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("BERTH_TLS_KEY", ""), "key file of -tls-cert")
 	regions := fs.String("regions", env("BERTH_REGIONS", ""), "comma-separated regions whose host activities this worker serves")
 	fs.StringVar(&c.Registry, "registry", env("BERTH_REGISTRY", ""), "registry host[:port] missing images are pulled from")

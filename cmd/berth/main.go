@@ -184,6 +184,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		if pw != "" {
 			fmt.Printf("berth web UI: sign in as admin with password %s (shown once; set BERTH_ADMIN_PASSWORD to choose it)\n", pw)
 		}
+		g.Go(func() error { prunePackages(gctx, api, cfg.PackageGrace, log); return nil })
 		srv := &http.Server{Addr: cfg.Listen, Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		g.Go(func() error {
 			var err error
@@ -268,4 +269,28 @@ func dialTemporal(ctx context.Context, cfg *Config, payloads *codec.AESGCM, log 
 		}
 	}
 	return nil, fmt.Errorf("temporal at %s: %w", cfg.TemporalAddress, lastErr)
+}
+
+// prunePackages removes, every hour, uploaded packages that no release refers
+// to once they are older than grace (0: never).
+func prunePackages(ctx context.Context, api *server.Server, grace time.Duration, log *slog.Logger) {
+	if grace <= 0 {
+		return
+	}
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		removed, err := api.PrunePackages(ctx, grace)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("packages not pruned", "error", err)
+		case len(removed) > 0:
+			log.Info("pruned packages no release refers to", "count", len(removed), "grace", grace)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
