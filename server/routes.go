@@ -48,7 +48,13 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/me", s.me, anyone},
 		{"GET", "/api/v1/users", s.listUsers, need(platform, "listing users", adminRoles...)},
 		{"POST", "/api/v1/users", s.createUser, need(platform, "creating users", adminRoles...)},
-		{"POST", "/api/v1/users/:name/roles", s.grantRole, anyone}, // needs admin on the tenant in the body; checked in the handler
+		{"POST", "/api/v1/users/:name/roles", s.grantRole, anyone},          // needs admin on the tenant in the body; checked in the handler
+		{"DELETE", "/api/v1/users/:name/roles/:role", s.revokeRole, anyone}, // needs admin where the role applies; checked in the handler
+		{"POST", "/api/v1/users/:name/disable", s.setUserDisabled(true), need(platform, "disabling users", adminRoles...)},
+		{"POST", "/api/v1/users/:name/enable", s.setUserDisabled(false), need(platform, "enabling users", adminRoles...)},
+		{"POST", "/api/v1/users/:name/password", s.resetPassword, need(platform, "resetting passwords", adminRoles...)},
+		{"GET", "/api/v1/users/:name/tokens", s.userTokens, need(platform, "listing users' tokens", adminRoles...)},
+		{"PUT", "/api/v1/me/password", s.changePassword, anyone},
 		{"GET", "/api/v1/tokens", s.listTokens, anyone},
 		{"POST", "/api/v1/tokens", s.createToken, anyone},
 		{"DELETE", "/api/v1/tokens/:id", s.revokeToken, anyone}, // own tokens; admins any

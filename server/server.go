@@ -59,6 +59,10 @@ type Config struct {
 	// berth sits behind a proxy: the Origin check compares with it, and
 	// session cookies are Secure when it is https.
 	PublicURL string
+	// MaxTokenTTL is the longest an API token may live (0: 90 days). A token
+	// that never expires is refused unless AllowEternalTokens.
+	MaxTokenTTL        time.Duration
+	AllowEternalTokens bool
 	// Codec, when set, is served at /api/v1/codec/{encode,decode} (Temporal's
 	// remote-codec protocol) for operators whose Temporal UI or CLI must read
 	// sealed payloads. Only platform admins may use it.
@@ -97,6 +101,9 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) *Serve
 	}
 	if cfg.TemporalNamespace == "" {
 		cfg.TemporalNamespace = "default"
+	}
+	if cfg.MaxTokenTTL <= 0 {
+		cfg.MaxTokenTTL = 90 * 24 * time.Hour
 	}
 	return &Server{cfg: cfg, store: st, temporal: tc, log: log, closing: make(chan struct{}), logins: newLoginLimiter(),
 		streams: &streamCounter{open: map[uint]int{}}, sseRecheck: sseRecheck}

@@ -167,8 +167,10 @@ func (s *Server) me(c *gin.Context) {
 }
 
 type tokenRequest struct {
-	Name     string `json:"name"`
-	TTLHours int    `json:"ttlHours"`
+	Name string `json:"name"`
+	// TTLHours is the token's lifetime: 0 is the deployment's longest, -1 is
+	// never expiring (only where the deployment allows it).
+	TTLHours int `json:"ttlHours"`
 }
 
 // createToken makes a token for the caller; its secret is in this answer only.
@@ -182,12 +184,22 @@ func (s *Server) createToken(c *gin.Context) {
 		s.fail(c, badRequest("name must be 1-64 characters, saying what the token is for"))
 		return
 	}
-	if req.TTLHours < 0 || req.TTLHours > 24*366 {
-		s.fail(c, badRequest("ttlHours must be between 0 (never expires) and 8784"))
+	maxHours := int(s.cfg.MaxTokenTTL / time.Hour)
+	ttl := time.Duration(req.TTLHours) * time.Hour
+	switch {
+	case req.TTLHours == -1 && s.cfg.AllowEternalTokens:
+		ttl = 0
+	case req.TTLHours == -1:
+		s.fail(c, badRequest(fmt.Sprintf("tokens that never expire are not allowed here; ttlHours must be 1-%d (0: %d)", maxHours, maxHours)))
+		return
+	case req.TTLHours == 0:
+		ttl = s.cfg.MaxTokenTTL
+	case req.TTLHours < 0 || req.TTLHours > maxHours:
+		s.fail(c, badRequest(fmt.Sprintf("ttlHours must be 1-%d, the longest a token lives here (0: %d)", maxHours, maxHours)))
 		return
 	}
 	p := principalOf(c)
-	secret, t, err := s.store.CreateToken(c.Request.Context(), p.User.ID, req.Name, time.Duration(req.TTLHours)*time.Hour)
+	secret, t, err := s.store.CreateToken(c.Request.Context(), p.User.ID, req.Name, ttl)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -227,4 +239,115 @@ func (s *Server) revokeToken(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"id": t.ID, "revoked": true})
+}
+
+// userParam is the user a /users/:name route names.
+func (s *Server) userParam(c *gin.Context) (*store.User, error) {
+	return s.store.UserByName(c.Request.Context(), c.Param("name"))
+}
+
+// setUserDisabled: POST /users/:name/disable and /enable. Disabling ends
+// every session and token of the user at once.
+func (s *Server) setUserDisabled(disabled bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		u, err := s.userParam(c)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if disabled && u.ID == principalOf(c).User.ID {
+			s.fail(c, &berth.Error{Code: berth.EConflict, Message: "you cannot disable yourself; ask another admin"})
+			return
+		}
+		if err := s.store.SetUserDisabled(c.Request.Context(), u.ID, disabled); err != nil {
+			s.fail(c, err)
+			return
+		}
+		c.Set("berth.audit", fmt.Sprintf("user %s disabled=%t", u.Name, disabled))
+		c.JSON(http.StatusOK, gin.H{"user": u.Name, "disabled": disabled})
+	}
+}
+
+// revokeRole: DELETE /users/:name/roles/:role?tenant=NAME; the same admins
+// who may grant a role may remove it.
+func (s *Server) revokeRole(c *gin.Context) {
+	u, err := s.userParam(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	req := roleRequest{Tenant: c.Query("tenant"), Role: berth.Role(c.Param("role"))}
+	tid, err := s.roleTenant(c, req)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.store.RevokeRole(c.Request.Context(), u.ID, tid, req.Role); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Set("berth.audit", fmt.Sprintf("%s loses %s on %q", u.Name, req.Role, req.Tenant))
+	c.JSON(http.StatusOK, gin.H{"user": u.Name, "role": req.Role, "tenant": req.Tenant, "removed": true})
+}
+
+type passwordRequest struct {
+	Current  string `json:"current"`
+	Password string `json:"password"`
+}
+
+// changePassword: PUT /me/password. The current password is asked for, so
+// a session left open on someone's desk cannot lock its owner out.
+func (s *Server) changePassword(c *gin.Context) {
+	var req passwordRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	p := principalOf(c)
+	if _, err := s.store.CheckPassword(c.Request.Context(), p.User.Name, req.Current); err != nil {
+		s.fail(c, &berth.Error{Code: berth.EForbidden, Message: "the current password is wrong"})
+		return
+	}
+	if err := s.store.SetPassword(c.Request.Context(), p.User.ID, req.Password); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"user": p.User.Name, "changed": true, "note": "every session of yours has ended; sign in again"})
+}
+
+// resetPassword: POST /users/:name/password, for platform admins: a new
+// password for someone who lost theirs; their sessions end.
+func (s *Server) resetPassword(c *gin.Context) {
+	var req passwordRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	u, err := s.userParam(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.store.SetPassword(c.Request.Context(), u.ID, req.Password); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Set("berth.audit", "password reset for "+u.Name)
+	c.JSON(http.StatusOK, gin.H{"user": u.Name, "reset": true})
+}
+
+// userTokens: GET /users/:name/tokens, for platform admins: anyone's tokens
+// (never their secrets), to find one to revoke.
+func (s *Server) userTokens(c *gin.Context) {
+	u, err := s.userParam(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	ts, err := s.store.Tokens(c.Request.Context(), u.ID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"user": u.Name, "tokens": ts})
 }

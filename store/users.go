@@ -83,11 +83,8 @@ func NewSecret() string {
 
 // CreateUser adds a user with a bcrypt-hashed password.
 func (s *Store) CreateUser(ctx context.Context, name, password string) (*User, error) {
-	if len(password) < 8 {
-		return nil, &InvalidError{Msg: "password must be at least 8 characters"}
-	}
-	if len(password) > 72 {
-		return nil, &InvalidError{Msg: "password must be at most 72 bytes (bcrypt's limit)"}
+	if err := checkPassword(password); err != nil {
+		return nil, err
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
 	if err != nil {
@@ -347,3 +344,84 @@ func (e *DeniedError) Error() string { return e.Msg }
 func (e *DeniedError) Unwrap() error { return &berth.Error{Code: berth.EForbidden, Message: e.Msg} }
 
 func bcryptCostOf(hash []byte) (int, error) { return bcrypt.Cost(hash) }
+
+// checkPassword is the one rule for passwords.
+func checkPassword(password string) error {
+	if len(password) < 8 {
+		return &InvalidError{Msg: "password must be at least 8 characters"}
+	}
+	if len(password) > 72 {
+		return &InvalidError{Msg: "password must be at most 72 bytes (bcrypt's limit)"}
+	}
+	return nil
+}
+
+// SetUserDisabled disables or enables a user. Disabling also revokes every
+// token and ends every session of theirs at once, so nothing they hold keeps
+// working, even after they are enabled again.
+func (s *Store) SetUserDisabled(ctx context.Context, userID uint, disabled bool) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&User{}).Where("id = ?", userID).Update("disabled", disabled)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			var n int64
+			if err := tx.Model(&User{}).Where("id = ?", userID).Count(&n).Error; err != nil {
+				return err
+			}
+			if n == 0 {
+				return fmt.Errorf("user %d: %w", userID, ErrNotFound)
+			}
+		}
+		if !disabled {
+			return nil
+		}
+		return endCredentials(tx, userID)
+	})
+}
+
+// endCredentials revokes a user's tokens and deletes their sessions.
+func endCredentials(tx *gorm.DB, userID uint) error {
+	t := now()
+	if err := tx.Model(&APIToken{}).Where("user_id = ? AND revoked_at IS NULL", userID).Update("revoked_at", &t).Error; err != nil {
+		return err
+	}
+	return tx.Where("user_id = ?", userID).Delete(&Session{}).Error
+}
+
+// SetPassword sets a user's password and ends their sessions, so whoever
+// knew the old one is signed out everywhere. Tokens are left alone: they
+// are revoked one by one, or all at once by disabling the user.
+func (s *Store) SetPassword(ctx context.Context, userID uint, password string) error {
+	if err := checkPassword(password); err != nil {
+		return err
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
+	if err != nil {
+		return err
+	}
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&User{}).Where("id = ?", userID).Update("password_hash", string(h))
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return fmt.Errorf("user %d: %w", userID, ErrNotFound)
+		}
+		return tx.Where("user_id = ?", userID).Delete(&Session{}).Error
+	})
+}
+
+// RevokeRole removes a role binding; removing one that is not there is a
+// not-found error, so a typo does not pass for success.
+func (s *Store) RevokeRole(ctx context.Context, userID, tenantID uint, role berth.Role) error {
+	res := s.db.WithContext(ctx).Where("user_id = ? AND tenant_id = ? AND role = ?", userID, tenantID, role).Delete(&RoleBinding{})
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("role %s of user %d on tenant %d: %w", role, userID, tenantID, ErrNotFound)
+	}
+	return nil
+}

@@ -38,6 +38,10 @@ type Config struct {
 	// TLSCert and TLSKey, when set, make the API listen with HTTPS itself.
 	TLSCert string
 	TLSKey  string
+	// MaxTokenTTL bounds API tokens' lifetimes; AllowEternalTokens lets a
+	// token be made that never expires.
+	MaxTokenTTL        time.Duration
+	AllowEternalTokens bool
 	// PackageGrace is how long an uploaded package no release refers to is kept.
 	PackageGrace time.Duration
 	// PayloadKeyFile holds the AES-256 key(s) every Temporal payload is
@@ -167,6 +171,8 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	proxies := fs.String("trusted-proxies", env("BERTH_TRUSTED_PROXIES", ""), "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is believed (default: none)")
 	fs.StringVar(&c.PublicURL, "public-url", env("BERTH_PUBLIC_URL", ""), "the URL people reach berth at, when behind a proxy (e.g. https://berth.example.com)")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("BERTH_TLS_CERT", ""), "certificate file: the API listens with HTTPS")
+	fs.DurationVar(&c.MaxTokenTTL, "max-token-ttl", envDuration("BERTH_MAX_TOKEN_TTL", 90*24*time.Hour), "the longest an API token may live")
+	fs.BoolVar(&c.AllowEternalTokens, "allow-eternal-tokens", env("BERTH_ALLOW_ETERNAL_TOKENS", "") == "true", "allow API tokens that never expire (ttlHours -1)")
 	fs.DurationVar(&c.PackageGrace, "package-grace", envDuration("BERTH_PACKAGE_GRACE", 24*time.Hour), "how long an uploaded package no release refers to is kept (0: forever)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("BERTH_TLS_KEY", ""), "key file of -tls-cert")
 	regions := fs.String("regions", env("BERTH_REGIONS", ""), "comma-separated regions whose host activities this worker serves")

@@ -176,7 +176,8 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 			LB: lbs, DrainTimeout: cfg.DrainTimeout, Packages: packages, MaxPackageBytes: packages.MaxBytes,
 			Registry: cfg.Registry, ExecAllow: cfg.ExecAllow, TemporalNamespace: cfg.TemporalNamespace,
 			DataConverter: payloads.DataConverter(), Codec: payloads.Handler(),
-			TrustedProxies: cfg.TrustedProxies, PublicURL: cfg.PublicURL}, st, tc, log)
+			TrustedProxies: cfg.TrustedProxies, PublicURL: cfg.PublicURL,
+			MaxTokenTTL: cfg.MaxTokenTTL, AllowEternalTokens: cfg.AllowEternalTokens}, st, tc, log)
 		pw, err := api.Bootstrap(ctx)
 		if err != nil {
 			return err
