@@ -65,8 +65,10 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/tenants/:tenant/environments/:env/gates", s.startGate, need(tenantParam, "starting an approval gate", deployRoles...)},
 
 		{"POST", "/api/v1/hosts", s.createHost, need(platform, "registering a host", adminRoles...)},
-		{"GET", "/api/v1/hosts", s.listHosts, anyone},
-		{"GET", "/api/v1/hosts/:host", s.getHost, anyone},
+		// Hosts are the platform's: their endpoints, addresses and load are
+		// not a tenant's business, and only platform admins assign them.
+		{"GET", "/api/v1/hosts", s.listHosts, need(platform, "reading hosts", readRoles...)},
+		{"GET", "/api/v1/hosts/:host", s.getHost, need(platform, "reading a host", readRoles...)},
 		{"POST", "/api/v1/hosts/:host/check", s.checkHost, need(platform, "checking a host", adminRoles...)},
 
 		{"POST", "/api/v1/tenants", s.createTenant, need(platform, "creating a tenant", adminRoles...)},
@@ -74,7 +76,7 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/tenants/:tenant/environments", s.createEnvironment, need(tenantParam, "creating an environment", adminRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/environments", s.listEnvironments, need(tenantParam, "reading environments", readRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/environments/:env", s.getEnvironment, need(tenantParam, "reading an environment", readRoles...)},
-		{"POST", "/api/v1/tenants/:tenant/environments/:env/hosts", s.authoriseHosts, need(tenantParam, "authorising hosts", adminRoles...)},
+		{"POST", "/api/v1/tenants/:tenant/environments/:env/hosts", s.authoriseHosts, need(platform, "authorising hosts for an environment", adminRoles...)},
 
 		{"POST", "/api/v1/tenants/:tenant/environments/:env/applications", s.deployApplication, need(tenantParam, "deploying", deployRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/environments/:env/applications", s.listApplications, need(tenantParam, "reading applications", readRoles...)},
