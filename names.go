@@ -50,3 +50,27 @@ func CheckHealthPath(p string) error {
 	}
 	return nil
 }
+
+// PublicNamespace is the namespace of the platform registry whose images
+// every tenant may run (curated base images).
+const PublicNamespace = "public"
+
+// CheckImageNamespace keeps a tenant to its own images of the platform
+// registry: registry/<tenant>/… and registry/public/…. Images of other
+// registries are outside this rule (no other registry is reachable from
+// berth's hosts unless an operator makes it so).
+func CheckImageNamespace(registry, tenant, image string) error {
+	if registry == "" {
+		return nil
+	}
+	rest, ok := strings.CutPrefix(strings.ToLower(image), strings.ToLower(registry)+"/")
+	if !ok {
+		return nil
+	}
+	ns, _, nested := strings.Cut(rest, "/")
+	if nested && (ns == strings.ToLower(tenant) || ns == PublicNamespace) {
+		return nil
+	}
+	return Errorf(EForbidden, "image %s is outside your namespaces of the platform registry: use %s/%s/… or %s/%s/…",
+		image, registry, tenant, registry, PublicNamespace)
+}

@@ -31,3 +31,18 @@ func TestCheckHealthPath(t *testing.T) {
 		require.Error(t, CheckHealthPath(bad), bad)
 	}
 }
+
+func TestCheckImageNamespace(t *testing.T) {
+	const reg = "registry.local:5000"
+	for _, ok := range []string{"registry.local:5000/acme/web:1", "registry.local:5000/acme/team/web:1", "registry.local:5000/public/nginx:1.27",
+		"berth-sample:v1", "docker.io/library/nginx:1", "other.registry/other/web:1"} {
+		require.NoError(t, CheckImageNamespace(reg, "acme", ok), ok)
+	}
+	for _, bad := range []string{"registry.local:5000/globex/web:1", "registry.local:5000/web:1", "REGISTRY.local:5000/globex/web:1",
+		"registry.local:5000/acme-x/web:1"} {
+		err := CheckImageNamespace(reg, "acme", bad)
+		require.Error(t, err, bad)
+		require.Equal(t, EForbidden, ErrorCode(err))
+	}
+	require.NoError(t, CheckImageNamespace("", "acme", "registry.local:5000/globex/web:1"), "no platform registry, no rule")
+}

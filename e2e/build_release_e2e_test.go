@@ -173,6 +173,14 @@ func TestCommitInstanceToImage(t *testing.T) {
 	for name, img := range images {
 		require.Equal(t, ref, img, name)
 	}
+
+	// Another tenant may not run this tenant's image, though it is in the
+	// registry and cached on both hosts: deploy and release both refuse it.
+	thief := hs.newEnv(t, "thief")
+	code, _ = hs.deploy(t, thief, "steal", []byte("services:\n  web:\n    image: "+ref+"\n"))
+	require.Equal(t, http.StatusForbidden, code, "another tenant's image")
+	_, tsvc := hs.deployForRelease(t, "thief2")
+	require.Equal(t, http.StatusForbidden, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/releases", tsvc.ID), map[string]any{"image": ref}, nil))
 }
 
 type releaseWithOutputs struct {

@@ -72,6 +72,10 @@ func (s *Server) deployApplication(c *gin.Context) {
 	services := make([]string, len(spec.Services))
 	for i, svc := range spec.Services {
 		services[i] = svc.Name
+		if err := berth.CheckImageNamespace(s.cfg.Registry, env.Tenant.Name, svc.Image); err != nil {
+			s.fail(c, err)
+			return
+		}
 	}
 	if err := berth.CheckInstanceNames(env.Tenant.Name, env.Name, req.Name, services); err != nil {
 		s.fail(c, err)

@@ -164,6 +164,10 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 	if rs.kind == berth.ReleaseFile {
 		image = svc.Image
 	}
+	if err := berth.CheckImageNamespace(s.cfg.Registry, sc.Tenant.Name, image); err != nil {
+		s.fail(c, err)
+		return
+	}
 	if rs.build {
 		if image, err = s.buildTarget(sc, version); err != nil {
 			s.fail(c, err)
