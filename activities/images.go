@@ -15,6 +15,7 @@ import (
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/engine"
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
 	"go.temporal.io/sdk/activity"
@@ -270,9 +271,13 @@ func (d *Docker) CommitInstance(ctx context.Context, in CommitInstanceInput) (*B
 		return nil, err
 	}
 	activity.RecordHeartbeat(ctx, "commit")
+	env, err := commitEnv(ctx, eng, id)
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", in.Instance.Name, err)
+	}
 	base := in.Image + "-commit"
 	if _, err := eng.ContainerCommit(ctx, id, client.ContainerCommitOptions{Reference: base, Comment: in.Comment,
-		Author: "berth"}); err != nil {
+		Author: "berth", Config: &container.Config{Env: env}}); err != nil {
 		if cerrdefs.IsNotFound(err) {
 			return nil, fail(berth.ENotFound, "commit %s: %v", in.Instance.Name, err)
 		}
@@ -314,4 +319,42 @@ func (d *Docker) CommitInstance(ctx context.Context, in CommitInstanceInput) (*B
 func isType(err error, code berth.Code) bool {
 	var ae interface{ Type() string }
 	return errors.As(err, &ae) && ae.Type() == string(code)
+}
+
+// commitEnv is the environment a committed image keeps: its base image's
+// own, with every variable the deploy set (passwords, tokens, hosts)
+// emptied. Docker's commit merges the container's environment into the
+// image's config unless each key is given, so each is given, without its
+// value; the service's spec sets them again on every container it starts.
+func commitEnv(ctx context.Context, eng engine.Engine, id string) ([]string, error) {
+	c, err := eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return nil, err
+	}
+	img, err := eng.ImageInspect(ctx, c.Container.Image)
+	if err != nil {
+		return nil, err
+	}
+	base := map[string]string{}
+	var out []string
+	if img.Config != nil {
+		for _, kv := range img.Config.Env {
+			k, _, _ := strings.Cut(kv, "=")
+			base[k] = kv
+			out = append(out, kv)
+		}
+	}
+	if c.Container.Config == nil {
+		return out, nil
+	}
+	for _, kv := range c.Container.Config.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := base[k]; ok || k == "PATH" {
+			// An image variable keeps the image's own value; PATH is the
+			// engine's default when the image has none, not a secret.
+			continue
+		}
+		out = append(out, k+"=")
+	}
+	return out, nil
 }

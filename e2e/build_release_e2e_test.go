@@ -173,6 +173,17 @@ func TestCommitInstanceToImage(t *testing.T) {
 	for name, img := range images {
 		require.Equal(t, ref, img, name)
 	}
+	// The image keeps none of the deploy's environment values: they belong
+	// to the service's spec, not to an image others may pull.
+	for _, th := range hs.hosts {
+		insp, err := th.Engine.ImageInspect(context.Background(), ref)
+		require.NoError(t, err)
+		require.NotNil(t, insp.Config)
+		require.Contains(t, insp.Config.Env, "LISTEN=", "the key stays, its value does not")
+		for _, kv := range insp.Config.Env {
+			require.NotEqual(t, "LISTEN=:8080", kv)
+		}
+	}
 
 	// Another tenant may not run this tenant's image, though it is in the
 	// registry and cached on both hosts: deploy and release both refuse it.
