@@ -33,10 +33,12 @@ const (
 	EInternal       Code = "Internal"       // anything else: details go to the log only
 )
 
+// activityCodes are the codes activities fail with: Temporal error types.
+var activityCodes = []Code{EInvalid, ENotFound, EConflict, ENoCapacity, EImage, EUnhealthy, EHostRefused}
+
 // Codes lists every code.
-var Codes = []Code{EInvalid, ENotFound, EConflict, ENoCapacity, EImage, EUnhealthy, EHostRefused,
-	EUnauthorized, EForbidden, ETooLarge, ERateLimited, EUnprocessable, EUnavailable, EUpstream, ETimeout,
-	ENotImplemented, EInternal}
+var Codes = append(append([]Code{}, activityCodes...), EUnauthorized, EForbidden, ETooLarge, ERateLimited,
+	EUnprocessable, EUnavailable, EUpstream, ETimeout, ENotImplemented, EInternal)
 
 // codeInfo is the one table from codes to what the API answers: the HTTP
 // status and the code name clients see in {"error":{"code",...}}.
@@ -117,7 +119,4 @@ func ErrorCode(err error) Code {
 
 // CodeNames returns the codes the activities fail with, as strings, for
 // retry policies' lists of non-retryable error types.
-func CodeNames() []string {
-	return []string{string(EInvalid), string(ENotFound), string(EConflict), string(ENoCapacity), string(EImage),
-		string(EUnhealthy), string(EHostRefused)}
-}
+func CodeNames() []string { return Names(activityCodes) }

@@ -185,21 +185,7 @@ type greyFigures struct {
 // its state; errNoGrey when the service never had one.
 func (s *Server) greyOf(c *gin.Context, sc *store.ServiceContext) (*greyView, *store.Run, error) {
 	ctx := c.Request.Context()
-	rels, _, err := s.store.Releases(ctx, sc.Service.ID)
-	if err != nil {
-		return nil, nil, err
-	}
-	var rel *store.Release
-	for i := range rels {
-		if rels[i].Strategy == berth.StrategyGrey {
-			rel = &rels[i]
-			break
-		}
-	}
-	if rel == nil {
-		return nil, nil, &berth.Error{Code: berth.ENotFound, Message: "service " + sc.Service.Name + " has had no grey release"}
-	}
-	run, err := s.store.Run(ctx, rel.RunID)
+	rel, run, err := s.greyRelease(c, sc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -322,7 +308,7 @@ func (s *Server) updateGrey(c *gin.Context, action, reason string) error {
 	if err != nil {
 		return err
 	}
-	run, err := s.greyRunOf(c, sc)
+	_, run, err := s.greyRelease(c, sc)
 	if err != nil {
 		return err
 	}
@@ -364,20 +350,21 @@ func (s *Server) updateGrey(c *gin.Context, action, reason string) error {
 	return err
 }
 
-// greyRunOf finds the run of the service's latest grey release from the
-// store alone; the workflow itself is asked by the update that follows.
-func (s *Server) greyRunOf(c *gin.Context, sc *store.ServiceContext) (*store.Run, error) {
+// greyRelease finds the service's latest grey release and its run from the
+// store alone; the workflow itself is asked by whoever calls.
+func (s *Server) greyRelease(c *gin.Context, sc *store.ServiceContext) (*store.Release, *store.Run, error) {
 	ctx := c.Request.Context()
 	rels, _, err := s.store.Releases(ctx, sc.Service.ID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i := range rels {
 		if rels[i].Strategy == berth.StrategyGrey {
-			return s.store.Run(ctx, rels[i].RunID)
+			run, err := s.store.Run(ctx, rels[i].RunID)
+			return &rels[i], run, err
 		}
 	}
-	return nil, &berth.Error{Code: berth.ENotFound, Message: "service " + sc.Service.Name + " has had no grey release"}
+	return nil, nil, &berth.Error{Code: berth.ENotFound, Message: "service " + sc.Service.Name + " has had no grey release"}
 }
 
 // sendGrey signals a grey release started before GreyControlUpdate, after

@@ -6,56 +6,18 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
-	commonpb "go.temporal.io/api/common/v1"
-	enumspb "go.temporal.io/api/enums/v1"
-	failurepb "go.temporal.io/api/failure/v1"
-	historypb "go.temporal.io/api/history/v1"
-	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/mocks"
-	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/runhistory/historytest"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
-
-// fakeHistory serves a workflow's history in pages, keyed by page token.
-type fakeHistory struct {
-	workflowservice.WorkflowServiceClient
-	mu    sync.Mutex
-	pages map[string]*workflowservice.GetWorkflowExecutionHistoryResponse
-	asked []*workflowservice.GetWorkflowExecutionHistoryRequest
-}
-
-func (f *fakeHistory) GetWorkflowExecutionHistory(_ context.Context, in *workflowservice.GetWorkflowExecutionHistoryRequest, _ ...grpc.CallOption) (*workflowservice.GetWorkflowExecutionHistoryResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.asked = append(f.asked, in)
-	return f.pages[string(in.GetNextPageToken())], nil
-}
-
-func payloads(t *testing.T, v any) *commonpb.Payloads {
-	t.Helper()
-	p, err := converter.GetDefaultDataConverter().ToPayloads(v)
-	require.NoError(t, err)
-	return p
-}
-
-func payload(t *testing.T, v any) *commonpb.Payload {
-	t.Helper()
-	p, err := converter.GetDefaultDataConverter().ToPayload(v)
-	require.NoError(t, err)
-	return p
-}
 
 func TestRunHistoryInDomainWords(t *testing.T) {
 	f := newAPI(t)
@@ -69,52 +31,7 @@ func TestRunHistoryInDomainWords(t *testing.T) {
 	require.NoError(t, f.st.CreateRun(ctx, run, ""))
 	require.NoError(t, f.st.SetRunStarted(ctx, run.ID, "run-1"))
 
-	t0 := time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
-	at := func(ms int) *timestamppb.Timestamp {
-		return timestamppb.New(t0.Add(time.Duration(ms) * time.Millisecond))
-	}
-	ev := func(id int64, ms int, typ enumspb.EventType) *historypb.HistoryEvent {
-		return &historypb.HistoryEvent{EventId: id, EventTime: at(ms), EventType: typ}
-	}
-	e1 := ev(1, 0, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)
-	e1.Attributes = &historypb.HistoryEvent_WorkflowExecutionStartedEventAttributes{WorkflowExecutionStartedEventAttributes: &historypb.WorkflowExecutionStartedEventAttributes{
-		WorkflowType: &commonpb.WorkflowType{Name: "DeployStack"}, Memo: &commonpb.Memo{Fields: map[string]*commonpb.Payload{"startedBy": payload(t, "dana")}}}}
-	e2 := ev(2, 1, enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED)
-	e3 := ev(3, 50, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
-	e3.Attributes = &historypb.HistoryEvent_ActivityTaskScheduledEventAttributes{ActivityTaskScheduledEventAttributes: &historypb.ActivityTaskScheduledEventAttributes{
-		ActivityType: &commonpb.ActivityType{Name: "StartInstance"},
-		Input:        payloads(t, map[string]any{"instance": map[string]any{"name": "shop-dev-web-1", "uid": "u1", "host": map[string]any{"name": "h1"}}})}}
-	e4 := ev(4, 100, enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED)
-	e4.Attributes = &historypb.HistoryEvent_ActivityTaskStartedEventAttributes{ActivityTaskStartedEventAttributes: &historypb.ActivityTaskStartedEventAttributes{
-		ScheduledEventId: 3, Attempt: 3, LastFailure: &failurepb.Failure{Message: "engine busy"}}}
-	// Page 2: the activity closes; the reader still knows its name and start.
-	e5 := ev(5, 112, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
-	e5.Attributes = &historypb.HistoryEvent_ActivityTaskCompletedEventAttributes{ActivityTaskCompletedEventAttributes: &historypb.ActivityTaskCompletedEventAttributes{ScheduledEventId: 3, StartedEventId: 4}}
-	e6 := ev(6, 120, enumspb.EVENT_TYPE_MARKER_RECORDED)
-	e6.Attributes = &historypb.HistoryEvent_MarkerRecordedEventAttributes{MarkerRecordedEventAttributes: &historypb.MarkerRecordedEventAttributes{
-		MarkerName: "LocalActivity", Details: map[string]*commonpb.Payloads{"data": payloads(t, map[string]any{"ActivityType": "RecordInstances", "Attempt": 1})}}}
-	e7 := ev(7, 130, enumspb.EVENT_TYPE_TIMER_STARTED)
-	e7.Attributes = &historypb.HistoryEvent_TimerStartedEventAttributes{TimerStartedEventAttributes: &historypb.TimerStartedEventAttributes{StartToFireTimeout: durationpb.New(30 * time.Second)}}
-	e8 := ev(8, 30130, enumspb.EVENT_TYPE_TIMER_FIRED)
-	e8.Attributes = &historypb.HistoryEvent_TimerFiredEventAttributes{TimerFiredEventAttributes: &historypb.TimerFiredEventAttributes{StartedEventId: 7}}
-	e9 := ev(9, 30200, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
-	e9.Attributes = &historypb.HistoryEvent_WorkflowExecutionSignaledEventAttributes{WorkflowExecutionSignaledEventAttributes: &historypb.WorkflowExecutionSignaledEventAttributes{
-		SignalName: workflows.ApprovalSignal, Identity: "123@api",
-		Input: payloads(t, berth.ApprovalDecision{ApprovalID: 1, State: berth.ApprovalApproved, By: []string{"alice"}, Comment: "<script>window.x=1</script>"})}}
-	e10 := ev(10, 30300, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
-	e10.Attributes = &historypb.HistoryEvent_ActivityTaskScheduledEventAttributes{ActivityTaskScheduledEventAttributes: &historypb.ActivityTaskScheduledEventAttributes{
-		ActivityType: &commonpb.ActivityType{Name: "ProbeHost"}, Input: payloads(t, berth.HostRef{Name: "h2", Endpoint: "unix:///x"})}}
-	e11 := ev(11, 30400, enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED)
-	e11.Attributes = &historypb.HistoryEvent_ActivityTaskFailedEventAttributes{ActivityTaskFailedEventAttributes: &historypb.ActivityTaskFailedEventAttributes{
-		ScheduledEventId: 10, Failure: &failurepb.Failure{Message: "host h2 does not answer"}}}
-	e12 := ev(12, 30500, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED)
-	e12.Attributes = &historypb.HistoryEvent_WorkflowExecutionFailedEventAttributes{WorkflowExecutionFailedEventAttributes: &historypb.WorkflowExecutionFailedEventAttributes{
-		Failure: &failurepb.Failure{Message: "activity error", Cause: &failurepb.Failure{Message: "host h2 does not answer"}}}}
-
-	fh := &fakeHistory{pages: map[string]*workflowservice.GetWorkflowExecutionHistoryResponse{
-		"":   {History: &historypb.History{Events: []*historypb.HistoryEvent{e1, e2, e3, e4}}, NextPageToken: []byte("p2")},
-		"p2": {History: &historypb.History{Events: []*historypb.HistoryEvent{e5, e6, e7, e8, e9, e10, e11, e12}}},
-	}}
+	fh := historytest.InTwoPages(historytest.DeployHistory(t), 4)
 	f.tc.On("WorkflowService").Return(fh)
 
 	// Pages of 4: Temporal's pages (4 and 8 events) are cut to the size asked.
@@ -127,9 +44,9 @@ func TestRunHistoryInDomainWords(t *testing.T) {
 	require.True(t, p1.Events[1].Engine)
 	require.NotEmpty(t, p1.NextPageToken)
 	require.Equal(t, "http://127.0.0.1:8233/namespaces/default/workflows/deploy%2Fshop%2Fdev%2Fweb/run-1/history", p1.TemporalURL)
-	require.Equal(t, "default", fh.asked[0].GetNamespace())
-	require.Equal(t, "run-1", fh.asked[0].GetExecution().GetRunId())
-	require.EqualValues(t, 4, fh.asked[0].GetMaximumPageSize())
+	require.Equal(t, "default", fh.Asked[0].GetNamespace())
+	require.Equal(t, "run-1", fh.Asked[0].GetExecution().GetRunId())
+	require.EqualValues(t, 4, fh.Asked[0].GetMaximumPageSize())
 
 	token := p1.NextPageToken
 	for i := 0; i < 2; i++ {
@@ -144,7 +61,7 @@ func TestRunHistoryInDomainWords(t *testing.T) {
 		token = p.NextPageToken
 		require.Equal(t, i == 0, token != "", "page %d", i+2)
 	}
-	require.Equal(t, "p2", string(fh.asked[1].GetNextPageToken()))
+	require.Equal(t, "p2", string(fh.Asked[1].GetNextPageToken()))
 
 	// The default page holds all twelve, read from both of Temporal's pages.
 	var all historyPage

@@ -343,8 +343,6 @@ func (e *DeniedError) Error() string { return e.Msg }
 // Unwrap gives the error its domain code.
 func (e *DeniedError) Unwrap() error { return &berth.Error{Code: berth.EForbidden, Message: e.Msg} }
 
-func bcryptCostOf(hash []byte) (int, error) { return bcrypt.Cost(hash) }
-
 // checkPassword is the one rule for passwords.
 func checkPassword(password string) error {
 	if len(password) < 8 {
