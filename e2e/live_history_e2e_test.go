@@ -145,6 +145,13 @@ func TestUIRunHistoryAndRetry(t *testing.T) {
 	failed := hs.waitRun(t, started.RunID)
 	require.Equal(t, berth.RunFailed, failed.Status)
 
+	// The run's record closes a moment before its workflow does: wait for the
+	// workflow's own end, so the count below is of the whole history.
+	wctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_ = hs.tc.GetWorkflow(wctx, failed.WorkflowID, failed.TemporalRunID).Get(wctx, nil) // it failed, as checked above
+	require.NoError(t, wctx.Err(), "the workflow ended")
+
 	// The history through the API, page by page: every event once, in order.
 	total := 0
 	it := hs.tc.GetWorkflowHistory(context.Background(), failed.WorkflowID, failed.TemporalRunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
