@@ -12,8 +12,8 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_/.-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build bin/berth
-	$(GO) build -o bin/berth ./cmd/berth
+build: ## build bin/berth (static: it is also the mesh relay image)
+	CGO_ENABLED=0 $(GO) build -o bin/berth ./cmd/berth
 
 bin/temporal: ## build the pinned Temporal CLI (dev server + web UI) into bin/
 	GOBIN=$(CURDIR)/bin $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)

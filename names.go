@@ -74,3 +74,18 @@ func CheckImageNamespace(registry, tenant, image string) error {
 	return Errorf(EForbidden, "image %s is outside your namespaces of the platform registry: use %s/%s/… or %s/%s/…",
 		image, registry, tenant, registry, PublicNamespace)
 }
+
+// AppScoped is the engine-side name of an application's network or volume:
+// tenant.env.app.name. Tenant, environment and application names allow only
+// [a-z0-9-] and compose network and volume keys only [a-z0-9_-], so the dot
+// separates the parts unambiguously: no two applications share a name the
+// way "a-b"+"c" and "a"+"b-c" did when "-" joined them.
+func AppScoped(tenant, env, app, name string) string {
+	return tenant + "." + env + "." + app + "." + name
+}
+
+// AppKey identifies an application on an engine (label berth.appkey): its
+// networks and volumes carry it, so that they are found without parsing names.
+func AppKey(tenant, env, app string) string {
+	return tenant + "." + env + "." + app
+}

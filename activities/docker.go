@@ -25,8 +25,9 @@ import (
 	"github.com/berth-dev/berth/engine"
 )
 
-// PlatformNetwork is the bridge network berth creates on every host and puts
-// its containers on.
+// PlatformNetwork is the bridge network ProbeHost makes sure of on every
+// host. No instance joins it (each application has its own networks); it
+// proves, before any deploy, that berth may create networks on the engine.
 const PlatformNetwork = "berth"
 
 // MinAPIVersion is the oldest engine API berth supports (Docker 20.10).
@@ -46,6 +47,12 @@ type Docker struct {
 	// ExecAllow lists the absolute paths a release's post-upload command may
 	// run (BERTH_EXEC_ALLOW); the API checks it too.
 	ExecAllow []string
+
+	// Mesh gives applications their tunnel keys for relays between hosts.
+	Mesh MeshKeys
+
+	netLocks networkLocks
+	self     meshSelf
 }
 
 func msDuration(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
@@ -191,8 +198,15 @@ func (d *Docker) StartInstance(ctx context.Context, in StartInstanceInput) (*Ins
 	if err != nil {
 		return nil, err
 	}
+	var nets []appNetwork
+	if !in.Service.NoNetwork {
+		activity.RecordHeartbeat(ctx, "networks")
+		if nets, err = d.ensureAppNetworks(ctx, eng, in); err != nil {
+			return nil, err
+		}
+	}
 	if id == "" {
-		opts, err := containerOptions(in)
+		opts, err := containerOptions(in, nets)
 		if err != nil {
 			return nil, err
 		}
@@ -200,6 +214,10 @@ func (d *Docker) StartInstance(ctx context.Context, in StartInstanceInput) (*Ins
 		switch {
 		case err == nil:
 			id = created.ID
+		case cerrdefs.IsNotFound(err) && strings.Contains(err.Error(), "network"):
+			// The last instance of the app on this host was removed between
+			// our ensure and our create, and took the network with it.
+			return nil, fmt.Errorf("create %s on %s: %w", name, in.Instance.Host.Name, err)
 		case cerrdefs.IsConflict(err):
 			// A concurrent attempt created it between our look and our create.
 			if id, err = d.findOwn(ctx, eng, in.Instance); err != nil {
@@ -215,6 +233,9 @@ func (d *Docker) StartInstance(ctx context.Context, in StartInstanceInput) (*Ins
 		default:
 			return nil, fmt.Errorf("create %s on %s: %w", name, in.Instance.Host.Name, err)
 		}
+	}
+	if err := connectNetworks(ctx, eng, id, nets, in.Instance.Host); err != nil {
+		return nil, err
 	}
 	activity.RecordHeartbeat(ctx, "start")
 	insp, err := eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
@@ -269,7 +290,7 @@ func (d *Docker) ownContainer(ctx context.Context, pi berth.PlannedInstance) (en
 	return eng, id, nil
 }
 
-func containerOptions(in StartInstanceInput) (client.ContainerCreateOptions, error) {
+func containerOptions(in StartInstanceInput, nets []appNetwork) (client.ContainerCreateOptions, error) {
 	svc, pi := in.Service, in.Instance
 	labels := map[string]string{}
 	for k, v := range svc.Labels {
@@ -291,9 +312,9 @@ func containerOptions(in StartInstanceInput) (client.ContainerCreateOptions, err
 			Interval: time.Duration(h.IntervalMs) * time.Millisecond, Timeout: time.Duration(h.TimeoutMs) * time.Millisecond,
 			StartPeriod: time.Duration(h.StartPeriodMs) * time.Millisecond, Retries: h.Retries}
 	}
-	hostIP, err := netip.ParseAddr(pi.Host.IP)
+	hostIP, err := parseHostIP(pi.Host)
 	if err != nil {
-		return client.ContainerCreateOptions{}, fail(berth.EInvalid, "host %s has no valid IP for port mappings: %q", pi.Host.Name, pi.Host.IP)
+		return client.ContainerCreateOptions{}, err
 	}
 	bindings := network.PortMap{}
 	for _, m := range pi.Ports {
@@ -315,7 +336,9 @@ func containerOptions(in StartInstanceInput) (client.ContainerCreateOptions, err
 	for _, v := range svc.Volumes {
 		src := v.Source
 		if v.Type == "volume" {
-			src = pi.Name[:strings.LastIndex(pi.Name, "-")] + "_" + v.Source
+			if src, err = appVolume(in.Labels, v); err != nil {
+				return client.ContainerCreateOptions{}, err
+			}
 		}
 		b := src + ":" + v.Target
 		if v.ReadOnly {
@@ -326,10 +349,37 @@ func containerOptions(in StartInstanceInput) (client.ContainerCreateOptions, err
 	hc := &container.HostConfig{
 		Binds: binds, PortBindings: bindings, CapAdd: svc.CapAdd,
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
-		NetworkMode:   container.NetworkMode(PlatformNetwork),
+		NetworkMode:   "none",
 		Resources:     container.Resources{Memory: svc.MemoryBytes, NanoCPUs: svc.NanoCPUs},
 	}
-	return client.ContainerCreateOptions{Name: pi.Name, Config: cfg, HostConfig: hc}, nil
+	opts := client.ContainerCreateOptions{Name: pi.Name, Config: cfg, HostConfig: hc}
+	if len(nets) > 0 {
+		// The engine takes one network at create; the others are connected
+		// before the start, so the instance never runs half-attached.
+		hc.NetworkMode = container.NetworkMode(nets[0].ID)
+		opts.NetworkingConfig = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			nets[0].ID: {Aliases: nets[0].Aliases}}}
+	}
+	return opts, nil
+}
+
+func parseHostIP(h berth.HostRef) (netip.Addr, error) {
+	ip, err := netip.ParseAddr(h.IP)
+	if err != nil {
+		return ip, fail(berth.EInvalid, "host %s has no valid IP for port mappings: %q", h.Name, h.IP)
+	}
+	return ip, nil
+}
+
+// primaryNetwork is the engine-side name of the instance's first network,
+// whose address the instance result reports.
+func primaryNetwork(in StartInstanceInput) string {
+	nets := in.Service.AppNetworks()
+	tenant, env, app, err := appIdentity(in.Labels)
+	if len(nets) == 0 || err != nil {
+		return ""
+	}
+	return berth.AppScoped(tenant, env, app, nets[0].Name)
 }
 
 func hostname(name string) string {
@@ -363,7 +413,7 @@ func (d *Docker) waitHealthy(ctx context.Context, eng engine.Engine, id string, 
 			return "", fail(berth.EUnhealthy, "instance %s stopped (exit code %d) %s", in.Instance.Name, code, msg)
 		}
 		if ip == "" && insp.Container.NetworkSettings != nil {
-			if ep := insp.Container.NetworkSettings.Networks[PlatformNetwork]; ep != nil && ep.IPAddress.IsValid() {
+			if ep := insp.Container.NetworkSettings.Networks[primaryNetwork(in)]; ep != nil && ep.IPAddress.IsValid() {
 				ip = ep.IPAddress.String()
 			}
 		}
@@ -495,6 +545,13 @@ func (d *Docker) RemoveInstance(ctx context.Context, in RemoveInstanceInput) err
 	_, err = eng.ContainerRemove(ctx, insp.Container.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) && !strings.Contains(err.Error(), "is already in progress") {
 		return fmt.Errorf("remove %s on %s: %w", in.Name, in.Host.Name, err)
+	}
+	if insp.Container.Config != nil {
+		if tenant, env, app, err := appIdentity(insp.Container.Config.Labels); err == nil {
+			if err := removeEmptyAppNetworks(ctx, eng, tenant, env, app); err != nil {
+				return fmt.Errorf("remove networks of %s on %s: %w", in.Name, in.Host.Name, err)
+			}
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package codec
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -33,6 +34,7 @@ const KeySize = 32
 type AESGCM struct {
 	current string
 	keys    map[string]cipher.AEAD
+	derive  []byte
 }
 
 var _ converter.PayloadCodec = (*AESGCM)(nil)
@@ -58,11 +60,19 @@ func New(keys ...[]byte) (*AESGCM, error) {
 		id := KeyID(k)
 		if i == 0 {
 			c.current = id
+			m := hmac.New(sha256.New, k)
+			m.Write([]byte("berth derived keys"))
+			c.derive = m.Sum(nil)
 		}
 		c.keys[id] = aead
 	}
 	return c, nil
 }
+
+// Derived is a key for other uses (the mesh's tunnel keys), derived from the
+// current payload key so that every process holding the key file has it and
+// nothing has to store it. It is not the payload key itself.
+func (c *AESGCM) Derived() []byte { return c.derive }
 
 // KeyID names a key without revealing it: the first 8 bytes of its SHA-256.
 func KeyID(key []byte) string {

@@ -294,6 +294,30 @@ func checkProject(project string, p *types.Project, probs *problems) {
 			probs.add("volume %q: a custom name (%q) is not allowed; volumes are named per app", name, v.Name)
 		}
 	}
+	for _, name := range sortedKeys(p.Volumes) {
+		if !nameRE.MatchString(name) {
+			probs.add("volume %q: the name must match %s", name, nameRE)
+		}
+	}
+	for _, name := range sortedKeys(p.Networks) {
+		n := p.Networks[name]
+		switch {
+		case !nameRE.MatchString(name):
+			probs.add("network %q: the name must match %s", name, nameRE)
+		case bool(n.External):
+			probs.add("network %q: external networks are not allowed; each application gets its own networks, and other applications are reached through the load balancer", name)
+		case n.Driver != "" && n.Driver != "bridge":
+			probs.add("network %q: driver %q is not allowed; the platform makes bridge networks per host and connects hosts itself", name, n.Driver)
+		case len(n.DriverOpts) > 0:
+			probs.add("network %q: driver_opts are not allowed", name)
+		case n.Ipam.Driver != "" || len(n.Ipam.Config) > 0:
+			probs.add("network %q: ipam is not allowed; the platform assigns subnets so that applications never overlap", name)
+		case n.EnableIPv6 != nil && *n.EnableIPv6:
+			probs.add("network %q: enable_ipv6 is not supported", name)
+		case n.Name != "" && n.Name != project+"_"+name:
+			probs.add("network %q: a custom name (%q) is not allowed; networks are named per application", name, n.Name)
+		}
+	}
 	for _, name := range sortedKeys(p.Secrets) {
 		checkFileObject("secret", name, types.FileObjectConfig(p.Secrets[name]), probs)
 	}

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -62,9 +64,21 @@ func convertService(p *types.Project, s types.ServiceConfig, opts Options, roots
 		bad("use_api_socket is not allowed (it exposes the Docker socket)")
 	}
 	switch s.NetworkMode {
-	case "", "bridge", "default", "none":
+	case "", "default":
+	case "none":
+		out.NoNetwork = true
+	case "bridge":
+		// The host's shared bridge would put the service beside every other
+		// tenant's containers.
+		note("network_mode bridge: the service joins its application's default network instead of the host's shared bridge")
 	default:
-		bad("network_mode %q is not allowed", s.NetworkMode)
+		bad("network_mode %q is not allowed: services join their application's networks (list them under networks:)", s.NetworkMode)
+	}
+	if len(s.Links) > 0 {
+		bad("links are not supported: services reach each other by service name on their application's networks; use depends_on for start order and networks: NAME: aliases: for extra names")
+	}
+	if len(s.ExternalLinks) > 0 {
+		bad("external_links are not supported: an application reaches only its own services; publish the other application's service through the load balancer and call its address")
 	}
 	if s.Net != "" {
 		bad("net %q is not allowed", s.Net)
@@ -153,6 +167,7 @@ func convertService(p *types.Project, s types.ServiceConfig, opts Options, roots
 
 	out.Replicas = replicas(s, opts.MaxReplicas, bad)
 	out.Ports = ports(s, bad, note)
+	out.Expose = expose(s, bad, note)
 	out.Volumes = volumes(p, s, roots, bad, note)
 	out.Health = health(s, len(out.Ports) > 0, bad)
 	out.MemoryBytes, out.NanoCPUs = limits(s, bad)
@@ -178,9 +193,79 @@ func convertService(p *types.Project, s types.ServiceConfig, opts Options, roots
 	if s.ContainerName != "" {
 		note("container_name %q ignored; the platform names containers", s.ContainerName)
 	}
-	for _, n := range sortedKeys(s.Networks) {
-		if _, ok := p.Networks[n]; !ok {
+	out.Networks = serviceNetworks(p, s, out.NoNetwork, bad)
+	if out.NoNetwork && len(out.Ports) > 0 {
+		bad("network_mode none cannot publish ports")
+	}
+	return out
+}
+
+// serviceNetworks lists the app networks a service joins with its aliases;
+// nil when that is only the default network under the service name.
+func serviceNetworks(p *types.Project, s types.ServiceConfig, none bool, bad func(string, ...any)) []NetworkAttach {
+	if none {
+		if len(s.Networks) > 0 && !(len(s.Networks) == 1 && s.Networks[DefaultNetwork] == nil) {
+			bad("network_mode none cannot be combined with networks")
+		}
+		return nil
+	}
+	var extra []string
+	if s.Hostname != "" {
+		if !aliasRE.MatchString(s.Hostname) {
+			bad("hostname %q must be a DNS name (letters, digits, '-', '.')", s.Hostname)
+		}
+		extra = append(extra, s.Hostname)
+	}
+	names := sortedKeys(s.Networks)
+	if len(names) == 0 {
+		names = []string{DefaultNetwork}
+	}
+	var out []NetworkAttach
+	plain := len(extra) == 0
+	for _, n := range names {
+		nc, ok := p.Networks[n]
+		if !ok && n != DefaultNetwork {
 			bad("refers to undefined network %q", n)
+			continue
+		}
+		at := NetworkAttach{Name: n, Internal: nc.Internal, Aliases: append([]string(nil), extra...)}
+		if sn := s.Networks[n]; sn != nil {
+			for _, a := range sn.Aliases {
+				if !aliasRE.MatchString(a) {
+					bad("network %q: alias %q must be a DNS name (letters, digits, '-', '.')", n, a)
+				}
+				at.Aliases = append(at.Aliases, a)
+			}
+			switch {
+			case sn.Ipv4Address != "" || sn.Ipv6Address != "" || len(sn.LinkLocalIPs) > 0:
+				bad("network %q: fixed addresses are not allowed; the platform assigns addresses and services find each other by name", n)
+			case sn.MacAddress != "":
+				bad("network %q: mac_address is not allowed", n)
+			case len(sn.DriverOpts) > 0 || sn.InterfaceName != "":
+				bad("network %q: driver_opts and interface_name are not allowed", n)
+			case sn.UseServiceNameAlias != nil && !*sn.UseServiceNameAlias:
+				bad("network %q: use_service_name_alias: false is not supported; every instance answers to its service name", n)
+			}
+		}
+		sort.Strings(at.Aliases)
+		at.Aliases = dedupe(at.Aliases)
+		plain = plain && n == DefaultNetwork && len(at.Aliases) == 0 && !at.Internal
+		out = append(out, at)
+	}
+	if plain && len(out) == 1 {
+		return nil
+	}
+	return out
+}
+
+// aliasRE is a DNS name: the engine's resolver serves aliases as-is.
+var aliasRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+
+func dedupe(sorted []string) []string {
+	out := sorted[:0]
+	for i, v := range sorted {
+		if i == 0 || v != sorted[i-1] {
+			out = append(out, v)
 		}
 	}
 	return out
@@ -267,6 +352,46 @@ func ports(s types.ServiceConfig, bad func(string, ...any), note func(string, ..
 			out = append(out, ps)
 		}
 	}
+	return out
+}
+
+// maxExposeRange bounds a port range under expose: each port is a listener
+// of the service's relays on other hosts.
+const maxExposeRange = 20
+
+// expose reads the service's expose: list (tcp ports other services use).
+func expose(s types.ServiceConfig, bad func(string, ...any), note func(string, ...any)) []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, e := range s.Expose {
+		spec, proto, _ := strings.Cut(e, "/")
+		if proto != "" && !strings.EqualFold(proto, "tcp") {
+			note("expose %s: only tcp ports are carried between hosts", e)
+			continue
+		}
+		lo, hi, isRange := strings.Cut(spec, "-")
+		a, err1 := strconv.Atoi(lo)
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(hi)
+		}
+		switch {
+		case err1 != nil || err2 != nil || a < 1 || b > 65535 || b < a:
+			bad("expose %q: want a port or a range of ports between 1 and 65535", e)
+			continue
+		case b-a+1 > maxExposeRange:
+			bad("expose %q: at most %d ports in a range", e, maxExposeRange)
+			continue
+		}
+		for p := a; p <= b; p++ {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	sort.Ints(out)
 	return out
 }
 

@@ -1,5 +1,7 @@
 package compose
 
+import "sort"
+
 // Spec is a validated, platform-ready description of a compose project. It is
 // plain data (no maps ranged in workflow code relies on order: every slice is
 // sorted) so that it can travel through workflow inputs and histories.
@@ -31,8 +33,61 @@ type ServiceSpec struct {
 	NanoCPUs    int64             `json:"nanoCPUs,omitempty"`
 	User        string            `json:"user,omitempty"`
 	WorkingDir  string            `json:"workingDir,omitempty"`
+	// Expose are tcp ports other services reach without publishing (expose:).
+	Expose []int `json:"expose,omitempty"`
+	// Networks are the app networks the service joins. Empty means the app's
+	// default network only, under the service name: the common case stays
+	// out of the spec so that specs written before networks keep their hash.
+	Networks []NetworkAttach `json:"networks,omitempty"`
+	// NoNetwork is network_mode: none.
+	NoNetwork bool `json:"noNetwork,omitempty"`
 	// Notes are non-fatal remarks shown to the user, e.g. "fixed host port 8080 ignored; the platform allocates".
 	Notes []string `json:"notes,omitempty"`
+}
+
+// DefaultNetwork is the network of services that name none.
+const DefaultNetwork = "default"
+
+// NetworkAttach is one network of the application that a service joins. The
+// service's instances answer there to the service name and to Aliases.
+type NetworkAttach struct {
+	Name string `json:"name"`
+	// Aliases are the extra DNS names (compose aliases and hostname), sorted.
+	Aliases []string `json:"aliases,omitempty"`
+	// Internal networks have no route out of the host (compose internal: true).
+	Internal bool `json:"internal,omitempty"`
+}
+
+// AppNetworks is what a service joins: its own list, or the default network.
+func (s ServiceSpec) AppNetworks() []NetworkAttach {
+	if s.NoNetwork {
+		return nil
+	}
+	if len(s.Networks) == 0 {
+		return []NetworkAttach{{Name: DefaultNetwork}}
+	}
+	return s.Networks
+}
+
+// ReachablePorts are the tcp ports other services of the application reach
+// the service on: its published container ports and expose:, sorted.
+func (s ServiceSpec) ReachablePorts() []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, p := range s.Ports {
+		if p.Protocol == "tcp" && !seen[p.ContainerPort] {
+			seen[p.ContainerPort] = true
+			out = append(out, p.ContainerPort)
+		}
+	}
+	for _, p := range s.Expose {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	sort.Ints(out)
+	return out
 }
 
 // PortSpec is a container port the platform publishes on an allocated host port.

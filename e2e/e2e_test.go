@@ -35,7 +35,7 @@ func TestDeployAcrossTwoHosts(t *testing.T) {
 		require.NotNil(t, s.StartedAt)
 		require.NotNil(t, s.FinishedAt)
 	}
-	require.Equal(t, []string{"plan", "images", "start api", "start web", "load balancer", "firewall", "cmdb"}, names)
+	require.Equal(t, []string{"plan", "images", "mesh", "start api", "start web", "load balancer", "firewall", "cmdb"}, names)
 
 	tenant := hs.tenant + "-two"
 	byHost := hs.containersOf(t, tenant)
@@ -128,6 +128,11 @@ func TestWorkerKilledMidDeploy(t *testing.T) {
 	ab := hs.app(t, apps, "slow")
 	require.Len(t, ab.Services[0].Instances, 4)
 	require.Len(t, hs.portsOfTenant(t, tenant), 4)
+	// One default network on each host with instances, though the worker
+	// died while parallel starts were making them.
+	for host, nets := range hs.appNetworks(t, tenant, "dev", "slow") {
+		require.Equal(t, []string{berth.AppScoped(tenant, "dev", "slow", "default")}, nets, host)
+	}
 	// Each instance is in HAProxy exactly once, though the worker died before adding any.
 	requirePoolMatches(t, hs.pool(t, ab.Services[0].ID), ab.Services[0].Instances)
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "deploy-stack-worker-killed")
@@ -193,6 +198,7 @@ func TestFailedHealthUndoesEverything(t *testing.T) {
 	require.Equal(t, berth.StepDone, steps["undo"])
 	require.Equal(t, 0, countAll(hs.containersOf(t, tenant)))
 	require.Empty(t, hs.portsOfTenant(t, tenant))
+	require.Empty(t, hs.appNetworks(t, tenant, "dev", "sick"), "the undo removes the application's networks")
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "deploy-stack-undo")
 }
 

@@ -238,6 +238,9 @@ func startHarness() (*harness, error) {
 	hs.bin = filepath.Join(hs.logDir, "berth")
 	build := exec.Command("go", "build", "-o", hs.bin, "./cmd/berth")
 	build.Dir = hs.root
+	// Static, as make build makes it: the worker puts this binary into the
+	// mesh relay image, which has no C library.
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return hs, fmt.Errorf("build berth: %w", err)
@@ -345,8 +348,9 @@ func (hs *harness) stop() {
 	}
 }
 
-// removeLeftovers removes containers that integration tests made (tenants
-// named e2e…), from this run or a killed earlier one, and nothing else.
+// removeLeftovers removes containers and networks that integration tests
+// made (tenants named e2e…), from this run or a killed earlier one, and
+// nothing else.
 func removeLeftovers(ctx context.Context, eng *client.Client) error {
 	list, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", "berth.instance")})
 	if err != nil {
@@ -355,6 +359,30 @@ func removeLeftovers(ctx context.Context, eng *client.Client) error {
 	for _, c := range list.Items {
 		if strings.HasPrefix(c.Labels["berth.tenant"], "e2e") {
 			if _, err := eng.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+				return err
+			}
+		}
+	}
+	relays, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", "berth.mesh")})
+	if err != nil {
+		return err
+	}
+	for _, c := range relays.Items {
+		if strings.HasPrefix(c.Labels["berth.appkey"], "e2e") {
+			if _, err := eng.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+				return err
+			}
+		}
+	}
+	// Their applications' networks, now empty; each engine has a bounded
+	// address pool, and a killed run leaves its networks behind.
+	nets, err := eng.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("label", "berth.appkey")})
+	if err != nil {
+		return err
+	}
+	for _, n := range nets.Items {
+		if strings.HasPrefix(n.Labels["berth.tenant"], "e2e") {
+			if _, err := eng.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil && !strings.Contains(err.Error(), "not found") {
 				return err
 			}
 		}

@@ -84,6 +84,11 @@ func DeployStack(ctx workflow.Context, in DeployStackInput) (*DeployStackResult,
 	if err != nil {
 		return nil, r.fail(ctx, in, plan.Instances, err)
 	}
+	if workflow.GetVersion(ctx, meshChange, workflow.DefaultVersion, 1) >= 1 {
+		if err := syncMesh(ctx, r, in, plan.Instances, false); err != nil {
+			return nil, r.fail(ctx, in, plan.Instances, err)
+		}
+	}
 
 	labels := map[string]string{"berth.tenant": in.Tenant, "berth.env": in.Env, "berth.app": in.App,
 		"berth.run": fmt.Sprint(in.RunID)}
@@ -212,7 +217,15 @@ func (r *run) fail(ctx workflow.Context, in DeployStackInput, insts []berth.Plan
 					return err
 				}
 			}
-			return removeInstances(dctx, insts, false)
+			if err := removeInstances(dctx, insts, false); err != nil {
+				return err
+			}
+			if r.meshed {
+				// Relays started before any instance; with no instance left
+				// they and the application's networks go too.
+				return syncMesh(dctx, r, in, insts, true)
+			}
+			return nil
 		})
 		if undoErr != nil {
 			msg += "; undo failed: " + errorMessage(undoErr)

@@ -91,6 +91,7 @@ func TestDeployStackStartsLevelsInDependencyOrder(t *testing.T) {
 	require.Equal(t, []string{
 		"plan running", "plan done",
 		"images running", "images done",
+		"mesh running", "mesh done",
 		"start api running", "start api done",
 		"start web running", "start web done",
 	}, rec.stepLog())
@@ -99,7 +100,24 @@ func TestDeployStackStartsLevelsInDependencyOrder(t *testing.T) {
 	require.NoError(t, err)
 	var status Status
 	require.NoError(t, v.Get(&status))
-	require.Equal(t, Status{Step: "done", Done: []string{"plan", "images", "start api", "start web"}}, status)
+	require.Equal(t, Status{Step: "done", Done: []string{"plan", "images", "mesh", "start api", "start web"}}, status)
+
+	// The plan spans two hosts: the relays are set up for all of it, once,
+	// before the first instance starts.
+	var order []string
+	for _, s := range rec.startedAll() {
+		if s.Activity == "SyncMesh" || s.Activity == "StartInstance" {
+			order = append(order, s.Activity)
+		}
+		if s.Activity == "SyncMesh" {
+			require.Equal(t, plan.Instances, s.Mesh.Instances)
+			require.False(t, s.Mesh.Remove)
+			require.Equal(t, "acme", s.Mesh.Tenant)
+			require.Len(t, s.Mesh.Services, len(in.Spec.Services))
+			require.Equal(t, RegionTaskQueue(plan.Instances[0].Host.Region), s.Queue)
+		}
+	}
+	require.Equal(t, []string{"SyncMesh", "StartInstance", "StartInstance", "StartInstance", "StartInstance"}, order)
 }
 
 func TestDeployStackPlanFailsWithoutTouchingHosts(t *testing.T) {
@@ -200,16 +218,33 @@ func TestDeployStackUnhealthyInstanceUndoesEveryLevel(t *testing.T) {
 	require.Equal(t, []string{
 		"plan running", "plan done",
 		"images running", "images done",
+		"mesh running", "mesh done",
 		"start api running", "start api done",
 		"start web running", "start web failed",
 		"undo running", "undo done",
 	}, rec.stepLog())
+	// The undo takes the relays away after the last container.
+	meshCalls := rec.of("SyncMesh")
+	require.Len(t, meshCalls, 2)
+	require.False(t, meshCalls[0].Mesh.Remove)
+	require.True(t, meshCalls[1].Mesh.Remove)
+	all := rec.startedAll()
+	lastRemove, removeMesh := -1, -1
+	for i, s := range all {
+		if s.Activity == "RemoveInstance" {
+			lastRemove = i
+		}
+		if s.Activity == "SyncMesh" && s.Mesh.Remove {
+			removeMesh = i
+		}
+	}
+	require.Greater(t, removeMesh, lastRemove, "relays go after the containers")
 
 	v, qerr := env.QueryWorkflow(StatusQuery)
 	require.NoError(t, qerr)
 	var status Status
 	require.NoError(t, v.Get(&status))
-	require.Equal(t, Status{Step: "undo", Done: []string{"plan", "images", "start api", "undo"}, Error: msg}, status)
+	require.Equal(t, Status{Step: "undo", Done: []string{"plan", "images", "mesh", "start api", "undo"}, Error: msg}, status)
 }
 
 func TestDeployStackUndoKeepsPortsOfContainersItCouldNotRemove(t *testing.T) {

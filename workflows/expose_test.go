@@ -685,6 +685,7 @@ func TestDeployStackExposesAfterStarting(t *testing.T) {
 	require.Equal(t, []string{
 		"plan running", "plan done",
 		"images running", "images done",
+		"mesh running", "mesh done",
 		"start api running", "start api done",
 		"start web running", "start web done",
 		"load balancer running", "load balancer done",

@@ -44,6 +44,7 @@ type started struct {
 	Image           activities.EnsureImageInput
 	Remove          activities.RemoveInstanceInput
 	Probe           berth.HostRef
+	Mesh            activities.SyncMeshInput
 }
 
 // recorder collects what the workflow asked of its activities. Mocks run on
@@ -77,6 +78,13 @@ func (r *recorder) of(name string) []started {
 		}
 	}
 	return out
+}
+
+// startedAll returns every activity attempt, in start order.
+func (r *recorder) startedAll() []started {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]started(nil), r.started...)
 }
 
 func (r *recorder) stepLog() []string {
@@ -141,6 +149,8 @@ func newEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *recorder) {
 			err = args.Get(&s.Remove)
 		case "ProbeHost":
 			err = args.Get(&s.Probe)
+		case "SyncMesh":
+			err = args.Get(&s.Mesh)
 		}
 		require.NoError(t, err)
 		r.add(func() { r.started = append(r.started, s) })
@@ -233,6 +243,7 @@ type deployFaults struct {
 	image  func(activities.EnsureImageInput) error
 	start  func(activity.Info, activities.StartInstanceInput) error
 	remove func(activities.RemoveInstanceInput) error
+	mesh   func(activities.SyncMeshInput) error
 }
 
 // mockDeploy mocks PlanDeploy and the host activities of a deploy. Tests
@@ -260,6 +271,14 @@ func mockDeploy(env *testsuite.TestWorkflowEnvironment, plan berth.Plan, f deplo
 			return f.remove(in)
 		}
 		return nil
+	})
+	env.OnActivity(dk.SyncMesh, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SyncMeshInput) (*activities.SyncMeshResult, error) {
+		if f.mesh != nil {
+			if err := f.mesh(in); err != nil {
+				return nil, err
+			}
+		}
+		return &activities.SyncMeshResult{}, nil
 	})
 }
 

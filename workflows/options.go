@@ -55,6 +55,17 @@ var instanceOptions = workflow.ActivityOptions{
 		MaximumAttempts: 5, NonRetryableErrorTypes: nonRetryable},
 }
 
+// meshOptions: one call sets up relays on every host of an application (the
+// first time it copies berth's binary to each as an image); heartbeats show
+// progress per host.
+var meshOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: 2 * time.Minute,
+	StartToCloseTimeout:    10 * time.Minute,
+	HeartbeatTimeout:       time.Minute,
+	RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+		MaximumAttempts: 5, NonRetryableErrorTypes: nonRetryable},
+}
+
 // cleanupOptions: undoing must not give up on a passing fault, but a host
 // that is gone for good must not hold the run forever.
 var cleanupOptions = workflow.ActivityOptions{

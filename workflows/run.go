@@ -31,6 +31,8 @@ type run struct {
 	// says the expose step began, so an undo must take it back.
 	exposeVersion workflow.Version
 	exposed       bool
+	// meshed says relays were set up between hosts, so an undo removes them.
+	meshed bool
 }
 
 func newRun(ctx workflow.Context, id uint) (*run, error) {

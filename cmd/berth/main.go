@@ -24,6 +24,7 @@ import (
 	"github.com/berth-dev/berth/codec"
 	"github.com/berth-dev/berth/compose"
 	"github.com/berth-dev/berth/engine"
+	"github.com/berth-dev/berth/mesh"
 	"github.com/berth-dev/berth/server"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/worker"
@@ -36,6 +37,7 @@ commands:
   server   the API and UI
   worker   Temporal workers (-regions a,b for host activities; central unless -central=false)
   migrate  create or update the database schema
+  relay    a mesh relay between hosts (run by berth itself, in a container)
 
 Run "berth <command> -h" for its flags.
 `
@@ -52,6 +54,8 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "dev", "server", "worker", "migrate":
 		err = run(ctx, log, cmd, args)
+	case "relay":
+		err = runRelay(ctx, log)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 	default:
@@ -135,6 +139,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		wcfg := worker.Config{Central: cmd == "dev" || central, Regions: cfg.Regions,
 			Store: activities.NewStore(st, st, st), Docker: activities.NewDocker(engines, cfg.Registry)}
 		wcfg.Docker.Packages, wcfg.Docker.ExecAllow = packages, cfg.ExecAllow
+		wcfg.Docker.Mesh = mesh.Keys{Master: payloads.Derived()}
 		if wcfg.Central {
 			var d cmdb.Driver = cmdb.None{}
 			if cfg.CMDB == "http" {
@@ -294,4 +299,16 @@ func prunePackages(ctx context.Context, api *server.Server, grace time.Duration,
 		case <-tick.C:
 		}
 	}
+}
+
+// runRelay is the mesh relay berth starts in a container on each host of an
+// application; its configuration and key come from the container's
+// environment, which it drops once read.
+func runRelay(ctx context.Context, log *slog.Logger) error {
+	cfg, key, err := mesh.ParseEnv(os.Getenv(mesh.EnvConfig), os.Getenv(mesh.EnvKey))
+	if err != nil {
+		return err
+	}
+	_ = os.Unsetenv(mesh.EnvKey)
+	return (&mesh.Relay{Config: cfg, Key: key, Log: log}).Run(ctx)
 }

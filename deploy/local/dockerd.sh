@@ -30,7 +30,8 @@
 # engine its own pool keeps the engines' user networks apart even if they
 # are created concurrently or while the other engine is down.
 #
-# Forwarding: the default engine (iptables on) sets the FORWARD policy to
+# Forwarding (see also allow_bridged_forwarding): the default engine
+# (iptables on) sets the FORWARD policy to
 # DROP, and with br_netfilter bridged frames traverse FORWARD too, so
 # container-to-container traffic on an hN network (no iptables rules of its
 # own) is dropped. `up` therefore inserts, idempotently, one rule into
@@ -106,7 +107,12 @@ h[2-9])
 		# published ports are served by docker-proxy on the host IP below.
 		--iptables=false
 		--ip "127.0.0.$n"
-		# No --default-address-pool here: see "Address pools" above.
+		# Its own pool, so that each application's networks (one or more per
+		# application per host) do not run out at Docker's ~30 built-in
+		# subnets; --live-restore keeps dockerd from deleting docker0 on
+		# restart (see "Address pools" above).
+		--default-address-pool "base=10.22$n.0.0/16,size=24"
+		--live-restore
 	)
 	;;
 *) usage ;;
@@ -155,6 +161,44 @@ allow_bridged_forwarding() {
 		iptables -w 5 -I DOCKER-USER 1 "${rule[@]}" ||
 			say "warning: could not add the DOCKER-USER rule; containers on $name networks may not reach each other"
 	fi
+	# The engines stand in for separate machines but share one kernel, so a
+	# container could reach another engine's container addresses through the
+	# host's routing, which separate machines would never allow. Routed
+	# traffic from one container bridge to another is dropped; frames within
+	# one bridge were accepted just above. (The default engine's own
+	# isolation rules already do this between its own networks.)
+	local in out
+	for in in br-+ docker0 berth-h+; do
+		for out in br-+ docker0 berth-h+; do
+			rule=(-i "$in" -o "$out" -m comment --comment "berth: engines are separate hosts" -j DROP)
+			if ! iptables -w 5 -C DOCKER-USER "${rule[@]}" 2>/dev/null; then
+				iptables -w 5 -I DOCKER-USER 2 "${rule[@]}" ||
+					say "warning: could not add a DOCKER-USER isolation rule"
+			fi
+		done
+	done
+	# Above those drops: connections to a published port (DNAT'ed by the
+	# default engine) go on to Docker's own rules, as they would arriving
+	# from another machine. This is how the mesh's gateways are reached.
+	rule=(-m conntrack --ctstate DNAT -m comment --comment "berth: published ports" -j RETURN)
+	if ! iptables -w 5 -C DOCKER-USER "${rule[@]}" 2>/dev/null; then
+		iptables -w 5 -I DOCKER-USER 2 "${rule[@]}" ||
+			say "warning: could not add the DOCKER-USER published-ports rule"
+	fi
+}
+
+# ensure_host_address gives the engine a host address that containers of the
+# other engines can reach, as they could reach another machine: 10.230.0.N
+# (N=1 for default) on the link berth-addrs, a bridge with no ports (this
+# kernel has no dummy links). Loopback addresses (the engines' --ip) are not
+# reachable from containers. Tests register the hosts with these addresses.
+ensure_host_address() {
+	local n=$1
+	if ! ip link show berth-addrs >/dev/null 2>&1; then
+		ip link add berth-addrs type bridge 2>/dev/null || ip link show berth-addrs >/dev/null
+	fi
+	ip addr replace "10.230.0.$n/32" dev berth-addrs
+	ip link set berth-addrs up
 }
 
 rotate_log() {
@@ -167,6 +211,7 @@ rotate_log() {
 do_up() {
 	local t0
 	t0=$(date +%s%N)
+	if [ "$name" = default ]; then ensure_host_address 1; else ensure_host_address "$n"; fi
 	if answers; then
 		allow_bridged_forwarding
 		say "$name already up"

@@ -8,7 +8,7 @@
 #             env=$(deploy/local/testenv.sh up) && eval "$env"
 #         (not `eval "$(...)"` alone: that would hide a failure of `up`).
 #         Exports:
-#           BERTH_TEST_DOCKER_HOSTS  name=socket@publish-IP, comma separated
+#           BERTH_TEST_DOCKER_HOSTS  name=socket@host-IP, comma separated
 #           BERTH_TEST_MYSQL_DSN     Go MySQL driver DSN for database berth_test
 #           BERTH_TEST_REGISTRY      host:port of the loopback registry
 #   down  stops MariaDB, h2 and the default engine. Data (images, networks,
@@ -35,7 +35,9 @@ up)
 	echo "testenv.sh: up" >&2
 	# Single quotes: the DSN contains & and ?, which eval must not interpret.
 	# None of the values can contain a single quote (they are fixed above).
-	echo "export BERTH_TEST_DOCKER_HOSTS='local=${default_sock}@127.0.0.1,h2=${h2_sock}@127.0.0.2'"
+	# Host addresses from dockerd.sh's ensure_host_address: containers of one
+	# engine reach the other engine's published ports there (the mesh).
+	echo "export BERTH_TEST_DOCKER_HOSTS='local=${default_sock}@10.230.0.1,h2=${h2_sock}@10.230.0.2'"
 	echo "export BERTH_TEST_MYSQL_DSN='${dsn}'"
 	echo "export BERTH_TEST_REGISTRY='${registry}'"
 	;;

@@ -19,6 +19,10 @@
 // Endpoints: GET /healthz, GET /version, GET /, GET /fail (always 500), and
 // GET /slow?ms=N which answers "slow" after N milliseconds (at most 30000),
 // for testing that draining an instance lets in-flight requests finish.
+// GET /call?url=U fetches U (2 s limit) and answers its body, or 502 with
+// the error: a service calling another by name. GET /dial?addr=HOST:PORT
+// opens a TCP connection (2 s limit) and answers "open", or 502 with the
+// error: the isolation probes.
 //
 // Because a scratch image has no shell and no curl, the binary doubles as
 // its own healthcheck client:
@@ -41,6 +45,7 @@ import (
 	"io"
 	"log"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -240,6 +245,27 @@ func (a *app) routes() http.Handler {
 			writeText(w, "slow")
 		case <-r.Context().Done():
 		}
+	})
+	mux.HandleFunc("GET /call", func(w http.ResponseWriter, r *http.Request) {
+		c := &http.Client{Timeout: 2 * time.Second}
+		resp, err := c.Get(r.URL.Query().Get("url"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		w.WriteHeader(resp.StatusCode)
+		_, _ = w.Write(body)
+	})
+	mux.HandleFunc("GET /dial", func(w http.ResponseWriter, r *http.Request) {
+		conn, err := net.DialTimeout("tcp", r.URL.Query().Get("addr"), 2*time.Second)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		conn.Close()
+		writeText(w, "open")
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		if a.injectFailure() {
