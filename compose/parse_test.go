@@ -485,3 +485,51 @@ func FuzzParse(f *testing.F) {
 		_, _ = Parse(context.Background(), "fuzz", body, opts)
 	})
 }
+
+func TestParseNetworksAliasesAndExpose(t *testing.T) {
+	spec := parseOK(t, string(readTestdata(t, "real/three-tier.yaml")), DefaultOptions())
+	db, backend, front := spec.Service("db"), spec.Service("backend"), spec.Service("frontend")
+	require.Equal(t, []NetworkAttach{{Name: "private", Aliases: []string{"database"}, Internal: true}}, db.Networks)
+	require.Equal(t, []NetworkAttach{{Name: "private", Internal: true}, {Name: "public", Aliases: []string{"backend"}}}, backend.Networks)
+	require.Equal(t, []NetworkAttach{{Name: "public"}}, front.Networks)
+	require.Equal(t, []int{3306}, db.Expose)
+	require.Equal(t, []int{3306}, db.ReachablePorts())
+	require.Equal(t, []int{8080}, front.ReachablePorts())
+
+	// A plain service stays out of the spec's networks (old specs keep
+	// their hash) and joins the default network.
+	plain := parseOK(t, "services:\n  web:\n    image: x\n", DefaultOptions()).Service("web")
+	require.Empty(t, plain.Networks)
+	require.Equal(t, []NetworkAttach{{Name: DefaultNetwork}}, plain.AppNetworks())
+
+	none := parseOK(t, "services:\n  job:\n    image: x\n    network_mode: none\n", DefaultOptions()).Service("job")
+	require.True(t, none.NoNetwork)
+	require.Empty(t, none.AppNetworks())
+
+	ranged := parseOK(t, "services:\n  w:\n    image: x\n    expose: [\"9000-9002\", \"53/udp\", 9000]\n", DefaultOptions()).Service("w")
+	require.Equal(t, []int{9000, 9001, 9002}, ranged.Expose)
+}
+
+func TestParseRefusesWhatNetworksCannotDo(t *testing.T) {
+	for _, c := range []struct{ name, body, want string }{
+		{"links", "services:\n  a:\n    image: x\n    links: [b]\n  b:\n    image: x\n", "links are not supported: services reach each other by service name"},
+		{"external_links", "services:\n  a:\n    image: x\n    external_links: [other_db]\n", "external_links are not supported"},
+		{"external network", "services:\n  a:\n    image: x\n    networks: [n]\nnetworks:\n  n:\n    external: true\n", "external networks are not allowed"},
+		{"overlay", "services:\n  a:\n    image: x\n    networks: [n]\nnetworks:\n  n:\n    driver: overlay\n", `driver "overlay" is not allowed`},
+		{"ipam", "services:\n  a:\n    image: x\n    networks: [n]\nnetworks:\n  n:\n    ipam:\n      config:\n        - subnet: 10.9.0.0/16\n", "ipam is not allowed"},
+		{"custom name", "services:\n  a:\n    image: x\n    networks: [n]\nnetworks:\n  n:\n    name: shared\n", "a custom name"},
+		{"fixed address", "services:\n  a:\n    image: x\n    networks:\n      n:\n        ipv4_address: 10.9.0.5\nnetworks:\n  n: {}\n", "fixed addresses are not allowed"},
+		{"bad alias", "services:\n  a:\n    image: x\n    networks:\n      n:\n        aliases: [\"x y\"]\nnetworks:\n  n: {}\n", "must be a DNS name"},
+		{"host mode", "services:\n  a:\n    image: x\n    network_mode: host\n", `network_mode "host" is not allowed`},
+		{"none with ports", "services:\n  a:\n    image: x\n    network_mode: none\n    ports: [\"80\"]\n", "network_mode none cannot publish ports"},
+		{"dotted volume", "services:\n  a:\n    image: x\n    volumes: [\"v.x:/d\"]\nvolumes:\n  v.x: {}\n", `volume "v.x": the name must match`},
+		{"expose range", "services:\n  a:\n    image: x\n    expose: [\"1-1000\"]\n", "at most 20 ports"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse(context.Background(), "demo", []byte(c.body), DefaultOptions())
+			var verr *ValidationError
+			require.ErrorAs(t, err, &verr)
+			require.Contains(t, err.Error(), c.want)
+		})
+	}
+}

@@ -128,10 +128,12 @@ func TestWorkerKilledMidDeploy(t *testing.T) {
 	ab := hs.app(t, apps, "slow")
 	require.Len(t, ab.Services[0].Instances, 4)
 	require.Len(t, hs.portsOfTenant(t, tenant), 4)
-	// One default network on each host with instances, though the worker
-	// died while parallel starts were making them.
+	// One default network on each host with instances (and the mesh's, as
+	// the instances span hosts), though the worker died while parallel
+	// starts were making them.
 	for host, nets := range hs.appNetworks(t, tenant, "dev", "slow") {
-		require.Equal(t, []string{berth.AppScoped(tenant, "dev", "slow", "default")}, nets, host)
+		sort.Strings(nets)
+		require.Equal(t, []string{berth.AppScoped(tenant, "dev", "slow", "_mesh"), berth.AppScoped(tenant, "dev", "slow", "default")}, nets, host)
 	}
 	// Each instance is in HAProxy exactly once, though the worker died before adding any.
 	requirePoolMatches(t, hs.pool(t, ab.Services[0].ID), ab.Services[0].Instances)
