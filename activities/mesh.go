@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"sort"
@@ -140,7 +139,6 @@ func (d *Docker) SyncMesh(ctx context.Context, in SyncMeshInput) (*SyncMeshResul
 		return nil, fail(berth.EInvalid, "no mesh key is configured on this worker")
 	}
 	key := d.Mesh.MeshKey(appKey)
-	labels := map[string]string{"berth.tenant": in.Tenant, "berth.env": in.Env, "berth.app": in.App}
 
 	ports := map[string][]int{}
 	for _, s := range in.Services {
@@ -176,7 +174,7 @@ func (d *Docker) SyncMesh(ctx context.Context, in SyncMeshInput) (*SyncMeshResul
 			}
 		}
 		name := berth.AppScoped(in.Tenant, in.Env, in.App, "_gateway")
-		port, err := d.ensureRelay(ctx, eng, h, name, appKey, labels, cfg, key, nets, true)
+		port, err := d.ensureRelay(ctx, eng, h, in, name, cfg, key, nets, true)
 		if err != nil {
 			return nil, err
 		}
@@ -209,7 +207,7 @@ func (d *Docker) SyncMesh(ctx context.Context, in SyncMeshInput) (*SyncMeshResul
 					Aliases: append([]string{s.Name}, n.Aliases...)})
 			}
 			name := berth.AppScoped(in.Tenant, in.Env, in.App, "_forward-"+s.Name)
-			if _, err := d.ensureRelay(ctx, eng, h, name, appKey, labels, cfg, key, nets, false); err != nil {
+			if _, err := d.ensureRelay(ctx, eng, h, in, name, cfg, key, nets, false); err != nil {
 				return nil, err
 			}
 			wanted[h.ID][name] = true
@@ -243,7 +241,7 @@ func (d *Docker) ensureMeshImage(ctx context.Context, eng engine.Engine, h berth
 	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	dockerfile := []byte("FROM scratch\nCOPY berth /berth\nUSER 65534:65534\nENTRYPOINT [\"/berth\", \"relay\"]\n")
+	dockerfile := []byte("FROM scratch\nCOPY berth /berth\nLABEL " + LabelMesh + "=image\nUSER 65534:65534\nENTRYPOINT [\"/berth\", \"relay\"]\n")
 	for _, f := range []struct {
 		name string
 		mode int64
@@ -260,34 +258,14 @@ func (d *Docker) ensureMeshImage(ctx context.Context, eng engine.Engine, h berth
 		return err
 	}
 	activity.RecordHeartbeat(ctx, "relay image on "+h.Name)
-	resp, err := eng.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{tag}, Remove: true, ForceRemove: true,
-		Labels: map[string]string{LabelMesh: "image"}})
-	if err != nil {
-		return fmt.Errorf("build %s on %s: %w", tag, h.Name, err)
-	}
-	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var msg struct {
-			Error string `json:"error"`
-		}
-		if err := dec.Decode(&msg); err == io.EOF {
-			break
-		} else if err != nil {
-			return fmt.Errorf("build %s on %s: %w", tag, h.Name, err)
-		}
-		if msg.Error != "" {
-			return fmt.Errorf("build %s on %s: %s", tag, h.Name, msg.Error)
-		}
-	}
-	return nil
+	return buildImage(ctx, eng, &buf, tag, h.Name)
 }
 
 // ensureRelay makes sure a relay container with this configuration runs,
 // replacing one with another, and returns its published gateway port (0 for
 // a forwarder).
-func (d *Docker) ensureRelay(ctx context.Context, eng engine.Engine, h berth.HostRef, name, appKey string,
-	labels map[string]string, cfg mesh.Config, key []byte, nets []compose.NetworkAttach, gateway bool) (int, error) {
+func (d *Docker) ensureRelay(ctx context.Context, eng engine.Engine, h berth.HostRef, in SyncMeshInput, name string,
+	cfg mesh.Config, key []byte, nets []compose.NetworkAttach, gateway bool) (int, error) {
 	_, image, err := d.self.load()
 	if err != nil {
 		return 0, err
@@ -316,19 +294,11 @@ func (d *Docker) ensureRelay(ctx context.Context, eng engine.Engine, h berth.Hos
 		return 0, fmt.Errorf("inspect relay %s on %s: %w", name, h.Name, err)
 	}
 
-	var attached []appNetwork
-	for _, n := range nets {
-		engName := berth.AppScoped(labels["berth.tenant"], labels["berth.env"], labels["berth.app"], n.Name)
-		id, err := d.ensureAppNetwork(ctx, eng, h, engName, n.Internal, map[string]string{
-			"berth.tenant": labels["berth.tenant"], "berth.env": labels["berth.env"], "berth.app": labels["berth.app"],
-			LabelAppKey: appKey, LabelNetwork: n.Name,
-		})
-		if err != nil {
-			return 0, err
-		}
-		attached = append(attached, appNetwork{ID: id, Name: engName, Aliases: n.Aliases})
+	attached, err := d.ensureNetworks(ctx, eng, h, in.Tenant, in.Env, in.App, nets)
+	if err != nil {
+		return 0, err
 	}
-	cl := map[string]string{LabelMesh: cfg.Role, LabelMeshHash: hash, LabelAppKey: appKey}
+	cl := map[string]string{LabelMesh: cfg.Role, LabelMeshHash: hash, LabelAppKey: berth.AppKey(in.Tenant, in.Env, in.App)}
 	cc := &container.Config{Image: image, Labels: cl, Hostname: "relay",
 		Env: []string{mesh.EnvConfig + "=" + string(cfgJSON), mesh.EnvKey + "=" + hex.EncodeToString(key)}}
 	hc := &container.HostConfig{

@@ -70,18 +70,29 @@ func (d *Docker) ensureAppNetworks(ctx context.Context, eng engine.Engine, in St
 	if err != nil {
 		return nil, err
 	}
-	var out []appNetwork
+	var atts []compose.NetworkAttach
 	for _, at := range in.Service.AppNetworks() {
+		at.Aliases = append([]string{in.Service.Name}, at.Aliases...)
+		atts = append(atts, at)
+	}
+	return d.ensureNetworks(ctx, eng, in.Instance.Host, tenant, env, app, atts)
+}
+
+// ensureNetworks makes sure an application's networks exist on the host, in
+// the given order, each with the aliases its endpoint will answer to. The
+// instances and the mesh's relays both attach through it.
+func (d *Docker) ensureNetworks(ctx context.Context, eng engine.Engine, h berth.HostRef, tenant, env, app string, atts []compose.NetworkAttach) ([]appNetwork, error) {
+	var out []appNetwork
+	for _, at := range atts {
 		name := berth.AppScoped(tenant, env, app, at.Name)
-		id, err := d.ensureAppNetwork(ctx, eng, in.Instance.Host, name, at.Internal, map[string]string{
+		id, err := d.ensureAppNetwork(ctx, eng, h, name, at.Internal, map[string]string{
 			"berth.tenant": tenant, "berth.env": env, "berth.app": app,
 			LabelAppKey: berth.AppKey(tenant, env, app), LabelNetwork: at.Name,
 		})
 		if err != nil {
 			return nil, err
 		}
-		aliases := append([]string{in.Service.Name}, at.Aliases...)
-		out = append(out, appNetwork{ID: id, Name: name, Aliases: aliases})
+		out = append(out, appNetwork{ID: id, Name: name, Aliases: at.Aliases})
 	}
 	return out, nil
 }

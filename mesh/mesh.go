@@ -352,5 +352,3 @@ func ParseEnv(config, keyHex string) (Config, []byte, error) {
 	}
 	return c, key, c.Validate()
 }
-
-func tlsClient(c net.Conn, tc *tls.Config) *tls.Conn { return tls.Client(c, tc) }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -165,7 +166,7 @@ func TestGatewayDialsOnlyAllowedTargets(t *testing.T) {
 			return false
 		}
 		defer c.Close()
-		tlsConn := tlsClient(c, tc)
+		tlsConn := tls.Client(c, tc)
 		_ = tlsConn.SetDeadline(time.Now().Add(2 * time.Second))
 		if _, err := fmt.Fprint(tlsConn, "cache 6379\n"); err != nil {
 			return false
