@@ -42,8 +42,8 @@ test: lint bin/temporal ## everything: lint, unit, store on SQLite and MariaDB, 
 	  BERTH_REQUIRE_E2E=1 $(GO) test -count=1 -timeout 30m ./...
 
 .PHONY: bench
-bench: bin/temporal ## benchmarks on real services: deploy vs bare Docker, RSS, runs page p95 on MariaDB
-	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
+bench: bin/temporal ## benchmarks on real services: deploy vs bare Docker, three-tier vs docker-compose, RSS, runs page p95 on MariaDB
+	@deploy/local/deps.sh bench && env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
 	  $(GO) test -count=1 -run '^$$' -bench . -benchtime 3x -timeout 30m ./e2e/ && \
 	  $(GO) test -count=1 -run '^$$' -bench BenchmarkRunsPage -benchtime 300x ./server/
 

@@ -2,6 +2,7 @@ package berth
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 )
 
@@ -88,4 +89,16 @@ func AppScoped(tenant, env, app, name string) string {
 // networks and volumes carry it, so that they are found without parsing names.
 func AppKey(tenant, env, app string) string {
 	return tenant + "." + env + "." + app
+}
+
+// secretNameRE is what a stored secret may be called: it becomes a file name
+// under /run/secrets and a path segment of the API.
+var secretNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// CheckSecretName says whether a secret name is allowed.
+func CheckSecretName(name string) error {
+	if !secretNameRE.MatchString(name) || strings.Contains(name, "..") {
+		return fmt.Errorf("secret name %q must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit", name)
+	}
+	return nil
 }

@@ -50,6 +50,8 @@ type Docker struct {
 
 	// Mesh gives applications their tunnel keys for relays between hosts.
 	Mesh MeshKeys
+	// Secrets opens the values of the secrets services mount.
+	Secrets SecretSource
 
 	netLocks networkLocks
 	self     meshSelf
@@ -243,6 +245,10 @@ func (d *Docker) StartInstance(ctx context.Context, in StartInstanceInput) (*Ins
 		return nil, fmt.Errorf("inspect %s: %w", name, err)
 	}
 	if insp.Container.State == nil || !insp.Container.State.Running {
+		activity.RecordHeartbeat(ctx, "secrets")
+		if err := d.writeSecrets(ctx, eng, id, in); err != nil {
+			return nil, err
+		}
 		if _, err := eng.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 			if cerrdefs.IsInvalidArgument(err) || strings.Contains(err.Error(), "port is already allocated") || strings.Contains(err.Error(), "address already in use") {
 				return nil, fail(berth.EHostRefused, "start %s on %s: %v", name, in.Instance.Host.Name, err)
@@ -305,7 +311,7 @@ func containerOptions(in StartInstanceInput, nets []appNetwork) (client.Containe
 	cfg := &container.Config{
 		Image: svc.Image, Env: env, Cmd: svc.Command, Entrypoint: svc.Entrypoint, Labels: labels,
 		User: svc.User, WorkingDir: svc.WorkingDir, Hostname: hostname(pi.Name),
-		ExposedPorts: network.PortSet{},
+		ExposedPorts: network.PortSet{}, Volumes: secretMounts(svc),
 	}
 	if h := svc.Health; h != nil && len(h.Test) > 0 {
 		cfg.Healthcheck = &container.HealthConfig{Test: h.Test,
@@ -350,7 +356,9 @@ func containerOptions(in StartInstanceInput, nets []appNetwork) (client.Containe
 		Binds: binds, PortBindings: bindings, CapAdd: svc.CapAdd,
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 		NetworkMode:   "none",
-		Resources:     container.Resources{Memory: svc.MemoryBytes, NanoCPUs: svc.NanoCPUs},
+		Resources: container.Resources{Memory: svc.MemoryBytes, NanoCPUs: svc.NanoCPUs,
+			MemoryReservation: svc.MemoryReservation, PidsLimit: pidsLimit(svc.PidsLimit)},
+		LogConfig: logRotation(),
 	}
 	opts := client.ContainerCreateOptions{Name: pi.Name, Config: cfg, HostConfig: hc}
 	if len(nets) > 0 {
@@ -361,6 +369,21 @@ func containerOptions(in StartInstanceInput, nets []appNetwork) (client.Containe
 			nets[0].ID: {Aliases: nets[0].Aliases}}}
 	}
 	return opts, nil
+}
+
+// logRotation is set on every container berth makes, so that no instance's
+// output can fill its host's disk: at most three files of 10 MB each, which
+// is also what the live log view reads back.
+func logRotation() container.LogConfig {
+	return container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}}
+}
+
+// pidsLimit is the engine's form: nil is the engine's default (none).
+func pidsLimit(n int64) *int64 {
+	if n == 0 {
+		return nil
+	}
+	return &n
 }
 
 func parseHostIP(h berth.HostRef) (netip.Addr, error) {

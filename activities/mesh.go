@@ -307,7 +307,8 @@ func (d *Docker) ensureRelay(ctx context.Context, eng engine.Engine, h berth.Hos
 		ReadonlyRootfs: true,
 		CapDrop:        []string{"ALL"},
 		SecurityOpt:    []string{"no-new-privileges"},
-		Resources:      container.Resources{Memory: 64 << 20},
+		Resources:      container.Resources{Memory: 64 << 20, PidsLimit: pidsLimit(256)},
+		LogConfig:      logRotation(),
 	}
 	if gateway {
 		p, _ := network.ParsePort(fmt.Sprintf("%d/tcp", mesh.GatewayPort))

@@ -35,6 +35,10 @@ type AESGCM struct {
 	current string
 	keys    map[string]cipher.AEAD
 	derive  []byte
+	// secret are the keys that seal stored secrets, one per payload key and
+	// derived from it, so that a stored secret is never sealed with the
+	// very key that seals histories.
+	secret map[string]cipher.AEAD
 }
 
 var _ converter.PayloadCodec = (*AESGCM)(nil)
@@ -44,20 +48,21 @@ func New(keys ...[]byte) (*AESGCM, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("codec: no key")
 	}
-	c := &AESGCM{keys: map[string]cipher.AEAD{}}
+	c := &AESGCM{keys: map[string]cipher.AEAD{}, secret: map[string]cipher.AEAD{}}
 	for i, k := range keys {
 		if len(k) != KeySize {
 			return nil, fmt.Errorf("codec: key %d is %d bytes; it must be %d", i+1, len(k), KeySize)
 		}
-		block, err := aes.NewCipher(k)
-		if err != nil {
-			return nil, err
-		}
-		aead, err := cipher.NewGCM(block)
+		aead, err := newAEAD(k)
 		if err != nil {
 			return nil, err
 		}
 		id := KeyID(k)
+		m := hmac.New(sha256.New, k)
+		m.Write([]byte("berth stored secrets"))
+		if c.secret[id], err = newAEAD(m.Sum(nil)); err != nil {
+			return nil, err
+		}
 		if i == 0 {
 			c.current = id
 			m := hmac.New(sha256.New, k)
@@ -67,6 +72,42 @@ func New(keys ...[]byte) (*AESGCM, error) {
 		c.keys[id] = aead
 	}
 	return c, nil
+}
+
+func newAEAD(k []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(k)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// Seal encrypts a stored secret's value under the current key. The aad binds
+// the sealed value to what it is (tenant, environment, name, version), so a
+// value copied into another row of the database does not open there.
+func (c *AESGCM) Seal(plain, aad []byte) (keyID string, sealed []byte, err error) {
+	aead := c.secret[c.current]
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", nil, fmt.Errorf("codec: %w", err)
+	}
+	return c.current, aead.Seal(nonce, nonce, plain, aad), nil
+}
+
+// Open decrypts what Seal sealed, with the key it names.
+func (c *AESGCM) Open(keyID string, sealed, aad []byte) ([]byte, error) {
+	aead, ok := c.secret[keyID]
+	if !ok {
+		return nil, fmt.Errorf("codec: secret was sealed with key %q, which this process does not hold", keyID)
+	}
+	if len(sealed) < aead.NonceSize() {
+		return nil, errors.New("codec: sealed secret is too short")
+	}
+	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], aad)
+	if err != nil {
+		return nil, fmt.Errorf("codec: secret does not open with key %q: %w", keyID, err)
+	}
+	return plain, nil
 }
 
 // Derived is a key for other uses (the mesh's tunnel keys), derived from the

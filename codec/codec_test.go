@@ -100,3 +100,31 @@ func TestKeyFiles(t *testing.T) {
 	_, err = New(key(1)[:5])
 	require.Error(t, err)
 }
+
+func TestStoredSecretsSealUnderTheirOwnKey(t *testing.T) {
+	old, err := New(key(1))
+	require.NoError(t, err)
+	id, sealed, err := old.Seal([]byte("hunter2"), []byte("acme/prod/db/1"))
+	require.NoError(t, err)
+	require.NotContains(t, string(sealed), "hunter2")
+
+	// The payload key itself does not open it: a leaked history key does
+	// not open the secret store, and the other way round.
+	raw, err := newAEAD(key(1))
+	require.NoError(t, err)
+	_, err = raw.Open(nil, sealed[:raw.NonceSize()], sealed[raw.NonceSize():], []byte("acme/prod/db/1"))
+	require.Error(t, err)
+
+	rotated, err := New(key(2), key(1))
+	require.NoError(t, err)
+	plain, err := rotated.Open(id, sealed, []byte("acme/prod/db/1"))
+	require.NoError(t, err, "a rotated key file still opens older secrets")
+	require.Equal(t, "hunter2", string(plain))
+
+	_, err = rotated.Open(id, sealed, []byte("globex/prod/db/1"))
+	require.Error(t, err, "a value moved to another tenant's row does not open")
+	other, err := New(key(3))
+	require.NoError(t, err)
+	_, err = other.Open(id, sealed, []byte("acme/prod/db/1"))
+	require.ErrorContains(t, err, "does not hold")
+}

@@ -319,7 +319,11 @@ func checkProject(project string, p *types.Project, probs *problems) {
 		}
 	}
 	for _, name := range sortedKeys(p.Secrets) {
-		checkFileObject("secret", name, types.FileObjectConfig(p.Secrets[name]), probs)
+		sec := p.Secrets[name]
+		if sec.File != "" || sec.Environment != "" || sec.Content != "" {
+			probs.add("secret %q: file, environment and content sources are not allowed (they would read the server's disk or put the value in the compose file); "+
+				"store the value once with POST /api/v1/tenants/{tenant}/secrets {\"name\": %q, \"value\": \"...\"} and declare the secret here as `external: true`", name, name)
+		}
 	}
 	for _, name := range sortedKeys(p.Configs) {
 		checkFileObject("config", name, types.FileObjectConfig(p.Configs[name]), probs)

@@ -141,7 +141,7 @@ var hostile = map[string][]string{
 	"port-range.yaml":              {`port range "1-65535" publishes 65535 ports; at most 100`},
 	"privileged.yaml":              {`service "app": privileged is not allowed`},
 	"relative-bind.yaml":           {`bind mount source "./data" must be an absolute path`},
-	"secrets-file.yaml":            {`secret "key": file sources are not allowed`},
+	"secrets-file.yaml":            {`secret "key": file, environment and content sources are not allowed`, "POST /api/v1/tenants/{tenant}/secrets", "external: true"},
 	"security-opt-apparmor.yaml":   {`security_opt "apparmor=unconfined" is not allowed`, `security_opt "label=disable" is not allowed`},
 	"security-opt-unconfined.yaml": {`security_opt "seccomp=unconfined" is not allowed`},
 	"sysctls.yaml":                 {"sysctls are not allowed"},
@@ -531,5 +531,75 @@ func TestParseRefusesWhatNetworksCannotDo(t *testing.T) {
 			require.ErrorAs(t, err, &verr)
 			require.Contains(t, err.Error(), c.want)
 		})
+	}
+}
+
+func TestParseSecretsNameStoredSecrets(t *testing.T) {
+	spec := parseOK(t, `services:
+  api:
+    image: x
+    user: "1000:2000"
+    secrets:
+      - db_password
+      - source: api_key
+        target: /run/secrets/key.txt
+        mode: 0440
+  db:
+    image: y
+    secrets: [db_password]
+secrets:
+  db_password:
+    external: true
+  api_key:
+    external: true
+    name: globex-api-key
+`, DefaultOptions())
+	require.Equal(t, []SecretMount{
+		{Name: "db_password", Target: "db_password", Mode: 0o444},
+		{Name: "globex-api-key", Target: "key.txt", Mode: 0o440},
+	}, spec.Service("api").Secrets)
+	require.Equal(t, []SecretMount{{Name: "db_password", Target: "db_password", Mode: 0o400}}, spec.Service("db").Secrets)
+	require.Equal(t, []string{"db_password", "globex-api-key"}, spec.SecretNames())
+
+	// Specs without secrets keep their hash: the field is left out.
+	plain := parseOK(t, "services:\n  web:\n    image: x\n", DefaultOptions())
+	require.Empty(t, plain.SecretNames())
+}
+
+func TestParseRefusesSecretsThatReadTheServer(t *testing.T) {
+	for _, c := range []struct{ name, body, want string }{
+		{"file", "services:\n  a:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    file: ./s.txt\n", `secret "s": file, environment and content sources are not allowed`},
+		{"environment", "services:\n  a:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    environment: HOME\n", "declare the secret here as `external: true`"},
+		{"undefined", "services:\n  a:\n    image: x\n    secrets: [nope]\n", `undefined secret "nope"`},
+		{"target outside", "services:\n  a:\n    image: x\n    secrets:\n      - source: s\n        target: /etc/shadow\nsecrets:\n  s:\n    external: true\n", `target "/etc/shadow" must be a file name`},
+		{"target climbs", "services:\n  a:\n    image: x\n    secrets:\n      - source: s\n        target: ../x\nsecrets:\n  s:\n    external: true\n", "must be a file name"},
+		{"bad name", "services:\n  a:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    external: true\n    name: \"a/b\"\n", `secret name "a/b"`},
+		{"uid", "services:\n  a:\n    image: x\n    secrets:\n      - source: s\n        uid: root\nsecrets:\n  s:\n    external: true\n", "uid and gid are not supported"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse(context.Background(), "demo", []byte(c.body), DefaultOptions())
+			var verr *ValidationError
+			require.ErrorAs(t, err, &verr)
+			require.Contains(t, err.Error(), c.want)
+		})
+	}
+}
+
+// The real-world files deploy unchanged: they parse with the default
+// policy, and what they mount comes from the secret store.
+func TestParseRealFiles(t *testing.T) {
+	want := map[string][]string{
+		"three-tier.yaml":        nil,
+		"wordpress-mysql.yaml":   {"db_password", "db_root_password"},
+		"voting-app.yaml":        {"postgres_password"},
+		"nginx-flask-mysql.yaml": {"db-password"},
+	}
+	files, err := filepath.Glob(filepath.Join(testdataDir, "real", "*.yaml"))
+	require.NoError(t, err)
+	require.Len(t, files, len(want))
+	for _, f := range files {
+		spec := parseOK(t, string(readTestdata(t, filepath.Join("real", filepath.Base(f)))), DefaultOptions())
+		require.Equal(t, want[filepath.Base(f)], spec.SecretNames(), f)
+		require.GreaterOrEqual(t, len(spec.Services), 2, f)
 	}
 }

@@ -139,9 +139,7 @@ func convertService(p *types.Project, s types.ServiceConfig, opts Options, roots
 			bad("extends is not supported; copy the settings of service %q into this service", s.Extends.Service)
 		}
 	}
-	if len(s.Secrets) > 0 {
-		bad("secrets are not supported; use environment variables")
-	}
+	out.Secrets = secrets(p, s, bad)
 	if len(s.Configs) > 0 {
 		bad("configs are not supported")
 	}
@@ -170,7 +168,7 @@ func convertService(p *types.Project, s types.ServiceConfig, opts Options, roots
 	out.Expose = expose(s, bad, note)
 	out.Volumes = volumes(p, s, roots, bad, note)
 	out.Health = health(s, len(out.Ports) > 0, bad)
-	out.MemoryBytes, out.NanoCPUs = limits(s, bad)
+	limits(s, &out, bad)
 	out.DependsOn = dependsOn(p, s, bad)
 
 	out.Command = nonEmpty(s.Command)
@@ -269,6 +267,77 @@ func dedupe(sorted []string) []string {
 		}
 	}
 	return out
+}
+
+// SecretsDir is where secrets are mounted in every instance.
+const SecretsDir = "/run/secrets"
+
+// secrets resolves a service's secrets: to the names of secrets in the
+// tenant's store (top-level `external: true`, optionally with `name:`), the
+// file each becomes under /run/secrets, and its owner and mode.
+func secrets(p *types.Project, s types.ServiceConfig, bad func(string, ...any)) []SecretMount {
+	var out []SecretMount
+	seen := map[string]bool{}
+	for _, ref := range s.Secrets {
+		top, ok := p.Secrets[ref.Source]
+		if !ok {
+			bad("refers to undefined secret %q", ref.Source)
+			continue
+		}
+		if !bool(top.External) {
+			// The top-level check says why (file, environment or content).
+			continue
+		}
+		m := SecretMount{Name: ref.Source, Target: ref.Source, Mode: secretMode(s.User)}
+		if top.Name != "" {
+			m.Name = top.Name
+		}
+		if err := berth.CheckSecretName(m.Name); err != nil {
+			bad("secret %q: %v", ref.Source, err)
+			continue
+		}
+		if ref.Target != "" {
+			t := strings.TrimPrefix(ref.Target, SecretsDir+"/")
+			if berth.CheckSecretName(t) != nil {
+				bad("secret %q: target %q must be a file name, or a file directly under %s", ref.Source, ref.Target, SecretsDir)
+				continue
+			}
+			m.Target = t
+		}
+		if ref.Mode != nil {
+			if *ref.Mode&^0o777 != 0 {
+				bad("secret %q: mode %o must only hold permission bits", ref.Source, *ref.Mode)
+				continue
+			}
+			m.Mode = uint32(*ref.Mode)
+		}
+		if ref.UID != "" || ref.GID != "" {
+			// The engine writes copied files as root, whatever the tar says.
+			bad("secret %q: uid and gid are not supported; the file belongs to root, and is readable by the service's user (mode 0444 when user: is not root)", ref.Source)
+			continue
+		}
+		if seen[m.Target] {
+			bad("two secrets are mounted at %s/%s", SecretsDir, m.Target)
+			continue
+		}
+		seen[m.Target] = true
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Target < out[j].Target })
+	return out
+}
+
+// secretMode is a secret file's mode when the file gives none. The engine
+// writes copied files as root (it resolves a container's user on the
+// daemon's machine, not in the image), so only a service running as root
+// reads a 0400 file; one running as another user gets 0444, as Docker's own
+// secrets default to. Either way the file is in the instance alone.
+func secretMode(user string) uint32 {
+	u, _, _ := strings.Cut(user, ":")
+	if u == "" || u == "root" || u == "0" {
+		return 0o400
+	}
+	return 0o444
 }
 
 func checkCaps(capAdd []string, allowed map[string]bool, bad func(string, ...any)) []string {
@@ -555,9 +624,15 @@ func berthHealthPath(s types.ServiceConfig, bad func(string, ...any)) string {
 	return path
 }
 
-func limits(s types.ServiceConfig, bad func(string, ...any)) (int64, int64) {
+// limits reads the service's resource limits and reservations, from
+// deploy.resources or the short keys (mem_limit, cpus, pids_limit,
+// mem_reservation); where both say something they must agree.
+func limits(s types.ServiceConfig, out *ServiceSpec, bad func(string, ...any)) {
 	mem := int64(s.MemLimit)
 	cpus := float64(s.CPUS)
+	pids := s.PidsLimit
+	memRes := int64(s.MemReservation)
+	var cpusRes float64
 	if s.Deploy != nil && s.Deploy.Resources.Limits != nil {
 		l := s.Deploy.Resources.Limits
 		if l.MemoryBytes != 0 {
@@ -572,24 +647,56 @@ func limits(s types.ServiceConfig, bad func(string, ...any)) (int64, int64) {
 			}
 			cpus = float64(l.NanoCPUs)
 		}
+		if l.Pids != 0 {
+			if pids != 0 && pids != l.Pids {
+				bad("pids_limit and deploy.resources.limits.pids disagree")
+			}
+			pids = l.Pids
+		}
 	}
-	if mem < 0 {
-		bad("memory limit must not be negative")
-		mem = 0
+	if s.Deploy != nil && s.Deploy.Resources.Reservations != nil {
+		r := s.Deploy.Resources.Reservations
+		if r.MemoryBytes != 0 {
+			if memRes != 0 && memRes != int64(r.MemoryBytes) {
+				bad("mem_reservation and deploy.resources.reservations.memory disagree")
+			}
+			memRes = int64(r.MemoryBytes)
+		}
+		cpusRes = float64(r.NanoCPUs)
 	}
-	var nano int64
+	if mem < 0 || memRes < 0 {
+		bad("memory limits must not be negative")
+		mem, memRes = 0, 0
+	}
+	if pids < 0 && pids != -1 {
+		bad("pids limit %d must be positive (or -1: unlimited)", pids)
+		pids = 0
+	}
+	out.MemoryBytes, out.MemoryReservation, out.PidsLimit = mem, memRes, pids
+	out.NanoCPUs = nanoCPUs("cpus limit", cpus, bad)
+	out.NanoCPUsReserved = nanoCPUs("cpus reservation", cpusRes, bad)
+	if out.MemoryBytes > 0 && out.MemoryReservation > out.MemoryBytes {
+		bad("memory reservation %d is above the memory limit %d", out.MemoryReservation, out.MemoryBytes)
+	}
+	if out.NanoCPUs > 0 && out.NanoCPUsReserved > out.NanoCPUs {
+		bad("cpus reservation is above the cpus limit")
+	}
+}
+
+func nanoCPUs(what string, cpus float64, bad func(string, ...any)) int64 {
 	switch {
 	case math.IsNaN(cpus) || math.IsInf(cpus, 0) || cpus < 0 || cpus > 1e6:
-		bad("cpus limit %v is not valid", cpus)
+		bad("%s %v is not valid", what, cpus)
 	case cpus > 0:
 		// Rounded to a thousandth of a CPU: cpus arrives as a float32, and
 		// 0.1 must give 100000000, not 100000001.
-		nano = int64(math.Round(cpus*1000)) * 1_000_000
+		nano := int64(math.Round(cpus*1000)) * 1_000_000
 		if nano == 0 {
-			bad("cpus limit %v is below 0.001", cpus)
+			bad("%s %v is below 0.001", what, cpus)
 		}
+		return nano
 	}
-	return mem, nano
+	return 0
 }
 
 func dependsOn(p *types.Project, s types.ServiceConfig, bad func(string, ...any)) []string {

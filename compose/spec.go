@@ -31,18 +31,52 @@ type ServiceSpec struct {
 	CapAdd      []string          `json:"capAdd,omitempty"`
 	MemoryBytes int64             `json:"memoryBytes,omitempty"`
 	NanoCPUs    int64             `json:"nanoCPUs,omitempty"`
-	User        string            `json:"user,omitempty"`
-	WorkingDir  string            `json:"workingDir,omitempty"`
+	// PidsLimit bounds the processes and threads of an instance (-1: none).
+	PidsLimit int64 `json:"pidsLimit,omitempty"`
+	// Reservations are what placement counts an instance as taking.
+	MemoryReservation int64  `json:"memoryReservation,omitempty"`
+	NanoCPUsReserved  int64  `json:"nanoCPUsReserved,omitempty"`
+	User              string `json:"user,omitempty"`
+	WorkingDir        string `json:"workingDir,omitempty"`
 	// Expose are tcp ports other services reach without publishing (expose:).
 	Expose []int `json:"expose,omitempty"`
 	// Networks are the app networks the service joins. Empty means the app's
 	// default network only, under the service name: the common case stays
 	// out of the spec so that specs written before networks keep their hash.
 	Networks []NetworkAttach `json:"networks,omitempty"`
+	// Secrets are files under /run/secrets whose values come from the
+	// tenant's secret store: only the names travel, never the values.
+	Secrets []SecretMount `json:"secrets,omitempty"`
 	// NoNetwork is network_mode: none.
 	NoNetwork bool `json:"noNetwork,omitempty"`
 	// Notes are non-fatal remarks shown to the user, e.g. "fixed host port 8080 ignored; the platform allocates".
 	Notes []string `json:"notes,omitempty"`
+}
+
+// SecretMount is one stored secret mounted as a file.
+type SecretMount struct {
+	// Name is the secret's name in the tenant's store.
+	Name string `json:"name"`
+	// Target is the file's name under /run/secrets.
+	Target string `json:"target"`
+	// Mode is the file's permission bits; its owner is root.
+	Mode uint32 `json:"mode"`
+}
+
+// SecretNames are the stored secrets a spec needs, sorted and distinct.
+func (s Spec) SecretNames() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, svc := range s.Services {
+		for _, m := range svc.Secrets {
+			if !seen[m.Name] {
+				seen[m.Name] = true
+				out = append(out, m.Name)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // DefaultNetwork is the network of services that name none.

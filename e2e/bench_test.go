@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,21 +45,8 @@ func benchDeploy(b *testing.B, n int) {
 	body := webCompose("web", n, "")
 	var berthTotal, dockerTotal time.Duration
 	for i := 0; i < b.N; i++ {
-		app := fmt.Sprintf("bench%d", i)
-		start := time.Now()
-		code, started := hs.deploy(b, apps, app, body)
-		if code != http.StatusAccepted {
-			b.Fatalf("deploy: %d", code)
-		}
-		run := hs.waitRun(b, started.RunID)
-		berthTotal += time.Since(start)
-		if run.Status != berth.RunSucceeded {
-			b.Fatalf("run %d: %s %s", run.ID, run.Status, run.Error)
-		}
+		berthTotal += timedDeploy(b, apps, fmt.Sprintf("bench%d", i), body)
 		b.StopTimer()
-		var del runStartedBody
-		hs.apiJSON(b, "DELETE", apps+"/"+app, nil, &del)
-		hs.waitRun(b, del.RunID)
 
 		d, err := directDeploy(hs.hosts[0], n, 19900)
 		if err != nil {
@@ -66,14 +55,42 @@ func benchDeploy(b *testing.B, n int) {
 		dockerTotal += d
 		b.StartTimer()
 	}
-	berthS := berthTotal.Seconds() / float64(b.N)
-	dockerS := dockerTotal.Seconds() / float64(b.N)
-	b.ReportMetric(berthS, "berth-s/deploy")
-	b.ReportMetric(dockerS, "docker-s/deploy")
-	b.ReportMetric(berthS/dockerS, "R")
+	reportRatio(b, berthTotal, dockerTotal, "berth-s/deploy", "docker-s/deploy")
 	server, worker := peakRSS(hs.server.Process.Pid), peakRSS(hs.worker.Process.Pid)
 	b.ReportMetric(float64(server)/1024, "server-peak-MB")
 	b.ReportMetric(float64(worker)/1024, "worker-peak-MB")
+}
+
+// reportRatio reports berth's and a baseline's mean seconds per operation
+// and their ratio R.
+func reportRatio(b *testing.B, berthTotal, baseTotal time.Duration, berthUnit, baseUnit string) {
+	berthS := berthTotal.Seconds() / float64(b.N)
+	baseS := baseTotal.Seconds() / float64(b.N)
+	b.ReportMetric(berthS, berthUnit)
+	b.ReportMetric(baseS, baseUnit)
+	b.ReportMetric(berthS/baseS, "R")
+}
+
+// timedDeploy deploys through the API, times the request to a succeeded
+// run, and deletes the application again outside the timer; the caller
+// stops the timer after it.
+func timedDeploy(b *testing.B, apps, app string, body []byte) time.Duration {
+	b.Helper()
+	start := time.Now()
+	code, started := h.deploy(b, apps, app, body)
+	if code != http.StatusAccepted {
+		b.Fatalf("deploy: %d", code)
+	}
+	run := h.waitRun(b, started.RunID)
+	took := time.Since(start)
+	if run.Status != berth.RunSucceeded {
+		b.Fatalf("run %d: %s %s", run.ID, run.Status, run.Error)
+	}
+	b.StopTimer()
+	var del runStartedBody
+	h.apiJSON(b, "DELETE", apps+"/"+app, nil, &del)
+	h.waitRun(b, del.RunID)
+	return took
 }
 
 // directDeploy is the baseline: the same containers made straight on the
@@ -335,4 +352,83 @@ func BenchmarkGreyWeightStep(b *testing.B) {
 		hs.waitRun(b, rs.RunID)
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "weight-step-visible-ms")
+}
+
+// BenchmarkThreeTierVsDockerCompose measures time to first healthy for the
+// three-tier file (testdata/compose/real/three-tier.yaml) on one host: berth
+// (API request to a succeeded run: networks, images, every instance created,
+// started and healthy in depends_on order, LB and records) against
+// Debian's docker-compose `up -d` of the same file on the same engine until
+// every container runs and each with a healthcheck is healthy. It reports
+// both and their ratio.
+func BenchmarkThreeTierVsDockerCompose(b *testing.B) {
+	if h == nil {
+		b.Skip("no integration services; run make bench")
+	}
+	composeBin, err := exec.LookPath("docker-compose")
+	if err != nil {
+		b.Skip("docker-compose is not installed (deploy/local/deps.sh bench)")
+	}
+	hs := h
+	th := hs.hosts[0]
+	apps := hs.newEnvOn(b, fmt.Sprintf("%s-b3t-%s", hs.tenant, randHex(2)), th.Name)
+	body := readCompose(b, "real/three-tier.yaml")
+	// Debian's docker-compose (1.29) predates depends_on's restart: key;
+	// its copy of the file goes without it, nothing else changed.
+	file := filepath.Join(b.TempDir(), "three-tier.yaml")
+	if err := os.WriteFile(file, []byte(strings.ReplaceAll(string(body), "        restart: true\n", "")), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	var berthTotal, composeTotal time.Duration
+	for i := 0; i < b.N; i++ {
+		berthTotal += timedDeploy(b, apps, fmt.Sprintf("tt%d", i), body)
+		b.StopTimer()
+
+		project := "berthbench" + randHex(3)
+		d, err := composeUp(th, composeBin, file, project)
+		down := exec.Command(composeBin, "-f", file, "-p", project, "down", "-v", "--remove-orphans")
+		down.Env = append(os.Environ(), "DOCKER_HOST="+th.Endpoint)
+		if out, derr := down.CombinedOutput(); derr != nil {
+			b.Logf("docker-compose down: %v: %s", derr, out)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		composeTotal += d
+		b.StartTimer()
+	}
+	reportRatio(b, berthTotal, composeTotal, "berth-s/healthy", "compose-s/healthy")
+}
+
+// composeUp runs docker-compose up -d and waits until every container of the
+// project runs and every one with a healthcheck is healthy.
+func composeUp(th testHost, bin, file, project string) (time.Duration, error) {
+	ctx := context.Background()
+	start := time.Now()
+	up := exec.Command(bin, "-f", file, "-p", project, "up", "-d", "--quiet-pull")
+	up.Env = append(os.Environ(), "DOCKER_HOST="+th.Endpoint)
+	if out, err := up.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("docker-compose up: %v: %s", err, out)
+	}
+	for time.Since(start) < 2*time.Minute {
+		list, err := th.Engine.ContainerList(ctx, client.ContainerListOptions{All: true,
+			Filters: make(client.Filters).Add("label", "com.docker.compose.project="+project)})
+		if err != nil {
+			return 0, err
+		}
+		ready := len(list.Items) > 0
+		for _, c := range list.Items {
+			switch {
+			case c.State != container.StateRunning:
+				ready = false
+			case strings.Contains(c.Status, "health: starting"), strings.Contains(c.Status, "unhealthy"):
+				ready = false
+			}
+		}
+		if ready {
+			return time.Since(start), nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("docker-compose project %s not healthy after 2 minutes", project)
 }

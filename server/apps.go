@@ -81,6 +81,14 @@ func (s *Server) deployApplication(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if err := compose.ApplyLimits(spec, env.Limits); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.checkSecrets(c, env, spec); err != nil {
+		s.fail(c, err)
+		return
+	}
 	if !hasReadyHost(env) {
 		s.fail(c, &berth.Error{Code: berth.EConflict, Reason: "no_capacity", Message: "environment " + env.Name + " has no ready authorised host"})
 		return

@@ -51,6 +51,11 @@ func (s *Server) serviceTarget(c *gin.Context) (*store.ServiceContext, *compose.
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	// The limits as they were applied at deploy, unless the environment's
+	// maximums have since come down: then the release says so up front.
+	if err := compose.ApplyLimits(spec, sc.Environment.Limits); err != nil {
+		return nil, nil, nil, err
+	}
 	svc := spec.Service(sc.Service.Name)
 	if svc == nil {
 		return nil, nil, nil, &berth.Error{Code: berth.EConflict, Message: "service " + sc.Service.Name + " is not in its application's compose file"}

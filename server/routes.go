@@ -73,6 +73,8 @@ func (s *Server) routes() []route {
 
 		{"POST", "/api/v1/tenants", s.createTenant, need(platform, "creating a tenant", adminRoles...)},
 		{"GET", "/api/v1/tenants", s.listTenants, anyone}, // narrowed in the handler
+		{"POST", "/api/v1/tenants/:tenant/secrets", s.putSecret, need(tenantParam, "writing a secret", deployRoles...)},
+		{"GET", "/api/v1/tenants/:tenant/secrets", s.listSecrets, need(tenantParam, "reading secret names", readRoles...)},
 		{"POST", "/api/v1/tenants/:tenant/environments", s.createEnvironment, need(tenantParam, "creating an environment", adminRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/environments", s.listEnvironments, need(tenantParam, "reading environments", readRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/environments/:env", s.getEnvironment, need(tenantParam, "reading an environment", readRoles...)},

@@ -67,6 +67,9 @@ type Config struct {
 	// remote-codec protocol) for operators whose Temporal UI or CLI must read
 	// sealed payloads. Only platform admins may use it.
 	Codec http.Handler
+	// Secrets seals the values of the tenants' secret stores (nil: the
+	// secrets endpoints answer that no key is configured).
+	Secrets SecretSealer
 }
 
 // Server is the HTTP API.

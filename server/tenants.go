@@ -5,6 +5,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -52,7 +53,14 @@ type environmentRequest struct {
 	// ApproveReleases makes every release and rollback wait for an
 	// approver first; on by default for an environment named prod.
 	ApproveReleases *bool `json:"approveReleases"`
+	// Limits are the services' resource defaults and maximums; when absent,
+	// defaultLimits.
+	Limits *berth.Limits `json:"limits"`
 }
+
+// defaultLimits keep one service from taking a whole shared host when its
+// file says nothing: half a GiB, one CPU, 512 processes and threads.
+var defaultLimits = berth.Limits{DefaultMemoryBytes: 512 << 20, DefaultNanoCPUs: 1_000_000_000, DefaultPids: 512}
 
 func (s *Server) createEnvironment(c *gin.Context) {
 	ctx := c.Request.Context()
@@ -78,8 +86,16 @@ func (s *Server) createEnvironment(c *gin.Context) {
 		s.fail(c, badRequest("ticketTimeoutSec must be between 0 and 30 days"))
 		return
 	}
+	limits := defaultLimits
+	if req.Limits != nil {
+		limits = *req.Limits
+	}
+	if err := limits.Check(); err != nil {
+		s.fail(c, badRequest("limits: "+err.Error()))
+		return
+	}
 	e, err := s.store.CreateEnvironment(ctx, t.ID, req.Name, func(e *store.Environment) {
-		e.Firewall, e.TicketTimeoutSec = req.Firewall, req.TicketTimeoutSec
+		e.Firewall, e.TicketTimeoutSec, e.Limits = req.Firewall, req.TicketTimeoutSec, limits
 		e.RequireComment, e.SeparateDuties = req.Name == "prod", req.Name == "prod"
 		if req.RequireComment != nil {
 			e.RequireComment = *req.RequireComment

@@ -63,9 +63,11 @@ type Environment struct {
 	RequireComment bool `json:"requireComment"`
 	SeparateDuties bool `json:"separateDuties"`
 	// ApproveReleases: releases and rollbacks here wait for an approver.
-	ApproveReleases bool      `json:"approveReleases"`
-	Hosts           []Host    `gorm:"many2many:environment_hosts" json:"hosts,omitempty"`
-	CreatedAt       time.Time `json:"createdAt"`
+	ApproveReleases bool `json:"approveReleases"`
+	// Limits are the defaults and maximums of every service's resources here.
+	Limits    berth.Limits `gorm:"embedded;embeddedPrefix:limit_" json:"limits"`
+	Hosts     []Host       `gorm:"many2many:environment_hosts" json:"hosts,omitempty"`
+	CreatedAt time.Time    `json:"createdAt"`
 }
 
 // Application is a subsystem: one compose project deployed into an environment.
@@ -197,5 +199,5 @@ func allModels() []any {
 	return []any{&Region{}, &Host{}, &Tenant{}, &Environment{}, &Application{}, &Service{},
 		&Instance{}, &PortAllocation{}, &Run{}, &Step{}, &AuditEvent{},
 		&berth.LBPool{}, &berth.LBServer{}, &berth.FirewallOpening{}, &berth.CMDBRecord{}, &Release{}, &ServiceReleases{}, &ReleaseOutput{},
-		&User{}, &RoleBinding{}, &APIToken{}, &Session{}, &Approval{}, &Decision{}}
+		&User{}, &RoleBinding{}, &APIToken{}, &Session{}, &Approval{}, &Decision{}, &Secret{}}
 }

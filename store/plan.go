@@ -111,6 +111,10 @@ func (s *Store) planOnce(ctx context.Context, req berth.PlanRequest) (*berth.Pla
 			}
 		}
 		plan = &berth.Plan{}
+		// perApp counts this plan's instances per host, so that an
+		// application's services spread over its hosts too: one host's
+		// loss then takes part of the application, not all of it.
+		perApp := map[uint]int{}
 		for _, sr := range req.Services {
 			svc, err := upsertService(tx, req.ApplicationID, sr)
 			if err != nil {
@@ -118,8 +122,9 @@ func (s *Store) planOnce(ctx context.Context, req berth.PlanRequest) (*berth.Pla
 			}
 			perHost := map[uint]int{}
 			for i := 0; i < sr.Replicas; i++ {
-				h := pickHost(ready, perHost, load)
+				h := pickHost(ready, perHost, perApp, load)
 				perHost[h.ID]++
+				perApp[h.ID]++
 				load[h.ID]++
 				svc.NextOrdinal++
 				in := Instance{ServiceID: svc.ID, Service: sr.Name, Ordinal: svc.NextOrdinal,
@@ -171,13 +176,18 @@ func upsertService(tx *gorm.DB, appID uint, sr berth.ServiceRequest) (*Service, 
 }
 
 // pickHost spreads a service's replicas: fewest of this service first, then
-// the least loaded host, then the name, so the same state gives the same plan.
-func pickHost(hosts []Host, perHost, load map[uint]int) Host {
+// fewest of this application, then the least loaded host, then the name, so
+// the same state gives the same plan.
+func pickHost(hosts []Host, perHost, perApp, load map[uint]int) Host {
 	best := hosts[0]
 	for _, h := range hosts[1:] {
-		a, b := perHost[h.ID], perHost[best.ID]
-		if a < b || (a == b && load[h.ID] < load[best.ID]) {
-			best = h
+		for _, m := range []map[uint]int{perHost, perApp, load} {
+			if m[h.ID] != m[best.ID] {
+				if m[h.ID] < m[best.ID] {
+					best = h
+				}
+				break
+			}
 		}
 	}
 	return best

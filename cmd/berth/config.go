@@ -47,6 +47,10 @@ type Config struct {
 	// PayloadKeyFile holds the AES-256 key(s) every Temporal payload is
 	// sealed with; every server and worker of a deployment needs the same file.
 	PayloadKeyFile string
+	// PayloadKeys, from BERTH_PAYLOAD_KEYS (hex keys, one per line or
+	// separated by commas), take the place of the file where keys come from
+	// a secret manager's environment. Never a flag: flags show in ps.
+	PayloadKeys string
 	// AdminPassword is the bootstrap admin's first password, from
 	// BERTH_ADMIN_PASSWORD only: a flag would show it in the process list.
 	AdminPassword string
@@ -224,6 +228,7 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	if c.PortMin < 1024 || c.PortMax > 65535 || c.PortMin > c.PortMax {
 		return nil, fmt.Errorf("port range %d-%d is not valid (1024-65535)", c.PortMin, c.PortMax)
 	}
+	c.PayloadKeys = os.Getenv("BERTH_PAYLOAD_KEYS")
 	if c.PayloadKeyFile == "" {
 		c.PayloadKeyFile = filepath.Join(c.DataDir, "payload.key")
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -140,6 +141,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 			Store: activities.NewStore(st, st, st), Docker: activities.NewDocker(engines, cfg.Registry)}
 		wcfg.Docker.Packages, wcfg.Docker.ExecAllow = packages, cfg.ExecAllow
 		wcfg.Docker.Mesh = mesh.Keys{Master: payloads.Derived()}
+		wcfg.Docker.Secrets = secretSource{st: st, keys: payloads}
 		if wcfg.Central {
 			var d cmdb.Driver = cmdb.None{}
 			if cfg.CMDB == "http" {
@@ -180,7 +182,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 			HealthTimeout: cfg.HealthTimeout, Compose: opts, TemporalUIURL: cfg.TemporalUIURL,
 			LB: lbs, DrainTimeout: cfg.DrainTimeout, Packages: packages, MaxPackageBytes: packages.MaxBytes,
 			Registry: cfg.Registry, ExecAllow: cfg.ExecAllow, TemporalNamespace: cfg.TemporalNamespace,
-			DataConverter: payloads.DataConverter(), Codec: payloads.Handler(),
+			DataConverter: payloads.DataConverter(), Codec: payloads.Handler(), Secrets: payloads,
 			TrustedProxies: cfg.TrustedProxies, PublicURL: cfg.PublicURL,
 			MaxTokenTTL: cfg.MaxTokenTTL, AllowEternalTokens: cfg.AllowEternalTokens}, st, tc, log)
 		pw, err := api.Bootstrap(ctx)
@@ -225,6 +227,13 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 // missing default key file is created, so the embedded default encrypts from
 // its first start; a deployment of several machines gives each the same file.
 func payloadCodec(cfg *Config, log *slog.Logger) (*codec.AESGCM, error) {
+	if cfg.PayloadKeys != "" {
+		keys, err := codec.ParseKeys(strings.ReplaceAll(cfg.PayloadKeys, ",", "\n"))
+		if err != nil {
+			return nil, fmt.Errorf("BERTH_PAYLOAD_KEYS: %w", err)
+		}
+		return codec.New(keys...)
+	}
 	if _, err := os.Stat(cfg.PayloadKeyFile); errors.Is(err, os.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(cfg.PayloadKeyFile), 0o700); err != nil {
 			return nil, err
@@ -311,4 +320,25 @@ func runRelay(ctx context.Context, log *slog.Logger) error {
 	}
 	_ = os.Unsetenv(mesh.EnvKey)
 	return (&mesh.Relay{Config: cfg, Key: key, Log: log}).Run(ctx)
+}
+
+// secretSource opens the tenants' stored secrets for the Docker activities.
+type secretSource struct {
+	st   *store.Store
+	keys *codec.AESGCM
+}
+
+func (s secretSource) SecretValue(ctx context.Context, tenant, env, name string) ([]byte, error) {
+	t, err := s.st.TenantByName(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	sec, err := s.st.SecretFor(ctx, t.ID, env, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", activities.ErrNoSecret, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.keys.Open(sec.KeyID, sec.Sealed, store.SecretAAD(sec.TenantID, sec.Env, sec.Name))
 }

@@ -6,6 +6,8 @@
 # Profiles (add one by adding one line to the `case` in packages_for):
 #   run   engine host for deployments
 #   registry  the loopback image registry (registry.sh; `BERTH_RUN_REGISTRY=1 make run`)
+#   bench the benchmarks' baselines (docker-compose: the three-tier file
+#         measured against `docker-compose up`)
 #   test  everything the integration tests need on this machine (chromium:
 #         the browser tests of the web UI; docker-registry: the loopback
 #         registry of deploy/local/registry.sh)
@@ -16,7 +18,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 PROFILE... (profiles: run registry test)" >&2
+	echo "usage: $0 PROFILE... (profiles: run registry test bench)" >&2
 	exit 2
 }
 
@@ -26,6 +28,7 @@ packages_for() {
 	run) echo "docker.io iproute2 ca-certificates haproxy" ;;
 	test) echo "docker.io mariadb-server iproute2 ca-certificates procps curl haproxy chromium docker-registry" ;;
 	registry) echo "docker-registry" ;;
+	bench) echo "docker-compose" ;;
 	*) return 1 ;;
 	esac
 }

@@ -48,6 +48,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -65,8 +66,13 @@ const builtPackageDir = "/opt/berth/package"
 func main() {
 	probe := flag.String("probe", "", "probe this URL and exit 0 on 2xx, 1 otherwise (for Docker healthchecks)")
 	printVersion := flag.Bool("print-version", false, "print the version this instance serves and exit")
+	hold := flag.Duration("hold", 0, "stay alive this long and exit (a child of /forkbomb)")
 	flag.Parse()
 
+	if *hold > 0 {
+		time.Sleep(*hold)
+		return
+	}
 	if *printVersion {
 		fmt.Println(version())
 		return
@@ -266,6 +272,80 @@ func (a *app) routes() http.Handler {
 		}
 		conn.Close()
 		writeText(w, "open")
+	})
+	// /file shows a mounted secret as the service's user sees it, so that
+	// tests can check content, owner and mode. Only /run/secrets: the app
+	// must not read arbitrary files for whoever calls it.
+	mux.HandleFunc("GET /file", func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Query().Get("path")
+		if !strings.HasPrefix(p, "/run/secrets/") || strings.Contains(p, "..") {
+			http.Error(w, "path must be under /run/secrets", http.StatusBadRequest)
+			return
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		uid, gid := -1, -1
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(sys.Uid), int(sys.Gid)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"mode": fmt.Sprintf("%04o", st.Mode().Perm()), "uid": uid, "gid": gid, "euid": os.Geteuid(), "content": string(b)})
+	})
+	// /cgroup shows the limits the kernel applies to this container
+	// (cgroup v1 or v2), as a test reads them from inside.
+	mux.HandleFunc("GET /cgroup", func(w http.ResponseWriter, r *http.Request) {
+		read := func(paths ...string) string {
+			for _, p := range paths {
+				if b, err := os.ReadFile(p); err == nil {
+					return strings.TrimSpace(string(b))
+				}
+			}
+			return ""
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{
+			"memory": read("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+			"pids":   read("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"),
+		})
+	})
+	// /forkbomb starts up to n children that hold for a while, stops at the
+	// first that the kernel refuses, kills them all and says how many ran:
+	// a bounded fork bomb, to show the pids limit holds.
+	mux.HandleFunc("GET /forkbomb", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.URL.Query().Get("n"))
+		if err != nil || n < 1 || n > 2000 {
+			http.Error(w, "n must be 1..2000", http.StatusBadRequest)
+			return
+		}
+		self, err := os.Executable()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		var kids []*exec.Cmd
+		var refused string
+		for len(kids) < n {
+			c := exec.Command(self, "-hold", "30s")
+			if err := c.Start(); err != nil {
+				refused = err.Error()
+				break
+			}
+			kids = append(kids, c)
+		}
+		for _, c := range kids {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"started": len(kids), "refused": refused})
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		if a.injectFailure() {
