@@ -312,3 +312,61 @@ func selfSignedCert(t testing.TB) tls.Certificate {
 	require.NoError(t, err)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}
 }
+
+// The relays follow a scale: an application on one host, its environment
+// then allowed a second host, its web service scaled onto it; the new
+// instance reaches db (still on the first host) by name through the mesh
+// from its first moment. Scaling back in takes the relays off that host.
+func TestMeshFollowsAScaleOntoANewHost(t *testing.T) {
+	hs := needHarness(t)
+	if len(hs.hosts) < 2 {
+		t.Skip("needs two test hosts")
+	}
+	h1, h2 := hs.hosts[0].Name, hs.hosts[1].Name
+	tenant := hs.tenant + "-meshscale"
+	apps := hs.newEnvOn(t, tenant, h1)
+	body := []byte(fmt.Sprintf(`services:
+  web:
+    image: %[1]s
+    ports: ["8080"]
+    environment: {LISTEN: ":8080"}
+    x-berth: {health: {http: /healthz}}
+    depends_on: [db]
+  db:
+    image: %[1]s
+    expose: ["3306"]
+    environment: {LISTEN: ":3306"}
+`, sampleImage))
+	hs.deployOK(t, apps, "shop", body)
+	require.Empty(t, hs.meshContainers(t, tenant, "dev", "shop"), "one host: no relays")
+
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments/dev/hosts",
+		map[string][]string{"hosts": {h1, h2}}, nil))
+	web := serviceOf(t, hs.app(t, apps, "shop"), "web")
+	runID, _ := hs.scale(t, web.ID, 2)
+	run := hs.waitRun(t, runID)
+	var steps []string
+	for _, s := range run.Steps {
+		steps = append(steps, s.Name)
+	}
+	require.Contains(t, steps, "mesh", "the scale brought the relays along")
+
+	web = serviceOf(t, hs.app(t, apps, "shop"), "web")
+	var onH2 *store.InstanceView
+	for i := range web.Instances {
+		if web.Instances[i].Host == h2 {
+			onH2 = &web.Instances[i]
+		}
+	}
+	require.NotNil(t, onH2, "the new instance went to the new host: %+v", web.Instances)
+	p := onH2.Ports[0]
+	base := fmt.Sprintf("http://%s:%d", p.HostIP, p.HostPort)
+	code, answer := httpGet(t, base+"/call?url="+url.QueryEscape("http://db:3306/"))
+	require.Equal(t, http.StatusOK, code, answer)
+	require.Contains(t, answer, `"service":"db"`)
+	relays := hs.meshContainers(t, tenant, "dev", "shop")
+	require.Contains(t, relays[h2], berth.AppScoped(tenant, "dev", "shop", "_forward-db"))
+
+	hs.scale(t, web.ID, 1)
+	require.Empty(t, hs.meshContainers(t, tenant, "dev", "shop")[h2], "scale-in takes the relays off the host it left")
+}

@@ -39,33 +39,34 @@ func (s *Server) serviceContext(c *gin.Context) (*store.ServiceContext, error) {
 
 // serviceTarget loads what a scale or a release of the service in the path
 // needs: its context, its spec with the image it runs now (the compose file
-// holds the first image; releases move the service on), and its live
-// instances, oldest first.
-func (s *Server) serviceTarget(c *gin.Context) (*store.ServiceContext, *compose.ServiceSpec, []berth.PlannedInstance, error) {
+// holds the first image; releases move the service on), the application's
+// other services (the relays between hosts follow all of them), and its
+// live instances, oldest first.
+func (s *Server) serviceTarget(c *gin.Context) (*store.ServiceContext, *compose.ServiceSpec, []compose.ServiceSpec, []berth.PlannedInstance, error) {
 	ctx := c.Request.Context()
 	sc, err := s.serviceContext(c)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	spec, err := compose.Parse(ctx, sc.Application.Name, []byte(sc.Application.Compose), s.cfg.Compose)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	// The limits as they were applied at deploy, unless the environment's
 	// maximums have since come down: then the release says so up front.
 	if err := compose.ApplyLimits(spec, sc.Environment.Limits); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	svc := spec.Service(sc.Service.Name)
 	if svc == nil {
-		return nil, nil, nil, &berth.Error{Code: berth.EConflict, Message: "service " + sc.Service.Name + " is not in its application's compose file"}
+		return nil, nil, nil, nil, &berth.Error{Code: berth.EConflict, Message: "service " + sc.Service.Name + " is not in its application's compose file"}
 	}
 	svc.Image = sc.Service.Image
 	live, err := s.store.LiveServiceInstances(ctx, sc.Service.ID)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return sc, svc, live, nil
+	return sc, svc, spec.Services, live, nil
 }
 
 // createRelease starts a rolling image release of a service, or, for a
@@ -157,7 +158,7 @@ type releaseSpec struct {
 func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 	ctx := c.Request.Context()
 	image, version, batch, deadline, rollbackOf := rs.image, rs.version, rs.batch, rs.deadline, rs.rollbackOf
-	sc, svc, live, err := s.serviceTarget(c)
+	sc, svc, appServices, live, err := s.serviceTarget(c)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -227,7 +228,7 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 		EnvironmentID: sc.Environment.ID, ServiceID: sc.Service.ID, Tenant: tenant, Env: env, App: app,
 		Service: target, LastGoodImage: lastGood.Image, Instances: live, BatchSize: batch, Fast: rollbackOf != 0,
 		ProgressDeadline: deadline, PortMin: s.cfg.PortMin, PortMax: s.cfg.PortMax, HealthTimeout: s.cfg.HealthTimeout,
-		DrainTimeout: s.cfg.DrainTimeout, LB: s.lbFor(&sc.Environment)}
+		DrainTimeout: s.cfg.DrainTimeout, LB: s.lbFor(&sc.Environment), AppServices: appServices}
 	if rs.kind == berth.ReleaseFile {
 		input.Kind, input.PackageSHA256, input.LastGoodPackage = berth.ReleaseFile, rs.pkg.SHA256, lastGood.PackageSHA256
 		input.Command = rs.command

@@ -40,7 +40,7 @@ func (s *Server) scaleService(c *gin.Context) {
 		s.fail(c, badRequest(fmt.Sprintf("replicas must be between 0 and %d", max)))
 		return
 	}
-	sc, svcSpec, live, err := s.serviceTarget(c)
+	sc, svcSpec, appServices, live, err := s.serviceTarget(c)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -85,7 +85,8 @@ func (s *Server) scaleService(c *gin.Context) {
 	}
 	input := workflows.ScaleServiceInput{RunID: run.ID, ApplicationID: sc.Application.ID, EnvironmentID: sc.Environment.ID,
 		ServiceID: sc.Service.ID, Tenant: tenant, Env: env, App: app, Service: *svcSpec, From: from, To: to, Remove: remove,
-		PortMin: s.cfg.PortMin, PortMax: s.cfg.PortMax, HealthTimeout: s.cfg.HealthTimeout, DrainTimeout: s.cfg.DrainTimeout, LB: s.lbFor(&sc.Environment)}
+		PortMin: s.cfg.PortMin, PortMax: s.cfg.PortMax, HealthTimeout: s.cfg.HealthTimeout, DrainTimeout: s.cfg.DrainTimeout, LB: s.lbFor(&sc.Environment),
+		AppServices: appServices}
 	if err := s.startRun(ctx, run, workflows.ScaleServiceName, input); err != nil {
 		s.fail(c, err)
 		return

@@ -48,6 +48,10 @@ func startBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compo
 		}
 		return cause
 	}
+	mt := meshTarget{appID: in.ApplicationID, tenant: in.Tenant, env: in.Env, app: in.App, services: in.AppServices}
+	if err := followMesh(ctx, r, mt); err != nil {
+		return nil, nil, undo(err)
+	}
 	started, err := startInstances(ctx, deploy, plan.Instances, []string{spec.Name}, labels)
 	if err != nil {
 		return nil, nil, undo(err)
@@ -92,7 +96,8 @@ func replaceBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec com
 	if err := removeInstances(dctx, old, true); err != nil {
 		return fresh, err
 	}
-	return fresh, nil
+	mt := meshTarget{appID: in.ApplicationID, tenant: in.Tenant, env: in.Env, app: in.App, services: in.AppServices}
+	return fresh, followMesh(dctx, r, mt)
 }
 
 // installBatch drains a batch, installs the package in each instance in

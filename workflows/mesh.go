@@ -5,11 +5,17 @@ import (
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/compose"
 )
 
 // meshChange is the GetVersion change id that added the relays carrying an
 // application's traffic between its hosts to deploys.
 const meshChange = "mesh"
+
+// meshFollowsChange is the GetVersion change id that made scales, releases
+// and canaries bring the relays along when they change an application's
+// hosts.
+const meshFollowsChange = "mesh-follows"
 
 // spansHosts says whether instances run on more than one host.
 func spansHosts(insts []berth.PlannedInstance) bool {
@@ -39,4 +45,31 @@ func syncMesh(ctx workflow.Context, r *run, in DeployStackInput, insts []berth.P
 	}
 	r.meshed = true
 	return r.step(ctx, "mesh", call)
+}
+
+// meshTarget is an application whose relays follow its placement.
+type meshTarget struct {
+	appID            uint
+	tenant, env, app string
+	// services are every service of the application (their ports, networks
+	// and aliases); empty in the inputs of runs started before relays
+	// followed scales, which then leave the relays alone.
+	services []compose.ServiceSpec
+}
+
+// followMesh brings an application's relays in line with its live and
+// planned instances after a run changed where they are: a new host gets its
+// gateway and forwarders, a host that lost a service's last instance gets a
+// forwarder for it. Called before new instances start, so they find their
+// dependencies by name, and after old ones went.
+func followMesh(ctx workflow.Context, r *run, t meshTarget) error {
+	if len(t.services) == 0 || workflow.GetVersion(ctx, meshFollowsChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	var insts []berth.PlannedInstance
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, r.st.LiveInstances, t.appID).Get(ctx, &insts); err != nil {
+		return err
+	}
+	return syncMesh(ctx, r, DeployStackInput{Tenant: t.tenant, Env: t.env, App: t.app, Spec: compose.Spec{Project: t.app, Services: t.services}}, insts, false)
 }

@@ -27,6 +27,9 @@ type ReleaseVersionInput struct {
 	App           string `json:"app"`
 	// Service is the service's spec with Image set to the release's image.
 	Service compose.ServiceSpec `json:"service"`
+	// AppServices are every service of the application, so that the relays
+	// between its hosts follow where new instances go.
+	AppServices []compose.ServiceSpec `json:"appServices,omitempty"`
 	// Kind is "image" (the default) or "file": a file release installs
 	// PackageSHA256 into the live instances in place and restarts them, and
 	// rolls back to LastGoodPackage.

@@ -35,6 +35,13 @@ type ScaleServiceInput struct {
 	HealthTimeout time.Duration           `json:"healthTimeout"`
 	DrainTimeout  time.Duration           `json:"drainTimeout"`
 	LB            berth.LBSettings        `json:"lb"`
+	// AppServices are every service of the application, so that the relays
+	// between its hosts follow the new placement.
+	AppServices []compose.ServiceSpec `json:"appServices,omitempty"`
+}
+
+func (in ScaleServiceInput) mesh() meshTarget {
+	return meshTarget{appID: in.ApplicationID, tenant: in.Tenant, env: in.Env, app: in.App, services: in.AppServices}
 }
 
 // ScaleServiceResult lists what changed.
@@ -127,6 +134,9 @@ func scaleOut(ctx workflow.Context, r *run, in ScaleServiceInput) (*ScaleService
 	if err := r.step(ctx, "images", func() error { return ensureImages(ctx, spec, plan.Instances) }); err != nil {
 		return nil, undo(err)
 	}
+	if err := followMesh(ctx, r, in.mesh()); err != nil {
+		return nil, undo(err)
+	}
 	var started []activities.InstanceResult
 	err = r.step(ctx, "start "+in.Service.Name, func() error {
 		var err error
@@ -172,6 +182,9 @@ func scaleIn(ctx workflow.Context, r *run, in ScaleServiceInput) (*ScaleServiceR
 		}
 		return removeInstances(ctx, in.Remove, true)
 	})
+	if err == nil {
+		err = followMesh(ctx, r, in.mesh())
+	}
 	if err != nil {
 		r.status.Error = errorMessage(err)
 		return nil, err
