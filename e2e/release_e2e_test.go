@@ -298,3 +298,36 @@ func TestTerminatedReleaseFreesItsLock(t *testing.T) {
 	require.Equal(t, berth.RunFailed, rb.Run.Status)
 	require.Contains(t, rb.Run.Error, "closed without recording")
 }
+
+// A delete in an environment that approves releases waits for an approver
+// too (else delete and deploy again would step round the approval):
+// rejected, every instance stays and the application is running again;
+// approved, it goes.
+func TestDeleteWaitsForApproval(t *testing.T) {
+	hs := needHarness(t)
+	tenant := hs.tenant + "-delok"
+	apps := hs.newEnvWith(t, tenant, map[string]any{"name": "stage", "approveReleases": true, "separateDuties": false, "requireComment": false})
+	hs.deployOK(t, apps, "shop", webCompose("web", 2, ""))
+	approver := hs.newPerson(t, tenant+"-ann", tenant, "approver")
+
+	var del runStartedBody
+	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "DELETE", apps+"/shop", nil, &del))
+	a := hs.waitApproval(t, del.RunID)
+	require.Equal(t, 2, countAll(hs.containersOf(t, tenant)), "nothing stops before the approval")
+	code, msg := approver.post(t, decidePath(a.ID), map[string]string{"decision": "reject", "comment": "still in use"}, nil)
+	require.Equal(t, http.StatusOK, code, msg)
+	run := hs.waitRun(t, del.RunID)
+	require.Equal(t, berth.RunFailed, run.Status)
+	require.Contains(t, run.Error, "still in use")
+	require.Contains(t, run.Error, "nothing was deleted")
+	require.Equal(t, 2, countAll(hs.containersOf(t, tenant)))
+	require.Equal(t, berth.StateRunning, hs.app(t, apps, "shop").Application.State)
+
+	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "DELETE", apps+"/shop", nil, &del))
+	a = hs.waitApproval(t, del.RunID)
+	code, msg = approver.post(t, decidePath(a.ID), map[string]string{"decision": "approve"}, nil)
+	require.Equal(t, http.StatusOK, code, msg)
+	run = hs.waitRun(t, del.RunID)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
+	require.Zero(t, countAll(hs.containersOf(t, tenant)))
+}

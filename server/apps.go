@@ -4,10 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -234,7 +236,17 @@ func (s *Server) deleteApplication(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	input := workflows.DeleteStackInput{RunID: run.ID, ApplicationID: app.ID, Tenant: tenant, Env: env.Name, App: app.Name}
+	input := workflows.DeleteStackInput{RunID: run.ID, ApplicationID: app.ID, Tenant: tenant, Env: env.Name, App: app.Name,
+		PriorState: app.State}
+	if env.ApproveReleases {
+		// A delete in an environment that approves its changes waits like a
+		// release: otherwise delete and deploy again would bypass approval.
+		input.Approval = &berth.ApprovalRequest{Step: "approval", Roles: []berth.Role{berth.RoleApprover}, Quorum: 1,
+			SeparateDuties: env.SeparateDuties, RequireComment: env.RequireComment,
+			StartedBy: actor(c), TenantID: env.TenantID, EnvironmentID: env.ID, Timeout: 24 * time.Hour,
+			OnTimeout: berth.OnTimeoutFail,
+			Summary: fmt.Sprintf("delete application %s from %s/%s: every instance stops and is removed", app.Name, tenant, env.Name)}
+	}
 	if err := s.startRun(ctx, run, workflows.DeleteStackName, input); err != nil {
 		s.fail(c, err)
 		return

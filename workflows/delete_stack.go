@@ -3,6 +3,7 @@ package workflows
 import (
 	"fmt"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/berth-dev/berth"
@@ -19,6 +20,12 @@ type DeleteStackInput struct {
 	Tenant        string `json:"tenant"`
 	Env           string `json:"env"`
 	App           string `json:"app"`
+	// Approval, when set (environments that approve releases), is asked for
+	// before anything is touched: a delete there is a change like any other.
+	Approval *berth.ApprovalRequest `json:"approval,omitempty"`
+	// PriorState is what the application goes back to when the delete is
+	// rejected, times out or is cancelled while it waits.
+	PriorState berth.State `json:"priorState,omitempty"`
 }
 
 // DeleteStackResult lists the instances removed.
@@ -38,6 +45,11 @@ func DeleteStack(ctx workflow.Context, in DeleteStackInput) (*DeleteStackResult,
 	r, err := newRun(ctx, in.RunID)
 	if err != nil {
 		return nil, err
+	}
+	if in.Approval != nil {
+		if err := approveDelete(ctx, r, in); err != nil {
+			return nil, err
+		}
 	}
 	var insts []berth.PlannedInstance
 	err = r.step(ctx, "load", func() error {
@@ -72,4 +84,31 @@ func DeleteStack(ctx workflow.Context, in DeleteStackInput) (*DeleteStackResult,
 	r.status.Step = "done"
 	r.finish(ctx, activities.FinishInput{Status: berth.RunSucceeded, ApplicationID: in.ApplicationID, AppState: berth.StateDeleted})
 	return res, nil
+}
+
+// approveDelete waits for the delete's approval. A rejection, a timeout or
+// a cancel ends the run with the application as it was.
+func approveDelete(ctx workflow.Context, r *run, in DeleteStackInput) error {
+	o, err := awaitApproval(ctx, r, *in.Approval)
+	var reason string
+	status := berth.RunFailed
+	switch {
+	case err != nil && (isCancel(ctx, err) || isType(err, berth.ErrApprovalAborted)):
+		reason, status = errorMessage(err), berth.RunCancelled
+	case err != nil:
+		reason = errorMessage(err)
+	case o.State == berth.ApprovalRejected:
+		reason = o.Rejection()
+	default:
+		return nil
+	}
+	reason += "; nothing was deleted"
+	prior := in.PriorState
+	if prior == "" || prior == berth.StateDeleting {
+		prior = berth.StateRunning
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	r.status.Error = reason
+	r.finish(dctx, activities.FinishInput{Status: status, Error: reason, ApplicationID: in.ApplicationID, AppState: prior})
+	return temporal.NewNonRetryableApplicationError(reason, berth.ErrApprovalRejected, err)
 }
