@@ -331,3 +331,45 @@ func TestDeleteWaitsForApproval(t *testing.T) {
 	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
 	require.Zero(t, countAll(hs.containersOf(t, tenant)))
 }
+
+// A clone into an environment that approves releases waits for an approver:
+// rejected, nothing is deployed there; approved, the clone runs.
+func TestCloneIntoAnApprovingEnvironmentWaits(t *testing.T) {
+	hs := needHarness(t)
+	tenant := hs.tenant + "-clok"
+	apps := hs.newEnvOn(t, tenant)
+	require.Equal(t, http.StatusCreated, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments",
+		map[string]any{"name": "stage", "approveReleases": true, "separateDuties": false, "requireComment": false}, nil))
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "POST", "/api/v1/tenants/"+tenant+"/environments/stage/hosts",
+		map[string][]string{"hosts": hs.hostNames()}, nil))
+	stage := "/api/v1/tenants/" + tenant + "/environments/stage/applications"
+	hs.deployOK(t, apps, "shop", webCompose("web", 1, ""))
+	svc := hs.app(t, apps, "shop").Services[0]
+	approver := hs.newPerson(t, tenant+"-ann", tenant, "approver")
+	clone := func() uint {
+		t.Helper()
+		var out runStartedBody
+		require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/clone", svc.ID),
+			map[string]any{"name": "shop-try", "environment": "stage", "image": "berth-sample:v2"}, &out))
+		return out.RunID
+	}
+
+	runID := clone()
+	a := hs.waitApproval(t, runID)
+	require.Equal(t, 1, countAll(hs.containersOf(t, tenant)), "nothing starts before the approval")
+	code, msg := approver.post(t, decidePath(a.ID), map[string]string{"decision": "reject", "comment": "not in stage"}, nil)
+	require.Equal(t, http.StatusOK, code, msg)
+	run := hs.waitRun(t, runID)
+	require.Equal(t, berth.RunFailed, run.Status)
+	require.Contains(t, run.Error, "nothing was deployed")
+	require.Equal(t, 1, countAll(hs.containersOf(t, tenant)))
+	require.Equal(t, berth.StateDeleted, hs.app(t, stage, "shop-try").Application.State)
+
+	runID = clone()
+	a = hs.waitApproval(t, runID)
+	code, msg = approver.post(t, decidePath(a.ID), map[string]string{"decision": "approve"}, nil)
+	require.Equal(t, http.StatusOK, code, msg)
+	run = hs.waitRun(t, runID)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
+	require.Len(t, hs.app(t, stage, "shop-try").Services[0].Instances, 1)
+}

@@ -134,6 +134,14 @@ func (s *Server) deployApplication(c *gin.Context) {
 	input := workflows.DeployStackInput{RunID: run.ID, ApplicationID: app.ID, EnvironmentID: env.ID,
 		Tenant: tenant, Env: env.Name, App: req.Name, Spec: *spec, PortMin: s.cfg.PortMin, PortMax: s.cfg.PortMax,
 		HealthTimeout: s.cfg.HealthTimeout, LB: s.lbFor(env)}
+	if what := c.GetString(cloneKey); what != "" && env.ApproveReleases {
+		// A clone puts a service, perhaps with another image, into an
+		// environment whose releases need approval: it waits like one.
+		input.Approval = &berth.ApprovalRequest{Step: "approval", Roles: []berth.Role{berth.RoleApprover}, Quorum: 1,
+			SeparateDuties: env.SeparateDuties, RequireComment: env.RequireComment,
+			StartedBy: actor(c), TenantID: env.TenantID, EnvironmentID: env.ID, Timeout: 24 * time.Hour,
+			OnTimeout: berth.OnTimeoutFail, Summary: what}
+	}
 	if err := s.startRun(ctx, run, workflows.DeployStackName, input); err != nil {
 		s.fail(c, err)
 		return
@@ -245,7 +253,7 @@ func (s *Server) deleteApplication(c *gin.Context) {
 			SeparateDuties: env.SeparateDuties, RequireComment: env.RequireComment,
 			StartedBy: actor(c), TenantID: env.TenantID, EnvironmentID: env.ID, Timeout: 24 * time.Hour,
 			OnTimeout: berth.OnTimeoutFail,
-			Summary: fmt.Sprintf("delete application %s from %s/%s: every instance stops and is removed", app.Name, tenant, env.Name)}
+			Summary:   fmt.Sprintf("delete application %s from %s/%s: every instance stops and is removed", app.Name, tenant, env.Name)}
 	}
 	if err := s.startRun(ctx, run, workflows.DeleteStackName, input); err != nil {
 		s.fail(c, err)

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strconv"
 
@@ -80,11 +81,17 @@ func (s *Server) cloneService(c *gin.Context) {
 		return
 	}
 	c.Set("berth.audit", "clone of service "+strconv.FormatUint(uint64(sc.Service.ID), 10)+" as "+env+"/"+req.Name)
+	c.Set(cloneKey, fmt.Sprintf("clone %s/%s of %s/%s/%s (image %s, %d instances)", env, req.Name,
+		sc.Tenant.Name, sc.Environment.Name, sc.Service.Name, image, replicas))
 	c.Params = gin.Params{{Key: "tenant", Value: sc.Tenant.Name}, {Key: "env", Value: env}}
 	c.Request.Body = io.NopCloser(bytes.NewReader(body))
 	c.Request.Header.Set("Content-Type", "application/json")
 	s.deployApplication(c)
 }
+
+// cloneKey marks, for deployApplication, a deploy that is a clone, with
+// what the approval should say about it.
+const cloneKey = "berth.clone"
 
 // cloneCompose keeps one service of a compose document, with the image and
 // replica count given and no depends_on or links, and the document's

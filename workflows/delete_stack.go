@@ -47,7 +47,11 @@ func DeleteStack(ctx workflow.Context, in DeleteStackInput) (*DeleteStackResult,
 		return nil, err
 	}
 	if in.Approval != nil {
-		if err := approveDelete(ctx, r, in); err != nil {
+		prior := in.PriorState
+		if prior == "" || prior == berth.StateDeleting {
+			prior = berth.StateRunning
+		}
+		if err := approveChange(ctx, r, *in.Approval, in.ApplicationID, prior, "deleted"); err != nil {
 			return nil, err
 		}
 	}
@@ -86,10 +90,11 @@ func DeleteStack(ctx workflow.Context, in DeleteStackInput) (*DeleteStackResult,
 	return res, nil
 }
 
-// approveDelete waits for the delete's approval. A rejection, a timeout or
-// a cancel ends the run with the application as it was.
-func approveDelete(ctx workflow.Context, r *run, in DeleteStackInput) error {
-	o, err := awaitApproval(ctx, r, *in.Approval)
+// approveChange waits for a change's approval. A rejection, a timeout or
+// a cancel ends the run, the application left in state, with why and
+// "nothing was <done>".
+func approveChange(ctx workflow.Context, r *run, req berth.ApprovalRequest, appID uint, state berth.State, done string) error {
+	o, err := awaitApproval(ctx, r, req)
 	var reason string
 	status := berth.RunFailed
 	switch {
@@ -102,13 +107,9 @@ func approveDelete(ctx workflow.Context, r *run, in DeleteStackInput) error {
 	default:
 		return nil
 	}
-	reason += "; nothing was deleted"
-	prior := in.PriorState
-	if prior == "" || prior == berth.StateDeleting {
-		prior = berth.StateRunning
-	}
+	reason += "; nothing was " + done
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	r.status.Error = reason
-	r.finish(dctx, activities.FinishInput{Status: status, Error: reason, ApplicationID: in.ApplicationID, AppState: prior})
+	r.finish(dctx, activities.FinishInput{Status: status, Error: reason, ApplicationID: appID, AppState: state})
 	return temporal.NewNonRetryableApplicationError(reason, berth.ErrApprovalRejected, err)
 }

@@ -31,6 +31,9 @@ type DeployStackInput struct {
 	HealthTimeout time.Duration `json:"healthTimeout"`
 	// LB says how services are put behind the load balancer (version exposeVersion on).
 	LB berth.LBSettings `json:"lb"`
+	// Approval, when set (a clone into an environment that approves
+	// releases), is asked for before anything is planned.
+	Approval *berth.ApprovalRequest `json:"approval,omitempty"`
 }
 
 // exposeChange is the GetVersion change id that added the load balancer,
@@ -60,6 +63,12 @@ func DeployStack(ctx workflow.Context, in DeployStackInput) (*DeployStackResult,
 	r, err := newRun(ctx, in.RunID)
 	if err != nil {
 		return nil, err
+	}
+	if in.Approval != nil {
+		// Rejected, the application never existed.
+		if err := approveChange(ctx, r, *in.Approval, in.ApplicationID, berth.StateDeleted, "deployed"); err != nil {
+			return nil, err
+		}
 	}
 	r.exposeVersion = workflow.GetVersion(ctx, exposeChange, workflow.DefaultVersion, 1)
 	var plan berth.Plan
