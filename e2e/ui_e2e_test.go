@@ -296,3 +296,54 @@ func TestUIServicePage(t *testing.T) {
 	do(t, ctx, chromedp.EmulateViewport(375, 812), chromedp.Reload())
 	noSideScroll(t, ctx, "service page")
 }
+
+// Every accepted compose file is a numbered version with who, when, its run
+// and a diff against the one before; the API shows them, and the service
+// page in a real browser shows the newest diff with + and − lines.
+func TestComposeVersionsAndTheirDiff(t *testing.T) {
+	hs := needHarness(t)
+	apps := hs.newEnv(t, "vers")
+	tenant := strings.Split(strings.TrimPrefix(apps, "/api/v1/tenants/"), "/")[0]
+	hs.deployOK(t, apps, "shop", webCompose("web", 1, `GREETING: "hello"`))
+	var del runStartedBody
+	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "DELETE", apps+"/shop", nil, &del))
+	require.Equal(t, berth.RunSucceeded, hs.waitRun(t, del.RunID).Status)
+	run2 := hs.deployOK(t, apps, "shop", webCompose("web", 1, `GREETING: "bonjour"`))
+
+	var list struct {
+		Versions []struct {
+			Number         int
+			CreatedBy      string
+			RunID          uint
+			Added, Removed int
+			Compose, Diff  string
+		}
+	}
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", apps+"/shop/versions", nil, &list))
+	require.Len(t, list.Versions, 2)
+	require.Equal(t, 2, list.Versions[0].Number)
+	require.Equal(t, run2.ID, list.Versions[0].RunID)
+	require.Equal(t, 1, list.Versions[0].Added)
+	require.Equal(t, 1, list.Versions[0].Removed)
+	require.Empty(t, list.Versions[0].Compose, "the list is light")
+
+	var v2 struct{ Compose, Diff string }
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", apps+"/shop/versions/2", nil, &v2))
+	require.Contains(t, v2.Compose, "bonjour")
+	require.Contains(t, v2.Diff, `-    environment: {LISTEN: ":8080", GREETING: "hello"}`)
+	require.Contains(t, v2.Diff, `+    environment: {LISTEN: ":8080", GREETING: "bonjour"}`)
+	require.Equal(t, http.StatusNotFound, hs.apiJSON(t, "GET", apps+"/shop/versions/3", nil, nil))
+	require.Equal(t, http.StatusBadRequest, hs.apiJSON(t, "GET", apps+"/shop/versions/x", nil, nil))
+
+	svc := hs.app(t, apps, "shop").Services[0]
+	viewer := hs.newPerson(t, "vers-dev", tenant, berth.RoleDeveloper)
+	ctx := window(t, newBrowser(t))
+	hs.signIn(t, ctx, viewer, fmt.Sprintf("/services/%d", svc.ID))
+	do(t, ctx, chromedp.WaitVisible(chromedp.CSS("section.versions details[open] pre.diff")))
+	added := eval[string](t, ctx, `document.querySelector('section.versions details[open] pre.diff .add').textContent`)
+	removed := eval[string](t, ctx, `document.querySelector('section.versions details[open] pre.diff .del').textContent`)
+	require.Contains(t, added, "bonjour")
+	require.Contains(t, removed, "hello")
+	require.Equal(t, 2, eval[int](t, ctx, `document.querySelectorAll('section.versions details.version').length`))
+	hs.screenshot(t, ctx, "versions")
+}

@@ -83,6 +83,8 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/tenants/:tenant/environments/:env/applications", s.deployApplication, need(tenantParam, "deploying", deployRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/environments/:env/applications", s.listApplications, need(tenantParam, "reading applications", readRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/environments/:env/applications/:app", s.getApplication, need(tenantParam, "reading an application", readRoles...)},
+		{"GET", "/api/v1/tenants/:tenant/environments/:env/applications/:app/versions", s.listVersions, need(tenantParam, "reading an application's versions", readRoles...)},
+		{"GET", "/api/v1/tenants/:tenant/environments/:env/applications/:app/versions/:n", s.getVersion, need(tenantParam, "reading an application's version", readRoles...)},
 		{"DELETE", "/api/v1/tenants/:tenant/environments/:env/applications/:app", s.deleteApplication, need(tenantParam, "deleting an application", deployRoles...)},
 
 		{"GET", "/api/v1/services/:id", s.getService, need(serviceParam, "reading a service", readRoles...)},

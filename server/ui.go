@@ -503,12 +503,18 @@ func (s *Server) servicePage(c *gin.Context) {
 		s.renderError(c, err)
 		return
 	}
+	versions, err := s.versionDiffs(c, sc.Application.ID)
+	if err != nil {
+		s.renderError(c, err)
+		return
+	}
 	s.render(c, http.StatusOK, "service", "Service "+view.Name, "", struct {
-		S    *store.ServiceView
-		Ctx  *store.ServiceContext
-		Pool *berth.LBPool
-		Runs []store.Run
-	}{view, sc, pool, runs})
+		S        *store.ServiceView
+		Ctx      *store.ServiceContext
+		Pool     *berth.LBPool
+		Runs     []store.Run
+		Versions []versionDiff
+	}{view, sc, pool, runs, versions})
 }
 
 func (s *Server) auditPage(c *gin.Context) {

@@ -69,6 +69,9 @@ func (s *Store) BeginDeploy(ctx context.Context, envID uint, name, compose, spec
 			}
 			return err
 		}
+		if err := recordVersion(tx, app.ID, compose, specHash, run); err != nil {
+			return err
+		}
 		return tx.Model(&app).Update("last_run_id", run.ID).Error
 	})
 	if err != nil {

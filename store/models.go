@@ -199,5 +199,5 @@ func allModels() []any {
 	return []any{&Region{}, &Host{}, &Tenant{}, &Environment{}, &Application{}, &Service{},
 		&Instance{}, &PortAllocation{}, &Run{}, &Step{}, &AuditEvent{},
 		&berth.LBPool{}, &berth.LBServer{}, &berth.FirewallOpening{}, &berth.CMDBRecord{}, &Release{}, &ServiceReleases{}, &ReleaseOutput{},
-		&User{}, &RoleBinding{}, &APIToken{}, &Session{}, &Approval{}, &Decision{}, &Secret{}}
+		&User{}, &RoleBinding{}, &APIToken{}, &Session{}, &Approval{}, &Decision{}, &Secret{}, &AppVersion{}}
 }

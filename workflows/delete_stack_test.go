@@ -166,3 +166,24 @@ func TestDeleteStackCancelledClosesRunAsCancelled(t *testing.T) {
 	require.Equal(t, [][]string{{"acme-prod-shop-web-1", "acme-prod-shop-api-1"}}, rec.releases(),
 		"what was removed before the cancel is released; what was in flight is not")
 }
+
+// In an environment that approves releases a delete waits too; rejected,
+// it touches nothing and the application is as it was.
+func TestDeleteStackApprovalRejectedTouchesNothing(t *testing.T) {
+	env, rec, _ := newReleaseEnv(t)
+	in := deleteInput()
+	in.Approval, in.PriorState = releaseApproval(), berth.StateRunning
+	signalAt(env, time.Minute, berth.ApprovalDecision{ApprovalID: 42, State: berth.ApprovalRejected, By: []string{"carol"}, Comment: "still in use"})
+
+	env.ExecuteWorkflow(DeleteStackName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.Equal(t, berth.ErrApprovalRejected, appError(t, env.GetWorkflowError()).Type())
+	for _, a := range []string{"LiveInstances", "RemoveInstance", "Unexpose"} {
+		require.Empty(t, rec.callsOf(a), a)
+	}
+	fin := rec.onlyFinish(t)
+	require.Equal(t, berth.RunFailed, fin.Status)
+	require.Equal(t, "rejected by carol: still in use; nothing was deleted", fin.Error)
+	require.Equal(t, berth.StateRunning, fin.AppState, "the application is running again")
+}
