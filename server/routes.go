@@ -78,6 +78,7 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/tenants/:tenant/environments", s.createEnvironment, need(tenantParam, "creating an environment", adminRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/environments", s.listEnvironments, need(tenantParam, "reading environments", readRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/environments/:env", s.getEnvironment, need(tenantParam, "reading an environment", readRoles...)},
+		{"PUT", "/api/v1/tenants/:tenant/environments/:env/limits", s.setLimits, need(tenantParam, "setting an environment's limits", adminRoles...)},
 		{"POST", "/api/v1/tenants/:tenant/environments/:env/hosts", s.authoriseHosts, need(platform, "authorising hosts for an environment", adminRoles...)},
 
 		{"POST", "/api/v1/tenants/:tenant/environments/:env/applications", s.deployApplication, need(tenantParam, "deploying", deployRoles...)},

@@ -96,3 +96,30 @@ func TestSecretsAreWriteOnlyVersionedAndAuthorised(t *testing.T) {
 	require.NotContains(t, eb.Error.Message, "db_password")
 	require.Contains(t, eb.Error.Message, "POST /api/v1/tenants/shop/secrets")
 }
+
+func TestEnvironmentLimitsAreAdminsAndChecked(t *testing.T) {
+	f := newAPI(t)
+	code, eb := f.call("POST", "/api/v1/tenants", f.token, nameRequest{Name: "shop"}, nil)
+	require.Equal(t, http.StatusCreated, code, eb.Error.Message)
+	var env store.Environment
+	code, eb = f.call("POST", "/api/v1/tenants/shop/environments", f.token, environmentRequest{Name: "dev"}, &env)
+	require.Equal(t, http.StatusCreated, code, eb.Error.Message)
+	require.Equal(t, defaultLimits, env.Limits, "an environment created without limits gets the defaults")
+
+	dev := f.user("dana", roleRequest{Tenant: "shop", Role: berth.RoleDeveloper})
+	l := berth.Limits{DefaultMemoryBytes: 64 << 20, MaxMemoryBytes: 128 << 20}
+	code, _ = f.call("PUT", "/api/v1/tenants/shop/environments/dev/limits", dev, l, nil)
+	require.Equal(t, http.StatusForbidden, code)
+	code, eb = f.call("PUT", "/api/v1/tenants/shop/environments/dev/limits", f.token, berth.Limits{DefaultMemoryBytes: 1 << 30, MaxMemoryBytes: 1 << 20}, nil)
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Contains(t, eb.Error.Message, "above the maximum")
+	var changed store.Environment
+	code, eb = f.call("PUT", "/api/v1/tenants/shop/environments/dev/limits", f.token, l, &changed)
+	require.Equal(t, http.StatusOK, code, eb.Error.Message)
+	require.Equal(t, l, changed.Limits)
+	stored, err := f.st.Environment(context.Background(), "shop", "dev")
+	require.NoError(t, err)
+	require.Equal(t, l, stored.Limits)
+	code, _ = f.call("PUT", "/api/v1/tenants/shop/environments/nope/limits", f.token, l, nil)
+	require.Equal(t, http.StatusNotFound, code)
+}

@@ -184,3 +184,28 @@ func (s *Server) authoriseHosts(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, e)
 }
+
+// setLimits replaces an environment's resource defaults and maximums
+// (admins): running instances keep theirs until their next change.
+func (s *Server) setLimits(c *gin.Context) {
+	var l berth.Limits
+	if err := bind(c, &l); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := l.Check(); err != nil {
+		s.fail(c, badRequest("limits: "+err.Error()))
+		return
+	}
+	e, err := s.environment(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.store.SetEnvironmentLimits(c.Request.Context(), e.ID, l); err != nil {
+		s.fail(c, err)
+		return
+	}
+	e.Limits = l
+	c.JSON(http.StatusOK, e)
+}

@@ -8,8 +8,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/compose/textdiff"
+	"github.com/berth-dev/berth/store"
 )
 
 // versionView is a version of an application's compose file with how it

@@ -5,6 +5,9 @@ import (
 	"fmt"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/berth-dev/berth"
 )
 
 // CreateTenant adds a tenant.
@@ -102,4 +105,18 @@ func (s *Store) TenantByID(ctx context.Context, id uint) (*Tenant, error) {
 		return nil, notFound(err, fmt.Sprintf("tenant %d", id))
 	}
 	return &t, nil
+}
+
+// SetEnvironmentLimits replaces an environment's resource defaults and
+// maximums. Running instances keep theirs; the next deploy, scale or release
+// applies the new ones.
+func (s *Store) SetEnvironmentLimits(ctx context.Context, envID uint, l berth.Limits) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var e Environment
+		if err := tx.First(&e, envID).Error; err != nil {
+			return notFound(err, fmt.Sprintf("environment %d", envID))
+		}
+		e.Limits = l
+		return tx.Omit(clause.Associations).Save(&e).Error
+	})
 }

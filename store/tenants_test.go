@@ -139,3 +139,20 @@ func TestAuthoriseHosts(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrNotFound)
 	})
 }
+
+func TestEnvironmentLimitsChange(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		env := newEnv(t, st, "acme", "dev")
+		l := berth.Limits{DefaultMemoryBytes: 256 << 20, DefaultNanoCPUs: 500_000_000, DefaultPids: 100, MaxMemoryBytes: 1 << 30, MaxNanoCPUs: 2e9, MaxPids: 1000}
+		require.NoError(t, st.SetEnvironmentLimits(ctx, env.ID, l))
+		got, err := st.Environment(ctx, "acme", "dev")
+		require.NoError(t, err)
+		require.Equal(t, l, got.Limits)
+		require.NoError(t, st.SetEnvironmentLimits(ctx, env.ID, berth.Limits{}), "zero lifts every limit")
+		got, err = st.Environment(ctx, "acme", "dev")
+		require.NoError(t, err)
+		require.Equal(t, berth.Limits{}, got.Limits)
+		require.ErrorIs(t, st.SetEnvironmentLimits(ctx, 98765, l), store.ErrNotFound)
+	})
+}
