@@ -35,3 +35,47 @@ func (l Limits) Check() error {
 	}
 	return nil
 }
+
+// BytesText writes a memory limit for people: 512MiB, 1GiB, unlimited.
+func BytesText(b int64) string {
+	switch {
+	case b == 0:
+		return "unlimited"
+	case b%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", b>>30)
+	case b%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", b>>20)
+	}
+	return fmt.Sprintf("%d bytes", b)
+}
+
+// CPUsText writes a CPU limit in CPUs.
+func CPUsText(nano int64) string {
+	if nano == 0 {
+		return "unlimited"
+	}
+	return fmt.Sprintf("%g", float64(nano)/1e9)
+}
+
+// PidsText writes a pids limit.
+func PidsText(p int64) string {
+	if p <= 0 {
+		return "unlimited"
+	}
+	return fmt.Sprint(p)
+}
+
+// DefaultsText is the defaults for people: "512MiB, 1 CPU, 512 pids".
+func (l Limits) DefaultsText() string {
+	return limitsText(l.DefaultMemoryBytes, l.DefaultNanoCPUs, l.DefaultPids)
+}
+
+// MaximumsText is the maximums for people.
+func (l Limits) MaximumsText() string { return limitsText(l.MaxMemoryBytes, l.MaxNanoCPUs, l.MaxPids) }
+
+func limitsText(mem, nano, pids int64) string {
+	if mem == 0 && nano == 0 && pids == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("memory %s, cpus %s, pids %s", BytesText(mem), CPUsText(nano), PidsText(pids))
+}

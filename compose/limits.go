@@ -1,10 +1,6 @@
 package compose
 
-import (
-	"fmt"
-
-	"github.com/berth-dev/berth"
-)
+import "github.com/berth-dev/berth"
 
 // ApplyLimits fills in the environment's defaults where the file set no
 // limit, and refuses, naming each service and limit, what is over a maximum.
@@ -24,46 +20,20 @@ func ApplyLimits(spec *Spec, l berth.Limits) error {
 			s.PidsLimit = l.DefaultPids
 		}
 		if l.MaxMemoryBytes > 0 && (s.MemoryBytes == 0 || s.MemoryBytes > l.MaxMemoryBytes) {
-			probs.svc(s.Name, "memory limit %s is over this environment's maximum of %s", bytesText(s.MemoryBytes), bytesText(l.MaxMemoryBytes))
+			probs.svc(s.Name, "memory limit %s is over this environment's maximum of %s", berth.BytesText(s.MemoryBytes), berth.BytesText(l.MaxMemoryBytes))
 		}
 		if l.MaxNanoCPUs > 0 && (s.NanoCPUs == 0 || s.NanoCPUs > l.MaxNanoCPUs) {
-			probs.svc(s.Name, "cpus limit %s is over this environment's maximum of %s", cpusText(s.NanoCPUs), cpusText(l.MaxNanoCPUs))
+			probs.svc(s.Name, "cpus limit %s is over this environment's maximum of %s", berth.CPUsText(s.NanoCPUs), berth.CPUsText(l.MaxNanoCPUs))
 		}
 		if l.MaxPids > 0 && (s.PidsLimit <= 0 || s.PidsLimit > l.MaxPids) {
-			probs.svc(s.Name, "pids limit %s is over this environment's maximum of %d", pidsText(s.PidsLimit), l.MaxPids)
+			probs.svc(s.Name, "pids limit %s is over this environment's maximum of %d", berth.PidsText(s.PidsLimit), l.MaxPids)
 		}
 		if s.MemoryBytes > 0 && s.MemoryReservation > s.MemoryBytes {
-			probs.svc(s.Name, "memory reservation %s is above its memory limit %s", bytesText(s.MemoryReservation), bytesText(s.MemoryBytes))
+			probs.svc(s.Name, "memory reservation %s is above its memory limit %s", berth.BytesText(s.MemoryReservation), berth.BytesText(s.MemoryBytes))
 		}
 	}
 	if len(probs) > 0 {
 		return &ValidationError{Problems: probs}
 	}
 	return nil
-}
-
-func bytesText(b int64) string {
-	switch {
-	case b == 0:
-		return "unlimited"
-	case b%(1<<30) == 0:
-		return fmt.Sprintf("%dGiB", b>>30)
-	case b%(1<<20) == 0:
-		return fmt.Sprintf("%dMiB", b>>20)
-	}
-	return fmt.Sprintf("%d bytes", b)
-}
-
-func cpusText(nano int64) string {
-	if nano == 0 {
-		return "unlimited"
-	}
-	return fmt.Sprintf("%g", float64(nano)/1e9)
-}
-
-func pidsText(p int64) string {
-	if p <= 0 {
-		return "unlimited"
-	}
-	return fmt.Sprint(p)
 }

@@ -141,6 +141,8 @@ func TestUIAdminPages(t *testing.T) {
 	envRow := eval[string](t, adminWin, `document.querySelector('#env-`+tenant+`-prod').textContent`)
 	require.Contains(t, envRow, "the starter may not approve")
 	require.Contains(t, envRow, "a comment is required")
+	require.Contains(t, envRow, "defaults: memory 512MiB, cpus 1, pids 512", "the environment's resource limits are shown")
+	require.Contains(t, envRow, "maximums: none")
 	noSideScroll(t, adminWin, "environments")
 	do(t, adminWin, chromedp.EmulateViewport(375, 812), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#env-"+tenant+"-prod")))
 	noSideScroll(t, adminWin, "environments at 375 px")
