@@ -101,6 +101,16 @@ func (hs *harness) deployOK(t testing.TB, apps, app string, body []byte) store.R
 	return run
 }
 
+// deleteOK deletes an application and waits until its run succeeded.
+func (hs *harness) deleteOK(t testing.TB, apps, app string) store.Run {
+	t.Helper()
+	var del runStartedBody
+	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "DELETE", apps+"/"+app, nil, &del))
+	run := hs.waitRun(t, del.RunID)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
+	return run
+}
+
 // webCompose is the sample app as one service with an HTTP health check;
 // env holds extra environment entries in flow style, e.g. `READY_AFTER: "4s"`.
 func webCompose(service string, replicas int, env string) []byte {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -78,10 +77,7 @@ func TestRealComposeFilesDeployAcrossTwoHosts(t *testing.T) {
 				require.Equal(t, values[strings.TrimPrefix(c.secretAt, "/run/secrets/")], f.Content)
 			}
 
-			var del runStartedBody
-			require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "DELETE", apps+"/app", nil, &del))
-			drun := hs.waitRun(t, del.RunID)
-			require.Equal(t, berth.RunSucceeded, drun.Status, drun.Error)
+			hs.deleteOK(t, apps, "app")
 			require.Empty(t, hs.appNetworks(t, tenant, "dev", "app"), "delete removes the networks on every host")
 			require.Empty(t, hs.meshContainers(t, tenant, "dev", "app"), "delete removes the relays")
 			require.Zero(t, countAll(hs.containersOf(t, tenant)))

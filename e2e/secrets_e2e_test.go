@@ -19,7 +19,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -222,10 +221,7 @@ secrets:
 		}
 	}
 	require.NotEmpty(t, vol, "the secrets live in their own volume")
-	var del runStartedBody
-	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "DELETE", apps+"/vault", nil, &del))
-	drun := hs.waitRun(t, del.RunID)
-	require.Equal(t, berth.RunSucceeded, drun.Status, drun.Error)
+	hs.deleteOK(t, apps, "vault")
 	_, err = eng.VolumeInspect(ctx, vol, client.VolumeInspectOptions{})
 	require.True(t, cerrdefs.IsNotFound(err), "the secrets volume %s is gone: %v", vol, err)
 }

@@ -137,10 +137,7 @@ func (s *Server) deployApplication(c *gin.Context) {
 	if what := c.GetString(cloneKey); what != "" && env.ApproveReleases {
 		// A clone puts a service, perhaps with another image, into an
 		// environment whose releases need approval: it waits like one.
-		input.Approval = &berth.ApprovalRequest{Step: "approval", Roles: []berth.Role{berth.RoleApprover}, Quorum: 1,
-			SeparateDuties: env.SeparateDuties, RequireComment: env.RequireComment,
-			StartedBy: actor(c), TenantID: env.TenantID, EnvironmentID: env.ID, Timeout: 24 * time.Hour,
-			OnTimeout: berth.OnTimeoutFail, Summary: what}
+		input.Approval = envApproval(c, env, what)
 	}
 	if err := s.startRun(ctx, run, workflows.DeployStackName, input); err != nil {
 		s.fail(c, err)
@@ -249,11 +246,7 @@ func (s *Server) deleteApplication(c *gin.Context) {
 	if env.ApproveReleases {
 		// A delete in an environment that approves its changes waits like a
 		// release: otherwise delete and deploy again would bypass approval.
-		input.Approval = &berth.ApprovalRequest{Step: "approval", Roles: []berth.Role{berth.RoleApprover}, Quorum: 1,
-			SeparateDuties: env.SeparateDuties, RequireComment: env.RequireComment,
-			StartedBy: actor(c), TenantID: env.TenantID, EnvironmentID: env.ID, Timeout: 24 * time.Hour,
-			OnTimeout: berth.OnTimeoutFail,
-			Summary:   fmt.Sprintf("delete application %s from %s/%s: every instance stops and is removed", app.Name, tenant, env.Name)}
+		input.Approval = envApproval(c, env, fmt.Sprintf("delete application %s from %s/%s: every instance stops and is removed", app.Name, tenant, env.Name))
 	}
 	if err := s.startRun(ctx, run, workflows.DeleteStackName, input); err != nil {
 		s.fail(c, err)
@@ -274,4 +267,14 @@ func (s *Server) getService(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, v)
+}
+
+// envApproval is the approval a change in an environment that approves
+// releases waits for: one approver, under the environment's policy, for at
+// most a day. Releases, deletes and clones ask for the same one.
+func envApproval(c *gin.Context, env *store.Environment, summary string) *berth.ApprovalRequest {
+	return &berth.ApprovalRequest{Step: "approval", Roles: []berth.Role{berth.RoleApprover}, Quorum: 1,
+		SeparateDuties: env.SeparateDuties, RequireComment: env.RequireComment,
+		StartedBy: actor(c), TenantID: env.TenantID, EnvironmentID: env.ID, Timeout: 24 * time.Hour,
+		OnTimeout: berth.OnTimeoutFail, Summary: summary}
 }

@@ -241,12 +241,8 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 		if rs.pkg != nil {
 			what = fmt.Sprintf("package %s (%s, sha256 %s…)", rs.pkg.Name, rs.pkg.Kind, rs.pkg.SHA256[:12])
 		}
-		input.Approval = &berth.ApprovalRequest{Step: "approval", Roles: []berth.Role{berth.RoleApprover}, Quorum: 1,
-			SeparateDuties: sc.Environment.SeparateDuties, RequireComment: sc.Environment.RequireComment,
-			StartedBy: actor(c), TenantID: sc.Tenant.ID, EnvironmentID: sc.Environment.ID, Timeout: 24 * time.Hour,
-			OnTimeout: berth.OnTimeoutFail,
-			Summary: fmt.Sprintf("%s %s of %s/%s: %s → %s (%s), %d instances in batches of %d", kind, sc.Service.Name, app, env,
-				base.Version, version, what, len(live), batch)}
+		input.Approval = envApproval(c, &sc.Environment, fmt.Sprintf("%s %s of %s/%s: %s → %s (%s), %d instances in batches of %d", kind, sc.Service.Name, app, env,
+			base.Version, version, what, len(live), batch))
 	}
 	wfName, wfInput := workflows.ReleaseVersionName, any(input)
 	if rs.grey != nil {

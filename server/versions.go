@@ -36,12 +36,7 @@ func (s *Server) listVersions(c *gin.Context) {
 	}
 	out := make([]versionView, len(vs))
 	for i, v := range vs {
-		prev := ""
-		if i+1 < len(vs) {
-			prev = vs[i+1].Compose
-		}
-		out[i].AppVersion = v
-		out[i].Added, out[i].Removed = textdiff.Count(prev, v.Compose)
+		out[i] = viewOf(v, previous(vs, i), false)
 		out[i].Compose = ""
 	}
 	c.JSON(http.StatusOK, gin.H{"versions": out})
@@ -75,10 +70,26 @@ func (s *Server) getVersion(c *gin.Context) {
 		}
 		prev = p.Compose
 	}
-	view := versionView{AppVersion: *v}
+	c.JSON(http.StatusOK, viewOf(*v, prev, true))
+}
+
+// viewOf is a version with its line counts against prev and, when asked,
+// the unified diff.
+func viewOf(v store.AppVersion, prev string, diff bool) versionView {
+	view := versionView{AppVersion: v}
 	view.Added, view.Removed = textdiff.Count(prev, v.Compose)
-	view.Diff = textdiff.Unified(fmt.Sprintf("version %d", n-1), fmt.Sprintf("version %d", n), prev, v.Compose)
-	c.JSON(http.StatusOK, view)
+	if diff {
+		view.Diff = textdiff.Unified(fmt.Sprintf("version %d", v.Number-1), fmt.Sprintf("version %d", v.Number), prev, v.Compose)
+	}
+	return view
+}
+
+// previous is the compose file before vs[i] (vs newest first), "" for the first.
+func previous(vs []store.AppVersion, i int) string {
+	if i+1 < len(vs) {
+		return vs[i+1].Compose
+	}
+	return ""
 }
 
 // uiVersions is how many versions the service page shows with their diffs.
@@ -104,13 +115,8 @@ func (s *Server) versionDiffs(c *gin.Context, appID uint) ([]versionDiff, error)
 		if i == uiVersions {
 			break
 		}
-		prev := ""
-		if i+1 < len(vs) {
-			prev = vs[i+1].Compose
-		}
-		d := versionDiff{versionView: versionView{AppVersion: v}}
-		d.Added, d.Removed = textdiff.Count(prev, v.Compose)
-		for _, l := range strings.Split(strings.TrimSuffix(textdiff.Unified(fmt.Sprintf("version %d", v.Number-1), fmt.Sprintf("version %d", v.Number), prev, v.Compose), "\n"), "\n") {
+		d := versionDiff{versionView: viewOf(v, previous(vs, i), true)}
+		for _, l := range strings.Split(strings.TrimSuffix(d.Diff, "\n"), "\n") {
 			class := "ctx"
 			switch {
 			case strings.HasPrefix(l, "@@"), strings.HasPrefix(l, "---"), strings.HasPrefix(l, "+++"):

@@ -48,8 +48,7 @@ func startBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compo
 		}
 		return cause
 	}
-	mt := meshTarget{appID: in.ApplicationID, tenant: in.Tenant, env: in.Env, app: in.App, services: in.AppServices}
-	if err := followMesh(ctx, r, mt); err != nil {
+	if err := followMesh(ctx, r, in.mesh()); err != nil {
 		return nil, nil, undo(err)
 	}
 	started, err := startInstances(ctx, deploy, plan.Instances, []string{spec.Name}, labels)
@@ -96,8 +95,7 @@ func replaceBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec com
 	if err := removeInstances(dctx, old, true); err != nil {
 		return fresh, err
 	}
-	mt := meshTarget{appID: in.ApplicationID, tenant: in.Tenant, env: in.Env, app: in.App, services: in.AppServices}
-	return fresh, followMesh(dctx, r, mt)
+	return fresh, followMesh(dctx, r, in.mesh())
 }
 
 // installBatch drains a batch, installs the package in each instance in

@@ -73,3 +73,11 @@ func followMesh(ctx workflow.Context, r *run, t meshTarget) error {
 	}
 	return syncMesh(ctx, r, DeployStackInput{Tenant: t.tenant, Env: t.env, App: t.app, Spec: compose.Spec{Project: t.app, Services: t.services}}, insts, false)
 }
+
+func (in ReleaseVersionInput) mesh() meshTarget {
+	return meshTarget{appID: in.ApplicationID, tenant: in.Tenant, env: in.Env, app: in.App, services: in.AppServices}
+}
+
+func (in ScaleServiceInput) mesh() meshTarget {
+	return meshTarget{appID: in.ApplicationID, tenant: in.Tenant, env: in.Env, app: in.App, services: in.AppServices}
+}

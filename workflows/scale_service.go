@@ -40,10 +40,6 @@ type ScaleServiceInput struct {
 	AppServices []compose.ServiceSpec `json:"appServices,omitempty"`
 }
 
-func (in ScaleServiceInput) mesh() meshTarget {
-	return meshTarget{appID: in.ApplicationID, tenant: in.Tenant, env: in.Env, app: in.App, services: in.AppServices}
-}
-
 // ScaleServiceResult lists what changed.
 type ScaleServiceResult struct {
 	Added   []string `json:"added"`
