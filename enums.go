@@ -73,6 +73,7 @@ type RunKind string
 const (
 	KindDeploy        RunKind = "deploy"
 	KindDelete        RunKind = "delete"
+	KindUpdate        RunKind = "update"
 	KindScale         RunKind = "scale"
 	KindRelease       RunKind = "release"
 	KindRollback      RunKind = "rollback"
@@ -83,7 +84,7 @@ const (
 )
 
 // RunKinds lists every run kind, in the order the UI offers them.
-var RunKinds = []RunKind{KindDeploy, KindDelete, KindScale, KindRelease, KindRollback, KindGreyRelease,
+var RunKinds = []RunKind{KindDeploy, KindUpdate, KindDelete, KindScale, KindRelease, KindRollback, KindGreyRelease,
 	KindCommit, KindGate, KindProvisionHost}
 
 // OpeningState is where a firewall opening stands.

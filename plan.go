@@ -109,6 +109,15 @@ type ServiceRef struct {
 	CreatedAt time.Time `json:"createdAt"`
 }
 
+// ServiceSetting is what an application update leaves one service at.
+type ServiceSetting struct {
+	Name     string `json:"name"`
+	Image    string `json:"image,omitempty"`
+	Replicas int    `json:"replicas,omitempty"`
+	// Removed: the service is no longer part of the application.
+	Removed bool `json:"removed,omitempty"`
+}
+
 // LBSettings says how services are put behind the region's load balancer.
 type LBSettings struct {
 	Enabled  bool   `json:"enabled"`

@@ -17,6 +17,7 @@ type Records interface {
 	SetApplicationState(ctx context.Context, appID uint, state berth.State) error
 	FinishRun(ctx context.Context, id uint, status berth.RunStatus, errMsg string) error
 	SetHostFacts(ctx context.Context, id uint, f berth.HostFacts) error
+	FinishUpdate(ctx context.Context, appID uint, version int, services []berth.ServiceSetting) error
 }
 
 // Store records what the workflows do. Its activities are quick database
@@ -125,4 +126,18 @@ type ReleaseRecords interface {
 // RecordReleaseOutputs keeps the outputs of a release's post-upload command.
 func (s *Store) RecordReleaseOutputs(ctx context.Context, outs []berth.ReleaseOutput) error {
 	return storeErr(s.Releases.RecordReleaseOutputs(ctx, outs))
+}
+
+// FinishUpdateInput records what an application update left: the version
+// the application is at now (0: it stayed where it was) and each service's
+// image and count, or that it is gone.
+type FinishUpdateInput struct {
+	ApplicationID uint                   `json:"applicationId"`
+	Version       int                    `json:"version,omitempty"`
+	Services      []berth.ServiceSetting `json:"services,omitempty"`
+}
+
+// FinishUpdate records an update's outcome. Repeating it is harmless.
+func (s *Store) FinishUpdate(ctx context.Context, in FinishUpdateInput) error {
+	return storeErr(s.Records.FinishUpdate(ctx, in.ApplicationID, in.Version, in.Services))
 }

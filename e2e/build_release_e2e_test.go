@@ -46,14 +46,7 @@ func (hs *harness) instanceImages(t testing.TB, apps string) (map[string]string,
 	out := map[string]string{}
 	hosts := map[string]bool{}
 	for _, in := range hs.app(t, apps, "shop").Services[0].Instances {
-		var eng *client.Client
-		for _, th := range hs.hosts {
-			if th.Name == in.Host {
-				eng = th.Engine
-			}
-		}
-		require.NotNil(t, eng, "host %s of %s", in.Host, in.Name)
-		insp, err := eng.ContainerInspect(context.Background(), in.Name, client.ContainerInspectOptions{})
+		insp, err := hs.engineOf(t, in.Host).ContainerInspect(context.Background(), in.Name, client.ContainerInspectOptions{})
 		require.NoError(t, err, in.Name)
 		out[in.Name] = insp.Container.Config.Image
 		hosts[in.Host] = true

@@ -204,3 +204,24 @@ func httpGet(t testing.TB, url string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, strings.TrimSpace(string(b))
 }
+
+// engineOf is the Docker engine of a test host.
+func (hs *harness) engineOf(t testing.TB, host string) *client.Client {
+	t.Helper()
+	for _, th := range hs.hosts {
+		if th.Name == host {
+			return th.Engine
+		}
+	}
+	require.FailNow(t, "no test host "+host)
+	return nil
+}
+
+// stepStates maps a run's step names to their states.
+func stepStates(run store.Run) map[string]berth.StepState {
+	out := map[string]berth.StepState{}
+	for _, s := range run.Steps {
+		out[s.Name] = s.State
+	}
+	return out
+}

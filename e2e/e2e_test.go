@@ -191,10 +191,7 @@ func TestFailedHealthUndoesEverything(t *testing.T) {
 	run := hs.waitRun(t, started.RunID)
 	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "unhealthy")
-	steps := map[string]berth.StepState{}
-	for _, s := range run.Steps {
-		steps[s.Name] = s.State
-	}
+	steps := stepStates(run)
 	require.Equal(t, berth.StepDone, steps["start db"])
 	require.Equal(t, berth.StepFailed, steps["start app"])
 	require.Equal(t, berth.StepDone, steps["undo"])

@@ -103,10 +103,7 @@ func TestFailedBatchRollsBack(t *testing.T) {
 	rs, run := hs.release(t, svc.ID, map[string]any{"image": "berth-sample:v3bad", "batchSize": 2})
 	require.Equal(t, berth.RunFailed, run.Status)
 	require.Contains(t, run.Error, "rolled back to berth-sample:v1")
-	steps := map[string]berth.StepState{}
-	for _, s := range run.Steps {
-		steps[s.Name] = s.State
-	}
+	steps := stepStates(run)
 	require.Equal(t, berth.StepDone, steps["batch 1/2"])
 	require.Equal(t, berth.StepFailed, steps["batch 2/2"])
 	require.Equal(t, berth.StepDone, steps["rollback"])

@@ -32,23 +32,39 @@ func (s *Server) readDeploy(c *gin.Context) (*deployRequest, error) {
 			return nil, err
 		}
 	} else {
-		body, err := io.ReadAll(io.LimitReader(c.Request.Body, s.cfg.MaxComposeBytes+1))
+		body, err := s.readComposeBody(c)
 		if err != nil {
-			var mb *http.MaxBytesError
-			if errors.As(err, &mb) {
-				return nil, mb
-			}
-			return nil, badRequest("could not read the compose body")
+			return nil, err
 		}
-		req.Name, req.Compose = c.Query("name"), string(body)
+		req.Name, req.Compose = c.Query("name"), body
 	}
-	if int64(len(req.Compose)) > s.cfg.MaxComposeBytes {
-		return nil, &berth.Error{Code: berth.ETooLarge, Message: "compose file is larger than the limit"}
+	if err := s.checkComposeSize(req.Compose); err != nil {
+		return nil, err
 	}
 	if err := checkName("application", req.Name); err != nil {
 		return nil, err
 	}
 	return &req, nil
+}
+
+// readComposeBody reads a raw compose body, up to the size limit.
+func (s *Server) readComposeBody(c *gin.Context) (string, error) {
+	body, err := io.ReadAll(io.LimitReader(c.Request.Body, s.cfg.MaxComposeBytes+1))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return "", mb
+		}
+		return "", badRequest("could not read the compose body")
+	}
+	return string(body), nil
+}
+
+func (s *Server) checkComposeSize(text string) error {
+	if int64(len(text)) > s.cfg.MaxComposeBytes {
+		return &berth.Error{Code: berth.ETooLarge, Message: "compose file is larger than the limit"}
+	}
+	return nil
 }
 
 // deployApplication validates a compose file and starts its DeployStack run.
@@ -66,28 +82,8 @@ func (s *Server) deployApplication(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	spec, err := compose.Parse(ctx, req.Name, []byte(req.Compose), s.cfg.Compose)
+	spec, err := s.validSpec(c, env, req.Name, req.Compose)
 	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	services := make([]string, len(spec.Services))
-	for i, svc := range spec.Services {
-		services[i] = svc.Name
-		if err := berth.CheckImageNamespace(s.cfg.Registry, env.Tenant.Name, svc.Image); err != nil {
-			s.fail(c, err)
-			return
-		}
-	}
-	if err := berth.CheckInstanceNames(env.Tenant.Name, env.Name, req.Name, services); err != nil {
-		s.fail(c, err)
-		return
-	}
-	if err := compose.ApplyLimits(spec, env.Limits); err != nil {
-		s.fail(c, err)
-		return
-	}
-	if err := s.checkSecrets(c, env, spec); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -124,6 +120,10 @@ func (s *Server) deployApplication(c *gin.Context) {
 			break
 		}
 		if released, rerr := s.releaseIfClosed(ctx, prev); rerr != nil || !released {
+			if existing.State == berth.StateRunning {
+				err = &berth.Error{Code: berth.EConflict, Message: fmt.Sprintf("application %s is running another compose file; "+
+					"change it with PUT %s (see the plan first with ?dryRun=true)", req.Name, c.Request.URL.Path+"/"+req.Name)}
+			}
 			break
 		}
 	}

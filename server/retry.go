@@ -54,6 +54,7 @@ func replayOf(c *gin.Context, route berth.RunKind, body any) string {
 // replays are the handlers a kept request goes to again.
 var replays = map[berth.RunKind]func(*Server, *gin.Context){
 	berth.KindDeploy:      (*Server).deployApplication,
+	berth.KindUpdate:      (*Server).updateApplication,
 	berth.KindScale:       (*Server).scaleService,
 	berth.KindRelease:     (*Server).createRelease,
 	berth.KindRollback:    (*Server).rollback,

@@ -86,6 +86,8 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/tenants/:tenant/environments/:env/applications/:app", s.getApplication, need(tenantParam, "reading an application", readRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/environments/:env/applications/:app/versions", s.listVersions, need(tenantParam, "reading an application's versions", readRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/environments/:env/applications/:app/versions/:n", s.getVersion, need(tenantParam, "reading an application's version", readRoles...)},
+		{"PUT", "/api/v1/tenants/:tenant/environments/:env/applications/:app", s.updateApplication, need(tenantParam, "updating an application", deployRoles...)},
+		{"POST", "/api/v1/tenants/:tenant/environments/:env/applications/:app/versions", s.redeployVersion, need(tenantParam, "redeploying an application's version", deployRoles...)},
 		{"DELETE", "/api/v1/tenants/:tenant/environments/:env/applications/:app", s.deleteApplication, need(tenantParam, "deleting an application", deployRoles...)},
 
 		{"GET", "/api/v1/services/:id", s.getService, need(serviceParam, "reading a service", readRoles...)},

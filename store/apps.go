@@ -69,7 +69,7 @@ func (s *Store) BeginDeploy(ctx context.Context, envID uint, name, compose, spec
 			}
 			return err
 		}
-		if err := recordVersion(tx, app.ID, compose, specHash, run); err != nil {
+		if _, err := recordVersion(tx, app.ID, compose, specHash, run); err != nil {
 			return err
 		}
 		return tx.Model(&app).Update("last_run_id", run.ID).Error
@@ -134,25 +134,27 @@ func (s *Store) BeginRun(ctx context.Context, appID uint, run *Run, activeKey st
 }
 
 func (s *Store) beginRun(ctx context.Context, appID uint, run *Run, activeKey string) error {
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var app Application
-		if err := tx.First(&app, appID).Error; err != nil {
-			return notFound(err, fmt.Sprintf("application %d", appID))
-		}
-		if app.State != berth.StateRunning {
-			return &ConflictError{Msg: fmt.Sprintf("application %q is %s, not running", app.Name, app.State)}
-		}
-		run.ApplicationID, run.ActiveKey, run.Status = app.ID, &activeKey, berth.RunPending
-		if err := tx.Omit("Steps").Create(run).Error; err != nil {
-			if isDuplicate(err) {
-				var active Run
-				if ferr := tx.Where("active_key = ?", activeKey).First(&active).Error; ferr == nil {
-					return &ConflictError{Msg: fmt.Sprintf("run %d (%s by %s) is active for %s", active.ID, active.Kind, active.StartedBy, active.Subject), Existing: &active}
-				}
-				return &ConflictError{Msg: "another run is active for " + activeKey}
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error { return beginRunTx(tx, appID, run, activeKey) })
+}
+
+func beginRunTx(tx *gorm.DB, appID uint, run *Run, activeKey string) error {
+	var app Application
+	if err := tx.First(&app, appID).Error; err != nil {
+		return notFound(err, fmt.Sprintf("application %d", appID))
+	}
+	if app.State != berth.StateRunning {
+		return &ConflictError{Msg: fmt.Sprintf("application %q is %s, not running", app.Name, app.State)}
+	}
+	run.ApplicationID, run.ActiveKey, run.Status = app.ID, &activeKey, berth.RunPending
+	if err := tx.Omit("Steps").Create(run).Error; err != nil {
+		if isDuplicate(err) {
+			var active Run
+			if ferr := tx.Where("active_key = ?", activeKey).First(&active).Error; ferr == nil {
+				return &ConflictError{Msg: fmt.Sprintf("run %d (%s by %s) is active for %s", active.ID, active.Kind, active.StartedBy, active.Subject), Existing: &active}
 			}
-			return err
+			return &ConflictError{Msg: "another run is active for " + activeKey}
 		}
-		return nil
-	})
+		return err
+	}
+	return nil
 }

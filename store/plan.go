@@ -168,7 +168,7 @@ func upsertService(tx *gorm.DB, appID uint, sr berth.ServiceRequest) (*Service, 
 	} else if err != nil {
 		return nil, err
 	}
-	if sr.Add {
+	if sr.Add && svc.ID != 0 {
 		return &svc, nil
 	}
 	svc.Image, svc.Replicas, svc.Spec, svc.State, svc.DeletedAt = sr.Image, sr.Replicas, sr.Spec, berth.StateDeploying, nil

@@ -45,3 +45,60 @@ func TestEveryAcceptedComposeIsAVersion(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrNotFound)
 	})
 }
+
+// An update opens its run under the application's lock and records its file
+// as a version in one go; a second update while it runs is refused and
+// leaves no version. Finishing moves the application to the version and
+// each service to its setting; finishing again changes nothing.
+func TestUpdateVersionsAndTheirOutcome(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		env := newEnv(t, st, "acme", "dev", newHost(t, st, "h1", "10.0.0.1", true))
+		key := appKey(env.ID, "shop")
+		run := &store.Run{Kind: "deploy", WorkflowID: "deploy-1", EnvironmentID: env.ID, StartedBy: "alice"}
+		app, err := st.BeginDeploy(ctx, env.ID, "shop", "v: 1\n", "h1", run, key)
+		require.NoError(t, err)
+		_, err = st.PlanDeploy(ctx, berth.PlanRequest{RunID: run.ID, ApplicationID: app.ID, EnvironmentID: env.ID, NamePrefix: "acme-dev-shop",
+			PortMin: 20000, PortMax: 20100, Services: []berth.ServiceRequest{{Name: "web", Image: "img:1", Replicas: 1}, {Name: "old", Image: "old:1", Replicas: 1}}})
+		require.NoError(t, err)
+		require.NoError(t, st.FinishRun(ctx, run.ID, berth.RunSucceeded, ""))
+		require.NoError(t, st.SetApplicationState(ctx, app.ID, berth.StateRunning))
+
+		up := &store.Run{Kind: berth.KindUpdate, WorkflowID: "update-1", EnvironmentID: env.ID, StartedBy: "bob"}
+		n, err := st.BeginUpdate(ctx, app.ID, "v: 2\n", "h2", up, key)
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		_, err = st.BeginUpdate(ctx, app.ID, "v: 3\n", "h3", &store.Run{Kind: berth.KindUpdate, WorkflowID: "update-2", EnvironmentID: env.ID}, key)
+		var conflict *store.ConflictError
+		require.ErrorAs(t, err, &conflict)
+		vs, err := st.AppVersions(ctx, app.ID)
+		require.NoError(t, err)
+		require.Len(t, vs, 2, "a refused update records no version")
+		from, err := st.VersionOf(ctx, app.ID, "v: 1\n")
+		require.NoError(t, err)
+		require.Equal(t, 1, from)
+
+		// An added service's row exists once its instances are planned.
+		_, err = st.PlanDeploy(ctx, berth.PlanRequest{RunID: up.ID, Key: "add", ApplicationID: app.ID, EnvironmentID: env.ID, NamePrefix: "acme-dev-shop",
+			PortMin: 20000, PortMax: 20100, Services: []berth.ServiceRequest{{Name: "worker", Image: "w:1", Replicas: 1, Add: true}}})
+		require.NoError(t, err)
+		settings := []berth.ServiceSetting{{Name: "web", Image: "img:2", Replicas: 3}, {Name: "worker", Image: "w:1", Replicas: 1}, {Name: "old", Removed: true}}
+		for range 2 {
+			require.NoError(t, st.FinishUpdate(ctx, app.ID, n, settings))
+		}
+		got, err := st.Application(ctx, app.ID)
+		require.NoError(t, err)
+		require.Equal(t, "v: 2\n", got.Compose)
+		require.Equal(t, "h2", got.SpecHash)
+		views, err := st.Services(ctx, app.ID)
+		require.NoError(t, err)
+		byName := map[string]store.ServiceView{}
+		for _, v := range views {
+			byName[v.Name] = v
+		}
+		require.Len(t, byName, 2, "a removed service is no longer listed")
+		require.Equal(t, "img:2", byName["web"].Image)
+		require.Equal(t, 3, byName["web"].Replicas)
+		require.Equal(t, berth.StateRunning, byName["worker"].State)
+	})
+}

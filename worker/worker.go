@@ -41,6 +41,7 @@ func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.ReleaseVersion, workflow.RegisterOptions{Name: workflows.ReleaseVersionName})
 	r.RegisterWorkflowWithOptions(workflows.GreyRelease, workflow.RegisterOptions{Name: workflows.GreyReleaseName})
 	r.RegisterWorkflowWithOptions(workflows.CommitInstance, workflow.RegisterOptions{Name: workflows.CommitInstanceName})
+	r.RegisterWorkflowWithOptions(workflows.UpdateApplication, workflow.RegisterOptions{Name: workflows.UpdateApplicationName})
 }
 
 // RegisterStore registers the store activities; their method names are their fixed names.
