@@ -59,6 +59,9 @@ type ServiceRequest struct {
 	// Add places Replicas more instances beside the live ones (scale-out)
 	// instead of setting the service's replica count (deploy).
 	Add bool `json:"add,omitempty"`
+	// Resources are what each instance takes (runs since the capacity
+	// change send them; older ones place by count alone).
+	Resources Resources `json:"resources,omitempty"`
 }
 
 // PlanRequest asks for the instances of a deploy to be named, placed and given ports.
@@ -72,6 +75,10 @@ type PlanRequest struct {
 	PortMax       int              `json:"portMax"`
 	// Key, when set, makes the plan idempotent per key rather than per run.
 	Key string `json:"key,omitempty"`
+	// Surge: the instances replace others that leave right after (a release
+	// batch, a rollback), so quotas do not count them; hosts still must
+	// have room.
+	Surge bool `json:"surge,omitempty"`
 }
 
 // PlannedInstance is one instance with its host and ports decided.

@@ -37,3 +37,9 @@ func ApplyLimits(spec *Spec, l berth.Limits) error {
 	}
 	return nil
 }
+
+// Resources is what each instance of the service takes.
+func (s ServiceSpec) Resources() berth.Resources {
+	return berth.Resources{MemoryBytes: s.MemoryBytes, NanoCPUs: s.NanoCPUs, MemoryReserved: s.MemoryReservation,
+		NanoCPUsReserved: s.NanoCPUsReserved}
+}

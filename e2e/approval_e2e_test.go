@@ -61,9 +61,15 @@ func (hs *harness) newPerson(t testing.TB, name, tenant string, roles ...berth.R
 // post sends JSON as the person's browser would (same origin, CSRF header).
 func (p *person) post(t testing.TB, path string, in, out any) (int, string) {
 	t.Helper()
+	return p.send(t, "POST", path, in, out)
+}
+
+// send is post with another method.
+func (p *person) send(t testing.TB, method, path string, in, out any) (int, string) {
+	t.Helper()
 	b, err := json.Marshal(in)
 	require.NoError(t, err)
-	req, _ := http.NewRequest("POST", p.hs.apiURL+path, bytes.NewReader(b))
+	req, _ := http.NewRequest(method, p.hs.apiURL+path, bytes.NewReader(b))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Origin", p.hs.apiURL)
 	req.Header.Set("X-CSRF-Token", p.csrf)

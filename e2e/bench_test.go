@@ -432,3 +432,55 @@ func composeUp(th testHost, bin, file, project string) (time.Duration, error) {
 	}
 	return 0, fmt.Errorf("docker-compose project %s not healthy after 2 minutes", project)
 }
+
+// BenchmarkEnvUpdateVsImageRelease puts an environment-only update of 20
+// instances in batches of 4 beside an image release of the same service
+// with the same batches: both replace every instance behind the load
+// balancer, so the update's planning and per-service steps are what differ.
+func BenchmarkEnvUpdateVsImageRelease(b *testing.B) {
+	if h == nil {
+		b.Skip("no integration services; run make bench")
+	}
+	hs := h
+	var upd, rel time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		tenant := fmt.Sprintf("%s-bu%s", hs.tenant, randHex(2))
+		apps := hs.newEnvOn(b, tenant, hs.hosts[0].Name, hs.hosts[1].Name)
+		code, started := hs.deploy(b, apps, "shop", webCompose("web", 20, `APP_VERSION: "one"`))
+		if code != http.StatusAccepted || hs.waitRun(b, started.RunID).Status != berth.RunSucceeded {
+			b.Fatal("deploy failed")
+		}
+		var ab appBody
+		hs.apiJSON(b, "GET", apps+"/shop", nil, &ab)
+		b.StartTimer()
+
+		start := time.Now()
+		var plan updatePlanBody
+		if code := hs.api(b, "PUT", apps+"/shop?batchSize=4", "application/yaml", webCompose("web", 20, `APP_VERSION: "two"`), &plan); code != http.StatusAccepted {
+			b.Fatalf("update: HTTP %d", code)
+		}
+		if run := hs.waitRun(b, plan.RunID); run.Status != berth.RunSucceeded {
+			b.Fatalf("update: %s", run.Error)
+		}
+		upd += time.Since(start)
+
+		start = time.Now()
+		var rs releaseStarted
+		hs.apiJSON(b, "POST", fmt.Sprintf("/api/v1/services/%d/releases", ab.Services[0].ID), map[string]any{"image": "berth-sample:v2", "batchSize": 4}, &rs)
+		if run := hs.waitRun(b, rs.RunID); run.Status != berth.RunSucceeded {
+			b.Fatalf("release: %s", run.Error)
+		}
+		rel += time.Since(start)
+
+		b.StopTimer()
+		var del runStartedBody
+		hs.apiJSON(b, "DELETE", apps+"/shop", nil, &del)
+		hs.waitRun(b, del.RunID)
+		b.StartTimer()
+	}
+	n := float64(b.N)
+	b.ReportMetric(upd.Seconds()/n, "env-update-20-by-4-s")
+	b.ReportMetric(rel.Seconds()/n, "image-release-20-by-4-s")
+	b.ReportMetric(upd.Seconds()/rel.Seconds(), "update-over-release")
+}

@@ -87,6 +87,10 @@ func (s *Server) deployApplication(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if err := s.store.CheckQuota(ctx, env.ID, specUsage(spec)); err != nil {
+		s.fail(c, err)
+		return
+	}
 	if !hasReadyHost(env) {
 		s.fail(c, &berth.Error{Code: berth.EConflict, Reason: "no_capacity", Message: "environment " + env.Name + " has no ready authorised host"})
 		return
@@ -154,6 +158,15 @@ func (s *Server) existingRun(c *gin.Context, runID uint) runStarted {
 		rs.WorkflowID = r.WorkflowID
 	}
 	return rs
+}
+
+// specUsage is what every instance of a compose file takes together.
+func specUsage(spec *compose.Spec) berth.Usage {
+	var u berth.Usage
+	for _, svc := range spec.Services {
+		u = u.Add(svc.Resources(), svc.Replicas)
+	}
+	return u
 }
 
 func hasReadyHost(env *store.Environment) bool {

@@ -180,6 +180,13 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 			return
 		}
 	}
+	if rs.grey != nil {
+		// Canaries run beside the instances they may replace: they count.
+		if err := s.store.CheckQuota(ctx, sc.Environment.ID, berth.Usage{}.Add(svc.Resources(), rs.grey.canaries)); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
 	if batch <= 0 {
 		batch = 1
 	}

@@ -79,6 +79,10 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/tenants/:tenant/environments", s.listEnvironments, need(tenantParam, "reading environments", readRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/environments/:env", s.getEnvironment, need(tenantParam, "reading an environment", readRoles...)},
 		{"PUT", "/api/v1/tenants/:tenant/environments/:env/limits", s.setLimits, need(tenantParam, "setting an environment's limits", adminRoles...)},
+		{"PUT", "/api/v1/tenants/:tenant/environments/:env/quota", s.setEnvironmentQuota, need(tenantParam, "setting an environment's quota", adminRoles...)},
+		{"PUT", "/api/v1/tenants/:tenant/quota", s.setTenantQuota, need(platform, "setting a tenant's quota", adminRoles...)},
+		{"GET", "/api/v1/capacity", s.getCapacity, anyone}, // narrowed in the handler
+		{"POST", "/api/v1/reconcile", s.reconcileNow, need(platform, "running the reconciler", adminRoles...)},
 		{"POST", "/api/v1/tenants/:tenant/environments/:env/hosts", s.authoriseHosts, need(platform, "authorising hosts for an environment", adminRoles...)},
 
 		{"POST", "/api/v1/tenants/:tenant/environments/:env/applications", s.deployApplication, need(tenantParam, "deploying", deployRoles...)},

@@ -68,6 +68,10 @@ func (s *Server) scaleService(c *gin.Context) {
 				sc.Service.Name, to, need, total, s.cfg.PortMin, s.cfg.PortMax)})
 			return
 		}
+		if err := s.store.CheckQuota(ctx, sc.Environment.ID, berth.Usage{}.Add(svcSpec.Resources(), to-from)); err != nil {
+			s.fail(c, err)
+			return
+		}
 	} else {
 		remove = live[to:] // live is oldest first: the newest instances go
 	}

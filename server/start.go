@@ -72,15 +72,10 @@ func (s *Server) releaseIfClosed(ctx context.Context, run *store.Run) (bool, err
 	if err == nil && desc.WorkflowExecutionInfo.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return false, nil
 	}
-	if err := s.store.FinishRun(ctx, run.ID, berth.RunFailed, "workflow closed without recording an outcome"); err != nil {
+	// Failed, lock freed, approvals closed; a deploy's or delete's
+	// application marked failed (after a scale or a release it is still live).
+	if err := s.store.AbandonRun(ctx, run.ID); err != nil {
 		return false, err
-	}
-	// Only a deploy or delete moves its application's state; after a scale
-	// or a release the application is still live.
-	if run.ApplicationID != 0 && (run.Kind == berth.KindDeploy || run.Kind == berth.KindDelete) {
-		if err := s.store.SetApplicationState(ctx, run.ApplicationID, berth.StateFailed); err != nil {
-			return false, err
-		}
 	}
 	return true, nil
 }

@@ -188,24 +188,88 @@ func (s *Server) authoriseHosts(c *gin.Context) {
 // setLimits replaces an environment's resource defaults and maximums
 // (admins): running instances keep theirs until their next change.
 func (s *Server) setLimits(c *gin.Context) {
-	var l berth.Limits
-	if err := bind(c, &l); err != nil {
+	l, ok := bindPolicy[berth.Limits](s, c, "limits")
+	if !ok {
+		return
+	}
+	s.setEnvironmentPolicy(c, func(e *store.Environment) error {
+		e.Limits = l
+		return s.store.SetEnvironmentLimits(c.Request.Context(), e.ID, l)
+	})
+}
+
+// bindPolicy reads a limits or quota body and checks it, answering 400 when
+// it is not valid.
+func bindPolicy[T interface{ Check() error }](s *Server, c *gin.Context, what string) (T, bool) {
+	var v T
+	if err := bind(c, &v); err != nil {
 		s.fail(c, err)
-		return
+		return v, false
 	}
-	if err := l.Check(); err != nil {
-		s.fail(c, badRequest("limits: "+err.Error()))
-		return
+	if err := v.Check(); err != nil {
+		s.fail(c, badRequest(what+": "+err.Error()))
+		return v, false
 	}
+	return v, true
+}
+
+// setEnvironmentPolicy applies a change to the environment in the path and
+// answers with the environment.
+func (s *Server) setEnvironmentPolicy(c *gin.Context, set func(*store.Environment) error) {
 	e, err := s.environment(c)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	if err := s.store.SetEnvironmentLimits(c.Request.Context(), e.ID, l); err != nil {
+	if err := set(e); err != nil {
 		s.fail(c, err)
 		return
 	}
-	e.Limits = l
 	c.JSON(http.StatusOK, e)
+}
+
+// setTenantQuota: PUT /api/v1/tenants/:tenant/quota (platform admins: a
+// tenant's own admins may not raise what bounds them).
+func (s *Server) setTenantQuota(c *gin.Context) {
+	q, ok := bindPolicy[berth.Quota](s, c, "quota")
+	if !ok {
+		return
+	}
+	t, err := s.store.TenantByName(c.Request.Context(), c.Param("tenant"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.store.SetTenantQuota(c.Request.Context(), t.ID, q); err != nil {
+		s.fail(c, err)
+		return
+	}
+	t.Quota = q
+	c.JSON(http.StatusOK, t)
+}
+
+// setEnvironmentQuota: PUT …/environments/:env/quota (the tenant's admins;
+// the tenant's own quota still bounds it).
+func (s *Server) setEnvironmentQuota(c *gin.Context) {
+	q, ok := bindPolicy[berth.Quota](s, c, "quota")
+	if !ok {
+		return
+	}
+	s.setEnvironmentPolicy(c, func(e *store.Environment) error {
+		e.Quota = q
+		return s.store.SetEnvironmentQuota(c.Request.Context(), e.ID, q)
+	})
+}
+
+// getCapacity: GET /api/v1/capacity is used against allocatable per host
+// (platform readers) and against quotas per tenant and environment (the
+// caller's tenants).
+func (s *Server) getCapacity(c *gin.Context) {
+	p := principalOf(c)
+	capa, err := s.store.Capacity(c.Request.Context(), p.tenantIDs(), p.platformWide())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, capa)
 }

@@ -35,7 +35,8 @@ var uiFuncs = template.FuncMap{
 	"ms": func(ms int64) string {
 		return (time.Duration(ms) * time.Millisecond).Round(100 * time.Millisecond).String()
 	},
-	"gib": func(b int64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) },
+	"gib":  func(b int64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) },
+	"cpus": func(nano int64) string { return fmt.Sprintf("%g", float64(nano)/1e9) },
 	"decided": func(d berth.Verdict) string {
 		return map[berth.Verdict]string{berth.DecisionApprove: "Approved", berth.DecisionReject: "Rejected"}[d]
 	},

@@ -16,7 +16,9 @@ import (
 // platform-wide admins, like the API routes they mirror (routes.go).
 
 type hostsData struct {
-	Hosts      []store.Host
+	Hosts []store.Host
+	// Capacity is each host's, by name.
+	Capacity   map[string]store.HostCapacity
 	Form       hostRequest
 	Error      string
 	Registered string
@@ -34,6 +36,15 @@ func (s *Server) renderHosts(c *gin.Context, status int, d hostsData) {
 	if err != nil {
 		s.renderError(c, err)
 		return
+	}
+	capa, err := s.store.Capacity(c.Request.Context(), []uint{}, true)
+	if err != nil {
+		s.renderError(c, err)
+		return
+	}
+	d.Capacity = map[string]store.HostCapacity{}
+	for _, hc := range capa.Hosts {
+		d.Capacity[hc.Host] = hc
 	}
 	d.Hosts, d.CSRF = hs, csrfOf(principalOf(c))
 	s.render(c, status, "hosts", "Hosts", "hosts", d)
@@ -79,6 +90,7 @@ func (s *Server) registerHostForm(c *gin.Context) {
 type envRow struct {
 	Tenant string
 	store.Environment
+	Cap *store.EnvironmentCapacity
 }
 
 func (s *Server) environmentsPage(c *gin.Context) {
@@ -95,6 +107,10 @@ func (s *Server) environmentRows(ctx context.Context) ([]envRow, error) {
 	if err != nil {
 		return nil, err
 	}
+	capa, err := s.store.Capacity(ctx, nil, false)
+	if err != nil {
+		return nil, err
+	}
 	rows := []envRow{}
 	for _, t := range ts {
 		es, err := s.store.Environments(ctx, t.ID)
@@ -102,7 +118,13 @@ func (s *Server) environmentRows(ctx context.Context) ([]envRow, error) {
 			return nil, err
 		}
 		for _, e := range es {
-			rows = append(rows, envRow{Tenant: t.Name, Environment: e})
+			row := envRow{Tenant: t.Name, Environment: e}
+			for i, ec := range capa.Environments {
+				if ec.Tenant == t.Name && ec.Environment == e.Name {
+					row.Cap = &capa.Environments[i]
+				}
+			}
+			rows = append(rows, row)
 		}
 	}
 	return rows, nil

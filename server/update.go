@@ -148,6 +148,10 @@ func (s *Server) startUpdate(c *gin.Context, req updateRequest) {
 		c.JSON(http.StatusOK, plan)
 		return
 	}
+	if err := s.store.CheckQuota(ctx, env.ID, growth(updates)); err != nil {
+		s.fail(c, err)
+		return
+	}
 	tenant := env.Tenant.Name
 	wfID := workflows.UpdateApplicationID(tenant, env.Name, app.Name)
 	run := &store.Run{Kind: berth.KindUpdate, WorkflowID: wfID, TenantID: env.TenantID, EnvironmentID: env.ID,
@@ -280,4 +284,20 @@ func updateSummary(tenant, env, app string, p updatePlan) string {
 	b.WriteString("\n")
 	b.WriteString(diff)
 	return b.String()
+}
+
+// growth is what an update takes beyond what runs now: more instances,
+// and more memory or CPUs for the ones it replaces.
+func growth(updates []workflows.ServiceUpdate) berth.Usage {
+	var before, after berth.Usage
+	for _, u := range updates {
+		if u.From != nil {
+			before = before.Add(u.From.Resources(), u.FromReplicas)
+		}
+		if u.To != nil {
+			after = after.Add(u.To.Resources(), u.ToReplicas)
+		}
+	}
+	return berth.Usage{Instances: max(0, after.Instances-before.Instances), Resources: berth.Resources{
+		MemoryBytes: max(0, after.MemoryBytes-before.MemoryBytes), NanoCPUs: max(0, after.NanoCPUs-before.NanoCPUs)}}
 }

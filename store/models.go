@@ -41,9 +41,11 @@ type Host struct {
 
 // Tenant is the beneficiary: the team that owns environments and applications.
 type Tenant struct {
-	ID        uint      `gorm:"primaryKey" json:"id"`
-	Name      string    `gorm:"size:64;uniqueIndex" json:"name"`
-	CreatedAt time.Time `json:"createdAt"`
+	ID   uint   `gorm:"primaryKey" json:"id"`
+	Name string `gorm:"size:64;uniqueIndex" json:"name"`
+	// Quota bounds what all the tenant's environments take together.
+	Quota     berth.Quota `gorm:"embedded;embeddedPrefix:quota_" json:"quota"`
+	CreatedAt time.Time   `json:"createdAt"`
 }
 
 // Environment is a tenant's stage (dev, test, prod) with the hosts it may use.
@@ -65,9 +67,11 @@ type Environment struct {
 	// ApproveReleases: releases and rollbacks here wait for an approver.
 	ApproveReleases bool `json:"approveReleases"`
 	// Limits are the defaults and maximums of every service's resources here.
-	Limits    berth.Limits `gorm:"embedded;embeddedPrefix:limit_" json:"limits"`
-	Hosts     []Host       `gorm:"many2many:environment_hosts" json:"hosts,omitempty"`
-	CreatedAt time.Time    `json:"createdAt"`
+	Limits berth.Limits `gorm:"embedded;embeddedPrefix:limit_" json:"limits"`
+	// Quota bounds what the environment's instances take together.
+	Quota     berth.Quota `gorm:"embedded;embeddedPrefix:quota_" json:"quota"`
+	Hosts     []Host      `gorm:"many2many:environment_hosts" json:"hosts,omitempty"`
+	CreatedAt time.Time   `json:"createdAt"`
 }
 
 // Application is a subsystem: one compose project deployed into an environment.
@@ -120,6 +124,8 @@ type Instance struct {
 	State       berth.State `gorm:"size:16" json:"state"`
 	Version     string      `gorm:"size:255" json:"version"`
 	RunID       uint        `gorm:"index" json:"runId"`
+	// Resources are what the instance takes, as placed.
+	Resources berth.Resources `gorm:"embedded;embeddedPrefix:res_" json:"resources"`
 	// PlanKey, when set, is what makes a plan idempotent instead of RunID,
 	// for runs that plan more than once (a release plans each batch).
 	PlanKey   string     `gorm:"size:191;index" json:"-"`

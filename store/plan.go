@@ -11,6 +11,7 @@ import (
 
 	"github.com/berth-dev/berth"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // ErrNoCapacity says a plan cannot be placed: no ready host, or no free port.
@@ -91,6 +92,33 @@ func (s *Store) planOnce(ctx context.Context, req berth.PlanRequest) (*berth.Pla
 		if len(ready) == 0 {
 			return fmt.Errorf("environment %q has no ready authorised host: %w", env.Name, ErrNoCapacity)
 		}
+		asked := berth.Usage{}
+		reserving := false
+		for _, sr := range req.Services {
+			asked = asked.Add(sr.Resources, sr.Replicas)
+			reserving = reserving || sr.Resources.MemoryReserved > 0 || sr.Resources.NanoCPUsReserved > 0
+		}
+		if !req.Surge {
+			if err := checkQuota(tx, &env, asked); err != nil {
+				return err
+			}
+		}
+		if reserving {
+			// Plans that reserve take turns per host, so two of them never
+			// promise the same room twice.
+			ids := make([]uint, len(ready))
+			for i, h := range ready {
+				ids[i] = h.ID
+			}
+			var locked []Host
+			if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("id IN ?", ids).Order("id").Find(&locked).Error; err != nil {
+				return err
+			}
+		}
+		room, err := hostRoom(tx, ready)
+		if err != nil {
+			return err
+		}
 		load := map[uint]int{}
 		for _, h := range ready {
 			var n int64
@@ -122,14 +150,32 @@ func (s *Store) planOnce(ctx context.Context, req berth.PlanRequest) (*berth.Pla
 			}
 			perHost := map[uint]int{}
 			for i := 0; i < sr.Replicas; i++ {
-				h := pickHost(ready, perHost, perApp, load)
+				var fit []Host
+				free := map[uint]int{}
+				for _, h := range ready {
+					if fits(room, h.ID, sr.Resources) {
+						fit = append(fit, h)
+						// Most free reserved memory first: pickHost takes the smallest.
+						free[h.ID] = -int(room[h.ID].MemoryReserved >> 20)
+					}
+				}
+				if len(fit) == 0 {
+					return fmt.Errorf("no host of environment %s has room for another %s instance reserving %s memory and %s CPUs: %w",
+						env.Name, sr.Name, berth.BytesText(sr.Resources.MemoryReserved), berth.CPUsText(sr.Resources.NanoCPUsReserved), ErrNoCapacity)
+				}
+				h := pickHost(fit, perHost, perApp, free, load)
+				if left, ok := room[h.ID]; ok {
+					left.MemoryReserved -= sr.Resources.MemoryReserved
+					left.NanoCPUsReserved -= sr.Resources.NanoCPUsReserved
+					room[h.ID] = left
+				}
 				perHost[h.ID]++
 				perApp[h.ID]++
 				load[h.ID]++
 				svc.NextOrdinal++
 				in := Instance{ServiceID: svc.ID, Service: sr.Name, Ordinal: svc.NextOrdinal,
 					Name: fmt.Sprintf("%s-%s-%d", req.NamePrefix, sr.Name, svc.NextOrdinal), UID: newUID(),
-					HostID: h.ID, State: berth.StatePlanned, Version: sr.Image, RunID: req.RunID, PlanKey: req.Key}
+					HostID: h.ID, State: berth.StatePlanned, Version: sr.Image, RunID: req.RunID, PlanKey: req.Key, Resources: sr.Resources}
 				var mappings []berth.PortMapping
 				for _, pr := range sr.Ports {
 					port, err := freePort(used[h.ID], req.PortMin, req.PortMax)
@@ -176,12 +222,12 @@ func upsertService(tx *gorm.DB, appID uint, sr berth.ServiceRequest) (*Service, 
 }
 
 // pickHost spreads a service's replicas: fewest of this service first, then
-// fewest of this application, then the least loaded host, then the name, so
-// the same state gives the same plan.
-func pickHost(hosts []Host, perHost, perApp, load map[uint]int) Host {
+// fewest of this application, then the most free capacity, then the least
+// loaded host, then the name, so the same state gives the same plan.
+func pickHost(hosts []Host, perHost, perApp, free, load map[uint]int) Host {
 	best := hosts[0]
 	for _, h := range hosts[1:] {
-		for _, m := range []map[uint]int{perHost, perApp, load} {
+		for _, m := range []map[uint]int{perHost, perApp, free, load} {
 			if m[h.ID] != m[best.ID] {
 				if m[h.ID] < m[best.ID] {
 					best = h

@@ -30,11 +30,14 @@ func (s *Store) Services(ctx context.Context, appID uint) ([]ServiceView, error)
 	if err := s.db.WithContext(ctx).Where("application_id = ?", appID).Order("id").Find(&svcs).Error; err != nil {
 		return nil, err
 	}
+	out := make([]ServiceView, 0, len(svcs))
+	if len(svcs) == 0 {
+		return out, nil
+	}
 	var app Application
 	if err := s.db.WithContext(ctx).First(&app, appID).Error; err != nil {
 		return nil, notFound(err, fmt.Sprintf("application %d", appID))
 	}
-	out := make([]ServiceView, 0, len(svcs))
 	for _, svc := range svcs {
 		// A service an update removed is history; a deleted application
 		// still shows what it had.

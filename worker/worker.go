@@ -21,7 +21,9 @@ type Config struct {
 	Regions []string
 	Store   *activities.Store
 	CMDB    *activities.CMDB
-	Docker  *activities.Docker
+	// Reconcile reads and repairs records for the reconciler (central).
+	Reconcile *activities.Reconcile
+	Docker    *activities.Docker
 	// LB and Firewall drive the region's load balancer and firewall.
 	LB       *activities.LB
 	Firewall *activities.Firewall
@@ -42,6 +44,7 @@ func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.GreyRelease, workflow.RegisterOptions{Name: workflows.GreyReleaseName})
 	r.RegisterWorkflowWithOptions(workflows.CommitInstance, workflow.RegisterOptions{Name: workflows.CommitInstanceName})
 	r.RegisterWorkflowWithOptions(workflows.UpdateApplication, workflow.RegisterOptions{Name: workflows.UpdateApplicationName})
+	r.RegisterWorkflowWithOptions(workflows.Reconcile, workflow.RegisterOptions{Name: workflows.ReconcileName})
 }
 
 // RegisterStore registers the store activities; their method names are their fixed names.
@@ -66,6 +69,9 @@ func Build(c client.Client, cfg Config) ([]sdkworker.Worker, error) {
 		RegisterStore(w, cfg.Store)
 		if cfg.CMDB != nil {
 			w.RegisterActivityWithOptions(cfg.CMDB, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+		}
+		if cfg.Reconcile != nil {
+			w.RegisterActivityWithOptions(cfg.Reconcile, activity.RegisterOptions{SkipInvalidStructFunctions: true})
 		}
 		ws = append(ws, w)
 	}

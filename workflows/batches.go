@@ -18,16 +18,12 @@ import (
 // reports them up (in.waitUp). On failure it takes back what it started and
 // then calls afterUndo; the undo it returns does the same for a caller
 // whose later step fails.
-func startBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compose.ServiceSpec, n int, key string,
+func startBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compose.ServiceSpec, n int, key string, surge bool,
 	afterUndo func(workflow.Context)) ([]berth.PlannedInstance, func(error) error, error) {
 	var plan berth.Plan
-	sr := berth.ServiceRequest{Name: spec.Name, Image: spec.Image, Replicas: n, Add: true}
-	for _, p := range spec.Ports {
-		sr.Ports = append(sr.Ports, berth.PortRequest{ContainerPort: p.ContainerPort, Protocol: p.Protocol})
-	}
 	req := berth.PlanRequest{RunID: in.RunID, ApplicationID: in.ApplicationID, EnvironmentID: in.EnvironmentID, Key: key,
 		NamePrefix: fmt.Sprintf("%s-%s-%s", in.Tenant, in.Env, in.App), PortMin: in.PortMin, PortMax: in.PortMax,
-		Services: []berth.ServiceRequest{sr}}
+		Services: []berth.ServiceRequest{serviceRequest(ctx, spec, n, true)}, Surge: surge}
 	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 	if err := workflow.ExecuteLocalActivity(lctx, r.st.PlanDeploy, req).Get(ctx, &plan); err != nil {
 		return nil, nil, err
@@ -75,7 +71,7 @@ func startBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compo
 // retry finds them), exposes them, then drains and removes old. On failure
 // it removes the new instances and puts old back in rotation.
 func replaceBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compose.ServiceSpec, old []berth.PlannedInstance, key string) ([]berth.PlannedInstance, error) {
-	fresh, undo, err := startBatch(ctx, r, in, spec, len(old), key, func(dctx workflow.Context) {
+	fresh, undo, err := startBatch(ctx, r, in, spec, len(old), key, true, func(dctx workflow.Context) {
 		setServers(dctx, in, old, lb.StateReady)
 	})
 	if err != nil {
@@ -189,4 +185,21 @@ func runCommand(ctx workflow.Context, r *run, in ReleaseVersionInput, group []be
 			strings.Join(failed, ", ")), string(berth.EUnhealthy), nil)
 	}
 	return nil
+}
+
+// capacityChange is the GetVersion change id that made plans carry what
+// each instance takes, so placement counts quotas and host capacity.
+const capacityChange = "capacity"
+
+// serviceRequest asks for n instances of spec: a deploy sets the service's
+// count, add places them beside the live ones.
+func serviceRequest(ctx workflow.Context, spec compose.ServiceSpec, n int, add bool) berth.ServiceRequest {
+	sr := berth.ServiceRequest{Name: spec.Name, Image: spec.Image, Replicas: n, Add: add}
+	for _, p := range spec.Ports {
+		sr.Ports = append(sr.Ports, berth.PortRequest{ContainerPort: p.ContainerPort, Protocol: p.Protocol})
+	}
+	if workflow.GetVersion(ctx, capacityChange, workflow.DefaultVersion, 1) >= 1 {
+		sr.Resources = spec.Resources()
+	}
+	return sr
 }

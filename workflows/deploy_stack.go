@@ -76,11 +76,7 @@ func DeployStack(ctx workflow.Context, in DeployStackInput) (*DeployStackResult,
 		req := berth.PlanRequest{RunID: in.RunID, ApplicationID: in.ApplicationID, EnvironmentID: in.EnvironmentID,
 			NamePrefix: fmt.Sprintf("%s-%s-%s", in.Tenant, in.Env, in.App), PortMin: in.PortMin, PortMax: in.PortMax}
 		for _, s := range in.Spec.Services {
-			sr := berth.ServiceRequest{Name: s.Name, Image: s.Image, Replicas: s.Replicas}
-			for _, p := range s.Ports {
-				sr.Ports = append(sr.Ports, berth.PortRequest{ContainerPort: p.ContainerPort, Protocol: p.Protocol})
-			}
-			req.Services = append(req.Services, sr)
+			req.Services = append(req.Services, serviceRequest(ctx, s, s.Replicas, false))
 		}
 		lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 		return workflow.ExecuteLocalActivity(lctx, r.st.PlanDeploy, req).Get(ctx, &plan)

@@ -126,6 +126,7 @@ func newTestEnv() *testsuite.TestWorkflowEnvironment {
 	env.RegisterActivity(&activities.LB{})
 	env.RegisterActivity(&activities.Firewall{})
 	env.RegisterActivity(&activities.CMDB{})
+	env.RegisterActivity(&activities.Reconcile{})
 	return env
 }
 

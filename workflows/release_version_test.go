@@ -279,8 +279,9 @@ func TestReleaseVersionRollsOutInBatches(t *testing.T) {
 	plans := rec.callsOf("PlanDeploy")
 	require.Len(t, plans, 2)
 	for i, p := range plans {
+		// A batch replaces as many as it adds: a surge, outside quotas.
 		require.Equal(t, berth.PlanRequest{RunID: 31, ApplicationID: 3, EnvironmentID: 2, Key: fmt.Sprintf("31/batch-%d", i+1),
-			NamePrefix: "acme-prod-shop", PortMin: 20000, PortMax: 20100,
+			NamePrefix: "acme-prod-shop", PortMin: 20000, PortMax: 20100, Surge: true,
 			Services: []berth.ServiceRequest{{Name: "api", Image: relNewImage, Replicas: 2, Add: true,
 				Ports: []berth.PortRequest{{ContainerPort: 8080, Protocol: "tcp"}}}}}, p.Arg)
 	}

@@ -93,10 +93,7 @@ func ScaleService(ctx workflow.Context, in ScaleServiceInput) (*ScaleServiceResu
 func scaleOut(ctx workflow.Context, r *run, in ScaleServiceInput) (*ScaleServiceResult, error) {
 	var plan berth.Plan
 	err := r.step(ctx, "plan", func() error {
-		sr := berth.ServiceRequest{Name: in.Service.Name, Image: in.Service.Image, Replicas: in.To - in.From, Add: true}
-		for _, p := range in.Service.Ports {
-			sr.Ports = append(sr.Ports, berth.PortRequest{ContainerPort: p.ContainerPort, Protocol: p.Protocol})
-		}
+		sr := serviceRequest(ctx, in.Service, in.To-in.From, true)
 		req := berth.PlanRequest{RunID: in.RunID, ApplicationID: in.ApplicationID, EnvironmentID: in.EnvironmentID,
 			NamePrefix: fmt.Sprintf("%s-%s-%s", in.Tenant, in.Env, in.App), PortMin: in.PortMin, PortMax: in.PortMax,
 			Services: []berth.ServiceRequest{sr}}

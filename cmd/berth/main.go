@@ -148,6 +148,12 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 				d = cmdb.NewHTTP(cfg.CMDBURL, cfg.CMDBToken)
 			}
 			wcfg.CMDB = activities.NewCMDB(d, st)
+			wcfg.Reconcile = &activities.Reconcile{Records: st, Workflows: worker.TemporalStates{Client: tc}}
+			if cfg.ReconcileEvery > 0 {
+				if err := worker.EnsureReconcileSchedule(ctx, tc, cfg.ReconcileEvery, cfg.ReconcileGrace); err != nil {
+					return err
+				}
+			}
 		}
 		if len(cfg.Regions) > 0 {
 			fw, err := firewallDriver(cfg)

@@ -1,0 +1,124 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/berth-dev/berth"
+)
+
+// ReconcileRecords is the part of the store the reconciler reads and repairs.
+type ReconcileRecords interface {
+	ReadyHostsAll(ctx context.Context) ([]berth.HostRef, error)
+	HostRecords(ctx context.Context, hostID uint) ([]berth.InstanceRecord, error)
+	OpenRuns(ctx context.Context, before time.Time) ([]berth.OpenRun, error)
+	OpenRunIDs(ctx context.Context) ([]uint, error)
+	AbandonRun(ctx context.Context, id uint) error
+	RecordFindings(ctx context.Context, fs []berth.Finding) error
+}
+
+// WorkflowStates says whether a run's workflow has closed; the worker's
+// Temporal client answers.
+type WorkflowStates interface {
+	Closed(ctx context.Context, workflowID, runID string) (bool, error)
+}
+
+// Reconcile holds the reconciler's reads and repairs of the records. Its
+// activities run as local activities on the central worker.
+type Reconcile struct {
+	Records   ReconcileRecords
+	Workflows WorkflowStates
+}
+
+// ReconcileHosts lists every ready host, the hosts a pass looks at.
+func (r *Reconcile) ReconcileHosts(ctx context.Context) ([]berth.HostRef, error) {
+	hs, err := r.Records.ReadyHostsAll(ctx)
+	return hs, storeErr(err)
+}
+
+// HostRecords lists what the records say a host holds.
+func (r *Reconcile) HostRecords(ctx context.Context, hostID uint) ([]berth.InstanceRecord, error) {
+	rs, err := r.Records.HostRecords(ctx, hostID)
+	return rs, storeErr(err)
+}
+
+// OpenRunIDs lists the runs still pending or running.
+func (r *Reconcile) OpenRunIDs(ctx context.Context) ([]uint, error) {
+	ids, err := r.Records.OpenRunIDs(ctx)
+	return ids, storeErr(err)
+}
+
+// SweepRunsInput says how old an open run must be before its workflow is
+// asked whether it still runs.
+type SweepRunsInput struct {
+	Grace time.Duration `json:"grace"`
+}
+
+// SweepRuns closes every open run whose workflow has ended without saying
+// so (terminated, or timed out): its lock and approvals are freed. Repeating
+// it is harmless.
+func (r *Reconcile) SweepRuns(ctx context.Context, in SweepRunsInput) ([]berth.Finding, error) {
+	if r.Workflows == nil {
+		return nil, nil
+	}
+	runs, err := r.Records.OpenRuns(ctx, time.Now().Add(-in.Grace))
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	out := []berth.Finding{}
+	for _, run := range runs {
+		closed, err := r.Workflows.Closed(ctx, run.WorkflowID, run.TemporalRunID)
+		if err != nil {
+			return out, fmt.Errorf("run %d: %w", run.ID, err)
+		}
+		if !closed {
+			continue
+		}
+		f := berth.Finding{Kind: berth.FindingRunClosed, Target: "run " + strconv.FormatUint(uint64(run.ID), 10),
+			Detail: fmt.Sprintf("%s of %s ended without recording its outcome; closed as failed, lock and approvals freed", run.Kind, run.Subject)}
+		if err := r.Records.AbandonRun(ctx, run.ID); err != nil {
+			f.Error = err.Error()
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// RecordFindings keeps a pass's findings in the audit trail.
+func (r *Reconcile) RecordFindings(ctx context.Context, fs []berth.Finding) error {
+	return storeErr(r.Records.RecordFindings(ctx, fs))
+}
+
+// HostContainers lists the containers berth made on a host: those with an
+// instance uid label, running or not.
+func (d *Docker) HostContainers(ctx context.Context, h berth.HostRef) ([]berth.HostContainer, error) {
+	eng, err := d.engine(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	list, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", LabelUID)})
+	if err != nil {
+		return nil, fmt.Errorf("list containers on %s: %w", h.Name, err)
+	}
+	out := make([]berth.HostContainer, 0, len(list.Items))
+	for _, c := range list.Items {
+		if len(c.Names) == 0 {
+			continue
+		}
+		run, _ := strconv.ParseUint(c.Labels["berth.run"], 10, 64)
+		out = append(out, berth.HostContainer{Name: trimSlash(c.Names[0]), ID: c.ID, UID: c.Labels[LabelUID], RunID: uint(run),
+			Created: time.Unix(c.Created, 0).UTC(), Running: c.State == "running"})
+	}
+	return out, nil
+}
+
+func trimSlash(s string) string {
+	if len(s) > 0 && s[0] == '/' {
+		return s[1:]
+	}
+	return s
+}

@@ -1,0 +1,86 @@
+package berth
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Resources is what one instance takes. Its limits count against its
+// tenant's and environment's quotas (what it may use); its reservations
+// count against a host's allocatable capacity (what placement promises it),
+// as Docker Swarm schedules.
+type Resources struct {
+	MemoryBytes      int64 `json:"memoryBytes,omitempty"`
+	NanoCPUs         int64 `json:"nanoCPUs,omitempty"`
+	MemoryReserved   int64 `json:"memoryReserved,omitempty"`
+	NanoCPUsReserved int64 `json:"nanoCPUsReserved,omitempty"`
+}
+
+// Usage is what a set of instances takes together.
+type Usage struct {
+	Instances int `json:"instances"`
+	Resources
+}
+
+// Add counts n more instances of r.
+func (u Usage) Add(r Resources, n int) Usage {
+	u.Instances += n
+	u.MemoryBytes += r.MemoryBytes * int64(n)
+	u.NanoCPUs += r.NanoCPUs * int64(n)
+	u.MemoryReserved += r.MemoryReserved * int64(n)
+	u.NanoCPUsReserved += r.NanoCPUsReserved * int64(n)
+	return u
+}
+
+// Quota bounds what a tenant or an environment may take in all: the sum
+// of its live instances' memory and CPU limits, and their number. Zero
+// means no bound.
+type Quota struct {
+	MaxMemoryBytes int64 `json:"maxMemoryBytes,omitempty"`
+	MaxNanoCPUs    int64 `json:"maxNanoCPUs,omitempty"`
+	MaxInstances   int   `json:"maxInstances,omitempty"`
+}
+
+// Check says what is wrong with a quota itself.
+func (q Quota) Check() error {
+	if q.MaxMemoryBytes < 0 || q.MaxNanoCPUs < 0 || q.MaxInstances < 0 {
+		return fmt.Errorf("a quota must not be negative")
+	}
+	return nil
+}
+
+// Short names each bound that used plus asked would pass, e.g. "memory:
+// 1GiB asked, 3.5GiB of 4GiB in use"; "" when it all fits.
+func (q Quota) Short(used, asked Usage) string {
+	var out []string
+	if q.MaxMemoryBytes > 0 && used.MemoryBytes+asked.MemoryBytes > q.MaxMemoryBytes {
+		out = append(out, fmt.Sprintf("memory: %s asked, %s of %s in use", amount(BytesText, asked.MemoryBytes),
+			amount(BytesText, used.MemoryBytes), BytesText(q.MaxMemoryBytes)))
+	}
+	if q.MaxNanoCPUs > 0 && used.NanoCPUs+asked.NanoCPUs > q.MaxNanoCPUs {
+		out = append(out, fmt.Sprintf("cpus: %s asked, %s of %s in use", amount(CPUsText, asked.NanoCPUs),
+			amount(CPUsText, used.NanoCPUs), CPUsText(q.MaxNanoCPUs)))
+	}
+	if q.MaxInstances > 0 && used.Instances+asked.Instances > q.MaxInstances {
+		out = append(out, fmt.Sprintf("instances: %d asked, %d of %d in use", asked.Instances, used.Instances, q.MaxInstances))
+	}
+	return strings.Join(out, "; ")
+}
+
+// Allocatable is what placement may promise on a host with these facts:
+// its CPUs and memory less a reserve for the engine and the system (a
+// tenth, and at least 256 MiB of memory). Zero when the facts are unknown.
+func Allocatable(cpus int, memoryBytes int64) Resources {
+	mem := memoryBytes - max(memoryBytes/10, 256<<20)
+	cpu := int64(cpus) * 1e9 * 9 / 10
+	return Resources{MemoryReserved: max(mem, 0), NanoCPUsReserved: max(cpu, 0)}
+}
+
+// amount writes a quantity in use or asked for, where 0 is none, not the
+// "unlimited" of a limit.
+func amount(text func(int64) string, v int64) string {
+	if v == 0 {
+		return "0"
+	}
+	return text(v)
+}

@@ -1,0 +1,20 @@
+package berth
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestQuotaShortNamesEachBound(t *testing.T) {
+	q := Quota{MaxMemoryBytes: 1 << 30, MaxNanoCPUs: 2e9, MaxInstances: 3}
+	require.Empty(t, q.Short(Usage{}, Usage{}.Add(Resources{MemoryBytes: 512 << 20, NanoCPUs: 1e9}, 2)), "exactly full fits")
+	require.Equal(t, "memory: 1536MiB asked, 0 of 1GiB in use; cpus: 3 asked, 0 of 2 in use; instances: 3 asked, 1 of 3 in use",
+		q.Short(Usage{Instances: 1}, Usage{}.Add(Resources{MemoryBytes: 512 << 20, NanoCPUs: 1e9}, 3)))
+	require.Empty(t, Quota{}.Short(Usage{Instances: 1000}, Usage{Instances: 1000}), "no quota, no bound")
+	require.Error(t, Quota{MaxInstances: -1}.Check())
+	a := Allocatable(2, 1<<30)
+	require.Equal(t, int64(1<<30-256<<20), a.MemoryReserved, "at least 256 MiB stays for the system")
+	require.Equal(t, int64(1_800_000_000), a.NanoCPUsReserved)
+	require.Zero(t, Allocatable(0, 0).MemoryReserved)
+}

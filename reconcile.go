@@ -1,0 +1,61 @@
+package berth
+
+import "time"
+
+// InstanceRecord is what the records say about one instance on a host, as
+// the reconciler compares it with the engine.
+type InstanceRecord struct {
+	Instance  PlannedInstance `json:"instance"`
+	State     State           `json:"state"`
+	RunID     uint            `json:"runId"`
+	CreatedAt time.Time       `json:"createdAt"`
+}
+
+// HostContainer is one container berth made, as its engine lists it.
+type HostContainer struct {
+	Name    string    `json:"name"`
+	ID      string    `json:"id"`
+	UID     string    `json:"uid"`
+	RunID   uint      `json:"runId"`
+	Created time.Time `json:"created"`
+	Running bool      `json:"running"`
+}
+
+// FindingKind is what the reconciler found and did about it.
+type FindingKind string
+
+// Finding kinds.
+const (
+	// FindingOrphan: a container berth made that no live record holds, of a
+	// run that has ended; it was removed.
+	FindingOrphan FindingKind = "orphan-removed"
+	// FindingAbandoned: an instance planned by a run that ended before it
+	// started; its container (if any) was removed and its ports released.
+	FindingAbandoned FindingKind = "abandoned-released"
+	// FindingMissing: a live instance whose container is gone; reported.
+	FindingMissing FindingKind = "missing"
+	// FindingRunClosed: a run whose workflow ended without recording its
+	// outcome; it was closed as failed and its lock freed.
+	FindingRunClosed FindingKind = "run-closed"
+)
+
+// Finding is one difference between the records and the world, and what
+// was done about it.
+type Finding struct {
+	Kind   FindingKind `json:"kind"`
+	Host   string      `json:"host,omitempty"`
+	Target string      `json:"target"`
+	Detail string      `json:"detail"`
+	// Error is set when the repair itself failed; the next pass tries again.
+	Error string `json:"error,omitempty"`
+}
+
+// OpenRun is a run still pending or running, as the reconciler asks its
+// workflow whether it really is.
+type OpenRun struct {
+	ID            uint    `json:"id"`
+	Kind          RunKind `json:"kind"`
+	Subject       string  `json:"subject"`
+	WorkflowID    string  `json:"workflowId"`
+	TemporalRunID string  `json:"temporalRunId"`
+}

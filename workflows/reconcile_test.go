@@ -1,0 +1,85 @@
+package workflows
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/activities"
+)
+
+// The reconciler removes only what no live run may still claim: a
+// container of an ended run no record holds, and an instance an ended run
+// planned; it spares leftovers of open runs and anything younger than the
+// grace, reports a running instance without a container, and releases
+// ports only of containers it removed.
+func TestReconcileRepairsOnlyWhatDeadRunsLeft(t *testing.T) {
+	env := newTestEnv()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: CentralTaskQueue})
+	var rc *activities.Reconcile
+	var d *activities.Docker
+	var st *activities.Store
+	now := env.Now().UTC()
+	long := now.Add(-time.Hour)
+	inst := func(name, uid string) berth.PlannedInstance {
+		return berth.PlannedInstance{Name: name, UID: uid, Host: hostEU}
+	}
+	records := []berth.InstanceRecord{
+		{Instance: inst("live-1", "u1"), State: berth.StateRunning, RunID: 1, CreatedAt: long},
+		{Instance: inst("dead-plan-1", "u2"), State: berth.StatePlanned, RunID: 2, CreatedAt: long}, // container exists
+		{Instance: inst("dead-plan-2", "u3"), State: berth.StatePlanned, RunID: 2, CreatedAt: long}, // never created
+		{Instance: inst("open-plan-1", "u4"), State: berth.StatePlanned, RunID: 3, CreatedAt: long}, // its run is open
+		{Instance: inst("gone-1", "u5"), State: berth.StateRunning, RunID: 1, CreatedAt: long},      // container vanished
+		{Instance: inst("fresh-plan-1", "u6"), State: berth.StatePlanned, RunID: 4, CreatedAt: now}, // younger than grace
+	}
+	containers := []berth.HostContainer{
+		{Name: "live-1", UID: "u1", RunID: 1, Created: long},
+		{Name: "dead-plan-1", UID: "u2", RunID: 2, Created: long},
+		{Name: "open-plan-1", UID: "u4", RunID: 3, Created: long},
+		{Name: "orphan-1", UID: "u7", RunID: 5, Created: long},
+		{Name: "orphan-open", UID: "u8", RunID: 3, Created: long},
+		{Name: "orphan-fresh", UID: "u9", RunID: 6, Created: now},
+		{Name: "fresh-plan-1", UID: "u6", RunID: 4, Created: now},
+	}
+	env.OnActivity(rc.SweepRuns, mock.Anything, mock.Anything).Return([]berth.Finding{{Kind: berth.FindingRunClosed, Target: "run 2"}}, nil)
+	env.OnActivity(rc.ReconcileHosts, mock.Anything).Return([]berth.HostRef{hostEU}, nil)
+	env.OnActivity(rc.OpenRunIDs, mock.Anything).Return([]uint{3}, nil)
+	env.OnActivity(rc.HostRecords, mock.Anything, hostEU.ID).Return(records, nil)
+	env.OnActivity(d.HostContainers, mock.Anything, hostEU).Return(containers, nil)
+	var removed []string
+	env.OnActivity(d.RemoveInstance, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RemoveInstanceInput) error {
+		removed = append(removed, in.Name)
+		return nil
+	})
+	var released []string
+	env.OnActivity(st.ReleaseInstances, mock.Anything, mock.Anything).Return(func(_ context.Context, names []string) error {
+		released = append(released, names...)
+		return nil
+	})
+	var recorded []berth.Finding
+	env.OnActivity(rc.RecordFindings, mock.Anything, mock.Anything).Return(func(_ context.Context, fs []berth.Finding) error {
+		recorded = fs
+		return nil
+	})
+
+	env.ExecuteWorkflow(Reconcile, ReconcileInput{Grace: 10 * time.Minute})
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var res ReconcileResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	kinds := map[string]berth.FindingKind{}
+	for _, f := range res.Findings {
+		kinds[f.Target] = f.Kind
+	}
+	require.Equal(t, map[string]berth.FindingKind{"run 2": berth.FindingRunClosed, "dead-plan-1": berth.FindingAbandoned,
+		"dead-plan-2": berth.FindingAbandoned, "orphan-1": berth.FindingOrphan, "gone-1": berth.FindingMissing}, kinds)
+	require.ElementsMatch(t, []string{"dead-plan-1", "orphan-1"}, removed)
+	require.ElementsMatch(t, []string{"dead-plan-1", "dead-plan-2"}, released)
+	require.Equal(t, res.Findings, recorded, "every finding is audited")
+}
