@@ -71,14 +71,18 @@ func (r *Reconcile) SweepRuns(ctx context.Context, in SweepRunsInput) ([]berth.F
 	}
 	out := []berth.Finding{}
 	for _, run := range runs {
+		target := "run " + strconv.FormatUint(uint64(run.ID), 10)
 		closed, err := r.Workflows.Closed(ctx, run.WorkflowID, run.TemporalRunID)
 		if err != nil {
-			return out, fmt.Errorf("run %d: %w", run.ID, err)
+			// One run Temporal cannot answer for must not stop the pass.
+			out = append(out, berth.Finding{Kind: berth.FindingRunClosed, Target: target,
+				Detail: "could not ask Temporal whether its workflow still runs", Error: err.Error()})
+			continue
 		}
 		if !closed {
 			continue
 		}
-		f := berth.Finding{Kind: berth.FindingRunClosed, Target: "run " + strconv.FormatUint(uint64(run.ID), 10),
+		f := berth.Finding{Kind: berth.FindingRunClosed, Target: target,
 			Detail: fmt.Sprintf("%s of %s ended without recording its outcome; closed as failed, lock and approvals freed", run.Kind, run.Subject)}
 		if err := r.Records.AbandonRun(ctx, run.ID); err != nil {
 			f.Error = err.Error()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -38,18 +37,10 @@ func (hs *harness) release(t testing.TB, serviceID uint, body map[string]any) (r
 	return rs, hs.waitRun(t, rs.RunID)
 }
 
-// versions reads /version from every live instance directly.
+// versions reads /version from every live instance of shop's web directly.
 func (hs *harness) versions(t testing.TB, apps string) []string {
 	t.Helper()
-	var out []string
-	for _, in := range hs.app(t, apps, "shop").Services[0].Instances {
-		p := in.Ports[0]
-		code, v := httpGet(t, fmt.Sprintf("http://%s:%d/version", p.HostIP, p.HostPort))
-		require.Equal(t, http.StatusOK, code)
-		out = append(out, v)
-	}
-	sort.Strings(out)
-	return out
+	return hs.serviceVersions(t, apps, "web")
 }
 
 type releasesBody struct {
