@@ -199,7 +199,7 @@ func (s *Store) planOnce(ctx context.Context, req berth.PlanRequest) (*berth.Pla
 			}
 		}
 		return nil
-	})
+	}, s.readCommitted())
 	if err != nil {
 		return nil, err
 	}

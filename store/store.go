@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -138,4 +139,16 @@ func (s *Store) AuditEvents(ctx context.Context, limit int) ([]AuditEvent, error
 	var evs []AuditEvent
 	err := s.db.WithContext(ctx).Order("id desc").Limit(limit).Find(&evs).Error
 	return evs, err
+}
+
+// readCommitted makes a transaction read what others committed after it
+// began. MariaDB's default, repeatable read, would let a plan that waited
+// for a lock go on counting from the snapshot its first read took, and so
+// promise capacity a plan committed meanwhile has already taken. SQLite has
+// one writer at a time and needs nothing.
+func (s *Store) readCommitted() *sql.TxOptions {
+	if s.driver != "mysql" {
+		return nil
+	}
+	return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 }
