@@ -41,6 +41,11 @@ test: lint bin/temporal ## everything: lint, unit, store on SQLite and MariaDB, 
 	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
 	  BERTH_REQUIRE_E2E=1 $(GO) test -count=1 -timeout 30m ./...
 
+.PHONY: chaos
+chaos: bin/temporal ## the chaos suite: the worker SIGKILLed at random points of 50 runs (BERTH_CHAOS_RUNS=n, BERTH_CHAOS_SEED=s reruns a seed)
+	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
+	  BERTH_REQUIRE_E2E=1 BERTH_CHAOS_RUNS=$${BERTH_CHAOS_RUNS:-50} $(GO) test -count=1 -timeout 40m -v -run '^TestChaos' ./e2e/
+
 .PHONY: bench
 bench: bin/temporal ## benchmarks on real services: deploy vs bare Docker, three-tier vs docker-compose, RSS, runs page p95 on MariaDB
 	@deploy/local/deps.sh bench && env=$$(deploy/local/testenv.sh up) && eval "$$env" && \

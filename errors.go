@@ -6,7 +6,7 @@ import (
 	"net/http"
 )
 
-// Code says what kind of failure an Error is. The first seven values double
+// Code says what kind of failure an Error is. The first eight values double
 // as the Temporal application error types the activities fail with, so they
 // are part of recorded histories: never rename one.
 type Code string
@@ -20,6 +20,7 @@ const (
 	EImage       Code = "ImageUnavailable" // an image is missing and cannot be pulled
 	EUnhealthy   Code = "Unhealthy"        // an instance did not become healthy
 	EHostRefused Code = "HostRefused"      // an engine refused the request outright
+	EPortTaken   Code = "PortTaken"        // a host port the plan chose is held by something outside berth
 
 	EUnauthorized   Code = "Unauthorized"   // no valid credentials
 	EForbidden      Code = "Forbidden"      // valid credentials without the right
@@ -34,7 +35,7 @@ const (
 )
 
 // activityCodes are the codes activities fail with: Temporal error types.
-var activityCodes = []Code{EInvalid, ENotFound, EConflict, ENoCapacity, EImage, EUnhealthy, EHostRefused}
+var activityCodes = []Code{EInvalid, ENotFound, EConflict, ENoCapacity, EImage, EUnhealthy, EHostRefused, EPortTaken}
 
 // Codes lists every code.
 var Codes = append(append([]Code{}, activityCodes...), EUnauthorized, EForbidden, ETooLarge, ERateLimited,
@@ -53,6 +54,7 @@ var codeInfo = map[Code]struct {
 	EImage:          {http.StatusUnprocessableEntity, "image_unavailable"},
 	EUnhealthy:      {http.StatusUnprocessableEntity, "unhealthy"},
 	EHostRefused:    {http.StatusBadGateway, "host_refused"},
+	EPortTaken:      {http.StatusConflict, "port_taken"},
 	EUnauthorized:   {http.StatusUnauthorized, "unauthorized"},
 	EForbidden:      {http.StatusForbidden, "forbidden"},
 	ETooLarge:       {http.StatusRequestEntityTooLarge, "too_large"},

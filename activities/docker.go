@@ -2,6 +2,8 @@ package activities
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +21,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/compose"
@@ -39,6 +42,10 @@ type Docker struct {
 	// Registry, when set, is where missing images are pulled from; without it
 	// a missing image is a clear error, never a pull from the internet.
 	Registry string
+	// RegistryAuth is the engine's X-Registry-Auth value for Registry (see
+	// RegistryAuth): the credentials live with the workers, never in a
+	// workflow's input or an image.
+	RegistryAuth string
 	// PollInterval is how often health is checked while waiting.
 	PollInterval time.Duration
 	HTTP         *http.Client
@@ -58,6 +65,21 @@ type Docker struct {
 }
 
 func msDuration(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
+
+// RegistryAuth encodes registry credentials the way engines take them.
+func RegistryAuth(user, password, server string) string {
+	b, _ := json.Marshal(map[string]string{"username": user, "password": password, "serveraddress": server})
+	return base64.URLEncoding.EncodeToString(b)
+}
+
+// registryAuth is the X-Registry-Auth value: the credentials, or an empty
+// config, which engines want for a push all the same.
+func (d *Docker) registryAuth() string {
+	if d.RegistryAuth != "" {
+		return d.RegistryAuth
+	}
+	return base64.URLEncoding.EncodeToString([]byte("{}"))
+}
 
 // NewDocker returns the Docker activities.
 func NewDocker(engines engine.Engines, registry string) *Docker {
@@ -145,7 +167,7 @@ func (d *Docker) EnsureImage(ctx context.Context, in EnsureImageInput) error {
 	if d.Registry == "" || !strings.HasPrefix(in.Image, d.Registry+"/") {
 		return fail(berth.EImage, "image %q is not on host %s and no configured registry holds it (registry: %q)", in.Image, in.Host.Name, d.Registry)
 	}
-	resp, err := eng.ImagePull(ctx, in.Image, client.ImagePullOptions{})
+	resp, err := eng.ImagePull(ctx, in.Image, client.ImagePullOptions{RegistryAuth: d.registryAuth()})
 	if err != nil {
 		return fmt.Errorf("pull %s on %s: %w", in.Image, in.Host.Name, err)
 	}
@@ -250,7 +272,16 @@ func (d *Docker) StartInstance(ctx context.Context, in StartInstanceInput) (*Ins
 			return nil, err
 		}
 		if _, err := eng.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
-			if cerrdefs.IsInvalidArgument(err) || strings.Contains(err.Error(), "port is already allocated") || strings.Contains(err.Error(), "address already in use") {
+			if taken := portsTaken(err, in.Instance.Ports); len(taken) > 0 {
+				// The container's port bindings cannot change: remove it, so
+				// the retry on other ports makes a new one.
+				if _, rerr := eng.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); rerr != nil && !cerrdefs.IsNotFound(rerr) {
+					return nil, fmt.Errorf("remove %s after its port was refused: %w", name, rerr)
+				}
+				return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("start %s on %s: host port %s held outside berth: %v",
+					name, in.Instance.Host.Name, joinInts(taken), err), string(berth.EPortTaken), nil, PortsTaken{Ports: taken})
+			}
+			if cerrdefs.IsInvalidArgument(err) {
 				return nil, fail(berth.EHostRefused, "start %s on %s: %v", name, in.Instance.Host.Name, err)
 			}
 			return nil, fmt.Errorf("start %s on %s: %w", name, in.Instance.Host.Name, err)
@@ -584,4 +615,50 @@ func (d *Docker) RemoveInstance(ctx context.Context, in RemoveInstanceInput) err
 func (d *Docker) engine(ctx context.Context, h berth.HostRef) (engine.Engine, error) {
 	eng, err := d.Engines.Engine(ctx, h)
 	return eng, storeErr(err)
+}
+
+// PortsTaken are the host ports a start was refused, carried as the details
+// of an EPortTaken error so that the workflow can move the instance off them.
+type PortsTaken struct {
+	Ports []int `json:"ports"`
+}
+
+// portsTaken says which of an instance's host ports an engine refused
+// because something else holds them ("port is already allocated" from
+// Docker's allocator, "address already in use" from the kernel): the ports
+// the message names, or, when it names none of them, all of them.
+func portsTaken(err error, ports []berth.PortMapping) []int {
+	msg := err.Error()
+	if !strings.Contains(msg, "port is already allocated") && !strings.Contains(msg, "address already in use") {
+		return nil
+	}
+	var named, all []int
+	for _, pm := range ports {
+		all = append(all, pm.HostPort)
+		p := strconv.Itoa(pm.HostPort)
+		for i := strings.Index(msg, ":"+p); i >= 0; {
+			end := i + 1 + len(p)
+			if end == len(msg) || msg[end] < '0' || msg[end] > '9' {
+				named = append(named, pm.HostPort)
+				break
+			}
+			next := strings.Index(msg[end:], ":"+p)
+			if next < 0 {
+				break
+			}
+			i = end + next
+		}
+	}
+	if len(named) > 0 {
+		return named
+	}
+	return all
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
 }

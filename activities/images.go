@@ -3,7 +3,6 @@ package activities
 import (
 	"archive/tar"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -204,10 +203,7 @@ func buildImage(ctx context.Context, eng engine.Engine, buildCtx io.Reader, imag
 // pushImage pushes image to its registry, heartbeating progress.
 func (d *Docker) pushImage(ctx context.Context, eng engine.Engine, image, host string) (*BuildImageResult, error) {
 	activity.RecordHeartbeat(ctx, "push")
-	// An empty auth config: the loopback registry has no auth; the engine
-	// wants the header all the same.
-	auth := base64.URLEncoding.EncodeToString([]byte("{}"))
-	resp, err := eng.ImagePush(ctx, image, client.ImagePushOptions{RegistryAuth: auth})
+	resp, err := eng.ImagePush(ctx, image, client.ImagePushOptions{RegistryAuth: d.registryAuth()})
 	if err != nil {
 		return nil, fmt.Errorf("push %s from %s: %w", image, host, err)
 	}

@@ -18,6 +18,7 @@ type Records interface {
 	FinishRun(ctx context.Context, id uint, status berth.RunStatus, errMsg string) error
 	SetHostFacts(ctx context.Context, id uint, f berth.HostFacts) error
 	FinishUpdate(ctx context.Context, appID uint, version int, services []berth.ServiceSetting) error
+	MovePorts(ctx context.Context, name string, taken []int, portMin, portMax int) (*berth.PlannedInstance, error)
 }
 
 // Store records what the workflows do. Its activities are quick database
@@ -57,6 +58,21 @@ func (s *Store) RecordInstances(ctx context.Context, rs []InstanceResult) error 
 // ReleaseInstances frees the ports of removed instances and marks them removed.
 func (s *Store) ReleaseInstances(ctx context.Context, names []string) error {
 	return storeErr(s.Records.ReleaseInstances(ctx, names))
+}
+
+// MovePortsInput names an instance whose host refused some of its ports.
+type MovePortsInput struct {
+	Name    string `json:"name"`
+	Taken   []int  `json:"taken"`
+	PortMin int    `json:"portMin"`
+	PortMax int    `json:"portMax"`
+}
+
+// MovePorts gives an instance other host ports in place of ones something
+// outside berth holds; idempotent.
+func (s *Store) MovePorts(ctx context.Context, in MovePortsInput) (*berth.PlannedInstance, error) {
+	pi, err := s.Records.MovePorts(ctx, in.Name, in.Taken, in.PortMin, in.PortMax)
+	return pi, storeErr(err)
 }
 
 // LiveInstances lists an application's instances that still exist.

@@ -34,8 +34,9 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // Options are the operator's policy for what a compose file may ask for.
 type Options struct {
-	// AllowedBindRoots are absolute host directories under which bind mounts
-	// are accepted. Empty means no bind mount is accepted.
+	// AllowedBindRoots are absolute host directories whose direct child
+	// folders bind mounts may use. Empty means no bind mount is accepted.
+	// The server gives each environment roots of its own (ScopedTo).
 	AllowedBindRoots []string
 	// AllowedCaps are the capabilities cap_add may name (with or without the
 	// CAP_ prefix, any case). Empty means cap_add is refused entirely.
@@ -359,6 +360,18 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// ScopedTo gives the options of one tenant's environment: each bind root
+// becomes its own folder in it, <root>/<tenant>/<environment>, so that no
+// two environments, and no two tenants, ever mount the same host folder.
+func (o Options) ScopedTo(tenant, env string) Options {
+	roots := make([]string, 0, len(o.AllowedBindRoots))
+	for _, r := range cleanRoots(o.AllowedBindRoots) {
+		roots = append(roots, filepath.Join(r, tenant, env))
+	}
+	o.AllowedBindRoots = roots
+	return o
 }
 
 func cleanRoots(roots []string) []string {

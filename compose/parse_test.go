@@ -113,8 +113,8 @@ func TestParseValidTestdata(t *testing.T) {
 var hostile = map[string][]string{
 	"bad-service-name.yaml":        {`service "Web_App"`, "must match"},
 	"billion-laughs.yaml":          {"aliases are expanded"},
-	"bind-etc.yaml":                {`bind mount source "/etc" is not under an allowed root`},
-	"bind-traversal.yaml":          {`bind mount source "/srv/berth/../../etc" is not under an allowed root`},
+	"bind-etc.yaml":                {`bind mount source "/etc" is not a folder directly in an allowed root`},
+	"bind-traversal.yaml":          {`bind mount source "/srv/berth/../../etc" is not a folder directly in an allowed root`},
 	"build-only.yaml":              {`service "app"`, "build is not supported"},
 	"cap-all.yaml":                 {`cap_add "ALL" is not allowed`},
 	"cap-sys-admin.yaml":           {`cap_add "SYS_ADMIN" is not allowed`},
@@ -396,7 +396,26 @@ func TestParseBindRoots(t *testing.T) {
 	require.Equal(t, "/srv/berth/data", spec.Service("app").Volumes[0].Source)
 
 	_, err := Parse(context.Background(), "demo", []byte(body("/srv/berth-other")), opts)
-	requireRefused(t, err, "not under an allowed root")
+	requireRefused(t, err, "not a folder directly in an allowed root")
+
+	// A container with /srv/berth/data mounted rw can make data/link -> /;
+	// a later bind of data/link would mount the host's root. Only folders
+	// directly in a root are accepted, so no bind goes through a link.
+	_, err = Parse(context.Background(), "demo", []byte(body("/srv/berth/data/link")), opts)
+	requireRefused(t, err, `bind mount source "/srv/berth/data/link" is not a folder directly in an allowed root`)
+	_, err = Parse(context.Background(), "demo", []byte(body("/srv/berth")), opts)
+	requireRefused(t, err, "not a folder directly in an allowed root")
+
+	// Each environment has its own folder in each root.
+	scoped := opts.ScopedTo("acme", "dev")
+	require.Equal(t, []string{"/srv/berth/acme/dev"}, scoped.AllowedBindRoots)
+	require.Equal(t, []string{"/srv/berth"}, opts.AllowedBindRoots, "scoping copies")
+	spec = parseOK(t, body("/srv/berth/acme/dev/data"), scoped)
+	require.Equal(t, "/srv/berth/acme/dev/data", spec.Service("app").Volumes[0].Source)
+	_, err = Parse(context.Background(), "demo", []byte(body("/srv/berth/other/dev/data")), scoped)
+	requireRefused(t, err, "not a folder directly in an allowed root (/srv/berth/acme/dev)")
+	_, err = Parse(context.Background(), "demo", []byte(body("/srv/berth/data")), scoped)
+	requireRefused(t, err, "not a folder directly in an allowed root")
 
 	_, err = Parse(context.Background(), "demo", []byte(body("/srv/berth/data")), DefaultOptions())
 	requireRefused(t, err, "bind mounts are disabled")

@@ -488,11 +488,11 @@ func volumes(p *types.Project, s types.ServiceConfig, roots []string, bad func(s
 				continue
 			}
 			src := filepath.Clean(v.Source)
-			if !underRoot(src, roots) {
+			if !inRoot(src, roots) {
 				if len(roots) == 0 {
 					bad("bind mount source %q is not allowed: bind mounts are disabled on this server; use a named volume", v.Source)
 				} else {
-					bad("bind mount source %q is not under an allowed root (%s)", v.Source, strings.Join(roots, ", "))
+					bad("bind mount source %q is not a folder directly in an allowed root (%s)", v.Source, strings.Join(roots, ", "))
 				}
 				continue
 			}
@@ -532,6 +532,19 @@ func exposesDockerSocket(src string) bool {
 func underRoot(p string, roots []string) bool {
 	for _, r := range roots {
 		if r == "/" || p == r || strings.HasPrefix(p, r+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// inRoot says whether p is a folder directly in one of roots. Deeper paths
+// are refused: a container with a bind can make links inside its folder,
+// and a later bind of a path through such a link would mount whatever it
+// points to (/ itself) instead.
+func inRoot(p string, roots []string) bool {
+	for _, r := range roots {
+		if p != r && filepath.Dir(p) == r {
 			return true
 		}
 	}

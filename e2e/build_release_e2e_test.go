@@ -28,7 +28,10 @@ func (hs *harness) registryTags(t testing.TB, repo string) []string {
 	var out struct {
 		Tags []string `json:"tags"`
 	}
-	resp, err := http.Get(fmt.Sprintf("http://%s/v2/%s/tags/list", hs.registry, repo))
+	req, err := http.NewRequest("GET", fmt.Sprintf("http://%s/v2/%s/tags/list", hs.registry, repo), nil)
+	require.NoError(t, err)
+	req.SetBasicAuth(hs.registryUser, hs.registryPass)
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound {
@@ -74,6 +77,14 @@ func TestBuildRelease(t *testing.T) {
 
 	ref := fmt.Sprintf("%s/%s/shop-web:9.0.0", hs.registry, tenant)
 	require.Contains(t, hs.registryTags(t, tenant+"/shop-web"), "9.0.0", "the built image is in the registry")
+	if hs.registryUser != "" {
+		// Only the workers' credentials open the registry: the other host
+		// pulled the image with them, and an anonymous reader is refused.
+		resp, err := http.Get(fmt.Sprintf("http://%s/v2/%s/tags/list", hs.registry, tenant+"/shop-web"))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	}
 	require.Equal(t, []string{"v9", "v9", "v9", "v9"}, hs.versions(t, apps))
 	images, nHosts := hs.instanceImages(t, apps)
 	require.Equal(t, 2, nHosts, "instances on both hosts")

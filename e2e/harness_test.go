@@ -58,8 +58,10 @@ type harness struct {
 	env          []string
 	cmdb         *fakeCMDB
 	// registry is the loopback registry (BERTH_TEST_REGISTRY), "" without one.
-	registry  string
-	stopFuncs []func()
+	registry string
+	// registryUser and registryPass are its credentials (the workers').
+	registryUser, registryPass string
+	stopFuncs                  []func()
 }
 
 type testHost struct {
@@ -276,9 +278,19 @@ func startHarness() (*harness, error) {
 	}
 	// The registry builds push to and prefetch pulls from; /sampleapp is the
 	// one command a file release may run after upload.
-	env = append(env, "BERTH_EXEC_ALLOW=/sampleapp")
+	env = append(env, "BERTH_EXEC_ALLOW=/sampleapp", "BERTH_BIND_ROOTS="+filepath.Join(hs.logDir, "binds"))
 	if hs.registry = os.Getenv("BERTH_TEST_REGISTRY"); hs.registry != "" {
 		env = append(env, "BERTH_REGISTRY="+hs.registry)
+		// Only the worker needs the registry's credentials; the server
+		// gets them too here and never uses them.
+		if f := os.Getenv("BERTH_TEST_REGISTRY_AUTH_FILE"); f != "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return hs, fmt.Errorf("registry credentials: %w", err)
+			}
+			hs.registryUser, hs.registryPass, _ = strings.Cut(strings.TrimSpace(string(b)), ":")
+			env = append(env, "BERTH_REGISTRY_AUTH_FILE="+f)
+		}
 	}
 	hs.env = env
 	hs.server = hs.spawn("server", "server")

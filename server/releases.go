@@ -48,7 +48,7 @@ func (s *Server) serviceTarget(c *gin.Context) (*store.ServiceContext, *compose.
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	spec, err := compose.Parse(ctx, sc.Application.Name, []byte(sc.Application.Compose), s.cfg.Compose)
+	spec, err := compose.Parse(ctx, sc.Application.Name, []byte(sc.Application.Compose), s.cfg.Compose.ScopedTo(sc.Tenant.Name, sc.Environment.Name))
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

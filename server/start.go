@@ -28,7 +28,10 @@ func (s *Server) startRun(ctx context.Context, run *store.Run, workflowName stri
 		// and openings behind. Every planned wait (approvals, firewall
 		// tickets, grey pauses; at most berth.MaxPlannedWait) has its own
 		// deadline inside the workflow, which ends the run the proper way.
-		Memo: map[string]any{"runId": run.ID, "startedBy": run.StartedBy},
+		// A task a killed worker held is handed on after this, not the
+		// default 10 s, so a run moves again soon after a worker returns.
+		WorkflowTaskTimeout: 5 * time.Second,
+		Memo:                map[string]any{"runId": run.ID, "startedBy": run.StartedBy},
 	}
 	we, err := s.temporal.ExecuteWorkflow(ctx, opts, workflowName, input)
 	if err != nil {

@@ -187,7 +187,7 @@ func (s *Server) startUpdate(c *gin.Context, req updateRequest) {
 // as a deploy: images in the tenant's namespace, instance names, limits
 // within the environment's maximums, and stored secrets.
 func (s *Server) validSpec(c *gin.Context, env *store.Environment, name, text string) (*compose.Spec, error) {
-	spec, err := compose.Parse(c.Request.Context(), name, []byte(text), s.cfg.Compose)
+	spec, err := compose.Parse(c.Request.Context(), name, []byte(text), s.cfg.Compose.ScopedTo(env.Tenant.Name, env.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +215,7 @@ func (s *Server) validSpec(c *gin.Context, env *store.Environment, name, text st
 // gathers what each change needs.
 func (s *Server) planUpdate(c *gin.Context, env *store.Environment, app *store.Application, next *compose.Spec) ([]workflows.ServiceUpdate, error) {
 	ctx := c.Request.Context()
-	prev, err := compose.Parse(ctx, app.Name, []byte(app.Compose), s.cfg.Compose)
+	prev, err := compose.Parse(ctx, app.Name, []byte(app.Compose), s.cfg.Compose.ScopedTo(env.Tenant.Name, env.Name))
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
 
 	"github.com/berth-dev/berth"
 	"gorm.io/gorm"
@@ -78,4 +80,71 @@ func (s *Store) LiveServiceInstances(ctx context.Context, serviceID uint) ([]ber
 		out = append(out, plannedFrom(in, h))
 	}
 	return out, nil
+}
+
+// HeldOutside is the instance name of a port allocation whose port
+// something outside berth holds on the host: the planner passes over it as
+// over any allocated port, so no later plan tries that port again.
+const HeldOutside = "(held outside berth)"
+
+// MovePorts gives a planned instance other host ports in place of taken,
+// ports its host refused because something outside berth holds them; those
+// stay allocated as HeldOutside. A retry finds the ports already moved and
+// changes nothing.
+func (s *Store) MovePorts(ctx context.Context, name string, taken []int, portMin, portMax int) (*berth.PlannedInstance, error) {
+	var out berth.PlannedInstance
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var in Instance
+		if err := tx.Where("name = ? AND removed_at IS NULL", name).First(&in).Error; err != nil {
+			return notFound(err, "instance "+name)
+		}
+		var h Host
+		if err := tx.First(&h, in.HostID).Error; err != nil {
+			return err
+		}
+		var ports []berth.PortMapping
+		if err := json.Unmarshal([]byte(in.Ports), &ports); err != nil && in.Ports != "" {
+			return fmt.Errorf("instance %s: ports: %w", name, err)
+		}
+		var held []int
+		if err := tx.Model(&PortAllocation{}).Where("host_id = ?", h.ID).Pluck("port", &held).Error; err != nil {
+			return err
+		}
+		used := map[int]bool{}
+		for _, p := range held {
+			used[p] = true
+		}
+		moved := false
+		for i, pm := range ports {
+			if !slices.Contains(taken, pm.HostPort) {
+				continue
+			}
+			if err := tx.Model(&PortAllocation{}).Where("host_id = ? AND port = ? AND instance_name = ?", h.ID, pm.HostPort, name).
+				Update("instance_name", HeldOutside).Error; err != nil {
+				return err
+			}
+			port, err := freePort(used, portMin, portMax)
+			if err != nil {
+				return fmt.Errorf("host %q: %w", h.Name, err)
+			}
+			if err := tx.Create(&PortAllocation{HostID: h.ID, Port: port, InstanceName: name}).Error; err != nil {
+				return err
+			}
+			ports[i].HostPort = port
+			moved = true
+		}
+		if moved {
+			b, _ := json.Marshal(ports)
+			in.Ports = string(b)
+			if err := tx.Model(&in).Update("ports", in.Ports).Error; err != nil {
+				return err
+			}
+		}
+		out = plannedFrom(in, h)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

@@ -64,7 +64,7 @@ func Build(c client.Client, cfg Config) ([]sdkworker.Worker, error) {
 		if cfg.Store == nil {
 			return nil, fmt.Errorf("central worker needs the store")
 		}
-		w := sdkworker.New(c, workflows.CentralTaskQueue, sdkworker.Options{})
+		w := sdkworker.New(c, workflows.CentralTaskQueue, workerOptions())
 		RegisterWorkflows(w)
 		RegisterStore(w, cfg.Store)
 		if cfg.CMDB != nil {
@@ -79,7 +79,7 @@ func Build(c client.Client, cfg Config) ([]sdkworker.Worker, error) {
 		if cfg.Docker == nil {
 			return nil, fmt.Errorf("region worker %s needs Docker", region)
 		}
-		w := sdkworker.New(c, workflows.RegionTaskQueue(region), sdkworker.Options{})
+		w := sdkworker.New(c, workflows.RegionTaskQueue(region), workerOptions())
 		RegisterDocker(w, cfg.Docker)
 		if cfg.LB != nil {
 			w.RegisterActivityWithOptions(cfg.LB, activity.RegisterOptions{SkipInvalidStructFunctions: true})

@@ -28,7 +28,7 @@ func startBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compo
 	if err := workflow.ExecuteLocalActivity(lctx, r.st.PlanDeploy, req).Get(ctx, &plan); err != nil {
 		return nil, nil, err
 	}
-	deploy := DeployStackInput{RunID: in.RunID, Tenant: in.Tenant, Env: in.Env, App: in.App, HealthTimeout: in.HealthTimeout,
+	deploy := DeployStackInput{RunID: in.RunID, Tenant: in.Tenant, Env: in.Env, App: in.App, HealthTimeout: in.HealthTimeout, PortMin: in.PortMin, PortMax: in.PortMax,
 		Spec: compose.Spec{Project: in.App, Services: []compose.ServiceSpec{spec}}}
 	labels := map[string]string{"berth.tenant": in.Tenant, "berth.env": in.Env, "berth.app": in.App, "berth.run": fmt.Sprint(in.RunID)}
 	undo := func(cause error) error {

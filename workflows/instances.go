@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"errors"
+
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/berth-dev/berth"
@@ -9,8 +12,13 @@ import (
 )
 
 // startInstances starts every instance of the given services in parallel.
+// An instance whose host refuses one of its ports, because something
+// outside berth holds it, is given other ports and started again (a few
+// rounds at most); insts is updated in place, so what is exposed next uses
+// the ports it runs on.
 func startInstances(ctx workflow.Context, in DeployStackInput, insts []berth.PlannedInstance, services []string, labels map[string]string) ([]activities.InstanceResult, error) {
 	var d *activities.Docker
+	var st *activities.Store
 	want := map[string]*compose.ServiceSpec{}
 	for i := range in.Spec.Services {
 		want[in.Spec.Services[i].Name] = &in.Spec.Services[i]
@@ -19,19 +27,64 @@ func startInstances(ctx workflow.Context, in DeployStackInput, insts []berth.Pla
 	for _, s := range services {
 		inLevel[s] = true
 	}
-	var futures []workflow.Future
-	for _, pi := range insts {
-		if !inLevel[pi.Service] {
-			continue
+	var pending []int
+	for i, pi := range insts {
+		if inLevel[pi.Service] {
+			pending = append(pending, i)
 		}
-		actx := workflow.WithActivityOptions(ctx, withQueue(instanceOptions, pi.Host.Region))
-		futures = append(futures, workflow.ExecuteActivity(actx, d.StartInstance, activities.StartInstanceInput{
-			Instance: pi, Service: *want[pi.Service], Labels: labels, HealthTimeout: in.HealthTimeout}))
 	}
-	results := make([]activities.InstanceResult, len(futures))
-	err := waitAll(ctx, futures, func(i int, f workflow.Future) error { return f.Get(ctx, &results[i]) })
-	return results, err
+	moves := workflow.GetVersion(ctx, "port-taken", workflow.DefaultVersion, 1)
+	results := make([]activities.InstanceResult, 0, len(pending))
+	for round := 0; ; round++ {
+		futures := make([]workflow.Future, len(pending))
+		for k, i := range pending {
+			pi := insts[i]
+			actx := workflow.WithActivityOptions(ctx, withQueue(instanceOptions, pi.Host.Region))
+			futures[k] = workflow.ExecuteActivity(actx, d.StartInstance, activities.StartInstanceInput{
+				Instance: pi, Service: *want[pi.Service], Labels: labels, HealthTimeout: in.HealthTimeout})
+		}
+		type refused struct {
+			i     int
+			taken []int
+		}
+		var again []refused
+		err := waitAll(ctx, futures, func(k int, f workflow.Future) error {
+			var res activities.InstanceResult
+			err := f.Get(ctx, &res)
+			if err == nil {
+				results = append(results, res)
+				return nil
+			}
+			var appErr *temporal.ApplicationError
+			if moves == 1 && round < maxPortMoves && errors.As(err, &appErr) && appErr.Type() == string(berth.EPortTaken) {
+				var pt activities.PortsTaken
+				if appErr.HasDetails() && appErr.Details(&pt) == nil && len(pt.Ports) > 0 {
+					again = append(again, refused{pending[k], pt.Ports})
+					return nil
+				}
+			}
+			return err
+		})
+		if err != nil || len(again) == 0 {
+			return results, err
+		}
+		lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+		pending = pending[:0]
+		for _, r := range again {
+			var moved berth.PlannedInstance
+			if err := workflow.ExecuteLocalActivity(lctx, st.MovePorts, activities.MovePortsInput{Name: insts[r.i].Name, Taken: r.taken,
+				PortMin: in.PortMin, PortMax: in.PortMax}).Get(ctx, &moved); err != nil {
+				return results, err
+			}
+			insts[r.i].Ports = moved.Ports
+			pending = append(pending, r.i)
+		}
+	}
 }
+
+// maxPortMoves is how many times one start moves instances off ports held
+// outside berth before it gives up: each move skips the held port for good.
+const maxPortMoves = 3
 
 // removeInstances removes containers in parallel, then releases their ports.
 func removeInstances(ctx workflow.Context, insts []berth.PlannedInstance, graceful bool) error {

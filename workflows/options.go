@@ -17,6 +17,12 @@ func RegionTaskQueue(region string) string { return "berth-" + region }
 // nonRetryable are the error types no retry can fix: the domain's codes.
 var nonRetryable = berth.CodeNames()
 
+// aliveTimeout is every remote activity's heartbeat timeout. The workers
+// heartbeat for each running activity (worker/keepalive.go), so an attempt
+// whose worker was killed is retried this soon after, not after its
+// start-to-close timeout.
+const aliveTimeout = 5 * time.Second
+
 // storeOptions: store writes are quick and local to the workflow's worker, so
 // a local activity saves a task-queue round trip; retried while the DB restarts.
 var storeOptions = workflow.LocalActivityOptions{
@@ -30,27 +36,27 @@ var storeOptions = workflow.LocalActivityOptions{
 // within a minute, the region has no worker and the run should say so.
 var probeOptions = workflow.ActivityOptions{
 	ScheduleToStartTimeout: time.Minute,
+	HeartbeatTimeout:       aliveTimeout,
 	StartToCloseTimeout:    30 * time.Second,
 	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: nonRetryable},
 }
 
-// imageOptions: pulls can be long; heartbeats show progress and catch a dead worker.
+// imageOptions: pulls can be long; heartbeats catch a dead worker.
 var imageOptions = workflow.ActivityOptions{
 	ScheduleToStartTimeout: 2 * time.Minute,
 	StartToCloseTimeout:    30 * time.Minute,
-	HeartbeatTimeout:       time.Minute,
+	HeartbeatTimeout:       aliveTimeout,
 	RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
 		MaximumAttempts: 5, NonRetryableErrorTypes: nonRetryable},
 }
 
-// instanceOptions: create + start + health wait on one host; the heartbeat
-// timeout lets a killed worker's attempt be retried within seconds (but
-// allows a slow engine's create), and the
-// retry adopts the container the dead attempt made.
+// instanceOptions: create + start + health wait on one host; a killed
+// worker's attempt is retried within seconds, and the retry adopts the
+// container the dead attempt made.
 var instanceOptions = workflow.ActivityOptions{
 	ScheduleToStartTimeout: 2 * time.Minute,
 	StartToCloseTimeout:    10 * time.Minute,
-	HeartbeatTimeout:       15 * time.Second,
+	HeartbeatTimeout:       aliveTimeout,
 	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
 		MaximumAttempts: 5, NonRetryableErrorTypes: nonRetryable},
 }
@@ -61,7 +67,7 @@ var instanceOptions = workflow.ActivityOptions{
 var meshOptions = workflow.ActivityOptions{
 	ScheduleToStartTimeout: 2 * time.Minute,
 	StartToCloseTimeout:    10 * time.Minute,
-	HeartbeatTimeout:       time.Minute,
+	HeartbeatTimeout:       aliveTimeout,
 	RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
 		MaximumAttempts: 5, NonRetryableErrorTypes: nonRetryable},
 }
@@ -70,6 +76,7 @@ var meshOptions = workflow.ActivityOptions{
 // that is gone for good must not hold the run forever.
 var cleanupOptions = workflow.ActivityOptions{
 	ScheduleToCloseTimeout: 15 * time.Minute,
+	HeartbeatTimeout:       aliveTimeout,
 	StartToCloseTimeout:    2 * time.Minute,
 	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
 }
@@ -78,6 +85,7 @@ var cleanupOptions = workflow.ActivityOptions{
 // reload may briefly refuse them.
 var lbOptions = workflow.ActivityOptions{
 	ScheduleToStartTimeout: 2 * time.Minute,
+	HeartbeatTimeout:       aliveTimeout,
 	StartToCloseTimeout:    time.Minute,
 	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 5 * time.Second,
 		MaximumAttempts: 10, NonRetryableErrorTypes: nonRetryable},
@@ -87,13 +95,14 @@ var lbOptions = workflow.ActivityOptions{
 var drainOptions = workflow.ActivityOptions{
 	ScheduleToStartTimeout: 2 * time.Minute,
 	StartToCloseTimeout:    15 * time.Minute,
-	HeartbeatTimeout:       10 * time.Second,
+	HeartbeatTimeout:       aliveTimeout,
 	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5},
 }
 
 // firewallOptions: a firewall API may be slow or flaky; a few retries, then the run fails and undoes.
 var firewallOptions = workflow.ActivityOptions{
 	ScheduleToStartTimeout: 2 * time.Minute,
+	HeartbeatTimeout:       aliveTimeout,
 	StartToCloseTimeout:    time.Minute,
 	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
 		MaximumAttempts: 5, NonRetryableErrorTypes: nonRetryable},
@@ -102,6 +111,7 @@ var firewallOptions = workflow.ActivityOptions{
 // cmdbOptions: the CMDB is outside berth's control; a sync marks failures
 // itself and never fails a release, so retries here only cover our own store.
 var cmdbOptions = workflow.ActivityOptions{
+	HeartbeatTimeout:    aliveTimeout,
 	StartToCloseTimeout: 2 * time.Minute,
 	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 5},
 }

@@ -105,7 +105,8 @@ func scaleOut(ctx workflow.Context, r *run, in ScaleServiceInput) (*ScaleService
 		return nil, err
 	}
 	spec := compose.Spec{Project: in.App, Services: []compose.ServiceSpec{in.Service}}
-	deploy := DeployStackInput{RunID: in.RunID, Tenant: in.Tenant, Env: in.Env, App: in.App, Spec: spec, HealthTimeout: in.HealthTimeout}
+	deploy := DeployStackInput{RunID: in.RunID, Tenant: in.Tenant, Env: in.Env, App: in.App, Spec: spec, HealthTimeout: in.HealthTimeout,
+		PortMin: in.PortMin, PortMax: in.PortMax}
 	labels := map[string]string{"berth.tenant": in.Tenant, "berth.env": in.Env, "berth.app": in.App, "berth.run": fmt.Sprint(in.RunID)}
 	exposeIn := activities.ExposeInput{RunID: in.RunID, ApplicationID: in.ApplicationID, Subject: in.subject(),
 		Services: []activities.ExposeService{{Name: in.Service.Name, HealthPath: healthPath(in.Service)}}, Instances: plan.Instances, LB: in.LB}

@@ -59,6 +59,8 @@ type Config struct {
 	AdminPassword string
 	Regions       []string
 	Registry      string
+	// RegistryAuth is user:password for the registry; only workers use it.
+	RegistryAuth  string
 	PortMin       int
 	PortMax       int
 	HealthTimeout time.Duration
@@ -155,7 +157,8 @@ func (f *secretFlag) resolve() error {
 func loadConfig(cmd string, args []string) (*Config, error) {
 	c := &Config{}
 	fs := flag.NewFlagSet("berth "+cmd, flag.ContinueOnError)
-	secrets := []*secretFlag{{name: "token", value: &c.Token}, {name: "db-dsn", value: &c.DBDSN}, {name: "cmdb-token", value: &c.CMDBToken}}
+	secrets := []*secretFlag{{name: "token", value: &c.Token}, {name: "db-dsn", value: &c.DBDSN}, {name: "cmdb-token", value: &c.CMDBToken},
+		{name: "registry-auth", value: &c.RegistryAuth}}
 	for _, s := range secrets {
 		envKey := "BERTH_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_")) + "_FILE"
 		if s.name == "token" {
@@ -186,10 +189,11 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", env("BERTH_TLS_KEY", ""), "key file of -tls-cert")
 	regions := fs.String("regions", env("BERTH_REGIONS", ""), "comma-separated regions whose host activities this worker serves")
 	fs.StringVar(&c.Registry, "registry", env("BERTH_REGISTRY", ""), "registry host[:port] missing images are pulled from")
+	fs.StringVar(&c.RegistryAuth, "registry-auth", env("BERTH_REGISTRY_AUTH", ""), "user:password the workers pull from and push to the registry with")
 	fs.IntVar(&c.PortMin, "port-min", envInt("BERTH_PORT_MIN", 30000), "lowest host port the platform allocates")
 	fs.IntVar(&c.PortMax, "port-max", envInt("BERTH_PORT_MAX", 32767), "highest host port the platform allocates")
 	fs.DurationVar(&c.HealthTimeout, "health-timeout", envDuration("BERTH_HEALTH_TIMEOUT", 2*time.Minute), "how long an instance may take to become healthy")
-	bindRoots := fs.String("bind-roots", env("BERTH_BIND_ROOTS", ""), "comma-separated host folders compose bind mounts may use")
+	bindRoots := fs.String("bind-roots", env("BERTH_BIND_ROOTS", ""), "comma-separated host folders in which each environment binds folders of its own (<root>/<tenant>/<env>/<name>)")
 	execAllow := fs.String("exec-allow", env("BERTH_EXEC_ALLOW", ""), "comma-separated absolute paths a release's post-upload command may run")
 	fs.StringVar(&c.LocalEndpoint, "local-endpoint", env("BERTH_LOCAL_ENDPOINT", "unix:///var/run/docker.sock"), "dev: the local Docker engine")
 	fs.StringVar(&c.LocalIP, "local-ip", env("BERTH_LOCAL_IP", "127.0.0.1"), "dev: the IP the local engine publishes ports on")
@@ -215,6 +219,9 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	}
 	if c.Token != "" && len(c.Token) < MinTokenLength {
 		return nil, fmt.Errorf("the API token is %d characters; it must be at least %d (e.g. openssl rand -hex 24)", len(c.Token), MinTokenLength)
+	}
+	if c.RegistryAuth != "" && !strings.Contains(c.RegistryAuth, ":") {
+		return nil, fmt.Errorf("registry-auth must be user:password")
 	}
 	c.Regions, c.BindRoots, c.ExecAllow = splitList(*regions), splitList(*bindRoots), splitList(*execAllow)
 	c.TrustedProxies = splitList(*proxies)

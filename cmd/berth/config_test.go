@@ -25,8 +25,12 @@ func TestSecretsFromFiles(t *testing.T) {
 		"-token-file", writeSecret(t, dir, "token", tok),
 		"-db-driver", "mysql", "-db-dsn-file", writeSecret(t, dir, "dsn", "berth:pw@tcp(db:3306)/berth"),
 		"-cmdb", "http", "-cmdb-url", "http://cmdb", "-cmdb-token-file", writeSecret(t, dir, "cmdb", "c-token"),
+		"-registry", "127.0.0.1:5000", "-registry-auth-file", writeSecret(t, dir, "registry", "berth:r-pass\n"),
 	})
 	require.NoError(t, err)
+	require.Equal(t, "berth:r-pass", c.RegistryAuth)
+	_, err = loadConfig("worker", []string{"-data", dir, "-registry-auth-file", writeSecret(t, dir, "registry-bad", "no-colon")})
+	require.ErrorContains(t, err, "registry-auth must be user:password")
 	require.Equal(t, tok, c.Token)
 	require.Equal(t, "berth:pw@tcp(db:3306)/berth", c.DBDSN)
 	require.Equal(t, "c-token", c.CMDBToken)

@@ -140,6 +140,9 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		wcfg := worker.Config{Central: cmd == "dev" || central, Regions: cfg.Regions,
 			Store: activities.NewStore(st, st, st), Docker: activities.NewDocker(engines, cfg.Registry)}
 		wcfg.Docker.Packages, wcfg.Docker.ExecAllow = packages, cfg.ExecAllow
+		if user, pass, ok := strings.Cut(cfg.RegistryAuth, ":"); ok {
+			wcfg.Docker.RegistryAuth = activities.RegistryAuth(user, pass, cfg.Registry)
+		}
 		wcfg.Docker.Mesh = mesh.Keys{Master: payloads.Derived()}
 		wcfg.Docker.Secrets = secretSource{st: st, keys: payloads}
 		if wcfg.Central {

@@ -10,7 +10,7 @@
 #         measured against `docker-compose up`)
 #   test  everything the integration tests need on this machine (chromium:
 #         the browser tests of the web UI; docker-registry: the loopback
-#         registry of deploy/local/registry.sh)
+#         registry of deploy/local/registry.sh; apache2-utils: its htpasswd)
 #
 # Exit status: 0 when everything is installed (or was installed now);
 # 1 when something is missing and we are not root (the needed command is
@@ -26,8 +26,8 @@ usage() {
 packages_for() {
 	case "$1" in
 	run) echo "docker.io iproute2 ca-certificates haproxy" ;;
-	test) echo "docker.io mariadb-server iproute2 ca-certificates procps curl haproxy chromium docker-registry" ;;
-	registry) echo "docker-registry" ;;
+	test) echo "docker.io mariadb-server iproute2 ca-certificates procps curl haproxy chromium docker-registry apache2-utils" ;;
+	registry) echo "docker-registry apache2-utils" ;;
 	bench) echo "docker-compose" ;;
 	*) return 1 ;;
 	esac

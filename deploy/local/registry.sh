@@ -10,9 +10,13 @@
 #   pidfile  /run/berth-registry/registry.pid
 #   log      /var/log/berth/registry.log
 #
-# No TLS and no auth: Docker allows plain HTTP to registries in 127.0.0.0/8
-# by default (insecure-registries includes 127.0.0.0/8), so every engine on
-# this machine can push and pull without daemon configuration.
+# No TLS: Docker allows plain HTTP to registries in 127.0.0.0/8 by default
+# (insecure-registries includes 127.0.0.0/8), so every engine on this
+# machine can push and pull without daemon configuration. Basic auth
+# (htpasswd, bcrypt): the first up makes a random password for user berth;
+# the workers read user:password from
+#   credentials  /var/lib/berth-registry/auth/credentials (0600)
+# (BERTH_REGISTRY_AUTH_FILE), so anonymous pulls and pushes are refused.
 #
 #   up      start unless it already answers; print host:port on stdout
 #   down    SIGTERM, wait, then SIGKILL
@@ -31,6 +35,8 @@ START_TIMEOUT=${BERTH_REGISTRY_START_TIMEOUT:-20}
 STOP_TIMEOUT=10
 pidfile=$RUN_DIR/registry.pid
 config=$BASE/config.yml
+auth_dir=$BASE/auth
+credentials=$auth_dir/credentials
 log=$LOG_DIR/registry.log
 
 say() { echo "registry.sh: $*" >&2; }
@@ -45,11 +51,33 @@ usage() {
 [ "$#" -eq 1 ] || usage
 action=$1
 
-# Only a loopback address: the registry has no auth.
+# Only a loopback address: the registry has no TLS.
 [[ "$ADDR" =~ ^127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}:[0-9]{1,5}$ ]] || die "BERTH_REGISTRY_ADDR must be 127.x.y.z:port, got '$ADDR'"
 
+# anonymous_code: the HTTP status an anonymous /v2/ gets (000: no answer).
+anonymous_code() {
+	curl -sS -m 3 -o /dev/null -w '%{http_code}' "http://$ADDR/v2/" 2>/dev/null || true
+}
+
+# answers: the registry is up and refuses anonymous requests.
 answers() {
-	curl -fsS -m 3 -o /dev/null "http://$ADDR/v2/" 2>/dev/null
+	[ "$(anonymous_code)" = 401 ]
+}
+
+# ensure_auth makes the credentials and their htpasswd once; the password
+# never appears on a command line.
+ensure_auth() {
+	mkdir -p "$auth_dir"
+	chmod 0700 "$auth_dir"
+	if [ ! -s "$credentials" ] || [ ! -s "$auth_dir/htpasswd" ]; then
+		command -v htpasswd >/dev/null || die "htpasswd not installed (run deploy/local/deps.sh test)"
+		local pw
+		pw=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+		(umask 077 && printf 'berth:%s\n' "$pw" >"$credentials.tmp" && mv -f "$credentials.tmp" "$credentials")
+		printf '%s\n' "$pw" | htpasswd -Bin berth >"$auth_dir/htpasswd.tmp"
+		mv -f "$auth_dir/htpasswd.tmp" "$auth_dir/htpasswd"
+		say "made registry credentials in $credentials"
+	fi
 }
 
 # shellcheck source=SCRIPTDIR/proc.sh
@@ -75,6 +103,10 @@ storage:
     rootdirectory: $BASE/data
   delete:
     enabled: true
+auth:
+  htpasswd:
+    realm: berth-registry
+    path: $auth_dir/htpasswd
 http:
   addr: $ADDR
   headers:
@@ -91,10 +123,16 @@ EOF
 do_up() {
 	local t0 pid i
 	t0=$(date +%s%N)
+	ensure_auth
 	if answers; then
 		say "already up on $ADDR"
 		echo "$ADDR"
 		return 0
+	fi
+	if [ "$(anonymous_code)" = 200 ]; then
+		# Started by an older registry.sh, without auth.
+		say "up on $ADDR without auth; restarting it with auth"
+		do_down
 	fi
 	if pid=$(registry_pid); then
 		say "docker-registry pid $pid running but not answering yet, waiting"

@@ -25,7 +25,7 @@ mkdir -p "$data"
 if [ "${BERTH_RUN_REGISTRY:-}" = 1 ]; then
 	"$here/deps.sh" registry >&2
 	BERTH_REGISTRY=$("$here/registry.sh" up)
-	export BERTH_REGISTRY
+	export BERTH_REGISTRY BERTH_REGISTRY_AUTH_FILE=/var/lib/berth-registry/auth/credentials
 	echo "run.sh: registry on $BERTH_REGISTRY (left running on exit; registry.sh down stops it)" >&2
 fi
 

@@ -11,6 +11,7 @@
 #           BERTH_TEST_DOCKER_HOSTS  name=socket@host-IP, comma separated
 #           BERTH_TEST_MYSQL_DSN     Go MySQL driver DSN for database berth_test
 #           BERTH_TEST_REGISTRY      host:port of the loopback registry
+#           BERTH_TEST_REGISTRY_AUTH_FILE  its user:password (the workers')
 #   down  stops MariaDB, h2 and the default engine. Data (images, networks,
 #         databases) is kept for the next `up`.
 set -euo pipefail
@@ -40,6 +41,7 @@ up)
 	echo "export BERTH_TEST_DOCKER_HOSTS='local=${default_sock}@10.230.0.1,h2=${h2_sock}@10.230.0.2'"
 	echo "export BERTH_TEST_MYSQL_DSN='${dsn}'"
 	echo "export BERTH_TEST_REGISTRY='${registry}'"
+	echo "export BERTH_TEST_REGISTRY_AUTH_FILE='/var/lib/berth-registry/auth/credentials'"
 	;;
 down)
 	"$here/registry.sh" down >&2
