@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -278,8 +279,8 @@ func (d *Docker) StartInstance(ctx context.Context, in StartInstanceInput) (*Ins
 				if _, rerr := eng.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); rerr != nil && !cerrdefs.IsNotFound(rerr) {
 					return nil, fmt.Errorf("remove %s after its port was refused: %w", name, rerr)
 				}
-				return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("start %s on %s: host port %s held outside berth: %v",
-					name, in.Instance.Host.Name, joinInts(taken), err), string(berth.EPortTaken), nil, PortsTaken{Ports: taken})
+				return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("start %s on %s: host ports %v held outside berth: %v",
+					name, in.Instance.Host.Name, taken, err), string(berth.EPortTaken), nil, PortsTaken{Ports: taken})
 			}
 			if cerrdefs.IsInvalidArgument(err) {
 				return nil, fail(berth.EHostRefused, "start %s on %s: %v", name, in.Instance.Host.Name, err)
@@ -626,39 +627,29 @@ type PortsTaken struct {
 // portsTaken says which of an instance's host ports an engine refused
 // because something else holds them ("port is already allocated" from
 // Docker's allocator, "address already in use" from the kernel): the ports
-// the message names, or, when it names none of them, all of them.
+// the message names after a colon, or, when it names none, all of them.
 func portsTaken(err error, ports []berth.PortMapping) []int {
 	msg := err.Error()
 	if !strings.Contains(msg, "port is already allocated") && !strings.Contains(msg, "address already in use") {
 		return nil
 	}
-	var named, all []int
+	named := map[int]bool{}
+	for _, m := range colonNumber.FindAllStringSubmatch(msg, -1) {
+		n, _ := strconv.Atoi(m[1])
+		named[n] = true
+	}
+	var hit, all []int
 	for _, pm := range ports {
 		all = append(all, pm.HostPort)
-		p := strconv.Itoa(pm.HostPort)
-		for i := strings.Index(msg, ":"+p); i >= 0; {
-			end := i + 1 + len(p)
-			if end == len(msg) || msg[end] < '0' || msg[end] > '9' {
-				named = append(named, pm.HostPort)
-				break
-			}
-			next := strings.Index(msg[end:], ":"+p)
-			if next < 0 {
-				break
-			}
-			i = end + next
+		if named[pm.HostPort] {
+			hit = append(hit, pm.HostPort)
 		}
 	}
-	if len(named) > 0 {
-		return named
+	if len(hit) > 0 {
+		return hit
 	}
 	return all
 }
 
-func joinInts(ns []int) string {
-	s := make([]string, len(ns))
-	for i, n := range ns {
-		s[i] = strconv.Itoa(n)
-	}
-	return strings.Join(s, ", ")
-}
+// colonNumber finds the ports in "10.230.0.1:20005" of an engine's message.
+var colonNumber = regexp.MustCompile(`:(\d+)`)

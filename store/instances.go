@@ -106,13 +106,9 @@ func (s *Store) MovePorts(ctx context.Context, name string, taken []int, portMin
 		if err := json.Unmarshal([]byte(in.Ports), &ports); err != nil && in.Ports != "" {
 			return fmt.Errorf("instance %s: ports: %w", name, err)
 		}
-		var held []int
-		if err := tx.Model(&PortAllocation{}).Where("host_id = ?", h.ID).Pluck("port", &held).Error; err != nil {
+		used, err := usedPorts(tx, h.ID)
+		if err != nil {
 			return err
-		}
-		used := map[int]bool{}
-		for _, p := range held {
-			used[p] = true
 		}
 		moved := false
 		for i, pm := range ports {

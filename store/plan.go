@@ -129,13 +129,8 @@ func (s *Store) planOnce(ctx context.Context, req berth.PlanRequest) (*berth.Pla
 		}
 		used := map[uint]map[int]bool{}
 		for _, h := range ready {
-			var ports []int
-			if err := tx.Model(&PortAllocation{}).Where("host_id = ?", h.ID).Pluck("port", &ports).Error; err != nil {
+			if used[h.ID], err = usedPorts(tx, h.ID); err != nil {
 				return err
-			}
-			used[h.ID] = map[int]bool{}
-			for _, p := range ports {
-				used[h.ID][p] = true
 			}
 		}
 		plan = &berth.Plan{}
@@ -237,6 +232,19 @@ func pickHost(hosts []Host, perHost, perApp, free, load map[uint]int) Host {
 		}
 	}
 	return best
+}
+
+// usedPorts are a host's allocated ports, berth's and those held outside it.
+func usedPorts(tx *gorm.DB, hostID uint) (map[int]bool, error) {
+	var ports []int
+	if err := tx.Model(&PortAllocation{}).Where("host_id = ?", hostID).Pluck("port", &ports).Error; err != nil {
+		return nil, err
+	}
+	used := make(map[int]bool, len(ports))
+	for _, p := range ports {
+		used[p] = true
+	}
+	return used, nil
 }
 
 func freePort(used map[int]bool, min, max int) (int, error) {
