@@ -76,6 +76,27 @@ func (a *LB) RemoveServers(ctx context.Context, in RemoveServersInput) error {
 	return nil
 }
 
+// EnsureRemovedInput names servers (and, with Pool, their backend) that
+// the records no longer hold.
+type EnsureRemovedInput struct {
+	Backend string   `json:"backend"`
+	Names   []string `json:"names"`
+	Pool    bool     `json:"pool"`
+}
+
+// EnsureRemoved removes again what an unexpose removed before recording
+// it: a worker killed in between restarts HAProxy from the records of that
+// moment, which still held them. Where they are gone it does nothing.
+func (a *LB) EnsureRemoved(ctx context.Context, in EnsureRemovedInput) error {
+	if err := a.RemoveServers(ctx, RemoveServersInput{Backend: in.Backend, Names: in.Names}); err != nil {
+		return err
+	}
+	if in.Pool {
+		return a.RemovePool(ctx, in.Backend)
+	}
+	return nil
+}
+
 // WaitDrainedInput says which drained servers to wait for, and how long.
 type WaitDrainedInput struct {
 	Backend string        `json:"backend"`

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -77,14 +78,16 @@ func envNumber(t testing.TB, name string, def int64) int64 {
 // orphaned. BERTH_CHAOS_RUNS sets the count (make chaos: 50) and
 // BERTH_CHAOS_SEED replays a seed; both are printed.
 func TestChaosWorkerKills(t *testing.T) {
-	if os.Getenv("BERTH_CHAOS_RUNS") == "" {
-		// Not in make test yet: a worker killed mid scale-in can leave the
-		// service's pool empty (found by this test; see issue 17's note).
-		t.Skip("chaos runs with make chaos (BERTH_CHAOS_RUNS)")
-	}
 	hs := needHarness(t)
-	runs := int(envNumber(t, "BERTH_CHAOS_RUNS", 6))
-	seed := envNumber(t, "BERTH_CHAOS_SEED", time.Now().UnixNano())
+	// make test runs a small slice: three runs of a seed whose kills land
+	// in a deploy, a scale-in (between HAProxy's removal and its record,
+	// where issue 17's chaos found a stale server) and a delete. make chaos
+	// runs 50 with a fresh seed.
+	runs, seed := 3, int64(1796479333342039092)
+	if os.Getenv("BERTH_CHAOS_RUNS") != "" {
+		runs, seed = int(envNumber(t, "BERTH_CHAOS_RUNS", 6)), time.Now().UnixNano()
+	}
+	seed = envNumber(t, "BERTH_CHAOS_SEED", seed)
 	t.Logf("chaos: %d runs, seed %d (rerun with BERTH_CHAOS_SEED=%d)", runs, seed, seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
 	apps := hs.newEnv(t, "chaos")
@@ -106,6 +109,9 @@ func TestChaosWorkerKills(t *testing.T) {
 		runID := c.start(t, op)
 		c.killDuring(t, op, runID, l != nil)
 		run := hs.waitRun(t, runID)
+		// Kept beside the harness's logs: a failed invariant is read from
+		// what the killed run did.
+		hs.writeHistory(t, run.WorkflowID, run.TemporalRunID, filepath.Join(hs.logDir, fmt.Sprintf("chaos-%02d-%s-run%d.json", i+1, op, runID)))
 		if l != nil {
 			ok, failed, last := l.finish()
 			stats.lbKills++
@@ -306,6 +312,12 @@ func (c *chaos) checkInvariants(t *testing.T, when string) {
 			code = hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/services/%d/pool?live=1", svc.ID), nil, &pb)
 			return code == http.StatusOK && len(pb.Live) == len(svc.Instances)
 		}, time.Minute, 50*time.Millisecond)
+		if !back {
+			// Eventually's last check may still be running when it gives
+			// up; read once more for the message.
+			pb = poolBody{}
+			code = hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/services/%d/pool?live=1", svc.ID), nil, &pb)
+		}
 		require.True(t, back, "%s: HAProxy serves the pool of %v; last seen (HTTP %d): recorded %+v; backend %+v; live %+v",
 			when, want, code, pb.Pool.Servers, pb.Backend, pb.Live)
 		requirePoolMatches(t, hs.pool(t, svc.ID), svc.Instances)

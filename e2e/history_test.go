@@ -19,6 +19,12 @@ func (hs *harness) recordHistory(t testing.TB, workflowID, runID, name string) {
 	if os.Getenv("BERTH_RECORD_HISTORIES") != "1" {
 		return
 	}
+	hs.writeHistory(t, workflowID, runID, filepath.Join(repoRoot(), "testdata", "histories", name+".json"))
+}
+
+// writeHistory saves a workflow's history as JSON (the form replay reads).
+func (hs *harness) writeHistory(t testing.TB, workflowID, runID, path string) {
+	t.Helper()
 	it := hs.tc.GetWorkflowHistory(context.Background(), workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	hist := &historypb.History{}
 	for it.HasNext() {
@@ -28,5 +34,5 @@ func (hs *harness) recordHistory(t testing.TB, workflowID, runID, name string) {
 	}
 	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(hist)
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(repoRoot(), "testdata", "histories", name+".json"), b, 0o644))
+	require.NoError(t, os.WriteFile(path, b, 0o644))
 }

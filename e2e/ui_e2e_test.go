@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 
 	"github.com/berth-dev/berth"
@@ -344,4 +345,86 @@ func TestComposeVersionsAndTheirDiff(t *testing.T) {
 	require.Contains(t, removed, "hello")
 	require.Equal(t, 2, eval[int](t, ctx, `document.querySelectorAll('section.versions details.version').length`))
 	hs.screenshot(t, ctx, "versions")
+}
+
+// TestUIUpdateApplication changes a running application from its service
+// page in Chromium: an edited environment variable is previewed (the plan
+// names the service and its changed field, the diff shows the line removed
+// and added) without changing anything; Update opens the run's page, the
+// run succeeds, and the application has version 2 with the new value in
+// its container. A file that does not parse is refused in the form.
+func TestUIUpdateApplication(t *testing.T) {
+	hs := needHarness(t)
+	apps := hs.newEnv(t, "uiupd")
+	tenant := hs.tenant + "-uiupd"
+	hs.deployOK(t, apps, "shop", webCompose("web", 1, `GREETING: "hello"`))
+	svc := hs.app(t, apps, "shop").Services[0]
+	dev := hs.newPerson(t, "uiupd-dev", tenant, berth.RoleDeveloper)
+
+	ctx := window(t, newBrowser(t))
+	hs.signIn(t, ctx, dev, fmt.Sprintf("/services/%d", svc.ID))
+	do(t, ctx, chromedp.WaitVisible(chromedp.CSS("form.update-form textarea")))
+	file := eval[string](t, ctx, `document.getElementById('update-compose').value`)
+	require.Contains(t, file, `GREETING: "hello"`, "the form holds the running file")
+	edited := strings.Replace(file, `GREETING: "hello"`, `GREETING: "bonjour"`, 1)
+	do(t, ctx, chromedp.SetValue(chromedp.ID("update-compose"), edited),
+		chromedp.Click(chromedp.CSS("form.update-form button:not([data-update])")))
+	waitJS(t, ctx, `!!document.querySelector('.update-plan li.change[data-service="web"]')`, 20*time.Second)
+	require.Equal(t, "spec", eval[string](t, ctx, `document.querySelector('.update-plan li.change[data-service="web"]').dataset.kind`))
+	require.Contains(t, eval[string](t, ctx, `document.querySelector('.update-plan li.change[data-service="web"]').textContent`), "web: spec (env)")
+	added := eval[[]string](t, ctx, `[...document.querySelectorAll('.update-plan pre.diff .add')].map(e => e.textContent)`)
+	removed := eval[[]string](t, ctx, `[...document.querySelectorAll('.update-plan pre.diff .del')].map(e => e.textContent)`)
+	require.Equal(t, []string{`+    environment: {LISTEN: ":8080", GREETING: "bonjour"}`}, added)
+	require.Equal(t, []string{`-    environment: {LISTEN: ":8080", GREETING: "hello"}`}, removed)
+	require.True(t, eval[bool](t, ctx, `document.getElementById('update-error').hidden`))
+	hs.screenshot(t, ctx, "update-preview")
+	require.Len(t, hs.versionNumbers(t, apps, "shop"), 1, "a preview changes nothing")
+
+	// WaitVisible rides out the navigation, which a polled script would not.
+	do(t, ctx, chromedp.Click(chromedp.CSS("form.update-form button[data-update]")), chromedp.WaitVisible(chromedp.ID("live-state")))
+	var runID uint
+	_, err := fmt.Sscanf(eval[string](t, ctx, `location.pathname`), "/runs/%d", &runID)
+	require.NoError(t, err)
+	run := hs.waitRun(t, runID)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
+	require.Equal(t, berth.KindUpdate, run.Kind)
+	require.Equal(t, []int{2, 1}, hs.versionNumbers(t, apps, "shop"))
+	after := hs.app(t, apps, "shop").Services[0]
+	require.NotEmpty(t, after.Instances)
+	for _, in := range after.Instances {
+		insp, err := hs.engineOf(t, in.Host).ContainerInspect(context.Background(), in.Name, client.ContainerInspectOptions{})
+		require.NoError(t, err)
+		require.Contains(t, insp.Container.Config.Env, "GREETING=bonjour", in.Name)
+	}
+
+	// A file that does not parse: the API's 400 message, in the form's alert.
+	bad := "services: ["
+	var e struct{ Error struct{ Message string } }
+	require.Equal(t, http.StatusBadRequest, hs.apiJSON(t, "PUT", apps+"/shop?dryRun=true", map[string]string{"compose": bad}, &e))
+	require.NotEmpty(t, e.Error.Message)
+	do(t, ctx, chromedp.Navigate(fmt.Sprintf("%s/services/%d", hs.apiURL, after.ID)), chromedp.WaitVisible(chromedp.CSS("form.update-form textarea")),
+		chromedp.SetValue(chromedp.ID("update-compose"), bad),
+		chromedp.Click(chromedp.CSS("form.update-form button:not([data-update])")))
+	waitJS(t, ctx, `!document.querySelector('form.update-form [role=alert]').hidden`, 20*time.Second)
+	require.Equal(t, e.Error.Message, eval[string](t, ctx, `document.querySelector('form.update-form [role=alert]').textContent`))
+	require.Equal(t, "true", eval[string](t, ctx, `document.getElementById('update-compose').getAttribute('aria-invalid')`))
+	require.Zero(t, eval[int](t, ctx, `document.querySelectorAll('.update-plan li').length`), "no plan for a refused file")
+	hs.screenshot(t, ctx, "update-refused")
+	require.Len(t, hs.versionNumbers(t, apps, "shop"), 2)
+}
+
+// versionNumbers are an application's compose versions, newest first.
+func (hs *harness) versionNumbers(t testing.TB, apps, app string) []int {
+	t.Helper()
+	var vs struct {
+		Versions []struct {
+			Number int `json:"number"`
+		} `json:"versions"`
+	}
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", apps+"/"+app+"/versions", nil, &vs))
+	out := make([]int, len(vs.Versions))
+	for i, v := range vs.Versions {
+		out[i] = v.Number
+	}
+	return out
 }

@@ -299,6 +299,36 @@ func TestUpdateRefusals(t *testing.T) {
 	require.Contains(t, e.Error.Message, "version 9")
 }
 
+// An update that changes a service's image is a release of it: the
+// service's release history names the image, the run and the outcome, and
+// the new release is the current and last-good one (what a later rollback
+// starts from).
+func TestUpdatedImageIsARelease(t *testing.T) {
+	hs := needHarness(t)
+	apps := hs.newEnv(t, "updimg")
+	v1 := webCompose("web", 1, "")
+	hs.deployOK(t, apps, "shop", v1)
+	svc := hs.app(t, apps, "shop").Services[0]
+	before := hs.releases(t, svc.ID)
+
+	v2 := []byte(strings.Replace(string(v1), sampleImage, "berth-sample:v2", 1))
+	started := hs.update(t, apps, "shop", v2, "", http.StatusAccepted)
+	run := hs.waitRun(t, started.RunID)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
+	rb := hs.releases(t, svc.ID)
+	require.Len(t, rb.Releases, len(before.Releases)+1)
+	rel := rb.Releases[0]
+	require.Equal(t, "berth-sample:v2", rel.Image)
+	require.Equal(t, "v2", rel.Version)
+	require.Equal(t, run.ID, rel.RunID)
+	require.Equal(t, berth.ReleaseSucceeded, rel.Outcome)
+	require.Equal(t, berth.StrategyRolling, rel.Strategy)
+	require.NotNil(t, rel.FinishedAt)
+	require.Equal(t, rel.ID, rb.CurrentID)
+	require.Equal(t, rel.ID, rb.LastGoodID)
+	require.Equal(t, "berth-sample:v2", hs.app(t, apps, "shop").Services[0].Image)
+}
+
 // SIGKILL of the worker mid-update: the run completes after the restart
 // with nothing lost or doubled, and the lock is free afterwards.
 func TestWorkerKilledMidUpdate(t *testing.T) {

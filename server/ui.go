@@ -515,7 +515,33 @@ func (s *Server) servicePage(c *gin.Context) {
 		Pool     *berth.LBPool
 		Runs     []store.Run
 		Versions []versionDiff
-	}{view, sc, pool, runs, versions})
+		Update   updateForm
+	}{view, sc, pool, runs, versions, s.updateForm(c, sc)})
+}
+
+// updateForm is the service page's "Change the application" form: the
+// application's compose file to edit, or why the viewer cannot change it.
+type updateForm struct {
+	Action  string
+	Compose string
+	// Reason is set when the form is not offered; the page shows it instead.
+	Reason string
+}
+
+func (s *Server) updateForm(c *gin.Context, sc *store.ServiceContext) updateForm {
+	app := sc.Application
+	f := updateForm{Action: "/api/v1/tenants/" + url.PathEscape(sc.Tenant.Name) + "/environments/" + url.PathEscape(sc.Environment.Name) +
+		"/applications/" + url.PathEscape(app.Name)}
+	// The same refusals the PUT would give, said before anyone types.
+	switch {
+	case !principalOf(c).has(sc.Tenant.ID, deployRoles...):
+		f.Reason = denied(s, c, sc.Tenant.ID, "Changing the application", deployRoles).Error() + "."
+	case app.State != berth.StateRunning:
+		f.Reason = fmt.Sprintf("The application is %s; only a running application can be changed.", app.State)
+	default:
+		f.Compose = app.Compose
+	}
+	return f
 }
 
 func (s *Server) auditPage(c *gin.Context) {

@@ -157,10 +157,18 @@ func (s *Server) startUpdate(c *gin.Context, req updateRequest) {
 	run := &store.Run{Kind: berth.KindUpdate, WorkflowID: wfID, TenantID: env.TenantID, EnvironmentID: env.ID,
 		Subject: tenant + "/" + env.Name + "/" + app.Name, StartedBy: actor(c),
 		Request: replayOf(c, berth.KindUpdate, req), RetryOf: retryOf(c)}
+	rels, err := s.updateReleases(c, app.ID, updates, batch)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	lock := workflows.AppLockKey(tenant, env.Name, app.Name)
 	err = s.withLock(ctx, func() error {
 		run.ID = 0
-		plan.Version, err = s.store.BeginUpdate(ctx, app.ID, req.Compose, next.Hash, run, lock)
+		for i := range rels {
+			rels[i].ID = 0
+		}
+		plan.Version, err = s.store.BeginUpdate(ctx, app.ID, req.Compose, next.Hash, run, lock, rels)
 		return err
 	})
 	if err != nil {
@@ -181,6 +189,29 @@ func (s *Server) startUpdate(c *gin.Context, req updateRequest) {
 	c.Set("berth.audit", fmt.Sprintf("run %d: version %d → %d", run.ID, from, plan.Version))
 	plan.RunID, plan.URL, plan.WorkflowID = run.ID, runURL(run.ID), wfID
 	c.JSON(http.StatusAccepted, plan)
+}
+
+// updateReleases are the image releases an update makes: one per kept
+// service whose image changes, so the service's release history (and its
+// last-good image, which a later rollback returns to) tells of it.
+func (s *Server) updateReleases(c *gin.Context, appID uint, updates []workflows.ServiceUpdate, batch int) ([]store.Release, error) {
+	var rels []store.Release
+	for _, u := range updates {
+		if (u.Kind != compose.ChangeImage && u.Kind != compose.ChangeSpec) || u.FromImage == u.ToImage {
+			continue
+		}
+		svc, err := s.store.ServiceNamed(c.Request.Context(), appID, u.Service)
+		if err != nil {
+			return nil, err
+		}
+		base, err := s.store.Baseline(c.Request.Context(), svc, actor(c))
+		if err != nil {
+			return nil, err
+		}
+		rels = append(rels, store.Release{ServiceID: svc.ID, Kind: berth.ReleaseImage, Version: store.ImageTag(u.ToImage),
+			Image: u.ToImage, Strategy: berth.StrategyRolling, BatchSize: batch, StartedBy: actor(c), PreviousID: base.ID})
+	}
+	return rels, nil
 }
 
 // validSpec parses a compose file for an environment with the same checks

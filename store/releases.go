@@ -114,21 +114,45 @@ func (s *Store) FinishRelease(ctx context.Context, id uint, outcome berth.Releas
 		if err := tx.First(&rel, id).Error; err != nil {
 			return notFound(err, fmt.Sprintf("release %d", id))
 		}
-		if rel.FinishedAt != nil {
-			return nil
-		}
-		t := now()
-		if err := tx.Model(&rel).Updates(map[string]any{"outcome": outcome, "reason": reason, "finished_at": &t}).Error; err != nil {
-			return err
-		}
-		if outcome != berth.ReleaseSucceeded {
-			return nil
-		}
-		if err := tx.Model(&Service{}).Where("id = ?", rel.ServiceID).Update("image", rel.Image).Error; err != nil {
-			return err
-		}
-		return tx.Save(&ServiceReleases{ServiceID: rel.ServiceID, CurrentID: rel.ID, LastGoodID: rel.ID, UpdatedAtMilli: t.UnixMilli()}).Error
+		return finishReleaseTx(tx, &rel, outcome, reason)
 	})
+}
+
+func finishReleaseTx(tx *gorm.DB, rel *Release, outcome berth.ReleaseOutcome, reason string) error {
+	if rel.FinishedAt != nil {
+		return nil
+	}
+	t := now()
+	if err := tx.Model(rel).Updates(map[string]any{"outcome": outcome, "reason": reason, "finished_at": &t}).Error; err != nil {
+		return err
+	}
+	if outcome != berth.ReleaseSucceeded {
+		return nil
+	}
+	if err := tx.Model(&Service{}).Where("id = ?", rel.ServiceID).Update("image", rel.Image).Error; err != nil {
+		return err
+	}
+	return tx.Save(&ServiceReleases{ServiceID: rel.ServiceID, CurrentID: rel.ID, LastGoodID: rel.ID, UpdatedAtMilli: t.UnixMilli()}).Error
+}
+
+// finishRunReleasesTx closes the releases a run opened and has not closed
+// itself (an update's image changes; a release whose run was ended from
+// outside) with the run's outcome.
+func finishRunReleasesTx(tx *gorm.DB, runID uint, status berth.RunStatus, errMsg string) error {
+	var open []Release
+	if err := tx.Where("run_id = ? AND finished_at IS NULL", runID).Find(&open).Error; err != nil {
+		return err
+	}
+	outcome := berth.ReleaseSucceeded
+	if status != berth.RunSucceeded {
+		outcome = berth.ReleaseFailed
+	}
+	for i := range open {
+		if err := finishReleaseTx(tx, &open[i], outcome, errMsg); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Releases lists a service's releases, newest first, with its current and last-good ids.

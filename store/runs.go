@@ -62,8 +62,14 @@ func (s *Store) SetRunStarted(ctx context.Context, id uint, temporalRunID string
 // FinishRun closes a run and frees its active key. Finishing twice keeps the first outcome.
 func (s *Store) FinishRun(ctx context.Context, id uint, status berth.RunStatus, errMsg string) error {
 	t := now()
-	return s.db.WithContext(ctx).Model(&Run{}).Where("id = ? AND finished_at IS NULL", id).
-		Updates(map[string]any{"status": status, "error": errMsg, "finished_at": &t, "active_key": nil}).Error
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&Run{}).Where("id = ? AND finished_at IS NULL", id).
+			Updates(map[string]any{"status": status, "error": errMsg, "finished_at": &t, "active_key": nil})
+		if res.Error != nil || res.RowsAffected == 0 {
+			return res.Error
+		}
+		return finishRunReleasesTx(tx, id, status, errMsg)
+	})
 }
 
 // RecordStep upserts a step. A step entering running or waiting opens an

@@ -62,13 +62,22 @@ func (s *Store) VersionOf(ctx context.Context, appID uint, compose string) (int,
 
 // BeginUpdate opens an update's run under the application's lock (the
 // application must be live) and records the new file as a version, in one
-// transaction: a refused update leaves no version behind. It returns the
-// version's number.
-func (s *Store) BeginUpdate(ctx context.Context, appID uint, compose, specHash string, run *Run, activeKey string) (int, error) {
+// transaction: a refused update leaves no version behind. rels are the
+// image releases the update carries (a service whose image changes); they
+// are opened with the run, and FinishRun closes them with its outcome, so a
+// release's history shows an image changed by an update as one changed by a
+// release. It returns the version's number.
+func (s *Store) BeginUpdate(ctx context.Context, appID uint, compose, specHash string, run *Run, activeKey string, rels []Release) (int, error) {
 	var n int
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := beginRunTx(tx, appID, run, activeKey); err != nil {
 			return err
+		}
+		for i := range rels {
+			rels[i].RunID, rels[i].Outcome = run.ID, berth.ReleaseRunning
+			if err := tx.Create(&rels[i]).Error; err != nil {
+				return err
+			}
 		}
 		var err error
 		n, err = recordVersion(tx, appID, compose, specHash, run)

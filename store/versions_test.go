@@ -64,11 +64,16 @@ func TestUpdateVersionsAndTheirOutcome(t *testing.T) {
 		require.NoError(t, st.FinishRun(ctx, run.ID, berth.RunSucceeded, ""))
 		require.NoError(t, st.SetApplicationState(ctx, app.ID, berth.StateRunning))
 
+		web, err := st.ServiceNamed(ctx, app.ID, "web")
+		require.NoError(t, err)
+		base, err := st.Baseline(ctx, web, "alice")
+		require.NoError(t, err)
 		up := &store.Run{Kind: berth.KindUpdate, WorkflowID: "update-1", EnvironmentID: env.ID, StartedBy: "bob"}
-		n, err := st.BeginUpdate(ctx, app.ID, "v: 2\n", "h2", up, key)
+		n, err := st.BeginUpdate(ctx, app.ID, "v: 2\n", "h2", up, key,
+			[]store.Release{{ServiceID: web.ID, Kind: berth.ReleaseImage, Version: "2", Image: "img:2", Strategy: berth.StrategyRolling, PreviousID: base.ID}})
 		require.NoError(t, err)
 		require.Equal(t, 2, n)
-		_, err = st.BeginUpdate(ctx, app.ID, "v: 3\n", "h3", &store.Run{Kind: berth.KindUpdate, WorkflowID: "update-2", EnvironmentID: env.ID}, key)
+		_, err = st.BeginUpdate(ctx, app.ID, "v: 3\n", "h3", &store.Run{Kind: berth.KindUpdate, WorkflowID: "update-2", EnvironmentID: env.ID}, key, nil)
 		var conflict *store.ConflictError
 		require.ErrorAs(t, err, &conflict)
 		vs, err := st.AppVersions(ctx, app.ID)
@@ -100,5 +105,36 @@ func TestUpdateVersionsAndTheirOutcome(t *testing.T) {
 		require.Equal(t, "img:2", byName["web"].Image)
 		require.Equal(t, 3, byName["web"].Replicas)
 		require.Equal(t, berth.StateRunning, byName["worker"].State)
+
+		// The update's image change is a release: running while the run
+		// runs, succeeded and current once it ends well.
+		rels, sr, err := st.Releases(ctx, web.ID)
+		require.NoError(t, err)
+		require.Equal(t, berth.ReleaseRunning, rels[0].Outcome)
+		require.Equal(t, up.ID, rels[0].RunID)
+		require.Equal(t, base.ID, sr.CurrentID)
+		require.NoError(t, st.FinishRun(ctx, up.ID, berth.RunSucceeded, ""))
+		rels, sr, err = st.Releases(ctx, web.ID)
+		require.NoError(t, err)
+		require.Equal(t, berth.ReleaseSucceeded, rels[0].Outcome)
+		require.Equal(t, rels[0].ID, sr.CurrentID)
+		require.Equal(t, rels[0].ID, sr.LastGoodID)
+
+		// A failed update's release fails; the service keeps its image and
+		// its last-good release.
+		down := &store.Run{Kind: berth.KindUpdate, WorkflowID: "update-3", EnvironmentID: env.ID, StartedBy: "bob"}
+		_, err = st.BeginUpdate(ctx, app.ID, "v: 4\n", "h4", down, key,
+			[]store.Release{{ServiceID: web.ID, Kind: berth.ReleaseImage, Version: "3", Image: "img:3", Strategy: berth.StrategyRolling, PreviousID: sr.CurrentID}})
+		require.NoError(t, err)
+		require.NoError(t, st.FinishRun(ctx, down.ID, berth.RunFailed, "batch 1 unhealthy"))
+		require.NoError(t, st.FinishRun(ctx, down.ID, berth.RunSucceeded, ""), "finishing twice keeps the first outcome")
+		rels, sr2, err := st.Releases(ctx, web.ID)
+		require.NoError(t, err)
+		require.Equal(t, berth.ReleaseFailed, rels[0].Outcome)
+		require.Equal(t, "batch 1 unhealthy", rels[0].Reason)
+		require.Equal(t, sr.LastGoodID, sr2.LastGoodID)
+		after, err := st.ServiceNamed(ctx, app.ID, "web")
+		require.NoError(t, err)
+		require.Equal(t, "img:2", after.Image)
 	})
 }

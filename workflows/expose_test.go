@@ -148,6 +148,10 @@ func newExposeEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *exposeReco
 			var in activities.ServersInput
 			err = args.Get(&in)
 			c.Arg = in
+		case "EnsureRemoved":
+			var in activities.EnsureRemovedInput
+			err = args.Get(&in)
+			c.Arg = in
 		case "RemoveServers":
 			var in activities.RemoveServersInput
 			err = args.Get(&in)
@@ -258,6 +262,7 @@ func mockExpose(env *testsuite.TestWorkflowEnvironment, f exposeFaults) {
 	}).Maybe()
 	env.OnActivity(lbA.RemoveServers, mock.Anything, mock.Anything).Return(nil).Maybe()
 	env.OnActivity(lbA.RemovePool, mock.Anything, mock.Anything).Return(nil).Maybe()
+	env.OnActivity(lbA.EnsureRemoved, mock.Anything, mock.Anything).Return(nil).Maybe()
 	env.OnActivity(fwA.Open, mock.Anything, mock.Anything).Return(func(_ context.Context, os []firewall.Opening) error {
 		if f.open != nil {
 			return f.open(os)
@@ -811,9 +816,19 @@ func TestDeleteStackUnexposesBeforeRemoving(t *testing.T) {
 	require.Less(t, rec.lastIndex("RemoveServers"), rec.index("RemovePool"))
 	first := rec.index("RemoveInstance")
 	require.Greater(t, first, 0)
-	for _, name := range []string{"RemoveServers", "RemovePool", "Close", "UnexposeDone", "SyncCMDB"} {
+	for _, name := range []string{"RemoveServers", "RemovePool", "Close", "UnexposeDone", "EnsureRemoved", "SyncCMDB"} {
 		require.Less(t, rec.lastIndex(name), first, "%s before any RemoveInstance", name)
 	}
+	// Once recorded, the removal is made again: a worker restarted in
+	// between rebuilt HAProxy from records that still held the servers.
+	require.Less(t, rec.lastIndex("UnexposeDone"), rec.index("EnsureRemoved"))
+	var again []string
+	for _, c := range rec.callsOf("EnsureRemoved") {
+		in := c.Arg.(activities.EnsureRemovedInput)
+		require.True(t, in.Pool, "a delete drops the pools again too")
+		again = append(again, in.Names...)
+	}
+	require.Len(t, again, 3)
 	syncs := rec.callsOf("SyncCMDB")
 	require.Len(t, syncs, 1)
 	require.Equal(t, cis, syncs[0].Arg)

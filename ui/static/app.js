@@ -5,9 +5,9 @@
   var meta = document.querySelector('meta[name="csrf-token"]');
   var csrf = meta ? meta.content : "";
 
-  function send(url, body) {
+  function send(url, body, method) {
     return fetch(url, {
-      method: "POST", credentials: "same-origin",
+      method: method || "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept": "application/json" },
       body: JSON.stringify(body || {})
     }).then(function (r) {
@@ -80,6 +80,85 @@
     });
   }
   bindApiForms(document);
+
+  // Change the application (service page): Preview asks for the plan alone
+  // (dryRun) and shows it; Update starts the run and opens its page. The
+  // answer is set as text, never parsed as markup.
+  var upd = document.querySelector("form.update-form");
+  if (upd) { bindUpdateForm(upd); }
+  function el(tag, text, cls) {
+    var e = document.createElement(tag);
+    if (text !== undefined) { e.textContent = text; }
+    if (cls) { e.className = cls; }
+    return e;
+  }
+  // changeText words one service's change as the approval summary does.
+  function changeText(c) {
+    var t = c.kind;
+    if (c.kind === "spec") { t += " (" + (c.fields || []).join(", ") + "), " + Math.min(c.fromReplicas, c.toReplicas) + " instance(s) replaced"; }
+    if (c.kind === "image") { t += " " + c.fromImage + " → " + c.toImage; }
+    if (c.kind === "added") { t += ": " + c.toReplicas + " × " + c.toImage; }
+    if (c.kind === "removed") { t += ": " + c.fromReplicas + " instance(s) stop"; }
+    if (c.kind !== "added" && c.kind !== "removed" && c.fromReplicas !== c.toReplicas) { t += ", replicas " + c.fromReplicas + " → " + c.toReplicas; }
+    return t;
+  }
+  function bindUpdateForm(form) {
+    var ta = form.elements.compose, err = form.querySelector(".field-error"), out = form.querySelector(".result"), plan = form.querySelector(".update-plan");
+    function clear() { err.hidden = true; err.textContent = ""; ta.removeAttribute("aria-invalid"); out.textContent = ""; }
+    function render(p) {
+      plan.textContent = "";
+      plan.appendChild(el("h3", "Plan: version " + p.fromVersion + " → a new version, " + p.batchSize + " instance(s) at a time"));
+      if (p.message) { plan.appendChild(el("p", p.message, "notice")); }
+      var ul = el("ul", undefined, "changes");
+      (p.changes || []).forEach(function (c) {
+        var li = el("li", undefined, "change");
+        li.dataset.service = c.service; li.dataset.kind = c.kind;
+        li.appendChild(el("b", c.service));
+        li.appendChild(document.createTextNode(": " + changeText(c)));
+        ul.appendChild(li);
+      });
+      plan.appendChild(ul);
+      if (!p.diff) { plan.appendChild(el("p", "The file is the same as version " + p.fromVersion + ".", "muted")); return; }
+      // Classed as the versions' diffs are on the server, so both read alike.
+      var pre = el("pre", undefined, "diff");
+      pre.setAttribute("aria-label", "Changes to the compose file");
+      pre.tabIndex = 0;
+      p.diff.replace(/\n$/, "").split("\n").forEach(function (l) {
+        var cls = /^(@@|---|\+\+\+)/.test(l) ? "hunk" : l[0] === "+" ? "add" : l[0] === "-" ? "del" : "ctx";
+        pre.appendChild(el("span", l, cls));
+        pre.appendChild(document.createTextNode("\n"));
+      });
+      plan.appendChild(pre);
+    }
+    // A plan shown for another text would mislead.
+    ta.addEventListener("input", function () { plan.textContent = ""; clear(); });
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var dry = !(ev.submitter && ev.submitter.dataset.update);
+      var buttons = form.querySelectorAll("button");
+      clear();
+      buttons.forEach(function (b) { b.disabled = true; });
+      out.textContent = dry ? "Planning…" : "Starting the update…";
+      send(form.getAttribute("action") + (dry ? "?dryRun=true" : ""),
+        { compose: ta.value, batchSize: Number(form.elements.batchSize.value) || 0 }, "PUT").then(function (r) {
+        if (r.status === 202 && r.body.runId) {
+          out.textContent = "Run " + r.body.runId + " started; opening it…";
+          window.location.assign("/runs/" + encodeURIComponent(r.body.runId));
+          return;
+        }
+        buttons.forEach(function (b) { b.disabled = false; });
+        out.textContent = "";
+        if (r.status === 200) { render(r.body); return; }
+        err.textContent = (r.body.error && r.body.error.message) || ("Request failed (" + r.status + ")");
+        err.hidden = false;
+        if (r.status === 400) { ta.setAttribute("aria-invalid", "true"); ta.focus(); }
+      }).catch(function () {
+        buttons.forEach(function (b) { b.disabled = false; });
+        out.textContent = "";
+        err.textContent = "berth did not answer; check your connection and try again."; err.hidden = false;
+      });
+    });
+  }
 
   // When an open run ends, the actions that now apply (retry, for one that
   // failed) come from the server, which knows the viewer's roles.
