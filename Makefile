@@ -39,7 +39,7 @@ unit: ## unit tests only (no services needed)
 .PHONY: test
 test: lint bin/temporal ## everything: lint, unit, store on SQLite and MariaDB, replay, integration on real services
 	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
-	  BERTH_REQUIRE_E2E=1 $(GO) test -count=1 -timeout 30m ./...
+	  BERTH_REQUIRE_E2E=1 $(GO) test -count=1 -timeout 60m ./...
 
 .PHONY: chaos
 chaos: bin/temporal ## the chaos suite: the worker SIGKILLed at random points of 50 runs (BERTH_CHAOS_RUNS=n, BERTH_CHAOS_SEED=s reruns a seed)
