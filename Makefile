@@ -37,9 +37,14 @@ unit: ## unit tests only (no services needed)
 	$(GO) test -count=1 . ./activities/... ./workflows/... ./server/... ./worker/... ./compose/... ./lb/... ./cmdb/... ./artifacts/...
 
 .PHONY: test
-test: lint bin/temporal ## everything: lint, unit, store on SQLite and MariaDB, replay, integration on real services
+test: lint bin/temporal ## lint, unit, store on SQLite and MariaDB, replay, integration on real services (make test-full adds the variants)
 	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
 	  BERTH_REQUIRE_E2E=1 $(GO) test -count=1 -timeout 60m ./...
+
+.PHONY: test-full
+test-full: lint bin/temporal ## make test plus the integration tests kept for the full suite (variants; about 1.5x as long)
+	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
+	  BERTH_E2E_FULL=1 BERTH_REQUIRE_E2E=1 $(GO) test -count=1 -timeout 120m ./...
 
 .PHONY: chaos
 chaos: bin/temporal ## the chaos suite: the worker SIGKILLed at random points of 50 runs (BERTH_CHAOS_RUNS=n, BERTH_CHAOS_SEED=s reruns a seed)

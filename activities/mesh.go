@@ -21,6 +21,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"go.temporal.io/sdk/activity"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/compose"
@@ -145,47 +146,68 @@ func (d *Docker) SyncMesh(ctx context.Context, in SyncMeshInput) (*SyncMeshResul
 		ports[s.Name] = s.ReachablePorts()
 	}
 
+	// Hosts are independent, and a relay's start is the slow part (seconds
+	// on a busy engine), so every host's relays are made at once: first the
+	// gateways, whose published ports the forwarders need, then the
+	// forwarders.
+	var mu sync.Mutex
+	beat := func(detail string) {
+		mu.Lock()
+		defer mu.Unlock()
+		activity.RecordHeartbeat(ctx, detail)
+	}
 	gateways := map[uint]string{}
 	wanted := map[uint]map[string]bool{}
+	g, gctx := errgroup.WithContext(ctx)
 	for _, h := range hosts {
-		activity.RecordHeartbeat(ctx, "gateway "+h.Name)
-		eng, err := d.engine(ctx, h)
-		if err != nil {
-			return nil, err
-		}
-		if err := d.ensureMeshImage(ctx, eng, h); err != nil {
-			return nil, err
-		}
-		cfg := mesh.Config{Role: mesh.RoleGateway}
-		nets := []compose.NetworkAttach{{Name: meshNetwork}}
-		seen := map[string]bool{meshNetwork: true}
-		for _, s := range in.Services {
-			if !present[h.ID][s.Name] {
-				continue
+		g.Go(func() error {
+			beat("gateway " + h.Name)
+			eng, err := d.engine(gctx, h)
+			if err != nil {
+				return err
 			}
-			for _, p := range ports[s.Name] {
-				cfg.Allow = append(cfg.Allow, mesh.Target{Service: s.Name, Port: p})
+			if err := d.ensureMeshImage(gctx, eng, h, beat); err != nil {
+				return err
 			}
-			for _, n := range s.AppNetworks() {
-				if !seen[n.Name] {
-					seen[n.Name] = true
-					nets = append(nets, compose.NetworkAttach{Name: n.Name, Internal: n.Internal})
+			cfg := mesh.Config{Role: mesh.RoleGateway}
+			nets := []compose.NetworkAttach{{Name: meshNetwork}}
+			seen := map[string]bool{meshNetwork: true}
+			for _, s := range in.Services {
+				if !present[h.ID][s.Name] {
+					continue
+				}
+				for _, p := range ports[s.Name] {
+					cfg.Allow = append(cfg.Allow, mesh.Target{Service: s.Name, Port: p})
+				}
+				for _, n := range s.AppNetworks() {
+					if !seen[n.Name] {
+						seen[n.Name] = true
+						nets = append(nets, compose.NetworkAttach{Name: n.Name, Internal: n.Internal})
+					}
 				}
 			}
-		}
-		name := berth.AppScoped(in.Tenant, in.Env, in.App, "_gateway")
-		port, err := d.ensureRelay(ctx, eng, h, in, name, cfg, key, nets, true)
-		if err != nil {
-			return nil, err
-		}
-		gateways[h.ID] = net.JoinHostPort(h.IP, strconv.Itoa(port))
-		wanted[h.ID] = map[string]bool{name: true}
+			name := berth.AppScoped(in.Tenant, in.Env, in.App, "_gateway")
+			port, err := d.ensureRelay(gctx, eng, h, in, name, cfg, key, nets, true)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			gateways[h.ID] = net.JoinHostPort(h.IP, strconv.Itoa(port))
+			wanted[h.ID] = map[string]bool{name: true}
+			return nil
+		})
 	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	g, gctx = errgroup.WithContext(ctx)
 	for _, h := range hosts {
 		eng, err := d.engine(ctx, h)
 		if err != nil {
 			return nil, err
 		}
+		hg, hctx := errgroup.WithContext(gctx)
 		for _, s := range in.Services {
 			if present[h.ID][s.Name] || len(ports[s.Name]) == 0 {
 				continue
@@ -199,7 +221,6 @@ func (d *Docker) SyncMesh(ctx context.Context, in SyncMeshInput) (*SyncMeshResul
 			if len(peers) == 0 {
 				continue
 			}
-			activity.RecordHeartbeat(ctx, "forwarder "+s.Name+" on "+h.Name)
 			cfg := mesh.Config{Role: mesh.RoleForward, Service: s.Name, Ports: ports[s.Name], Peers: peers}
 			nets := []compose.NetworkAttach{{Name: meshNetwork}}
 			for _, n := range s.AppNetworks() {
@@ -207,14 +228,28 @@ func (d *Docker) SyncMesh(ctx context.Context, in SyncMeshInput) (*SyncMeshResul
 					Aliases: append([]string{s.Name}, n.Aliases...)})
 			}
 			name := berth.AppScoped(in.Tenant, in.Env, in.App, "_forward-"+s.Name)
-			if _, err := d.ensureRelay(ctx, eng, h, in, name, cfg, key, nets, false); err != nil {
-				return nil, err
-			}
 			wanted[h.ID][name] = true
+			hg.Go(func() error {
+				beat("forwarder " + s.Name + " on " + h.Name)
+				_, err := d.ensureRelay(hctx, eng, h, in, name, cfg, key, nets, false)
+				return err
+			})
 		}
-		if err := removeMeshContainers(ctx, eng, appKey, wanted[h.ID]); err != nil {
-			return nil, fmt.Errorf("remove old relays on %s: %w", h.Name, err)
-		}
+		keep := wanted[h.ID]
+		g.Go(func() error {
+			if err := hg.Wait(); err != nil {
+				return err
+			}
+			if err := removeMeshContainers(gctx, eng, appKey, keep); err != nil {
+				return fmt.Errorf("remove old relays on %s: %w", h.Name, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for _, h := range hosts {
 		for n := range wanted[h.ID] {
 			res.Relays[h.Name] = append(res.Relays[h.Name], n)
 		}
@@ -225,7 +260,7 @@ func (d *Docker) SyncMesh(ctx context.Context, in SyncMeshInput) (*SyncMeshResul
 
 // ensureMeshImage puts the relay image, berth's own binary in a scratch
 // image, on the host unless it is there.
-func (d *Docker) ensureMeshImage(ctx context.Context, eng engine.Engine, h berth.HostRef) error {
+func (d *Docker) ensureMeshImage(ctx context.Context, eng engine.Engine, h berth.HostRef, beat func(string)) error {
 	path, tag, err := d.self.load()
 	if err != nil {
 		return err
@@ -257,7 +292,7 @@ func (d *Docker) ensureMeshImage(ctx context.Context, eng engine.Engine, h berth
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	activity.RecordHeartbeat(ctx, "relay image on "+h.Name)
+	beat("relay image on " + h.Name)
 	return buildImage(ctx, eng, &buf, tag, h.Name)
 }
 

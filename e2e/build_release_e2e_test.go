@@ -135,6 +135,7 @@ func TestBuildReleaseFailsBeforeInstances(t *testing.T) {
 // registry and recorded as a candidate; releasing that image puts every
 // instance on both hosts on it, serving the package's version.
 func TestCommitInstanceToImage(t *testing.T) {
+	fullSuite(t)
 	hs := needHarness(t)
 	needRegistry(t, hs)
 	apps, svc := hs.deployForRelease(t, "commit")
@@ -208,6 +209,7 @@ type releaseWithOutputs struct {
 // is refused with 400 before any run starts; one that exits non-zero fails
 // its batch and the release rolls back.
 func TestFileReleaseCommand(t *testing.T) {
+	fullSuite(t)
 	hs := needHarness(t)
 	apps, svc := hs.deployForRelease(t, "exec")
 	tenant := hs.tenant + "-exec"

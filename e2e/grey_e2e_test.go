@@ -270,6 +270,7 @@ steps:
 // An abort by a person leaves the service exactly as before; a grey release
 // nobody touches past its progress deadline aborts by itself.
 func TestGreyReleaseAbortAndDeadline(t *testing.T) {
+	fullSuite(t)
 	hs := needHarness(t)
 	apps := hs.newEnv(t, "greyab")
 	hs.deployOK(t, apps, "shop", webCompose("web", 2, ""))
@@ -318,6 +319,7 @@ func TestGreyReleaseAbortAndDeadline(t *testing.T) {
 // of the worker and goes on when approved; the weight and route set before
 // the kill are still in force afterwards.
 func TestGreyReleaseApprovalSurvivesWorkerKill(t *testing.T) {
+	fullSuite(t)
 	hs := needHarness(t)
 	tenant := hs.tenant + "-greyap"
 	apps := hs.newEnvWith(t, tenant, map[string]any{"name": "dev"})
@@ -483,6 +485,7 @@ func TestServiceClone(t *testing.T) {
 // canary's image (pushed to the registry), the canary serves the package's
 // version beside v1 at the step's weight, and promote puts it everywhere.
 func TestGreyReleaseOfPackage(t *testing.T) {
+	fullSuite(t)
 	hs := needHarness(t)
 	needRegistry(t, hs)
 	apps := hs.newEnv(t, "greypkg")
@@ -520,6 +523,7 @@ func TestGreyReleaseOfPackage(t *testing.T) {
 // version at the step's weight and to the header route, and promote
 // installs it into the stable instances in place, batch by batch.
 func TestGreyReleaseOfFilePackage(t *testing.T) {
+	fullSuite(t)
 	hs := needHarness(t)
 	apps := hs.newEnv(t, "greyfile")
 	hs.deployOK(t, apps, "shop", webCompose("web", 2, ""))
@@ -557,6 +561,7 @@ func TestGreyReleaseOfFilePackage(t *testing.T) {
 // a reload: here a grey release aborted elsewhere gets its Retry button,
 // and the retry starts the same grey release again.
 func TestUIRetryAppearsWhenOpenRunEnds(t *testing.T) {
+	fullSuite(t)
 	hs := needHarness(t)
 	tenant := hs.tenant + "-greyrt"
 	apps := hs.newEnvWith(t, tenant, map[string]any{"name": "dev"})

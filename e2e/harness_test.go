@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 	sdkclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/berth-dev/berth/cmdb"
 	"github.com/berth-dev/berth/store"
@@ -125,6 +126,17 @@ func needHarness(t testing.TB) *harness {
 	return h
 }
 
+// fullSuite marks a test that only make test-full runs (BERTH_E2E_FULL=1):
+// a variant of a path that a test of make test already proves on the same
+// real services. make test stays well inside CI's time; the full suite is
+// run before a release and whenever the variant's code changes.
+func fullSuite(t *testing.T) {
+	t.Helper()
+	if os.Getenv("BERTH_E2E_FULL") == "" {
+		t.Skip("in the full suite only: make test-full")
+	}
+}
+
 func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -185,15 +197,28 @@ func startHarness() (*harness, error) {
 		}
 		hs.hosts = append(hs.hosts, testHost{Name: hs.tenant + "-" + name, Endpoint: endpoint, IP: ip, Engine: eng})
 	}
+	// The hosts are cleared and given the sample images at once: each is
+	// its own dockerd, and this is minutes of the suite when done in turn.
+	app, err := sampleAppBinary(hs.root)
+	if err != nil {
+		return hs, err
+	}
+	var g errgroup.Group
 	for _, th := range hs.hosts {
-		if err := removeLeftovers(ctx, th.Engine); err != nil {
-			return hs, fmt.Errorf("clean %s: %w", th.Name, err)
-		}
-		for _, img := range sampleImages {
-			if err := buildSampleImage(ctx, th.Engine, hs.root, img.tag, img.env); err != nil {
-				return hs, fmt.Errorf("build sample image %s on %s: %w", img.tag, th.Name, err)
+		g.Go(func() error {
+			if err := removeLeftovers(ctx, th.Engine); err != nil {
+				return fmt.Errorf("clean %s: %w", th.Name, err)
 			}
-		}
+			for _, img := range sampleImages {
+				if err := buildSampleImage(ctx, th.Engine, app, img.tag, img.env); err != nil {
+					return fmt.Errorf("build sample image %s on %s: %w", img.tag, th.Name, err)
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return hs, err
 	}
 
 	hs.temporal = filepath.Join(hs.root, "bin", "temporal")
@@ -402,20 +427,21 @@ func removeLeftovers(ctx context.Context, eng *client.Client) error {
 	return nil
 }
 
-// buildSampleImage builds testdata/sampleapp as a FROM-scratch image.
-func buildSampleImage(ctx context.Context, eng *client.Client, root, tag, env string) error {
+// sampleAppBinary builds the sample app once, static, for the images.
+func sampleAppBinary(root string) ([]byte, error) {
 	bin := filepath.Join(os.TempDir(), "berth-sampleapp-"+randHex(4))
 	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./testdata/sampleapp")
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build sampleapp: %v: %s", err, out)
+		return nil, fmt.Errorf("go build sampleapp: %v: %s", err, out)
 	}
 	defer os.Remove(bin)
-	binData, err := os.ReadFile(bin)
-	if err != nil {
-		return err
-	}
+	return os.ReadFile(bin)
+}
+
+// buildSampleImage builds the sample app as a FROM-scratch image.
+func buildSampleImage(ctx context.Context, eng *client.Client, binData []byte, tag, env string) error {
 	dockerfile := fmt.Sprintf("FROM scratch\nCOPY sampleapp /sampleapp\nENV %s\nEXPOSE 8080\nENTRYPOINT [\"/sampleapp\"]\n", env)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

@@ -318,6 +318,7 @@ func selfSignedCert(t testing.TB) tls.Certificate {
 // instance reaches db (still on the first host) by name through the mesh
 // from its first moment. Scaling back in takes the relays off that host.
 func TestMeshFollowsAScaleOntoANewHost(t *testing.T) {
+	fullSuite(t)
 	hs := needHarness(t)
 	if len(hs.hosts) < 2 {
 		t.Skip("needs two test hosts")

@@ -114,6 +114,7 @@ func TestFailedBatchRollsBack(t *testing.T) {
 
 // Rollback from v3 to v1 in one request completes on the fast path (one batch).
 func TestRollbackToAnyEarlierRelease(t *testing.T) {
+	fullSuite(t)
 	hs := needHarness(t)
 	apps, svc := hs.deployForRelease(t, "relrb")
 	_, run := hs.release(t, svc.ID, map[string]any{"image": "berth-sample:v2", "batchSize": 4})
@@ -146,6 +147,7 @@ func TestRollbackToAnyEarlierRelease(t *testing.T) {
 // Two releases requested at once: one runs, the other is refused with who
 // holds the service and since when; the lock is free afterwards.
 func TestConcurrentReleasesOneWins(t *testing.T) {
+	fullSuite(t)
 	hs := needHarness(t)
 	_, svc := hs.deployForRelease(t, "relrace")
 	var wg sync.WaitGroup

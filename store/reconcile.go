@@ -85,6 +85,11 @@ func (s *Store) AbandonRun(ctx context.Context, id uint) error {
 			Updates(map[string]any{"state": berth.ApprovalCancelled, "decided_at": &t}).Error; err != nil {
 			return err
 		}
+		// A release the run opened would otherwise stay "in progress" in
+		// the service's history for ever.
+		if err := finishRunReleasesTx(tx, id, berth.RunFailed, "workflow closed without recording an outcome"); err != nil {
+			return err
+		}
 		if run.ApplicationID != 0 && (run.Kind == berth.KindDeploy || run.Kind == berth.KindDelete) {
 			up := map[string]any{"state": berth.StateFailed}
 			if err := tx.Model(&Application{}).Where("id = ?", run.ApplicationID).Updates(up).Error; err != nil {

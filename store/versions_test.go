@@ -136,5 +136,18 @@ func TestUpdateVersionsAndTheirOutcome(t *testing.T) {
 		after, err := st.ServiceNamed(ctx, app.ID, "web")
 		require.NoError(t, err)
 		require.Equal(t, "img:2", after.Image)
+
+		// A run whose workflow closed without finishing it (terminated, or
+		// timed out) is abandoned by the reconciler: its release fails too.
+		dead := &store.Run{Kind: berth.KindUpdate, WorkflowID: "update-4", EnvironmentID: env.ID, StartedBy: "bob"}
+		_, err = st.BeginUpdate(ctx, app.ID, "v: 5\n", "h5", dead, key,
+			[]store.Release{{ServiceID: web.ID, Kind: berth.ReleaseImage, Version: "4", Image: "img:4", Strategy: berth.StrategyRolling, PreviousID: sr2.CurrentID}})
+		require.NoError(t, err)
+		require.NoError(t, st.AbandonRun(ctx, dead.ID))
+		rels, _, err = st.Releases(ctx, web.ID)
+		require.NoError(t, err)
+		require.Equal(t, dead.ID, rels[0].RunID)
+		require.Equal(t, berth.ReleaseFailed, rels[0].Outcome)
+		require.NotNil(t, rels[0].FinishedAt)
 	})
 }
