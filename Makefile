@@ -39,7 +39,7 @@ unit: ## unit tests only (no services needed)
 .PHONY: test
 test: lint bin/temporal ## lint, unit, store on SQLite and MariaDB, replay, integration on real services (make test-full adds the variants)
 	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
-	  BERTH_REQUIRE_E2E=1 $(GO) test -count=1 -timeout 60m ./...
+	  BERTH_REQUIRE_E2E=1 $(GO) test -count=1 -timeout 80m ./...
 
 .PHONY: test-full
 test-full: lint bin/temporal ## make test plus the integration tests kept for the full suite (variants; about 1.5x as long)

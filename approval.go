@@ -162,6 +162,17 @@ func (a *Approval) Outcome() ApprovalOutcome {
 	return o
 }
 
+// Decision is the signal that tells the waiting run how its approval was
+// decided.
+func (a *Approval) Decision() ApprovalDecision {
+	o := a.Outcome()
+	by := o.By
+	if by == nil {
+		by = []string{}
+	}
+	return ApprovalDecision{ApprovalID: o.ApprovalID, State: o.State, By: by, Comment: o.Comment}
+}
+
 // WaitingFor says who a step waits for, as the run's step shows it.
 func WaitingFor(roles []Role, quorum int) string {
 	if quorum < 1 {

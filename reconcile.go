@@ -37,7 +37,19 @@ const (
 	// FindingRunClosed: a run whose workflow ended without recording its
 	// outcome; it was closed as failed and its lock freed.
 	FindingRunClosed FindingKind = "run-closed"
+	// FindingDecisionResent: an approval decided in the records whose run
+	// still waited on its step (the API died between its commit and its
+	// signal); the decision was sent to the run again.
+	FindingDecisionResent FindingKind = "decision-resent"
 )
+
+// StrandedDecision is an approval decided in the records whose run still
+// waits on its step.
+type StrandedDecision struct {
+	RunID      uint             `json:"runId"`
+	WorkflowID string           `json:"workflowId"`
+	Decision   ApprovalDecision `json:"decision"`
+}
 
 // Finding is one difference between the records and the world, and what
 // was done about it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -19,12 +20,16 @@ type ReconcileRecords interface {
 	OpenRunIDs(ctx context.Context) ([]uint, error)
 	AbandonRun(ctx context.Context, id uint) error
 	RecordFindings(ctx context.Context, fs []berth.Finding) error
+	StrandedDecisions(ctx context.Context, before time.Time) ([]berth.StrandedDecision, error)
 }
 
 // WorkflowStates says whether a run's workflow has closed; the worker's
 // Temporal client answers.
 type WorkflowStates interface {
 	Closed(ctx context.Context, workflowID, runID string) (bool, error)
+	// Signal sends a signal to a workflow's current run; one that has
+	// closed meanwhile is no error.
+	Signal(ctx context.Context, workflowID, name string, arg any) error
 }
 
 // Reconcile holds the reconciler's reads and repairs of the records. Its
@@ -85,6 +90,39 @@ func (r *Reconcile) SweepRuns(ctx context.Context, in SweepRunsInput) ([]berth.F
 		f := berth.Finding{Kind: berth.FindingRunClosed, Target: target,
 			Detail: fmt.Sprintf("%s of %s ended without recording its outcome; closed as failed, lock and approvals freed", run.Kind, run.Subject)}
 		if err := r.Records.AbandonRun(ctx, run.ID); err != nil {
+			f.Error = err.Error()
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// ResendDecisionsInput says how old a decision must be before the run that
+// still waits for it is sent it again, and the signal's name.
+type ResendDecisionsInput struct {
+	Grace  time.Duration `json:"grace"`
+	Signal string        `json:"signal"`
+}
+
+// ResendDecisions sends every decision the records hold, but whose run
+// still waits on its step, to the run again. Without it such a run waits
+// until its approval's timeout (days) and then times out although it was
+// decided. The run ignores a decision it already has, so a repeat is
+// harmless.
+func (r *Reconcile) ResendDecisions(ctx context.Context, in ResendDecisionsInput) ([]berth.Finding, error) {
+	if r.Workflows == nil {
+		return nil, nil
+	}
+	ds, err := r.Records.StrandedDecisions(ctx, time.Now().Add(-in.Grace))
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	out := []berth.Finding{}
+	for _, d := range ds {
+		f := berth.Finding{Kind: berth.FindingDecisionResent, Target: "run " + strconv.FormatUint(uint64(d.RunID), 10),
+			Detail: fmt.Sprintf("approval %d was %s by %s in the records, but its run still waited; the decision was sent again",
+				d.Decision.ApprovalID, d.Decision.State, strings.Join(d.Decision.By, ", "))}
+		if err := r.Workflows.Signal(ctx, d.WorkflowID, in.Signal, d.Decision); err != nil {
 			f.Error = err.Error()
 		}
 		out = append(out, f)

@@ -15,6 +15,7 @@ type fakeRuns struct {
 	ReconcileRecords
 	open      []berth.OpenRun
 	abandoned []uint
+	stranded  []berth.StrandedDecision
 }
 
 func (f *fakeRuns) OpenRuns(context.Context, time.Time) ([]berth.OpenRun, error) { return f.open, nil }
@@ -23,7 +24,20 @@ func (f *fakeRuns) AbandonRun(_ context.Context, id uint) error {
 	return nil
 }
 
+func (f *fakeRuns) StrandedDecisions(context.Context, time.Time) ([]berth.StrandedDecision, error) {
+	return f.stranded, nil
+}
+
 type fakeStates map[string]error
+
+// Signal fails for a workflow mapped to an error and records the others.
+func (f fakeStates) Signal(_ context.Context, wf, name string, arg any) error {
+	if err := f[wf]; err != nil {
+		return err
+	}
+	f[wf+"/"+name] = nil
+	return nil
+}
 
 func (f fakeStates) Closed(_ context.Context, wf, _ string) (bool, error) {
 	err, known := f[wf]
@@ -43,4 +57,25 @@ func TestSweepRunsGoesOnPastARunTemporalCannotAnswer(t *testing.T) {
 	require.Equal(t, "run 2", fs[1].Target)
 	require.Empty(t, fs[1].Error)
 	require.Equal(t, []uint{2}, recs.abandoned, "only the run whose workflow ended is closed; c still runs")
+}
+
+// Each stranded decision is sent to its run again and reported; a run that
+// cannot be signalled is reported with the error, and the others are sent.
+func TestResendDecisionsSignalsEachWaitingRun(t *testing.T) {
+	recs := &fakeRuns{stranded: []berth.StrandedDecision{
+		{RunID: 7, WorkflowID: "gate/a", Decision: berth.ApprovalDecision{ApprovalID: 3, State: berth.ApprovalApproved, By: []string{"bob"}}},
+		{RunID: 8, WorkflowID: "gate/b", Decision: berth.ApprovalDecision{ApprovalID: 4, State: berth.ApprovalRejected, By: []string{"carol"}}},
+	}}
+	states := fakeStates{"gate/b": errors.New("unavailable")}
+	r := &Reconcile{Records: recs, Workflows: states}
+	fs, err := r.ResendDecisions(context.Background(), ResendDecisionsInput{Signal: "approval"})
+	require.NoError(t, err)
+	require.Len(t, fs, 2)
+	require.Equal(t, berth.Finding{Kind: berth.FindingDecisionResent, Target: "run 7",
+		Detail: "approval 3 was approved by bob in the records, but its run still waited; the decision was sent again"}, fs[0])
+	require.Contains(t, fs[1].Error, "unavailable")
+	_, sent := states["gate/a/approval"]
+	require.True(t, sent, "run 7's workflow got the approval signal")
+	_, sent = states["gate/b/approval"]
+	require.False(t, sent)
 }

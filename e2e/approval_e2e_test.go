@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -162,6 +163,52 @@ func TestApprovalSurvivesWorkerKill(t *testing.T) {
 	require.Equal(t, "approved by kill-approver: after the crash", steps["approval"].Detail)
 	require.Greater(t, steps["approval"].WaitingMs, int64(0), "the wait is counted as waiting time")
 	require.Equal(t, berth.StepDone, steps["released"].State)
+}
+
+// TestDecisionStrandedByAnAPICrashIsResent: the API commits a decision and
+// is SIGKILLed before its signal reaches the run (the decision is made in
+// the database here, as the dead process left it). The run would wait
+// until its approval's timeout; the reconciler's next pass finds the
+// decision, sends it again, and the run goes on as approved.
+func TestDecisionStrandedByAnAPICrashIsResent(t *testing.T) {
+	hs := needHarness(t)
+	ctx := context.Background()
+	tenant := hs.approvalTenant(t, "apcrash")
+	dev := hs.newPerson(t, "crash-dev", tenant, berth.RoleDeveloper)
+	hs.newPerson(t, "crash-approver", tenant, berth.RoleApprover)
+	runID := dev.startGate(t, tenant, "prod", map[string]any{"name": "web", "summary": "web 1.0 → 1.1", "timeoutSec": 86400})
+	a := hs.waitApproval(t, runID)
+
+	var tn store.Tenant
+	require.NoError(t, hs.store.DB().Where("name = ?", tenant).First(&tn).Error)
+	hs.restartServerHard(t)
+	_, closed, err := hs.store.Decide(ctx, store.DecideInput{ApprovalID: a.ID, Approver: "crash-approver",
+		Bindings: []store.RoleBinding{{TenantID: tn.ID, Role: berth.RoleApprover}}, Decision: "approve", Comment: "before the crash"})
+	require.NoError(t, err)
+	require.True(t, closed)
+	var rb runBody
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/runs/%d", runID), nil, &rb))
+	require.Equal(t, berth.RunRunning, rb.Run.Status, "nothing told the run")
+
+	found := hs.reconcile(t)
+	var resent []berth.Finding
+	for _, f := range found.Findings {
+		if f.Kind == berth.FindingDecisionResent && f.Target == fmt.Sprintf("run %d", runID) {
+			resent = append(resent, f)
+		}
+	}
+	require.Len(t, resent, 1, "findings: %+v", found.Findings)
+	require.Empty(t, resent[0].Error)
+	run := hs.waitRun(t, runID)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
+	for _, s := range run.Steps {
+		if s.Name == "approval" {
+			require.Equal(t, "approved by crash-approver: before the crash", s.Detail)
+		}
+	}
+	for _, f := range hs.reconcile(t).Findings {
+		require.NotEqual(t, fmt.Sprintf("run %d", runID), f.Target, "a second pass finds nothing more: %+v", f)
+	}
 }
 
 // TestApprovalRaceAndRules: approve and reject at the same moment give one

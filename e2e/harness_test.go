@@ -355,9 +355,32 @@ func (hs *harness) restartWorkerHard(t testing.TB) {
 	t.Helper()
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	require.NoError(t, hs.worker.Process.Signal(syscall.SIGKILL))
-	_, _ = hs.worker.Process.Wait()
-	hs.worker = hs.spawn("worker", "worker")
+	hs.respawn(t, &hs.worker, "worker")
+}
+
+// respawn SIGKILLs a berth process and starts it again.
+func (hs *harness) respawn(t testing.TB, proc **exec.Cmd, name string) {
+	t.Helper()
+	require.NoError(t, (*proc).Process.Signal(syscall.SIGKILL))
+	_, _ = (*proc).Process.Wait()
+	*proc = hs.spawn(name, name)
+}
+
+// restartServerHard SIGKILLs the API process and starts it again, waiting
+// until it answers.
+func (hs *harness) restartServerHard(t testing.TB) {
+	t.Helper()
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.respawn(t, &hs.server, "server")
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(hs.apiURL + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "the restarted berth server never answered; see %s", hs.logDir)
 }
 
 func (hs *harness) stop() {

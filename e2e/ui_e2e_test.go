@@ -428,3 +428,98 @@ func (hs *harness) versionNumbers(t testing.TB, apps, app string) []int {
 	}
 	return out
 }
+
+// TestUIScaleReleaseRollback: a developer scales, releases an image and
+// rolls back from the service page alone; each form opens the run it
+// started, and the engines show the result. A refused release shows the
+// API's message beside its form and starts nothing. An approver, who may
+// do none of it, is told why instead of getting the forms.
+func TestUIScaleReleaseRollback(t *testing.T) {
+	hs := needHarness(t)
+	apps := hs.newEnv(t, "uirun")
+	tenant := hs.tenant + "-uirun"
+	hs.deployOK(t, apps, "shop", webCompose("web", 1, ""))
+	svc := hs.app(t, apps, "shop").Services[0]
+	dev := hs.newPerson(t, "uirun-dev", tenant, berth.RoleDeveloper)
+	page := fmt.Sprintf("%s/services/%d", hs.apiURL, svc.ID)
+
+	browser := newBrowser(t)
+	ctx := window(t, browser)
+	hs.signIn(t, ctx, dev, fmt.Sprintf("/services/%d", svc.ID))
+	submit := func(form, field, value string) store.Run {
+		t.Helper()
+		sel := fmt.Sprintf(`form.run-form[action$="/%s"]`, form)
+		do(t, ctx, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.CSS(sel+" button")))
+		if field != "" {
+			do(t, ctx, chromedp.SetValue(chromedp.ID(field), value))
+		}
+		// WaitVisible rides out the navigation to the run's page.
+		do(t, ctx, chromedp.Click(chromedp.CSS(sel+" button")), chromedp.WaitVisible(chromedp.ID("live-state")))
+		var runID uint
+		_, err := fmt.Sscanf(eval[string](t, ctx, `location.pathname`), "/runs/%d", &runID)
+		require.NoError(t, err, "the %s form opens its run", form)
+		run := hs.waitRun(t, runID)
+		require.Equal(t, berth.RunSucceeded, run.Status, "%s: %s", form, run.Error)
+		return run
+	}
+	images := func() []string {
+		t.Helper()
+		var out []string
+		for _, in := range hs.app(t, apps, "shop").Services[0].Instances {
+			insp, err := hs.engineOf(t, in.Host).ContainerInspect(context.Background(), in.Name, client.ContainerInspectOptions{})
+			require.NoError(t, err)
+			out = append(out, insp.Container.Config.Image)
+		}
+		return out
+	}
+
+	run := submit("scale", "scale-replicas", "2")
+	require.Equal(t, berth.KindScale, run.Kind)
+	require.Equal(t, []string{sampleImage, sampleImage}, images())
+
+	run = submit("releases", "release-image", "berth-sample:v2")
+	require.Equal(t, berth.KindRelease, run.Kind)
+	require.Equal(t, []string{"berth-sample:v2", "berth-sample:v2"}, images())
+
+	// The rollback form offers the releases that went well, the deploy's
+	// first; choosing it returns every instance to v1.
+	do(t, ctx, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.ID("rollback-release")))
+	options := eval[[]string](t, ctx, `[...document.querySelectorAll('#rollback-release option')].map(o => o.textContent)`)
+	require.Len(t, options, 1, "only the deploy's release is earlier than the running one: %v", options)
+	require.Contains(t, options[0], sampleImage)
+	hs.screenshot(t, ctx, "run-forms")
+	run = submit("rollback", "", "")
+	require.Equal(t, berth.KindRollback, run.Kind)
+	require.Equal(t, []string{sampleImage, sampleImage}, images())
+
+	// A refused release: the API's own message, beside the form; no run.
+	var e struct{ Error struct{ Message string } }
+	require.Equal(t, http.StatusBadRequest, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/releases", svc.ID),
+		map[string]any{"image": "Not An Image"}, &e))
+	require.NotEmpty(t, e.Error.Message)
+	runCount := func() int64 {
+		t.Helper()
+		var n int64
+		require.NoError(t, hs.store.DB().Model(&store.Run{}).Joins("JOIN tenants ON tenants.id = runs.tenant_id").
+			Where("tenants.name = ?", tenant).Count(&n).Error)
+		return n
+	}
+	before := runCount()
+	sel := `form.run-form[action$="/releases"]`
+	do(t, ctx, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.CSS(sel+" button")),
+		chromedp.SetValue(chromedp.ID("release-image"), "Not An Image"), chromedp.Click(chromedp.CSS(sel+" button")))
+	waitJS(t, ctx, `!document.getElementById('release-error').hidden`, 20*time.Second)
+	require.Equal(t, e.Error.Message, eval[string](t, ctx, `document.getElementById('release-error').textContent`))
+	require.Equal(t, before, runCount(), "a refused release starts no run")
+
+	// An approver may not scale, release or roll back: told why, no forms.
+	approver := hs.newPerson(t, "uirun-appr", tenant, berth.RoleApprover)
+	actx := window(t, browser)
+	hs.signIn(t, actx, approver, fmt.Sprintf("/services/%d", svc.ID))
+	do(t, actx, chromedp.WaitVisible(chromedp.CSS("section.run-forms")))
+	require.Zero(t, eval[int](t, actx, `document.querySelectorAll('form.run-form').length`))
+	why := eval[[]string](t, actx, `[...document.querySelectorAll('section.run-forms .why')].map(e => e.textContent)`)
+	require.Len(t, why, 2)
+	require.Contains(t, why[0], "Scaling and releasing")
+	require.Contains(t, why[1], "Rolling back")
+}

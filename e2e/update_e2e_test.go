@@ -332,6 +332,7 @@ func TestUpdatedImageIsARelease(t *testing.T) {
 // SIGKILL of the worker mid-update: the run completes after the restart
 // with nothing lost or doubled, and the lock is free afterwards.
 func TestWorkerKilledMidUpdate(t *testing.T) {
+	fullSuite(t)
 	hs := needHarness(t)
 	apps := hs.newEnv(t, "updkill")
 	tenant := hs.tenant + "-updkill"

@@ -155,9 +155,9 @@ func (s *Server) decide(c *gin.Context, req decideRequest) (*store.Approval, boo
 	var conflict *store.ConflictError
 	if errors.As(err, &conflict) {
 		if ex, ok := conflict.Existing.(*store.Approval); ok && (ex.State == berth.ApprovalApproved || ex.State == berth.ApprovalRejected) {
-			// A crash between commit and signal would leave the run waiting
-			// until its timeout; any later click repairs it. The workflow
-			// ignores a repeat.
+			// A crash between commit and signal leaves the run waiting until
+			// the reconciler's next pass; a later click repairs it at once.
+			// The workflow ignores a repeat.
 			s.signalDecision(ctx, ex)
 		}
 		return nil, false, err
@@ -173,18 +173,11 @@ func (s *Server) decide(c *gin.Context, req decideRequest) (*store.Approval, boo
 }
 
 // signalDecision wakes the waiting run. If it fails (Temporal down), the
-// decision stands in the database and the workflow reads it when its timer
-// fires, so the error is logged rather than returned.
+// decision stands in the database: the reconciler's next pass sends it
+// again, and the workflow reads it when its timer fires, so the error is
+// logged rather than returned.
 func (s *Server) signalDecision(ctx context.Context, a *store.Approval) {
-	d := berth.ApprovalDecision{ApprovalID: a.ID, State: a.State, By: []string{}}
-	var comments []string
-	for _, x := range a.Decisions {
-		d.By = append(d.By, x.Approver)
-		if x.Comment != "" {
-			comments = append(comments, x.Comment)
-		}
-	}
-	d.Comment = strings.Join(comments, " / ")
+	d := a.Domain().Decision()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := s.temporal.SignalWorkflow(sctx, a.WorkflowID, "", workflows.ApprovalSignal, d); err != nil {

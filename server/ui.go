@@ -509,6 +509,11 @@ func (s *Server) servicePage(c *gin.Context) {
 		s.renderError(c, err)
 		return
 	}
+	actions, err := s.runForms(c, sc)
+	if err != nil {
+		s.renderError(c, err)
+		return
+	}
 	s.render(c, http.StatusOK, "service", "Service "+view.Name, "", struct {
 		S        *store.ServiceView
 		Ctx      *store.ServiceContext
@@ -516,7 +521,42 @@ func (s *Server) servicePage(c *gin.Context) {
 		Runs     []store.Run
 		Versions []versionDiff
 		Update   updateForm
-	}{view, sc, pool, runs, versions, s.updateForm(c, sc)})
+		Actions  runForms
+	}{view, sc, pool, runs, versions, s.updateForm(c, sc), actions})
+}
+
+// runForms are the service page's scale, release and rollback forms: each
+// posts to the API a script would use, or says why the viewer may not.
+type runForms struct {
+	Base string
+	// DeployReason and RollbackReason are set when the viewer lacks the
+	// role; the page shows them instead of the forms.
+	DeployReason, RollbackReason string
+	// Earlier are the releases a rollback may return to: those that went
+	// well, other than the one running, newest first.
+	Earlier []store.Release
+}
+
+func (s *Server) runForms(c *gin.Context, sc *store.ServiceContext) (runForms, error) {
+	f := runForms{Base: fmt.Sprintf("/api/v1/services/%d", sc.Service.ID)}
+	p := principalOf(c)
+	if !p.has(sc.Tenant.ID, deployRoles...) {
+		f.DeployReason = denied(s, c, sc.Tenant.ID, "Scaling and releasing", deployRoles).Error() + "."
+	}
+	if !p.has(sc.Tenant.ID, rollbackRoles...) {
+		f.RollbackReason = denied(s, c, sc.Tenant.ID, "Rolling back", rollbackRoles).Error() + "."
+		return f, nil
+	}
+	rels, cur, err := s.store.Releases(c.Request.Context(), sc.Service.ID)
+	if err != nil {
+		return f, err
+	}
+	for _, r := range rels {
+		if r.Outcome == berth.ReleaseSucceeded && (cur == nil || r.ID != cur.CurrentID) {
+			f.Earlier = append(f.Earlier, r)
+		}
+	}
+	return f, nil
 }
 
 // updateForm is the service page's "Change the application" form: the

@@ -351,6 +351,26 @@ func (s *Store) Approvals(ctx context.Context, f ApprovalFilter) ([]Approval, er
 	return as, nil
 }
 
+// StrandedDecisions lists the approvals decided before before whose run is
+// still open and still records their step as waiting: the API committed the
+// decision and died before its signal reached the run.
+func (s *Store) StrandedDecisions(ctx context.Context, before time.Time) ([]berth.StrandedDecision, error) {
+	var as []Approval
+	err := s.db.WithContext(ctx).Preload("Decisions", func(db *gorm.DB) *gorm.DB { return db.Order("id") }).
+		Where("state IN ? AND decided_at < ?", []berth.ApprovalState{berth.ApprovalApproved, berth.ApprovalRejected}, before).
+		Where("run_id IN (SELECT id FROM runs WHERE status IN ?)", []berth.RunStatus{berth.RunPending, berth.RunRunning}).
+		Where("EXISTS (SELECT 1 FROM steps WHERE steps.run_id = approvals.run_id AND steps.name = approvals.step AND steps.state = ?)", berth.StepWaiting).
+		Order("id").Find(&as).Error
+	if err != nil {
+		return nil, err
+	}
+	out := make([]berth.StrandedDecision, 0, len(as))
+	for i := range as {
+		out = append(out, berth.StrandedDecision{RunID: as[i].RunID, WorkflowID: as[i].WorkflowID, Decision: as[i].Domain().Decision()})
+	}
+	return out, nil
+}
+
 // openApprovalStates are the states in which people may still decide.
 var openApprovalStates = []berth.ApprovalState{berth.ApprovalPending, berth.ApprovalEscalated}
 

@@ -2,8 +2,10 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -213,5 +215,37 @@ func TestDecideRace(t *testing.T) {
 			require.NoError(t, err)
 			require.Len(t, got.Decisions, 1, "the losers' decisions are not recorded")
 		}
+	})
+}
+
+// A decision whose run still records its step as waiting is stranded (the
+// API died before signalling it); once the run records the step's outcome,
+// or the run has ended, or the decision is younger than the grace, it is not.
+func TestStrandedDecisions(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		runs := make([]*store.Run, 3)
+		for i := range runs {
+			runs[i] = &store.Run{Kind: "gate", WorkflowID: fmt.Sprintf("gate/%d", i), Status: berth.RunRunning}
+			require.NoError(t, st.CreateRun(ctx, runs[i], ""))
+			require.NoError(t, st.RecordStep(ctx, berth.StepEvent{RunID: runs[i].ID, Name: "approval", State: berth.StepWaiting}))
+			a := newApproval(t, st, runs[i].ID, func(a *store.Approval) { a.WorkflowID = runs[i].WorkflowID })
+			_, closed, err := st.Decide(ctx, store.DecideInput{ApprovalID: a.ID, Approver: "bob", Decision: "approve", Comment: "go", Bindings: approverOn7})
+			require.NoError(t, err)
+			require.True(t, closed)
+		}
+		pending := newApproval(t, st, 99, nil)
+		require.Equal(t, berth.ApprovalPending, pending.State)
+
+		got, err := st.StrandedDecisions(ctx, time.Now().Add(-time.Hour))
+		require.NoError(t, err)
+		require.Empty(t, got, "decisions younger than the grace are left to the API's own signal")
+
+		require.NoError(t, st.RecordStep(ctx, berth.StepEvent{RunID: runs[1].ID, Name: "approval", State: berth.StepDone}))
+		require.NoError(t, st.FinishRun(ctx, runs[2].ID, berth.RunFailed, "terminated"))
+		got, err = st.StrandedDecisions(ctx, time.Now().Add(time.Second))
+		require.NoError(t, err)
+		require.Equal(t, []berth.StrandedDecision{{RunID: runs[0].ID, WorkflowID: "gate/0",
+			Decision: berth.ApprovalDecision{ApprovalID: got[0].Decision.ApprovalID, State: berth.ApprovalApproved, By: []string{"bob"}, Comment: "go"}}}, got)
 	})
 }

@@ -37,6 +37,17 @@ func EnsureReconcileSchedule(ctx context.Context, c client.Client, every, grace 
 // TemporalStates answers whether runs' workflows have closed.
 type TemporalStates struct{ Client client.Client }
 
+// Signal sends a signal to a workflow's current run. A workflow Temporal no
+// longer runs has nothing to wake; the next pass closes its run.
+func (t TemporalStates) Signal(ctx context.Context, workflowID, name string, arg any) error {
+	err := t.Client.SignalWorkflow(ctx, workflowID, "", name, arg)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return nil
+	}
+	return err
+}
+
 // Closed: a workflow that is no longer running, or that Temporal no longer
 // knows (its history passed retention), has closed.
 func (t TemporalStates) Closed(ctx context.Context, workflowID, runID string) (bool, error) {

@@ -28,6 +28,10 @@ type ReconcileResult struct {
 	Findings []berth.Finding `json:"findings"`
 }
 
+// resendDecisionsChange is the GetVersion change id that made a pass send
+// decisions stranded by an API crash to their waiting runs again.
+const resendDecisionsChange = "resend-decisions"
+
 // ReconcileID is the workflow id of a reconciler pass asked for by hand.
 func ReconcileID() string { return "reconcile/now" }
 
@@ -48,6 +52,14 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (*ReconcileResult, error
 		return nil, err
 	}
 	res.Findings = append(res.Findings, swept...)
+	if workflow.GetVersion(ctx, resendDecisionsChange, workflow.DefaultVersion, 1) == 1 {
+		var resent []berth.Finding
+		if err := workflow.ExecuteLocalActivity(lctx, rc.ResendDecisions,
+			activities.ResendDecisionsInput{Grace: in.Grace, Signal: ApprovalSignal}).Get(ctx, &resent); err != nil {
+			return nil, err
+		}
+		res.Findings = append(res.Findings, resent...)
+	}
 	var hosts []berth.HostRef
 	if err := workflow.ExecuteLocalActivity(lctx, rc.ReconcileHosts).Get(ctx, &hosts); err != nil {
 		return nil, err

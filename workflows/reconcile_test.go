@@ -47,6 +47,8 @@ func TestReconcileRepairsOnlyWhatDeadRunsLeft(t *testing.T) {
 		{Name: "fresh-plan-1", UID: "u6", RunID: 4, Created: now},
 	}
 	env.OnActivity(rc.SweepRuns, mock.Anything, mock.Anything).Return([]berth.Finding{{Kind: berth.FindingRunClosed, Target: "run 2"}}, nil)
+	env.OnActivity(rc.ResendDecisions, mock.Anything, activities.ResendDecisionsInput{Grace: 10 * time.Minute, Signal: ApprovalSignal}).
+		Return([]berth.Finding{{Kind: berth.FindingDecisionResent, Target: "run 9"}}, nil)
 	env.OnActivity(rc.ReconcileHosts, mock.Anything).Return([]berth.HostRef{hostEU}, nil)
 	env.OnActivity(rc.OpenRunIDs, mock.Anything).Return([]uint{3}, nil)
 	env.OnActivity(rc.HostRecords, mock.Anything, hostEU.ID).Return(records, nil)
@@ -77,7 +79,7 @@ func TestReconcileRepairsOnlyWhatDeadRunsLeft(t *testing.T) {
 	for _, f := range res.Findings {
 		kinds[f.Target] = f.Kind
 	}
-	require.Equal(t, map[string]berth.FindingKind{"run 2": berth.FindingRunClosed, "dead-plan-1": berth.FindingAbandoned,
+	require.Equal(t, map[string]berth.FindingKind{"run 2": berth.FindingRunClosed, "run 9": berth.FindingDecisionResent, "dead-plan-1": berth.FindingAbandoned,
 		"dead-plan-2": berth.FindingAbandoned, "orphan-1": berth.FindingOrphan, "gone-1": berth.FindingMissing}, kinds)
 	require.ElementsMatch(t, []string{"dead-plan-1", "orphan-1"}, removed)
 	require.ElementsMatch(t, []string{"dead-plan-1", "dead-plan-2"}, released)

@@ -84,6 +84,37 @@
   // Change the application (service page): Preview asks for the plan alone
   // (dryRun) and shows it; Update starts the run and opens its page. The
   // answer is set as text, never parsed as markup.
+  // Run forms (scale, release, roll back): the fields go to the API as JSON
+  // (numbers as numbers, empty fields left out); a started run opens its
+  // page, and a refusal shows the API's message beside the form.
+  document.querySelectorAll("form.run-form").forEach(function (form) {
+    var err = form.querySelector("[role=alert]");
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var body = {};
+      Array.prototype.forEach.call(form.elements, function (f) {
+        if (!f.name || f.value.trim() === "") { return; }
+        body[f.name] = f.type === "number" || f.hasAttribute("data-number") ? Number(f.value) : f.value.trim();
+      });
+      var button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      err.hidden = true; err.textContent = "";
+      send(form.action, body).then(function (r) {
+        button.disabled = false;
+        if ((r.status === 202 || r.status === 200) && r.body.runId) {
+          window.location.assign("/runs/" + r.body.runId);
+          return;
+        }
+        err.textContent = (r.body.error && r.body.error.message) || r.body.message || ("Request failed (" + r.status + ")");
+        err.hidden = false;
+      }).catch(function () {
+        button.disabled = false;
+        err.textContent = "berth did not answer; check your connection and try again.";
+        err.hidden = false;
+      });
+    });
+  });
+
   var upd = document.querySelector("form.update-form");
   if (upd) { bindUpdateForm(upd); }
   function el(tag, text, cls) {

@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/store"
+)
+
+// chaosSuite marks a dependency-fault test: make chaos and make test-full
+// run it. It stops shared services (a Docker host), which make test's other
+// packages may be using at the same moment.
+func chaosSuite(t *testing.T) {
+	t.Helper()
+	if os.Getenv("BERTH_CHAOS_RUNS") == "" && os.Getenv("BERTH_E2E_FULL") == "" {
+		t.Skip("a dependency fault: make chaos and make test-full run it")
+	}
+}
+
+// dockerdScript runs deploy/local/dockerd.sh for one test host, the way
+// testenv.sh started it.
+func (hs *harness) dockerdScript(t *testing.T, action, name string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(hs.root, "deploy", "local", "dockerd.sh"), action, name)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "dockerd.sh %s %s: %s", action, name, out)
+}
+
+// TestChaosHostDownMidScale: the second Docker host's dockerd stops while a
+// scale-out places instances on it. The run ends in a recorded, explained
+// state once the host is back (its undo may have to wait for it), and the
+// engines, HAProxy, the CMDB, ports, locks and a reconciler pass agree with
+// the records.
+func TestChaosHostDownMidScale(t *testing.T) {
+	chaosSuite(t)
+	hs := needHarness(t)
+	var h2 *testHost
+	for i := range hs.hosts {
+		if strings.HasSuffix(hs.hosts[i].Name, "-h2") && strings.Contains(hs.hosts[i].Endpoint, "/berth-hosts/h2/") {
+			h2 = &hs.hosts[i]
+		}
+	}
+	if h2 == nil || os.Geteuid() != 0 {
+		t.Skip("needs the h2 engine of deploy/local/testenv.sh, and root to stop it")
+	}
+	apps := hs.newEnv(t, "hostdown")
+	tenant := hs.tenant + "-hostdown"
+	hs.deployOK(t, apps, "shop", webCompose("web", 2, ""))
+	c := &chaos{hs: hs, apps: apps, tenant: tenant, stats: &chaosStats{byOp: map[string]int{}}, deployed: true, replicas: 2, version: 1}
+	c.checkInvariants(t, "before the fault")
+
+	down := true
+	hs.dockerdScript(t, "down", "h2")
+	t.Cleanup(func() {
+		if down {
+			hs.dockerdScript(t, "up", "h2")
+		}
+	})
+	var out struct {
+		RunID uint `json:"runId"`
+	}
+	code := hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/scale", c.service(t).ID), map[string]int{"replicas": 4}, &out)
+	if code != http.StatusAccepted {
+		// Refused up front (the host is known to be down): nothing may
+		// have changed.
+		hs.dockerdScript(t, "up", "h2")
+		down = false
+		c.checkInvariants(t, fmt.Sprintf("after a scale refused with HTTP %d", code))
+		return
+	}
+	// Let the run meet the dead host: it ends, or one of its steps fails.
+	var rb runBody
+	require.Eventually(t, func() bool {
+		rb = runBody{}
+		if hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/runs/%d", out.RunID), nil, &rb) != http.StatusOK {
+			return false
+		}
+		if rb.Run.Status != berth.RunPending && rb.Run.Status != berth.RunRunning {
+			return true
+		}
+		for _, s := range rb.Run.Steps {
+			if s.State == berth.StepFailed || s.State == berth.StepCompensated || s.Error != "" {
+				return true
+			}
+		}
+		return false
+	}, 3*time.Minute, 100*time.Millisecond, "the scale never met the stopped host")
+	hs.dockerdScript(t, "up", "h2")
+	down = false
+	run := hs.waitRun(t, out.RunID)
+	hs.writeHistory(t, run.WorkflowID, run.TemporalRunID, filepath.Join(hs.logDir, fmt.Sprintf("hostdown-run%d.json", run.ID)))
+	t.Logf("scale with h2 down: %s (%s)", run.Status, run.Error)
+	switch run.Status {
+	case berth.RunSucceeded:
+		c.replicas = 4
+	case berth.RunFailed:
+		require.NotEmpty(t, run.Error, "a failed run says why")
+		var failed []store.Step
+		for _, s := range run.Steps {
+			if s.State == berth.StepFailed {
+				failed = append(failed, s)
+			}
+		}
+		require.NotEmpty(t, failed, "the failed step is recorded")
+	default:
+		t.Fatalf("run %d ended %s: %s", run.ID, run.Status, run.Error)
+	}
+	c.checkInvariants(t, "after the host came back")
+}
