@@ -330,6 +330,7 @@ func (a *app) routes() http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
+		warmThreads(12)
 		var kids []*exec.Cmd
 		var refused string
 		for len(kids) < n {
@@ -367,4 +368,26 @@ func (a *app) routes() http.Handler {
 func writeText(w http.ResponseWriter, s string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, s) // no trailing newline: tests compare bodies exactly
+}
+
+// warmThreads makes the Go runtime start n OS threads now, which then wait
+// idle in its scheduler. Once a fork bomb's children hold every pid the
+// cgroup allows, the kernel refuses new threads too, and a runtime that
+// needs one then (a goroutine blocked in fork or wait) dies with "failed to
+// create new OS thread" (the likely reason an instance vanished mid-bomb
+// once in CI: its next connection was refused).
+// With threads to spare the server keeps answering, which is what the
+// limit is meant to let it do.
+func warmThreads(n int) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// A blocking syscall holds its thread, so each sleeper needs one.
+			ts := syscall.Timespec{Nsec: 50_000_000}
+			_ = syscall.Nanosleep(&ts, nil)
+		}()
+	}
+	wg.Wait()
 }
