@@ -130,7 +130,7 @@ func (s *Server) rollback(c *gin.Context) {
 		s.fail(c, badRequest(fmt.Sprintf("release %d is not a release of service %s", rel.ID, c.Param("id"))))
 		return
 	}
-	if rel.Kind != berth.ReleaseImage || rel.Image == "" {
+	if !rel.HasImage() {
 		s.fail(c, &berth.Error{Code: berth.EConflict, Message: fmt.Sprintf("release %d has no image to return to", rel.ID)})
 		return
 	}

@@ -532,8 +532,9 @@ type runForms struct {
 	// DeployReason and RollbackReason are set when the viewer lacks the
 	// role; the page shows them instead of the forms.
 	DeployReason, RollbackReason string
-	// Earlier are the releases a rollback may return to: those that went
-	// well, other than the one running, newest first.
+	// Earlier are the releases offered to roll back to: those the API
+	// accepts (Release.HasImage) that went well, other than the one
+	// running, newest first.
 	Earlier []store.Release
 }
 
@@ -552,7 +553,7 @@ func (s *Server) runForms(c *gin.Context, sc *store.ServiceContext) (runForms, e
 		return f, err
 	}
 	for _, r := range rels {
-		if r.Outcome == berth.ReleaseSucceeded && (cur == nil || r.ID != cur.CurrentID) {
+		if r.HasImage() && r.Outcome == berth.ReleaseSucceeded && (cur == nil || r.ID != cur.CurrentID) {
 			f.Earlier = append(f.Earlier, r)
 		}
 	}

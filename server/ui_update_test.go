@@ -73,6 +73,7 @@ func TestServicePageRunForms(t *testing.T) {
 		{ServiceID: web.ID, Kind: berth.ReleaseImage, Version: "1", Image: "r/web:1", Outcome: berth.ReleaseSucceeded},
 		{ServiceID: web.ID, Kind: berth.ReleaseImage, Version: "2", Image: "r/web:2", Outcome: berth.ReleaseFailed},
 		{ServiceID: web.ID, Kind: berth.ReleaseImage, Version: "3", Image: "r/web:3", Outcome: berth.ReleaseSucceeded},
+		{ServiceID: web.ID, Kind: berth.ReleaseFile, Version: "3.1", PackageSHA256: "ab", Outcome: berth.ReleaseSucceeded},
 	} {
 		require.NoError(t, db.Create(&r).Error)
 		ids = append(ids, r.ID)
@@ -89,6 +90,7 @@ func TestServicePageRunForms(t *testing.T) {
 	require.Contains(t, body, fmt.Sprintf(`<option value="%d">1 (r/web:1)`, ids[0]))
 	require.NotContains(t, body, fmt.Sprintf(`<option value="%d">`, ids[1]), "a failed release is no rollback target")
 	require.NotContains(t, body, fmt.Sprintf(`<option value="%d">`, ids[2]), "nor is the running one")
+	require.NotContains(t, body, fmt.Sprintf(`<option value="%d">`, ids[3]), "nor a file release, which the API refuses to return to")
 
 	code, body = f.browser("rm").page(t, page)
 	require.Equal(t, http.StatusOK, code)

@@ -32,6 +32,13 @@ type Release struct {
 	FinishedAt    *time.Time           `json:"finishedAt,omitempty"`
 }
 
+// HasImage says whether a rollback can return to this release: only a
+// release that ran an image of its own can (a file release changed files
+// inside the service's image).
+func (r *Release) HasImage() bool {
+	return r.Kind == berth.ReleaseImage && r.Image != ""
+}
+
 // ServiceReleases says which release a service runs and which last went well.
 type ServiceReleases struct {
 	ServiceID      uint `gorm:"primaryKey" json:"serviceId"`
