@@ -39,11 +39,16 @@ type Quota struct {
 	MaxMemoryBytes int64 `json:"maxMemoryBytes,omitempty"`
 	MaxNanoCPUs    int64 `json:"maxNanoCPUs,omitempty"`
 	MaxInstances   int   `json:"maxInstances,omitempty"`
+	// MaxPackageBytes bounds the uploaded packages kept for the releases
+	// of the tenant (or the environment): each package once, at its
+	// uploaded size. An upload that would pass it is refused as it
+	// arrives, before it is stored.
+	MaxPackageBytes int64 `json:"maxPackageBytes,omitempty"`
 }
 
 // Check says what is wrong with a quota itself.
 func (q Quota) Check() error {
-	if q.MaxMemoryBytes < 0 || q.MaxNanoCPUs < 0 || q.MaxInstances < 0 {
+	if q.MaxMemoryBytes < 0 || q.MaxNanoCPUs < 0 || q.MaxInstances < 0 || q.MaxPackageBytes < 0 {
 		return fmt.Errorf("a quota must not be negative")
 	}
 	return nil
@@ -65,6 +70,21 @@ func (q Quota) Short(used, asked Usage) string {
 		out = append(out, fmt.Sprintf("instances: %d asked, %d of %d in use", asked.Instances, used.Instances, q.MaxInstances))
 	}
 	return strings.Join(out, "; ")
+}
+
+// PackageRoom is how many more bytes of packages fit beside used ones;
+// -1 when the quota has no such bound.
+func (q Quota) PackageRoom(used int64) int64 {
+	if q.MaxPackageBytes == 0 {
+		return -1
+	}
+	return max(q.MaxPackageBytes-used, 0)
+}
+
+// PackageText says how much of the package quota used takes, e.g. "337
+// bytes of 1000 bytes".
+func (q Quota) PackageText(used int64) string {
+	return amount(BytesText, used) + " of " + BytesText(q.MaxPackageBytes)
 }
 
 // Allocatable is what placement may promise on a host with these facts:

@@ -18,3 +18,13 @@ func TestQuotaShortNamesEachBound(t *testing.T) {
 	require.Equal(t, int64(1_800_000_000), a.NanoCPUsReserved)
 	require.Zero(t, Allocatable(0, 0).MemoryReserved)
 }
+
+func TestPackageRoom(t *testing.T) {
+	require.Equal(t, int64(-1), Quota{}.PackageRoom(1<<40), "no bound")
+	q := Quota{MaxPackageBytes: 1000}
+	require.Equal(t, int64(663), q.PackageRoom(337))
+	require.Zero(t, q.PackageRoom(1200), "over (the quota came down): no room, never negative")
+	require.Equal(t, "337 bytes of 1000 bytes", q.PackageText(337))
+	require.Equal(t, "0 of 1GiB", Quota{MaxPackageBytes: 1 << 30}.PackageText(0))
+	require.Error(t, Quota{MaxPackageBytes: -1}.Check())
+}

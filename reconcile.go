@@ -41,6 +41,11 @@ const (
 	// still waited on its step (the API died between its commit and its
 	// signal); the decision was sent to the run again.
 	FindingDecisionResent FindingKind = "decision-resent"
+	// FindingImagePruned: an image berth built from a package that no kept
+	// release (current, last good, newest, under way) names and no
+	// container uses; it was removed from the host to free its disk. The
+	// registry still holds it.
+	FindingImagePruned FindingKind = "image-pruned"
 )
 
 // StrandedDecision is an approval decided in the records whose run still

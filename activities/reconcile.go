@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
+	"go.temporal.io/sdk/activity"
 
 	"github.com/berth-dev/berth"
 )
@@ -21,6 +23,7 @@ type ReconcileRecords interface {
 	AbandonRun(ctx context.Context, id uint) error
 	RecordFindings(ctx context.Context, fs []berth.Finding) error
 	StrandedDecisions(ctx context.Context, before time.Time) ([]berth.StrandedDecision, error)
+	KeptImages(ctx context.Context) ([]string, error)
 }
 
 // WorkflowStates says whether a run's workflow has closed; the worker's
@@ -163,4 +166,81 @@ func trimSlash(s string) string {
 		return s[1:]
 	}
 	return s
+}
+
+// KeptImages lists the images no host may prune: those of the releases
+// still kept and those live services run.
+func (r *Reconcile) KeptImages(ctx context.Context) ([]string, error) {
+	imgs, err := r.Records.KeptImages(ctx)
+	return imgs, storeErr(err)
+}
+
+// PruneImagesInput prunes one host's built images.
+type PruneImagesInput struct {
+	Host berth.HostRef `json:"host"`
+	Keep []string      `json:"keep"`
+	// Grace spares images younger than it: a build whose release is not
+	// recorded yet.
+	Grace time.Duration `json:"grace"`
+	// Now is the workflow's time, so that the grace is measured the same
+	// way on a retry.
+	Now time.Time `json:"now"`
+}
+
+// PruneImages removes from a host the tags in the registry of images berth
+// built from packages (labelled LabelPackage) that Keep does not name and
+// no container was made from, of images older than the grace. An image
+// goes with its last tag; the registry keeps it, so a rollback can pull it
+// again. Removing what is already gone is nothing, so a retry is harmless.
+// It returns the tags removed.
+func (d *Docker) PruneImages(ctx context.Context, in PruneImagesInput) ([]string, error) {
+	if d.Registry == "" {
+		return nil, nil // nothing is built without a registry
+	}
+	eng, err := d.engine(ctx, in.Host)
+	if err != nil {
+		return nil, err
+	}
+	list, err := eng.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("label", LabelPackage)})
+	if err != nil {
+		return nil, fmt.Errorf("list images on %s: %w", in.Host.Name, err)
+	}
+	keep := make(map[string]bool, len(in.Keep))
+	for _, k := range in.Keep {
+		keep[k] = true
+	}
+	// Any container, stopped or not, holds the tag it was made from: the
+	// tag removed from under it would leave it unable to say what it runs.
+	// (An image's last tag the engine refuses to remove while a container
+	// uses the image; another tag of the same image may go.)
+	used := map[string]bool{}
+	cs, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true})
+	if err != nil {
+		return nil, fmt.Errorf("list containers on %s: %w", in.Host.Name, err)
+	}
+	for _, c := range cs.Items {
+		used[c.Image] = true
+	}
+	var removed []string
+	for _, img := range list.Items {
+		if in.Now.Sub(time.Unix(img.Created, 0)) < in.Grace {
+			continue
+		}
+		for _, tag := range img.RepoTags {
+			// Only tags in our registry: a tag a kept release names stays,
+			// and with it the image; the other tags of the image go.
+			if keep[tag] || used[tag] || !strings.HasPrefix(tag, d.Registry+"/") {
+				continue
+			}
+			activity.RecordHeartbeat(ctx, tag)
+			if _, err := eng.ImageRemove(ctx, tag, client.ImageRemoveOptions{}); err != nil {
+				if cerrdefs.IsNotFound(err) || cerrdefs.IsConflict(err) {
+					continue
+				}
+				return removed, fmt.Errorf("remove image %s on %s: %w", tag, in.Host.Name, err)
+			}
+			removed = append(removed, tag)
+		}
+	}
+	return removed, nil
 }

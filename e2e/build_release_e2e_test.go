@@ -258,3 +258,50 @@ func TestFileReleaseCommand(t *testing.T) {
 	}
 	require.Equal(t, []string{"v9", "v9", "v9", "v9"}, hs.versions(t, apps))
 }
+
+// The reconciler frees hosts of the images berth built for releases older
+// than a service's current, last-good and newest ones; the registry keeps
+// them. Two build releases of different packages: after a pass, the first
+// one's image is on no host, the second one's still runs, and images
+// berth did not build are untouched.
+func TestReconcilerPrunesOldBuiltImages(t *testing.T) {
+	hs := needHarness(t)
+	needRegistry(t, hs)
+	apps := hs.newEnv(t, "prune")
+	tenant := hs.tenant + "-prune"
+	hs.deployOK(t, apps, "shop", webCompose("web", 1, ""))
+	svc := hs.app(t, apps, "shop").Services[0]
+	ref := func(v string) string { return fmt.Sprintf("%s/%s/shop-web:%s", hs.registry, tenant, v) }
+	onHosts := func(image string) int {
+		t.Helper()
+		n := 0
+		for _, th := range hs.hosts {
+			if _, err := th.Engine.ImageInspect(context.Background(), image); err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	for _, b := range []struct{ version, fixture string }{{"1.0.0", "good.tar.gz"}, {"2.0.0", "good.zip"}} {
+		code, body := hs.uploadRelease(t, svc.ID, b.fixture, map[string]string{"version": b.version, "build": "true"})
+		require.Equal(t, http.StatusAccepted, code, "%s", body)
+		var rs releaseStarted
+		require.NoError(t, json.Unmarshal(body, &rs))
+		run := hs.waitRun(t, rs.RunID)
+		require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
+	}
+	require.Positive(t, onHosts(ref("1.0.0")), "the first build is on a host")
+
+	rb := hs.reconcile(t)
+	pruned := findingsAbout(rb, hs.registry+"/"+tenant+"/")
+	require.Equal(t, map[string]berth.FindingKind{ref("1.0.0"): berth.FindingImagePruned}, pruned)
+	require.Zero(t, onHosts(ref("1.0.0")), "the superseded build is on no host")
+	require.Positive(t, onHosts(ref("2.0.0")), "the current build stays")
+	require.Equal(t, len(hs.hosts), onHosts(sampleImage), "images berth did not build stay")
+	require.Contains(t, hs.registryTags(t, tenant+"/shop-web"), "1.0.0", "the registry keeps every build")
+	images, _ := hs.instanceImages(t, apps)
+	for name, img := range images {
+		require.Equal(t, ref("2.0.0"), img, name)
+	}
+	require.Empty(t, findingsAbout(hs.reconcile(t), hs.registry+"/"+tenant+"/"), "a second pass finds nothing more")
+}

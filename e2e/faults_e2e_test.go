@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
@@ -21,9 +23,14 @@ import (
 // packages may be using at the same moment.
 func chaosSuite(t *testing.T) {
 	t.Helper()
-	if os.Getenv("BERTH_CHAOS_RUNS") == "" && os.Getenv("BERTH_E2E_FULL") == "" {
+	if !chaosEnabled() {
 		t.Skip("a dependency fault: make chaos and make test-full run it")
 	}
+}
+
+// chaosEnabled: this is make chaos or make test-full.
+func chaosEnabled() bool {
+	return os.Getenv("BERTH_CHAOS_RUNS") != "" || os.Getenv("BERTH_E2E_FULL") != ""
 }
 
 // dockerdScript runs deploy/local/dockerd.sh for one test host, the way
@@ -115,4 +122,94 @@ func TestChaosHostDownMidScale(t *testing.T) {
 		t.Fatalf("run %d ended %s: %s", run.ID, run.Status, run.Error)
 	}
 	c.checkInvariants(t, "after the host came back")
+}
+
+// faultMidRelease deploys two instances and starts an image release of one
+// instance per batch. Once the release is under way (two steps done), fault
+// stops a dependency and starts it again. The release must still succeed:
+// every dependency berth has is one that restarts in production, and an
+// activity that meets it down retries until it is back. Then the engines,
+// HAProxy, the CMDB, ports, locks, approvals and a reconciler pass must
+// agree with the records.
+func (hs *harness) faultMidRelease(t *testing.T, name string, fault func(t *testing.T)) {
+	t.Helper()
+	apps := hs.newEnv(t, name)
+	c := &chaos{hs: hs, apps: apps, tenant: hs.tenant + "-" + name, stats: &chaosStats{byOp: map[string]int{}}}
+	hs.deployOK(t, apps, "shop", webCompose("web", 2, ""))
+	c.deployed, c.replicas, c.version = true, 2, 1
+	c.checkInvariants(t, "before the fault")
+
+	runID := c.start(t, "image-release")
+	var rb runBody
+	require.Eventually(t, func() bool {
+		rb = runBody{}
+		if hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/runs/%d", runID), nil, &rb) != http.StatusOK {
+			return false
+		}
+		done := 0
+		for _, s := range rb.Run.Steps {
+			if s.State == berth.StepDone {
+				done++
+			}
+		}
+		return done >= 2 || (rb.Run.Status != berth.RunPending && rb.Run.Status != berth.RunRunning)
+	}, time.Minute, 10*time.Millisecond)
+	require.Equal(t, berth.RunRunning, rb.Run.Status, "the release ended before the fault: %s", rb.Run.Error)
+
+	began := time.Now()
+	fault(t)
+	back := time.Now()
+	run := hs.waitRun(t, runID)
+	hs.writeHistory(t, run.WorkflowID, run.TemporalRunID, filepath.Join(hs.logDir, fmt.Sprintf("%s-run%d.json", name, run.ID)))
+	require.NotNil(t, run.FinishedAt)
+	require.True(t, run.FinishedAt.After(back), "the fault hit the release mid-way")
+	after := run.FinishedAt.Sub(back)
+	t.Logf("%s: down and up again in %s; the release ended %s %s after", name, back.Sub(began).Round(time.Millisecond), run.Status, after.Round(time.Millisecond))
+	require.Equal(t, berth.RunSucceeded, run.Status, "the release outlives a restart of a dependency: %s", run.Error)
+	c.apply("image-release")
+	c.checkInvariants(t, "after the fault")
+}
+
+// TestChaosMariaDBRestartMidRelease: berth's database is shut down and
+// started again while an image release runs. Only make chaos runs it: the
+// MariaDB is the machine's, and other packages' tests use it at the same
+// time under make test-full.
+func TestChaosMariaDBRestartMidRelease(t *testing.T) {
+	if os.Getenv("BERTH_CHAOS_RUNS") == "" {
+		t.Skip("restarts the machine's MariaDB: make chaos runs it")
+	}
+	hs := needHarness(t)
+	if hs.dbDriver != "mysql" || !strings.Contains(hs.dbDSN, "@tcp(127.0.0.1:3306)/") || os.Geteuid() != 0 {
+		t.Skip("needs the MariaDB of deploy/local/mariadb.sh, and root to restart it")
+	}
+	script := filepath.Join(hs.root, "deploy", "local", "mariadb.sh")
+	hs.faultMidRelease(t, "dbrestart", func(t *testing.T) {
+		for _, action := range []string{"down", "up"} {
+			out, err := exec.Command(script, action).CombinedOutput()
+			require.NoError(t, err, "mariadb.sh %s: %s", action, out)
+		}
+	})
+}
+
+// TestChaosTemporalRestartMidRelease: the Temporal server stops and starts
+// again on its on-disk state while an image release runs; the worker and
+// the API reconnect by themselves.
+func TestChaosTemporalRestartMidRelease(t *testing.T) {
+	chaosSuite(t)
+	hs := needHarness(t)
+	hs.faultMidRelease(t, "temporalrestart", hs.restartTemporal)
+}
+
+// restartTemporal stops the Temporal dev server and starts it again on the
+// same port and database file.
+func (hs *harness) restartTemporal(t *testing.T) {
+	t.Helper()
+	require.NotEmpty(t, hs.devOpts.DBFilename, "the dev server keeps its state in memory: a restart would lose every run")
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.tc.Close()
+	require.NoError(t, hs.dev.Stop())
+	dev, err := testsuite.StartDevServer(context.Background(), hs.devOpts)
+	require.NoError(t, err, "restart the Temporal dev server")
+	hs.dev, hs.tc = dev, dev.Client()
 }

@@ -125,6 +125,55 @@ func TestHostilePackagesRefused(t *testing.T) {
 	require.Zero(t, runs.Total, "no release run was started")
 }
 
+// Package quotas: an upload that would pass the tenant's or the
+// environment's package quota is refused with 413 as it arrives, naming
+// the quota, and nothing is stored or started; the packages kept for the
+// service's releases count against it.
+func TestPackageQuota(t *testing.T) {
+	hs := needHarness(t)
+	apps := hs.newEnv(t, "pkgquota")
+	tenant := hs.tenant + "-pkgquota"
+	hs.deployOK(t, apps, "shop", webCompose("web", 1, ""))
+	svc := hs.app(t, apps, "shop").Services[0]
+	quota := func(path string, max int64) {
+		t.Helper()
+		require.Equal(t, http.StatusOK, hs.apiJSON(t, "PUT", path, map[string]int64{"maxPackageBytes": max}, nil))
+	}
+	tenantQuota, envQuota := "/api/v1/tenants/"+tenant+"/quota", "/api/v1/tenants/"+tenant+"/environments/dev/quota"
+	stored := hs.artifactCount(t)
+	refused := func(fixture, why string) {
+		t.Helper()
+		code, body := hs.uploadRelease(t, svc.ID, fixture, map[string]string{"version": "q"})
+		require.Equal(t, http.StatusRequestEntityTooLarge, code, "%s", body)
+		require.Contains(t, string(body), "package_quota")
+		require.Contains(t, string(body), why)
+		require.Equal(t, stored, hs.artifactCount(t), "nothing is stored")
+		staging, err := os.ReadDir(filepath.Join(hs.logDir, "artifacts", "staging"))
+		require.NoError(t, err)
+		require.Empty(t, staging, "nothing is left in staging")
+	}
+
+	quota(tenantQuota, 300) // good.tar.gz is 337 bytes
+	refused("good.tar.gz", "tenant "+tenant+"'s package quota: 0 of 300 bytes")
+	quota(tenantQuota, 1000)
+	quota(envQuota, 200)
+	refused("good.tar.gz", "environment "+tenant+"/dev's package quota: 0 of 200 bytes")
+	quota(envQuota, 0)
+
+	code, body := hs.uploadRelease(t, svc.ID, "good.tar.gz", map[string]string{"version": "9.0.0"})
+	require.Equal(t, http.StatusAccepted, code, "%s", body)
+	var rs releaseStarted
+	require.NoError(t, json.Unmarshal(body, &rs))
+	run := hs.waitRun(t, rs.RunID)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
+	// 337 bytes are kept for the release now: good.zip (669) no longer fits.
+	stored = hs.artifactCount(t)
+	refused("good.zip", "tenant "+tenant+"'s package quota: 337 bytes of 1000 bytes")
+	var runs struct{ Total int }
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/runs?kind=release&tenant="+tenant, nil, &runs))
+	require.Equal(t, 1, runs.Total, "only the release that fitted started")
+}
+
 // artifactCount is how many packages the server's artifact store holds.
 func (hs *harness) artifactCount(t testing.TB) int {
 	t.Helper()

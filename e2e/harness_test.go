@@ -50,6 +50,9 @@ type harness struct {
 	hosts    []testHost
 	store    *store.Store
 	tc       sdkclient.Client
+	// dev is the Temporal dev server, started with devOpts.
+	dev     *testsuite.DevServer
+	devOpts testsuite.DevServerOptions
 	// temporalAddr is the dev server's frontend, for the Temporal CLI.
 	temporalAddr string
 	mu           sync.Mutex
@@ -227,20 +230,27 @@ func startHarness() (*harness, error) {
 		return hs, err
 	}
 	tlog, _ := os.Create(filepath.Join(hs.logDir, "temporal.log"))
-	dev, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+	hs.devOpts = testsuite.DevServerOptions{
 		ExistingPath:  hs.temporal,
 		ClientOptions: &sdkclient.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", tport), Namespace: "default"},
 		LogLevel:      "error",
 		ExtraArgs: []string{"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
 			"--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"},
 		Stdout: tlog, Stderr: tlog,
-	})
+	}
+	if chaosEnabled() {
+		// On disk, so that a dependency-fault test can restart the server
+		// mid-run and find its workflows again; in memory otherwise, the
+		// faster for the rest of the suite.
+		hs.devOpts.DBFilename = filepath.Join(hs.logDir, "temporal.db")
+	}
+	hs.dev, err = testsuite.StartDevServer(ctx, hs.devOpts)
 	if err != nil {
 		return hs, fmt.Errorf("temporal dev server: %w", err)
 	}
-	hs.stopFuncs = append(hs.stopFuncs, func() { _ = dev.Stop() })
-	hs.tc = dev.Client()
-	addr := dev.FrontendHostPort()
+	hs.stopFuncs = append(hs.stopFuncs, func() { _ = hs.dev.Stop() })
+	hs.tc = hs.dev.Client()
+	addr := hs.dev.FrontendHostPort()
 	hs.temporalAddr = addr
 
 	if dsn := os.Getenv("BERTH_TEST_MYSQL_DSN"); dsn != "" {

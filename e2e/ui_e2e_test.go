@@ -433,6 +433,19 @@ func (hs *harness) versionNumbers(t testing.TB, apps, app string) []int {
 // rolls back from the service page alone; each form opens the run it
 // started, and the engines show the result. A refused release shows the
 // API's message beside its form and starts nothing. An approver, who may
+// formOpenedRun waits until a run form has taken the browser to its run's
+// page (WaitVisible rides out the navigation), and until the run succeeds.
+func (hs *harness) formOpenedRun(t *testing.T, ctx context.Context, what string) store.Run {
+	t.Helper()
+	do(t, ctx, chromedp.WaitVisible(chromedp.ID("live-state")))
+	var runID uint
+	_, err := fmt.Sscanf(eval[string](t, ctx, `location.pathname`), "/runs/%d", &runID)
+	require.NoError(t, err, "the %s form opens its run", what)
+	run := hs.waitRun(t, runID)
+	require.Equal(t, berth.RunSucceeded, run.Status, "%s: %s", what, run.Error)
+	return run
+}
+
 // do none of it, is told why instead of getting the forms.
 func TestUIScaleReleaseRollback(t *testing.T) {
 	hs := needHarness(t)
@@ -453,14 +466,8 @@ func TestUIScaleReleaseRollback(t *testing.T) {
 		if field != "" {
 			do(t, ctx, chromedp.SetValue(chromedp.ID(field), value))
 		}
-		// WaitVisible rides out the navigation to the run's page.
-		do(t, ctx, chromedp.Click(chromedp.CSS(sel+" button")), chromedp.WaitVisible(chromedp.ID("live-state")))
-		var runID uint
-		_, err := fmt.Sscanf(eval[string](t, ctx, `location.pathname`), "/runs/%d", &runID)
-		require.NoError(t, err, "the %s form opens its run", form)
-		run := hs.waitRun(t, runID)
-		require.Equal(t, berth.RunSucceeded, run.Status, "%s: %s", form, run.Error)
-		return run
+		do(t, ctx, chromedp.Click(chromedp.CSS(sel+" button")))
+		return hs.formOpenedRun(t, ctx, form)
 	}
 	images := func() []string {
 		t.Helper()
@@ -522,4 +529,52 @@ func TestUIScaleReleaseRollback(t *testing.T) {
 	require.Len(t, why, 2)
 	require.Contains(t, why[0], "Scaling and releasing")
 	require.Contains(t, why[1], "Rolling back")
+}
+
+// TestUIDeployAndPackageRelease: a developer deploys an application from
+// the home page's form (the environment chosen from their tenants'), then
+// uploads a package from the service page's form; each opens its run,
+// which succeeds on the real hosts. A refused deploy shows the API's
+// message beside the form and starts nothing.
+func TestUIDeployAndPackageRelease(t *testing.T) {
+	hs := needHarness(t)
+	apps := hs.newEnv(t, "uideploy")
+	tenant := hs.tenant + "-uideploy"
+	dev := hs.newPerson(t, "uideploy-dev", tenant, berth.RoleDeveloper)
+	browser := newBrowser(t)
+	ctx := window(t, browser)
+	hs.signIn(t, ctx, dev, "/")
+
+	// The form is open on an empty home page and offers this tenant's
+	// environment only.
+	do(t, ctx, chromedp.WaitVisible(chromedp.ID("deploy-compose")))
+	envs := eval[[]string](t, ctx, `[...document.querySelectorAll('#deploy-env option')].map(o => o.textContent)`)
+	require.Equal(t, []string{tenant + "/dev"}, envs)
+	do(t, ctx, chromedp.SetValue(chromedp.ID("deploy-name"), "Bad Name"),
+		chromedp.SetValue(chromedp.ID("deploy-compose"), string(webCompose("web", 1, ""))),
+		chromedp.Click(chromedp.CSS("form.deploy-form button")))
+	waitJS(t, ctx, `!document.getElementById('deploy-error').hidden`, 20*time.Second)
+	require.NotEmpty(t, eval[string](t, ctx, `document.getElementById('deploy-error').textContent`))
+	var runs struct{ Total int }
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/runs?tenant="+tenant, nil, &runs))
+	require.Zero(t, runs.Total, "a refused deploy starts no run")
+
+	do(t, ctx, chromedp.SetValue(chromedp.ID("deploy-name"), "shop"), chromedp.Click(chromedp.CSS("form.deploy-form button")))
+	run := hs.formOpenedRun(t, ctx, "deploy")
+	require.Equal(t, berth.KindDeploy, run.Kind)
+	svc := hs.app(t, apps, "shop").Services[0]
+	require.Len(t, svc.Instances, 1)
+
+	do(t, ctx, chromedp.Navigate(fmt.Sprintf("%s/services/%d", hs.apiURL, svc.ID)), chromedp.WaitVisible(chromedp.ID("upload-package")))
+	pkg := filepath.Join(repoRoot(), "testdata", "packages", "good.tar.gz")
+	do(t, ctx, chromedp.SetValue(chromedp.ID("upload-version"), "9.0.0"), chromedp.SetUploadFiles(chromedp.ID("upload-package"), []string{pkg}))
+	hs.screenshot(t, ctx, "package-release-form")
+	do(t, ctx, chromedp.Click(chromedp.CSS("form.upload-form button")))
+	run = hs.formOpenedRun(t, ctx, "package release")
+	require.Equal(t, berth.KindRelease, run.Kind)
+	rb := hs.releases(t, svc.ID)
+	require.Equal(t, berth.ReleaseFile, rb.Releases[0].Kind)
+	require.Equal(t, "9.0.0", rb.Releases[0].Version)
+	require.Equal(t, fileSHA(t, "good.tar.gz"), rb.Releases[0].PackageSHA256)
+	require.Equal(t, []string{"v9"}, hs.versions(t, apps), "the instance serves the package")
 }

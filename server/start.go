@@ -29,8 +29,11 @@ func (s *Server) startRun(ctx context.Context, run *store.Run, workflowName stri
 		// tickets, grey pauses; at most berth.MaxPlannedWait) has its own
 		// deadline inside the workflow, which ends the run the proper way.
 		// A task a killed worker held is handed on after this, not the
-		// default 10 s, so a run moves again soon after a worker returns.
-		WorkflowTaskTimeout: 5 * time.Second,
+		// default 10 s, so a run moves again soon after a worker returns
+		// (make chaos: median 5.0 s with 5 s here). A live worker takes
+		// milliseconds, and the SDK extends a task that waits on local
+		// activities (a database restarting) before this runs out.
+		WorkflowTaskTimeout: 3 * time.Second,
 		Memo:                map[string]any{"runId": run.ID, "startedBy": run.StartedBy},
 	}
 	we, err := s.temporal.ExecuteWorkflow(ctx, opts, workflowName, input)

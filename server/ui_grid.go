@@ -31,6 +31,15 @@ type gridData struct {
 	Page, Pages int
 	Prev, Next  string
 	Waiting     int
+	// Deploy are the environments the viewer may deploy to, for the
+	// "Deploy an application" form; none, and the form is not shown.
+	Deploy []deployTarget
+}
+
+// deployTarget is one environment of the deploy form: its label and the
+// URL a deploy to it posts to.
+type deployTarget struct {
+	Label, Action string
 }
 
 // envRank orders the usual stages left to right; other names follow, by name.
@@ -74,6 +83,13 @@ func (s *Server) gridPage(c *gin.Context) {
 	for i, n := range d.Columns {
 		col[n] = i
 	}
+	for _, e := range envs {
+		if p.has(e.TenantID, deployRoles...) {
+			d.Deploy = append(d.Deploy, deployTarget{Label: e.Tenant + "/" + e.Name,
+				Action: "/api/v1/tenants/" + url.PathEscape(e.Tenant) + "/environments/" + url.PathEscape(e.Name) + "/applications"})
+		}
+	}
+	sort.Slice(d.Deploy, func(i, j int) bool { return d.Deploy[i].Label < d.Deploy[j].Label })
 	// Rows: one per tenant / application / service, in name order.
 	rows := []gridRow{}
 	index := map[string]int{}

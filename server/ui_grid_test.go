@@ -77,6 +77,15 @@ func TestGridPage(t *testing.T) {
 	require.NotContains(t, body, "registry/hidden", "another tenant's services are not shown")
 	require.NotContains(t, body, "<script>alert(1)</script>")
 	require.Contains(t, body, "x&lt;script&gt;")
+	require.NotContains(t, body, "deploy-form", "an approver may not deploy: no form")
+
+	// A developer gets the deploy form, for the environments of their
+	// tenants only.
+	f.user("dana", roleRequest{Tenant: "shop", Role: berth.RoleDeveloper})
+	_, body = f.browser("dana").page(t, "/")
+	require.Contains(t, body, `<form class="run-form deploy-form" method="post" action="/api/v1/tenants/shop/environments/dev/applications"`)
+	require.Contains(t, body, `<option value="/api/v1/tenants/shop/environments/dev/applications">shop/dev</option><option value="/api/v1/tenants/shop/environments/prod/applications">shop/prod</option></select>`)
+	require.NotContains(t, body, "/tenants/other/", "another tenant's environments are not offered")
 
 	_, body = bob.page(t, "/?q=FRONT")
 	require.Contains(t, body, ">1.4.2</a>")
@@ -148,6 +157,13 @@ func TestAdminPages(t *testing.T) {
 	require.Contains(t, body, "releases wait for an approver", "prod's default policy")
 	require.Contains(t, body, "the starter may not approve")
 	require.Contains(t, body, "none: deploys here fail")
+	require.Contains(t, body, "packages 0 bytes, no quota")
+	code, _ = f.call("PUT", "/api/v1/tenants/shop/environments/prod/quota", f.token, map[string]any{"maxPackageBytes": 1 << 20}, nil)
+	require.Equal(t, http.StatusOK, code)
+	_, body = admin.page(t, "/admin/environments")
+	require.Contains(t, body, `aria-label="packages of the quota"></meter> packages 0 of 1MiB`)
+	code, _ = f.call("PUT", "/api/v1/tenants/shop/environments/prod/quota", f.token, map[string]any{"maxPackageBytes": -1}, nil)
+	require.Equal(t, http.StatusBadRequest, code, "a negative quota is refused")
 	_, body = admin.page(t, "/inbox")
 	require.Contains(t, body, `href="/admin/hosts"`, "admins see the admin pages in the header")
 }

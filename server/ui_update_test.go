@@ -87,6 +87,7 @@ func TestServicePageRunForms(t *testing.T) {
 	for _, action := range []string{"scale", "releases", "rollback"} {
 		require.Contains(t, body, `<form class="run-form" method="post" action="`+base+"/"+action+`"`)
 	}
+	require.Contains(t, body, `<form class="run-form upload-form" method="post" action="`+base+`/releases" enctype="multipart/form-data"`)
 	require.Contains(t, body, fmt.Sprintf(`<option value="%d">1 (r/web:1)`, ids[0]))
 	require.NotContains(t, body, fmt.Sprintf(`<option value="%d">`, ids[1]), "a failed release is no rollback target")
 	require.NotContains(t, body, fmt.Sprintf(`<option value="%d">`, ids[2]), "nor is the running one")
@@ -95,7 +96,7 @@ func TestServicePageRunForms(t *testing.T) {
 	code, body = f.browser("rm").page(t, page)
 	require.Equal(t, http.StatusOK, code)
 	require.NotContains(t, body, `action="`+base+`/scale"`)
-	require.NotContains(t, body, `action="`+base+`/releases"`)
+	require.NotContains(t, body, `action="`+base+`/releases"`, "neither release form")
 	require.Contains(t, body, `action="`+base+`/rollback"`)
 	require.Contains(t, body, "Scaling and releasing needs role developer or admin on tenant shop.")
 }

@@ -150,6 +150,8 @@ type EnvironmentCapacity struct {
 	Environment string      `json:"environment"`
 	Quota       berth.Quota `json:"quota"`
 	Used        berth.Usage `json:"used"`
+	// PackageBytes is what the packages kept for its releases take.
+	PackageBytes int64 `json:"packageBytes"`
 }
 
 // TenantCapacity is a tenant's use against its quota.
@@ -157,6 +159,8 @@ type TenantCapacity struct {
 	Tenant string      `json:"tenant"`
 	Quota  berth.Quota `json:"quota"`
 	Used   berth.Usage `json:"used"`
+	// PackageBytes is what the packages kept for its releases take.
+	PackageBytes int64 `json:"packageBytes"`
 }
 
 // Capacity is used against allocatable per region's hosts, and against
@@ -210,7 +214,12 @@ func (s *Store) Capacity(ctx context.Context, tenantIDs []uint, withHosts bool) 
 			if err != nil {
 				return nil, err
 			}
-			out.Environments = append(out.Environments, EnvironmentCapacity{Tenant: t.Name, Environment: e.Name, Quota: e.Quota, Used: used})
+			tenantPackages, envPackages, err := s.PackageUsage(ctx, t.ID, e.ID)
+			if err != nil {
+				return nil, err
+			}
+			out.Tenants[len(out.Tenants)-1].PackageBytes = tenantPackages
+			out.Environments = append(out.Environments, EnvironmentCapacity{Tenant: t.Name, Environment: e.Name, Quota: e.Quota, Used: used, PackageBytes: envPackages})
 		}
 	}
 	return out, nil
@@ -218,12 +227,12 @@ func (s *Store) Capacity(ctx context.Context, tenantIDs []uint, withHosts bool) 
 
 // SetTenantQuota sets a tenant's quota.
 func (s *Store) SetTenantQuota(ctx context.Context, tenantID uint, q berth.Quota) error {
-	return s.db.WithContext(ctx).Model(&Tenant{}).Where("id = ?", tenantID).Select("quota_max_memory_bytes", "quota_max_nano_cpus", "quota_max_instances").
+	return s.db.WithContext(ctx).Model(&Tenant{}).Where("id = ?", tenantID).Select("quota_max_memory_bytes", "quota_max_nano_cpus", "quota_max_instances", "quota_max_package_bytes").
 		Updates(&Tenant{Quota: q}).Error
 }
 
 // SetEnvironmentQuota sets an environment's quota.
 func (s *Store) SetEnvironmentQuota(ctx context.Context, envID uint, q berth.Quota) error {
-	return s.db.WithContext(ctx).Model(&Environment{}).Where("id = ?", envID).Select("quota_max_memory_bytes", "quota_max_nano_cpus", "quota_max_instances").
+	return s.db.WithContext(ctx).Model(&Environment{}).Where("id = ?", envID).Select("quota_max_memory_bytes", "quota_max_nano_cpus", "quota_max_instances", "quota_max_package_bytes").
 		Updates(&Environment{Quota: q}).Error
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/berth-dev/berth"
@@ -246,11 +247,14 @@ func (s *Store) ReleaseOutputs(ctx context.Context, releaseID uint) ([]ReleaseOu
 	return out, err
 }
 
-// PackagesInUse is every package digest a release refers to, whatever its
-// outcome: any of them may be rolled back to.
+// PackagesInUse is every package digest the artifact store must keep:
+// those of each live service's current and last-good release, of its
+// newest release (a failed one may be retried), and of every release still
+// under way. Older ones are pruned, so a tenant's package quota frees up as
+// it releases, and a deleted application's packages go with it.
 func (s *Store) PackagesInUse(ctx context.Context) (map[string]bool, error) {
 	var shas []string
-	if err := s.db.WithContext(ctx).Model(&Release{}).Where("package_sha256 <> ''").Distinct().Pluck("package_sha256", &shas).Error; err != nil {
+	if err := keptPackages(s.db.WithContext(ctx)).Distinct().Pluck("releases.package_sha256", &shas).Error; err != nil {
 		return nil, err
 	}
 	out := make(map[string]bool, len(shas))
@@ -258,4 +262,73 @@ func (s *Store) PackagesInUse(ctx context.Context) (map[string]bool, error) {
 		out[sha] = true
 	}
 	return out, nil
+}
+
+// keptPackages selects the releases whose packages PackagesInUse keeps.
+func keptPackages(db *gorm.DB) *gorm.DB {
+	return keptReleases(db).Where("releases.package_sha256 <> ''")
+}
+
+// keptReleases selects the releases whose artifacts are kept: each live
+// service's current, last-good and newest release, and every release still
+// under way. What older releases made (packages, built images) is pruned.
+func keptReleases(db *gorm.DB) *gorm.DB {
+	sub := db.Session(&gorm.Session{NewDB: true})
+	newest := sub.Model(&Release{}).Select("MAX(id)").Group("service_id")
+	current := sub.Model(&ServiceReleases{}).Select("current_id")
+	lastGood := sub.Model(&ServiceReleases{}).Select("last_good_id")
+	return db.Model(&Release{}).
+		Joins("JOIN services ON services.id = releases.service_id").
+		Joins("JOIN applications ON applications.id = services.application_id").
+		Where("releases.outcome IN ? OR (applications.state <> ? AND (releases.id IN (?) OR releases.id IN (?) OR releases.id IN (?)))",
+			[]berth.ReleaseOutcome{berth.ReleaseRunning, berth.ReleaseCandidate}, berth.StateDeleted, newest, current, lastGood)
+}
+
+// KeptImages are the images hosts keep when the reconciler prunes what
+// berth built: those of kept releases (keptReleases) and the image each
+// service of a live application runs.
+func (s *Store) KeptImages(ctx context.Context) ([]string, error) {
+	db := s.db.WithContext(ctx)
+	var released, running []string
+	if err := keptReleases(db).Where("releases.image <> ''").Distinct().Pluck("releases.image", &released).Error; err != nil {
+		return nil, err
+	}
+	if err := db.Model(&Service{}).Joins("JOIN applications ON applications.id = services.application_id").
+		Where("applications.state <> ?", berth.StateDeleted).Distinct().Pluck("services.image", &running).Error; err != nil {
+		return nil, err
+	}
+	out := append(released, running...)
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// PackageUsage is what the packages kept for a tenant's releases take, and
+// what those of one of its environments take: each package counted once,
+// at its uploaded size.
+func (s *Store) PackageUsage(ctx context.Context, tenantID, envID uint) (tenant, env int64, err error) {
+	var rows []struct {
+		SHA   string
+		Size  int64
+		EnvID uint
+	}
+	err = keptPackages(s.db.WithContext(ctx)).
+		Joins("JOIN environments ON environments.id = applications.environment_id").
+		Where("environments.tenant_id = ?", tenantID).
+		Distinct("releases.package_sha256 AS sha", "releases.package_size AS size", "applications.environment_id AS env_id").
+		Scan(&rows).Error
+	if err != nil {
+		return 0, 0, err
+	}
+	inTenant, inEnv := map[string]bool{}, map[string]bool{}
+	for _, r := range rows {
+		if !inTenant[r.SHA] {
+			inTenant[r.SHA] = true
+			tenant += r.Size
+		}
+		if r.EnvID == envID && !inEnv[r.SHA] {
+			inEnv[r.SHA] = true
+			env += r.Size
+		}
+	}
+	return tenant, env, nil
 }

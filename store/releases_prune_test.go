@@ -10,23 +10,89 @@ import (
 	"github.com/berth-dev/berth/store"
 )
 
-func TestPackagesInUse(t *testing.T) {
+// The artifact store keeps the packages of each live service's current,
+// last-good and newest release and of releases under way; the package
+// quotas count those, each package once, per tenant and per environment.
+func TestPackagesInUseAndPackageUsage(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
 		empty, err := st.PackagesInUse(ctx)
 		require.NoError(t, err)
 		require.Empty(t, empty)
-		for i, r := range []store.Release{
-			{ServiceID: 1, Kind: berth.ReleaseFile, Version: "1", PackageSHA256: "aa", Outcome: berth.ReleaseSucceeded},
-			{ServiceID: 1, Kind: berth.ReleaseFile, Version: "2", PackageSHA256: "bb", Outcome: berth.ReleaseFailed},
-			{ServiceID: 2, Kind: berth.ReleaseFile, Version: "1", PackageSHA256: "aa", Outcome: berth.ReleaseSucceeded},
-			{ServiceID: 2, Kind: berth.ReleaseImage, Version: "3", Image: "web:3", Outcome: berth.ReleaseSucceeded},
-		} {
-			r := r
-			require.NoError(t, st.DB().Create(&r).Error, "release %d", i)
+
+		dev, test := newEnv(t, st, "acme", "dev"), newEnv(t, st, "acme", "test")
+		other := newEnv(t, st, "globex", "dev")
+		service := func(env *store.Environment, app string, state berth.State, name string) uint {
+			t.Helper()
+			a := store.Application{EnvironmentID: env.ID, Name: app, State: state}
+			require.NoError(t, st.DB().Where(store.Application{EnvironmentID: env.ID, Name: app}).FirstOrCreate(&a).Error)
+			svc := store.Service{ApplicationID: a.ID, Name: name, Image: "img:1", Replicas: 1}
+			require.NoError(t, st.DB().Create(&svc).Error)
+			return svc.ID
 		}
+		release := func(svc uint, sha string, size int64, outcome berth.ReleaseOutcome) {
+			t.Helper()
+			r := store.Release{ServiceID: svc, Kind: berth.ReleaseFile, Version: sha, PackageSHA256: sha, PackageSize: size, Outcome: berth.ReleaseRunning}
+			require.NoError(t, st.DB().Create(&r).Error)
+			if outcome != berth.ReleaseRunning {
+				require.NoError(t, st.FinishRelease(ctx, r.ID, outcome, ""))
+			}
+		}
+		web := service(dev, "shop", berth.StateRunning, "web")
+		release(web, "aa", 100, berth.ReleaseSucceeded) // superseded: pruned
+		release(web, "bb", 200, berth.ReleaseSucceeded) // current and last good
+		release(web, "cc", 300, berth.ReleaseFailed)    // newest: may be retried
+		worker := service(dev, "shop", berth.StateRunning, "worker")
+		release(worker, "aa", 100, berth.ReleaseRunning) // under way
+		gone := service(test, "old", berth.StateDeleted, "web")
+		release(gone, "dd", 400, berth.ReleaseSucceeded) // its application is deleted
+		api := service(test, "api", berth.StateRunning, "api")
+		release(api, "bb", 200, berth.ReleaseSucceeded) // the same package as web's
+		theirs := service(other, "shop", berth.StateRunning, "web")
+		release(theirs, "ee", 1000, berth.ReleaseSucceeded)
+
 		got, err := st.PackagesInUse(ctx)
 		require.NoError(t, err)
-		require.Equal(t, map[string]bool{"aa": true, "bb": true}, got, "a failed release's package may still be retried or compared")
+		require.Equal(t, map[string]bool{"aa": true, "bb": true, "cc": true, "ee": true}, got)
+
+		tenant, env, err := st.PackageUsage(ctx, dev.TenantID, dev.ID)
+		require.NoError(t, err)
+		require.Equal(t, [2]int64{600, 600}, [2]int64{tenant, env}, "aa, bb and cc, each once")
+		tenant, env, err = st.PackageUsage(ctx, test.TenantID, test.ID)
+		require.NoError(t, err)
+		require.Equal(t, [2]int64{600, 200}, [2]int64{tenant, env}, "test keeps bb only")
+	})
+}
+
+// Hosts keep the images of each live service's current, last-good and
+// newest release and the image it runs; a deleted application's go.
+func TestKeptImages(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		dev := newEnv(t, st, "acme", "dev")
+		service := func(app string, state berth.State) uint {
+			t.Helper()
+			a := store.Application{EnvironmentID: dev.ID, Name: app, State: state}
+			require.NoError(t, st.DB().Create(&a).Error)
+			svc := store.Service{ApplicationID: a.ID, Name: "web", Image: app + ":1", Replicas: 1}
+			require.NoError(t, st.DB().Create(&svc).Error)
+			return svc.ID
+		}
+		release := func(svc uint, image string, outcome berth.ReleaseOutcome) {
+			t.Helper()
+			r := store.Release{ServiceID: svc, Kind: berth.ReleaseImage, Version: image, Image: image, Outcome: berth.ReleaseRunning}
+			require.NoError(t, st.DB().Create(&r).Error)
+			require.NoError(t, st.FinishRelease(ctx, r.ID, outcome, ""))
+		}
+		web := service("shop", berth.StateRunning)
+		release(web, "shop:2", berth.ReleaseSucceeded) // superseded
+		release(web, "shop:3", berth.ReleaseSucceeded) // current, last good, run by the service
+		release(web, "shop:4", berth.ReleaseFailed)    // newest
+		old := service("old", berth.StateDeleted)
+		release(old, "old:2", berth.ReleaseSucceeded)
+
+		got, err := st.KeptImages(ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{"shop:3", "shop:4"}, got)
 	})
 }

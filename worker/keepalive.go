@@ -24,8 +24,9 @@ func workerOptions() sdkworker.Options {
 		// inside the short timeouts.
 		MaxHeartbeatThrottleInterval: time.Second,
 		// A workflow's next task waits this long for a dead worker's sticky
-		// queue before any worker may take it (the SDK's default is 5 s).
-		StickyScheduleToStartTimeout: 2 * time.Second,
+		// queue before any worker may take it (the SDK's default is 5 s);
+		// a live worker takes it in milliseconds.
+		StickyScheduleToStartTimeout: time.Second,
 	}
 }
 

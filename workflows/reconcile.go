@@ -32,6 +32,10 @@ type ReconcileResult struct {
 // decisions stranded by an API crash to their waiting runs again.
 const resendDecisionsChange = "resend-decisions"
 
+// pruneImagesChange is the GetVersion change id that made a pass prune, on
+// every host it could compare, the built images no kept release names.
+const pruneImagesChange = "prune-images"
+
 // ReconcileID is the workflow id of a reconciler pass asked for by hand.
 func ReconcileID() string { return "reconcile/now" }
 
@@ -73,14 +77,26 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (*ReconcileResult, error
 		open[id] = true
 	}
 	res.Hosts = len(hosts)
+	var reached []berth.HostRef
 	for _, h := range hosts {
 		fs, err := reconcileHost(ctx, h, open, in.Grace)
 		if err != nil {
 			// An unreachable host is a finding of its own; the others go on.
 			fs = append(fs, berth.Finding{Kind: berth.FindingMissing, Host: h.Name, Target: "host",
 				Detail: "could not compare the host with the records", Error: errorMessage(err)})
+		} else {
+			reached = append(reached, h)
 		}
 		res.Findings = append(res.Findings, fs...)
+	}
+	if len(reached) > 0 && workflow.GetVersion(ctx, pruneImagesChange, workflow.DefaultVersion, 1) == 1 {
+		var keep []string
+		if err := workflow.ExecuteLocalActivity(lctx, rc.KeptImages).Get(ctx, &keep); err != nil {
+			return nil, err
+		}
+		for _, h := range reached {
+			res.Findings = append(res.Findings, pruneHostImages(ctx, h, keep, in.Grace)...)
+		}
 	}
 	if len(res.Findings) > 0 {
 		if err := workflow.ExecuteLocalActivity(lctx, rc.RecordFindings, res.Findings).Get(ctx, nil); err != nil {
@@ -163,4 +179,24 @@ func reconcileHost(ctx workflow.Context, h berth.HostRef, open map[uint]bool, gr
 		}
 	}
 	return out, nil
+}
+
+// pruneHostImages frees a host's disk of the images berth built that no
+// kept release names: a service keeps its current, last-good and newest
+// release's images; older ones stay in the registry only.
+func pruneHostImages(ctx workflow.Context, h berth.HostRef, keep []string, grace time.Duration) []berth.Finding {
+	var d *activities.Docker
+	actx := workflow.WithActivityOptions(ctx, withQueue(probeOptions, h.Region))
+	var removed []string
+	err := workflow.ExecuteActivity(actx, d.PruneImages, activities.PruneImagesInput{Host: h, Keep: keep, Grace: grace, Now: workflow.Now(ctx)}).Get(ctx, &removed)
+	out := make([]berth.Finding, 0, len(removed)+1)
+	for _, tag := range removed {
+		out = append(out, berth.Finding{Kind: berth.FindingImagePruned, Host: h.Name, Target: tag,
+			Detail: "built for a release older than its service's current, last-good and newest ones, and used by no container; removed from the host (the registry keeps it)"})
+	}
+	if err != nil {
+		out = append(out, berth.Finding{Kind: berth.FindingImagePruned, Host: h.Name, Target: "images",
+			Detail: "could not prune the host's built images", Error: errorMessage(err)})
+	}
+	return out
 }

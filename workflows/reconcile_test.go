@@ -17,7 +17,8 @@ import (
 // container of an ended run no record holds, and an instance an ended run
 // planned; it spares leftovers of open runs and anything younger than the
 // grace, reports a running instance without a container, and releases
-// ports only of containers it removed.
+// ports only of containers it removed. Then it prunes the host's built
+// images that no kept release names.
 func TestReconcileRepairsOnlyWhatDeadRunsLeft(t *testing.T) {
 	env := newTestEnv()
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: CentralTaskQueue})
@@ -63,6 +64,11 @@ func TestReconcileRepairsOnlyWhatDeadRunsLeft(t *testing.T) {
 		released = append(released, names...)
 		return nil
 	})
+	keep := []string{"reg/acme/shop-web:2"}
+	env.OnActivity(rc.KeptImages, mock.Anything).Return(keep, nil)
+	env.OnActivity(d.PruneImages, mock.Anything, mock.MatchedBy(func(in activities.PruneImagesInput) bool {
+		return in.Host == hostEU && in.Grace == 10*time.Minute && len(in.Keep) == 1 && in.Keep[0] == keep[0]
+	})).Return([]string{"reg/acme/shop-web:1"}, nil)
 	var recorded []berth.Finding
 	env.OnActivity(rc.RecordFindings, mock.Anything, mock.Anything).Return(func(_ context.Context, fs []berth.Finding) error {
 		recorded = fs
@@ -80,7 +86,8 @@ func TestReconcileRepairsOnlyWhatDeadRunsLeft(t *testing.T) {
 		kinds[f.Target] = f.Kind
 	}
 	require.Equal(t, map[string]berth.FindingKind{"run 2": berth.FindingRunClosed, "run 9": berth.FindingDecisionResent, "dead-plan-1": berth.FindingAbandoned,
-		"dead-plan-2": berth.FindingAbandoned, "orphan-1": berth.FindingOrphan, "gone-1": berth.FindingMissing}, kinds)
+		"dead-plan-2": berth.FindingAbandoned, "orphan-1": berth.FindingOrphan, "gone-1": berth.FindingMissing,
+		"reg/acme/shop-web:1": berth.FindingImagePruned}, kinds)
 	require.ElementsMatch(t, []string{"dead-plan-1", "orphan-1"}, removed)
 	require.ElementsMatch(t, []string{"dead-plan-1", "dead-plan-2"}, released)
 	require.Equal(t, res.Findings, recorded, "every finding is audited")

@@ -91,15 +91,42 @@
     var err = form.querySelector("[role=alert]");
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
-      var body = {};
-      Array.prototype.forEach.call(form.elements, function (f) {
-        if (!f.name || f.value.trim() === "") { return; }
-        body[f.name] = f.type === "number" || f.hasAttribute("data-number") ? Number(f.value) : f.value.trim();
-      });
+      // A form that serves several targets (the deploy form's environments)
+      // names its URL in a select marked data-action, which is not sent.
+      var target = form.querySelector("select[data-action]");
+      var action = target ? target.value : form.action;
+      var sent;
+      if (form.enctype === "multipart/form-data") {
+        // A package upload: the fields as they are, the file part last, as
+        // the API wants it; the browser sets the boundary.
+        var file = form.querySelector("input[type=file]");
+        if (!file.files.length) {
+          err.textContent = "Choose a package file (.tar.gz, .zip, .war or .jar).";
+          err.hidden = false; file.focus();
+          return;
+        }
+        var fd = new FormData();
+        Array.prototype.forEach.call(form.elements, function (f) {
+          if (!f.name || f.type === "file" || (f.type === "checkbox" && !f.checked) || f.value.trim() === "") { return; }
+          fd.append(f.name, f.value.trim());
+        });
+        fd.append(file.name, file.files[0]);
+        sent = fetch(action, { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf, "Accept": "application/json" }, body: fd })
+          .then(function (r) {
+            return r.json().catch(function () { return {}; }).then(function (j) { return { status: r.status, body: j }; });
+          });
+      } else {
+        var body = {};
+        Array.prototype.forEach.call(form.elements, function (f) {
+          if (!f.name || f.value.trim() === "") { return; }
+          body[f.name] = f.type === "number" || f.hasAttribute("data-number") ? Number(f.value) : f.value.trim();
+        });
+        sent = send(action, body);
+      }
       var button = form.querySelector("button[type=submit]");
       button.disabled = true;
       err.hidden = true; err.textContent = "";
-      send(form.action, body).then(function (r) {
+      sent.then(function (r) {
         button.disabled = false;
         if ((r.status === 202 || r.status === 200) && r.body.runId) {
           window.location.assign("/runs/" + r.body.runId);
