@@ -20,6 +20,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
 
@@ -44,8 +45,11 @@ func benchDeploy(b *testing.B, n int) {
 	apps := hs.newEnvOn(b, tenant, hs.hosts[0].Name)
 	body := webCompose("web", n, "")
 	var berthTotal, dockerTotal time.Duration
+	steps := &stepTimes{}
 	for i := 0; i < b.N; i++ {
-		berthTotal += timedDeploy(b, apps, fmt.Sprintf("bench%d", i), body)
+		took, run := timedDeploy(b, apps, fmt.Sprintf("bench%d", i), body)
+		berthTotal += took
+		h.readSteps(b, steps, run.WorkflowID, run.TemporalRunID)
 		b.StopTimer()
 
 		d, err := directDeploy(hs.hosts[0], n, 19900)
@@ -56,6 +60,8 @@ func benchDeploy(b *testing.B, n int) {
 		b.StartTimer()
 	}
 	reportRatio(b, berthTotal, dockerTotal, "berth-s/deploy", "docker-s/deploy")
+	b.ReportMetric(float64(steps.engineOverhead().Microseconds())/1000, "wf-task-ms")
+	b.Log("\n" + steps.table(fmt.Sprintf("deploy of %d", n)))
 	server, worker := peakRSS(hs.server.Process.Pid), peakRSS(hs.worker.Process.Pid)
 	b.ReportMetric(float64(server)/1024, "server-peak-MB")
 	b.ReportMetric(float64(worker)/1024, "worker-peak-MB")
@@ -74,7 +80,7 @@ func reportRatio(b *testing.B, berthTotal, baseTotal time.Duration, berthUnit, b
 // timedDeploy deploys through the API, times the request to a succeeded
 // run, and deletes the application again outside the timer; the caller
 // stops the timer after it.
-func timedDeploy(b *testing.B, apps, app string, body []byte) time.Duration {
+func timedDeploy(b *testing.B, apps, app string, body []byte) (time.Duration, store.Run) {
 	b.Helper()
 	start := time.Now()
 	code, started := h.deploy(b, apps, app, body)
@@ -90,7 +96,7 @@ func timedDeploy(b *testing.B, apps, app string, body []byte) time.Duration {
 	var del runStartedBody
 	h.apiJSON(b, "DELETE", apps+"/"+app, nil, &del)
 	h.waitRun(b, del.RunID)
-	return took
+	return took, run
 }
 
 // directDeploy is the baseline: the same containers made straight on the
@@ -381,7 +387,8 @@ func BenchmarkThreeTierVsDockerCompose(b *testing.B) {
 	}
 	var berthTotal, composeTotal time.Duration
 	for i := 0; i < b.N; i++ {
-		berthTotal += timedDeploy(b, apps, fmt.Sprintf("tt%d", i), body)
+		took, _ := timedDeploy(b, apps, fmt.Sprintf("tt%d", i), body)
+		berthTotal += took
 		b.StopTimer()
 
 		project := "berthbench" + randHex(3)

@@ -39,6 +39,7 @@ type chaosStats struct {
 	recoveries                      []time.Duration
 	// HAProxy SIGKILLed beside the worker during releases under load.
 	lbKills, requests, failedRequests int64
+	lbDown                            time.Duration
 }
 
 func (s *chaosStats) report() string {
@@ -54,9 +55,9 @@ func (s *chaosStats) report() string {
 	}
 	sort.Strings(ops)
 	return fmt.Sprintf("runs %d (%s), worker kills %d, runs caught mid-way %d, invariant checks %d, failed runs %d; "+
-		"moved again after the worker's return: median %s, max %s; HAProxy kills during releases under load %d: %d requests, %d failed",
+		"moved again after the worker's return: median %s, max %s; HAProxy kills during releases under load %d: %d requests, %d failed, %s without an answer in all",
 		s.runs, strings.Join(ops, ", "), s.kills, len(rec), s.checks, s.failedRuns, median.Round(10*time.Millisecond), highest.Round(10*time.Millisecond),
-		s.lbKills, s.requests, s.failedRequests)
+		s.lbKills, s.requests, s.failedRequests, s.lbDown.Round(10*time.Millisecond))
 }
 
 func envNumber(t testing.TB, name string, def int64) int64 {
@@ -117,7 +118,9 @@ func TestChaosWorkerKills(t *testing.T) {
 			stats.lbKills++
 			stats.requests += ok + failed
 			stats.failedRequests += failed
-			t.Logf("chaos: HAProxy killed during %s under load: %d requests, %d failed (last: %s)", op, ok+failed, failed, last)
+			stats.lbDown += l.down
+			t.Logf("chaos: HAProxy killed during %s under load: %d requests, %d failed, %s without an answer (last: %s)",
+				op, ok+failed, failed, l.down.Round(time.Millisecond), last)
 		}
 		if run.Status != berth.RunSucceeded {
 			stats.failedRuns++

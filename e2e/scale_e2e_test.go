@@ -62,11 +62,16 @@ func (f *fakeCMDB) ids(prefix string) []string {
 }
 
 // load sends requests through a frontend until stopped, counting failures.
+// A refused connection fails at once and the next request follows, so the
+// count of failures says little about how long the frontend was gone:
+// down is that time, the sum of every run of failures up to the next
+// answer (read only after done).
 type load struct {
 	ok, failed atomic.Int64
 	lastErr    atomic.Value
 	stop       chan struct{}
 	done       chan struct{}
+	down       time.Duration
 }
 
 func startLoad(t testing.TB, url string) *load {
@@ -77,25 +82,40 @@ func startLoad(t testing.TB, url string) *load {
 		c := &http.Client{Timeout: 5 * time.Second}
 		// Bounded in count and time, and only ever to loopback.
 		deadline := time.Now().Add(3 * time.Minute)
+		var downSince time.Time
+		defer func() {
+			if !downSince.IsZero() {
+				l.down += time.Since(downSince)
+			}
+		}()
 		for i := 0; i < 200000 && time.Now().Before(deadline); i++ {
 			select {
 			case <-l.stop:
 				return
 			default:
 			}
+			sent := time.Now()
 			resp, err := c.Get(url)
-			if err != nil {
-				l.failed.Add(1)
-				l.lastErr.Store(err.Error())
-				continue
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
 			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			switch {
+			case err == nil && resp.StatusCode == http.StatusOK:
 				l.ok.Add(1)
-			} else {
-				l.failed.Add(1)
+				if !downSince.IsZero() {
+					l.down += sent.Sub(downSince)
+					downSince = time.Time{}
+				}
+				continue
+			case err != nil:
+				l.lastErr.Store(err.Error())
+			default:
 				l.lastErr.Store(resp.Status)
+			}
+			l.failed.Add(1)
+			if downSince.IsZero() {
+				downSince = sent
 			}
 		}
 	}()
