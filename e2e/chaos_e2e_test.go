@@ -21,6 +21,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 
 	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/lb"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -307,13 +308,23 @@ func (c *chaos) checkInvariants(t *testing.T, when string) {
 			want = append(want, in.Name)
 		}
 		require.Len(t, want, c.replicas, when)
-		// HAProxy, when it was killed, is back with the recorded pool.
+		// HAProxy, when it was killed, is back with the recorded pool; a
+		// server whose host was down is ready again once HAProxy's health
+		// checks have seen it answer (a few check intervals).
 		var pb poolBody
 		var code int
 		back := assert.Eventually(t, func() bool {
 			pb = poolBody{}
 			code = hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/services/%d/pool?live=1", svc.ID), nil, &pb)
-			return code == http.StatusOK && len(pb.Live) == len(svc.Instances)
+			if code != http.StatusOK || len(pb.Live) != len(svc.Instances) {
+				return false
+			}
+			for _, s := range pb.Live {
+				if s.State != lb.StateReady {
+					return false
+				}
+			}
+			return true
 		}, time.Minute, 50*time.Millisecond)
 		if !back {
 			// Eventually's last check may still be running when it gives
