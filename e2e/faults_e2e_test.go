@@ -183,6 +183,8 @@ func TestChaosMariaDBRestartMidRelease(t *testing.T) {
 		t.Skip("needs the MariaDB of deploy/local/mariadb.sh, and root to restart it")
 	}
 	script := filepath.Join(hs.root, "deploy", "local", "mariadb.sh")
+	// Whatever happens, the machine's MariaDB is left running.
+	t.Cleanup(func() { _ = exec.Command(script, "up").Run() })
 	hs.faultMidRelease(t, "dbrestart", func(t *testing.T) {
 		for _, action := range []string{"down", "up"} {
 			out, err := exec.Command(script, action).CombinedOutput()

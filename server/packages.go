@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/artifacts"
+	"github.com/berth-dev/berth/store"
 )
 
 // PackageStore keeps uploaded application packages, content-addressed.
@@ -46,7 +47,12 @@ func (s *Server) createPackageRelease(c *gin.Context, grey bool) {
 		s.fail(c, &berth.Error{Code: berth.ENotImplemented, Reason: "no_artifact_store", Message: "this server has no artifact store configured"})
 		return
 	}
-	room, err := s.packageRoom(c)
+	sc, err := s.serviceContext(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	room, err := s.store.PackageRoom(ctx, sc.Environment.ID)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -70,7 +76,7 @@ func (s *Server) createPackageRelease(c *gin.Context, grey bool) {
 		name := part.FormName()
 		if name == "package" {
 			var body io.Reader = part
-			if room.bytes >= 0 {
+			if room.Bytes >= 0 {
 				body = &quotaReader{r: part, room: room}
 			}
 			pkg, err = s.cfg.Packages.Put(ctx, part.FileName(), body, fields["sha256"])
@@ -180,55 +186,21 @@ func (s *Server) createPackageRelease(c *gin.Context, grey bool) {
 	s.startReleaseOf(c, rs)
 }
 
-// packageSpace is the room left under the package quotas of the tenant and
-// the environment of the service in the path: bytes is the smaller room,
-// -1 when neither has such a bound; what names the tighter one.
-type packageSpace struct {
-	bytes int64
-	what  string
-}
-
-func (s *Server) packageRoom(c *gin.Context) (packageSpace, error) {
-	sc, err := s.serviceContext(c)
-	if err != nil {
-		return packageSpace{}, err
-	}
-	tenantUsed, envUsed, err := s.store.PackageUsage(c.Request.Context(), sc.Tenant.ID, sc.Environment.ID)
-	if err != nil {
-		return packageSpace{}, err
-	}
-	room := packageSpace{bytes: -1}
-	for _, q := range []struct {
-		quota berth.Quota
-		used  int64
-		what  string
-	}{
-		{sc.Tenant.Quota, tenantUsed, "tenant " + sc.Tenant.Name},
-		{sc.Environment.Quota, envUsed, "environment " + sc.Tenant.Name + "/" + sc.Environment.Name},
-	} {
-		r := q.quota.PackageRoom(q.used)
-		if r >= 0 && (room.bytes < 0 || r < room.bytes) {
-			room = packageSpace{bytes: r, what: fmt.Sprintf("%s's package quota: %s kept for its releases", q.what, q.quota.PackageText(q.used))}
-		}
-	}
-	return room, nil
-}
-
 // quotaReader refuses a package upload as soon as it passes the room left
 // under its quotas, so nothing over the quota is ever stored: the artifact
 // store drops what it staged when its reader fails.
 type quotaReader struct {
 	r    io.Reader
-	room packageSpace
+	room store.PackageRoom
 	n    int64
 }
 
 func (q *quotaReader) Read(p []byte) (int, error) {
 	n, err := q.r.Read(p)
 	q.n += int64(n)
-	if q.n > q.room.bytes {
+	if q.n > q.room.Bytes {
 		return n, &berth.Error{Code: berth.ETooLarge, Reason: "package_quota",
-			Message: "the package does not fit: " + q.room.what + "; a later release frees the packages of releases before the last good one"}
+			Message: "the package does not fit: " + q.room.Why + "; a later release frees the packages of releases before the last good one"}
 	}
 	return n, err
 }

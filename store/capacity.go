@@ -67,6 +67,45 @@ func quotaShort(tx *gorm.DB, env *Environment, tenant *Tenant, asked berth.Usage
 	return "", nil
 }
 
+// PackageRoom is the room left for uploaded packages under the package
+// quotas of an environment and its tenant: Bytes is the tighter room, -1
+// when neither bounds packages, and Why names that quota and its use.
+type PackageRoom struct {
+	Bytes int64
+	Why   string
+}
+
+// PackageRoom reads the room an environment's next package upload has.
+func (s *Store) PackageRoom(ctx context.Context, envID uint) (PackageRoom, error) {
+	db := s.db.WithContext(ctx)
+	var env Environment
+	if err := db.First(&env, envID).Error; err != nil {
+		return PackageRoom{}, notFound(err, fmt.Sprintf("environment %d", envID))
+	}
+	var tenant Tenant
+	if err := db.First(&tenant, env.TenantID).Error; err != nil {
+		return PackageRoom{}, err
+	}
+	tenantUsed, envUsed, err := s.PackageUsage(ctx, tenant.ID, env.ID)
+	if err != nil {
+		return PackageRoom{}, err
+	}
+	room := PackageRoom{Bytes: -1}
+	for _, q := range []struct {
+		quota berth.Quota
+		used  int64
+		what  string
+	}{
+		{tenant.Quota, tenantUsed, "tenant " + tenant.Name},
+		{env.Quota, envUsed, "environment " + tenant.Name + "/" + env.Name},
+	} {
+		if r := q.quota.PackageRoom(q.used); r >= 0 && (room.Bytes < 0 || r < room.Bytes) {
+			room = PackageRoom{Bytes: r, Why: fmt.Sprintf("%s's package quota: %s kept for its releases", q.what, q.quota.PackageText(q.used))}
+		}
+	}
+	return room, nil
+}
+
 // checkQuota refuses, inside a plan's transaction, what would pass a quota.
 // It locks the tenant's row first, so two plans of one tenant take turns
 // and cannot both fit into the last free capacity.

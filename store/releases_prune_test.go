@@ -61,6 +61,21 @@ func TestPackagesInUseAndPackageUsage(t *testing.T) {
 		tenant, env, err = st.PackageUsage(ctx, test.TenantID, test.ID)
 		require.NoError(t, err)
 		require.Equal(t, [2]int64{600, 200}, [2]int64{tenant, env}, "test keeps bb only")
+
+		// The room of an upload is the tighter of the two quotas.
+		room, err := st.PackageRoom(ctx, test.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.PackageRoom{Bytes: -1}, room, "no quota, no bound")
+		require.NoError(t, st.SetTenantQuota(ctx, test.TenantID, berth.Quota{MaxPackageBytes: 1000}))
+		require.NoError(t, st.SetEnvironmentQuota(ctx, test.ID, berth.Quota{MaxPackageBytes: 500}))
+		room, err = st.PackageRoom(ctx, test.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.PackageRoom{Bytes: 300, Why: "environment acme/test's package quota: 200 bytes of 500 bytes kept for its releases"}, room)
+		room, err = st.PackageRoom(ctx, dev.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.PackageRoom{Bytes: 400, Why: "tenant acme's package quota: 600 bytes of 1000 bytes kept for its releases"}, room)
+		_, err = st.PackageRoom(ctx, 9999)
+		require.ErrorIs(t, err, store.ErrNotFound)
 	})
 }
 

@@ -43,6 +43,15 @@ var probeOptions = workflow.ActivityOptions{
 	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: nonRetryable},
 }
 
+// pruneOptions: freeing a host's disk is housekeeping; a few tries per
+// reconciler pass, and what is left goes on the next one.
+var pruneOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: time.Minute,
+	HeartbeatTimeout:       aliveTimeout,
+	StartToCloseTimeout:    5 * time.Minute,
+	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: nonRetryable},
+}
+
 // imageOptions: pulls can be long; heartbeats catch a dead worker.
 var imageOptions = workflow.ActivityOptions{
 	ScheduleToStartTimeout: 2 * time.Minute,

@@ -186,7 +186,7 @@ func reconcileHost(ctx workflow.Context, h berth.HostRef, open map[uint]bool, gr
 // release's images; older ones stay in the registry only.
 func pruneHostImages(ctx workflow.Context, h berth.HostRef, keep []string, grace time.Duration) []berth.Finding {
 	var d *activities.Docker
-	actx := workflow.WithActivityOptions(ctx, withQueue(probeOptions, h.Region))
+	actx := workflow.WithActivityOptions(ctx, withQueue(pruneOptions, h.Region))
 	var removed []string
 	err := workflow.ExecuteActivity(actx, d.PruneImages, activities.PruneImagesInput{Host: h, Keep: keep, Grace: grace, Now: workflow.Now(ctx)}).Get(ctx, &removed)
 	out := make([]berth.Finding, 0, len(removed)+1)

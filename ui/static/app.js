@@ -5,11 +5,15 @@
   var meta = document.querySelector('meta[name="csrf-token"]');
   var csrf = meta ? meta.content : "";
 
+  // send posts JSON, or a FormData as multipart (the browser then sets the
+  // content type with its boundary).
   function send(url, body, method) {
+    var form = body instanceof FormData;
+    var headers = { "X-CSRF-Token": csrf, "Accept": "application/json" };
+    if (!form) { headers["Content-Type"] = "application/json"; }
     return fetch(url, {
-      method: method || "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept": "application/json" },
-      body: JSON.stringify(body || {})
+      method: method || "POST", credentials: "same-origin", headers: headers,
+      body: form ? body : JSON.stringify(body || {})
     }).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (j) { return { status: r.status, body: j }; });
     });
@@ -95,7 +99,7 @@
       // names its URL in a select marked data-action, which is not sent.
       var target = form.querySelector("select[data-action]");
       var action = target ? target.value : form.action;
-      var sent;
+      var body;
       if (form.enctype === "multipart/form-data") {
         // A package upload: the fields as they are, the file part last, as
         // the API wants it; the browser sets the boundary.
@@ -105,28 +109,23 @@
           err.hidden = false; file.focus();
           return;
         }
-        var fd = new FormData();
+        body = new FormData();
         Array.prototype.forEach.call(form.elements, function (f) {
           if (!f.name || f.type === "file" || (f.type === "checkbox" && !f.checked) || f.value.trim() === "") { return; }
-          fd.append(f.name, f.value.trim());
+          body.append(f.name, f.value.trim());
         });
-        fd.append(file.name, file.files[0]);
-        sent = fetch(action, { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf, "Accept": "application/json" }, body: fd })
-          .then(function (r) {
-            return r.json().catch(function () { return {}; }).then(function (j) { return { status: r.status, body: j }; });
-          });
+        body.append(file.name, file.files[0]);
       } else {
-        var body = {};
+        body = {};
         Array.prototype.forEach.call(form.elements, function (f) {
           if (!f.name || f.value.trim() === "") { return; }
           body[f.name] = f.type === "number" || f.hasAttribute("data-number") ? Number(f.value) : f.value.trim();
         });
-        sent = send(action, body);
       }
       var button = form.querySelector("button[type=submit]");
       button.disabled = true;
       err.hidden = true; err.textContent = "";
-      sent.then(function (r) {
+      send(action, body).then(function (r) {
         button.disabled = false;
         if ((r.status === 202 || r.status === 200) && r.body.runId) {
           window.location.assign("/runs/" + r.body.runId);
