@@ -26,10 +26,13 @@ const (
 	StateDeleting  State = "deleting"
 	StateDeleted   State = "deleted"
 	StateRemoved   State = "removed"
+	// StateStopped: an instance a person stopped (POST .../stop); its
+	// container is kept, out of the load balancer, until started again.
+	StateStopped State = "stopped"
 )
 
 // States lists every application, service and instance state.
-var States = []State{StatePlanned, StateDeploying, StateRunning, StateFailed, StateDeleting, StateDeleted, StateRemoved}
+var States = []State{StatePlanned, StateDeploying, StateRunning, StateFailed, StateDeleting, StateDeleted, StateRemoved, StateStopped}
 
 // RunStatus is how a run stands.
 type RunStatus string
@@ -81,11 +84,17 @@ const (
 	KindCommit        RunKind = "commit"
 	KindGate          RunKind = "gate"
 	KindProvisionHost RunKind = "provision-host"
+	// Actions on one instance (POST /api/v1/instances/{name}/restart|stop|start).
+	KindRestart RunKind = "restart"
+	KindStop    RunKind = "stop"
+	KindStart   RunKind = "start"
+	// KindHeal: self-healing started an instance whose container had exited.
+	KindHeal RunKind = "heal"
 )
 
 // RunKinds lists every run kind, in the order the UI offers them.
 var RunKinds = []RunKind{KindDeploy, KindUpdate, KindDelete, KindScale, KindRelease, KindRollback, KindGreyRelease,
-	KindCommit, KindGate, KindProvisionHost}
+	KindCommit, KindGate, KindProvisionHost, KindRestart, KindStop, KindStart, KindHeal}
 
 // OpeningState is where a firewall opening stands.
 type OpeningState string

@@ -46,7 +46,55 @@ const (
 	// container uses; it was removed from the host to free its disk. The
 	// registry still holds it.
 	FindingImagePruned FindingKind = "image-pruned"
+	// FindingHealed: a live instance whose container had exited was started
+	// again by a heal run (its run says how it went).
+	FindingHealed FindingKind = "heal-started"
+	// FindingHealGaveUp: an instance exited again after MaxHeals heals
+	// within HealWindow; it is left for a person, and said once per window.
+	FindingHealGaveUp FindingKind = "heal-gave-up"
 )
+
+// Self-healing's backoff: an instance is started again at most MaxHeals
+// times within HealWindow, so a crash-looping image does not churn.
+const (
+	MaxHeals   = 3
+	HealWindow = 10 * time.Minute
+)
+
+// HealVerdict is what BeginHeal decided for an instance whose container exited.
+type HealVerdict string
+
+// Heal verdicts.
+const (
+	// HealOpened: a heal run holds the application's lock; start it.
+	HealOpened HealVerdict = "opened"
+	// HealBusy: another run holds the lock, or the records no longer say
+	// the instance runs; the next pass looks again.
+	HealBusy HealVerdict = "busy"
+	// HealGaveUp: the backoff is spent; said now, once.
+	HealGaveUp HealVerdict = "gave-up"
+	// HealGivenUp: the backoff is spent and that was already said.
+	HealGivenUp HealVerdict = "given-up"
+)
+
+// HealStart is BeginHeal's answer.
+type HealStart struct {
+	Verdict HealVerdict `json:"verdict"`
+	// RunID and WorkflowID name the heal run when Verdict is HealOpened.
+	RunID         uint   `json:"runId,omitempty"`
+	WorkflowID    string `json:"workflowId,omitempty"`
+	ApplicationID uint   `json:"applicationId,omitempty"`
+	// Subject is the run's (tenant/env/app/service/instance); App is the
+	// application's (tenant/env/app), as its load-balancer pools name it.
+	Subject string `json:"subject,omitempty"`
+	App     string `json:"app,omitempty"`
+	Tries   int    `json:"tries"`
+}
+
+// AppLockKey is the key of an application's lock: one run at a time holds it.
+func AppLockKey(tenant, env, app string) string {
+	return "app/" + tenant + "/" + env + "/" + app
+}
 
 // StrandedDecision is an approval decided in the records whose run still
 // waits on its step.

@@ -19,6 +19,7 @@ type Records interface {
 	SetHostFacts(ctx context.Context, id uint, f berth.HostFacts) error
 	FinishUpdate(ctx context.Context, appID uint, version int, services []berth.ServiceSetting) error
 	MovePorts(ctx context.Context, name string, taken []int, portMin, portMax int) (*berth.PlannedInstance, error)
+	SetInstanceState(ctx context.Context, name string, state berth.State) error
 }
 
 // Store records what the workflows do. Its activities are quick database
@@ -53,6 +54,17 @@ func (s *Store) RecordInstances(ctx context.Context, rs []InstanceResult) error 
 		}
 	}
 	return nil
+}
+
+// InstanceStateInput names a live instance and the state an action left it in.
+type InstanceStateInput struct {
+	Name  string      `json:"name"`
+	State berth.State `json:"state"`
+}
+
+// SetInstanceState records an instance stopped or running again.
+func (s *Store) SetInstanceState(ctx context.Context, in InstanceStateInput) error {
+	return storeErr(s.Records.SetInstanceState(ctx, in.Name, in.State))
 }
 
 // ReleaseInstances frees the ports of removed instances and marks them removed.

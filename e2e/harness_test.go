@@ -310,6 +310,8 @@ func startHarness() (*harness, error) {
 		"BERTH_REGIONS=local", "BERTH_DATA=" + hs.logDir,
 		"BERTH_LB=haproxy", "BERTH_LB_PORT_MIN=" + fmt.Sprint(lbMin), "BERTH_LB_PORT_MAX=" + fmt.Sprint(lbMin+99),
 		"BERTH_CMDB=http", "BERTH_CMDB_URL=" + cmdbSrv.URL, "BERTH_HEALTH_TIMEOUT=20s", "BERTH_DRAIN_TIMEOUT=10s",
+		// Self-healing looks every 5 s (30 s by default), so its test waits little.
+		"BERTH_HEAL_EVERY=5s",
 	}
 	// The registry builds push to and prefetch pulls from; /sampleapp is the
 	// one command a file release may run after upload.

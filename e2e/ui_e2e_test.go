@@ -499,6 +499,18 @@ func TestUIScaleReleaseRollback(t *testing.T) {
 	require.Equal(t, berth.KindRollback, run.Kind)
 	require.Equal(t, []string{sampleImage, sampleImage}, images())
 
+	// Restart from the instance's row: confirmed, it opens its run, which
+	// drains, restarts and puts the instance back.
+	first := hs.app(t, apps, "shop").Services[0].Instances[0].Name
+	restart := fmt.Sprintf(`tr[data-instance=%q] form[action$="/restart"] button`, first)
+	do(t, ctx, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.CSS(restart)))
+	require.Equal(t, 2, eval[int](t, ctx, `document.querySelectorAll('td.inst-actions form[action$="/restart"]').length`))
+	eval[bool](t, ctx, `window.confirm = () => true, true`)
+	do(t, ctx, chromedp.Click(chromedp.CSS(restart)))
+	run = hs.formOpenedRun(t, ctx, "restart")
+	require.Equal(t, berth.KindRestart, run.Kind)
+	require.Contains(t, run.Subject, first)
+
 	// A refused release: the API's own message, beside the form; no run.
 	var e struct{ Error struct{ Message string } }
 	require.Equal(t, http.StatusBadRequest, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/releases", svc.ID),
@@ -529,6 +541,7 @@ func TestUIScaleReleaseRollback(t *testing.T) {
 	require.Len(t, why, 2)
 	require.Contains(t, why[0], "Scaling and releasing")
 	require.Contains(t, why[1], "Rolling back")
+	require.Zero(t, eval[int](t, actx, `document.querySelectorAll('td.inst-actions').length`), "no instance actions for an approver")
 }
 
 // TestUIDeployAndPackageRelease: a developer deploys an application from
@@ -577,4 +590,14 @@ func TestUIDeployAndPackageRelease(t *testing.T) {
 	require.Equal(t, "9.0.0", rb.Releases[0].Version)
 	require.Equal(t, fileSHA(t, "good.tar.gz"), rb.Releases[0].PackageSHA256)
 	require.Equal(t, []string{"v9"}, hs.versions(t, apps), "the instance serves the package")
+
+	// Stopping the only instance is refused beside its button, with the
+	// API's reason, and starts nothing.
+	stop := `td.inst-actions form[action$="/stop"]`
+	do(t, ctx, chromedp.Navigate(fmt.Sprintf("%s/services/%d", hs.apiURL, svc.ID)), chromedp.WaitVisible(chromedp.CSS(stop+" button")))
+	eval[bool](t, ctx, `window.confirm = () => true, true`)
+	do(t, ctx, chromedp.Click(chromedp.CSS(stop+" button")))
+	waitJS(t, ctx, `!document.querySelector('`+stop+` [role=alert]').hidden`, 20*time.Second)
+	require.Contains(t, eval[string](t, ctx, `document.querySelector('`+stop+` [role=alert]').textContent`), "last running instance")
+	require.Equal(t, berth.StateRunning, hs.app(t, apps, "shop").Services[0].Instances[0].State)
 }

@@ -53,14 +53,9 @@ func (s *Server) commitInstance(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	var target *berth.PlannedInstance
-	for i := range live {
-		if live[i].Name == inst.Name {
-			target = &live[i]
-		}
-	}
-	if target == nil {
-		s.fail(c, &berth.Error{Code: berth.EConflict, Message: "instance " + inst.Name + " is not live"})
+	target, err := liveTarget(live, inst.Name)
+	if err != nil {
+		s.fail(c, err)
 		return
 	}
 	base, err := s.store.Baseline(ctx, &sc.Service, actor(c))
@@ -86,6 +81,17 @@ func (s *Server) commitInstance(c *gin.Context) {
 	}
 	c.JSON(http.StatusAccepted, gin.H{"runId": run.ID, "url": runURL(run.ID), "workflowId": run.WorkflowID,
 		"releaseId": rel.ID, "image": image, "instance": inst.Name})
+}
+
+// liveTarget finds an instance among its service's live ones, as a plan
+// names it.
+func liveTarget(live []berth.PlannedInstance, name string) (*berth.PlannedInstance, error) {
+	for i := range live {
+		if live[i].Name == name {
+			return &live[i], nil
+		}
+	}
+	return nil, &berth.Error{Code: berth.EConflict, Message: "instance " + name + " is not live"}
 }
 
 func instanceParam(s *Server, c *gin.Context) (uint, error) {

@@ -64,9 +64,12 @@ var (
 	readRoles     = []berth.Role{berth.RoleDeveloper, berth.RoleApprover, berth.RoleReleaseManager, berth.RoleAdmin}
 	deployRoles   = []berth.Role{berth.RoleDeveloper}
 	rollbackRoles = []berth.Role{berth.RoleDeveloper, berth.RoleReleaseManager}
-	adminRoles    = []berth.Role{berth.RoleAdmin}
-	ticketRoles   = []berth.Role{berth.RoleApprover, berth.RoleReleaseManager}
-	auditRoles    = []berth.Role{berth.RoleReleaseManager}
+	// operateRoles restart, stop and start instances: a release manager
+	// may, as the one who can force it on a service's last instance.
+	operateRoles = []berth.Role{berth.RoleDeveloper, berth.RoleReleaseManager}
+	adminRoles   = []berth.Role{berth.RoleAdmin}
+	ticketRoles  = []berth.Role{berth.RoleApprover, berth.RoleReleaseManager}
+	auditRoles   = []berth.Role{berth.RoleReleaseManager}
 )
 
 // policy says who may use a route. A public route is served to anyone,

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -43,11 +44,15 @@ func (s *Server) serviceContext(c *gin.Context) (*store.ServiceContext, error) {
 // other services (the relays between hosts follow all of them), and its
 // live instances, oldest first.
 func (s *Server) serviceTarget(c *gin.Context) (*store.ServiceContext, *compose.ServiceSpec, []compose.ServiceSpec, []berth.PlannedInstance, error) {
-	ctx := c.Request.Context()
 	sc, err := s.serviceContext(c)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
+	return s.serviceTargetOf(c.Request.Context(), sc)
+}
+
+// serviceTargetOf is serviceTarget for a service already found.
+func (s *Server) serviceTargetOf(ctx context.Context, sc *store.ServiceContext) (*store.ServiceContext, *compose.ServiceSpec, []compose.ServiceSpec, []berth.PlannedInstance, error) {
 	spec, err := compose.Parse(ctx, sc.Application.Name, []byte(sc.Application.Compose), s.cfg.Compose.ScopedTo(sc.Tenant.Name, sc.Environment.Name))
 	if err != nil {
 		return nil, nil, nil, nil, err
@@ -169,6 +174,19 @@ func (s *Server) startReleaseOf(c *gin.Context, rs releaseSpec) {
 	}
 	if rs.kind == berth.ReleaseFile {
 		image = svc.Image
+		// Installing restarts each instance: a stopped one would run again
+		// behind its record's back.
+		running, err := s.store.ServingPeers(ctx, sc.Service.ID, "")
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if running < len(live) {
+			s.fail(c, &berth.Error{Code: berth.EConflict, Reason: "instance_stopped", Message: fmt.Sprintf(
+				"%d of %s's %d instances are stopped, and a file release restarts every instance: start them first (POST /api/v1/instances/{name}/start), or release an image, which replaces them",
+				len(live)-running, sc.Service.Name, len(live))})
+			return
+		}
 	}
 	if err := berth.CheckImageNamespace(s.cfg.Registry, sc.Tenant.Name, image); err != nil {
 		s.fail(c, err)

@@ -59,6 +59,9 @@ var replays = map[berth.RunKind]func(*Server, *gin.Context){
 	berth.KindRelease:     (*Server).createRelease,
 	berth.KindRollback:    (*Server).rollback,
 	berth.KindGreyRelease: (*Server).createGrey,
+	berth.KindRestart:     (*Server).restartInstance,
+	berth.KindStop:        (*Server).stopInstance,
+	berth.KindStart:       (*Server).startInstance,
 }
 
 // legacyGreyRoute is how requests kept before the kinds were one list name a
@@ -100,8 +103,11 @@ func retryable(run *store.Run) (*replayRequest, error) {
 
 // retryRoles are the roles that may start a run of this kind again.
 func retryRoles(kind berth.RunKind) []berth.Role {
-	if kind == berth.KindRollback {
+	switch kind {
+	case berth.KindRollback:
 		return rollbackRoles
+	case berth.KindRestart, berth.KindStop, berth.KindStart:
+		return operateRoles
 	}
 	return deployRoles
 }

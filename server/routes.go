@@ -107,6 +107,9 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/services/:id/history", s.serviceHistory, need(serviceParam, "reading a service's history", readRoles...)},
 		{"GET", "/api/v1/releases/:id", s.getRelease, need(releaseScope, "reading a release", readRoles...)},
 
+		{"POST", "/api/v1/instances/:name/restart", s.restartInstance, need(instanceParam, "restarting an instance", operateRoles...)},
+		{"POST", "/api/v1/instances/:name/stop", s.stopInstance, need(instanceParam, "stopping an instance", operateRoles...)},
+		{"POST", "/api/v1/instances/:name/start", s.startInstance, need(instanceParam, "starting an instance", operateRoles...)},
 		{"POST", "/api/v1/instances/:name/commit", s.commitInstance, need(instanceParam, "committing an instance", deployRoles...)},
 		{"GET", "/api/v1/instances/:name/stats", s.instanceStats, need(instanceParam, "reading an instance's stats", readRoles...)},
 		{"GET", "/api/v1/instances/:name/logs", s.instanceLogs, need(instanceParam, "reading an instance's logs", readRoles...)},

@@ -66,7 +66,7 @@ var stateIcons = map[string]string{
 	string(berth.StepDone): "✔", string(berth.RunSucceeded): "✔", string(berth.ApprovalApproved): "✔", string(berth.HostReady): "✔",
 	string(berth.StepFailed): "✖", string(berth.ApprovalRejected): "✖", string(berth.HostDown): "✖",
 	string(berth.StepRunning): "▶", string(berth.StateDeploying): "▶",
-	string(berth.StepWaiting): "⏸", string(berth.ApprovalEscalated): "⏸",
+	string(berth.StepWaiting): "⏸", string(berth.ApprovalEscalated): "⏸", string(berth.StateStopped): "■",
 	string(berth.StepCompensated): "↩",
 	string(berth.RunCancelled):    "⊘", string(berth.ApprovalTimedOut): "⊘",
 	string(berth.RunPending): "…",
@@ -532,6 +532,9 @@ type runForms struct {
 	// DeployReason and RollbackReason are set when the viewer lacks the
 	// role; the page shows them instead of the forms.
 	DeployReason, RollbackReason string
+	// OperateReason is set when the viewer may not restart, stop or start
+	// instances; the instance table then shows no buttons.
+	OperateReason string
 	// Earlier are the releases offered to roll back to: those the API
 	// accepts (Release.HasImage) that went well, other than the one
 	// running, newest first.
@@ -543,6 +546,9 @@ func (s *Server) runForms(c *gin.Context, sc *store.ServiceContext) (runForms, e
 	p := principalOf(c)
 	if !p.has(sc.Tenant.ID, deployRoles...) {
 		f.DeployReason = denied(s, c, sc.Tenant.ID, "Scaling and releasing", deployRoles).Error() + "."
+	}
+	if !p.has(sc.Tenant.ID, operateRoles...) {
+		f.OperateReason = denied(s, c, sc.Tenant.ID, "Restarting, stopping and starting instances", operateRoles).Error() + "."
 	}
 	if !p.has(sc.Tenant.ID, rollbackRoles...) {
 		f.RollbackReason = denied(s, c, sc.Tenant.ID, "Rolling back", rollbackRoles).Error() + "."

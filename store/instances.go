@@ -144,3 +144,35 @@ func (s *Store) MovePorts(ctx context.Context, name string, taken []int, portMin
 	}
 	return &out, nil
 }
+
+// SetInstanceState records a live instance as stopped or running again
+// after a person's action on it; setting the state it has changes nothing.
+func (s *Store) SetInstanceState(ctx context.Context, name string, state berth.State) error {
+	if state != berth.StateStopped && state != berth.StateRunning {
+		return fmt.Errorf("instance %s: state %q is not one an action sets", name, state)
+	}
+	res := s.db.WithContext(ctx).Model(&Instance{}).Where("name = ? AND removed_at IS NULL", name).Update("state", state)
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		var n int64
+		if err := s.db.WithContext(ctx).Model(&Instance{}).Where("name = ? AND removed_at IS NULL", name).Count(&n).Error; err != nil {
+			return err
+		}
+		if n == 0 {
+			return &berth.Error{Code: berth.ENotFound, Message: "instance " + name + " is not live"}
+		}
+	}
+	return nil
+}
+
+// ServingPeers counts a service's other live instances that are recorded as
+// running: the ones left to serve while one instance is restarted or stopped
+// (name "" counts every running instance).
+func (s *Store) ServingPeers(ctx context.Context, serviceID uint, name string) (int, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Model(&Instance{}).
+		Where("service_id = ? AND removed_at IS NULL AND state = ? AND name <> ?", serviceID, berth.StateRunning, name).Count(&n).Error
+	return int(n), err
+}

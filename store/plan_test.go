@@ -518,3 +518,42 @@ func TestInstanceStartedAndServiceViews(t *testing.T) {
 		require.Empty(t, none)
 	})
 }
+
+func TestSetInstanceStateAndServingPeers(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		w := newPlanWorld(t, st)
+		app, run := beginDeploy(t, st, w.env, "shop")
+		plan, err := st.PlanDeploy(ctx, w.request(app, run, svc("api", 3, tcp(80))))
+		require.NoError(t, err)
+		names := instanceNames(plan)
+		for _, n := range names {
+			require.NoError(t, st.InstanceStarted(ctx, n, "c-"+n, "10.0.0.9"))
+		}
+		serviceID := func() uint {
+			in, err := st.LiveInstanceByName(ctx, names[0])
+			require.NoError(t, err)
+			return in.ServiceID
+		}()
+		peers, err := st.ServingPeers(ctx, serviceID, names[0])
+		require.NoError(t, err)
+		require.Equal(t, 2, peers)
+
+		require.NoError(t, st.SetInstanceState(ctx, names[1], berth.StateStopped))
+		require.NoError(t, st.SetInstanceState(ctx, names[1], berth.StateStopped), "setting it again is harmless")
+		peers, err = st.ServingPeers(ctx, serviceID, names[0])
+		require.NoError(t, err)
+		require.Equal(t, 1, peers, "a stopped instance does not serve")
+		in, err := st.LiveInstanceByName(ctx, names[1])
+		require.NoError(t, err)
+		require.Equal(t, berth.StateStopped, in.State)
+
+		require.Error(t, st.SetInstanceState(ctx, names[1], berth.StateRemoved), "only stopped and running are set by actions")
+		require.NoError(t, st.ReleaseInstances(ctx, names[2:]))
+		err = st.SetInstanceState(ctx, names[2], berth.StateRunning)
+		require.Equal(t, berth.ENotFound, berth.ErrorCode(err), "a removed instance is not brought back")
+		peers, err = st.ServingPeers(ctx, serviceID, names[0])
+		require.NoError(t, err)
+		require.Zero(t, peers)
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"gorm.io/gorm"
 	"sort"
 
 	"github.com/berth-dev/berth"
@@ -124,8 +125,11 @@ type ServiceContext struct {
 
 // ServiceContextByID loads a service and everything above it.
 func (s *Store) ServiceContextByID(ctx context.Context, id uint) (*ServiceContext, error) {
+	return serviceContextTx(s.db.WithContext(ctx), id)
+}
+
+func serviceContextTx(db *gorm.DB, id uint) (*ServiceContext, error) {
 	var sc ServiceContext
-	db := s.db.WithContext(ctx)
 	if err := db.First(&sc.Service, id).Error; err != nil {
 		return nil, notFound(err, fmt.Sprintf("service %d", id))
 	}

@@ -15,23 +15,42 @@ import (
 )
 
 // EnsureReconcileSchedule makes the Temporal Schedule that runs the
-// reconciler every interval, with grace for runs in flight. A schedule that
-// already exists (another central worker made it, or an earlier start) is
-// left as it is; a pass that is still going when the next is due is skipped.
+// reconciler every interval, with grace for runs in flight.
 func EnsureReconcileSchedule(ctx context.Context, c client.Client, every, grace time.Duration) error {
+	return ensureSchedule(ctx, c, workflows.ReconcileScheduleID, "reconcile", every, every, workflows.ReconcileName,
+		workflows.ReconcileInput{Grace: grace})
+}
+
+// healPassTimeout bounds one self-healing pass: it only compares and starts
+// heal runs (which outlive it), so a pass stuck on a dead region's worker
+// is cut and the next one tries again.
+const healPassTimeout = 5 * time.Minute
+
+// EnsureHealSchedule makes the Temporal Schedule that runs self-healing's
+// pass every interval: an instance must have been recorded for one interval
+// before a pass touches it.
+func EnsureHealSchedule(ctx context.Context, c client.Client, every, healthTimeout time.Duration) error {
+	return ensureSchedule(ctx, c, workflows.HealScheduleID, "heal", every, healPassTimeout, workflows.HealPassName,
+		workflows.HealPassInput{Grace: every, HealthTimeout: healthTimeout})
+}
+
+// ensureSchedule makes a schedule that runs a workflow every interval. One
+// that already exists (another central worker made it, or an earlier
+// start) is left as it is; a pass still going when the next is due is skipped.
+func ensureSchedule(ctx context.Context, c client.Client, id, workflowID string, every, runTimeout time.Duration, workflow string, arg any) error {
 	_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{
-		ID:      workflows.ReconcileScheduleID,
+		ID:      id,
 		Spec:    client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: every}}},
 		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
-		Action: &client.ScheduleWorkflowAction{ID: "reconcile", Workflow: workflows.ReconcileName,
-			Args: []any{workflows.ReconcileInput{Grace: grace}}, TaskQueue: workflows.CentralTaskQueue,
-			WorkflowRunTimeout: every},
+		Action: &client.ScheduleWorkflowAction{ID: workflowID, Workflow: workflow,
+			Args: []any{arg}, TaskQueue: workflows.CentralTaskQueue,
+			WorkflowRunTimeout: runTimeout},
 	})
 	var exists *serviceerror.AlreadyExists
 	if err == nil || errors.Is(err, temporal.ErrScheduleAlreadyRunning) || errors.As(err, &exists) {
 		return nil
 	}
-	return fmt.Errorf("reconcile schedule: %w", err)
+	return fmt.Errorf("%s schedule: %w", workflowID, err)
 }
 
 // TemporalStates answers whether runs' workflows have closed.

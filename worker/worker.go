@@ -23,7 +23,9 @@ type Config struct {
 	CMDB    *activities.CMDB
 	// Reconcile reads and repairs records for the reconciler (central).
 	Reconcile *activities.Reconcile
-	Docker    *activities.Docker
+	// Heal opens self-healing's runs (central).
+	Heal   *activities.Heal
+	Docker *activities.Docker
 	// LB and Firewall drive the region's load balancer and firewall.
 	LB       *activities.LB
 	Firewall *activities.Firewall
@@ -45,6 +47,9 @@ func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.CommitInstance, workflow.RegisterOptions{Name: workflows.CommitInstanceName})
 	r.RegisterWorkflowWithOptions(workflows.UpdateApplication, workflow.RegisterOptions{Name: workflows.UpdateApplicationName})
 	r.RegisterWorkflowWithOptions(workflows.Reconcile, workflow.RegisterOptions{Name: workflows.ReconcileName})
+	r.RegisterWorkflowWithOptions(workflows.InstanceAction, workflow.RegisterOptions{Name: workflows.InstanceActionName})
+	r.RegisterWorkflowWithOptions(workflows.HealPass, workflow.RegisterOptions{Name: workflows.HealPassName})
+	r.RegisterWorkflowWithOptions(workflows.HealInstance, workflow.RegisterOptions{Name: workflows.HealInstanceName})
 }
 
 // RegisterStore registers the store activities; their method names are their fixed names.
@@ -72,6 +77,9 @@ func Build(c client.Client, cfg Config) ([]sdkworker.Worker, error) {
 		}
 		if cfg.Reconcile != nil {
 			w.RegisterActivityWithOptions(cfg.Reconcile, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+		}
+		if cfg.Heal != nil {
+			w.RegisterActivityWithOptions(cfg.Heal, activity.RegisterOptions{SkipInvalidStructFunctions: true})
 		}
 		ws = append(ws, w)
 	}

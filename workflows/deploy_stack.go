@@ -51,9 +51,7 @@ func DeployStackID(tenant, env, app string) string {
 }
 
 // AppLockKey is held by the active deploy or delete of an application.
-func AppLockKey(tenant, env, app string) string {
-	return fmt.Sprintf("app/%s/%s/%s", tenant, env, app)
-}
+func AppLockKey(tenant, env, app string) string { return berth.AppLockKey(tenant, env, app) }
 
 // DeployStack plans placement and ports, makes sure images are on their
 // hosts, starts instances level by level in depends_on order with each

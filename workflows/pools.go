@@ -95,20 +95,9 @@ func setServers(ctx workflow.Context, in ReleaseVersionInput, insts []berth.Plan
 // (health checks passing): a restarted or new instance may be marked down
 // for a moment, and the next batch must not leave rotation before it is up.
 func waitServersUp(ctx workflow.Context, in ReleaseVersionInput, insts []berth.PlannedInstance) error {
-	var lbA *activities.LB
 	plan, err := in.pools().plan(ctx, insts)
 	if err != nil {
 		return err
 	}
-	timeout := in.HealthTimeout
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
-	}
-	for _, p := range plan.Pools {
-		actx := workflow.WithActivityOptions(ctx, withQueue(drainOptions, p.Region))
-		if err := workflow.ExecuteActivity(actx, lbA.WaitUp, activities.WaitUpInput{Backend: p.Backend, Names: p.Names, Timeout: timeout}).Get(ctx, nil); err != nil {
-			return err
-		}
-	}
-	return nil
+	return waitPlanUp(ctx, plan, in.HealthTimeout)
 }

@@ -106,20 +106,32 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (*ReconcileResult, error
 	return res, nil
 }
 
-// reconcileHost compares one host's containers with its records and
-// repairs what it may.
-func reconcileHost(ctx workflow.Context, h berth.HostRef, open map[uint]bool, grace time.Duration) ([]berth.Finding, error) {
+// hostState reads what the records say a host holds, then the containers
+// berth made that its engine lists.
+func hostState(ctx workflow.Context, h berth.HostRef) ([]berth.InstanceRecord, []berth.HostContainer, error) {
 	var rc *activities.Reconcile
 	var d *activities.Docker
-	var st *activities.Store
 	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 	var records []berth.InstanceRecord
 	if err := workflow.ExecuteLocalActivity(lctx, rc.HostRecords, h.ID).Get(ctx, &records); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var containers []berth.HostContainer
 	actx := workflow.WithActivityOptions(ctx, withQueue(probeOptions, h.Region))
 	if err := workflow.ExecuteActivity(actx, d.HostContainers, h).Get(ctx, &containers); err != nil {
+		return records, nil, err
+	}
+	return records, containers, nil
+}
+
+// reconcileHost compares one host's containers with its records and
+// repairs what it may.
+func reconcileHost(ctx workflow.Context, h berth.HostRef, open map[uint]bool, grace time.Duration) ([]berth.Finding, error) {
+	var d *activities.Docker
+	var st *activities.Store
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	records, containers, err := hostState(ctx, h)
+	if err != nil {
 		return nil, err
 	}
 	now := workflow.Now(ctx)

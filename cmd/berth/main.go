@@ -157,6 +157,12 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 					return err
 				}
 			}
+			wcfg.Heal = &activities.Heal{Records: st}
+			if cfg.HealEvery > 0 {
+				if err := worker.EnsureHealSchedule(ctx, tc, cfg.HealEvery, cfg.HealthTimeout); err != nil {
+					return err
+				}
+			}
 		}
 		if len(cfg.Regions) > 0 {
 			fw, err := firewallDriver(cfg)

@@ -95,6 +95,7 @@
     var err = form.querySelector("[role=alert]");
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
+      if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) { return; }
       // A form that serves several targets (the deploy form's environments)
       // names its URL in a select marked data-action, which is not sent.
       var target = form.querySelector("select[data-action]");

@@ -1,0 +1,45 @@
+package activities
+
+import (
+	"context"
+
+	"github.com/berth-dev/berth"
+)
+
+// HealRecords is the part of the store self-healing opens and marks runs in.
+type HealRecords interface {
+	BeginHeal(ctx context.Context, name, host, workflowID, key string) (*berth.HealStart, error)
+	SetRunStarted(ctx context.Context, id uint, temporalRunID string) error
+}
+
+// Heal holds self-healing's store activities; they run as local
+// activities on the central worker.
+type Heal struct {
+	Records HealRecords
+}
+
+// BeginHealInput names an instance whose container exited. Key is unique
+// to the pass and the instance, so a retried call returns the run it opened.
+type BeginHealInput struct {
+	Name       string `json:"name"`
+	Host       string `json:"host"`
+	WorkflowID string `json:"workflowId"`
+	Key        string `json:"key"`
+}
+
+// BeginHeal opens a heal run for the instance, or says why not now.
+func (h *Heal) BeginHeal(ctx context.Context, in BeginHealInput) (*berth.HealStart, error) {
+	out, err := h.Records.BeginHeal(ctx, in.Name, in.Host, in.WorkflowID, in.Key)
+	return out, storeErr(err)
+}
+
+// HealRunStartedInput ties a heal run to its workflow's run.
+type HealRunStartedInput struct {
+	RunID         uint   `json:"runId"`
+	TemporalRunID string `json:"temporalRunId"`
+}
+
+// HealRunStarted records that the heal run's workflow started.
+func (h *Heal) HealRunStarted(ctx context.Context, in HealRunStartedInput) error {
+	return storeErr(h.Records.SetRunStarted(ctx, in.RunID, in.TemporalRunID))
+}

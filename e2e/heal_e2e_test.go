@@ -1,0 +1,112 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/stretchr/testify/require"
+
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/lb"
+	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/workflows"
+)
+
+// healRuns lists a tenant's heal runs, newest first.
+func (hs *harness) healRuns(t testing.TB, tenant string) []store.Run {
+	t.Helper()
+	var runs struct{ Runs []store.Run }
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/runs?kind=heal&tenant="+tenant, nil, &runs))
+	return runs.Runs
+}
+
+// killAndWaitHealed SIGKILLs the instance's container and waits until a
+// heal run started it again, it runs, and HAProxy serves it; it returns
+// how long that took.
+func (hs *harness) killAndWaitHealed(t *testing.T, tenant string, svc store.ServiceView, in store.InstanceView, runsBefore int) time.Duration {
+	t.Helper()
+	ctx := context.Background()
+	eng := hs.engineOf(t, in.Host)
+	_, err := eng.ContainerKill(ctx, in.Name, client.ContainerKillOptions{Signal: "KILL"})
+	require.NoError(t, err)
+	killed := time.Now()
+	require.Eventually(t, func() bool {
+		runs := hs.healRuns(t, tenant)
+		if len(runs) <= runsBefore || runs[0].Status != berth.RunSucceeded {
+			return false
+		}
+		running, _ := hs.containerState(t, in)
+		return running && liveState(hs.pool(t, svc.ID), in.Name) == lb.StateReady
+	}, 45*time.Second, 500*time.Millisecond, "a killed instance serves again within 45 s, without a person acting")
+	return time.Since(killed)
+}
+
+// A container killed behind berth's back is started again by self-healing
+// (a run of its own, under the application's lock), and serves again
+// through HAProxy within 45 s; no instance is added. Killed again and
+// again, it is healed berth.MaxHeals times within berth.HealWindow and then
+// left for a person, which is said once in the audit trail.
+func TestSelfHealingStartsAKilledInstance(t *testing.T) {
+	hs := needHarness(t)
+	apps := hs.newEnv(t, "heal")
+	tenant := hs.tenant + "-heal"
+	hs.deployOK(t, apps, "shop", webCompose("web", 2, ""))
+	svc := hs.app(t, apps, "shop").Services[0]
+	victim := svc.Instances[0]
+
+	took := hs.killAndWaitHealed(t, tenant, svc, victim, 0)
+	t.Logf("killed instance serving again after %s", took.Round(100*time.Millisecond))
+	runs := hs.healRuns(t, tenant)
+	require.Len(t, runs, 1)
+	run := hs.waitRun(t, runs[0].ID)
+	require.Equal(t, store.HealActor, run.StartedBy)
+	require.Equal(t, workflows.HealInstanceID(victim.Name), run.WorkflowID)
+	require.Equal(t, map[string]berth.StepState{"start": berth.StepDone, "ready": berth.StepDone}, stepStates(run))
+	svc = hs.app(t, apps, "shop").Services[0]
+	require.Len(t, svc.Instances, 2, "the instance is started again, not duplicated")
+	require.Equal(t, 2, countAll(hs.containersOf(t, tenant)))
+	requirePoolMatches(t, hs.pool(t, svc.ID), svc.Instances)
+	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "heal-instance")
+
+	// A crash loop: healed up to the bound, then left exited and said once.
+	for i := 1; i < berth.MaxHeals; i++ {
+		hs.killAndWaitHealed(t, tenant, svc, victim, i)
+	}
+	_, err := hs.engineOf(t, victim.Host).ContainerKill(context.Background(), victim.Name, client.ContainerKillOptions{Signal: "KILL"})
+	require.NoError(t, err)
+	target := victim.Host + "/" + victim.Name
+	gaveUp := func() int {
+		var audit struct {
+			Events []struct{ Actor, Target, Outcome string }
+		}
+		require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/audit?actor=reconciler&limit=500", nil, &audit))
+		n := 0
+		for _, e := range audit.Events {
+			if e.Target == target && e.Outcome == string(berth.FindingHealGaveUp) {
+				n++
+			}
+		}
+		return n
+	}
+	require.Eventually(t, func() bool { return gaveUp() == 1 }, 45*time.Second, 500*time.Millisecond, "giving up is said")
+	// Several more passes: no fourth heal, and the give-up is not said again.
+	passes := hs.healPasses(t)
+	require.Eventually(t, func() bool { return hs.healPasses(t) >= passes+2 }, 30*time.Second, 500*time.Millisecond)
+	require.Len(t, hs.healRuns(t, tenant), berth.MaxHeals)
+	require.Equal(t, 1, gaveUp())
+	running, _ := hs.containerState(t, victim)
+	require.False(t, running, "a crash-looping instance is left for a person")
+	hs.deleteOK(t, apps, "shop")
+}
+
+// healPasses counts the self-healing passes the schedule has run.
+func (hs *harness) healPasses(t testing.TB) int {
+	t.Helper()
+	ctx := context.Background()
+	desc, err := hs.tc.ScheduleClient().GetHandle(ctx, workflows.HealScheduleID).Describe(ctx)
+	require.NoError(t, err, "self-healing runs on a Temporal Schedule")
+	return int(desc.Info.NumActions)
+}
