@@ -9,10 +9,13 @@ const (
 	HostReady    HostState = "ready"
 	HostDraining HostState = "draining"
 	HostDown     HostState = "down"
+	// HostDrained: a drain moved every instance off it; it takes none
+	// until undrained.
+	HostDrained HostState = "drained"
 )
 
 // HostStates lists every host state.
-var HostStates = []HostState{HostPending, HostReady, HostDraining, HostDown}
+var HostStates = []HostState{HostPending, HostReady, HostDraining, HostDrained, HostDown}
 
 // State is the state of an application, a service or an instance.
 type State string
@@ -90,11 +93,15 @@ const (
 	KindStart   RunKind = "start"
 	// KindHeal: self-healing started an instance whose container had exited.
 	KindHeal RunKind = "heal"
+	// KindDrainHost moves every instance off a host (POST /api/v1/hosts/{name}/drain);
+	// each service's move is a KindEvacuate run under its application's lock.
+	KindDrainHost RunKind = "drain-host"
+	KindEvacuate  RunKind = "evacuate"
 )
 
 // RunKinds lists every run kind, in the order the UI offers them.
 var RunKinds = []RunKind{KindDeploy, KindUpdate, KindDelete, KindScale, KindRelease, KindRollback, KindGreyRelease,
-	KindCommit, KindGate, KindProvisionHost, KindRestart, KindStop, KindStart, KindHeal}
+	KindCommit, KindGate, KindProvisionHost, KindRestart, KindStop, KindStart, KindHeal, KindDrainHost, KindEvacuate}
 
 // OpeningState is where a firewall opening stands.
 type OpeningState string

@@ -33,13 +33,7 @@ func (h *Heal) BeginHeal(ctx context.Context, in BeginHealInput) (*berth.HealSta
 	return out, storeErr(err)
 }
 
-// HealRunStartedInput ties a heal run to its workflow's run.
-type HealRunStartedInput struct {
-	RunID         uint   `json:"runId"`
-	TemporalRunID string `json:"temporalRunId"`
-}
-
 // HealRunStarted records that the heal run's workflow started.
-func (h *Heal) HealRunStarted(ctx context.Context, in HealRunStartedInput) error {
+func (h *Heal) HealRunStarted(ctx context.Context, in RunStartedInput) error {
 	return storeErr(h.Records.SetRunStarted(ctx, in.RunID, in.TemporalRunID))
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"path"
@@ -119,11 +120,68 @@ func (s *Server) getHost(c *gin.Context) {
 	c.JSON(http.StatusOK, h)
 }
 
-// checkHost runs ProvisionHost again, e.g. after a host was down.
+// checkHost runs ProvisionHost again, e.g. after a host was down. A
+// drained host is made schedulable by undrain, not by a check.
 func (s *Server) checkHost(c *gin.Context) {
 	h, err := s.hostParam(c)
 	if err != nil {
 		s.fail(c, err)
+		return
+	}
+	if h.State == berth.HostDraining || h.State == berth.HostDrained {
+		s.fail(c, &berth.Error{Code: berth.EConflict, Reason: "host_drained", Message: fmt.Sprintf(
+			"host %s is %s; POST /api/v1/hosts/%s/undrain checks it and makes it schedulable again", h.Name, h.State, h.Name)})
+		return
+	}
+	started, err := s.provision(c, h)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusAccepted, started)
+}
+
+// drainHost starts a DrainHost run: the host takes no new instance, and
+// every instance on it moves to the environment's other ready hosts, one
+// service at a time, each move under its application's lock.
+func (s *Server) drainHost(c *gin.Context) {
+	ctx := c.Request.Context()
+	h, err := s.hostParam(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if h.State != berth.HostReady && h.State != berth.HostDraining {
+		s.fail(c, &berth.Error{Code: berth.EConflict, Reason: "host_not_ready", Message: fmt.Sprintf(
+			"host %s is %s; only a ready host (or one whose drain stopped) can be drained", h.Name, h.State)})
+		return
+	}
+	run := &store.Run{Kind: berth.KindDrainHost, WorkflowID: workflows.DrainHostID(h.Name), HostID: h.ID, Subject: "host/" + h.Name,
+		StartedBy: actor(c)}
+	if err := s.store.CreateRun(ctx, run, workflows.HostLockKey(h.Name)); err != nil {
+		s.fail(c, err)
+		return
+	}
+	input := workflows.DrainHostInput{RunID: run.ID, Host: h.Ref(), StartedBy: actor(c), PortMin: s.cfg.PortMin, PortMax: s.cfg.PortMax,
+		HealthTimeout: s.cfg.HealthTimeout, DrainTimeout: s.cfg.DrainTimeout}
+	if err := s.startRun(ctx, run, workflows.DrainHostName, input); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusAccepted, runStarted{RunID: run.ID, URL: runURL(run.ID), WorkflowID: run.WorkflowID})
+}
+
+// undrainHost makes a draining or drained host schedulable again: a check
+// (ProvisionHost) probes its engine and marks it ready. A drain under way
+// holds the host's lock, so the check is refused until it ends.
+func (s *Server) undrainHost(c *gin.Context) {
+	h, err := s.hostParam(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if h.State != berth.HostDraining && h.State != berth.HostDrained {
+		s.fail(c, &berth.Error{Code: berth.EConflict, Reason: "host_not_drained", Message: fmt.Sprintf("host %s is %s, not draining or drained", h.Name, h.State)})
 		return
 	}
 	started, err := s.provision(c, h)

@@ -53,25 +53,11 @@ func (s *Server) serviceTarget(c *gin.Context) (*store.ServiceContext, *compose.
 
 // serviceTargetOf is serviceTarget for a service already found.
 func (s *Server) serviceTargetOf(ctx context.Context, sc *store.ServiceContext) (*store.ServiceContext, *compose.ServiceSpec, []compose.ServiceSpec, []berth.PlannedInstance, error) {
-	spec, err := compose.Parse(ctx, sc.Application.Name, []byte(sc.Application.Compose), s.cfg.Compose.ScopedTo(sc.Tenant.Name, sc.Environment.Name))
+	tg, err := s.store.ServiceTarget(ctx, sc, s.cfg.Compose)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	// The limits as they were applied at deploy, unless the environment's
-	// maximums have since come down: then the release says so up front.
-	if err := compose.ApplyLimits(spec, sc.Environment.Limits); err != nil {
-		return nil, nil, nil, nil, err
-	}
-	svc := spec.Service(sc.Service.Name)
-	if svc == nil {
-		return nil, nil, nil, nil, &berth.Error{Code: berth.EConflict, Message: "service " + sc.Service.Name + " is not in its application's compose file"}
-	}
-	svc.Image = sc.Service.Image
-	live, err := s.store.LiveServiceInstances(ctx, sc.Service.ID)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	return sc, svc, spec.Services, live, nil
+	return sc, tg.Spec, tg.AppServices, tg.Live, nil
 }
 
 // createRelease starts a rolling image release of a service, or, for a

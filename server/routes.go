@@ -70,6 +70,8 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/hosts", s.listHosts, need(platform, "reading hosts", readRoles...)},
 		{"GET", "/api/v1/hosts/:host", s.getHost, need(platform, "reading a host", readRoles...)},
 		{"POST", "/api/v1/hosts/:host/check", s.checkHost, need(platform, "checking a host", adminRoles...)},
+		{"POST", "/api/v1/hosts/:host/drain", s.drainHost, need(platform, "draining a host", adminRoles...)},
+		{"POST", "/api/v1/hosts/:host/undrain", s.undrainHost, need(platform, "undraining a host", adminRoles...)},
 
 		{"POST", "/api/v1/tenants", s.createTenant, need(platform, "creating a tenant", adminRoles...)},
 		{"GET", "/api/v1/tenants", s.listTenants, anyone}, // narrowed in the handler

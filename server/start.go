@@ -133,16 +133,7 @@ func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, 
 
 // lbFor is the platform's load-balancer settings with the environment's own
 // firewall mode.
-func (s *Server) lbFor(env *store.Environment) berth.LBSettings {
-	lb := s.cfg.LB
-	if env.Firewall != "" {
-		lb.Firewall = env.Firewall
-	}
-	if env.TicketTimeoutSec > 0 {
-		lb.TicketTimeout = time.Duration(env.TicketTimeoutSec) * time.Second
-	}
-	return lb
-}
+func (s *Server) lbFor(env *store.Environment) berth.LBSettings { return env.LBFor(s.cfg.LB) }
 
 // withLock runs begin, which takes an application's lock; when the lock is
 // held by a run whose workflow has closed without recording its outcome

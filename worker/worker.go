@@ -24,7 +24,9 @@ type Config struct {
 	// Reconcile reads and repairs records for the reconciler (central).
 	Reconcile *activities.Reconcile
 	// Heal opens self-healing's runs (central).
-	Heal   *activities.Heal
+	Heal *activities.Heal
+	// Drain opens a host drain's moves (central).
+	Drain  *activities.Drain
 	Docker *activities.Docker
 	// LB and Firewall drive the region's load balancer and firewall.
 	LB       *activities.LB
@@ -50,6 +52,7 @@ func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.InstanceAction, workflow.RegisterOptions{Name: workflows.InstanceActionName})
 	r.RegisterWorkflowWithOptions(workflows.HealPass, workflow.RegisterOptions{Name: workflows.HealPassName})
 	r.RegisterWorkflowWithOptions(workflows.HealInstance, workflow.RegisterOptions{Name: workflows.HealInstanceName})
+	r.RegisterWorkflowWithOptions(workflows.DrainHost, workflow.RegisterOptions{Name: workflows.DrainHostName})
 }
 
 // RegisterStore registers the store activities; their method names are their fixed names.
@@ -80,6 +83,9 @@ func Build(c client.Client, cfg Config) ([]sdkworker.Worker, error) {
 		}
 		if cfg.Heal != nil {
 			w.RegisterActivityWithOptions(cfg.Heal, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+		}
+		if cfg.Drain != nil {
+			w.RegisterActivityWithOptions(cfg.Drain, activity.RegisterOptions{SkipInvalidStructFunctions: true})
 		}
 		ws = append(ws, w)
 	}

@@ -119,7 +119,7 @@ func startHeal(ctx workflow.Context, h berth.HostRef, pi berth.PlannedInstance, 
 		}
 		return f
 	}
-	if err := workflow.ExecuteLocalActivity(lctx, hl.HealRunStarted, activities.HealRunStartedInput{RunID: hs.RunID,
+	if err := workflow.ExecuteLocalActivity(lctx, hl.HealRunStarted, activities.RunStartedInput{RunID: hs.RunID,
 		TemporalRunID: exec.RunID}).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("heal run not marked started", "run", hs.RunID, "error", err)
 	}

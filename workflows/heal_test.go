@@ -58,8 +58,8 @@ func TestHealPassStartsHealRunsForExitedInstances(t *testing.T) {
 		}
 		return &berth.HealStart{Verdict: berth.HealOpened, RunID: 77, WorkflowID: in.WorkflowID, ApplicationID: 3, App: "acme/dev/shop"}, nil
 	})
-	var started []activities.HealRunStartedInput
-	env.OnActivity(hl.HealRunStarted, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.HealRunStartedInput) error {
+	var started []activities.RunStartedInput
+	env.OnActivity(hl.HealRunStarted, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RunStartedInput) error {
 		started = append(started, in)
 		return nil
 	})

@@ -231,6 +231,11 @@ func buildImage(ctx workflow.Context, r *run, in ReleaseVersionInput) error {
 }
 
 func (r *run) finishRelease(ctx workflow.Context, in ReleaseVersionInput, outcome berth.ReleaseOutcome, reason string) {
+	if in.ReleaseID == 0 {
+		// A drain's move keeps the service's version: there is no release
+		// record (no shipped history has ReleaseID 0, so replay is unchanged).
+		return
+	}
 	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 	if err := workflow.ExecuteLocalActivity(lctx, r.st.FinishRelease, activities.FinishReleaseInput{
 		ReleaseID: in.ReleaseID, Outcome: outcome, Reason: reason}).Get(ctx, nil); err != nil {

@@ -133,6 +133,11 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 	if err != nil {
 		return fmt.Errorf("artifact store: %w", err)
 	}
+	// Compose files are read the same way by the API and by a drain's moves.
+	opts := compose.DefaultOptions()
+	opts.AllowedBindRoots = cfg.BindRoots
+	lbs := berth.LBSettings{Enabled: cfg.LB != "none", ListenIP: cfg.LBIP, PortMin: cfg.LBPortMin, PortMax: cfg.LBPortMax,
+		Weight: cfg.LBWeight, Firewall: cfg.Firewall}
 	g, gctx := errgroup.WithContext(ctx)
 	if cmd == "dev" || cmd == "worker" {
 		engines := engine.NewEnginePool()
@@ -158,6 +163,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 				}
 			}
 			wcfg.Heal = &activities.Heal{Records: st}
+			wcfg.Drain = &activities.Drain{Records: drainRecords{Store: st, compose: opts, lb: lbs}}
 			if cfg.HealEvery > 0 {
 				if err := worker.EnsureHealSchedule(ctx, tc, cfg.HealEvery, cfg.HealthTimeout); err != nil {
 					return err
@@ -189,10 +195,6 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		if cfg.Token == "" {
 			return errors.New("server needs an API token: set BERTH_API_TOKEN or -token")
 		}
-		opts := compose.DefaultOptions()
-		opts.AllowedBindRoots = cfg.BindRoots
-		lbs := berth.LBSettings{Enabled: cfg.LB != "none", ListenIP: cfg.LBIP, PortMin: cfg.LBPortMin, PortMax: cfg.LBPortMax,
-			Weight: cfg.LBWeight, Firewall: cfg.Firewall}
 		api := server.New(server.Config{Token: cfg.Token, AdminPassword: cfg.AdminPassword, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
 			HealthTimeout: cfg.HealthTimeout, Compose: opts, TemporalUIURL: cfg.TemporalUIURL,
 			LB: lbs, DrainTimeout: cfg.DrainTimeout, Packages: packages, MaxPackageBytes: packages.MaxBytes,
