@@ -10,6 +10,7 @@ import (
 type HealRecords interface {
 	BeginHeal(ctx context.Context, name, host, workflowID, key string) (*berth.HealStart, error)
 	SetRunStarted(ctx context.Context, id uint, temporalRunID string) error
+	ReplaceTarget(ctx context.Context, name string) (*EvacuationStep, error)
 }
 
 // Heal holds self-healing's store activities; they run as local
@@ -36,4 +37,11 @@ func (h *Heal) BeginHeal(ctx context.Context, in BeginHealInput) (*berth.HealSta
 // HealRunStarted records that the heal run's workflow started.
 func (h *Heal) HealRunStarted(ctx context.Context, in RunStartedInput) error {
 	return storeErr(h.Records.SetRunStarted(ctx, in.RunID, in.TemporalRunID))
+}
+
+// ReplaceTarget reads what replacing a live instance whose container is
+// gone needs: its service as a release reads it, and the instance.
+func (h *Heal) ReplaceTarget(ctx context.Context, name string) (*EvacuationStep, error) {
+	out, err := h.Records.ReplaceTarget(ctx, name)
+	return out, storeErr(err)
 }

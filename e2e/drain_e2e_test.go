@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 	sdkclient "go.temporal.io/sdk/client"
 
@@ -110,9 +112,15 @@ func TestDrainHostUnderLoad(t *testing.T) {
 	var e struct{ Error struct{ Message string } }
 	require.Equal(t, http.StatusConflict, hs.apiJSON(t, "POST", "/api/v1/hosts/"+h.Name+"/check", nil, &e))
 	require.Contains(t, e.Error.Message, "undrain")
-	var started runStartedBody
-	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", "/api/v1/hosts/"+h.Name+"/undrain", nil, &started))
-	require.Equal(t, berth.RunSucceeded, hs.waitRun(t, started.RunID).Status)
+	// The hosts page offers a drained host Undrain only; it opens its run.
+	root := hs.newPerson(t, tenant+"-root", "", berth.RoleAdmin)
+	ctx := window(t, newBrowser(t))
+	hs.signIn(t, ctx, root, "/admin/hosts")
+	row := fmt.Sprintf("tr#host-%s", h.Name)
+	do(t, ctx, chromedp.WaitVisible(chromedp.CSS(row+` form[action$="/undrain"] button`)))
+	require.Zero(t, eval[int](t, ctx, `document.querySelectorAll('`+row+` form[action$="/drain"]').length`))
+	do(t, ctx, chromedp.Click(chromedp.CSS(row+` form[action$="/undrain"] button`)))
+	require.Equal(t, berth.KindProvisionHost, hs.formOpenedRun(t, ctx, "undrain").Kind)
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/hosts/"+h.Name, nil, &host))
 	require.Equal(t, berth.HostReady, host.State)
 	require.Equal(t, http.StatusConflict, hs.apiJSON(t, "POST", "/api/v1/hosts/"+h.Name+"/undrain", nil, nil), "a ready host has nothing to undrain")
@@ -123,6 +131,7 @@ func TestDrainHostUnderLoad(t *testing.T) {
 	// and nothing is started twice.
 	hs.scale(t, svc.ID, 7)
 	require.Positive(t, onHost())
+	var started runStartedBody
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", "/api/v1/hosts/"+h.Name+"/drain", nil, &started))
 	require.Eventually(t, func() bool {
 		ms := hs.moves(t, tenant)

@@ -26,9 +26,10 @@ func (hs *harness) healRuns(t testing.TB, tenant string) []store.Run {
 // killAndWaitHealed SIGKILLs the instance's container and waits until a
 // heal run started it again, it runs, and HAProxy serves it; it returns
 // how long that took.
-func (hs *harness) killAndWaitHealed(t *testing.T, tenant string, svc store.ServiceView, in store.InstanceView, runsBefore int) time.Duration {
+func (hs *harness) killAndWaitHealed(t *testing.T, tenant string, svc store.ServiceView, in store.InstanceView) time.Duration {
 	t.Helper()
 	ctx := context.Background()
+	runsBefore := len(hs.healRuns(t, tenant))
 	eng := hs.engineOf(t, in.Host)
 	_, err := eng.ContainerKill(ctx, in.Name, client.ContainerKillOptions{Signal: "KILL"})
 	require.NoError(t, err)
@@ -46,9 +47,10 @@ func (hs *harness) killAndWaitHealed(t *testing.T, tenant string, svc store.Serv
 
 // A container killed behind berth's back is started again by self-healing
 // (a run of its own, under the application's lock), and serves again
-// through HAProxy within 45 s; no instance is added. Killed again and
-// again, it is healed berth.MaxHeals times within berth.HealWindow and then
-// left for a person, which is said once in the audit trail.
+// through HAProxy within 45 s; no instance is added. A container removed
+// behind berth's back is replaced. Killed again and again, an instance is
+// healed berth.MaxHeals times within berth.HealWindow and then left for a
+// person, which is said once in the audit trail.
 func TestSelfHealingStartsAKilledInstance(t *testing.T) {
 	hs := needHarness(t)
 	apps := hs.newEnv(t, "heal")
@@ -57,7 +59,7 @@ func TestSelfHealingStartsAKilledInstance(t *testing.T) {
 	svc := hs.app(t, apps, "shop").Services[0]
 	victim := svc.Instances[0]
 
-	took := hs.killAndWaitHealed(t, tenant, svc, victim, 0)
+	took := hs.killAndWaitHealed(t, tenant, svc, victim)
 	t.Logf("killed instance serving again after %s", took.Round(100*time.Millisecond))
 	runs := hs.healRuns(t, tenant)
 	require.Len(t, runs, 1)
@@ -71,11 +73,33 @@ func TestSelfHealingStartsAKilledInstance(t *testing.T) {
 	requirePoolMatches(t, hs.pool(t, svc.ID), svc.Instances)
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "heal-instance")
 
+	// A container removed behind berth's back: a heal run replaces the
+	// instance with a new one of the same version, behind HAProxy, and the
+	// old record goes.
+	gone := svc.Instances[1]
+	_, err := hs.engineOf(t, gone.Host).ContainerRemove(context.Background(), gone.Name, client.ContainerRemoveOptions{Force: true})
+	require.NoError(t, err)
+	removed := time.Now()
+	require.Eventually(t, func() bool {
+		runs := hs.healRuns(t, tenant)
+		if len(runs) != 2 || runs[0].Status != berth.RunSucceeded {
+			return false
+		}
+		now := hs.app(t, apps, "shop").Services[0]
+		return len(now.Instances) == 2 && now.Instances[1].Name != gone.Name
+	}, 90*time.Second, 500*time.Millisecond, "a removed instance is replaced without a person acting")
+	t.Logf("removed instance replaced after %s", time.Since(removed).Round(100*time.Millisecond))
+	svc = hs.app(t, apps, "shop").Services[0]
+	require.Equal(t, victim.Name, svc.Instances[0].Name)
+	require.Equal(t, 2, countAll(hs.containersOf(t, tenant)))
+	requirePoolMatches(t, hs.pool(t, svc.ID), svc.Instances)
+	require.Len(t, hs.releases(t, svc.ID).Releases, 1, "a replacement is not a release")
+
 	// A crash loop: healed up to the bound, then left exited and said once.
 	for i := 1; i < berth.MaxHeals; i++ {
-		hs.killAndWaitHealed(t, tenant, svc, victim, i)
+		hs.killAndWaitHealed(t, tenant, svc, victim)
 	}
-	_, err := hs.engineOf(t, victim.Host).ContainerKill(context.Background(), victim.Name, client.ContainerKillOptions{Signal: "KILL"})
+	_, err = hs.engineOf(t, victim.Host).ContainerKill(context.Background(), victim.Name, client.ContainerKillOptions{Signal: "KILL"})
 	require.NoError(t, err)
 	target := victim.Host + "/" + victim.Name
 	gaveUp := func() int {
@@ -95,7 +119,7 @@ func TestSelfHealingStartsAKilledInstance(t *testing.T) {
 	// Several more passes: no fourth heal, and the give-up is not said again.
 	passes := hs.healPasses(t)
 	require.Eventually(t, func() bool { return hs.healPasses(t) >= passes+2 }, 30*time.Second, 500*time.Millisecond)
-	require.Len(t, hs.healRuns(t, tenant), berth.MaxHeals)
+	require.Len(t, hs.healRuns(t, tenant), berth.MaxHeals+1, "the replacement and the victim's heals, no more")
 	require.Equal(t, 1, gaveUp())
 	running, _ := hs.containerState(t, victim)
 	require.False(t, running, "a crash-looping instance is left for a person")

@@ -29,9 +29,9 @@ const healPassTimeout = 5 * time.Minute
 // EnsureHealSchedule makes the Temporal Schedule that runs self-healing's
 // pass every interval: an instance must have been recorded for one interval
 // before a pass touches it.
-func EnsureHealSchedule(ctx context.Context, c client.Client, every, healthTimeout time.Duration) error {
-	return ensureSchedule(ctx, c, workflows.HealScheduleID, "heal", every, healPassTimeout, workflows.HealPassName,
-		workflows.HealPassInput{Grace: every, HealthTimeout: healthTimeout})
+func EnsureHealSchedule(ctx context.Context, c client.Client, every time.Duration, in workflows.HealPassInput) error {
+	in.Grace = every
+	return ensureSchedule(ctx, c, workflows.HealScheduleID, "heal", every, healPassTimeout, workflows.HealPassName, in)
 }
 
 // ensureSchedule makes a schedule that runs a workflow every interval. One

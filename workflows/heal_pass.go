@@ -22,6 +22,11 @@ const HealScheduleID = "berth-heal"
 type HealPassInput struct {
 	Grace         time.Duration `json:"grace"`
 	HealthTimeout time.Duration `json:"healthTimeout"`
+	// What replacing an instance whose container is gone needs, as for
+	// any release; without a port range, such instances are only reported.
+	PortMin      int           `json:"portMin,omitempty"`
+	PortMax      int           `json:"portMax,omitempty"`
+	DrainTimeout time.Duration `json:"drainTimeout,omitempty"`
 }
 
 // HealPassResult is what a pass found and did.
@@ -31,11 +36,15 @@ type HealPassResult struct {
 }
 
 // HealPass compares, host by host, the instances recorded as running with
-// their containers, and starts a heal run (HealInstance, a run of its own
-// holding the application's lock) for each whose container exited. An
-// application with a run under way is left for the next pass; an instance
-// healed berth.MaxHeals times within berth.HealWindow is left for a person,
-// which is recorded once. A host that does not answer is skipped.
+// their containers. An instance whose container exited gets a heal run
+// (HealInstance) that starts it again; one whose container is gone gets a
+// heal run that replaces it (ReleaseVersion of its own version, for that
+// instance only: a new instance, behind the load balancer, before the old
+// record goes). Each heal run is a run of its own holding the
+// application's lock: an application with a run under way is left for the
+// next pass. An instance healed berth.MaxHeals times within
+// berth.HealWindow is left for a person, which is recorded once. A host
+// that does not answer is skipped.
 func HealPass(ctx workflow.Context, in HealPassInput) (*HealPassResult, error) {
 	var rc *activities.Reconcile
 	var hl *activities.Heal
@@ -50,6 +59,8 @@ func HealPass(ctx workflow.Context, in HealPassInput) (*HealPassResult, error) {
 	type exited struct {
 		host berth.HostRef
 		rec  berth.InstanceRecord
+		// gone: the container itself is missing, so the instance is replaced.
+		gone bool
 	}
 	var found []exited
 	for _, h := range hosts {
@@ -62,10 +73,19 @@ func HealPass(ctx workflow.Context, in HealPassInput) (*HealPassResult, error) {
 		for _, rec := range records {
 			byName[rec.Instance.Name] = rec
 		}
+		seen := map[string]bool{}
 		for _, c := range containers {
+			seen[c.Name] = true
 			rec, ok := byName[c.Name]
 			if ok && !c.Running && rec.Instance.UID == c.UID && rec.State == berth.StateRunning && now.Sub(rec.CreatedAt) >= in.Grace {
 				found = append(found, exited{host: h, rec: rec})
+			}
+		}
+		if in.PortMin > 0 {
+			for _, rec := range records {
+				if !seen[rec.Instance.Name] && rec.State == berth.StateRunning && now.Sub(rec.CreatedAt) >= in.Grace {
+					found = append(found, exited{host: h, rec: rec, gone: true})
+				}
 			}
 		}
 	}
@@ -83,7 +103,11 @@ func HealPass(ctx workflow.Context, in HealPassInput) (*HealPassResult, error) {
 				Detail: fmt.Sprintf("its container exited again after %d heals within %s; left stopped for a person (restart it, or release a fixed version)",
 					hs.Tries, berth.HealWindow)})
 		case berth.HealOpened:
-			res.Findings = append(res.Findings, startHeal(ctx, e.host, e.rec.Instance, hs, in.HealthTimeout))
+			if e.gone {
+				res.Findings = append(res.Findings, startReplace(ctx, in, e.host, e.rec.Instance, hs))
+			} else {
+				res.Findings = append(res.Findings, startHeal(ctx, e.host, e.rec.Instance, hs, in.HealthTimeout))
+			}
 		}
 	}
 	if len(res.Findings) > 0 {
@@ -94,29 +118,55 @@ func HealPass(ctx workflow.Context, in HealPassInput) (*HealPassResult, error) {
 	return res, nil
 }
 
-// startHeal starts the heal run's workflow, which outlives the pass, and
-// ties the run record to it; a run whose workflow cannot start is closed
-// as failed, so its lock is freed at once.
+// startHeal starts the heal run's workflow that starts an exited container again.
 func startHeal(ctx workflow.Context, h berth.HostRef, pi berth.PlannedInstance, hs berth.HealStart, healthTimeout time.Duration) berth.Finding {
-	var hl *activities.Heal
-	var st *activities.Store
-	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 	f := berth.Finding{Kind: berth.FindingHealed, Host: h.Name, Target: pi.Name,
 		Detail: fmt.Sprintf("its container had exited; heal run %d starts it again (heal %d of at most %d within %s)",
 			hs.RunID, hs.Tries+1, berth.MaxHeals, berth.HealWindow)}
+	return startHealRun(ctx, hs, f, HealInstanceName, HealInstanceInput{RunID: hs.RunID, ApplicationID: hs.ApplicationID,
+		App: hs.App, Instance: pi, HealthTimeout: healthTimeout})
+}
+
+// startReplace starts the heal run's workflow that replaces an instance
+// whose container is gone: a release of the service's own version for that
+// instance alone (no release record: ReleaseID 0).
+func startReplace(ctx workflow.Context, in HealPassInput, h berth.HostRef, pi berth.PlannedInstance, hs berth.HealStart) berth.Finding {
+	var hl *activities.Heal
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	f := berth.Finding{Kind: berth.FindingHealed, Host: h.Name, Target: pi.Name,
+		Detail: fmt.Sprintf("its container is gone; heal run %d replaces it with a new instance of the same version (heal %d of at most %d within %s)",
+			hs.RunID, hs.Tries+1, berth.MaxHeals, berth.HealWindow)}
+	var tg activities.EvacuationStep
+	err := workflow.ExecuteLocalActivity(lctx, hl.ReplaceTarget, pi.Name).Get(ctx, &tg)
+	if err == nil && len(tg.Instances) == 0 {
+		err = fmt.Errorf("instance %s is no longer live", pi.Name)
+	}
+	if err != nil {
+		f.Error = errorMessage(err)
+		closeHealRun(ctx, hs.RunID, "the replacement could not be planned: "+f.Error)
+		return f
+	}
+	return startHealRun(ctx, hs, f, ReleaseVersionName, ReleaseVersionInput{RunID: hs.RunID, ApplicationID: tg.ApplicationID,
+		EnvironmentID: tg.EnvironmentID, ServiceID: tg.ServiceID, Tenant: tg.Tenant, Env: tg.Env, App: tg.App, Service: tg.Service,
+		AppServices: tg.AppServices, Kind: berth.ReleaseImage, LastGoodImage: tg.Service.Image, Instances: tg.Instances, BatchSize: 1,
+		PortMin: in.PortMin, PortMax: in.PortMax, HealthTimeout: in.HealthTimeout, DrainTimeout: in.DrainTimeout, LB: tg.LB})
+}
+
+// startHealRun starts a heal run's workflow, which outlives the pass, and
+// ties the run record to it; a run whose workflow cannot start is closed
+// as failed, so its lock is freed at once.
+func startHealRun(ctx workflow.Context, hs berth.HealStart, f berth.Finding, workflowName string, input any) berth.Finding {
+	var hl *activities.Heal
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: hs.WorkflowID, TaskQueue: CentralTaskQueue,
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		Memo:                  map[string]any{"runId": hs.RunID, "startedBy": "self-healing"}})
-	child := workflow.ExecuteChildWorkflow(cctx, HealInstanceName, HealInstanceInput{RunID: hs.RunID, ApplicationID: hs.ApplicationID,
-		App: hs.App, Instance: pi, HealthTimeout: healthTimeout})
+	child := workflow.ExecuteChildWorkflow(cctx, workflowName, input)
 	var exec workflow.Execution
 	if err := child.GetChildWorkflowExecution().Get(ctx, &exec); err != nil {
 		f.Error = errorMessage(err)
-		if ferr := workflow.ExecuteLocalActivity(lctx, st.Finish, activities.FinishInput{RunID: hs.RunID, Status: berth.RunFailed,
-			Error: "the heal workflow did not start: " + f.Error, At: workflow.Now(ctx)}).Get(ctx, nil); ferr != nil {
-			workflow.GetLogger(ctx).Error("heal run left open", "run", hs.RunID, "error", ferr)
-		}
+		closeHealRun(ctx, hs.RunID, "the heal workflow did not start: "+f.Error)
 		return f
 	}
 	if err := workflow.ExecuteLocalActivity(lctx, hl.HealRunStarted, activities.RunStartedInput{RunID: hs.RunID,
@@ -124,4 +174,14 @@ func startHeal(ctx workflow.Context, h berth.HostRef, pi berth.PlannedInstance, 
 		workflow.GetLogger(ctx).Warn("heal run not marked started", "run", hs.RunID, "error", err)
 	}
 	return f
+}
+
+// closeHealRun closes a heal run that could not start, freeing its lock.
+func closeHealRun(ctx workflow.Context, runID uint, reason string) {
+	var st *activities.Store
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, st.Finish, activities.FinishInput{RunID: runID, Status: berth.RunFailed,
+		Error: reason, At: workflow.Now(ctx)}).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Error("heal run left open", "run", runID, "error", err)
+	}
 }

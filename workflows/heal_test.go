@@ -12,6 +12,7 @@ import (
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/compose"
 )
 
 // A pass heals only an instance recorded as running whose own container
@@ -22,6 +23,7 @@ func TestHealPassStartsHealRunsForExitedInstances(t *testing.T) {
 	env := newTestEnv()
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: CentralTaskQueue})
 	env.RegisterWorkflowWithOptions(HealInstance, workflow.RegisterOptions{Name: HealInstanceName})
+	env.RegisterWorkflowWithOptions(ReleaseVersion, workflow.RegisterOptions{Name: ReleaseVersionName})
 	var rc *activities.Reconcile
 	var hl *activities.Heal
 	var d *activities.Docker
@@ -38,6 +40,8 @@ func TestHealPassStartsHealRunsForExitedInstances(t *testing.T) {
 		{Instance: inst("young-1", "u5"), State: berth.StateRunning, CreatedAt: now},
 		{Instance: inst("looping-1", "u6"), State: berth.StateRunning, CreatedAt: long},
 		{Instance: inst("locked-1", "u7"), State: berth.StateRunning, CreatedAt: long},
+		{Instance: inst("gone-1", "u8"), State: berth.StateRunning, CreatedAt: long},  // its container was removed
+		{Instance: inst("gone-new", "u9"), State: berth.StateRunning, CreatedAt: now}, // younger than the grace
 	}
 	containers := []berth.HostContainer{
 		{Name: "exited-1", UID: "u1"}, {Name: "up-1", UID: "u2", Running: true}, {Name: "stopped-1", UID: "u3"},
@@ -68,21 +72,34 @@ func TestHealPassStartsHealRunsForExitedInstances(t *testing.T) {
 		healed = append(healed, in)
 		return nil
 	}).Maybe()
+	web := compose.ServiceSpec{Name: "web", Image: "reg.local/acme/web:3"}
+	env.OnActivity(hl.ReplaceTarget, mock.Anything, "gone-1").Return(&activities.EvacuationStep{ApplicationID: 3, EnvironmentID: 2, ServiceID: 5,
+		Tenant: "acme", Env: "dev", App: "shop", Service: web, Instances: []berth.PlannedInstance{records[7].Instance}}, nil)
+	var replaced []ReleaseVersionInput
+	env.OnWorkflow(ReleaseVersionName, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in ReleaseVersionInput) (*ReleaseVersionResult, error) {
+		replaced = append(replaced, in)
+		return &ReleaseVersionResult{}, nil
+	}).Maybe()
 	var findings []berth.Finding
 	env.OnActivity(rc.RecordFindings, mock.Anything, mock.Anything).Return(func(_ context.Context, fs []berth.Finding) error {
 		findings = fs
 		return nil
 	})
-	env.ExecuteWorkflow(HealPass, HealPassInput{Grace: 10 * time.Second, HealthTimeout: time.Minute})
+	env.ExecuteWorkflow(HealPass, HealPassInput{Grace: 10 * time.Second, HealthTimeout: time.Minute, PortMin: 20000, PortMax: 20100})
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
-	require.Equal(t, []string{"exited-1", "looping-1", "locked-1"}, asked)
-	require.Len(t, started, 1)
+	require.Equal(t, []string{"exited-1", "looping-1", "locked-1", "gone-1"}, asked)
+	require.Len(t, started, 2)
 	require.Equal(t, uint(77), started[0].RunID)
+	require.Len(t, replaced, 1, "a gone container is replaced by a release of its own version, for it alone")
+	require.Equal(t, []berth.PlannedInstance{records[7].Instance}, replaced[0].Instances)
+	require.Equal(t, web.Image, replaced[0].LastGoodImage)
+	require.Zero(t, replaced[0].ReleaseID)
+	require.Equal(t, 20000, replaced[0].PortMin)
 	kinds := map[string]berth.FindingKind{}
 	for _, f := range findings {
 		kinds[f.Target] = f.Kind
 		require.Empty(t, f.Error, f.Target)
 	}
-	require.Equal(t, map[string]berth.FindingKind{"exited-1": berth.FindingHealed, "looping-1": berth.FindingHealGaveUp}, kinds)
+	require.Equal(t, map[string]berth.FindingKind{"exited-1": berth.FindingHealed, "looping-1": berth.FindingHealGaveUp, "gone-1": berth.FindingHealed}, kinds)
 }

@@ -9,16 +9,16 @@ import (
 	"github.com/berth-dev/berth/store"
 )
 
-// drainRecords gives a drain the store with the deployment's compose
-// options and load-balancer settings, so each move reads its service the
-// way the API's releases do.
-type drainRecords struct {
+// moveRecords gives a drain's moves and self-healing's replacements the
+// store with the deployment's compose options and load-balancer settings,
+// so each reads its service the way the API's releases do.
+type moveRecords struct {
 	*store.Store
 	compose compose.Options
 	lb      berth.LBSettings
 }
 
-func (d drainRecords) NextEvacuation(ctx context.Context, hostID uint, key, workflowPrefix, startedBy string) (*activities.EvacuationStep, error) {
+func (d moveRecords) NextEvacuation(ctx context.Context, hostID uint, key, workflowPrefix, startedBy string) (*activities.EvacuationStep, error) {
 	ev, err := d.BeginEvacuation(ctx, hostID, key, workflowPrefix, startedBy, d.compose)
 	if err != nil {
 		return nil, err
@@ -26,8 +26,37 @@ func (d drainRecords) NextEvacuation(ctx context.Context, hostID uint, key, work
 	if ev.Done || ev.Busy != "" {
 		return &activities.EvacuationStep{Done: ev.Done, Busy: ev.Busy}, nil
 	}
-	sc := ev.Ctx
-	return &activities.EvacuationStep{RunID: ev.Run.ID, WorkflowID: ev.Run.WorkflowID, ApplicationID: sc.Application.ID, EnvironmentID: sc.Environment.ID,
+	step := d.step(ev.Ctx, ev.Target, ev.OnHost)
+	step.RunID, step.WorkflowID = ev.Run.ID, ev.Run.WorkflowID
+	return step, nil
+}
+
+// ReplaceTarget is what replacing one live instance (whose container is
+// gone) with a new one of the same version needs.
+func (d moveRecords) ReplaceTarget(ctx context.Context, name string) (*activities.EvacuationStep, error) {
+	in, err := d.LiveInstanceByName(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := d.ServiceContextByID(ctx, in.ServiceID)
+	if err != nil {
+		return nil, err
+	}
+	tg, err := d.ServiceTarget(ctx, sc, d.compose)
+	if err != nil {
+		return nil, err
+	}
+	var mine []berth.PlannedInstance
+	for _, pi := range tg.Live {
+		if pi.Name == name {
+			mine = append(mine, pi)
+		}
+	}
+	return d.step(sc, tg, mine), nil
+}
+
+func (d moveRecords) step(sc *store.ServiceContext, tg *store.ServiceTarget, insts []berth.PlannedInstance) *activities.EvacuationStep {
+	return &activities.EvacuationStep{ApplicationID: sc.Application.ID, EnvironmentID: sc.Environment.ID,
 		ServiceID: sc.Service.ID, Tenant: sc.Tenant.Name, Env: sc.Environment.Name, App: sc.Application.Name,
-		Service: *ev.Target.Spec, AppServices: ev.Target.AppServices, Instances: ev.OnHost, LB: sc.Environment.LBFor(d.lb)}, nil
+		Service: *tg.Spec, AppServices: tg.AppServices, Instances: insts, LB: sc.Environment.LBFor(d.lb)}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/berth-dev/berth/server"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/worker"
+	"github.com/berth-dev/berth/workflows"
 )
 
 const usage = `usage: berth <command> [flags]
@@ -162,10 +163,12 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 					return err
 				}
 			}
-			wcfg.Heal = &activities.Heal{Records: st}
-			wcfg.Drain = &activities.Drain{Records: drainRecords{Store: st, compose: opts, lb: lbs}}
+			moves := moveRecords{Store: st, compose: opts, lb: lbs}
+			wcfg.Heal = &activities.Heal{Records: moves}
+			wcfg.Drain = &activities.Drain{Records: moves}
 			if cfg.HealEvery > 0 {
-				if err := worker.EnsureHealSchedule(ctx, tc, cfg.HealEvery, cfg.HealthTimeout); err != nil {
+				if err := worker.EnsureHealSchedule(ctx, tc, cfg.HealEvery, workflows.HealPassInput{
+					HealthTimeout: cfg.HealthTimeout, PortMin: cfg.PortMin, PortMax: cfg.PortMax, DrainTimeout: cfg.DrainTimeout}); err != nil {
 					return err
 				}
 			}
