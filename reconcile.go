@@ -19,6 +19,9 @@ type HostContainer struct {
 	RunID   uint      `json:"runId"`
 	Created time.Time `json:"created"`
 	Running bool      `json:"running"`
+	// Host is the host record that placed it ("" for containers made
+	// before berth labelled it).
+	Host string `json:"host,omitempty"`
 }
 
 // FindingKind is what the reconciler found and did about it.

@@ -207,6 +207,10 @@ const (
 	LabelInstance = "berth.instance"
 	LabelUID      = "berth.uid"
 	LabelService  = "berth.service"
+	// LabelHost names the host record that placed the container: two
+	// records on one engine must not take each other's containers for
+	// orphans.
+	LabelHost = "berth.host"
 )
 
 // StartInstance creates the instance's container unless it exists, starts it
@@ -337,7 +341,7 @@ func containerOptions(in StartInstanceInput, nets []appNetwork) (client.Containe
 	for k, v := range in.Labels {
 		labels[k] = v
 	}
-	labels[LabelInstance], labels[LabelUID], labels[LabelService] = pi.Name, pi.UID, svc.Name
+	labels[LabelInstance], labels[LabelUID], labels[LabelService], labels[LabelHost] = pi.Name, pi.UID, svc.Name, pi.Host.Name
 	env := append([]string{}, svc.Env...)
 	env = append(env, "BERTH_INSTANCE="+pi.Name, "BERTH_SERVICE="+svc.Name)
 	cfg := &container.Config{

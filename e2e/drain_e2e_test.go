@@ -9,7 +9,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
-	sdkclient "go.temporal.io/sdk/client"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
@@ -34,15 +33,13 @@ func (hs *harness) moves(t testing.TB, tenant string) []store.Run {
 
 // drainableHost registers a second host record on the second test engine,
 // so a drain moves this test's instances only (the shared test hosts carry
-// every other test's applications). Two records on one engine would look
-// like each other's orphans to the reconciler, so its schedule is paused
-// meanwhile, and the record ends drained: no later pass compares it.
+// every other test's applications). Containers carry the record that
+// placed them (berth.host), so the reconciler never takes the other
+// record's containers for orphans; the record ends drained all the same.
 func (hs *harness) drainableHost(t *testing.T) store.Host {
 	t.Helper()
 	ctx := context.Background()
 	hs.registerHosts(t)
-	sched := hs.tc.ScheduleClient().GetHandle(ctx, workflows.ReconcileScheduleID)
-	require.NoError(t, sched.Pause(ctx, sdkclient.SchedulePauseOptions{Note: "drain test: two host records on one engine"}))
 	th := hs.hosts[len(hs.hosts)-1]
 	name := "drain-" + hs.tenant
 	var out struct {
@@ -55,7 +52,6 @@ func (hs *harness) drainableHost(t *testing.T) store.Host {
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		require.NoError(t, hs.store.SetHostState(ctx, h.ID, berth.HostDrained))
-		require.NoError(t, sched.Unpause(ctx, sdkclient.ScheduleUnpauseOptions{Note: "drain test done"}))
 	})
 	return *h
 }

@@ -153,6 +153,11 @@ func reconcileHost(ctx workflow.Context, h berth.HostRef, open map[uint]bool, gr
 		return err == nil
 	}
 	for _, c := range containers {
+		if c.Host != "" && c.Host != h.Name {
+			// Another host record on the same engine placed it: not ours
+			// to judge. (Recorded histories carry no Host: replay is unchanged.)
+			continue
+		}
 		seen[c.Name] = true
 		rec, held := byName[c.Name]
 		switch {

@@ -45,6 +45,7 @@ func TestReconcileRepairsOnlyWhatDeadRunsLeft(t *testing.T) {
 		{Name: "orphan-1", UID: "u7", RunID: 5, Created: long},
 		{Name: "orphan-open", UID: "u8", RunID: 3, Created: long},
 		{Name: "orphan-fresh", UID: "u9", RunID: 6, Created: now},
+		{Name: "other-record-1", UID: "u10", RunID: 5, Created: long, Host: "h1-twin"}, // another host record on this engine placed it
 		{Name: "fresh-plan-1", UID: "u6", RunID: 4, Created: now},
 	}
 	env.OnActivity(rc.SweepRuns, mock.Anything, mock.Anything).Return([]berth.Finding{{Kind: berth.FindingRunClosed, Target: "run 2"}}, nil)
