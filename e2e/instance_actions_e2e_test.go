@@ -86,6 +86,12 @@ func TestInstanceRestartStopStartUnderLoad(t *testing.T) {
 	require.Equal(t, berth.StateStopped, instanceNamed(t, svc, second.Name).State)
 	require.Equal(t, lb.StateMaint, liveState(hs.pool(t, svc.ID), second.Name))
 
+	// A file release would restart the stopped instance: refused, nothing recorded.
+	code, body := hs.uploadRelease(t, svc.ID, "good.tar.gz", map[string]string{"version": "9.9.9", "sha256": fileSHA(t, "good.tar.gz")})
+	require.Equal(t, http.StatusConflict, code, "%s", body)
+	require.Contains(t, string(body), "stopped")
+	require.Len(t, hs.releases(t, svc.ID).Releases, 1)
+
 	// What does not fit the instance's state is refused, and nothing starts.
 	code, _ = hs.instanceAction(t, second.Name, "stop", nil)
 	require.Equal(t, http.StatusConflict, code, "stopping a stopped instance")

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -39,37 +40,17 @@ func (s *Server) instanceAction(c *gin.Context, action berth.RunKind) {
 		s.fail(c, err)
 		return
 	}
-	switch {
-	case inst.State != berth.StateRunning && inst.State != berth.StateStopped:
-		s.fail(c, &berth.Error{Code: berth.EConflict, Reason: "instance_busy", Message: fmt.Sprintf(
-			"instance %s is %s; wait until its run ends", inst.Name, inst.State)})
-		return
-	case action == berth.KindStart && inst.State != berth.StateStopped:
-		s.fail(c, &berth.Error{Code: berth.EConflict, Reason: "not_stopped", Message: fmt.Sprintf(
-			"instance %s is running; only a stopped instance can be started (restart it instead)", inst.Name)})
-		return
-	case action == berth.KindStop && inst.State == berth.StateStopped:
-		s.fail(c, &berth.Error{Code: berth.EConflict, Reason: "already_stopped", Message: fmt.Sprintf("instance %s is already stopped", inst.Name)})
-		return
-	}
 	sc, err := s.store.ServiceContextByID(ctx, inst.ServiceID)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	if action != berth.KindStart && inst.State == berth.StateRunning {
-		peers, err := s.store.ServingPeers(ctx, sc.Service.ID, inst.Name)
-		if err != nil {
+	if err := s.store.CheckInstanceAction(ctx, inst, sc.Service.Name, action); err != nil {
+		switch {
+		case !errors.Is(err, store.ErrLastInstance) || !req.Force:
 			s.fail(c, err)
 			return
-		}
-		if peers == 0 && !req.Force {
-			s.fail(c, &berth.Error{Code: berth.EConflict, Reason: "last_instance", Message: fmt.Sprintf(
-				"instance %s is the last running instance of %s: %s it and the service stops answering. Scale out first, or, as a release manager, send {\"force\": true}",
-				inst.Name, sc.Service.Name, action)})
-			return
-		}
-		if peers == 0 && !principalOf(c).has(sc.Tenant.ID, berth.RoleReleaseManager) {
+		case !principalOf(c).has(sc.Tenant.ID, berth.RoleReleaseManager):
 			s.fail(c, &berth.Error{Code: berth.EForbidden, Message: fmt.Sprintf(
 				"forcing a %s of %s, the last running instance of %s, needs role release-manager or admin", action, inst.Name, sc.Service.Name)})
 			return

@@ -19,11 +19,7 @@ func (s *Store) SetHostState(ctx context.Context, id uint, state berth.HostState
 	if _, ok := berth.Parse(berth.HostStates, string(state)); !ok {
 		return fmt.Errorf("host %d: unknown state %q", id, state)
 	}
-	res := s.db.WithContext(ctx).Model(&Host{}).Where("id = ?", id).Update("state", state)
-	if res.Error != nil {
-		return res.Error
-	}
-	return nil
+	return s.db.WithContext(ctx).Model(&Host{}).Where("id = ?", id).Update("state", state).Error
 }
 
 // Evacuation is the next move of a drain: a service with live instances on

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -175,4 +176,38 @@ func (s *Store) ServingPeers(ctx context.Context, serviceID uint, name string) (
 	err := s.db.WithContext(ctx).Model(&Instance{}).
 		Where("service_id = ? AND removed_at IS NULL AND state = ? AND name <> ?", serviceID, berth.StateRunning, name).Count(&n).Error
 	return int(n), err
+}
+
+// ErrLastInstance says an action would take a service's last running
+// instance out of rotation; only a forced action by a release manager may.
+var ErrLastInstance = errors.New("last running instance")
+
+// CheckInstanceAction applies the rules of a restart, stop or start to a
+// live instance as recorded: it must be running or stopped (not under a
+// run), only a stopped one starts, a stopped one does not stop again. An
+// action that would leave its service with no running instance returns an
+// error wrapping ErrLastInstance, which a caller may override.
+func (s *Store) CheckInstanceAction(ctx context.Context, inst *Instance, service string, action berth.RunKind) error {
+	switch {
+	case inst.State != berth.StateRunning && inst.State != berth.StateStopped:
+		return &berth.Error{Code: berth.EConflict, Reason: "instance_busy", Message: fmt.Sprintf(
+			"instance %s is %s; wait until its run ends", inst.Name, inst.State)}
+	case action == berth.KindStart && inst.State != berth.StateStopped:
+		return &berth.Error{Code: berth.EConflict, Reason: "not_stopped", Message: fmt.Sprintf(
+			"instance %s is running; only a stopped instance can be started (restart it instead)", inst.Name)}
+	case action == berth.KindStop && inst.State == berth.StateStopped:
+		return &berth.Error{Code: berth.EConflict, Reason: "already_stopped", Message: fmt.Sprintf("instance %s is already stopped", inst.Name)}
+	case action == berth.KindStart:
+		return nil
+	}
+	if inst.State != berth.StateRunning {
+		return nil
+	}
+	peers, err := s.ServingPeers(ctx, inst.ServiceID, inst.Name)
+	if err != nil || peers > 0 {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrLastInstance, &berth.Error{Code: berth.EConflict, Reason: "last_instance", Message: fmt.Sprintf(
+		"instance %s is the last running instance of %s: %s it and the service stops answering. Scale out first, or, as a release manager, send {\"force\": true}",
+		inst.Name, service, action)})
 }

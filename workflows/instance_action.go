@@ -85,7 +85,7 @@ func InstanceAction(ctx workflow.Context, in InstanceActionInput) error {
 			if err != nil {
 				return err
 			}
-			return restoreStrict(ctx, pools, plan, lb.StateMaint)
+			return pools.set(ctx, plan, lb.StateMaint)
 		}
 		return setState(ctx, berth.StateRunning)
 	}})
@@ -95,7 +95,7 @@ func InstanceAction(ctx workflow.Context, in InstanceActionInput) error {
 			if err != nil {
 				return err
 			}
-			if err := restoreStrict(ctx, pools, plan, lb.StateReady); err != nil {
+			if err := pools.set(ctx, plan, lb.StateReady); err != nil {
 				return err
 			}
 			return waitPlanUp(ctx, plan, in.HealthTimeout)
@@ -128,19 +128,6 @@ func InstanceAction(ctx workflow.Context, in InstanceActionInput) error {
 type namedStep struct {
 	name string
 	fn   func() error
-}
-
-// restoreStrict puts planned servers in a state and fails when one cannot
-// be set: a step that promises a state must not end without it.
-func restoreStrict(ctx workflow.Context, p lbPools, plan activities.UnexposePlan, state string) error {
-	var lbA *activities.LB
-	for _, pool := range plan.Pools {
-		actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, pool.Region))
-		if err := workflow.ExecuteActivity(actx, lbA.SetServers, p.servers(pool, state)).Get(ctx, nil); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // waitPlanUp waits until the load balancer reports the planned servers ready.

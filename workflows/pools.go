@@ -52,13 +52,25 @@ func (p lbPools) drain(ctx workflow.Context, insts []berth.PlannedInstance, time
 	return plan, nil
 }
 
-// restore puts planned servers in a state, best effort: a server that cannot
-// be set is logged, and the others are still set.
-func (p lbPools) restore(ctx workflow.Context, plan activities.UnexposePlan, state string) {
+// set puts planned servers in a state, pool by pool, and fails at the
+// first pool that cannot be set: a step that promises a state must not end
+// without it.
+func (p lbPools) set(ctx workflow.Context, plan activities.UnexposePlan, state string) error {
 	var lbA *activities.LB
 	for _, pool := range plan.Pools {
 		actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, pool.Region))
 		if err := workflow.ExecuteActivity(actx, lbA.SetServers, p.servers(pool, state)).Get(ctx, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restore is set, best effort: a pool that cannot be set is logged, and
+// the others are still set.
+func (p lbPools) restore(ctx workflow.Context, plan activities.UnexposePlan, state string) {
+	for _, pool := range plan.Pools {
+		if err := p.set(ctx, activities.UnexposePlan{Pools: []activities.PoolRemoval{pool}}, state); err != nil {
 			workflow.GetLogger(ctx).Error("servers not set", "backend", pool.Backend, "state", state, "error", err)
 		}
 	}
