@@ -14,7 +14,20 @@ type Resources struct {
 	NanoCPUs         int64 `json:"nanoCPUs,omitempty"`
 	MemoryReserved   int64 `json:"memoryReserved,omitempty"`
 	NanoCPUsReserved int64 `json:"nanoCPUsReserved,omitempty"`
+	// LogBytes is the most the engine keeps of the instance's output: its
+	// json-file size times its file count, rotated by the engine itself,
+	// so it is a hard bound that counts against the log quotas before the
+	// instance writes a line.
+	LogBytes int64 `json:"logBytes,omitempty"`
 }
+
+// Log rotation of an instance whose compose file sets none: three files
+// of 10 MiB, which is also what the live log view reads back.
+const (
+	DefaultLogFileBytes = 10 << 20
+	DefaultLogFiles     = 3
+	DefaultLogBytes     = DefaultLogFileBytes * DefaultLogFiles
+)
 
 // Usage is what a set of instances takes together.
 type Usage struct {
@@ -29,6 +42,7 @@ func (u Usage) Add(r Resources, n int) Usage {
 	u.NanoCPUs += r.NanoCPUs * int64(n)
 	u.MemoryReserved += r.MemoryReserved * int64(n)
 	u.NanoCPUsReserved += r.NanoCPUsReserved * int64(n)
+	u.LogBytes += r.LogBytes * int64(n)
 	return u
 }
 
@@ -44,11 +58,15 @@ type Quota struct {
 	// uploaded size. An upload that would pass it is refused as it
 	// arrives, before it is stored.
 	MaxPackageBytes int64 `json:"maxPackageBytes,omitempty"`
+	// MaxLogBytes bounds the output the engines keep for the live
+	// instances: the sum of their log rotation sizes (LogBytes), checked
+	// before an instance is placed.
+	MaxLogBytes int64 `json:"maxLogBytes,omitempty"`
 }
 
 // Check says what is wrong with a quota itself.
 func (q Quota) Check() error {
-	if q.MaxMemoryBytes < 0 || q.MaxNanoCPUs < 0 || q.MaxInstances < 0 || q.MaxPackageBytes < 0 {
+	if q.MaxMemoryBytes < 0 || q.MaxNanoCPUs < 0 || q.MaxInstances < 0 || q.MaxPackageBytes < 0 || q.MaxLogBytes < 0 {
 		return fmt.Errorf("a quota must not be negative")
 	}
 	return nil
@@ -68,6 +86,10 @@ func (q Quota) Short(used, asked Usage) string {
 	}
 	if q.MaxInstances > 0 && used.Instances+asked.Instances > q.MaxInstances {
 		out = append(out, fmt.Sprintf("instances: %d asked, %d of %d in use", asked.Instances, used.Instances, q.MaxInstances))
+	}
+	if q.MaxLogBytes > 0 && used.LogBytes+asked.LogBytes > q.MaxLogBytes {
+		out = append(out, fmt.Sprintf("logs: %s asked, %s of %s in use", amount(BytesText, asked.LogBytes),
+			amount(BytesText, used.LogBytes), BytesText(q.MaxLogBytes)))
 	}
 	return strings.Join(out, "; ")
 }

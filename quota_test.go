@@ -28,3 +28,13 @@ func TestPackageRoom(t *testing.T) {
 	require.Equal(t, "0 of 1GiB", Quota{MaxPackageBytes: 1 << 30}.PackageText(0))
 	require.Error(t, Quota{MaxPackageBytes: -1}.Check())
 }
+
+func TestLogQuotaCountsEachInstancesRotation(t *testing.T) {
+	q := Quota{MaxLogBytes: 100 << 20}
+	three := Usage{}.Add(Resources{LogBytes: DefaultLogBytes}, 3)
+	require.Equal(t, int64(90<<20), three.LogBytes)
+	require.Empty(t, q.Short(Usage{}, three), "three default rotations fit 100 MiB")
+	require.Equal(t, "logs: 30MiB asked, 90MiB of 100MiB in use", q.Short(three, Usage{}.Add(Resources{LogBytes: DefaultLogBytes}, 1)))
+	require.Empty(t, q.Short(three, Usage{}.Add(Resources{LogBytes: 2 << 20}, 5)), "small rotations fit beside them")
+	require.Error(t, Quota{MaxLogBytes: -1}.Check())
+}

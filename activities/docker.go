@@ -394,7 +394,7 @@ func containerOptions(in StartInstanceInput, nets []appNetwork) (client.Containe
 		NetworkMode:   "none",
 		Resources: container.Resources{Memory: svc.MemoryBytes, NanoCPUs: svc.NanoCPUs,
 			MemoryReservation: svc.MemoryReservation, PidsLimit: pidsLimit(svc.PidsLimit)},
-		LogConfig: logRotation(),
+		LogConfig: logRotation(svc),
 	}
 	opts := client.ContainerCreateOptions{Name: pi.Name, Config: cfg, HostConfig: hc}
 	if len(nets) > 0 {
@@ -408,10 +408,16 @@ func containerOptions(in StartInstanceInput, nets []appNetwork) (client.Containe
 }
 
 // logRotation is set on every container berth makes, so that no instance's
-// output can fill its host's disk: at most three files of 10 MB each, which
-// is also what the live log view reads back.
-func logRotation() container.LogConfig {
-	return container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}}
+// output can fill its host's disk: the service's rotation (three files of
+// 10 MiB unless its file says otherwise), which is what the log quota
+// counts and what the live log view reads back.
+func logRotation(svc compose.ServiceSpec) container.LogConfig {
+	fileBytes, files := svc.LogRotation()
+	size := strconv.FormatInt(fileBytes, 10)
+	if fileBytes%(1<<20) == 0 {
+		size = strconv.FormatInt(fileBytes>>20, 10) + "m" // the engine's m is MiB
+	}
+	return container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": size, "max-file": strconv.Itoa(files)}}
 }
 
 // pidsLimit is the engine's form: nil is the engine's default (none).

@@ -343,7 +343,7 @@ func (d *Docker) ensureRelay(ctx context.Context, eng engine.Engine, h berth.Hos
 		CapDrop:        []string{"ALL"},
 		SecurityOpt:    []string{"no-new-privileges"},
 		Resources:      container.Resources{Memory: 64 << 20, PidsLimit: pidsLimit(256)},
-		LogConfig:      logRotation(),
+		LogConfig:      logRotation(compose.ServiceSpec{}),
 	}
 	if gateway {
 		p, _ := network.ParsePort(fmt.Sprintf("%d/tcp", mesh.GatewayPort))

@@ -41,5 +41,24 @@ func ApplyLimits(spec *Spec, l berth.Limits) error {
 // Resources is what each instance of the service takes.
 func (s ServiceSpec) Resources() berth.Resources {
 	return berth.Resources{MemoryBytes: s.MemoryBytes, NanoCPUs: s.NanoCPUs, MemoryReserved: s.MemoryReservation,
-		NanoCPUsReserved: s.NanoCPUsReserved}
+		NanoCPUsReserved: s.NanoCPUsReserved, LogBytes: s.LogBytes()}
+}
+
+// LogRotation is the engine's json-file rotation of an instance: the size
+// of one file and how many are kept.
+func (s ServiceSpec) LogRotation() (fileBytes int64, files int) {
+	fileBytes, files = s.LogFileBytes, s.LogFiles
+	if fileBytes == 0 {
+		fileBytes = berth.DefaultLogFileBytes
+	}
+	if files == 0 {
+		files = berth.DefaultLogFiles
+	}
+	return fileBytes, files
+}
+
+// LogBytes is the most the engine keeps of an instance's output.
+func (s ServiceSpec) LogBytes() int64 {
+	fileBytes, files := s.LogRotation()
+	return fileBytes * int64(files)
 }

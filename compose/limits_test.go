@@ -62,3 +62,47 @@ func TestApplyLimits(t *testing.T) {
 	require.Error(t, berth.Limits{DefaultMemoryBytes: 1 << 20}.Check())
 	require.Error(t, berth.Limits{MaxPids: -1}.Check())
 }
+
+func TestParseLogRotation(t *testing.T) {
+	spec := parseOK(t, `services:
+  plain:
+    image: x
+  quiet:
+    image: x
+    logging:
+      driver: json-file
+      options: {max-size: 1m, max-file: "2", compress: "true"}
+  local:
+    image: x
+    logging: {driver: local, options: {max-file: "5"}}
+`, DefaultOptions())
+	plain, quiet, local := spec.Service("plain"), spec.Service("quiet"), spec.Service("local")
+	size, files := plain.LogRotation()
+	require.Equal(t, [2]int64{10 << 20, 3}, [2]int64{size, int64(files)}, "the default rotation")
+	require.Equal(t, int64(berth.DefaultLogBytes), plain.Resources().LogBytes)
+	require.Zero(t, plain.LogFileBytes, "the default stays out of the spec, so older specs keep their hash")
+	require.Equal(t, int64(2<<20), quiet.Resources().LogBytes)
+	require.Contains(t, quiet.Notes, `logging option "compress" ignored; the platform sets only max-size and max-file`)
+	require.Equal(t, int64(50<<20), local.LogBytes())
+	require.Contains(t, local.Notes[0], "logging driver local kept as json-file")
+
+	_, err := Parse(t.Context(), "demo", []byte(`services:
+  a:
+    image: x
+    logging: {driver: syslog, options: {syslog-address: "tcp://203.0.113.9:514"}}
+  b:
+    image: x
+    logging: {options: {max-size: 1k}}
+  c:
+    image: x
+    logging: {options: {max-file: "0"}}
+  d:
+    image: x
+    logging: {options: {max-size: 512m, max-file: "4"}}
+`), DefaultOptions())
+	requireRefused(t, err,
+		`service "a": logging driver "syslog" is not allowed`,
+		`service "b": logging max-size "1k" must be a size from 1m to 1g`,
+		`service "c": logging max-file "0" must be a number from 1 to 20`,
+		`service "d": logging keeps 2GiB (max-size times max-file); at most 1GiB per instance`)
+}

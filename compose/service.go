@@ -13,6 +13,7 @@ import (
 
 	"github.com/berth-dev/berth"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/docker/go-units"
 )
 
 // reservedLabelPrefixes belong to the platform and to docker compose; a user
@@ -169,6 +170,7 @@ func convertService(p *types.Project, s types.ServiceConfig, opts Options, roots
 	out.Volumes = volumes(p, s, roots, bad, note)
 	out.Health = health(s, len(out.Ports) > 0, bad)
 	limits(s, &out, bad)
+	logRotation(s, &out, bad, note)
 	out.DependsOn = dependsOn(p, s, bad)
 
 	out.Command = nonEmpty(s.Command)
@@ -638,6 +640,49 @@ func berthHealthPath(s types.ServiceConfig, bad func(string, ...any)) string {
 }
 
 // limits reads the service's resource limits and reservations, from
+// logRotation reads logging: the engine keeps an instance's output in
+// json-file, rotated at max-size and max-file, which the live log view
+// reads and the log quota counts. Other drivers would send the output
+// where berth neither reads nor bounds it.
+func logRotation(s types.ServiceConfig, out *ServiceSpec, bad, note func(string, ...any)) {
+	l := s.Logging
+	if l == nil {
+		return
+	}
+	switch l.Driver {
+	case "", "json-file":
+	case "local":
+		note("logging driver local kept as json-file (rotated the same way); the platform reads and bounds json-file logs")
+	default:
+		bad("logging driver %q is not allowed: the platform keeps each instance's output with json-file, rotated, for the live log view and the log quota", l.Driver)
+		return
+	}
+	for _, k := range sortedKeys(l.Options) {
+		v := l.Options[k]
+		switch k {
+		case "max-size":
+			n, err := units.RAMInBytes(v)
+			if err != nil || n < 1<<20 || n > 1<<30 {
+				bad("logging max-size %q must be a size from 1m to 1g", v)
+				continue
+			}
+			out.LogFileBytes = n
+		case "max-file":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 20 {
+				bad("logging max-file %q must be a number from 1 to 20", v)
+				continue
+			}
+			out.LogFiles = n
+		default:
+			note("logging option %q ignored; the platform sets only max-size and max-file", k)
+		}
+	}
+	if out.LogBytes() > 1<<30 {
+		bad("logging keeps %s (max-size times max-file); at most 1GiB per instance", berth.BytesText(out.LogBytes()))
+	}
+}
+
 // deploy.resources or the short keys (mem_limit, cpus, pids_limit,
 // mem_reservation); where both say something they must agree.
 func limits(s types.ServiceConfig, out *ServiceSpec, bad func(string, ...any)) {

@@ -34,10 +34,14 @@ type ServiceSpec struct {
 	// PidsLimit bounds the processes and threads of an instance (-1: none).
 	PidsLimit int64 `json:"pidsLimit,omitempty"`
 	// Reservations are what placement counts an instance as taking.
-	MemoryReservation int64  `json:"memoryReservation,omitempty"`
-	NanoCPUsReserved  int64  `json:"nanoCPUsReserved,omitempty"`
-	User              string `json:"user,omitempty"`
-	WorkingDir        string `json:"workingDir,omitempty"`
+	MemoryReservation int64 `json:"memoryReservation,omitempty"`
+	NanoCPUsReserved  int64 `json:"nanoCPUsReserved,omitempty"`
+	// LogFileBytes and LogFiles are the engine's log rotation (logging:
+	// max-size, max-file); zero is the platform's default.
+	LogFileBytes int64  `json:"logFileBytes,omitempty"`
+	LogFiles     int    `json:"logFiles,omitempty"`
+	User         string `json:"user,omitempty"`
+	WorkingDir   string `json:"workingDir,omitempty"`
 	// Expose are tcp ports other services reach without publishing (expose:).
 	Expose []int `json:"expose,omitempty"`
 	// Networks are the app networks the service joins. Empty means the app's

@@ -37,6 +37,14 @@ var uiFuncs = template.FuncMap{
 	},
 	"gib":  func(b int64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) },
 	"cpus": func(nano int64) string { return fmt.Sprintf("%g", float64(nano)/1e9) },
+	// bytes writes an amount in use, where 0 is none (BytesText's 0 is a
+	// limit's "unlimited").
+	"bytes": func(b int64) string {
+		if b == 0 {
+			return "0"
+		}
+		return berth.BytesText(b)
+	},
 	"decided": func(d berth.Verdict) string {
 		return map[berth.Verdict]string{berth.DecisionApprove: "Approved", berth.DecisionReject: "Rejected"}[d]
 	},

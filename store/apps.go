@@ -121,7 +121,12 @@ func (s *Store) SetApplicationState(ctx context.Context, appID uint, state berth
 // BeginRun opens a run for an application that must be live, holding the
 // application's lock.
 func (s *Store) BeginRun(ctx context.Context, appID uint, run *Run, activeKey string) error {
-	err := s.beginRun(ctx, appID, run, activeKey)
+	return s.nameLockHolder(ctx, s.beginRun(ctx, appID, run, activeKey), activeKey)
+}
+
+// nameLockHolder rewrites a lost race for activeKey so that the answer
+// names the run that holds the lock.
+func (s *Store) nameLockHolder(ctx context.Context, err error, activeKey string) error {
 	var conflict *ConflictError
 	if errors.As(err, &conflict) && conflict.Existing == nil && conflict.Msg == "another run is active for "+activeKey {
 		// The transaction's snapshot predates the winner's commit; a fresh

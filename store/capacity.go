@@ -13,10 +13,12 @@ import (
 // ErrQuota says a plan would take a tenant or an environment past its quota.
 var ErrQuota error = &berth.Error{Code: berth.ENoCapacity, Message: "quota exceeded"}
 
-// usageSelect sums live instances' resources.
-const usageSelect = "COUNT(*) AS instances, COALESCE(SUM(instances.res_memory_bytes),0) AS memory_bytes, " +
+// usageSelect sums live instances' resources. Instances placed before
+// log rotation was recorded run with the default rotation.
+var usageSelect = "COUNT(*) AS instances, COALESCE(SUM(instances.res_memory_bytes),0) AS memory_bytes, " +
 	"COALESCE(SUM(instances.res_nano_cpus),0) AS nano_cpus, COALESCE(SUM(instances.res_memory_reserved),0) AS memory_reserved, " +
-	"COALESCE(SUM(instances.res_nano_cpus_reserved),0) AS nano_cpus_reserved"
+	"COALESCE(SUM(instances.res_nano_cpus_reserved),0) AS nano_cpus_reserved, " +
+	fmt.Sprintf("COALESCE(SUM(CASE WHEN instances.res_log_bytes > 0 THEN instances.res_log_bytes ELSE %d END),0) AS log_bytes", berth.DefaultLogBytes)
 
 type usageRow struct {
 	Instances        int
@@ -24,11 +26,12 @@ type usageRow struct {
 	NanoCPUs         int64 `gorm:"column:nano_cpus"`
 	MemoryReserved   int64
 	NanoCPUsReserved int64 `gorm:"column:nano_cpus_reserved"`
+	LogBytes         int64
 }
 
 func (u usageRow) usage() berth.Usage {
 	return berth.Usage{Instances: u.Instances, Resources: berth.Resources{MemoryBytes: u.MemoryBytes, NanoCPUs: u.NanoCPUs,
-		MemoryReserved: u.MemoryReserved, NanoCPUsReserved: u.NanoCPUsReserved}}
+		MemoryReserved: u.MemoryReserved, NanoCPUsReserved: u.NanoCPUsReserved, LogBytes: u.LogBytes}}
 }
 
 // liveInstances are the instances that still exist, joined up to their
@@ -266,12 +269,12 @@ func (s *Store) Capacity(ctx context.Context, tenantIDs []uint, withHosts bool) 
 
 // SetTenantQuota sets a tenant's quota.
 func (s *Store) SetTenantQuota(ctx context.Context, tenantID uint, q berth.Quota) error {
-	return s.db.WithContext(ctx).Model(&Tenant{}).Where("id = ?", tenantID).Select("quota_max_memory_bytes", "quota_max_nano_cpus", "quota_max_instances", "quota_max_package_bytes").
+	return s.db.WithContext(ctx).Model(&Tenant{}).Where("id = ?", tenantID).Select("quota_max_memory_bytes", "quota_max_nano_cpus", "quota_max_instances", "quota_max_package_bytes", "quota_max_log_bytes").
 		Updates(&Tenant{Quota: q}).Error
 }
 
 // SetEnvironmentQuota sets an environment's quota.
 func (s *Store) SetEnvironmentQuota(ctx context.Context, envID uint, q berth.Quota) error {
-	return s.db.WithContext(ctx).Model(&Environment{}).Where("id = ?", envID).Select("quota_max_memory_bytes", "quota_max_nano_cpus", "quota_max_instances", "quota_max_package_bytes").
+	return s.db.WithContext(ctx).Model(&Environment{}).Where("id = ?", envID).Select("quota_max_memory_bytes", "quota_max_nano_cpus", "quota_max_instances", "quota_max_package_bytes", "quota_max_log_bytes").
 		Updates(&Environment{Quota: q}).Error
 }

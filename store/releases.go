@@ -9,6 +9,7 @@ import (
 
 	"github.com/berth-dev/berth"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // Release is one version of a service: what it is, how it was rolled out,
@@ -100,15 +101,61 @@ func imageTag(ref string) string {
 func ImageTag(ref string) string { return imageTag(ref) }
 
 // BeginRelease opens a run and its release record for a live service, under
-// the application's lock: one release (or deploy, scale) at a time.
+// the application's lock: one release (or deploy, scale) at a time. A
+// release that carries a package is checked against the package quotas in
+// the same transaction, under the tenant's row lock: uploads to two
+// applications of one tenant take turns, so both cannot fit into the last
+// free room that each read before its upload. Read committed, so a release
+// that waited for the lock counts the package of the one it waited for.
 func (s *Store) BeginRelease(ctx context.Context, appID uint, run *Run, rel *Release, activeKey string) error {
-	if err := s.BeginRun(ctx, appID, run, activeKey); err != nil {
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if rel.PackageSHA256 != "" {
+			if err := checkPackageRoom(tx, appID, rel); err != nil {
+				return err
+			}
+		}
+		if err := beginRunTx(tx, appID, run, activeKey); err != nil {
+			return err
+		}
+		rel.RunID, rel.Outcome = run.ID, berth.ReleaseRunning
+		return tx.Create(rel).Error
+	}, s.readCommitted())
+	return s.nameLockHolder(ctx, err, activeKey)
+}
+
+// checkPackageRoom refuses a release whose package would take its tenant
+// or environment past a package quota, counting each kept package once.
+func checkPackageRoom(tx *gorm.DB, appID uint, rel *Release) error {
+	var env Environment
+	if err := tx.Joins("JOIN applications ON applications.environment_id = environments.id").
+		Where("applications.id = ?", appID).First(&env).Error; err != nil {
+		return notFound(err, fmt.Sprintf("application %d", appID))
+	}
+	var tenant Tenant
+	if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&tenant, env.TenantID).Error; err != nil {
 		return err
 	}
-	rel.RunID, rel.Outcome = run.ID, berth.ReleaseRunning
-	if err := s.db.WithContext(ctx).Create(rel).Error; err != nil {
-		_ = s.FinishRun(ctx, run.ID, berth.RunFailed, "release not recorded: "+err.Error())
+	if tenant.Quota.MaxPackageBytes == 0 && env.Quota.MaxPackageBytes == 0 {
+		return nil
+	}
+	rows, err := tenantPackages(tx, tenant.ID)
+	if err != nil {
 		return err
+	}
+	rows = append(rows, keptPackage{SHA: rel.PackageSHA256, Size: rel.PackageSize, EnvID: env.ID})
+	tenantBytes, envBytes := packageBytes(rows, env.ID)
+	for _, q := range []struct {
+		max, used int64
+		what      string
+	}{
+		{tenant.Quota.MaxPackageBytes, tenantBytes, "tenant " + tenant.Name},
+		{env.Quota.MaxPackageBytes, envBytes, "environment " + tenant.Name + "/" + env.Name},
+	} {
+		if q.max > 0 && q.used > q.max {
+			return &berth.Error{Code: berth.ETooLarge, Reason: "package_quota",
+				Message: fmt.Sprintf("the package does not fit: %s's package quota would hold %s of %s with it; a later release frees the packages of releases before the last good one",
+					q.what, berth.BytesText(q.used), berth.BytesText(q.max))}
+		}
 	}
 	return nil
 }
@@ -306,19 +353,33 @@ func (s *Store) KeptImages(ctx context.Context) ([]string, error) {
 // what those of one of its environments take: each package counted once,
 // at its uploaded size.
 func (s *Store) PackageUsage(ctx context.Context, tenantID, envID uint) (tenant, env int64, err error) {
-	var rows []struct {
-		SHA   string
-		Size  int64
-		EnvID uint
+	rows, err := tenantPackages(s.db.WithContext(ctx), tenantID)
+	if err != nil {
+		return 0, 0, err
 	}
-	err = keptPackages(s.db.WithContext(ctx)).
+	tenant, env = packageBytes(rows, envID)
+	return tenant, env, nil
+}
+
+// keptPackage is one kept package of an environment.
+type keptPackage struct {
+	SHA   string
+	Size  int64
+	EnvID uint
+}
+
+func tenantPackages(db *gorm.DB, tenantID uint) ([]keptPackage, error) {
+	var rows []keptPackage
+	err := keptPackages(db).
 		Joins("JOIN environments ON environments.id = applications.environment_id").
 		Where("environments.tenant_id = ?", tenantID).
 		Distinct("releases.package_sha256 AS sha", "releases.package_size AS size", "applications.environment_id AS env_id").
 		Scan(&rows).Error
-	if err != nil {
-		return 0, 0, err
-	}
+	return rows, err
+}
+
+// packageBytes sums rows for the tenant and for envID, each package once.
+func packageBytes(rows []keptPackage, envID uint) (tenant, env int64) {
 	inTenant, inEnv := map[string]bool{}, map[string]bool{}
 	for _, r := range rows {
 		if !inTenant[r.SHA] {
@@ -330,5 +391,5 @@ func (s *Store) PackageUsage(ctx context.Context, tenantID, envID uint) (tenant,
 			env += r.Size
 		}
 	}
-	return tenant, env, nil
+	return tenant, env
 }

@@ -111,3 +111,66 @@ func TestKeptImages(t *testing.T) {
 		require.Equal(t, []string{"shop:3", "shop:4"}, got)
 	})
 }
+
+// Two uploads to two applications of one tenant each read the same room
+// before their upload; when both have arrived only one may open its
+// release, because together they would pass the tenant's package quota.
+func TestPackageQuotaHoldsAgainstRacingUploads(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		env := newEnv(t, st, "acme", "dev")
+		require.NoError(t, st.SetTenantQuota(ctx, env.TenantID, berth.Quota{MaxPackageBytes: 1000}))
+		type upload struct {
+			app uint
+			svc uint
+		}
+		var ups []upload
+		for _, name := range []string{"shop", "blog"} {
+			a := store.Application{EnvironmentID: env.ID, Name: name, State: berth.StateRunning}
+			require.NoError(t, st.DB().Create(&a).Error)
+			svc := store.Service{ApplicationID: a.ID, Name: "web", Image: "img:1", Replicas: 1}
+			require.NoError(t, st.DB().Create(&svc).Error)
+			ups = append(ups, upload{a.ID, svc.ID})
+		}
+		room, err := st.PackageRoom(ctx, env.ID)
+		require.NoError(t, err)
+		require.EqualValues(t, 1000, room.Bytes, "each upload alone fits")
+
+		errs := make(chan error, len(ups))
+		for i, u := range ups {
+			go func() {
+				run := &store.Run{Kind: berth.KindRelease, Subject: "acme/dev/" + []string{"shop", "blog"}[i], StartedBy: "dev"}
+				rel := &store.Release{ServiceID: u.svc, Kind: berth.ReleaseFile, Version: "1", PackageSHA256: []string{"aa", "bb"}[i], PackageSize: 700}
+				errs <- st.BeginRelease(ctx, u.app, run, rel, "app/"+[]string{"shop", "blog"}[i])
+			}()
+		}
+		var refused []error
+		for range ups {
+			if err := <-errs; err != nil {
+				refused = append(refused, err)
+			}
+		}
+		require.Len(t, refused, 1, "exactly one of the two releases opens")
+		var be *berth.Error
+		require.ErrorAs(t, refused[0], &be)
+		require.Equal(t, "package_quota", be.Reason)
+		require.Contains(t, be.Message, "tenant acme's package quota would hold 1400 bytes of 1000 bytes")
+		tenant, _, err := st.PackageUsage(ctx, env.TenantID, env.ID)
+		require.NoError(t, err)
+		require.EqualValues(t, 700, tenant)
+		var runs int64
+		require.NoError(t, st.DB().Model(&store.Run{}).Count(&runs).Error)
+		require.EqualValues(t, 1, runs, "the refused release leaves no run behind")
+
+		// The same package again takes no more room.
+		run := &store.Run{Kind: berth.KindRelease, Subject: "acme/dev/other", StartedBy: "dev"}
+		a := store.Application{EnvironmentID: env.ID, Name: "other", State: berth.StateRunning}
+		require.NoError(t, st.DB().Create(&a).Error)
+		svc := store.Service{ApplicationID: a.ID, Name: "web", Image: "img:1", Replicas: 1}
+		require.NoError(t, st.DB().Create(&svc).Error)
+		var won store.Release
+		require.NoError(t, st.DB().Where("run_id > 0").First(&won).Error)
+		rel := &store.Release{ServiceID: svc.ID, Kind: berth.ReleaseFile, Version: "1", PackageSHA256: won.PackageSHA256, PackageSize: 700}
+		require.NoError(t, st.BeginRelease(ctx, a.ID, run, rel, "app/other"))
+	})
+}

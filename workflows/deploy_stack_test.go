@@ -38,7 +38,7 @@ func TestDeployStackStartsLevelsInDependencyOrder(t *testing.T) {
 	require.Equal(t, 20000, req.PortMin)
 	require.Len(t, req.Services, 2)
 	require.Equal(t, berth.ServiceRequest{Name: "web", Image: "reg.local/web:1", Replicas: 2,
-		Ports: []berth.PortRequest{{ContainerPort: 80, Protocol: "tcp"}}}, req.Services[1])
+		Ports: []berth.PortRequest{{ContainerPort: 80, Protocol: "tcp"}}, Resources: berth.Resources{LogBytes: berth.DefaultLogBytes}}, req.Services[1])
 
 	images := rec.of("EnsureImage")
 	var pairs []string

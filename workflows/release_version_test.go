@@ -283,7 +283,7 @@ func TestReleaseVersionRollsOutInBatches(t *testing.T) {
 		require.Equal(t, berth.PlanRequest{RunID: 31, ApplicationID: 3, EnvironmentID: 2, Key: fmt.Sprintf("31/batch-%d", i+1),
 			NamePrefix: "acme-prod-shop", PortMin: 20000, PortMax: 20100, Surge: true,
 			Services: []berth.ServiceRequest{{Name: "api", Image: relNewImage, Replicas: 2, Add: true,
-				Ports: []berth.PortRequest{{ContainerPort: 8080, Protocol: "tcp"}}}}}, p.Arg)
+				Ports: []berth.PortRequest{{ContainerPort: 8080, Protocol: "tcp"}}, Resources: berth.Resources{LogBytes: berth.DefaultLogBytes}}}}, p.Arg)
 	}
 
 	// Only the new instances start, each on its region's queue.
@@ -394,7 +394,7 @@ func TestReleaseVersionHealthGateFailureRollsBack(t *testing.T) {
 	require.Equal(t, []string{"31/batch-1", "31/batch-2", "31/rollback"}, plannedKeys(rec))
 	rb := rec.callsOf("PlanDeploy")[2].Arg.(berth.PlanRequest)
 	require.Equal(t, []berth.ServiceRequest{{Name: "api", Image: relGoodImage, Replicas: 2, Add: true,
-		Ports: []berth.PortRequest{{ContainerPort: 8080, Protocol: "tcp"}}}}, rb.Services, "the released batch is replaced by as many last-good instances")
+		Ports: []berth.PortRequest{{ContainerPort: 8080, Protocol: "tcp"}}, Resources: berth.Resources{LogBytes: berth.DefaultLogBytes}}}, rb.Services, "the released batch is replaced by as many last-good instances")
 
 	require.ElementsMatch(t, apiNames(5, 6, 7, 8, 9, 10), startedNames(rec))
 	for _, s := range rec.of("StartInstance") {

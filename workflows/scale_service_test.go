@@ -73,7 +73,7 @@ func TestScaleOutStartsExposesAndRecords(t *testing.T) {
 	require.Len(t, plans, 1)
 	require.Equal(t, berth.PlanRequest{RunID: 21, ApplicationID: 3, EnvironmentID: 2, NamePrefix: "acme-prod-shop", PortMin: 20000, PortMax: 20100,
 		Services: []berth.ServiceRequest{{Name: "api", Image: "reg.local/api:2", Replicas: 2, Add: true,
-			Ports: []berth.PortRequest{{ContainerPort: 8080, Protocol: "tcp"}}}}}, plans[0].Arg)
+			Ports: []berth.PortRequest{{ContainerPort: 8080, Protocol: "tcp"}}, Resources: berth.Resources{LogBytes: berth.DefaultLogBytes}}}}, plans[0].Arg)
 
 	var pairs []string
 	for _, s := range rec.of("EnsureImage") {

@@ -348,6 +348,20 @@ func (a *app) routes() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"started": len(kids), "refused": refused})
 	})
+	// /spam writes mb MiB of lines to stdout, to show the engine's log
+	// rotation bounds what a noisy instance keeps on its host.
+	mux.HandleFunc("GET /spam", func(w http.ResponseWriter, r *http.Request) {
+		mb, err := strconv.Atoi(r.URL.Query().Get("mb"))
+		if err != nil || mb < 1 || mb > 64 {
+			http.Error(w, "mb must be 1..64", http.StatusBadRequest)
+			return
+		}
+		line := strings.Repeat("x", 1023) + "\n"
+		for i := 0; i < mb<<10; i++ {
+			_, _ = os.Stdout.WriteString(line)
+		}
+		fmt.Fprintf(w, "wrote %d MiB\n", mb)
+	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		if a.injectFailure() {
 			http.Error(w, "injected failure", http.StatusInternalServerError)
