@@ -19,7 +19,15 @@ type Resources struct {
 	// so it is a hard bound that counts against the log quotas before the
 	// instance writes a line.
 	LogBytes int64 `json:"logBytes,omitempty"`
+	// VolumeBytes is the declared size of the named volumes the instance
+	// mounts (DefaultVolumeBytes each when the file declares none): what
+	// it reserves of the volume quotas before anything is written.
+	VolumeBytes int64 `json:"volumeBytes,omitempty"`
 }
+
+// DefaultVolumeBytes is what a named volume without a declared size
+// (driver_opts: size) counts as.
+const DefaultVolumeBytes = 1 << 30
 
 // Log rotation of an instance whose compose file sets none: three files
 // of 10 MiB, which is also what the live log view reads back.
@@ -43,6 +51,7 @@ func (u Usage) Add(r Resources, n int) Usage {
 	u.MemoryReserved += r.MemoryReserved * int64(n)
 	u.NanoCPUsReserved += r.NanoCPUsReserved * int64(n)
 	u.LogBytes += r.LogBytes * int64(n)
+	u.VolumeBytes += r.VolumeBytes * int64(n)
 	return u
 }
 
@@ -62,11 +71,17 @@ type Quota struct {
 	// instances: the sum of their log rotation sizes (LogBytes), checked
 	// before an instance is placed.
 	MaxLogBytes int64 `json:"maxLogBytes,omitempty"`
+	// MaxVolumeBytes bounds the declared sizes of the named volumes the
+	// live instances mount, each instance counting every volume it
+	// mounts. Hosts whose filesystem supports it (XFS with project quotas)
+	// also hold each volume to its size; elsewhere a volume that passes
+	// its size is found and reported.
+	MaxVolumeBytes int64 `json:"maxVolumeBytes,omitempty"`
 }
 
 // Check says what is wrong with a quota itself.
 func (q Quota) Check() error {
-	if q.MaxMemoryBytes < 0 || q.MaxNanoCPUs < 0 || q.MaxInstances < 0 || q.MaxPackageBytes < 0 || q.MaxLogBytes < 0 {
+	if q.MaxMemoryBytes < 0 || q.MaxNanoCPUs < 0 || q.MaxInstances < 0 || q.MaxPackageBytes < 0 || q.MaxLogBytes < 0 || q.MaxVolumeBytes < 0 {
 		return fmt.Errorf("a quota must not be negative")
 	}
 	return nil
@@ -90,6 +105,10 @@ func (q Quota) Short(used, asked Usage) string {
 	if q.MaxLogBytes > 0 && used.LogBytes+asked.LogBytes > q.MaxLogBytes {
 		out = append(out, fmt.Sprintf("logs: %s asked, %s of %s in use", amount(BytesText, asked.LogBytes),
 			amount(BytesText, used.LogBytes), BytesText(q.MaxLogBytes)))
+	}
+	if q.MaxVolumeBytes > 0 && used.VolumeBytes+asked.VolumeBytes > q.MaxVolumeBytes {
+		out = append(out, fmt.Sprintf("volumes: %s asked, %s of %s in use", amount(BytesText, asked.VolumeBytes),
+			amount(BytesText, used.VolumeBytes), BytesText(q.MaxVolumeBytes)))
 	}
 	return strings.Join(out, "; ")
 }

@@ -55,6 +55,10 @@ const (
 	// FindingHealGaveUp: an instance exited again after MaxHeals heals
 	// within HealWindow; it is left for a person, and said once per window.
 	FindingHealGaveUp FindingKind = "heal-gave-up"
+	// FindingVolumeOverSize: a named volume holds more than the size its
+	// compose file declared (and its quota counts), on a host whose
+	// filesystem cannot bound it; said once until it is back under.
+	FindingVolumeOverSize FindingKind = "volume-over-size"
 )
 
 // Self-healing's backoff: an instance is started again at most MaxHeals
@@ -105,6 +109,18 @@ type StrandedDecision struct {
 	RunID      uint             `json:"runId"`
 	WorkflowID string           `json:"workflowId"`
 	Decision   ApprovalDecision `json:"decision"`
+}
+
+// VolumeUse is one named volume on a host, as the disk pass measured it:
+// its application, its declared size and what it holds (-1: the engine
+// did not say).
+type VolumeUse struct {
+	Name      string `json:"name"`
+	Tenant    string `json:"tenant"`
+	Env       string `json:"env"`
+	App       string `json:"app"`
+	SizeBytes int64  `json:"sizeBytes"`
+	UsedBytes int64  `json:"usedBytes"`
 }
 
 // Finding is one difference between the records and the world, and what

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"path"
 	"regexp"
 	"sort"
 	"strconv"
@@ -235,6 +234,10 @@ func (d *Docker) StartInstance(ctx context.Context, in StartInstanceInput) (*Ins
 		}
 	}
 	if id == "" {
+		activity.RecordHeartbeat(ctx, "volumes")
+		if err := ensureVolumes(ctx, eng, in); err != nil {
+			return nil, err
+		}
 		opts, err := containerOptions(in, nets)
 		if err != nil {
 			return nil, err
@@ -367,14 +370,13 @@ func containerOptions(in StartInstanceInput, nets []appNetwork) (client.Containe
 		cfg.ExposedPorts[p] = struct{}{}
 		bindings[p] = append(bindings[p], network.PortBinding{HostIP: hostIP, HostPort: strconv.Itoa(m.HostPort)})
 	}
-	root := pi.Host.VolumeRoot
-	if root == "" {
-		root = "/var/lib/berth/volumes"
+	// The instance's own folders are named volumes of its own (made and
+	// labelled by ensureVolumes), so they go with it and the disk pass
+	// measures them.
+	var binds []string
+	for _, dir := range instanceDirs {
+		binds = append(binds, instanceVolume(pi.Name, dir)+":/berth/"+dir)
 	}
-	base := path.Join(root, pi.Name)
-	// Binds, not Mounts: the engine creates missing host folders for binds,
-	// which is how the three volumes appear on a remote host without SSH.
-	binds := []string{base + "/package:/berth/package", base + "/logs:/berth/logs", base + "/files:/berth/files"}
 	for _, v := range svc.Volumes {
 		src := v.Source
 		if v.Type == "volume" {
@@ -593,7 +595,9 @@ func (d *Docker) RemoveInstance(ctx context.Context, in RemoveInstanceInput) err
 	}
 	insp, err := eng.ContainerInspect(ctx, in.Name, client.ContainerInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
-		return nil
+		// An earlier attempt may have removed the container and died
+		// before its folders.
+		return removeInstanceVolumes(ctx, eng, in.UID)
 	}
 	if err != nil {
 		return fmt.Errorf("inspect %s on %s: %w", in.Name, in.Host.Name, err)
@@ -610,6 +614,9 @@ func (d *Docker) RemoveInstance(ctx context.Context, in RemoveInstanceInput) err
 	_, err = eng.ContainerRemove(ctx, insp.Container.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) && !strings.Contains(err.Error(), "is already in progress") {
 		return fmt.Errorf("remove %s on %s: %w", in.Name, in.Host.Name, err)
+	}
+	if err := removeInstanceVolumes(ctx, eng, in.UID); err != nil {
+		return fmt.Errorf("remove the folders of %s on %s: %w", in.Name, in.Host.Name, err)
 	}
 	if insp.Container.Config != nil {
 		if tenant, env, app, err := appIdentity(insp.Container.Config.Labels); err == nil {

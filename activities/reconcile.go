@@ -24,6 +24,7 @@ type ReconcileRecords interface {
 	RecordFindings(ctx context.Context, fs []berth.Finding) error
 	StrandedDecisions(ctx context.Context, before time.Time) ([]berth.StrandedDecision, error)
 	KeptImages(ctx context.Context) ([]string, error)
+	RecordVolumeUse(ctx context.Context, hostID uint, uses []berth.VolumeUse, at time.Time) ([]berth.VolumeUse, error)
 }
 
 // WorkflowStates says whether a run's workflow has closed; the worker's
@@ -46,6 +47,20 @@ type Reconcile struct {
 func (r *Reconcile) ReconcileHosts(ctx context.Context) ([]berth.HostRef, error) {
 	hs, err := r.Records.ReadyHostsAll(ctx)
 	return hs, storeErr(err)
+}
+
+// VolumeUseInput is one host's volumes as a disk pass measured them.
+type VolumeUseInput struct {
+	HostID uint              `json:"hostId"`
+	Uses   []berth.VolumeUse `json:"uses"`
+	At     time.Time         `json:"at"`
+}
+
+// RecordVolumeUse keeps a host's measured volumes and returns those that
+// went over their size since the last pass.
+func (r *Reconcile) RecordVolumeUse(ctx context.Context, in VolumeUseInput) ([]berth.VolumeUse, error) {
+	over, err := r.Records.RecordVolumeUse(ctx, in.HostID, in.Uses, in.At)
+	return over, storeErr(err)
 }
 
 // HostRecords lists what the records say a host holds.

@@ -24,6 +24,10 @@ func (f *fakeRuns) AbandonRun(_ context.Context, id uint) error {
 	return nil
 }
 
+func (f *fakeRuns) RecordVolumeUse(context.Context, uint, []berth.VolumeUse, time.Time) ([]berth.VolumeUse, error) {
+	return nil, nil
+}
+
 func (f *fakeRuns) StrandedDecisions(context.Context, time.Time) ([]berth.StrandedDecision, error) {
 	return f.stranded, nil
 }

@@ -41,7 +41,30 @@ func ApplyLimits(spec *Spec, l berth.Limits) error {
 // Resources is what each instance of the service takes.
 func (s ServiceSpec) Resources() berth.Resources {
 	return berth.Resources{MemoryBytes: s.MemoryBytes, NanoCPUs: s.NanoCPUs, MemoryReserved: s.MemoryReservation,
-		NanoCPUsReserved: s.NanoCPUsReserved, LogBytes: s.LogBytes()}
+		NanoCPUsReserved: s.NanoCPUsReserved, LogBytes: s.LogBytes(), VolumeBytes: s.VolumeBytes()}
+}
+
+// VolumeBytes is the declared size of the named volumes an instance
+// mounts, each once.
+func (s ServiceSpec) VolumeBytes() int64 {
+	var n int64
+	seen := map[string]bool{}
+	for _, v := range s.Volumes {
+		if v.Type != "volume" || seen[v.Source] {
+			continue
+		}
+		seen[v.Source] = true
+		n += v.Size()
+	}
+	return n
+}
+
+// Size is what a named volume counts as of the volume quotas.
+func (v VolumeSpec) Size() int64 {
+	if v.SizeBytes > 0 {
+		return v.SizeBytes
+	}
+	return berth.DefaultVolumeBytes
 }
 
 // LogRotation is the engine's json-file rotation of an instance: the size

@@ -106,3 +106,36 @@ func TestParseLogRotation(t *testing.T) {
 		`service "c": logging max-file "0" must be a number from 1 to 20`,
 		`service "d": logging keeps 2GiB (max-size times max-file); at most 1GiB per instance`)
 }
+
+func TestParseVolumeSizes(t *testing.T) {
+	spec := parseOK(t, `services:
+  db:
+    image: x
+    volumes: [data:/var/lib/db, data:/again, scratch:/tmp/s]
+  plain:
+    image: x
+volumes:
+  data:
+    driver_opts: {size: 10m}
+  scratch: {}
+`, DefaultOptions())
+	db := spec.Service("db")
+	require.Equal(t, int64(10<<20), db.Volumes[0].SizeBytes)
+	require.Zero(t, db.Volumes[2].SizeBytes, "no size declared: the default counts, and the spec stays as before")
+	require.Equal(t, int64(10<<20+berth.DefaultVolumeBytes), db.Resources().VolumeBytes, "each volume once, the undeclared one at the default")
+	require.Zero(t, spec.Service("plain").Resources().VolumeBytes)
+
+	_, err := Parse(t.Context(), "demo", []byte(`services:
+  a:
+    image: x
+    volumes: [tiny:/t, odd:/o, both:/b]
+volumes:
+  tiny: {driver_opts: {size: 10k}}
+  odd: {driver_opts: {size: lots}}
+  both: {driver_opts: {size: 1g, type: tmpfs}}
+`), DefaultOptions())
+	requireRefused(t, err,
+		`volume "tiny": size "10k" must be a size from 1m to 1t`,
+		`volume "odd": size "lots" must be a size from 1m to 1t`,
+		`volume "both": driver_opts other than size are not allowed`)
+}

@@ -286,10 +286,14 @@ func checkProject(project string, p *types.Project, probs *problems) {
 			probs.add("volume %q: external volumes are not allowed; volumes are created and scoped per app", name)
 		case v.Driver != "" && v.Driver != "local":
 			probs.add("volume %q: driver %q is not allowed", name, v.Driver)
-		case len(v.DriverOpts) > 0:
-			// driver_opts on the local driver can bind any host path
+		case len(v.DriverOpts) > 0 && (len(v.DriverOpts) > 1 || v.DriverOpts["size"] == ""):
+			// Other driver_opts on the local driver can bind any host path
 			// (type: none, o: bind, device: /etc), bypassing the bind checks.
-			probs.add("volume %q: driver_opts are not allowed", name)
+			probs.add("volume %q: driver_opts other than size are not allowed", name)
+		case v.DriverOpts["size"] != "":
+			if _, err := VolumeSize(v); err != nil {
+				probs.add("volume %q: %v", name, err)
+			}
 		case v.Name != "" && v.Name != project+"_"+name:
 			// A custom name could address another app's volume.
 			probs.add("volume %q: a custom name (%q) is not allowed; volumes are named per app", name, v.Name)

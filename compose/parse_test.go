@@ -153,7 +153,7 @@ var hostile = map[string][]string{
 	"userns-host.yaml":             {`userns_mode "host" is not allowed`},
 	"uts-host.yaml":                {`uts "host" is not allowed`},
 	"volume-custom-name.yaml":      {`volume "data": a custom name ("otherapp_data") is not allowed`},
-	"volume-driver-opts.yaml":      {`volume "etc": driver_opts are not allowed`},
+	"volume-driver-opts.yaml":      {`volume "etc": driver_opts other than size are not allowed`},
 	"volumes-from.yaml":            {"volumes_from is not allowed"},
 	"x-berth-bad-path.yaml":        {`x-berth.health.http: health path "/healthz now" may contain only`},
 	"x-berth-haproxy-path.yaml":    {`x-berth.health.http: health path "/health#ready" may contain only`},

@@ -481,7 +481,8 @@ func volumes(p *types.Project, s types.ServiceConfig, roots []string, bad func(s
 					continue
 				}
 			}
-			out = append(out, VolumeSpec{Type: "volume", Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly})
+			size, _ := VolumeSize(p.Volumes[v.Source]) // refused in checkProject when bad
+			out = append(out, VolumeSpec{Type: "volume", Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly, SizeBytes: size})
 		case types.VolumeTypeBind:
 			// There is no project directory on the server, so a relative
 			// source (./data, ~/data) has nothing safe to be relative to.
@@ -509,6 +510,20 @@ func volumes(p *types.Project, s types.ServiceConfig, roots []string, bad func(s
 		note("tmpfs mount %s ignored", t)
 	}
 	return out
+}
+
+// VolumeSize reads a named volume's declared size (driver_opts: size, in
+// the engine's units: 512m, 10g); 0 when it declares none.
+func VolumeSize(v types.VolumeConfig) (int64, error) {
+	raw := v.DriverOpts["size"]
+	if raw == "" {
+		return 0, nil
+	}
+	n, err := units.RAMInBytes(raw)
+	if err != nil || n < 1<<20 || n > 1<<40 {
+		return 0, fmt.Errorf("size %q must be a size from 1m to 1t", raw)
+	}
+	return n, nil
 }
 
 // exposesDockerSocket is true when the path is a Docker socket or a directory

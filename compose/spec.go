@@ -152,4 +152,7 @@ type VolumeSpec struct {
 	Source   string `json:"source"` // volume name, or absolute host path for bind
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
+	// SizeBytes is a named volume's declared size (driver_opts: size); 0
+	// counts as berth.DefaultVolumeBytes.
+	SizeBytes int64 `json:"sizeBytes,omitempty"`
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,8 +15,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/berth-dev/berth"
+	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
+
+	"github.com/berth-dev/berth"
 )
 
 // uploadRelease posts a package as a multipart file release.
@@ -86,7 +89,9 @@ func TestFileRelease(t *testing.T) {
 	require.Equal(t, []string{"v9", "v9", "v9", "v9"}, hs.versions(t, apps))
 	// The same checksum sits in every instance's package volume on its host.
 	for _, in := range hs.app(t, apps, "shop").Services[0].Instances {
-		b, err := os.ReadFile(filepath.Join("/var/lib/berth-e2e/volumes", in.Name, "package", ".berth-package"))
+		vol, err := hs.engineOf(t, in.Host).VolumeInspect(context.Background(), in.Name+".package", client.VolumeInspectOptions{})
+		require.NoError(t, err, in.Name)
+		b, err := os.ReadFile(filepath.Join(vol.Volume.Mountpoint, ".berth-package"))
 		require.NoError(t, err, in.Name)
 		require.Equal(t, sha, strings.TrimSpace(string(b)), in.Name)
 	}

@@ -312,6 +312,7 @@ func startHarness() (*harness, error) {
 		"BERTH_CMDB=http", "BERTH_CMDB_URL=" + cmdbSrv.URL, "BERTH_HEALTH_TIMEOUT=20s", "BERTH_DRAIN_TIMEOUT=10s",
 		// Self-healing looks every 5 s (30 s by default), so its test waits little.
 		"BERTH_HEAL_EVERY=5s",
+		"BERTH_DISK_EVERY=5s",
 	}
 	// The registry builds push to and prefetch pulls from; /sampleapp is the
 	// one command a file release may run after upload.

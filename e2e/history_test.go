@@ -10,6 +10,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/berth-dev/berth/codec"
 )
 
 // recordHistory writes a finished workflow's history to testdata/histories
@@ -35,4 +37,25 @@ func (hs *harness) writeHistory(t testing.TB, workflowID, runID, path string) {
 	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(hist)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(path, b, 0o644))
+}
+
+// workflowResult waits for a workflow to end and decodes its result with
+// the test key the berth processes seal payloads with.
+func (hs *harness) workflowResult(t testing.TB, workflowID, runID string, out any) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, hs.tc.GetWorkflow(ctx, workflowID, runID).Get(ctx, nil))
+	raw, err := os.ReadFile(filepath.Join(repoRoot(), "testdata", "histories", "payload.key"))
+	require.NoError(t, err)
+	keys, err := codec.ParseKeys(string(raw))
+	require.NoError(t, err)
+	c, err := codec.New(keys...)
+	require.NoError(t, err)
+	it := hs.tc.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT)
+	require.True(t, it.HasNext())
+	ev, err := it.Next()
+	require.NoError(t, err)
+	done := ev.GetWorkflowExecutionCompletedEventAttributes()
+	require.NotNil(t, done, "%s did not complete: %s", workflowID, ev.GetEventType())
+	require.NoError(t, c.DataConverter().FromPayloads(done.GetResult(), out))
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/workflows"
 )
 
 // A deploy or a scale beyond the environment's memory quota is refused with
@@ -25,11 +27,8 @@ import (
 // own quota.
 func TestQuotaRefusesUpFrontAndCapacityShowsUse(t *testing.T) {
 	hs := needHarness(t)
-	apps := hs.newEnv(t, "quota")
-	tenant := hs.tenant + "-quota"
-	envPath := strings.TrimSuffix(apps, "/applications")
 	// Two default instances (512 MiB each) fit; a third does not.
-	require.Equal(t, http.StatusOK, hs.apiJSON(t, "PUT", envPath+"/quota", berth.Quota{MaxMemoryBytes: 1 << 30}, nil))
+	apps, tenant := hs.envWithQuota(t, "quota", berth.Quota{MaxMemoryBytes: 1 << 30})
 
 	var e struct{ Error struct{ Message string } }
 	code := hs.api(t, "POST", apps+"?name=big", "application/yaml", webCompose("web", 3, ""), &e)
@@ -44,15 +43,7 @@ func TestQuotaRefusesUpFrontAndCapacityShowsUse(t *testing.T) {
 	require.Contains(t, e.Error.Message, "memory: 512MiB asked, 1GiB of 1GiB in use")
 	require.Equal(t, 2, countAll(hs.containersOf(t, tenant)))
 
-	var capa store.Capacity
-	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/capacity", nil, &capa))
-	var mine *store.EnvironmentCapacity
-	for i, ec := range capa.Environments {
-		if ec.Tenant == tenant && ec.Environment == "dev" {
-			mine = &capa.Environments[i]
-		}
-	}
-	require.NotNil(t, mine)
+	capa, mine := hs.devCapacity(t, tenant)
 	require.Equal(t, 2, mine.Used.Instances)
 	require.Equal(t, int64(1<<30), mine.Used.MemoryBytes)
 	require.Equal(t, int64(1<<30), mine.Quota.MaxMemoryBytes)
@@ -89,10 +80,7 @@ func TestQuotaRefusesUpFrontAndCapacityShowsUse(t *testing.T) {
 // deploy that would pass it.
 func TestLogRotationAndLogQuota(t *testing.T) {
 	hs := needHarness(t)
-	apps := hs.newEnv(t, "logq")
-	tenant := hs.tenant + "-logq"
-	envPath := strings.TrimSuffix(apps, "/applications")
-	require.Equal(t, http.StatusOK, hs.apiJSON(t, "PUT", envPath+"/quota", berth.Quota{MaxLogBytes: 40 << 20}, nil))
+	apps, tenant := hs.envWithQuota(t, "logq", berth.Quota{MaxLogBytes: 40 << 20})
 
 	quiet := strings.Replace(string(webCompose("web", 1, "")), "    x-berth:", "    logging: {driver: json-file, options: {max-size: 1m, max-file: \"2\"}}\n    x-berth:", 1)
 	hs.deployOK(t, apps, "quiet", []byte(quiet))
@@ -136,15 +124,154 @@ func TestLogRotationAndLogQuota(t *testing.T) {
 	require.Contains(t, e.Error.Message, "environment dev's quota: logs: 30MiB asked, 32MiB of 40MiB in use")
 	require.Equal(t, 2, countAll(hs.containersOf(t, tenant)), "nothing of the refused deploy started")
 
-	var capa store.Capacity
-	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/capacity", nil, &capa))
-	found := false
-	for _, ec := range capa.Environments {
-		if ec.Tenant == tenant && ec.Environment == "dev" {
-			found = true
-			require.Equal(t, int64(32<<20), ec.Used.LogBytes)
-			require.Equal(t, int64(40<<20), ec.Quota.MaxLogBytes)
+	_, ec := hs.devCapacity(t, tenant)
+	require.Equal(t, int64(32<<20), ec.Used.LogBytes)
+	require.Equal(t, int64(40<<20), ec.Quota.MaxLogBytes)
+}
+
+// Named volumes declare a size (driver_opts: size); the environment's
+// volume quota counts every instance's volumes before anything starts; the
+// engine makes each volume labelled with its application and size, and the
+// disk pass measures what it holds and reports, once, a volume over its
+// size (this machine's filesystem cannot hold a volume to a size itself).
+func TestVolumeQuotaAndDiskPass(t *testing.T) {
+	hs := needHarness(t)
+	apps, tenant := hs.envWithQuota(t, "volq", berth.Quota{MaxVolumeBytes: 30 << 20})
+	db := func(replicas int, size string) []byte {
+		opts := ""
+		if size != "" {
+			opts = "\n    driver_opts: {size: " + size + "}"
+		}
+		return []byte(fmt.Sprintf(`services:
+  db:
+    image: %s
+    deploy: {replicas: %d}
+    ports: ["8080"]
+    environment: {LISTEN: ":8080"}
+    volumes: [data:/data]
+    x-berth: {health: {http: /healthz}}
+volumes:
+  data:%s
+`, sampleImage, replicas, opts))
+	}
+	var e struct{ Error struct{ Message string } }
+	code := hs.api(t, "POST", apps+"?name=big", "application/yaml", db(1, ""), &e)
+	require.Equal(t, http.StatusConflict, code, e.Error.Message)
+	require.Contains(t, e.Error.Message, "environment dev's quota: volumes: 1GiB asked, 0 of 30MiB in use", "an undeclared volume counts 1 GiB")
+
+	hs.deployOK(t, apps, "shop", db(2, "10m"))
+	svc := serviceOf(t, hs.app(t, apps, "shop"), "db")
+	code = hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/scale", svc.ID), map[string]int{"replicas": 4}, &e)
+	require.Equal(t, http.StatusConflict, code, e.Error.Message)
+	require.Contains(t, e.Error.Message, "volumes: 20MiB asked, 20MiB of 30MiB in use")
+
+	inst := svc.Instances[0]
+	volName := tenant + ".dev.shop.data"
+	vol, err := hs.engineOf(t, inst.Host).VolumeInspect(context.Background(), volName, client.VolumeInspectOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "10485760", vol.Volume.Labels["berth.volume.size"])
+	require.Equal(t, tenant+".dev.shop", vol.Volume.Labels["berth.appkey"])
+
+	code, body := httpGet(t, instanceURL(t, svc)+"/fill?dir=/data&mb=15")
+	require.Equal(t, http.StatusOK, code, body)
+	target := inst.Host + "/" + volName
+	overSaid := func() int {
+		var audit struct {
+			Events []struct{ Target, Outcome, Detail string }
+		}
+		require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/audit?actor=reconciler&limit=500", nil, &audit))
+		n := 0
+		for _, ev := range audit.Events {
+			if ev.Target == target && ev.Outcome == string(berth.FindingVolumeOverSize) {
+				require.Contains(t, ev.Detail, "over the 10MiB it was declared with")
+				n++
+			}
+		}
+		return n
+	}
+	require.Eventually(t, func() bool { return overSaid() == 1 }, 60*time.Second, 500*time.Millisecond, "the disk pass reports the volume over its size")
+	// The pass that found it says so in its result (and is the recorded
+	// history the replay test reads).
+	desc, err := hs.tc.ScheduleClient().GetHandle(context.Background(), workflows.DiskScheduleID).Describe(context.Background())
+	require.NoError(t, err)
+	reported := false
+	for _, a := range desc.Info.RecentActions {
+		wf := a.StartWorkflowResult
+		var res workflows.DiskPassResult
+		if wf == nil {
+			continue
+		}
+		hs.workflowResult(t, wf.WorkflowID, wf.FirstExecutionRunID, &res)
+		for _, f := range res.Findings {
+			if f.Host+"/"+f.Target == target {
+				reported = true
+				hs.recordHistory(t, wf.WorkflowID, wf.FirstExecutionRunID, "disk-pass")
+			}
 		}
 	}
-	require.True(t, found, "the capacity API lists %s/dev", tenant)
+	require.True(t, reported, "one of the recent passes reported it")
+
+	_, ec := hs.devCapacity(t, tenant)
+	require.Equal(t, int64(20<<20), ec.Used.VolumeBytes, "two instances reserve 10 MiB each")
+	require.GreaterOrEqual(t, ec.VolumeBytes, int64(15<<20), "what the volume holds, measured")
+	// Later passes measure again without saying it again.
+	passes := func() int {
+		desc, err := hs.tc.ScheduleClient().GetHandle(context.Background(), workflows.DiskScheduleID).Describe(context.Background())
+		require.NoError(t, err)
+		return int(desc.Info.NumActions)
+	}
+	before := passes()
+	require.Eventually(t, func() bool { return passes() >= before+2 }, 30*time.Second, 500*time.Millisecond)
+	require.Equal(t, 1, overSaid())
+
+	// An instance's own folders are volumes of its own, removed with it;
+	// the application's named volume stays for the instance left.
+	folders := func(in store.InstanceView) []string {
+		list, err := hs.engineOf(t, in.Host).VolumeList(context.Background(), client.VolumeListOptions{
+			Filters: make(client.Filters).Add("label", "berth.instance="+in.Name)})
+		require.NoError(t, err)
+		names := []string{}
+		for _, v := range list.Items {
+			names = append(names, v.Name)
+		}
+		slices.Sort(names)
+		return names
+	}
+	for _, in := range svc.Instances {
+		require.Equal(t, []string{in.Name + ".files", in.Name + ".logs", in.Name + ".package"}, folders(in))
+	}
+	_, removing := hs.scale(t, svc.ID, 1)
+	require.Len(t, removing, 1)
+	for _, in := range svc.Instances {
+		if in.Name == removing[0] {
+			require.Empty(t, folders(in), "the removed instance's folders went with it")
+		} else {
+			require.Len(t, folders(in), 3, "the instance left keeps its folders")
+		}
+	}
+	_, err = hs.engineOf(t, inst.Host).VolumeInspect(context.Background(), volName, client.VolumeInspectOptions{})
+	require.NoError(t, err, "the application's volume stays")
+}
+
+// envWithQuota makes a tenant's dev environment (tenant named after the
+// harness's, with suffix) and sets its quota.
+func (hs *harness) envWithQuota(t testing.TB, suffix string, q berth.Quota) (apps, tenant string) {
+	t.Helper()
+	apps = hs.newEnv(t, suffix)
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "PUT", strings.TrimSuffix(apps, "/applications")+"/quota", q, nil))
+	return apps, hs.tenant + "-" + suffix
+}
+
+// devCapacity reads the capacity API and a tenant's dev environment in it.
+func (hs *harness) devCapacity(t testing.TB, tenant string) (store.Capacity, store.EnvironmentCapacity) {
+	t.Helper()
+	var capa store.Capacity
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/capacity", nil, &capa))
+	for _, ec := range capa.Environments {
+		if ec.Tenant == tenant && ec.Environment == "dev" {
+			return capa, ec
+		}
+	}
+	require.Failf(t, "no capacity", "the capacity API does not list %s/dev", tenant)
+	return capa, store.EnvironmentCapacity{}
 }

@@ -17,7 +17,7 @@ var ErrQuota error = &berth.Error{Code: berth.ENoCapacity, Message: "quota excee
 // log rotation was recorded run with the default rotation.
 var usageSelect = "COUNT(*) AS instances, COALESCE(SUM(instances.res_memory_bytes),0) AS memory_bytes, " +
 	"COALESCE(SUM(instances.res_nano_cpus),0) AS nano_cpus, COALESCE(SUM(instances.res_memory_reserved),0) AS memory_reserved, " +
-	"COALESCE(SUM(instances.res_nano_cpus_reserved),0) AS nano_cpus_reserved, " +
+	"COALESCE(SUM(instances.res_nano_cpus_reserved),0) AS nano_cpus_reserved, COALESCE(SUM(instances.res_volume_bytes),0) AS volume_bytes, " +
 	fmt.Sprintf("COALESCE(SUM(CASE WHEN instances.res_log_bytes > 0 THEN instances.res_log_bytes ELSE %d END),0) AS log_bytes", berth.DefaultLogBytes)
 
 type usageRow struct {
@@ -27,11 +27,12 @@ type usageRow struct {
 	MemoryReserved   int64
 	NanoCPUsReserved int64 `gorm:"column:nano_cpus_reserved"`
 	LogBytes         int64
+	VolumeBytes      int64
 }
 
 func (u usageRow) usage() berth.Usage {
 	return berth.Usage{Instances: u.Instances, Resources: berth.Resources{MemoryBytes: u.MemoryBytes, NanoCPUs: u.NanoCPUs,
-		MemoryReserved: u.MemoryReserved, NanoCPUsReserved: u.NanoCPUsReserved, LogBytes: u.LogBytes}}
+		MemoryReserved: u.MemoryReserved, NanoCPUsReserved: u.NanoCPUsReserved, LogBytes: u.LogBytes, VolumeBytes: u.VolumeBytes}}
 }
 
 // liveInstances are the instances that still exist, joined up to their
@@ -194,6 +195,9 @@ type EnvironmentCapacity struct {
 	Used        berth.Usage `json:"used"`
 	// PackageBytes is what the packages kept for its releases take.
 	PackageBytes int64 `json:"packageBytes"`
+	// VolumeBytes is what its named volumes held when last measured
+	// (Used.VolumeBytes is what they reserve).
+	VolumeBytes int64 `json:"volumeBytes"`
 }
 
 // TenantCapacity is a tenant's use against its quota.
@@ -203,6 +207,8 @@ type TenantCapacity struct {
 	Used   berth.Usage `json:"used"`
 	// PackageBytes is what the packages kept for its releases take.
 	PackageBytes int64 `json:"packageBytes"`
+	// VolumeBytes is what its named volumes held when last measured.
+	VolumeBytes int64 `json:"volumeBytes"`
 }
 
 // Capacity is used against allocatable per region's hosts, and against
@@ -246,7 +252,11 @@ func (s *Store) Capacity(ctx context.Context, tenantIDs []uint, withHosts bool) 
 		if err != nil {
 			return nil, err
 		}
-		out.Tenants = append(out.Tenants, TenantCapacity{Tenant: t.Name, Quota: t.Quota, Used: used})
+		measured, err := measuredVolumeBytes(db, t.Name, "")
+		if err != nil {
+			return nil, err
+		}
+		out.Tenants = append(out.Tenants, TenantCapacity{Tenant: t.Name, Quota: t.Quota, Used: used, VolumeBytes: measured})
 		var envs []Environment
 		if err := db.Where("tenant_id = ?", t.ID).Order("name").Find(&envs).Error; err != nil {
 			return nil, err
@@ -261,7 +271,12 @@ func (s *Store) Capacity(ctx context.Context, tenantIDs []uint, withHosts bool) 
 				return nil, err
 			}
 			out.Tenants[len(out.Tenants)-1].PackageBytes = tenantPackages
-			out.Environments = append(out.Environments, EnvironmentCapacity{Tenant: t.Name, Environment: e.Name, Quota: e.Quota, Used: used, PackageBytes: envPackages})
+			measured, err := measuredVolumeBytes(db, t.Name, e.Name)
+			if err != nil {
+				return nil, err
+			}
+			out.Environments = append(out.Environments, EnvironmentCapacity{Tenant: t.Name, Environment: e.Name, Quota: e.Quota, Used: used,
+				PackageBytes: envPackages, VolumeBytes: measured})
 		}
 	}
 	return out, nil
@@ -269,12 +284,12 @@ func (s *Store) Capacity(ctx context.Context, tenantIDs []uint, withHosts bool) 
 
 // SetTenantQuota sets a tenant's quota.
 func (s *Store) SetTenantQuota(ctx context.Context, tenantID uint, q berth.Quota) error {
-	return s.db.WithContext(ctx).Model(&Tenant{}).Where("id = ?", tenantID).Select("quota_max_memory_bytes", "quota_max_nano_cpus", "quota_max_instances", "quota_max_package_bytes", "quota_max_log_bytes").
+	return s.db.WithContext(ctx).Model(&Tenant{}).Where("id = ?", tenantID).Select("quota_max_memory_bytes", "quota_max_nano_cpus", "quota_max_instances", "quota_max_package_bytes", "quota_max_log_bytes", "quota_max_volume_bytes").
 		Updates(&Tenant{Quota: q}).Error
 }
 
 // SetEnvironmentQuota sets an environment's quota.
 func (s *Store) SetEnvironmentQuota(ctx context.Context, envID uint, q berth.Quota) error {
-	return s.db.WithContext(ctx).Model(&Environment{}).Where("id = ?", envID).Select("quota_max_memory_bytes", "quota_max_nano_cpus", "quota_max_instances", "quota_max_package_bytes", "quota_max_log_bytes").
+	return s.db.WithContext(ctx).Model(&Environment{}).Where("id = ?", envID).Select("quota_max_memory_bytes", "quota_max_nano_cpus", "quota_max_instances", "quota_max_package_bytes", "quota_max_log_bytes", "quota_max_volume_bytes").
 		Updates(&Environment{Quota: q}).Error
 }

@@ -25,7 +25,8 @@ type Host struct {
 	TLSKey  string `gorm:"size:255" json:"tlsKey,omitempty"`
 	// IP is the address host ports are published on and clients reach instances at.
 	IP string `gorm:"size:64" json:"ip"`
-	// VolumeRoot is the per-host folder under which each instance's package, logs and files live.
+	// VolumeRoot was the host folder of instances' package, logs and files
+	// folders; they are named volumes now, and it is only kept for old clients.
 	VolumeRoot    string          `gorm:"size:255" json:"volumeRoot"`
 	Labels        string          `gorm:"type:text" json:"labels,omitempty"`
 	State         berth.HostState `gorm:"size:16" json:"state"`
@@ -205,5 +206,5 @@ func allModels() []any {
 	return []any{&Region{}, &Host{}, &Tenant{}, &Environment{}, &Application{}, &Service{},
 		&Instance{}, &PortAllocation{}, &Run{}, &Step{}, &AuditEvent{},
 		&berth.LBPool{}, &berth.LBServer{}, &berth.FirewallOpening{}, &berth.CMDBRecord{}, &Release{}, &ServiceReleases{}, &ReleaseOutput{},
-		&User{}, &RoleBinding{}, &APIToken{}, &Session{}, &Approval{}, &Decision{}, &Secret{}, &AppVersion{}}
+		&User{}, &RoleBinding{}, &APIToken{}, &Session{}, &Approval{}, &Decision{}, &Secret{}, &AppVersion{}, &VolumeMeasure{}}
 }

@@ -34,6 +34,16 @@ func EnsureHealSchedule(ctx context.Context, c client.Client, every time.Duratio
 	return ensureSchedule(ctx, c, workflows.HealScheduleID, "heal", every, healPassTimeout, workflows.HealPassName, in)
 }
 
+// diskPassTimeout bounds one disk pass: the engines walk every volume, and
+// what a cut pass missed the next one measures.
+const diskPassTimeout = 10 * time.Minute
+
+// EnsureDiskSchedule makes the Temporal Schedule that measures the named
+// volumes on every host every interval.
+func EnsureDiskSchedule(ctx context.Context, c client.Client, every time.Duration) error {
+	return ensureSchedule(ctx, c, workflows.DiskScheduleID, "disk", every, diskPassTimeout, workflows.DiskPassName, workflows.DiskPassInput{})
+}
+
 // ensureSchedule makes a schedule that runs a workflow every interval. One
 // that already exists (another central worker made it, or an earlier
 // start) is left as it is; a pass still going when the next is due is skipped.

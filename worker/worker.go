@@ -53,6 +53,7 @@ func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.HealPass, workflow.RegisterOptions{Name: workflows.HealPassName})
 	r.RegisterWorkflowWithOptions(workflows.HealInstance, workflow.RegisterOptions{Name: workflows.HealInstanceName})
 	r.RegisterWorkflowWithOptions(workflows.DrainHost, workflow.RegisterOptions{Name: workflows.DrainHostName})
+	r.RegisterWorkflowWithOptions(workflows.DiskPass, workflow.RegisterOptions{Name: workflows.DiskPassName})
 }
 
 // RegisterStore registers the store activities; their method names are their fixed names.

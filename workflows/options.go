@@ -52,6 +52,14 @@ var pruneOptions = workflow.ActivityOptions{
 	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: nonRetryable},
 }
 
+// measureOptions: the engine walks every volume to measure it, in one call
+// that cannot heartbeat; what a pass misses the next one measures.
+var measureOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: time.Minute,
+	StartToCloseTimeout:    2 * time.Minute,
+	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2, NonRetryableErrorTypes: nonRetryable},
+}
+
 // imageOptions: pulls can be long; heartbeats catch a dead worker.
 var imageOptions = workflow.ActivityOptions{
 	ScheduleToStartTimeout: 2 * time.Minute,

@@ -49,6 +49,8 @@ type Config struct {
 	ReconcileEvery, ReconcileGrace time.Duration
 	// HealEvery is how often self-healing looks for exited instances (0: never).
 	HealEvery time.Duration
+	// DiskEvery is how often the named volumes on the hosts are measured (0: never).
+	DiskEvery time.Duration
 	// PayloadKeyFile holds the AES-256 key(s) every Temporal payload is
 	// sealed with; every server and worker of a deployment needs the same file.
 	PayloadKeyFile string
@@ -187,6 +189,7 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.BoolVar(&c.AllowEternalTokens, "allow-eternal-tokens", env("BERTH_ALLOW_ETERNAL_TOKENS", "") == "true", "allow API tokens that never expire (ttlHours -1)")
 	fs.DurationVar(&c.PackageGrace, "package-grace", envDuration("BERTH_PACKAGE_GRACE", 24*time.Hour), "how long an uploaded package no release refers to is kept (0: forever)")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("BERTH_RECONCILE_EVERY", 10*time.Minute), "how often the reconciler compares records with hosts and repairs leftovers of dead runs (0: never)")
+	fs.DurationVar(&c.DiskEvery, "disk-every", envDuration("BERTH_DISK_EVERY", 5*time.Minute), "how often the named volumes on the hosts are measured against their declared sizes (0: never)")
 	fs.DurationVar(&c.HealEvery, "heal-every", envDuration("BERTH_HEAL_EVERY", 30*time.Second), "how often self-healing starts instances whose container exited (0: never)")
 	fs.DurationVar(&c.ReconcileGrace, "reconcile-grace", envDuration("BERTH_RECONCILE_GRACE", 10*time.Minute), "how old a leftover must be before the reconciler touches it")
 	fs.StringVar(&c.TLSKey, "tls-key", env("BERTH_TLS_KEY", ""), "key file of -tls-cert")

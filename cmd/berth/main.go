@@ -166,6 +166,11 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 			moves := moveRecords{Store: st, compose: opts, lb: lbs}
 			wcfg.Heal = &activities.Heal{Records: moves}
 			wcfg.Drain = &activities.Drain{Records: moves}
+			if cfg.DiskEvery > 0 {
+				if err := worker.EnsureDiskSchedule(ctx, tc, cfg.DiskEvery); err != nil {
+					return err
+				}
+			}
 			if cfg.HealEvery > 0 {
 				if err := worker.EnsureHealSchedule(ctx, tc, cfg.HealEvery, workflows.HealPassInput{
 					HealthTimeout: cfg.HealthTimeout, PortMin: cfg.PortMin, PortMax: cfg.PortMax, DrainTimeout: cfg.DrainTimeout}); err != nil {

@@ -50,6 +50,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -347,6 +348,33 @@ func (a *app) routes() http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"started": len(kids), "refused": refused})
+	})
+	// /fill writes a file of mb MiB into dir (a volume the test mounted),
+	// to show what a volume holds is measured against its size.
+	mux.HandleFunc("GET /fill", func(w http.ResponseWriter, r *http.Request) {
+		mb, err := strconv.Atoi(r.URL.Query().Get("mb"))
+		dir := r.URL.Query().Get("dir")
+		if err != nil || mb < 1 || mb > 64 || !filepath.IsAbs(dir) {
+			http.Error(w, "mb must be 1..64 and dir an absolute path", http.StatusBadRequest)
+			return
+		}
+		f, err := os.Create(filepath.Join(dir, "fill"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer f.Close()
+		chunk := make([]byte, 1<<20)
+		for i := range chunk {
+			chunk[i] = byte(i) // not zeros, so no filesystem keeps it sparse
+		}
+		for i := 0; i < mb; i++ {
+			if _, err := f.Write(chunk); err != nil {
+				http.Error(w, err.Error(), http.StatusInsufficientStorage)
+				return
+			}
+		}
+		fmt.Fprintf(w, "wrote %d MiB\n", mb)
 	})
 	// /spam writes mb MiB of lines to stdout, to show the engine's log
 	// rotation bounds what a noisy instance keeps on its host.
