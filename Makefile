@@ -52,10 +52,11 @@ chaos: bin/temporal ## the chaos suite: the worker SIGKILLed at random points of
 	  BERTH_REQUIRE_E2E=1 BERTH_CHAOS_RUNS=$${BERTH_CHAOS_RUNS:-50} $(GO) test -count=1 -timeout 40m -v -run '^TestChaos' ./e2e/
 
 .PHONY: bench
-bench: bin/temporal ## benchmarks on real services: deploy vs bare Docker, three-tier vs docker-compose, RSS, runs page p95 on MariaDB
+bench: bin/temporal ## benchmarks on real services: deploy vs bare Docker, three-tier vs docker-compose, RSS, runs page p95 and the API at 500 req/s on MariaDB
 	@deploy/local/deps.sh bench && env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
 	  $(GO) test -count=1 -run '^$$' -bench . -benchtime 3x -timeout 30m ./e2e/ && \
-	  $(GO) test -count=1 -run '^$$' -bench BenchmarkRunsPage -benchtime 300x ./server/
+	  $(GO) test -count=1 -run '^$$' -bench BenchmarkRunsPage -benchtime 300x ./server/ && \
+	  $(GO) test -count=1 -run '^$$' -bench BenchmarkAPIUnderLoad -benchtime 1x -timeout 20m ./server/
 
 .PHONY: record-histories
 record-histories: bin/temporal ## re-record testdata/histories from the integration tests

@@ -12,11 +12,14 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 	"go.temporal.io/sdk/activity"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/compose"
+	"github.com/berth-dev/berth/engine"
 )
 
 // PackageSource writes a stored package as the tar stream that puts it in an
@@ -38,9 +41,10 @@ type InstallPackageInput struct {
 	HealthTimeout int64                 `json:"healthTimeoutMs"`
 }
 
-// InstallPackage copies a package into the instance's package volume through
-// the Docker API (no SSH), restarts the instance and waits until it is
-// healthy. Copying again overwrites the same files, so a retry is harmless.
+// InstallPackage empties the instance's package volume, copies a package
+// into it through the Docker API (no SSH), restarts the instance and waits
+// until it is healthy. Emptying first means no file of an earlier package
+// stays beside the new one; doing it all again is harmless, so a retry is.
 func (d *Docker) InstallPackage(ctx context.Context, in InstallPackageInput) error {
 	if d.Packages == nil {
 		return fail(berth.EInvalid, "this worker has no package store")
@@ -50,6 +54,10 @@ func (d *Docker) InstallPackage(ctx context.Context, in InstallPackageInput) err
 	}
 	eng, id, err := d.ownContainer(ctx, in.Instance)
 	if err != nil {
+		return err
+	}
+	activity.RecordHeartbeat(ctx, "empty")
+	if err := d.emptyPackageDir(ctx, eng, id, in.Instance); err != nil {
 		return err
 	}
 	activity.RecordHeartbeat(ctx, "copy")
@@ -162,4 +170,75 @@ func (c *capped) Write(p []byte) (int, error) {
 	}
 	c.buf = append(c.buf, p...)
 	return len(p), nil
+}
+
+// LabelHelper marks berth's one-shot helper containers; like the relays
+// they carry no berth.tenant label, so nothing counts them as instances.
+const LabelHelper = "berth.helper"
+
+// emptyPackageDir empties the folder mounted at an instance's PackageDir,
+// whatever backs it (its own volume, or a host folder for instances made
+// before those), with a one-shot container of berth's own image (the relay
+// image) that runs "berth empty-dir" on it: the engine's API can copy files
+// in but never delete them. The helper has no network, a read-only root,
+// and of root's powers only those needed to remove other users' files.
+func (d *Docker) emptyPackageDir(ctx context.Context, eng engine.Engine, id string, pi berth.PlannedInstance) error {
+	insp, err := eng.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("inspect %s on %s: %w", pi.Name, pi.Host.Name, err)
+	}
+	src := ""
+	for _, m := range insp.Container.Mounts {
+		if m.Destination == PackageDir {
+			src = m.Source
+			if m.Type == mount.TypeVolume {
+				src = m.Name
+			}
+		}
+	}
+	if src == "" {
+		return fail(berth.EInvalid, "instance %s has no package folder at %s", pi.Name, PackageDir)
+	}
+	if err := d.ensureMeshImage(ctx, eng, pi.Host, func(s string) { activity.RecordHeartbeat(ctx, s) }); err != nil {
+		return err
+	}
+	_, tag, _ := d.self.load()
+	name := "berth-empty-" + pi.Name
+	// A helper left by an attempt that died goes first.
+	if _, err := eng.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove %s on %s: %w", name, pi.Host.Name, err)
+	}
+	created, err := eng.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name,
+		Config: &container.Config{Image: tag, User: "0:0", Entrypoint: []string{"/berth", "empty-dir", "/target"},
+			Labels: map[string]string{LabelHelper: "empty-dir"}},
+		HostConfig: &container.HostConfig{Binds: []string{src + ":/target"}, NetworkMode: "none", ReadonlyRootfs: true,
+			CapDrop: []string{"ALL"}, CapAdd: []string{"DAC_OVERRIDE", "FOWNER"}, SecurityOpt: []string{"no-new-privileges"},
+			LogConfig: logRotation(compose.ServiceSpec{})}})
+	if err != nil {
+		return fmt.Errorf("create %s on %s: %w", name, pi.Host.Name, err)
+	}
+	defer func() {
+		_, _ = eng.ContainerRemove(context.WithoutCancel(ctx), created.ID, client.ContainerRemoveOptions{Force: true})
+	}()
+	if _, err := eng.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+		return fmt.Errorf("start %s on %s: %w", name, pi.Host.Name, err)
+	}
+	for {
+		hi, err := eng.ContainerInspect(ctx, created.ID, client.ContainerInspectOptions{})
+		if err != nil {
+			return fmt.Errorf("inspect %s on %s: %w", name, pi.Host.Name, err)
+		}
+		if st := hi.Container.State; st != nil && !st.Running && st.FinishedAt != "" && !strings.HasPrefix(st.FinishedAt, "0001") {
+			if st.ExitCode != 0 {
+				return fmt.Errorf("emptying the package folder of %s on %s: exit code %d", pi.Name, pi.Host.Name, st.ExitCode)
+			}
+			return nil
+		}
+		activity.RecordHeartbeat(ctx, "empty")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -100,6 +100,27 @@ func TestFileRelease(t *testing.T) {
 	require.Equal(t, sha, rb.Releases[0].PackageSHA256)
 	require.Equal(t, berth.ReleaseSucceeded, rb.Releases[0].Outcome)
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "release-version-file")
+
+	// The next package replaces the folder's content: a file only the
+	// earlier package had is gone, not left beside the new ones.
+	code, body = hs.uploadRelease(t, svc.ID, "good.zip", map[string]string{"version": "9.1.0", "batchSize": "2"})
+	require.Equal(t, http.StatusAccepted, code, "%s", body)
+	require.NoError(t, json.Unmarshal(body, &rs))
+	run = hs.waitRun(t, rs.RunID)
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
+	for _, in := range hs.app(t, apps, "shop").Services[0].Instances {
+		vol, err := hs.engineOf(t, in.Host).VolumeInspect(context.Background(), in.Name+".package", client.VolumeInspectOptions{})
+		require.NoError(t, err, in.Name)
+		require.FileExists(t, filepath.Join(vol.Volume.Mountpoint, "css", "site.css"), in.Name)
+		require.NoFileExists(t, filepath.Join(vol.Volume.Mountpoint, "bin", "start.sh"), "%s: a file of the earlier package stayed", in.Name)
+		require.NoDirExists(t, filepath.Join(vol.Volume.Mountpoint, "static"), in.Name)
+	}
+	for _, h := range hs.hosts {
+		helpers, err := h.Engine.ContainerList(context.Background(), client.ContainerListOptions{All: true,
+			Filters: make(client.Filters).Add("label", "berth.helper").Add("name", "berth-empty-"+hs.tenant+"-file-")})
+		require.NoError(t, err)
+		require.Empty(t, helpers.Items, "the helpers that emptied the folders on %s are gone", h.Name)
+	}
 }
 
 // Hostile packages are refused with 4xx before any run starts, and nothing

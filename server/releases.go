@@ -31,11 +31,18 @@ var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$`)
 
 // serviceContext loads the service in the path.
 func (s *Server) serviceContext(c *gin.Context) (*store.ServiceContext, error) {
+	if sc, ok := c.Get(serviceKey); ok {
+		return sc.(*store.ServiceContext), nil
+	}
 	id, err := idParam(c, "service")
 	if err != nil {
 		return nil, err
 	}
-	return s.store.ServiceContextByID(c.Request.Context(), uint(id))
+	sc, err := s.store.ServiceContextByID(c.Request.Context(), uint(id))
+	if err == nil {
+		c.Set(serviceKey, sc)
+	}
+	return sc, err
 }
 
 // serviceTarget loads what a scale or a release of the service in the path

@@ -125,12 +125,26 @@ func csvSafe(v string) string {
 }
 
 func (s *Server) runParam(c *gin.Context) (*store.Run, error) {
+	if run, ok := c.Get(runKey); ok {
+		return run.(*store.Run), nil
+	}
 	id, err := idParam(c, "run")
 	if err != nil {
 		return nil, err
 	}
-	return s.store.Run(c.Request.Context(), uint(id))
+	run, err := s.store.Run(c.Request.Context(), uint(id))
+	if err == nil {
+		c.Set(runKey, run)
+	}
+	return run, err
 }
+
+// runKey and serviceKey keep, for one request, the run or the service
+// context its policy read, so the handler does not read them again.
+const (
+	runKey     = "berth.run"
+	serviceKey = "berth.service"
+)
 
 // getRun returns a run with its steps and their timings.
 func (s *Server) getRun(c *gin.Context) {

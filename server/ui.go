@@ -494,7 +494,7 @@ func (s *Server) servicePage(c *gin.Context) {
 		return
 	}
 	id := sc.Service.ID
-	view, err := s.store.ServiceByID(ctx, uint(id))
+	view, err := s.store.ServiceViewOf(ctx, sc)
 	if err != nil {
 		s.renderError(c, err)
 		return

@@ -197,7 +197,8 @@ func (s *Store) Runs(ctx context.Context, f RunFilter) ([]Run, int64, error) {
 		f.Limit = 50
 	}
 	var runs []Run
-	// A kept request can be a whole compose file: lists leave it out.
-	err := q.Omit("request").Order(order).Limit(f.Limit).Offset(f.Offset).Find(&runs).Error
+	// A kept request can be a whole compose file, and an input a whole
+	// spec: lists leave both out.
+	err := q.Omit("request", "input").Order(order).Limit(f.Limit).Offset(f.Offset).Find(&runs).Error
 	return runs, total, err
 }

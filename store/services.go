@@ -68,19 +68,35 @@ func (s *Store) serviceView(ctx context.Context, svc Service) (*ServiceView, err
 	if err := s.db.WithContext(ctx).First(&app, svc.ApplicationID).Error; err != nil {
 		return nil, err
 	}
+	return s.viewOf(ctx, svc, app)
+}
+
+// ServiceViewOf is the view of a service whose context is already read.
+func (s *Store) ServiceViewOf(ctx context.Context, sc *ServiceContext) (*ServiceView, error) {
+	return s.viewOf(ctx, sc.Service, sc.Application)
+}
+
+func (s *Store) viewOf(ctx context.Context, svc Service, app Application) (*ServiceView, error) {
 	var insts []Instance
 	if err := s.db.WithContext(ctx).Where("service_id = ? AND removed_at IS NULL", svc.ID).Order("ordinal").Find(&insts).Error; err != nil {
 		return nil, err
 	}
 	v := &ServiceView{Service: svc, Application: app.Name, Instances: []InstanceView{}}
-	names := map[uint]string{}
+	ids := make([]uint, 0, len(insts))
 	for _, in := range insts {
-		if _, ok := names[in.HostID]; !ok {
-			var h Host
-			if err := s.db.WithContext(ctx).First(&h, in.HostID).Error; err == nil {
-				names[in.HostID] = h.Name
-			}
+		ids = append(ids, in.HostID)
+	}
+	var hosts []Host
+	if len(ids) > 0 {
+		if err := s.db.WithContext(ctx).Select("id", "name").Where("id IN ?", ids).Find(&hosts).Error; err != nil {
+			return nil, err
 		}
+	}
+	names := make(map[uint]string, len(hosts))
+	for _, h := range hosts {
+		names[h.ID] = h.Name
+	}
+	for _, in := range insts {
 		iv := InstanceView{Instance: in, Host: names[in.HostID], Ports: []berth.PortMapping{}, Mappings: []string{}}
 		_ = json.Unmarshal([]byte(in.Ports), &iv.Ports)
 		sort.Slice(iv.Ports, func(i, j int) bool { return iv.Ports[i].ContainerPort < iv.Ports[j].ContainerPort })

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -269,21 +270,34 @@ func (s *Store) CreateSession(ctx context.Context, userID uint, ttl time.Duratio
 
 // UserBySession resolves a session cookie's secret to its user and session.
 func (s *Store) UserBySession(ctx context.Context, secret string) (*User, *Session, error) {
-	var ses Session
-	if err := s.db.WithContext(ctx).Where("id = ?", HashSecret(secret)).First(&ses).Error; err != nil {
+	// One round trip for both: every signed-in request asks this.
+	var row struct {
+		Session `gorm:"embedded"`
+		User    User `gorm:"embedded;embeddedPrefix:u_"`
+	}
+	err := s.db.WithContext(ctx).Table("sessions").Select("sessions.*, "+userColumns("u_")).
+		Joins("JOIN users ON users.id = sessions.user_id").Where("sessions.id = ?", HashSecret(secret)).Take(&row).Error
+	if err != nil {
 		return nil, nil, notFound(err, "session")
 	}
+	ses, u := row.Session, row.User
 	if !now().Before(ses.ExpiresAt) {
 		return nil, nil, ErrCredentialExpired
-	}
-	var u User
-	if err := s.db.WithContext(ctx).First(&u, ses.UserID).Error; err != nil {
-		return nil, nil, notFound(err, "session's user")
 	}
 	if u.Disabled {
 		return nil, nil, ErrCredentialExpired
 	}
 	return &u, &ses, nil
+}
+
+// userColumns selects the users row's columns under prefix, for a join
+// that reads a user beside another row.
+func userColumns(prefix string) string {
+	cols := []string{"id", "name", "password_hash", "disabled", "created_at"}
+	for i, c := range cols {
+		cols[i] = "users." + c + " AS " + prefix + c
+	}
+	return strings.Join(cols, ", ")
 }
 
 // DeleteSession signs a browser out.

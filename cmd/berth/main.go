@@ -40,6 +40,7 @@ commands:
   worker   Temporal workers (-regions a,b for host activities; central unless -central=false)
   migrate  create or update the database schema
   relay    a mesh relay between hosts (run by berth itself, in a container)
+  empty-dir  empty an instance's package folder before a file release (run by berth itself, in a container)
 
 Run "berth <command> -h" for its flags.
 `
@@ -58,6 +59,8 @@ func main() {
 		err = run(ctx, log, cmd, args)
 	case "relay":
 		err = runRelay(ctx, log)
+	case "empty-dir":
+		err = emptyDir(args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 	default:
