@@ -347,7 +347,12 @@ func (c *chaos) checkInvariants(t *testing.T, when string) {
 		}
 		require.True(t, back, "%s: HAProxy serves the pool of %v; last seen (HTTP %d): recorded %+v; backend %+v; live %+v",
 			when, want, code, pb.Pool.Servers, pb.Backend, pb.Live)
-		requirePoolMatches(t, hs.pool(t, svc.ID), svc.Instances)
+		// The read that found every server ready is the one compared: a
+		// read after it may catch one health check that timed out on this
+		// busy machine (seen once: a 500 ms Layer4 timeout right after a
+		// restart, up again at the next check), which says nothing about
+		// which servers the pool holds.
+		requirePoolMatches(t, pb, svc.Instances)
 	}
 	sort.Strings(want)
 

@@ -447,6 +447,19 @@ func removeLeftovers(ctx context.Context, eng *client.Client) error {
 			}
 		}
 	}
+	// Their volumes: the instances' folders and the applications' named
+	// volumes, which the engine keeps when a container goes.
+	vols, err := eng.VolumeList(ctx, client.VolumeListOptions{Filters: make(client.Filters).Add("label", "berth.appkey")})
+	if err != nil {
+		return err
+	}
+	for _, v := range vols.Items {
+		if strings.HasPrefix(v.Labels["berth.tenant"], "e2e") {
+			if _, err := eng.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true}); err != nil && !strings.Contains(err.Error(), "no such volume") {
+				return err
+			}
+		}
+	}
 	// Their applications' networks, now empty; each engine has a bounded
 	// address pool, and a killed run leaves its networks behind.
 	nets, err := eng.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("label", "berth.appkey")})
