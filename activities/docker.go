@@ -379,6 +379,17 @@ func containerOptions(in StartInstanceInput, nets []appNetwork) (client.Containe
 	}
 	for _, v := range svc.Volumes {
 		src := v.Source
+		if v.Type == "volume" && src == "" {
+			// An anonymous volume (- /data) is the instance's own: the
+			// engine makes it, and removes it with the container. Named
+			// after the application, it would be one folder shared by
+			// every service and instance of the application on the host.
+			if cfg.Volumes == nil {
+				cfg.Volumes = map[string]struct{}{}
+			}
+			cfg.Volumes[v.Target] = struct{}{}
+			continue
+		}
 		if v.Type == "volume" {
 			if src, err = appVolume(in.Labels, v); err != nil {
 				return client.ContainerCreateOptions{}, err
