@@ -90,25 +90,22 @@ func (q Quota) Check() error {
 // Short names each bound that used plus asked would pass, e.g. "memory:
 // 1GiB asked, 3.5GiB of 4GiB in use"; "" when it all fits.
 func (q Quota) Short(used, asked Usage) string {
+	count := func(n int64) string { return fmt.Sprint(n) }
 	var out []string
-	if q.MaxMemoryBytes > 0 && used.MemoryBytes+asked.MemoryBytes > q.MaxMemoryBytes {
-		out = append(out, fmt.Sprintf("memory: %s asked, %s of %s in use", amount(BytesText, asked.MemoryBytes),
-			amount(BytesText, used.MemoryBytes), BytesText(q.MaxMemoryBytes)))
-	}
-	if q.MaxNanoCPUs > 0 && used.NanoCPUs+asked.NanoCPUs > q.MaxNanoCPUs {
-		out = append(out, fmt.Sprintf("cpus: %s asked, %s of %s in use", amount(CPUsText, asked.NanoCPUs),
-			amount(CPUsText, used.NanoCPUs), CPUsText(q.MaxNanoCPUs)))
-	}
-	if q.MaxInstances > 0 && used.Instances+asked.Instances > q.MaxInstances {
-		out = append(out, fmt.Sprintf("instances: %d asked, %d of %d in use", asked.Instances, used.Instances, q.MaxInstances))
-	}
-	if q.MaxLogBytes > 0 && used.LogBytes+asked.LogBytes > q.MaxLogBytes {
-		out = append(out, fmt.Sprintf("logs: %s asked, %s of %s in use", amount(BytesText, asked.LogBytes),
-			amount(BytesText, used.LogBytes), BytesText(q.MaxLogBytes)))
-	}
-	if q.MaxVolumeBytes > 0 && used.VolumeBytes+asked.VolumeBytes > q.MaxVolumeBytes {
-		out = append(out, fmt.Sprintf("volumes: %s asked, %s of %s in use", amount(BytesText, asked.VolumeBytes),
-			amount(BytesText, used.VolumeBytes), BytesText(q.MaxVolumeBytes)))
+	for _, b := range []struct {
+		what             string
+		max, used, asked int64
+		text             func(int64) string
+	}{
+		{"memory", q.MaxMemoryBytes, used.MemoryBytes, asked.MemoryBytes, BytesText},
+		{"cpus", q.MaxNanoCPUs, used.NanoCPUs, asked.NanoCPUs, CPUsText},
+		{"instances", int64(q.MaxInstances), int64(used.Instances), int64(asked.Instances), count},
+		{"logs", q.MaxLogBytes, used.LogBytes, asked.LogBytes, BytesText},
+		{"volumes", q.MaxVolumeBytes, used.VolumeBytes, asked.VolumeBytes, BytesText},
+	} {
+		if b.max > 0 && b.used+b.asked > b.max {
+			out = append(out, fmt.Sprintf("%s: %s asked, %s of %s in use", b.what, amount(b.text, b.asked), amount(b.text, b.used), b.text(b.max)))
+		}
 	}
 	return strings.Join(out, "; ")
 }

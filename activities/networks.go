@@ -53,6 +53,17 @@ func (l *networkLocks) lock(key string) func() {
 	return m.Unlock
 }
 
+// appLabels are the labels that tie a network or a volume to its
+// application, with extra added: what appIdentity reads back, and the app
+// key lists filter on.
+func appLabels(tenant, env, app string, extra map[string]string) map[string]string {
+	labels := map[string]string{"berth.tenant": tenant, "berth.env": env, "berth.app": app, LabelAppKey: berth.AppKey(tenant, env, app)}
+	for k, v := range extra {
+		labels[k] = v
+	}
+	return labels
+}
+
 // appIdentity reads tenant, environment and application from berth's labels.
 func appIdentity(labels map[string]string) (tenant, env, app string, err error) {
 	tenant, env, app = labels["berth.tenant"], labels["berth.env"], labels["berth.app"]
@@ -85,10 +96,7 @@ func (d *Docker) ensureNetworks(ctx context.Context, eng engine.Engine, h berth.
 	var out []appNetwork
 	for _, at := range atts {
 		name := berth.AppScoped(tenant, env, app, at.Name)
-		id, err := d.ensureAppNetwork(ctx, eng, h, name, at.Internal, map[string]string{
-			"berth.tenant": tenant, "berth.env": env, "berth.app": app,
-			LabelAppKey: berth.AppKey(tenant, env, app), LabelNetwork: at.Name,
-		})
+		id, err := d.ensureAppNetwork(ctx, eng, h, name, at.Internal, appLabels(tenant, env, app, map[string]string{LabelNetwork: at.Name}))
 		if err != nil {
 			return nil, err
 		}

@@ -228,7 +228,7 @@ func (d *Docker) emptyPackageDir(ctx context.Context, eng engine.Engine, id stri
 		if err != nil {
 			return fmt.Errorf("inspect %s on %s: %w", name, pi.Host.Name, err)
 		}
-		if st := hi.Container.State; st != nil && !st.Running && st.FinishedAt != "" && !strings.HasPrefix(st.FinishedAt, "0001") {
+		if st := hi.Container.State; st != nil && (st.Status == container.StateExited || st.Status == container.StateDead) {
 			if st.ExitCode != 0 {
 				return fmt.Errorf("emptying the package folder of %s on %s: exit code %d", pi.Name, pi.Host.Name, st.ExitCode)
 			}
@@ -238,7 +238,7 @@ func (d *Docker) emptyPackageDir(ctx context.Context, eng engine.Engine, id stri
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(d.PollInterval):
 		}
 	}
 }

@@ -47,8 +47,7 @@ func ensureVolumes(ctx context.Context, eng engine.Engine, in StartInstanceInput
 	for _, dir := range instanceDirs {
 		name := instanceVolume(pi.Name, dir)
 		if _, err := eng.VolumeCreate(ctx, client.VolumeCreateOptions{Name: name, Driver: "local",
-			Labels: map[string]string{LabelInstance: pi.Name, LabelUID: pi.UID, LabelAppKey: berth.AppKey(tenant, env, app),
-				"berth.tenant": tenant, "berth.env": env, "berth.app": app}}); err != nil {
+			Labels: appLabels(tenant, env, app, map[string]string{LabelInstance: pi.Name, LabelUID: pi.UID})}); err != nil {
 			return fmt.Errorf("volume %s on %s: %w", name, pi.Host.Name, err)
 		}
 	}
@@ -61,8 +60,7 @@ func ensureVolumes(ctx context.Context, eng engine.Engine, in StartInstanceInput
 		size := strconv.FormatInt(v.Size(), 10)
 		opts := client.VolumeCreateOptions{Name: berth.AppScoped(tenant, env, app, v.Source), Driver: "local",
 			DriverOpts: map[string]string{"size": size},
-			Labels: map[string]string{LabelAppKey: berth.AppKey(tenant, env, app), "berth.tenant": tenant, "berth.env": env,
-				"berth.app": app, LabelVolumeSize: size}}
+			Labels:     appLabels(tenant, env, app, map[string]string{LabelVolumeSize: size})}
 		_, err := eng.VolumeCreate(ctx, opts)
 		if err != nil && strings.Contains(err.Error(), noQuotaSupport) {
 			opts.DriverOpts = nil
@@ -109,16 +107,16 @@ func (d *Docker) MeasureVolumes(ctx context.Context, h berth.HostRef) ([]berth.V
 	}
 	out := []berth.VolumeUse{}
 	for _, v := range du.Volumes.Items {
-		if v.Labels[LabelAppKey] == "" {
-			continue
+		tenant, env, app, err := appIdentity(v.Labels)
+		if err != nil {
+			continue // not berth's, or made before berth labelled volumes
 		}
 		size, _ := strconv.ParseInt(v.Labels[LabelVolumeSize], 10, 64) // 0: an instance's folder
 		used := int64(-1)
 		if v.UsageData != nil {
 			used = v.UsageData.Size
 		}
-		out = append(out, berth.VolumeUse{Name: v.Name, Tenant: v.Labels["berth.tenant"], Env: v.Labels["berth.env"],
-			App: v.Labels["berth.app"], SizeBytes: size, UsedBytes: used})
+		out = append(out, berth.VolumeUse{Name: v.Name, Tenant: tenant, Env: env, App: app, SizeBytes: size, UsedBytes: used})
 	}
 	return out, nil
 }

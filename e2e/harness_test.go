@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/berth-dev/berth/cmdb"
+	"github.com/berth-dev/berth/codec"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/store/storetest"
 )
@@ -49,6 +50,8 @@ type harness struct {
 	portMax  int
 	hosts    []testHost
 	store    *store.Store
+	// payloads opens what the berth processes sealed with the test key.
+	payloads *codec.AESGCM
 	tc       sdkclient.Client
 	// dev is the Temporal dev server, started with devOpts.
 	dev     *testsuite.DevServer
@@ -289,6 +292,13 @@ func startHarness() (*harness, error) {
 		return hs, err
 	}
 	if err := os.WriteFile(filepath.Join(hs.logDir, "payload.key"), key, 0o600); err != nil {
+		return hs, err
+	}
+	keys, err := codec.ParseKeys(string(key))
+	if err != nil {
+		return hs, err
+	}
+	if hs.payloads, err = codec.New(keys...); err != nil {
 		return hs, err
 	}
 	apiPort, err := freePort()

@@ -10,8 +10,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"google.golang.org/protobuf/encoding/protojson"
-
-	"github.com/berth-dev/berth/codec"
 )
 
 // recordHistory writes a finished workflow's history to testdata/histories
@@ -45,17 +43,11 @@ func (hs *harness) workflowResult(t testing.TB, workflowID, runID string, out an
 	t.Helper()
 	ctx := context.Background()
 	require.NoError(t, hs.tc.GetWorkflow(ctx, workflowID, runID).Get(ctx, nil))
-	raw, err := os.ReadFile(filepath.Join(repoRoot(), "testdata", "histories", "payload.key"))
-	require.NoError(t, err)
-	keys, err := codec.ParseKeys(string(raw))
-	require.NoError(t, err)
-	c, err := codec.New(keys...)
-	require.NoError(t, err)
 	it := hs.tc.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT)
 	require.True(t, it.HasNext())
 	ev, err := it.Next()
 	require.NoError(t, err)
 	done := ev.GetWorkflowExecutionCompletedEventAttributes()
 	require.NotNil(t, done, "%s did not complete: %s", workflowID, ev.GetEventType())
-	require.NoError(t, c.DataConverter().FromPayloads(done.GetResult(), out))
+	require.NoError(t, hs.payloads.DataConverter().FromPayloads(done.GetResult(), out))
 }

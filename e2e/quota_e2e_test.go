@@ -275,3 +275,33 @@ func (hs *harness) devCapacity(t testing.TB, tenant string) (store.Capacity, sto
 	require.Failf(t, "no capacity", "the capacity API does not list %s/dev", tenant)
 	return capa, store.EnvironmentCapacity{}
 }
+
+// An anonymous volume (- /scratch) is each instance's own, on the engine:
+// two instances mount two volumes, and the volumes go when the
+// application is deleted.
+func TestAnonymousVolumeIsTheInstancesOwn(t *testing.T) {
+	hs := needHarness(t)
+	apps := hs.newEnv(t, "anon")
+	compose := strings.Replace(string(webCompose("web", 2, "")), "    x-berth:", "    volumes: [/scratch]\n    x-berth:", 1)
+	hs.deployOK(t, apps, "shop", []byte(compose))
+	type mounted struct{ host, volume string }
+	var vols []mounted
+	for _, in := range serviceOf(t, hs.app(t, apps, "shop"), "web").Instances {
+		insp, err := hs.engineOf(t, in.Host).ContainerInspect(context.Background(), in.Name, client.ContainerInspectOptions{})
+		require.NoError(t, err)
+		for _, m := range insp.Container.Mounts {
+			if m.Destination == "/scratch" {
+				require.Equal(t, "volume", string(m.Type), in.Name)
+				vols = append(vols, mounted{in.Host, m.Name})
+			}
+		}
+	}
+	require.Len(t, vols, 2, "each instance mounts /scratch")
+	require.NotEqual(t, vols[0].volume, vols[1].volume, "one volume per instance, not one per application")
+
+	hs.deleteOK(t, apps, "shop")
+	for _, v := range vols {
+		_, err := hs.engineOf(t, v.host).VolumeInspect(context.Background(), v.volume, client.VolumeInspectOptions{})
+		require.Error(t, err, "%s went with its container", v.volume)
+	}
+}

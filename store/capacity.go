@@ -95,19 +95,28 @@ func (s *Store) PackageRoom(ctx context.Context, envID uint) (PackageRoom, error
 		return PackageRoom{}, err
 	}
 	room := PackageRoom{Bytes: -1}
-	for _, q := range []struct {
-		quota berth.Quota
-		used  int64
-		what  string
-	}{
-		{tenant.Quota, tenantUsed, "tenant " + tenant.Name},
-		{env.Quota, envUsed, "environment " + tenant.Name + "/" + env.Name},
-	} {
+	for _, q := range packageScopes(&tenant, &env, tenantUsed, envUsed) {
 		if r := q.quota.PackageRoom(q.used); r >= 0 && (room.Bytes < 0 || r < room.Bytes) {
 			room = PackageRoom{Bytes: r, Why: fmt.Sprintf("%s's package quota: %s kept for its releases", q.what, q.quota.PackageText(q.used))}
 		}
 	}
 	return room, nil
+}
+
+// packageScope is one package quota and what counts against it.
+type packageScope struct {
+	quota berth.Quota
+	used  int64
+	what  string
+}
+
+// packageScopes are the two package quotas an environment's uploads count
+// against: its tenant's and its own.
+func packageScopes(tenant *Tenant, env *Environment, tenantUsed, envUsed int64) []packageScope {
+	return []packageScope{
+		{tenant.Quota, tenantUsed, "tenant " + tenant.Name},
+		{env.Quota, envUsed, "environment " + tenant.Name + "/" + env.Name},
+	}
 }
 
 // checkQuota refuses, inside a plan's transaction, what would pass a quota.

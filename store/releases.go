@@ -144,17 +144,11 @@ func checkPackageRoom(tx *gorm.DB, appID uint, rel *Release) error {
 	}
 	rows = append(rows, keptPackage{SHA: rel.PackageSHA256, Size: rel.PackageSize, EnvID: env.ID})
 	tenantBytes, envBytes := packageBytes(rows, env.ID)
-	for _, q := range []struct {
-		max, used int64
-		what      string
-	}{
-		{tenant.Quota.MaxPackageBytes, tenantBytes, "tenant " + tenant.Name},
-		{env.Quota.MaxPackageBytes, envBytes, "environment " + tenant.Name + "/" + env.Name},
-	} {
-		if q.max > 0 && q.used > q.max {
+	for _, q := range packageScopes(&tenant, &env, tenantBytes, envBytes) {
+		if q.quota.MaxPackageBytes > 0 && q.used > q.quota.MaxPackageBytes {
 			return &berth.Error{Code: berth.ETooLarge, Reason: "package_quota",
 				Message: fmt.Sprintf("the package does not fit: %s's package quota would hold %s of %s with it; a later release frees the packages of releases before the last good one",
-					q.what, berth.BytesText(q.used), berth.BytesText(q.max))}
+					q.what, berth.BytesText(q.used), berth.BytesText(q.quota.MaxPackageBytes))}
 		}
 	}
 	return nil
