@@ -32,10 +32,14 @@ const (
 	// StateStopped: an instance a person stopped (POST .../stop); its
 	// container is kept, out of the load balancer, until started again.
 	StateStopped State = "stopped"
+	// StateLost: an instance on a host whose engine stopped answering,
+	// replaced elsewhere. Its record is closed (not live) but keeps its
+	// ports until its container is removed, once the host answers again.
+	StateLost State = "lost"
 )
 
 // States lists every application, service and instance state.
-var States = []State{StatePlanned, StateDeploying, StateRunning, StateFailed, StateDeleting, StateDeleted, StateRemoved, StateStopped}
+var States = []State{StatePlanned, StateDeploying, StateRunning, StateFailed, StateDeleting, StateDeleted, StateRemoved, StateStopped, StateLost}
 
 // RunStatus is how a run stands.
 type RunStatus string
@@ -97,11 +101,14 @@ const (
 	// each service's move is a KindEvacuate run under its application's lock.
 	KindDrainHost RunKind = "drain-host"
 	KindEvacuate  RunKind = "evacuate"
+	// KindRecoverHost: self-healing replaces, elsewhere, the instances of a
+	// host it marked down; each service's move is a KindEvacuate run.
+	KindRecoverHost RunKind = "recover-host"
 )
 
 // RunKinds lists every run kind, in the order the UI offers them.
 var RunKinds = []RunKind{KindDeploy, KindUpdate, KindDelete, KindScale, KindRelease, KindRollback, KindGreyRelease,
-	KindCommit, KindGate, KindProvisionHost, KindRestart, KindStop, KindStart, KindHeal, KindDrainHost, KindEvacuate}
+	KindCommit, KindGate, KindProvisionHost, KindRestart, KindStop, KindStart, KindHeal, KindDrainHost, KindEvacuate, KindRecoverHost}
 
 // OpeningState is where a firewall opening stands.
 type OpeningState string

@@ -59,6 +59,16 @@ const (
 	// compose file declared (and its quota counts), on a host whose
 	// filesystem cannot bound it; said once until it is back under.
 	FindingVolumeOverSize FindingKind = "volume-over-size"
+	// FindingHostDown: a host's engine did not answer HostDownAfter
+	// passes in a row; it was marked down and its instances are replaced
+	// on the environment's other ready hosts.
+	FindingHostDown FindingKind = "host-down"
+	// FindingHostBack: a host marked down answers again; a check marks it
+	// ready once the containers of its lost instances are removed.
+	FindingHostBack FindingKind = "host-back"
+	// FindingLostRemoved: the container of an instance lost with its host
+	// was removed once the host answered, and its ports released.
+	FindingLostRemoved FindingKind = "lost-removed"
 )
 
 // Self-healing's backoff: an instance is started again at most MaxHeals
@@ -96,6 +106,17 @@ type HealStart struct {
 	Subject string `json:"subject,omitempty"`
 	App     string `json:"app,omitempty"`
 	Tries   int    `json:"tries"`
+}
+
+// HostProbe is what one self-healing probe of a host found and changed.
+type HostProbe struct {
+	State HostState `json:"state"`
+	// Failures is how many probes in a row the engine did not answer.
+	Failures int `json:"failures"`
+	// WentDown: this probe marked the host down.
+	WentDown bool `json:"wentDown,omitempty"`
+	// Live is how many live instances the records still place on the host.
+	Live int `json:"live"`
 }
 
 // AppLockKey is the key of an application's lock: one run at a time holds it.

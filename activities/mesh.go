@@ -391,6 +391,27 @@ func publishedGatewayPort(c container.InspectResponse, gateway bool) (int, error
 
 // removeMeshContainers removes the application's relays on an engine,
 // except those named in keep.
+// RemoveHostRelays removes every application's relays from a host that
+// holds no live instance: what a host lost while it was down (its
+// instances went elsewhere, and no mesh change could reach it) leaves.
+func (d *Docker) RemoveHostRelays(ctx context.Context, h berth.HostRef) (int, error) {
+	eng, err := d.engine(ctx, h)
+	if err != nil {
+		return 0, err
+	}
+	list, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", LabelMesh).Add("label", LabelAppKey)})
+	if err != nil {
+		return 0, fmt.Errorf("list relays on %s: %w", h.Name, err)
+	}
+	for _, c := range list.Items {
+		if _, err := eng.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return 0, fmt.Errorf("remove relay on %s: %w", h.Name, err)
+		}
+	}
+	return len(list.Items), nil
+}
+
 func removeMeshContainers(ctx context.Context, eng engine.Engine, appKey string, keep map[string]bool) error {
 	list, err := eng.ContainerList(ctx, client.ContainerListOptions{All: true,
 		Filters: make(client.Filters).Add("label", LabelMesh).Add("label", LabelAppKey+"="+appKey)})

@@ -13,6 +13,7 @@ type Records interface {
 	PlanDeploy(ctx context.Context, req berth.PlanRequest) (*berth.Plan, error)
 	InstanceStarted(ctx context.Context, name, containerID, ip string) error
 	ReleaseInstances(ctx context.Context, names []string) error
+	LoseInstances(ctx context.Context, names []string) error
 	LiveInstances(ctx context.Context, appID uint) ([]berth.PlannedInstance, error)
 	SetApplicationState(ctx context.Context, appID uint, state berth.State) error
 	FinishRun(ctx context.Context, id uint, status berth.RunStatus, errMsg string) error
@@ -70,6 +71,12 @@ func (s *Store) SetInstanceState(ctx context.Context, in InstanceStateInput) err
 // ReleaseInstances frees the ports of removed instances and marks them removed.
 func (s *Store) ReleaseInstances(ctx context.Context, names []string) error {
 	return storeErr(s.Records.ReleaseInstances(ctx, names))
+}
+
+// LoseInstances closes the records of instances lost with a host that
+// stopped answering, keeping their ports until their containers are gone.
+func (s *Store) LoseInstances(ctx context.Context, names []string) error {
+	return storeErr(s.Records.LoseInstances(ctx, names))
 }
 
 // MovePortsInput names an instance whose host refused some of its ports.

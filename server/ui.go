@@ -72,7 +72,7 @@ func loadPages() pages {
 // applications share some of them.
 var stateIcons = map[string]string{
 	string(berth.StepDone): "✔", string(berth.RunSucceeded): "✔", string(berth.ApprovalApproved): "✔", string(berth.HostReady): "✔",
-	string(berth.StepFailed): "✖", string(berth.ApprovalRejected): "✖", string(berth.HostDown): "✖",
+	string(berth.StepFailed): "✖", string(berth.ApprovalRejected): "✖", string(berth.HostDown): "✖", string(berth.StateLost): "✖",
 	string(berth.StepRunning): "▶", string(berth.StateDeploying): "▶",
 	string(berth.StepWaiting): "⏸", string(berth.ApprovalEscalated): "⏸", string(berth.StateStopped): "■",
 	string(berth.StepCompensated): "↩",

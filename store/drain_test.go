@@ -15,23 +15,11 @@ func TestBeginEvacuation(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
 		w := newPlanWorld(t, st)
-		app, run := beginDeploy(t, st, w.env, "shop")
-		plan, err := st.PlanDeploy(ctx, w.request(app, run, svc("api", 4, tcp(80))))
-		require.NoError(t, err)
-		for _, n := range instanceNames(plan) {
-			require.NoError(t, st.InstanceStarted(ctx, n, "c-"+n, "10.0.0.9"))
-		}
+		app, run, _, onA := w.startedAPI(t, "shop", 4)
 		require.NoError(t, st.DB().Model(app).Update("compose", "services:\n  api:\n    image: registry.local/api:1\n    ports: [\"80\"]\n").Error)
 		opts := compose.DefaultOptions()
-		var onA []string
-		for _, pi := range plan.Instances {
-			if pi.Host.ID == w.hostA.ID {
-				onA = append(onA, pi.Name)
-			}
-		}
-		require.NotEmpty(t, onA)
 
-		_, err = st.BeginEvacuation(ctx, w.hostA.ID, "9/1", "evacuate/host-a/", "ops", opts)
+		_, err := st.BeginEvacuation(ctx, w.hostA.ID, "9/1", "evacuate/host-a/", "ops", opts)
 		require.Equal(t, berth.EConflict, berth.ErrorCode(err), "an application that is not running cannot be moved: %v", err)
 
 		require.NoError(t, st.SetApplicationState(ctx, app.ID, berth.StateRunning))

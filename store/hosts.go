@@ -53,10 +53,14 @@ func (s *Store) Hosts(ctx context.Context) ([]Host, error) {
 // SetHostFacts records the outcome of a host check.
 func (s *Store) SetHostFacts(ctx context.Context, id uint, f berth.HostFacts) error {
 	t := now()
-	res := s.db.WithContext(ctx).Model(&Host{}).Where("id = ?", id).Updates(map[string]any{
+	set := map[string]any{
 		"state": f.State, "reason": f.Reason, "engine_version": f.EngineVersion,
 		"api_version": f.APIVersion, "cpus": f.CPUs, "memory_bytes": f.MemoryBytes, "checked_at": &t,
-	})
+	}
+	if f.State == berth.HostReady {
+		set["probe_failures"] = 0
+	}
+	res := s.db.WithContext(ctx).Model(&Host{}).Where("id = ?", id).Updates(set)
 	if res.Error != nil {
 		return res.Error
 	}

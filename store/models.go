@@ -36,8 +36,11 @@ type Host struct {
 	CPUs          int             `gorm:"column:cpus" json:"cpus,omitempty"`
 	MemoryBytes   int64           `json:"memoryBytes,omitempty"`
 	CheckedAt     *time.Time      `json:"checkedAt,omitempty"`
-	CreatedAt     time.Time       `json:"createdAt"`
-	UpdatedAt     time.Time       `json:"updatedAt"`
+	// ProbeFailures counts self-healing's probes in a row that the engine
+	// did not answer; a check or a probe that it answers resets it.
+	ProbeFailures int       `json:"probeFailures,omitempty"`
+	CreatedAt     time.Time `json:"createdAt"`
+	UpdatedAt     time.Time `json:"updatedAt"`
 }
 
 // Tenant is the beneficiary: the team that owns environments and applications.

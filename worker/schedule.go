@@ -44,23 +44,34 @@ func EnsureDiskSchedule(ctx context.Context, c client.Client, every time.Duratio
 	return ensureSchedule(ctx, c, workflows.DiskScheduleID, "disk", every, diskPassTimeout, workflows.DiskPassName, workflows.DiskPassInput{})
 }
 
-// ensureSchedule makes a schedule that runs a workflow every interval. One
-// that already exists (another central worker made it, or an earlier
-// start) is left as it is; a pass still going when the next is due is skipped.
+// ensureSchedule makes a schedule that runs a workflow every interval; a
+// pass still going when the next is due is skipped. One that already
+// exists (another central worker made it, or an earlier start) gets this
+// start's interval and input, so a changed setting (-heal-every,
+// -host-down-after, …) takes effect on restart; its pause state is kept.
 func ensureSchedule(ctx context.Context, c client.Client, id, workflowID string, every, runTimeout time.Duration, workflow string, arg any) error {
-	_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{
-		ID:      id,
-		Spec:    client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: every}}},
-		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
-		Action: &client.ScheduleWorkflowAction{ID: workflowID, Workflow: workflow,
-			Args: []any{arg}, TaskQueue: workflows.CentralTaskQueue,
-			WorkflowRunTimeout: runTimeout},
-	})
+	spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: every}}}
+	action := &client.ScheduleWorkflowAction{ID: workflowID, Workflow: workflow, Args: []any{arg},
+		TaskQueue: workflows.CentralTaskQueue, WorkflowRunTimeout: runTimeout}
+	_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{ID: id, Spec: spec,
+		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, Action: action})
 	var exists *serviceerror.AlreadyExists
-	if err == nil || errors.Is(err, temporal.ErrScheduleAlreadyRunning) || errors.As(err, &exists) {
+	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%s schedule: %w", workflowID, err)
+	if !errors.Is(err, temporal.ErrScheduleAlreadyRunning) && !errors.As(err, &exists) {
+		return fmt.Errorf("%s schedule: %w", workflowID, err)
+	}
+	err = c.ScheduleClient().GetHandle(ctx, id).Update(ctx, client.ScheduleUpdateOptions{
+		DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+			s := in.Description.Schedule
+			s.Spec, s.Action = &spec, action
+			return &client.ScheduleUpdate{Schedule: &s}, nil
+		}})
+	if err != nil {
+		return fmt.Errorf("%s schedule update: %w", workflowID, err)
+	}
+	return nil
 }
 
 // TemporalStates answers whether runs' workflows have closed.

@@ -77,9 +77,12 @@ func replaceBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec com
 	if err != nil {
 		return nil, err
 	}
-	// The new instances serve; the old ones leave without dropping a request.
-	if err := drain(ctx, in, old); err != nil {
-		return nil, undo(err)
+	// The new instances serve; the old ones leave without dropping a
+	// request. Lost ones serve nothing: there is nothing to wait for.
+	if !in.OldLost {
+		if err := drain(ctx, in, old); err != nil {
+			return nil, undo(err)
+		}
 	}
 	oldOut := activities.UnexposeInput{ApplicationID: in.ApplicationID, Subject: in.subject(), Instances: old}
 	if err := unexpose(ctx, r, oldOut); err != nil {
@@ -88,10 +91,25 @@ func replaceBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec com
 	// From here the old instances are out of rotation for good: finishing
 	// their removal beats undoing the batch.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	if err := removeInstances(dctx, old, true); err != nil {
+	if in.OldLost {
+		if err := loseInstances(dctx, r, old); err != nil {
+			return fresh, err
+		}
+	} else if err := removeInstances(dctx, old, true); err != nil {
 		return fresh, err
 	}
 	return fresh, followMesh(dctx, r, in.mesh())
+}
+
+// loseInstances records instances on a host that stopped answering as lost:
+// no longer live, their ports kept until their containers are removed.
+func loseInstances(ctx workflow.Context, r *run, insts []berth.PlannedInstance) error {
+	names := make([]string, len(insts))
+	for i, pi := range insts {
+		names[i] = pi.Name
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	return workflow.ExecuteLocalActivity(lctx, r.st.LoseInstances, names).Get(ctx, nil)
 }
 
 // installBatch drains a batch, installs the package in each instance in

@@ -24,6 +24,10 @@ type DrainHostInput struct {
 	PortMax       int           `json:"portMax"`
 	HealthTimeout time.Duration `json:"healthTimeout"`
 	DrainTimeout  time.Duration `json:"drainTimeout"`
+	// Lost: the host is down (self-healing marked it so, and this is its
+	// recovery run). It is not cordoned, its instances are replaced and
+	// recorded lost instead of drained and removed, and it stays down.
+	Lost bool `json:"lost,omitempty"`
 }
 
 // DrainHostResult lists the moves, one per service that had instances on the host.
@@ -37,6 +41,10 @@ func DrainHostID(host string) string { return "drain-host/" + host }
 // HostLockKey is a host's lock: provisioning and draining hold it, so a
 // check never marks a host ready in the middle of its drain.
 func HostLockKey(host string) string { return ProvisionHostID(host) }
+
+// RecoverHostID is the workflow id of self-healing's recovery of a host
+// that went down: a DrainHost with Lost set.
+func RecoverHostID(host string) string { return "recover-host/" + host }
 
 // EvacuateID is the workflow id of one service's move off a host; with an
 // empty subject, the prefix the store puts before each move's subject.
@@ -55,6 +63,10 @@ const lockWait = 10 * time.Second
 // no request is dropped. An application another run holds is waited for.
 // With nothing left on it the host is drained, for maintenance, until
 // undrained. A failed move stops the drain; the host stays draining.
+//
+// With Lost (self-healing's recovery of a host that went down), the host
+// stays down, and each move replaces the instances with new ones elsewhere
+// and records the old ones lost, since nothing on the host can be reached.
 func DrainHost(ctx workflow.Context, in DrainHostInput) (*DrainHostResult, error) {
 	r, err := newRun(ctx, in.RunID)
 	if err != nil {
@@ -66,7 +78,9 @@ func DrainHost(ctx workflow.Context, in DrainHostInput) (*DrainHostResult, error
 		return workflow.ExecuteLocalActivity(lctx, dr.SetHostState, activities.HostStateInput{HostID: in.Host.ID, State: state}).Get(ctx, nil)
 	}
 	res := &DrainHostResult{Moves: []string{}}
-	err = r.step(ctx, "cordon", func() error { return setState(berth.HostDraining) })
+	if !in.Lost {
+		err = r.step(ctx, "cordon", func() error { return setState(berth.HostDraining) })
+	}
 	for n := 1; err == nil; n++ {
 		var ev activities.EvacuationStep
 		if err = workflow.ExecuteLocalActivity(lctx, dr.NextEvacuation, activities.NextEvacuationInput{HostID: in.Host.ID,
@@ -94,7 +108,7 @@ func DrainHost(ctx workflow.Context, in DrainHostInput) (*DrainHostResult, error
 			res.Moves = append(res.Moves, subject)
 		}
 	}
-	if err == nil {
+	if err == nil && !in.Lost {
 		err = r.step(ctx, "drained", func() error { return setState(berth.HostDrained) })
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
@@ -119,7 +133,7 @@ func evacuate(ctx workflow.Context, in DrainHostInput, ev activities.EvacuationS
 	rel := ReleaseVersionInput{RunID: ev.RunID, ApplicationID: ev.ApplicationID, EnvironmentID: ev.EnvironmentID, ServiceID: ev.ServiceID,
 		Tenant: ev.Tenant, Env: ev.Env, App: ev.App, Service: ev.Service, AppServices: ev.AppServices, Kind: berth.ReleaseImage,
 		LastGoodImage: ev.Service.Image, Instances: ev.Instances, BatchSize: 1, PortMin: in.PortMin, PortMax: in.PortMax,
-		HealthTimeout: in.HealthTimeout, DrainTimeout: in.DrainTimeout, LB: ev.LB}
+		HealthTimeout: in.HealthTimeout, DrainTimeout: in.DrainTimeout, LB: ev.LB, OldLost: in.Lost}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: ev.WorkflowID,
 		TaskQueue: CentralTaskQueue, ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,

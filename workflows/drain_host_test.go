@@ -72,3 +72,42 @@ func TestDrainHostMovesEachServiceThenMarksDrained(t *testing.T) {
 	require.Equal(t, []string{"cordon running", "cordon done", "move acme/dev/shop/web (2 instance(s)) running", "move acme/dev/shop/web (2 instance(s)) done",
 		"drained running", "drained done"}, rec.stepLog())
 }
+
+// Self-healing's recovery of a host that went down is a drain with Lost:
+// the host is neither cordoned nor marked drained (it stays down), and each
+// move's release records the old instances lost.
+func TestRecoverHostMovesLostInstancesAndLeavesTheHostDown(t *testing.T) {
+	env, rec := newExposeEnv(t)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: CentralTaskQueue})
+	env.RegisterWorkflowWithOptions(ReleaseVersion, workflow.RegisterOptions{Name: ReleaseVersionName})
+	var dr *activities.Drain
+	env.OnActivity(dr.SetHostState, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.HostStateInput) error {
+		require.Failf(t, "host state set", "a recovery leaves the host down, not %s", in.State)
+		return nil
+	}).Maybe()
+	web := compose.ServiceSpec{Name: "web", Image: "reg.local/shop/web:7"}
+	moves := []activities.EvacuationStep{
+		{RunID: 31, WorkflowID: EvacuateID("h1", "acme/dev/shop/web"), ApplicationID: 3, EnvironmentID: 2, ServiceID: 5, Tenant: "acme", Env: "dev", App: "shop", Service: web,
+			Instances: []berth.PlannedInstance{apiInstance(1, hostEU, 20001)}},
+		{Done: true},
+	}
+	env.OnActivity(dr.NextEvacuation, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.NextEvacuationInput) (*activities.EvacuationStep, error) {
+		var next activities.EvacuationStep
+		require.Equal(t, "self-healing", in.StartedBy)
+		rec.add(func() { next, moves = moves[0], moves[1:] })
+		return &next, nil
+	})
+	env.OnActivity(dr.EvacuationStarted, mock.Anything, mock.Anything).Return(nil)
+	var released []ReleaseVersionInput
+	env.OnWorkflow(ReleaseVersionName, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in ReleaseVersionInput) (*ReleaseVersionResult, error) {
+		released = append(released, in)
+		return &ReleaseVersionResult{}, nil
+	})
+	env.ExecuteWorkflow(DrainHost, DrainHostInput{RunID: 9, Host: hostEU, StartedBy: "self-healing", HealthTimeout: time.Minute, Lost: true})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, released, 1)
+	require.True(t, released[0].OldLost)
+	require.Equal(t, berth.RunSucceeded, rec.onlyFinish(t).Status)
+	require.Equal(t, []string{"move acme/dev/shop/web (1 instance(s)) running", "move acme/dev/shop/web (1 instance(s)) done"}, rec.stepLog())
+}

@@ -27,7 +27,16 @@ type HealPassInput struct {
 	PortMin      int           `json:"portMin,omitempty"`
 	PortMax      int           `json:"portMax,omitempty"`
 	DrainTimeout time.Duration `json:"drainTimeout,omitempty"`
+	// HostDownAfter is how many passes in a row a ready host's engine may
+	// not answer before it is marked down and its instances are replaced
+	// elsewhere (0: hosts are never marked down, and only skipped).
+	HostDownAfter int `json:"hostDownAfter,omitempty"`
 }
+
+// hostDownChange is the GetVersion change id that made a pass probe its
+// hosts in parallel, mark a host down after HostDownAfter unanswered
+// passes, recover its instances, and take it back when it answers.
+const hostDownChange = "host-down"
 
 // HealPassResult is what a pass found and did.
 type HealPassResult struct {
@@ -44,17 +53,26 @@ type HealPassResult struct {
 // application's lock: an application with a run under way is left for the
 // next pass. An instance healed berth.MaxHeals times within
 // berth.HealWindow is left for a person, which is recorded once. A host
-// that does not answer is skipped.
+// that does not answer is skipped; with HostDownAfter, see watchHost.
 func HealPass(ctx workflow.Context, in HealPassInput) (*HealPassResult, error) {
 	var rc *activities.Reconcile
 	var hl *activities.Heal
 	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 	res := &HealPassResult{Findings: []berth.Finding{}}
+	watch := in.HostDownAfter > 0 && workflow.GetVersion(ctx, hostDownChange, workflow.DefaultVersion, 1) == 1
 	var hosts []berth.HostRef
-	if err := workflow.ExecuteLocalActivity(lctx, rc.ReconcileHosts).Get(ctx, &hosts); err != nil {
+	listHosts := rc.ReconcileHosts
+	if watch {
+		listHosts = hl.WatchedHosts
+	}
+	if err := workflow.ExecuteLocalActivity(lctx, listHosts).Get(ctx, &hosts); err != nil {
 		return nil, err
 	}
 	res.Hosts = len(hosts)
+	var states []probedHost
+	if watch {
+		states = probeHosts(ctx, hosts)
+	}
 	now := workflow.Now(ctx)
 	type exited struct {
 		host berth.HostRef
@@ -63,8 +81,23 @@ func HealPass(ctx workflow.Context, in HealPassInput) (*HealPassResult, error) {
 		gone bool
 	}
 	var found []exited
-	for _, h := range hosts {
-		records, containers, err := hostState(ctx, h)
+	for i, h := range hosts {
+		var records []berth.InstanceRecord
+		var containers []berth.HostContainer
+		var err error
+		if watch {
+			records, containers, err = states[i].records, states[i].containers, states[i].err
+			fs, down, werr := watchHost(ctx, in, h, err)
+			if werr != nil {
+				return nil, werr
+			}
+			res.Findings = append(res.Findings, fs...)
+			if down {
+				continue
+			}
+		} else {
+			records, containers, err = hostState(ctx, h)
+		}
 		if err != nil {
 			workflow.GetLogger(ctx).Warn("host not compared", "host", h.Name, "error", err)
 			continue
@@ -184,4 +217,164 @@ func closeHealRun(ctx workflow.Context, runID uint, reason string) {
 		Error: reason, At: workflow.Now(ctx)}).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("heal run left open", "run", runID, "error", err)
 	}
+}
+
+// probedHost is what a pass read of one host: its records and containers,
+// or why its engine did not answer.
+type probedHost struct {
+	records    []berth.InstanceRecord
+	containers []berth.HostContainer
+	err        error
+}
+
+// probeHosts reads every host at once, so that one engine that does not
+// answer (each probe tries for a while) does not hold up the others.
+func probeHosts(ctx workflow.Context, hosts []berth.HostRef) []probedHost {
+	out := make([]probedHost, len(hosts))
+	wg := workflow.NewWaitGroup(ctx)
+	for i, h := range hosts {
+		wg.Add(1)
+		workflow.Go(ctx, func(gctx workflow.Context) {
+			defer wg.Done()
+			out[i].records, out[i].containers, out[i].err = hostState(gctx, h)
+		})
+	}
+	wg.Wait(ctx)
+	return out
+}
+
+// watchHost records whether the host's engine answered this pass. A ready
+// host that did not answer HostDownAfter passes in a row is marked down.
+// While a down host does not answer, a recovery run (DrainHost with Lost)
+// replaces its live instances on the environments' other ready hosts, each
+// move under its application's lock, so runs holding one are waited for.
+// Once it answers again, the containers of its lost instances are removed
+// (their records closed and ports freed) and a check (ProvisionHost) marks
+// it ready. down says the host is down, so the pass leaves its instances
+// alone.
+func watchHost(ctx workflow.Context, in HealPassInput, h berth.HostRef, probeErr error) ([]berth.Finding, bool, error) {
+	var hl *activities.Heal
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	msg := ""
+	if probeErr != nil {
+		msg = errorMessage(probeErr)
+	}
+	var probe berth.HostProbe
+	if err := workflow.ExecuteLocalActivity(lctx, hl.RecordProbe, activities.ProbeInput{HostID: h.ID, OK: probeErr == nil, Error: msg,
+		DownAfter: in.HostDownAfter}).Get(ctx, &probe); err != nil {
+		return nil, false, err
+	}
+	var out []berth.Finding
+	if probe.WentDown {
+		out = append(out, berth.Finding{Kind: berth.FindingHostDown, Host: h.Name, Target: "host",
+			Detail: fmt.Sprintf("its engine did not answer %d passes in a row (last: %s); marked down, and its %d live instance(s) are replaced on the other ready hosts of their environments",
+				probe.Failures, msg, probe.Live)})
+	}
+	if probe.State != berth.HostDown {
+		return out, false, nil
+	}
+	passRun := workflow.GetInfo(ctx).WorkflowExecution.RunID
+	if probeErr != nil {
+		if probe.Live > 0 {
+			out = append(out, startHostRun(ctx, h, berth.KindRecoverHost, RecoverHostID(h.Name), passRun, DrainHostName,
+				func(runID uint) any {
+					return DrainHostInput{RunID: runID, Host: h, StartedBy: healActor, PortMin: in.PortMin, PortMax: in.PortMax,
+						HealthTimeout: in.HealthTimeout, DrainTimeout: in.DrainTimeout, Lost: true}
+				}, "its live instances are replaced on other hosts by recovery run %d")...)
+		}
+		return out, true, nil
+	}
+	out = append(out, removeLost(ctx, h)...)
+	if probe.Live == 0 {
+		out = append(out, removeRelays(ctx, h)...)
+	}
+	out = append(out, startHostRun(ctx, h, berth.KindProvisionHost, ProvisionHostID(h.Name), passRun, ProvisionHostName,
+		func(runID uint) any { return ProvisionHostInput{RunID: runID, Host: h} },
+		"its engine answers again; check run %d marks it ready")...)
+	return out, true, nil
+}
+
+// healActor is who self-healing's runs are started by (store.HealActor).
+const healActor = "self-healing"
+
+// startHostRun opens a run of self-healing's on a host under the host's
+// lock and starts its workflow; a host another run holds is left for the
+// next pass.
+func startHostRun(ctx workflow.Context, h berth.HostRef, kind berth.RunKind, workflowID, passRun, workflowName string,
+	input func(runID uint) any, detail string) []berth.Finding {
+	var hl *activities.Heal
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	var hs berth.HealStart
+	if err := workflow.ExecuteLocalActivity(lctx, hl.BeginHostRun, activities.HostRunInput{HostID: h.ID, Kind: kind, WorkflowID: workflowID,
+		LockKey: HostLockKey(h.Name), Key: passRun + "/" + string(kind) + "/" + h.Name}).Get(ctx, &hs); err != nil {
+		return []berth.Finding{{Kind: berth.FindingHostDown, Host: h.Name, Target: "host", Detail: "could not open a " + string(kind) + " run",
+			Error: errorMessage(err)}}
+	}
+	switch hs.Verdict {
+	case berth.HealOpened:
+	case berth.HealGaveUp:
+		return []berth.Finding{{Kind: berth.FindingHealGaveUp, Host: h.Name, Target: "host",
+			Detail: fmt.Sprintf("its %s runs failed %d times within %s; left for a person (check or drain the host)", kind, hs.Tries, berth.HealWindow)}}
+	default:
+		return nil
+	}
+	kindOf := berth.FindingHealed
+	if kind == berth.KindProvisionHost {
+		kindOf = berth.FindingHostBack
+	}
+	f := berth.Finding{Kind: kindOf, Host: h.Name, Target: "host", Detail: fmt.Sprintf(detail, hs.RunID)}
+	return []berth.Finding{startHealRun(ctx, hs, f, workflowName, input(hs.RunID))}
+}
+
+// removeLost removes, from a host that answers again, the containers of
+// the instances lost with it, then closes their records and frees their
+// ports. What fails is tried again by the next pass.
+func removeLost(ctx workflow.Context, h berth.HostRef) []berth.Finding {
+	var hl *activities.Heal
+	var d *activities.Docker
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	var lost []berth.PlannedInstance
+	if err := workflow.ExecuteLocalActivity(lctx, hl.LostInstances, h.ID).Get(ctx, &lost); err != nil {
+		return []berth.Finding{{Kind: berth.FindingLostRemoved, Host: h.Name, Target: "host", Detail: "could not list its lost instances",
+			Error: errorMessage(err)}}
+	}
+	futures := make([]workflow.Future, len(lost))
+	actx := workflow.WithActivityOptions(ctx, withQueue(lostOptions, h.Region))
+	for i, pi := range lost {
+		futures[i] = workflow.ExecuteActivity(actx, d.RemoveInstance, activities.RemoveInstanceInput{Host: h, Name: pi.Name, UID: pi.UID})
+	}
+	out := make([]berth.Finding, 0, len(lost))
+	var removed []string
+	for i, f := range futures {
+		fd := berth.Finding{Kind: berth.FindingLostRemoved, Host: h.Name, Target: lost[i].Name,
+			Detail: "lost when its host stopped answering, and replaced elsewhere; its container was removed once the host answered again, and its ports released"}
+		if err := f.Get(ctx, nil); err != nil {
+			fd.Detail, fd.Error = "lost when its host stopped answering; its container could not be removed yet", errorMessage(err)
+		} else {
+			removed = append(removed, lost[i].Name)
+		}
+		out = append(out, fd)
+	}
+	if err := workflow.ExecuteLocalActivity(lctx, hl.CloseLost, removed).Get(ctx, nil); err != nil {
+		return append(out, berth.Finding{Kind: berth.FindingLostRemoved, Host: h.Name, Target: "host", Detail: "could not close the records of its lost instances",
+			Error: errorMessage(err)})
+	}
+	return out
+}
+
+// removeRelays removes the relays a host that held no live instance kept
+// while it was down: the moves of its instances could not reach it.
+func removeRelays(ctx workflow.Context, h berth.HostRef) []berth.Finding {
+	var d *activities.Docker
+	actx := workflow.WithActivityOptions(ctx, withQueue(lostOptions, h.Region))
+	var n int
+	if err := workflow.ExecuteActivity(actx, d.RemoveHostRelays, h).Get(ctx, &n); err != nil {
+		return []berth.Finding{{Kind: berth.FindingLostRemoved, Host: h.Name, Target: "relays", Detail: "could not remove the relays it kept while down",
+			Error: errorMessage(err)}}
+	}
+	if n == 0 {
+		return nil
+	}
+	return []berth.Finding{{Kind: berth.FindingLostRemoved, Host: h.Name, Target: "relays",
+		Detail: fmt.Sprintf("%d relay container(s) of applications that no longer run on it, kept while it was down, removed", n)}}
 }

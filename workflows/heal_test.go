@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/berth-dev/berth"
@@ -102,4 +103,105 @@ func TestHealPassStartsHealRunsForExitedInstances(t *testing.T) {
 		require.Empty(t, f.Error, f.Target)
 	}
 	require.Equal(t, map[string]berth.FindingKind{"exited-1": berth.FindingHealed, "looping-1": berth.FindingHealGaveUp, "gone-1": berth.FindingHealed}, kinds)
+}
+
+// With HostDownAfter, a pass probes every watched host. A ready host that
+// answers is compared as before. One whose probe marks it down gets a
+// recovery run (DrainHost with Lost) for its live instances. One that is
+// down and answers again has its lost instances' containers removed and
+// their records closed, and (holding no live instance) its relays removed,
+// then a check run that marks it ready.
+func TestHealPassRecoversAHostThatWentDown(t *testing.T) {
+	env := newTestEnv()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: CentralTaskQueue})
+	env.RegisterWorkflowWithOptions(DrainHost, workflow.RegisterOptions{Name: DrainHostName})
+	var rc *activities.Reconcile
+	var hl *activities.Heal
+	var d *activities.Docker
+	dead := berth.HostRef{ID: 7, Name: "h7", Region: "eu", Endpoint: "tcp://10.0.0.7:2376", IP: "10.0.0.7"}
+	back := berth.HostRef{ID: 8, Name: "h8", Region: "eu", Endpoint: "tcp://10.0.0.8:2376", IP: "10.0.0.8"}
+	env.OnActivity(hl.WatchedHosts, mock.Anything).Return([]berth.HostRef{hostEU, dead, back}, nil)
+	for _, h := range []berth.HostRef{hostEU, dead, back} {
+		env.OnActivity(rc.HostRecords, mock.Anything, h.ID).Return([]berth.InstanceRecord{}, nil)
+	}
+	env.OnActivity(d.HostContainers, mock.Anything, hostEU).Return([]berth.HostContainer{}, nil)
+	env.OnActivity(d.HostContainers, mock.Anything, back).Return([]berth.HostContainer{}, nil)
+	env.OnActivity(d.HostContainers, mock.Anything, dead).Return(nil, temporal.NewNonRetryableApplicationError("connection refused", "engine", nil))
+	probes := map[uint]activities.ProbeInput{}
+	env.OnActivity(hl.RecordProbe, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ProbeInput) (*berth.HostProbe, error) {
+		probes[in.HostID] = in
+		switch in.HostID {
+		case dead.ID:
+			return &berth.HostProbe{State: berth.HostDown, Failures: 3, WentDown: true, Live: 2}, nil
+		case back.ID:
+			return &berth.HostProbe{State: berth.HostDown, Failures: 5}, nil
+		}
+		return &berth.HostProbe{State: berth.HostReady}, nil
+	})
+	lostOne := berth.PlannedInstance{Name: "acme-dev-shop-web-3", UID: "u3", Service: "web", Host: back}
+	env.OnActivity(hl.LostInstances, mock.Anything, back.ID).Return([]berth.PlannedInstance{lostOne}, nil)
+	var removed []activities.RemoveInstanceInput
+	env.OnActivity(d.RemoveInstance, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RemoveInstanceInput) error {
+		removed = append(removed, in)
+		return nil
+	})
+	env.OnActivity(d.RemoveHostRelays, mock.Anything, back).Return(2, nil)
+	var closed []string
+	env.OnActivity(hl.CloseLost, mock.Anything, mock.Anything).Return(func(_ context.Context, names []string) error {
+		closed = append(closed, names...)
+		return nil
+	})
+	var opened []activities.HostRunInput
+	env.OnActivity(hl.BeginHostRun, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.HostRunInput) (*berth.HealStart, error) {
+		opened = append(opened, in)
+		return &berth.HealStart{Verdict: berth.HealOpened, RunID: uint(90 + len(opened)), WorkflowID: in.WorkflowID}, nil
+	})
+	env.OnActivity(hl.HealRunStarted, mock.Anything, mock.Anything).Return(nil)
+	var recovered []DrainHostInput
+	env.OnWorkflow(DrainHostName, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in DrainHostInput) (*DrainHostResult, error) {
+		recovered = append(recovered, in)
+		return &DrainHostResult{}, nil
+	})
+	var checked []ProvisionHostInput
+	env.OnWorkflow(ProvisionHostName, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in ProvisionHostInput) (*ProvisionHostResult, error) {
+		checked = append(checked, in)
+		return &ProvisionHostResult{}, nil
+	})
+	var findings []berth.Finding
+	env.OnActivity(rc.RecordFindings, mock.Anything, mock.Anything).Return(func(_ context.Context, fs []berth.Finding) error {
+		findings = fs
+		return nil
+	})
+	env.ExecuteWorkflow(HealPass, HealPassInput{Grace: 10 * time.Second, HealthTimeout: time.Minute, PortMin: 20000, PortMax: 20100, HostDownAfter: 3})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+
+	require.True(t, probes[hostEU.ID].OK)
+	require.False(t, probes[dead.ID].OK)
+	require.Contains(t, probes[dead.ID].Error, "connection refused")
+	require.Equal(t, 3, probes[dead.ID].DownAfter)
+	require.True(t, probes[back.ID].OK)
+
+	require.Len(t, opened, 2)
+	require.Equal(t, activities.HostRunInput{HostID: dead.ID, Kind: berth.KindRecoverHost, WorkflowID: RecoverHostID(dead.Name),
+		LockKey: HostLockKey(dead.Name), Key: opened[0].Key}, opened[0])
+	require.Equal(t, berth.KindProvisionHost, opened[1].Kind)
+	require.Equal(t, ProvisionHostID(back.Name), opened[1].WorkflowID)
+	require.Len(t, recovered, 1)
+	require.True(t, recovered[0].Lost)
+	require.Equal(t, dead, recovered[0].Host)
+	require.Equal(t, uint(91), recovered[0].RunID)
+	require.Equal(t, 20000, recovered[0].PortMin)
+	require.Equal(t, []activities.RemoveInstanceInput{{Host: back, Name: lostOne.Name, UID: lostOne.UID}}, removed)
+	require.Equal(t, []string{lostOne.Name}, closed)
+	require.Equal(t, []ProvisionHostInput{{RunID: 92, Host: back}}, checked)
+	kinds := map[string][]berth.FindingKind{}
+	for _, f := range findings {
+		require.Empty(t, f.Error, f.Target)
+		kinds[f.Host] = append(kinds[f.Host], f.Kind)
+	}
+	require.Equal(t, map[string][]berth.FindingKind{
+		dead.Name: {berth.FindingHostDown, berth.FindingHealed},
+		back.Name: {berth.FindingLostRemoved, berth.FindingLostRemoved, berth.FindingHostBack},
+	}, kinds)
 }

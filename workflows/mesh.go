@@ -55,6 +55,9 @@ type meshTarget struct {
 	// and aliases); empty in the inputs of runs started before relays
 	// followed scales, which then leave the relays alone.
 	services []compose.ServiceSpec
+	// skipHost, when set, is a host that is down: no relay there can be
+	// reached, so its instances are left out (it is cleared when it answers).
+	skipHost uint
 }
 
 // followMesh brings an application's relays in line with its live and
@@ -71,11 +74,24 @@ func followMesh(ctx workflow.Context, r *run, t meshTarget) error {
 	if err := workflow.ExecuteLocalActivity(lctx, r.st.LiveInstances, t.appID).Get(ctx, &insts); err != nil {
 		return err
 	}
+	if t.skipHost != 0 {
+		reachable := insts[:0]
+		for _, pi := range insts {
+			if pi.Host.ID != t.skipHost {
+				reachable = append(reachable, pi)
+			}
+		}
+		insts = reachable
+	}
 	return syncMesh(ctx, r, DeployStackInput{Tenant: t.tenant, Env: t.env, App: t.app, Spec: compose.Spec{Project: t.app, Services: t.services}}, insts, false)
 }
 
 func (in ReleaseVersionInput) mesh() meshTarget {
-	return meshTarget{appID: in.ApplicationID, tenant: in.Tenant, env: in.Env, app: in.App, services: in.AppServices}
+	t := meshTarget{appID: in.ApplicationID, tenant: in.Tenant, env: in.Env, app: in.App, services: in.AppServices}
+	if in.OldLost && len(in.Instances) > 0 {
+		t.skipHost = in.Instances[0].Host.ID
+	}
+	return t
 }
 
 func (in ScaleServiceInput) mesh() meshTarget {

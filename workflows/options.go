@@ -52,6 +52,15 @@ var pruneOptions = workflow.ActivityOptions{
 	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: nonRetryable},
 }
 
+// lostOptions: removing the containers of lost instances from a host that
+// answers again is cleanup a pass repeats; a few tries, the next pass does the rest.
+var lostOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: time.Minute,
+	HeartbeatTimeout:       aliveTimeout,
+	StartToCloseTimeout:    2 * time.Minute,
+	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: nonRetryable},
+}
+
 // measureOptions: the engine walks every volume to measure it, in one call
 // that cannot heartbeat; what a pass misses the next one measures.
 var measureOptions = workflow.ActivityOptions{

@@ -58,6 +58,11 @@ type ReleaseVersionInput struct {
 	HealthTimeout    time.Duration    `json:"healthTimeout"`
 	DrainTimeout     time.Duration    `json:"drainTimeout"`
 	LB               berth.LBSettings `json:"lb"`
+	// OldLost: the instances replaced are on a host whose engine stopped
+	// answering (self-healing's recovery of it). They are taken out of the
+	// load balancer and recorded lost, not drained or removed: no call can
+	// reach them. Their containers go once the host answers again.
+	OldLost bool `json:"oldLost,omitempty"`
 	// Approval, when set, is asked for before anything is touched.
 	Approval *berth.ApprovalRequest `json:"approval,omitempty"`
 

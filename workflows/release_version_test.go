@@ -840,3 +840,36 @@ func TestReleaseVersionOldRemovalFailureIsNotNothingChanged(t *testing.T) {
 	fr := onlyFinishRelease(t, rec)
 	require.NotContains(t, fr.Reason, "no instance was changed", "api-5 and api-6 run the new image and api-1/api-2 left rotation")
 }
+
+// A release that replaces instances lost with their host (self-healing's
+// recovery) starts and exposes the new ones as any release does, takes the
+// old ones out of the load balancer without waiting for their sessions,
+// and records them lost instead of removing them: no call reaches their
+// host.
+func TestReleaseVersionOfLostInstancesRecordsThemLost(t *testing.T) {
+	env, rec, _ := newReleaseEnv(t)
+	in := releaseInput()
+	in.OldLost = true
+	mockRelease(env, nil, releaseFaults{})
+	var st *activities.Store
+	var lost [][]string
+	env.OnActivity(st.LoseInstances, mock.Anything, mock.Anything).Return(func(_ context.Context, names []string) error {
+		rec.add(func() { lost = append(lost, names) })
+		return nil
+	})
+
+	env.ExecuteWorkflow(ReleaseVersionName, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, [][]string{apiNames(1, 2), apiNames(3, 4)}, lost)
+	require.Empty(t, rec.callsOf("WaitDrained"), "a lost instance has no sessions to wait for")
+	require.Empty(t, removals(rec), "nothing reaches the lost instances' host")
+	require.Empty(t, rec.releases(), "lost instances keep their ports until their containers are gone")
+	removes := rec.callsOf("RemoveServers")
+	require.Len(t, removes, 2)
+	require.Equal(t, activities.RemoveServersInput{Backend: "acme-prod-shop-api", Names: apiNames(1, 2)}, removes[0].Arg)
+	require.Len(t, rec.callsOf("UnexposeDone"), 2)
+	require.Equal(t, [][]string{apiNames(5, 6), apiNames(7, 8)}, rec.recorded)
+	require.Equal(t, berth.RunSucceeded, rec.onlyFinish(t).Status)
+}

@@ -49,6 +49,9 @@ type Config struct {
 	ReconcileEvery, ReconcileGrace time.Duration
 	// HealEvery is how often self-healing looks for exited instances (0: never).
 	HealEvery time.Duration
+	// HostDownAfter is how many heal passes in a row a host's engine may not
+	// answer before it is marked down and its instances replaced (0: never).
+	HostDownAfter int
 	// DiskEvery is how often the named volumes on the hosts are measured (0: never).
 	DiskEvery time.Duration
 	// PayloadKeyFile holds the AES-256 key(s) every Temporal payload is
@@ -191,6 +194,7 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("BERTH_RECONCILE_EVERY", 10*time.Minute), "how often the reconciler compares records with hosts and repairs leftovers of dead runs (0: never)")
 	fs.DurationVar(&c.DiskEvery, "disk-every", envDuration("BERTH_DISK_EVERY", 5*time.Minute), "how often the named volumes on the hosts are measured against their declared sizes (0: never)")
 	fs.DurationVar(&c.HealEvery, "heal-every", envDuration("BERTH_HEAL_EVERY", 30*time.Second), "how often self-healing starts instances whose container exited (0: never)")
+	fs.IntVar(&c.HostDownAfter, "host-down-after", envInt("BERTH_HOST_DOWN_AFTER", 3), "how many heal passes in a row a host's engine may not answer before it is marked down and its instances are replaced on other hosts (0: never)")
 	fs.DurationVar(&c.ReconcileGrace, "reconcile-grace", envDuration("BERTH_RECONCILE_GRACE", 10*time.Minute), "how old a leftover must be before the reconciler touches it")
 	fs.StringVar(&c.TLSKey, "tls-key", env("BERTH_TLS_KEY", ""), "key file of -tls-cert")
 	regions := fs.String("regions", env("BERTH_REGIONS", ""), "comma-separated regions whose host activities this worker serves")
@@ -262,6 +266,8 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 		return nil, fmt.Errorf("cmdb must be none or http, not %q", c.CMDB)
 	case c.CMDB == "http" && c.CMDBURL == "":
 		return nil, errors.New("cmdb http needs -cmdb-url")
+	case c.HostDownAfter < 0:
+		return nil, fmt.Errorf("host-down-after must be 0 (never) or more, not %d", c.HostDownAfter)
 	case c.LBPortMin < 1024 || c.LBPortMax > 65535 || c.LBPortMin > c.LBPortMax:
 		return nil, fmt.Errorf("lb port range %d-%d is not valid", c.LBPortMin, c.LBPortMax)
 	}

@@ -176,7 +176,8 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 			}
 			if cfg.HealEvery > 0 {
 				if err := worker.EnsureHealSchedule(ctx, tc, cfg.HealEvery, workflows.HealPassInput{
-					HealthTimeout: cfg.HealthTimeout, PortMin: cfg.PortMin, PortMax: cfg.PortMax, DrainTimeout: cfg.DrainTimeout}); err != nil {
+					HealthTimeout: cfg.HealthTimeout, PortMin: cfg.PortMin, PortMax: cfg.PortMax, DrainTimeout: cfg.DrainTimeout,
+					HostDownAfter: cfg.HostDownAfter}); err != nil {
 					return err
 				}
 			}
