@@ -21,6 +21,16 @@ bin/temporal: ## build the pinned Temporal CLI (dev server + web UI) into bin/
 bin/workflowcheck: ## build the pinned workflowcheck linter into bin/
 	GOBIN=$(CURDIR)/bin $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
+XTERM_VERSION := 5.5.0
+
+.PHONY: vendor-xterm
+vendor-xterm: ## check the vendored xterm.js (ui/static/vendor/xterm) against @xterm/xterm at the pinned version, fetched with npm
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent @xterm/xterm@$(XTERM_VERSION) >/dev/null && \
+	  tar xzf xterm-xterm-$(XTERM_VERSION).tgz && \
+	  cmp package/lib/xterm.js $(CURDIR)/ui/static/vendor/xterm/xterm.js && \
+	  cmp package/css/xterm.css $(CURDIR)/ui/static/vendor/xterm/xterm.css && \
+	  echo "vendored xterm.js $(XTERM_VERSION) matches the npm package"; rc=$$?; rm -rf $$tmp; exit $$rc
+
 .PHONY: run
 run: build bin/temporal ## run the embedded default: Temporal dev server + local dockerd + berth dev (Ctrl-C stops)
 	deploy/local/run.sh

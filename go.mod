@@ -13,6 +13,8 @@ require (
 	gorm.io/gorm v1.31.2
 )
 
+require github.com/coder/websocket v1.8.15
+
 require (
 	filippo.io/edwards25519 v1.1.0 // indirect
 	github.com/Microsoft/go-winio v0.6.2 // indirect

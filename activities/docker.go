@@ -46,6 +46,9 @@ type Docker struct {
 	// RegistryAuth): the credentials live with the workers, never in a
 	// workflow's input or an image.
 	RegistryAuth string
+	// TerminalKey proves to the API that a terminal relay is this worker's
+	// (berth.TerminalRelayToken); derived from the payload key file.
+	TerminalKey []byte
 	// PollInterval is how often health is checked while waiting.
 	PollInterval time.Duration
 	HTTP         *http.Client

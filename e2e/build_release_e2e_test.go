@@ -96,6 +96,24 @@ func TestBuildRelease(t *testing.T) {
 	require.Equal(t, ref, rb.Releases[0].Image)
 	require.Equal(t, sha, rb.Releases[0].PackageSHA256)
 	require.Equal(t, berth.ReleaseSucceeded, rb.Releases[0].Outcome)
+	// The catalogue says who had berth build and push it.
+	var cat struct {
+		Versions []struct {
+			Image     string `json:"image"`
+			PushedBy  string `json:"pushedBy"`
+			ReleaseID uint   `json:"releaseId"`
+		} `json:"versions"`
+	}
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/tenants/"+tenant+"/images", nil, &cat))
+	found := false
+	for _, v := range cat.Versions {
+		if v.Image == ref {
+			found = true
+			require.Equal(t, rb.Releases[0].StartedBy, v.PushedBy)
+			require.Equal(t, rb.Releases[0].ID, v.ReleaseID)
+		}
+	}
+	require.True(t, found, "the built image is in the catalogue")
 	names := []string{}
 	for _, s := range run.Steps {
 		names = append(names, s.Name)

@@ -323,6 +323,8 @@ func startHarness() (*harness, error) {
 		// Self-healing looks every 5 s (30 s by default), so its test waits little.
 		"BERTH_HEAL_EVERY=5s",
 		"BERTH_DISK_EVERY=5s",
+		// A terminal's idle limit (15 min by default), short for its test.
+		"BERTH_TERMINAL_IDLE=10s",
 	}
 	// The registry builds push to and prefetch pulls from; /sampleapp is the
 	// one command a file release may run after upload.

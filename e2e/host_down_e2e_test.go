@@ -82,6 +82,12 @@ func TestHostDownIsRecovered(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", "/api/v1/hosts", map[string]string{"name": h3, "region": "local",
 		"endpoint": endpoint, "ip": "10.230.0.3"}, &reg))
 	require.Equal(t, berth.RunSucceeded, hs.waitRun(t, reg.Run.RunID).Status)
+	hostRec, err := hs.store.HostByName(context.Background(), h3)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		// Its engine stops with the test: drained, no pass looks at it again.
+		require.NoError(t, hs.store.SetHostState(context.Background(), hostRec.ID, berth.HostDrained))
+	})
 	local := hs.hosts[0].Name
 	tenant := hs.tenant + "-hostdown2"
 	apps := hs.newEnvOn(t, tenant, local, h3)
@@ -97,6 +103,13 @@ func TestHostDownIsRecovered(t *testing.T) {
 
 	hs.dockerdScript(t, "down", "h3")
 	stopped := time.Now()
+	// The worker is SIGKILLed as soon as the recovery starts: it completes
+	// all the same, with no instance doubled.
+	require.Eventually(t, func() bool { return len(hs.hostRuns(t, berth.KindRecoverHost, h3)) > 0 }, 90*time.Second, 20*time.Millisecond,
+		"self-healing starts a recovery of the stopped host")
+	hs.restartWorkerHard(t)
+	t.Logf("worker killed %s after the stop, recovery run %s", time.Since(stopped).Round(100*time.Millisecond),
+		hs.hostRuns(t, berth.KindRecoverHost, h3)[0].Status)
 	require.Eventually(t, func() bool {
 		svc = hs.app(t, apps, "shop").Services[0]
 		if len(svc.Instances) != 4 {

@@ -39,7 +39,10 @@ func (s *Server) routes() []route {
 		{"GET", "/runs/:id/history", s.runHistoryPage, readable(runScope, "run")},
 		{"GET", "/services/:id", s.servicePage, readable(serviceParam, "service")},
 		{"GET", "/services/:id/history", s.serviceHistoryPageView, readable(serviceParam, "service")},
-		{"GET", "/audit", s.auditPage, anyone}, // the whole log for auditRoles, else the caller's own actions
+		{"GET", "/instances/:name/terminal", s.terminalPage, need(instanceParam, "a terminal", readRoles...)},
+		{"GET", "/internal/terminals/:id", s.workerTerminal, public}, // a worker relaying a terminal; it proves itself
+		{"GET", "/images", s.imagesPage, anyone},                     // narrowed in the handler
+		{"GET", "/audit", s.auditPage, anyone},                       // the whole log for auditRoles, else the caller's own actions
 		{"GET", "/admin/hosts", s.hostsPage, need(platform, "the hosts page", adminRoles...)},
 		{"POST", "/admin/hosts", s.registerHostForm, need(platform, "registering a host", adminRoles...)},
 		{"GET", "/admin/environments", s.environmentsPage, need(platform, "the environments page", adminRoles...)},
@@ -77,6 +80,8 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/tenants", s.listTenants, anyone}, // narrowed in the handler
 		{"POST", "/api/v1/tenants/:tenant/secrets", s.putSecret, need(tenantParam, "writing a secret", deployRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/secrets", s.listSecrets, need(tenantParam, "reading secret names", readRoles...)},
+		{"GET", "/api/v1/tenants/:tenant/images", s.listImages, need(tenantParam, "reading the image catalogue", readRoles...)},
+		{"DELETE", "/api/v1/tenants/:tenant/images", s.deleteImage, need(tenantParam, "deleting an image version", deployRoles...)},
 		{"POST", "/api/v1/tenants/:tenant/environments", s.createEnvironment, need(tenantParam, "creating an environment", adminRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/environments", s.listEnvironments, need(tenantParam, "reading environments", readRoles...)},
 		{"GET", "/api/v1/tenants/:tenant/environments/:env", s.getEnvironment, need(tenantParam, "reading an environment", readRoles...)},
@@ -115,6 +120,8 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/instances/:name/commit", s.commitInstance, need(instanceParam, "committing an instance", deployRoles...)},
 		{"GET", "/api/v1/instances/:name/stats", s.instanceStats, need(instanceParam, "reading an instance's stats", readRoles...)},
 		{"GET", "/api/v1/instances/:name/logs", s.instanceLogs, need(instanceParam, "reading an instance's logs", readRoles...)},
+		{"GET", "/api/v1/instances/:name/terminal", s.openTerminal, need(instanceParam, "opening a terminal", readRoles...)}, // WebSocket; the environment's roles are checked in the handler
+		{"GET", "/api/v1/terminals", s.listTerminals, anyone},                                                                // narrowed in the handler
 
 		{"GET", "/api/v1/firewall/openings", s.listOpenings, need(platform, "reading firewall openings", readRoles...)},
 		{"GET", "/api/v1/cmdb", s.listCMDB, need(platform, "reading the CMDB", readRoles...)},

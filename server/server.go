@@ -70,6 +70,13 @@ type Config struct {
 	// Secrets seals the values of the tenants' secret stores (nil: the
 	// secrets endpoints answer that no key is configured).
 	Secrets SecretSealer
+	// RelayURL is this server's address as workers dial it back to relay a
+	// terminal (ws://host:port); TerminalKey proves a worker is one of this
+	// deployment's (berth.TerminalRelayToken). Without both, no terminals.
+	RelayURL    string
+	TerminalKey []byte
+	// TerminalIdle closes a terminal with no input for so long (0: berth.TerminalIdle).
+	TerminalIdle time.Duration
 }
 
 // Server is the HTTP API.
@@ -89,6 +96,8 @@ type Server struct {
 	// sseRecheck is how often an open stream checks that its session or
 	// token is still valid.
 	sseRecheck time.Duration
+	// terminals pairs open terminals with their workers' relays.
+	terminals terminalHub
 }
 
 // New returns the API server.

@@ -53,6 +53,9 @@ type environmentRequest struct {
 	// ApproveReleases makes every release and rollback wait for an
 	// approver first; on by default for an environment named prod.
 	ApproveReleases *bool `json:"approveReleases"`
+	// Production marks the environment as production: a terminal into
+	// its instances needs a release manager. On by default for prod.
+	Production *bool `json:"production"`
 	// Limits are the services' resource defaults and maximums; when absent,
 	// defaultLimits.
 	Limits *berth.Limits `json:"limits"`
@@ -106,6 +109,10 @@ func (s *Server) createEnvironment(c *gin.Context) {
 		e.ApproveReleases = req.Name == "prod"
 		if req.ApproveReleases != nil {
 			e.ApproveReleases = *req.ApproveReleases
+		}
+		e.Prod = req.Name == "prod"
+		if req.Production != nil {
+			e.Prod = *req.Production
 		}
 	})
 	if err != nil {

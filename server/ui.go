@@ -39,6 +39,18 @@ var uiFuncs = template.FuncMap{
 	"cpus": func(nano int64) string { return fmt.Sprintf("%g", float64(nano)/1e9) },
 	// bytes writes an amount in use, where 0 is none (BytesText's 0 is a
 	// limit's "unlimited").
+	// size is an amount to read at a glance: 2.7 MiB.
+	"size": func(b int64) string {
+		const unit = 1024
+		if b < unit {
+			return fmt.Sprintf("%d B", b)
+		}
+		f, i := float64(b)/unit, 0
+		for f >= unit && i < 4 {
+			f, i = f/unit, i+1
+		}
+		return fmt.Sprintf("%.1f %s", f, []string{"KiB", "MiB", "GiB", "TiB", "PiB"}[i])
+	},
 	"bytes": func(b int64) string {
 		if b == 0 {
 			return "0"

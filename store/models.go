@@ -70,6 +70,9 @@ type Environment struct {
 	SeparateDuties bool `json:"separateDuties"`
 	// ApproveReleases: releases and rollbacks here wait for an approver.
 	ApproveReleases bool `json:"approveReleases"`
+	// Prod marks a production environment: a terminal into its instances
+	// needs a release manager.
+	Prod bool `json:"production"`
 	// Limits are the defaults and maximums of every service's resources here.
 	Limits berth.Limits `gorm:"embedded;embeddedPrefix:limit_" json:"limits"`
 	// Quota bounds what the environment's instances take together.
@@ -205,9 +208,12 @@ type AuditEvent struct {
 	Detail  string    `gorm:"type:text" json:"detail,omitempty"`
 }
 
+// Production says the environment is production: marked so, or named prod.
+func (e *Environment) Production() bool { return e.Prod || e.Name == "prod" }
+
 func allModels() []any {
 	return []any{&Region{}, &Host{}, &Tenant{}, &Environment{}, &Application{}, &Service{},
 		&Instance{}, &PortAllocation{}, &Run{}, &Step{}, &AuditEvent{},
 		&berth.LBPool{}, &berth.LBServer{}, &berth.FirewallOpening{}, &berth.CMDBRecord{}, &Release{}, &ServiceReleases{}, &ReleaseOutput{},
-		&User{}, &RoleBinding{}, &APIToken{}, &Session{}, &Approval{}, &Decision{}, &Secret{}, &AppVersion{}, &VolumeMeasure{}}
+		&User{}, &RoleBinding{}, &APIToken{}, &Session{}, &Approval{}, &Decision{}, &Secret{}, &AppVersion{}, &VolumeMeasure{}, &TerminalSession{}}
 }

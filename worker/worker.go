@@ -26,8 +26,11 @@ type Config struct {
 	// Heal opens self-healing's runs (central).
 	Heal *activities.Heal
 	// Drain opens a host drain's moves (central).
-	Drain  *activities.Drain
-	Docker *activities.Docker
+	Drain *activities.Drain
+	// Catalog reads and deletes in the platform registry (central; set
+	// when a registry is configured).
+	Catalog *activities.Catalog
+	Docker  *activities.Docker
 	// LB and Firewall drive the region's load balancer and firewall.
 	LB       *activities.LB
 	Firewall *activities.Firewall
@@ -54,6 +57,9 @@ func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.HealInstance, workflow.RegisterOptions{Name: workflows.HealInstanceName})
 	r.RegisterWorkflowWithOptions(workflows.DrainHost, workflow.RegisterOptions{Name: workflows.DrainHostName})
 	r.RegisterWorkflowWithOptions(workflows.DiskPass, workflow.RegisterOptions{Name: workflows.DiskPassName})
+	r.RegisterWorkflowWithOptions(workflows.ImageCatalog, workflow.RegisterOptions{Name: workflows.ImageCatalogName})
+	r.RegisterWorkflowWithOptions(workflows.DeleteImage, workflow.RegisterOptions{Name: workflows.DeleteImageName})
+	r.RegisterWorkflowWithOptions(workflows.TerminalSession, workflow.RegisterOptions{Name: workflows.TerminalSessionName})
 }
 
 // RegisterStore registers the store activities; their method names are their fixed names.
@@ -87,6 +93,9 @@ func Build(c client.Client, cfg Config) ([]sdkworker.Worker, error) {
 		}
 		if cfg.Drain != nil {
 			w.RegisterActivityWithOptions(cfg.Drain, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+		}
+		if cfg.Catalog != nil {
+			w.RegisterActivityWithOptions(cfg.Catalog, activity.RegisterOptions{SkipInvalidStructFunctions: true})
 		}
 		ws = append(ws, w)
 	}

@@ -61,6 +61,26 @@ var lostOptions = workflow.ActivityOptions{
 	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: nonRetryable},
 }
 
+// registryOptions: the catalogue's registry calls are short HTTP requests
+// a person waits for; a few quick tries, heartbeats while many tags are read.
+var registryOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: 30 * time.Second,
+	HeartbeatTimeout:       aliveTimeout,
+	StartToCloseTimeout:    2 * time.Minute,
+	RetryPolicy: &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, MaximumAttempts: 3,
+		NonRetryableErrorTypes: nonRetryable},
+}
+
+// terminalOptions: a person waits for the region's worker to open the
+// session, which then lasts as long as they use it; never retried, as a
+// second attempt would run the command again.
+var terminalOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: 30 * time.Second,
+	StartToCloseTimeout:    berth.TerminalMax,
+	HeartbeatTimeout:       aliveTimeout,
+	RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
+}
+
 // measureOptions: the engine walks every volume to measure it, in one call
 // that cannot heartbeat; what a pass misses the next one measures.
 var measureOptions = workflow.ActivityOptions{

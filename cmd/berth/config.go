@@ -49,6 +49,11 @@ type Config struct {
 	ReconcileEvery, ReconcileGrace time.Duration
 	// HealEvery is how often self-healing looks for exited instances (0: never).
 	HealEvery time.Duration
+	// RelayURL is the server's address as workers dial it back to relay a
+	// terminal (ws://…); empty: ws:// and the listen address.
+	RelayURL string
+	// TerminalIdle closes a terminal with no input for so long.
+	TerminalIdle time.Duration
 	// HostDownAfter is how many heal passes in a row a host's engine may not
 	// answer before it is marked down and its instances replaced (0: never).
 	HostDownAfter int
@@ -194,6 +199,8 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", envDuration("BERTH_RECONCILE_EVERY", 10*time.Minute), "how often the reconciler compares records with hosts and repairs leftovers of dead runs (0: never)")
 	fs.DurationVar(&c.DiskEvery, "disk-every", envDuration("BERTH_DISK_EVERY", 5*time.Minute), "how often the named volumes on the hosts are measured against their declared sizes (0: never)")
 	fs.DurationVar(&c.HealEvery, "heal-every", envDuration("BERTH_HEAL_EVERY", 30*time.Second), "how often self-healing starts instances whose container exited (0: never)")
+	fs.StringVar(&c.RelayURL, "relay-url", env("BERTH_RELAY_URL", ""), "the server's address as workers dial it to relay a terminal (ws://host:port; default: the listen address)")
+	fs.DurationVar(&c.TerminalIdle, "terminal-idle", envDuration("BERTH_TERMINAL_IDLE", 15*time.Minute), "close a terminal with no input for this long")
 	fs.IntVar(&c.HostDownAfter, "host-down-after", envInt("BERTH_HOST_DOWN_AFTER", 3), "how many heal passes in a row a host's engine may not answer before it is marked down and its instances are replaced on other hosts (0: never)")
 	fs.DurationVar(&c.ReconcileGrace, "reconcile-grace", envDuration("BERTH_RECONCILE_GRACE", 10*time.Minute), "how old a leftover must be before the reconciler touches it")
 	fs.StringVar(&c.TLSKey, "tls-key", env("BERTH_TLS_KEY", ""), "key file of -tls-cert")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -26,6 +27,7 @@ import (
 	"github.com/berth-dev/berth/compose"
 	"github.com/berth-dev/berth/engine"
 	"github.com/berth-dev/berth/mesh"
+	"github.com/berth-dev/berth/registry"
 	"github.com/berth-dev/berth/server"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/worker"
@@ -149,10 +151,15 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		wcfg := worker.Config{Central: cmd == "dev" || central, Regions: cfg.Regions,
 			Store: activities.NewStore(st, st, st), Docker: activities.NewDocker(engines, cfg.Registry)}
 		wcfg.Docker.Packages, wcfg.Docker.ExecAllow = packages, cfg.ExecAllow
-		if user, pass, ok := strings.Cut(cfg.RegistryAuth, ":"); ok {
+		user, pass, _ := strings.Cut(cfg.RegistryAuth, ":")
+		if cfg.RegistryAuth != "" {
 			wcfg.Docker.RegistryAuth = activities.RegistryAuth(user, pass, cfg.Registry)
 		}
+		if cfg.Registry != "" {
+			wcfg.Catalog = &activities.Catalog{Registry: registry.New(cfg.Registry, user, pass)}
+		}
 		wcfg.Docker.Mesh = mesh.Keys{Master: payloads.Derived()}
+		wcfg.Docker.TerminalKey = payloads.Derived()
 		wcfg.Docker.Secrets = secretSource{st: st, keys: payloads}
 		if wcfg.Central {
 			var d cmdb.Driver = cmdb.None{}
@@ -213,7 +220,8 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 			Registry: cfg.Registry, ExecAllow: cfg.ExecAllow, TemporalNamespace: cfg.TemporalNamespace,
 			DataConverter: payloads.DataConverter(), Codec: payloads.Handler(), Secrets: payloads,
 			TrustedProxies: cfg.TrustedProxies, PublicURL: cfg.PublicURL,
-			MaxTokenTTL: cfg.MaxTokenTTL, AllowEternalTokens: cfg.AllowEternalTokens}, st, tc, log)
+			MaxTokenTTL: cfg.MaxTokenTTL, AllowEternalTokens: cfg.AllowEternalTokens,
+			RelayURL: relayURL(cfg), TerminalKey: payloads.Derived(), TerminalIdle: cfg.TerminalIdle}, st, tc, log)
 		pw, err := api.Bootstrap(ctx)
 		if err != nil {
 			return err
@@ -370,4 +378,21 @@ func (s secretSource) SecretValue(ctx context.Context, tenant, env, name string)
 		return nil, err
 	}
 	return s.keys.Open(sec.KeyID, sec.Sealed, store.SecretAAD(sec.TenantID, sec.Env, sec.Name))
+}
+
+// relayURL is where workers dial the server back to relay a terminal: the
+// configured one, or ws:// and the listen address (a wildcard host is this
+// machine, as in make run).
+func relayURL(cfg *Config) string {
+	if cfg.RelayURL != "" {
+		return cfg.RelayURL
+	}
+	host, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return ""
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "ws://" + net.JoinHostPort(host, port)
 }

@@ -38,6 +38,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -68,7 +69,12 @@ func main() {
 	probe := flag.String("probe", "", "probe this URL and exit 0 on 2xx, 1 otherwise (for Docker healthchecks)")
 	printVersion := flag.Bool("print-version", false, "print the version this instance serves and exit")
 	hold := flag.Duration("hold", 0, "stay alive this long and exit (a child of /forkbomb)")
+	shell := flag.Bool("sh", false, "a tiny line shell on stdin (echo, exit; ';' separates), for terminal tests: the image has no /bin/sh")
 	flag.Parse()
+
+	if *shell {
+		os.Exit(tinyShell(os.Stdin, os.Stdout))
+	}
 
 	if *hold > 0 {
 		time.Sleep(*hold)
@@ -432,4 +438,33 @@ func warmThreads(n int) {
 		}()
 	}
 	wg.Wait()
+}
+
+// tinyShell reads lines and runs, for each ';'-separated command, echo
+// (its arguments) or exit (with a code); anything else is "not found".
+// The terminal's pty echoes what is typed; the shell prints a prompt.
+func tinyShell(in io.Reader, out io.Writer) int {
+	sc := bufio.NewScanner(in)
+	for {
+		fmt.Fprint(out, "$ ")
+		if !sc.Scan() {
+			return 0
+		}
+		for _, cmd := range strings.Split(sc.Text(), ";") {
+			f := strings.Fields(cmd)
+			switch {
+			case len(f) == 0:
+			case f[0] == "echo":
+				fmt.Fprintln(out, strings.Join(f[1:], " "))
+			case f[0] == "exit":
+				code := 0
+				if len(f) > 1 {
+					code, _ = strconv.Atoi(f[1])
+				}
+				return code
+			default:
+				fmt.Fprintf(out, "sh: %s: not found\n", f[0])
+			}
+		}
+	}
 }

@@ -126,10 +126,16 @@
       var button = form.querySelector("button[type=submit]");
       button.disabled = true;
       err.hidden = true; err.textContent = "";
-      send(action, body).then(function (r) {
+      send(action, body, form.dataset.method).then(function (r) {
         button.disabled = false;
         if ((r.status === 202 || r.status === 200) && r.body.runId) {
           window.location.assign("/runs/" + r.body.runId);
+          return;
+        }
+        // An action that starts no run (deleting an image) shows its result
+        // by reloading the page.
+        if (r.status < 300 && form.dataset.reload) {
+          window.location.reload();
           return;
         }
         err.textContent = (r.body.error && r.body.error.message) || r.body.message || ("Request failed (" + r.status + ")");
@@ -139,6 +145,25 @@
         err.textContent = "berth did not answer; check your connection and try again.";
         err.hidden = false;
       });
+    });
+  });
+
+  // Image fields offer the tenant's catalogue, read once when first used.
+  document.querySelectorAll("datalist[data-src]").forEach(function (list) {
+    var input = document.querySelector('input[list="' + list.id + '"]');
+    if (!input) { return; }
+    input.addEventListener("focus", function () {
+      if (list.dataset.loaded) { return; }
+      list.dataset.loaded = "1";
+      fetch(list.dataset.src, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : { versions: [] }; })
+        .then(function (cat) {
+          (cat.versions || []).forEach(function (v) {
+            var o = document.createElement("option");
+            o.value = v.image;
+            list.appendChild(o);
+          });
+        }).catch(function () { /* the field still takes any image */ });
     });
   });
 

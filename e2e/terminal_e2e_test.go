@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/store"
+)
+
+// tinyShell is the sample image's shell (it has no /bin/sh).
+const tinyShell = "/sampleapp -sh"
+
+// dialTerminal opens a terminal on an instance as a person's browser would
+// (their session cookie, this site's origin).
+func (hs *harness) dialTerminal(t testing.TB, p *person, instance, cmd string) (*websocket.Conn, int, error) {
+	t.Helper()
+	u := "ws" + strings.TrimPrefix(hs.apiURL, "http") + "/api/v1/instances/" + instance + "/terminal?cmd=" + url.QueryEscape(cmd)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: p.client, HTTPHeader: http.Header{"Origin": {hs.apiURL}}})
+	code := 0
+	if resp != nil {
+		code = resp.StatusCode
+	}
+	return ws, code, err
+}
+
+// terminalEnd reads a session until it ends, and returns its output and
+// how it ended.
+func terminalEnd(t testing.TB, ws *websocket.Conn, within time.Duration) (string, berth.TerminalEnd) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	var out strings.Builder
+	for {
+		typ, data, err := ws.Read(ctx)
+		require.NoError(t, err, "the session ends with its end message; output so far: %q", out.String())
+		if typ == websocket.MessageBinary {
+			out.Write(data)
+			continue
+		}
+		var e berth.TerminalEnd
+		require.NoError(t, json.Unmarshal(data, &e))
+		return out.String(), e
+	}
+}
+
+func typeInto(t testing.TB, ws *websocket.Conn, s string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, ws.Write(ctx, websocket.MessageBinary, []byte(s)))
+}
+
+// A terminal runs a command with a TTY in an instance through the region's
+// worker: in Chromium (xterm.js) a developer types into it and sees the
+// output and the exit code. Outside production a developer may open one;
+// in production only a release manager. A session whose sign-in ends, or
+// that stays idle, is closed; each is recorded with what was typed.
+func TestTerminal(t *testing.T) {
+	hs := needHarness(t)
+	devApps := hs.newEnv(t, "term")
+	tenant := hs.tenant + "-term"
+	prodTenant := hs.tenant + "-termp"
+	prodApps := hs.newEnvWith(t, prodTenant, map[string]any{"name": "prod", "approveReleases": false})
+	hs.deployOK(t, devApps, "shop", webCompose("web", 1, ""))
+	hs.deployOK(t, prodApps, "shop", webCompose("web", 1, ""))
+	devInst := hs.app(t, devApps, "shop").Services[0].Instances[0].Name
+	prodInst := hs.app(t, prodApps, "shop").Services[0].Instances[0].Name
+
+	dev := hs.newPerson(t, tenant+"-dev", tenant, berth.RoleDeveloper)
+	code := hs.apiJSON(t, "POST", "/api/v1/users/"+dev.name+"/roles", map[string]string{"tenant": prodTenant, "role": string(berth.RoleDeveloper)}, nil)
+	require.Less(t, code, 300, "a developer of the production tenant too")
+	rm := hs.newPerson(t, prodTenant+"-rm", prodTenant, berth.RoleReleaseManager)
+
+	// In Chromium, through xterm.js.
+	ctx := window(t, newBrowser(t))
+	hs.signIn(t, ctx, dev, "/instances/"+devInst+"/terminal")
+	do(t, ctx, chromedp.WaitVisible(chromedp.CSS("#term-form")))
+	eval[bool](t, ctx, `(function(){document.getElementById('term-cmd').value = "`+tinyShell+`"; return true})()`)
+	do(t, ctx, chromedp.Click(chromedp.CSS(`#term-form button[type=submit]`)))
+	waitJS(t, ctx, `document.getElementById('term').dataset.state === "open" && document.querySelector('.xterm-rows') && document.querySelector('.xterm-rows').textContent.includes("$")`, 30*time.Second)
+	// The line goes in as text input (as a keyboard's, an IME's or a paste
+	// does: CDP's synthetic key events reach xterm.js twice), then Enter as a key.
+	eval[bool](t, ctx, `(function(){var ta = document.querySelector('.xterm-helper-textarea'); ta.focus(); return document.execCommand('insertText', false, 'echo hi; exit 3')})()`)
+	do(t, ctx, chromedp.KeyEvent(kb.Enter))
+	waitJS(t, ctx, `document.getElementById('term').dataset.exit === "3"`, 30*time.Second)
+	rows := eval[string](t, ctx, `document.querySelector('.xterm-rows').textContent`)
+	require.Contains(t, rows, "echo hi; exit 3", "the TTY echoes what was typed")
+	require.Contains(t, strings.ReplaceAll(rows, "echo hi", ""), "hi", "and the command's output shows")
+	require.Contains(t, eval[string](t, ctx, `document.getElementById('term-status').textContent`), "Exited with code 3")
+	hs.screenshot(t, ctx, "terminal")
+
+	// Production: a developer is refused, a release manager is not.
+	_, code, err := hs.dialTerminal(t, dev, prodInst, tinyShell)
+	require.Error(t, err)
+	require.Equal(t, http.StatusForbidden, code, "a developer gets no terminal in production")
+	ws, _, err := hs.dialTerminal(t, rm, prodInst, tinyShell)
+	require.NoError(t, err)
+	typeInto(t, ws, "echo from prod; exit 0\r")
+	out, end := terminalEnd(t, ws, 30*time.Second)
+	require.Contains(t, out, "from prod")
+	require.NotNil(t, end.Exit)
+	require.Zero(t, *end.Exit)
+
+	// Idle: nothing typed for the harness's 10 s closes the session.
+	ws, _, err = hs.dialTerminal(t, rm, prodInst, tinyShell)
+	require.NoError(t, err)
+	_, end = terminalEnd(t, ws, 30*time.Second)
+	require.Contains(t, end.Reason, "idle")
+
+	// Signing out closes the person's open terminal.
+	ws, _, err = hs.dialTerminal(t, dev, devInst, tinyShell)
+	require.NoError(t, err)
+	typeInto(t, ws, "echo still here\r")
+	code, _ = dev.post(t, "/logout", nil, nil)
+	require.Less(t, code, 400)
+	out, end = terminalEnd(t, ws, 15*time.Second)
+	require.Equal(t, "access revoked", end.Reason, "end %+v, output %q", end, out)
+
+	// Every session is in the record, with what was typed and how it ended.
+	var recs struct{ Sessions []store.TerminalSession }
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/terminals?instance="+devInst, nil, &recs))
+	require.Len(t, recs.Sessions, 2)
+	revoked, typed := recs.Sessions[0], recs.Sessions[1]
+	require.Equal(t, dev.name, typed.User)
+	require.Equal(t, tinyShell, typed.Command)
+	require.Contains(t, typed.Transcript, "echo hi; exit 3")
+	require.NotNil(t, typed.ExitCode)
+	require.Equal(t, 3, *typed.ExitCode)
+	require.Equal(t, "exited", typed.EndReason)
+	require.NotNil(t, typed.EndedAt)
+	require.Equal(t, "access revoked", revoked.EndReason)
+	require.Contains(t, revoked.Transcript, "echo still here")
+	var rmView struct{ Sessions []store.TerminalSession }
+	code, _ = rm.send(t, "GET", "/api/v1/terminals", nil, &rmView)
+	require.Equal(t, http.StatusOK, code)
+	for _, s := range rmView.Sessions {
+		require.Equal(t, prodInst, s.Instance, "a tenant's release manager reads only its tenant's sessions")
+	}
+	require.Len(t, rmView.Sessions, 2)
+}
