@@ -104,11 +104,14 @@ const (
 	// KindRecoverHost: self-healing replaces, elsewhere, the instances of a
 	// host it marked down; each service's move is a KindEvacuate run.
 	KindRecoverHost RunKind = "recover-host"
+	// KindTerminalAccess: a person asks for a time-boxed terminal into a
+	// production service; approvers decide, and the grant runs from then.
+	KindTerminalAccess RunKind = "terminal-access"
 )
 
 // RunKinds lists every run kind, in the order the UI offers them.
 var RunKinds = []RunKind{KindDeploy, KindUpdate, KindDelete, KindScale, KindRelease, KindRollback, KindGreyRelease,
-	KindCommit, KindGate, KindProvisionHost, KindRestart, KindStop, KindStart, KindHeal, KindDrainHost, KindEvacuate, KindRecoverHost}
+	KindCommit, KindGate, KindProvisionHost, KindRestart, KindStop, KindStart, KindHeal, KindDrainHost, KindEvacuate, KindRecoverHost, KindTerminalAccess}
 
 // OpeningState is where a firewall opening stands.
 type OpeningState string

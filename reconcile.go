@@ -19,6 +19,9 @@ type HostContainer struct {
 	RunID   uint      `json:"runId"`
 	Created time.Time `json:"created"`
 	Running bool      `json:"running"`
+	// Unhealthy: running, but failing the health check its compose file
+	// gave Docker.
+	Unhealthy bool `json:"unhealthy,omitempty"`
 	// Host is the host record that placed it ("" for containers made
 	// before berth labelled it).
 	Host string `json:"host,omitempty"`
@@ -117,6 +120,13 @@ type HostProbe struct {
 	WentDown bool `json:"wentDown,omitempty"`
 	// Live is how many live instances the records still place on the host.
 	Live int `json:"live"`
+}
+
+// ShortService is a service with fewer live instances than its replicas.
+type ShortService struct {
+	ServiceID uint `json:"serviceId"`
+	Live      int  `json:"live"`
+	Replicas  int  `json:"replicas"`
 }
 
 // AppLockKey is the key of an application's lock: one run at a time holds it.

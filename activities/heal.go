@@ -16,6 +16,9 @@ type HealRecords interface {
 	BeginHostRun(ctx context.Context, hostID uint, kind berth.RunKind, workflowID, lockKey, key string) (*berth.HealStart, error)
 	LostInstances(ctx context.Context, hostID uint) ([]berth.PlannedInstance, error)
 	CloseLost(ctx context.Context, names []string) error
+	ShortServices(ctx context.Context) ([]berth.ShortService, error)
+	BeginServiceHeal(ctx context.Context, serviceID uint, workflowID, key string) (*berth.HealStart, error)
+	TopUpTarget(ctx context.Context, serviceID uint) (*EvacuationStep, error)
 }
 
 // Heal holds self-healing's store activities; they run as local
@@ -99,4 +102,31 @@ func (h *Heal) LostInstances(ctx context.Context, hostID uint) ([]berth.PlannedI
 // CloseLost closes lost instances whose containers are gone, freeing their ports.
 func (h *Heal) CloseLost(ctx context.Context, names []string) error {
 	return storeErr(h.Records.CloseLost(ctx, names))
+}
+
+// ShortServices lists the running services with fewer live instances than
+// their replicas.
+func (h *Heal) ShortServices(ctx context.Context) ([]berth.ShortService, error) {
+	out, err := h.Records.ShortServices(ctx)
+	return out, storeErr(err)
+}
+
+// BeginServiceHealInput names a short service; Key is unique to the pass
+// and the service.
+type BeginServiceHealInput struct {
+	ServiceID  uint   `json:"serviceId"`
+	WorkflowID string `json:"workflowId"`
+	Key        string `json:"key"`
+}
+
+// BeginServiceHeal opens a heal run that tops a service up, or says why not now.
+func (h *Heal) BeginServiceHeal(ctx context.Context, in BeginServiceHealInput) (*berth.HealStart, error) {
+	out, err := h.Records.BeginServiceHeal(ctx, in.ServiceID, in.WorkflowID, in.Key)
+	return out, storeErr(err)
+}
+
+// TopUpTarget reads what scaling a service back to its replicas needs.
+func (h *Heal) TopUpTarget(ctx context.Context, serviceID uint) (*EvacuationStep, error) {
+	out, err := h.Records.TopUpTarget(ctx, serviceID)
+	return out, storeErr(err)
 }

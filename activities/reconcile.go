@@ -171,7 +171,8 @@ func (d *Docker) HostContainers(ctx context.Context, h berth.HostRef) ([]berth.H
 		}
 		run, _ := strconv.ParseUint(c.Labels["berth.run"], 10, 64)
 		out = append(out, berth.HostContainer{Name: trimSlash(c.Names[0]), ID: c.ID, UID: c.Labels[LabelUID], RunID: uint(run), Host: c.Labels[LabelHost],
-			Created: time.Unix(c.Created, 0).UTC(), Running: c.State == "running"})
+			Created: time.Unix(c.Created, 0).UTC(), Running: c.State == "running",
+			Unhealthy: c.State == "running" && ((c.Health != nil && c.Health.Status == "unhealthy") || strings.Contains(c.Status, "(unhealthy)"))})
 	}
 	return out, nil
 }

@@ -112,6 +112,7 @@ type approvalBody struct {
 	ID        uint                `json:"id"`
 	RunID     uint                `json:"runId"`
 	State     berth.ApprovalState `json:"state"`
+	Summary   string              `json:"summary"`
 	Decisions []store.Decision    `json:"decisions"`
 }
 

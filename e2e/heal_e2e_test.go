@@ -134,3 +134,88 @@ func (hs *harness) healPasses(t testing.TB) int {
 	require.NoError(t, err, "self-healing runs on a Temporal Schedule")
 	return int(desc.Info.NumActions)
 }
+
+// A container that keeps running but fails the health check its compose
+// file gave Docker (a wedged process) is restarted by a heal run and serves
+// again through HAProxy, without a person acting; its healthy sibling is
+// left alone.
+func TestSelfHealingRestartsAnUnhealthyInstance(t *testing.T) {
+	hs := needHarness(t)
+	apps := hs.newEnv(t, "sick")
+	tenant := hs.tenant + "-sick"
+	hs.deployOK(t, apps, "shop", []byte(`services:
+  web:
+    image: `+sampleImage+`
+    deploy: {replicas: 2}
+    ports: ["8080"]
+    environment: {LISTEN: ":8080"}
+    x-berth: {health: {http: /healthz}}
+    healthcheck:
+      test: ["CMD", "/sampleapp", "-probe", "http://127.0.0.1:8080/healthz"]
+      interval: 1s
+      timeout: 1s
+      retries: 2
+`))
+	svc := hs.app(t, apps, "shop").Services[0]
+	sick, well := svc.Instances[0], svc.Instances[1]
+	ctx := context.Background()
+	started := func(in store.InstanceView) string {
+		insp, err := hs.engineOf(t, in.Host).ContainerInspect(ctx, in.Name, client.ContainerInspectOptions{})
+		require.NoError(t, err)
+		return insp.Container.State.StartedAt
+	}
+	sickStart, wellStart := started(sick), started(well)
+	eng := hs.engineOf(t, sick.Host)
+	ex, err := eng.ExecCreate(ctx, sick.Name, client.ExecCreateOptions{Cmd: []string{"/sampleapp", "-probe", "http://127.0.0.1:8080/sick"}})
+	require.NoError(t, err)
+	_, err = eng.ExecStart(ctx, ex.ID, client.ExecStartOptions{})
+	require.NoError(t, err)
+	made := time.Now()
+	require.Eventually(t, func() bool {
+		runs := hs.healRuns(t, tenant)
+		return len(runs) == 1 && runs[0].Status == berth.RunSucceeded && started(sick) != sickStart &&
+			liveState(hs.pool(t, svc.ID), sick.Name) == lb.StateReady
+	}, 60*time.Second, 500*time.Millisecond, "the unhealthy instance is restarted and serves again")
+	t.Logf("unhealthy instance restarted and serving after %s", time.Since(made).Round(100*time.Millisecond))
+	run := hs.waitRun(t, hs.healRuns(t, tenant)[0].ID)
+	require.Equal(t, map[string]berth.StepState{"restart": berth.StepDone, "ready": berth.StepDone}, stepStates(run))
+	require.Equal(t, wellStart, started(well), "the healthy one is left alone")
+	require.Len(t, hs.app(t, apps, "shop").Services[0].Instances, 2)
+	require.Equal(t, 2, countAll(hs.containersOf(t, tenant)))
+	hs.deleteOK(t, apps, "shop")
+}
+
+// A running service with fewer live instances than its replicas (here its
+// recorded replicas are raised behind berth's back, as a scale-out that
+// died after recording them would leave it) is scaled back out by a heal
+// run through the normal chain, and HAProxy serves every instance.
+func TestSelfHealingTopsUpAShortService(t *testing.T) {
+	hs := needHarness(t)
+	apps := hs.newEnv(t, "short")
+	tenant := hs.tenant + "-short"
+	hs.deployOK(t, apps, "shop", webCompose("web", 2, ""))
+	svc := hs.app(t, apps, "shop").Services[0]
+	require.NoError(t, hs.store.DB().Model(&store.Service{}).Where("id = ?", svc.ID).Update("replicas", 3).Error)
+	short := time.Now()
+	require.Eventually(t, func() bool {
+		runs := hs.healRuns(t, tenant)
+		return len(runs) == 1 && runs[0].Status == berth.RunSucceeded && len(hs.app(t, apps, "shop").Services[0].Instances) == 3
+	}, 60*time.Second, 500*time.Millisecond, "the service is back at its replicas without a person acting")
+	t.Logf("short service topped up after %s", time.Since(short).Round(100*time.Millisecond))
+	run := hs.waitRun(t, hs.healRuns(t, tenant)[0].ID)
+	require.Equal(t, store.HealActor, run.StartedBy)
+	require.Equal(t, workflows.TopUpID(svc.ID), run.WorkflowID)
+	svc = hs.app(t, apps, "shop").Services[0]
+	require.Equal(t, 3, countAll(hs.containersOf(t, tenant)))
+	require.Eventually(t, func() bool {
+		pb := hs.pool(t, svc.ID)
+		for _, s := range pb.Live {
+			if s.State != lb.StateReady {
+				return false
+			}
+		}
+		return len(pb.Live) == 3
+	}, 30*time.Second, 500*time.Millisecond)
+	requirePoolMatches(t, hs.pool(t, svc.ID), svc.Instances)
+	hs.deleteOK(t, apps, "shop")
+}

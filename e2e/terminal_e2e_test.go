@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/coder/websocket"
@@ -56,6 +58,39 @@ func terminalEnd(t testing.TB, ws *websocket.Conn, within time.Duration) (string
 	}
 }
 
+// typeKeys presses keys as a keyboard does: each a keyDown that carries its
+// text, then a keyUp (chromedp's SendKeys adds a separate char event, which
+// xterm.js takes as a second keystroke).
+func typeKeys(keys string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		for _, r := range keys {
+			evs := kb.Encode(r)
+			var down, up *input.DispatchKeyEventParams
+			for _, e := range evs {
+				switch e.Type {
+				case kb.KeyDown:
+					down = e
+				case kb.KeyUp:
+					up = e
+				case kb.KeyChar:
+					if down != nil {
+						down.Text, down.UnmodifiedText = e.Text, e.UnmodifiedText
+					}
+				}
+			}
+			for _, e := range []*input.DispatchKeyEventParams{down, up} {
+				if e == nil {
+					continue
+				}
+				if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, *e); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
 func typeInto(t testing.TB, ws *websocket.Conn, s string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -66,8 +101,9 @@ func typeInto(t testing.TB, ws *websocket.Conn, s string) {
 // A terminal runs a command with a TTY in an instance through the region's
 // worker: in Chromium (xterm.js) a developer types into it and sees the
 // output and the exit code. Outside production a developer may open one;
-// in production only a release manager. A session whose sign-in ends, or
-// that stays idle, is closed; each is recorded with what was typed.
+// in production only a release manager, or a developer with an approved,
+// time-boxed access request until it runs out. A session whose sign-in
+// ends, or that stays idle, is closed; each is recorded with what was typed.
 func TestTerminal(t *testing.T) {
 	hs := needHarness(t)
 	devApps := hs.newEnv(t, "term")
@@ -91,11 +127,10 @@ func TestTerminal(t *testing.T) {
 	eval[bool](t, ctx, `(function(){document.getElementById('term-cmd').value = "`+tinyShell+`"; return true})()`)
 	do(t, ctx, chromedp.Click(chromedp.CSS(`#term-form button[type=submit]`)))
 	waitJS(t, ctx, `document.getElementById('term').dataset.state === "open" && document.querySelector('.xterm-rows') && document.querySelector('.xterm-rows').textContent.includes("$")`, 30*time.Second)
-	// The line goes in as text input (as a keyboard's, an IME's or a paste
-	// does: CDP's synthetic key events reach xterm.js twice), then Enter as a key.
-	eval[bool](t, ctx, `(function(){var ta = document.querySelector('.xterm-helper-textarea'); ta.focus(); return document.execCommand('insertText', false, 'echo hi; exit 3')})()`)
-	do(t, ctx, chromedp.KeyEvent(kb.Enter))
-	waitJS(t, ctx, `document.getElementById('term').dataset.exit === "3"`, 30*time.Second)
+	do(t, ctx, chromedp.Focus(chromedp.CSS(".xterm-helper-textarea")), typeKeys("echo hi; exit 3"+kb.Enter))
+	// xterm.js draws on the next animation frames: wait for them too.
+	waitJS(t, ctx, `document.getElementById('term').dataset.exit === "3" && (function(){var r = document.querySelector('.xterm-rows').textContent;
+		return r.includes("echo hi; exit 3") && r.replace("echo hi", "").includes("hi")})()`, 30*time.Second)
 	rows := eval[string](t, ctx, `document.querySelector('.xterm-rows').textContent`)
 	require.Contains(t, rows, "echo hi; exit 3", "the TTY echoes what was typed")
 	require.Contains(t, strings.ReplaceAll(rows, "echo hi", ""), "hi", "and the command's output shows")
@@ -119,6 +154,32 @@ func TestTerminal(t *testing.T) {
 	require.NoError(t, err)
 	_, end = terminalEnd(t, ws, 30*time.Second)
 	require.Contains(t, end.Reason, "idle")
+
+	// In production a developer may ask for time-boxed access; a release
+	// manager approves it, and until it runs out the developer gets a
+	// terminal, which closes when it does.
+	var asked runStartedBody
+	code, msg := dev.post(t, "/api/v1/instances/"+prodInst+"/terminal/access", map[string]any{"minutes": 30, "reason": "look at a stuck job"}, &asked)
+	require.Equal(t, http.StatusAccepted, code, msg)
+	approval := hs.waitApproval(t, asked.RunID)
+	require.Contains(t, approval.Summary, "terminal access to "+prodTenant+"/prod/shop/web for 30 min")
+	code, msg = dev.post(t, decidePath(approval.ID), map[string]string{"decision": "approve", "comment": "mine"}, nil)
+	require.Equal(t, http.StatusForbidden, code, "the asker does not approve their own access: %s", msg)
+	code, msg = rm.post(t, decidePath(approval.ID), map[string]string{"decision": "approve", "comment": "ok for the job"}, nil)
+	require.Equal(t, http.StatusOK, code, msg)
+	require.Equal(t, berth.RunSucceeded, hs.waitRun(t, asked.RunID).Status)
+	ws, _, err = hs.dialTerminal(t, dev, prodInst, tinyShell)
+	require.NoError(t, err, "an approved request opens the terminal")
+	typeInto(t, ws, "echo granted\r")
+	// The grant runs out (its approval moved 31 minutes back).
+	require.NoError(t, hs.store.DB().Model(&store.Run{}).Where("id = ?", asked.RunID).
+		Update("finished_at", time.Now().Add(-31*time.Minute)).Error)
+	out, end = terminalEnd(t, ws, 15*time.Second)
+	require.Contains(t, out, "granted")
+	require.Equal(t, "access revoked or expired", end.Reason)
+	_, code, err = hs.dialTerminal(t, dev, prodInst, tinyShell)
+	require.Error(t, err)
+	require.Equal(t, http.StatusForbidden, code, "an expired grant opens nothing")
 
 	// Signing out closes the person's open terminal.
 	ws, _, err = hs.dialTerminal(t, dev, devInst, tinyShell)
@@ -149,5 +210,5 @@ func TestTerminal(t *testing.T) {
 	for _, s := range rmView.Sessions {
 		require.Equal(t, prodInst, s.Instance, "a tenant's release manager reads only its tenant's sessions")
 	}
-	require.Len(t, rmView.Sessions, 2)
+	require.Len(t, rmView.Sessions, 3, "the release manager's two and the developer's granted one")
 }

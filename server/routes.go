@@ -121,7 +121,8 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/instances/:name/stats", s.instanceStats, need(instanceParam, "reading an instance's stats", readRoles...)},
 		{"GET", "/api/v1/instances/:name/logs", s.instanceLogs, need(instanceParam, "reading an instance's logs", readRoles...)},
 		{"GET", "/api/v1/instances/:name/terminal", s.openTerminal, need(instanceParam, "opening a terminal", readRoles...)}, // WebSocket; the environment's roles are checked in the handler
-		{"GET", "/api/v1/terminals", s.listTerminals, anyone},                                                                // narrowed in the handler
+		{"POST", "/api/v1/instances/:name/terminal/access", s.requestTerminalAccess, need(instanceParam, "asking for terminal access", deployRoles...)},
+		{"GET", "/api/v1/terminals", s.listTerminals, anyone}, // narrowed in the handler
 
 		{"GET", "/api/v1/firewall/openings", s.listOpenings, need(platform, "reading firewall openings", readRoles...)},
 		{"GET", "/api/v1/cmdb", s.listCMDB, need(platform, "reading the CMDB", readRoles...)},

@@ -105,9 +105,21 @@ func (s *Server) openTerminal(c *gin.Context) {
 		return
 	}
 	roles := terminalRoles(&sc.Environment)
-	if !p.has(sc.Tenant.ID, roles...) {
-		s.fail(c, &berth.Error{Code: berth.EForbidden, Message: fmt.Sprintf("a terminal in %s/%s needs role %s", sc.Tenant.Name,
-			sc.Environment.Name, joinRoles(roles))})
+	subject := serviceSubject(sc)
+	access := func(p *principal) (bool, error) {
+		if p.has(sc.Tenant.ID, roles...) {
+			return true, nil
+		}
+		until, err := s.store.TerminalGrant(ctx, p.User.Name, subject)
+		return until != nil, err
+	}
+	if ok, err := access(p); err != nil || !ok {
+		if err == nil {
+			err = &berth.Error{Code: berth.EForbidden, Message: fmt.Sprintf(
+				"a terminal in %s/%s needs role %s, or an approved access request (POST /api/v1/instances/%s/terminal/access)",
+				sc.Tenant.Name, sc.Environment.Name, joinRoles(roles), inst.Name)}
+		}
+		s.fail(c, err)
 		return
 	}
 	cmd := strings.Fields(c.DefaultQuery("cmd", "/bin/sh"))
@@ -141,7 +153,7 @@ func (s *Server) openTerminal(c *gin.Context) {
 	}
 	defer close(rc.done)
 	defer rc.ws.CloseNow()
-	s.relayTerminal(c, sc.Tenant.ID, roles, ts.ID, browser, rc.ws)
+	s.relayTerminal(c, access, ts.ID, browser, rc.ws)
 }
 
 // startTerminal starts the session's workflow and waits for its worker to dial back.
@@ -184,7 +196,7 @@ func errorText(err error) string {
 
 // relayTerminal pipes a browser's socket and its worker's until either
 // ends, the person is idle too long, or their access goes.
-func (s *Server) relayTerminal(c *gin.Context, tenantID uint, roles []berth.Role, id string, browser, worker *websocket.Conn) {
+func (s *Server) relayTerminal(c *gin.Context, access func(*principal) (bool, error), id string, browser, worker *websocket.Conn) {
 	// A read whose context ends closes its socket: the reads run until the
 	// end message is written, then the deferred closes stop them.
 	rctx, cancel := context.WithCancel(context.WithoutCancel(c.Request.Context()))
@@ -273,9 +285,15 @@ wait:
 				reason = fmt.Sprintf("idle for %s", idle.Round(time.Second))
 				break wait
 			}
-			// A revoked token, an ended session or a removed role ends it.
-			if p, err := s.identify(c); err != nil || !p.has(tenantID, roles...) {
+			// A revoked token, an ended session, a removed role or a
+			// grant that ran out ends it.
+			p, err := s.identify(c)
+			if err != nil {
 				reason = "access revoked"
+				break wait
+			}
+			if ok, err := access(p); err == nil && !ok {
+				reason = "access revoked or expired"
 				break wait
 			}
 		}
@@ -410,4 +428,68 @@ func (s *Server) instanceContext(ctx context.Context, name string) (*store.Insta
 		return nil, nil, nil, err
 	}
 	return inst, sc, h, nil
+}
+
+// serviceSubject is tenant/env/app/service.
+func serviceSubject(sc *store.ServiceContext) string {
+	return sc.Tenant.Name + "/" + sc.Environment.Name + "/" + sc.Application.Name + "/" + sc.Service.Name
+}
+
+type terminalAccessRequest struct {
+	Minutes int    `json:"minutes"`
+	Reason  string `json:"reason"`
+}
+
+// maxAccessMinutes bounds a terminal access grant: a working day.
+const maxAccessMinutes = 8 * 60
+
+// requestTerminalAccess: POST /api/v1/instances/:name/terminal/access with
+// {minutes, reason}. In production a developer asks for a time-boxed
+// terminal into the instance's service; it is an approval like a release's
+// (release managers or approvers decide, not the asker; an hour to decide),
+// and the grant runs for its minutes from the approval. One request per
+// person and service at a time.
+func (s *Server) requestTerminalAccess(c *gin.Context) {
+	ctx := c.Request.Context()
+	var req terminalAccessRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if req.Minutes < 1 || req.Minutes > maxAccessMinutes || len(req.Reason) > 1000 {
+		s.fail(c, badRequest(fmt.Sprintf("minutes must be between 1 and %d, and the reason at most 1000 characters", maxAccessMinutes)))
+		return
+	}
+	inst, sc, _, err := s.instanceContext(ctx, c.Param("name"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if !sc.Environment.Production() {
+		s.fail(c, &berth.Error{Code: berth.EConflict, Message: fmt.Sprintf("%s/%s is not production: a developer opens terminals there without asking",
+			sc.Tenant.Name, sc.Environment.Name)})
+		return
+	}
+	subject, who := serviceSubject(sc), actor(c)
+	input, _ := json.Marshal(store.TerminalAccessInput{Minutes: req.Minutes, Reason: req.Reason})
+	wfID := "terminal-access/" + subject + "/" + who
+	run := &store.Run{Kind: berth.KindTerminalAccess, WorkflowID: wfID, TenantID: sc.Tenant.ID, EnvironmentID: sc.Environment.ID,
+		Subject: subject, StartedBy: who, Input: string(input)}
+	if err := s.store.CreateRun(ctx, run, wfID); err != nil {
+		s.fail(c, err)
+		return
+	}
+	summary := fmt.Sprintf("terminal access to %s for %d min for %s (from instance %s)", subject, req.Minutes, who, inst.Name)
+	if req.Reason != "" {
+		summary += ": " + req.Reason
+	}
+	in := workflows.ApprovalGateInput{RunID: run.ID, Approval: berth.ApprovalRequest{Step: "approval",
+		Roles: []berth.Role{berth.RoleReleaseManager, berth.RoleApprover}, Quorum: 1, SeparateDuties: true,
+		RequireComment: sc.Environment.RequireComment, StartedBy: who, TenantID: sc.Tenant.ID, EnvironmentID: sc.Environment.ID,
+		Timeout: time.Hour, OnTimeout: berth.OnTimeoutFail, Summary: summary}}
+	if err := s.startRun(ctx, run, workflows.ApprovalGateName, in); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusAccepted, runStarted{RunID: run.ID, URL: runURL(run.ID), WorkflowID: wfID})
 }

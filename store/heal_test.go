@@ -69,3 +69,36 @@ func TestBeginHeal(t *testing.T) {
 		require.Equal(t, berth.HealBusy, h.Verdict)
 	})
 }
+
+// A running service with fewer live instances than its replicas is short;
+// its heal run takes the application's lock and the same backoff.
+func TestShortServicesAndServiceHeal(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		w := newPlanWorld(t, st)
+		app, run, plan, _ := w.startedAPI(t, "shop", 2)
+		require.NoError(t, st.SetApplicationState(ctx, app.ID, berth.StateRunning))
+		require.NoError(t, st.FinishRun(ctx, run.ID, berth.RunSucceeded, ""))
+		require.NoError(t, st.DB().Model(&store.Service{}).Where("application_id = ?", app.ID).Updates(map[string]any{"state": berth.StateRunning, "replicas": 2}).Error)
+		short, err := st.ShortServices(ctx)
+		require.NoError(t, err)
+		require.Empty(t, short)
+		require.NoError(t, st.ReleaseInstances(ctx, instanceNames(plan)[:1]))
+		short, err = st.ShortServices(ctx)
+		require.NoError(t, err)
+		require.Len(t, short, 1)
+		require.Equal(t, 1, short[0].Live)
+		require.Equal(t, 2, short[0].Replicas)
+
+		hs, err := st.BeginServiceHeal(ctx, short[0].ServiceID, "heal-scale/1", "pass-1/top-up/1")
+		require.NoError(t, err)
+		require.Equal(t, berth.HealOpened, hs.Verdict)
+		require.Equal(t, "acme/dev/shop/api", hs.Subject)
+		again, err := st.BeginServiceHeal(ctx, short[0].ServiceID, "heal-scale/1", "pass-1/top-up/1")
+		require.NoError(t, err)
+		require.Equal(t, *hs, *again, "a retried call returns the run it opened")
+		busy, err := st.BeginServiceHeal(ctx, short[0].ServiceID, "heal-scale/1", "pass-2/top-up/1")
+		require.NoError(t, err)
+		require.Equal(t, berth.HealBusy, busy.Verdict, "the first heal run holds the application's lock")
+	})
+}

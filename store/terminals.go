@@ -2,8 +2,14 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/berth-dev/berth"
 )
 
 // TerminalSession is one interactive session in an instance, kept for the
@@ -71,4 +77,35 @@ func (s *Store) TerminalSession(ctx context.Context, id string) (*TerminalSessio
 		return nil, notFound(err, "terminal session "+id)
 	}
 	return &ts, nil
+}
+
+// TerminalAccessInput is a terminal access request as kept on its run.
+type TerminalAccessInput struct {
+	Minutes int    `json:"minutes"`
+	Reason  string `json:"reason"`
+}
+
+// TerminalGrant says until when a person may open terminals into a
+// service (subject tenant/env/app/service) by an approved access request:
+// the newest approved one, from its approval for its minutes. None, or one
+// that has run out, is nil.
+func (s *Store) TerminalGrant(ctx context.Context, user, subject string) (*time.Time, error) {
+	var r Run
+	err := s.db.WithContext(ctx).Where("kind = ? AND started_by = ? AND subject = ? AND status = ? AND finished_at IS NOT NULL",
+		berth.KindTerminalAccess, user, subject, berth.RunSucceeded).Order("finished_at DESC").First(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var in TerminalAccessInput
+	if err := json.Unmarshal([]byte(r.Input), &in); err != nil {
+		return nil, fmt.Errorf("terminal access run %d: %w", r.ID, err)
+	}
+	until := r.FinishedAt.Add(time.Duration(in.Minutes) * time.Minute)
+	if !until.After(now()) {
+		return nil, nil
+	}
+	return &until, nil
 }

@@ -21,12 +21,16 @@ type HealInstanceInput struct {
 	App           string                `json:"app"` // tenant/env/app
 	Instance      berth.PlannedInstance `json:"instance"`
 	HealthTimeout time.Duration         `json:"healthTimeout"`
+	// Restart: the container runs but fails its health check, so it is
+	// restarted rather than started.
+	Restart bool `json:"restart,omitempty"`
 }
 
 // HealInstanceID is the workflow id of an instance's heal run.
 func HealInstanceID(instance string) string { return "heal/" + instance }
 
-// HealInstance starts the exited container again, waits until it answers,
+// HealInstance starts the exited container again (or restarts one that
+// runs but fails its health check), waits until it answers,
 // and waits until the load balancer's own checks take it back. Its server
 // was never taken out of rotation (HAProxy's checks marked it down), so
 // nothing in the load balancer is changed. It holds the application's
@@ -36,11 +40,15 @@ func HealInstance(ctx workflow.Context, in HealInstanceInput) error {
 	if err != nil {
 		return err
 	}
-	err = r.step(ctx, "start", func() error {
+	step, action := "start", berth.KindStart
+	if in.Restart {
+		step, action = "restart", berth.KindRestart
+	}
+	err = r.step(ctx, step, func() error {
 		var d *activities.Docker
 		actx := workflow.WithActivityOptions(ctx, withQueue(instanceOptions, in.Instance.Host.Region))
 		return workflow.ExecuteActivity(actx, d.ActOnInstance, activities.InstanceActionInput{Instance: in.Instance,
-			Service: compose.ServiceSpec{Name: in.Instance.Service}, Action: berth.KindStart, Since: workflow.Now(ctx),
+			Service: compose.ServiceSpec{Name: in.Instance.Service}, Action: action, Since: workflow.Now(ctx),
 			HealthTimeout: in.HealthTimeout.Milliseconds()}).Get(ctx, nil)
 	})
 	if err == nil {

@@ -38,6 +38,10 @@ type HealPassInput struct {
 // passes, recover its instances, and take it back when it answers.
 const hostDownChange = "host-down"
 
+// healUnhealthyChange is the GetVersion change id that made a pass restart
+// an instance whose container runs but fails its health check.
+const healUnhealthyChange = "heal-unhealthy"
+
 // HealPassResult is what a pass found and did.
 type HealPassResult struct {
 	Hosts    int             `json:"hosts"`
@@ -46,7 +50,8 @@ type HealPassResult struct {
 
 // HealPass compares, host by host, the instances recorded as running with
 // their containers. An instance whose container exited gets a heal run
-// (HealInstance) that starts it again; one whose container is gone gets a
+// (HealInstance) that starts it again (one whose container runs but fails
+// the health check its compose file gave Docker, one that restarts it); one whose container is gone gets a
 // heal run that replaces it (ReleaseVersion of its own version, for that
 // instance only: a new instance, behind the load balancer, before the old
 // record goes). Each heal run is a run of its own holding the
@@ -79,6 +84,8 @@ func HealPass(ctx workflow.Context, in HealPassInput) (*HealPassResult, error) {
 		rec  berth.InstanceRecord
 		// gone: the container itself is missing, so the instance is replaced.
 		gone bool
+		// unhealthy: it runs but fails its health check, so it is restarted.
+		unhealthy bool
 	}
 	var found []exited
 	for i, h := range hosts {
@@ -113,6 +120,10 @@ func HealPass(ctx workflow.Context, in HealPassInput) (*HealPassResult, error) {
 			if ok && !c.Running && rec.Instance.UID == c.UID && rec.State == berth.StateRunning && now.Sub(rec.CreatedAt) >= in.Grace {
 				found = append(found, exited{host: h, rec: rec})
 			}
+			if ok && c.Unhealthy && rec.Instance.UID == c.UID && rec.State == berth.StateRunning && now.Sub(rec.CreatedAt) >= in.Grace &&
+				workflow.GetVersion(ctx, healUnhealthyChange, workflow.DefaultVersion, 1) == 1 {
+				found = append(found, exited{host: h, rec: rec, unhealthy: true})
+			}
 		}
 		if in.PortMin > 0 {
 			for _, rec := range records {
@@ -139,9 +150,12 @@ func HealPass(ctx workflow.Context, in HealPassInput) (*HealPassResult, error) {
 			if e.gone {
 				res.Findings = append(res.Findings, startReplace(ctx, in, e.host, e.rec.Instance, hs))
 			} else {
-				res.Findings = append(res.Findings, startHeal(ctx, e.host, e.rec.Instance, hs, in.HealthTimeout))
+				res.Findings = append(res.Findings, startHeal(ctx, e.host, e.rec.Instance, hs, in.HealthTimeout, e.unhealthy))
 			}
 		}
+	}
+	if watch && workflow.GetVersion(ctx, healTopUpChange, workflow.DefaultVersion, 1) == 1 {
+		res.Findings = append(res.Findings, topUp(ctx, in, passRun)...)
 	}
 	if len(res.Findings) > 0 {
 		if err := workflow.ExecuteLocalActivity(lctx, rc.RecordFindings, res.Findings).Get(ctx, nil); err != nil {
@@ -151,13 +165,82 @@ func HealPass(ctx workflow.Context, in HealPassInput) (*HealPassResult, error) {
 	return res, nil
 }
 
+// healTopUpChange is the GetVersion change id that made a pass bring a
+// service with fewer live instances than its replicas back to them.
+const healTopUpChange = "heal-top-up"
+
+// TopUpID is the workflow id of a heal run that brings a service back to
+// its replicas.
+func TopUpID(serviceID uint) string { return fmt.Sprintf("heal-scale/%d", serviceID) }
+
+// topUp gives every running service with fewer live instances than its
+// replicas (a record lost to a crash, a recovery that could not finish) a
+// heal run that scales it back out through the normal chain (placement,
+// ports, load balancer, firewall, CMDB), under its application's lock and
+// with the same backoff as an instance's heals.
+func topUp(ctx workflow.Context, in HealPassInput, passRun string) []berth.Finding {
+	var hl *activities.Heal
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	var short []berth.ShortService
+	if err := workflow.ExecuteLocalActivity(lctx, hl.ShortServices).Get(ctx, &short); err != nil {
+		return []berth.Finding{{Kind: berth.FindingMissing, Target: "services", Detail: "could not compare services with their replicas",
+			Error: errorMessage(err)}}
+	}
+	var out []berth.Finding
+	for _, ss := range short {
+		var hs berth.HealStart
+		if err := workflow.ExecuteLocalActivity(lctx, hl.BeginServiceHeal, activities.BeginServiceHealInput{ServiceID: ss.ServiceID,
+			WorkflowID: TopUpID(ss.ServiceID), Key: fmt.Sprintf("%s/top-up/%d", passRun, ss.ServiceID)}).Get(ctx, &hs); err != nil {
+			out = append(out, berth.Finding{Kind: berth.FindingMissing, Target: fmt.Sprintf("service %d", ss.ServiceID),
+				Detail: "could not open a heal run to bring it back to its replicas", Error: errorMessage(err)})
+			continue
+		}
+		switch hs.Verdict {
+		case berth.HealGaveUp:
+			out = append(out, berth.Finding{Kind: berth.FindingHealGaveUp, Target: hs.Subject, Detail: fmt.Sprintf(
+				"it has %d live instance(s) of %d and was scaled back %d times within %s; left for a person", ss.Live, ss.Replicas, hs.Tries, berth.HealWindow)})
+			continue
+		case berth.HealOpened:
+		default:
+			continue
+		}
+		var tg activities.EvacuationStep
+		if err := workflow.ExecuteLocalActivity(lctx, hl.TopUpTarget, ss.ServiceID).Get(ctx, &tg); err != nil {
+			closeHealRun(ctx, hs.RunID, "the scale-out could not be planned: "+errorMessage(err))
+			out = append(out, berth.Finding{Kind: berth.FindingHealed, Target: hs.Subject, Detail: "could not plan bringing it back to its replicas",
+				Error: errorMessage(err)})
+			continue
+		}
+		if len(tg.Instances) >= ss.Replicas {
+			// Topped up meanwhile (a run finished between the reads).
+			var st *activities.Store
+			if err := workflow.ExecuteLocalActivity(lctx, st.Finish, activities.FinishInput{RunID: hs.RunID, Status: berth.RunSucceeded,
+				At: workflow.Now(ctx)}).Get(ctx, nil); err != nil {
+				workflow.GetLogger(ctx).Error("heal run left open", "run", hs.RunID, "error", err)
+			}
+			continue
+		}
+		f := berth.Finding{Kind: berth.FindingHealed, Target: hs.Subject, Detail: fmt.Sprintf(
+			"it had %d live instance(s) of %d; heal run %d starts %d more (heal %d of at most %d within %s)",
+			len(tg.Instances), ss.Replicas, hs.RunID, ss.Replicas-len(tg.Instances), hs.Tries+1, berth.MaxHeals, berth.HealWindow)}
+		out = append(out, startHealRun(ctx, hs, f, ScaleServiceName, ScaleServiceInput{RunID: hs.RunID, ApplicationID: tg.ApplicationID,
+			EnvironmentID: tg.EnvironmentID, ServiceID: tg.ServiceID, Tenant: tg.Tenant, Env: tg.Env, App: tg.App, Service: tg.Service,
+			From: len(tg.Instances), To: ss.Replicas, PortMin: in.PortMin, PortMax: in.PortMax, HealthTimeout: in.HealthTimeout,
+			DrainTimeout: in.DrainTimeout, LB: tg.LB, AppServices: tg.AppServices}))
+	}
+	return out
+}
+
 // startHeal starts the heal run's workflow that starts an exited container again.
-func startHeal(ctx workflow.Context, h berth.HostRef, pi berth.PlannedInstance, hs berth.HealStart, healthTimeout time.Duration) berth.Finding {
+func startHeal(ctx workflow.Context, h berth.HostRef, pi berth.PlannedInstance, hs berth.HealStart, healthTimeout time.Duration, restart bool) berth.Finding {
+	what := "its container had exited; heal run %d starts it again"
+	if restart {
+		what = "its container runs but fails its health check; heal run %d restarts it"
+	}
 	f := berth.Finding{Kind: berth.FindingHealed, Host: h.Name, Target: pi.Name,
-		Detail: fmt.Sprintf("its container had exited; heal run %d starts it again (heal %d of at most %d within %s)",
-			hs.RunID, hs.Tries+1, berth.MaxHeals, berth.HealWindow)}
+		Detail: fmt.Sprintf(what+" (heal %d of at most %d within %s)", hs.RunID, hs.Tries+1, berth.MaxHeals, berth.HealWindow)}
 	return startHealRun(ctx, hs, f, HealInstanceName, HealInstanceInput{RunID: hs.RunID, ApplicationID: hs.ApplicationID,
-		App: hs.App, Instance: pi, HealthTimeout: healthTimeout})
+		App: hs.App, Instance: pi, HealthTimeout: healthTimeout, Restart: restart})
 }
 
 // startReplace starts the heal run's workflow that replaces an instance

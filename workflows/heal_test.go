@@ -146,6 +146,7 @@ func TestHealPassRecoversAHostThatWentDown(t *testing.T) {
 		return nil
 	})
 	env.OnActivity(d.RemoveHostRelays, mock.Anything, back).Return(2, nil)
+	env.OnActivity(hl.ShortServices, mock.Anything).Return([]berth.ShortService{}, nil)
 	var closed []string
 	env.OnActivity(hl.CloseLost, mock.Anything, mock.Anything).Return(func(_ context.Context, names []string) error {
 		closed = append(closed, names...)
@@ -204,4 +205,100 @@ func TestHealPassRecoversAHostThatWentDown(t *testing.T) {
 		dead.Name: {berth.FindingHostDown, berth.FindingHealed},
 		back.Name: {berth.FindingLostRemoved, berth.FindingLostRemoved, berth.FindingHostBack},
 	}, kinds)
+}
+
+// A container that runs but fails its health check gets a heal run that
+// restarts it; a healthy one, or one younger than the grace, does not.
+func TestHealPassRestartsAnUnhealthyInstance(t *testing.T) {
+	env := newTestEnv()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: CentralTaskQueue})
+	env.RegisterWorkflowWithOptions(HealInstance, workflow.RegisterOptions{Name: HealInstanceName})
+	var rc *activities.Reconcile
+	var hl *activities.Heal
+	var d *activities.Docker
+	now := env.Now().UTC()
+	inst := func(name, uid string) berth.PlannedInstance {
+		return berth.PlannedInstance{Name: name, UID: uid, Service: "web", Host: hostEU}
+	}
+	records := []berth.InstanceRecord{
+		{Instance: inst("sick-1", "u1"), State: berth.StateRunning, CreatedAt: now.Add(-time.Hour)},
+		{Instance: inst("well-1", "u2"), State: berth.StateRunning, CreatedAt: now.Add(-time.Hour)},
+		{Instance: inst("sick-new", "u3"), State: berth.StateRunning, CreatedAt: now},
+	}
+	env.OnActivity(rc.ReconcileHosts, mock.Anything).Return([]berth.HostRef{hostEU}, nil)
+	env.OnActivity(rc.HostRecords, mock.Anything, hostEU.ID).Return(records, nil)
+	env.OnActivity(d.HostContainers, mock.Anything, hostEU).Return([]berth.HostContainer{
+		{Name: "sick-1", UID: "u1", Running: true, Unhealthy: true}, {Name: "well-1", UID: "u2", Running: true},
+		{Name: "sick-new", UID: "u3", Running: true, Unhealthy: true}}, nil)
+	env.OnActivity(hl.BeginHeal, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BeginHealInput) (*berth.HealStart, error) {
+		return &berth.HealStart{Verdict: berth.HealOpened, RunID: 5, WorkflowID: in.WorkflowID, ApplicationID: 3, App: "acme/dev/shop"}, nil
+	})
+	env.OnActivity(hl.HealRunStarted, mock.Anything, mock.Anything).Return(nil)
+	var healed []HealInstanceInput
+	env.OnWorkflow(HealInstanceName, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in HealInstanceInput) error {
+		healed = append(healed, in)
+		return nil
+	})
+	var findings []berth.Finding
+	env.OnActivity(rc.RecordFindings, mock.Anything, mock.Anything).Return(func(_ context.Context, fs []berth.Finding) error {
+		findings = fs
+		return nil
+	})
+	env.ExecuteWorkflow(HealPass, HealPassInput{Grace: 10 * time.Second, HealthTimeout: time.Minute})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, healed, 1)
+	require.Equal(t, "sick-1", healed[0].Instance.Name)
+	require.True(t, healed[0].Restart)
+	require.Len(t, findings, 1)
+	require.Contains(t, findings[0].Detail, "fails its health check")
+}
+
+// A running service with fewer live instances than its replicas gets a
+// heal run that scales it back out from what lives to its replicas; one
+// whose application is busy waits; one that keeps coming back short is
+// left for a person.
+func TestHealPassTopsUpAShortService(t *testing.T) {
+	env := newTestEnv()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: CentralTaskQueue})
+	var hl *activities.Heal
+	var rc *activities.Reconcile
+	env.OnActivity(hl.WatchedHosts, mock.Anything).Return([]berth.HostRef{}, nil)
+	env.OnActivity(hl.ShortServices, mock.Anything).Return([]berth.ShortService{{ServiceID: 5, Live: 1, Replicas: 3},
+		{ServiceID: 6, Live: 0, Replicas: 1}, {ServiceID: 7, Live: 1, Replicas: 2}}, nil)
+	env.OnActivity(hl.BeginServiceHeal, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BeginServiceHealInput) (*berth.HealStart, error) {
+		require.Equal(t, TopUpID(in.ServiceID), in.WorkflowID)
+		switch in.ServiceID {
+		case 6:
+			return &berth.HealStart{Verdict: berth.HealBusy}, nil
+		case 7:
+			return &berth.HealStart{Verdict: berth.HealGaveUp, Tries: berth.MaxHeals, Subject: "acme/dev/shop/worker"}, nil
+		}
+		return &berth.HealStart{Verdict: berth.HealOpened, RunID: 41, WorkflowID: in.WorkflowID, ApplicationID: 3, Subject: "acme/dev/shop/web"}, nil
+	})
+	web := compose.ServiceSpec{Name: "web", Image: "reg.local/acme/web:3"}
+	live := berth.PlannedInstance{Name: "acme-dev-shop-web-1", Service: "web", Host: hostEU}
+	env.OnActivity(hl.TopUpTarget, mock.Anything, uint(5)).Return(&activities.EvacuationStep{ApplicationID: 3, EnvironmentID: 2, ServiceID: 5,
+		Tenant: "acme", Env: "dev", App: "shop", Service: web, Instances: []berth.PlannedInstance{live}}, nil)
+	env.OnActivity(hl.HealRunStarted, mock.Anything, mock.Anything).Return(nil)
+	var scaled []ScaleServiceInput
+	env.OnWorkflow(ScaleServiceName, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in ScaleServiceInput) (*ScaleServiceResult, error) {
+		scaled = append(scaled, in)
+		return &ScaleServiceResult{}, nil
+	})
+	var findings []berth.Finding
+	env.OnActivity(rc.RecordFindings, mock.Anything, mock.Anything).Return(func(_ context.Context, fs []berth.Finding) error {
+		findings = fs
+		return nil
+	})
+	env.ExecuteWorkflow(HealPass, HealPassInput{Grace: 10 * time.Second, HealthTimeout: time.Minute, PortMin: 20000, PortMax: 20100, HostDownAfter: 3})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, scaled, 1)
+	require.Equal(t, ScaleServiceInput{RunID: 41, ApplicationID: 3, EnvironmentID: 2, ServiceID: 5, Tenant: "acme", Env: "dev", App: "shop",
+		Service: web, From: 1, To: 3, PortMin: 20000, PortMax: 20100, HealthTimeout: time.Minute}, scaled[0])
+	require.Len(t, findings, 2)
+	require.Equal(t, berth.FindingHealed, findings[0].Kind)
+	require.Contains(t, findings[0].Detail, "1 live instance(s) of 3")
+	require.Equal(t, berth.FindingHealGaveUp, findings[1].Kind)
 }

@@ -55,6 +55,20 @@ func (d moveRecords) ReplaceTarget(ctx context.Context, name string) (*activitie
 	return d.step(sc, tg, mine), nil
 }
 
+// TopUpTarget is what bringing a service back to its replicas needs: the
+// service as a release reads it, and its live instances.
+func (d moveRecords) TopUpTarget(ctx context.Context, serviceID uint) (*activities.EvacuationStep, error) {
+	sc, err := d.ServiceContextByID(ctx, serviceID)
+	if err != nil {
+		return nil, err
+	}
+	tg, err := d.ServiceTarget(ctx, sc, d.compose)
+	if err != nil {
+		return nil, err
+	}
+	return d.step(sc, tg, tg.Live), nil
+}
+
 func (d moveRecords) step(sc *store.ServiceContext, tg *store.ServiceTarget, insts []berth.PlannedInstance) *activities.EvacuationStep {
 	return &activities.EvacuationStep{ApplicationID: sc.Application.ID, EnvironmentID: sc.Environment.ID,
 		ServiceID: sc.Service.ID, Tenant: sc.Tenant.Name, Env: sc.Environment.Name, App: sc.Application.Name,

@@ -55,6 +55,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -180,9 +181,16 @@ func version() string {
 // that long, so tests can catch a deploy mid-way.
 var started = time.Now()
 
+// sick is set by GET /sick: the process stays up but fails its health
+// checks until it is restarted, as a wedged one does.
+var sick atomic.Bool
+
 // healthy reports whether /healthz should pass. It is evaluated per request
 // so tests can flip health by creating the file in a running container.
 func healthy() bool {
+	if sick.Load() {
+		return false
+	}
 	if d, err := time.ParseDuration(os.Getenv("READY_AFTER")); err == nil && time.Since(started) < d {
 		return false
 	}
@@ -243,6 +251,10 @@ func (a *app) routes() http.Handler {
 			return
 		}
 		writeText(w, version())
+	})
+	mux.HandleFunc("GET /sick", func(w http.ResponseWriter, r *http.Request) {
+		sick.Store(true)
+		writeText(w, "sick until restarted")
 	})
 	mux.HandleFunc("GET /fail", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "fail", http.StatusInternalServerError)
