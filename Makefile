@@ -22,14 +22,16 @@ bin/workflowcheck: ## build the pinned workflowcheck linter into bin/
 	GOBIN=$(CURDIR)/bin $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
 XTERM_VERSION := 5.5.0
+XTERM_FIT_VERSION := 0.10.0
 
 .PHONY: vendor-xterm
-vendor-xterm: ## check the vendored xterm.js (ui/static/vendor/xterm) against @xterm/xterm at the pinned version, fetched with npm
-	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent @xterm/xterm@$(XTERM_VERSION) >/dev/null && \
-	  tar xzf xterm-xterm-$(XTERM_VERSION).tgz && \
-	  cmp package/lib/xterm.js $(CURDIR)/ui/static/vendor/xterm/xterm.js && \
-	  cmp package/css/xterm.css $(CURDIR)/ui/static/vendor/xterm/xterm.css && \
-	  echo "vendored xterm.js $(XTERM_VERSION) matches the npm package"; rc=$$?; rm -rf $$tmp; exit $$rc
+vendor-xterm: ## check the vendored xterm.js and its fit addon (ui/static/vendor/xterm) against the pinned npm packages
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent @xterm/xterm@$(XTERM_VERSION) @xterm/addon-fit@$(XTERM_FIT_VERSION) >/dev/null && \
+	  mkdir x f && tar xzf xterm-xterm-$(XTERM_VERSION).tgz -C x && tar xzf xterm-addon-fit-$(XTERM_FIT_VERSION).tgz -C f && \
+	  cmp x/package/lib/xterm.js $(CURDIR)/ui/static/vendor/xterm/xterm.js && \
+	  cmp x/package/css/xterm.css $(CURDIR)/ui/static/vendor/xterm/xterm.css && \
+	  cmp f/package/lib/addon-fit.js $(CURDIR)/ui/static/vendor/xterm/addon-fit.js && \
+	  echo "vendored xterm.js $(XTERM_VERSION) and addon-fit $(XTERM_FIT_VERSION) match the npm packages"; rc=$$?; rm -rf $$tmp; exit $$rc
 
 .PHONY: run
 run: build bin/temporal ## run the embedded default: Temporal dev server + local dockerd + berth dev (Ctrl-C stops)

@@ -141,8 +141,8 @@ func (hs *harness) healPasses(t testing.TB) int {
 // left alone.
 func TestSelfHealingRestartsAnUnhealthyInstance(t *testing.T) {
 	hs := needHarness(t)
-	apps := hs.newEnv(t, "sick")
-	tenant := hs.tenant + "-sick"
+	apps := hs.newEnv(t, "wedged")
+	tenant := hs.tenant + "-wedged"
 	hs.deployOK(t, apps, "shop", []byte(`services:
   web:
     image: `+sampleImage+`

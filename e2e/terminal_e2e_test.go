@@ -136,6 +136,9 @@ func TestTerminal(t *testing.T) {
 	require.Contains(t, strings.ReplaceAll(rows, "echo hi", ""), "hi", "and the command's output shows")
 	require.Contains(t, eval[string](t, ctx, `document.getElementById('term-status').textContent`), "Exited with code 3")
 	hs.screenshot(t, ctx, "terminal")
+	// The terminal fits its box: on a phone too, without sideways scrolling.
+	do(t, ctx, chromedp.EmulateViewport(375, 812), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#term-form")))
+	noSideScroll(t, ctx, "terminal page")
 
 	// Production: a developer is refused, a release manager is not.
 	_, code, err := hs.dialTerminal(t, dev, prodInst, tinyShell)
@@ -204,6 +207,13 @@ func TestTerminal(t *testing.T) {
 	require.NotNil(t, typed.EndedAt)
 	require.Equal(t, "access revoked", revoked.EndReason)
 	require.Contains(t, revoked.Transcript, "echo still here")
+	var audit struct{ Events []store.AuditEvent }
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/audit?action=terminal&actor="+dev.name, nil, &audit))
+	outcomes := map[string]bool{}
+	for _, ev := range audit.Events {
+		outcomes[ev.Outcome] = true
+	}
+	require.True(t, outcomes["exit 3"] && outcomes["access revoked"], "the audit log has each session's end: %v", outcomes)
 	var rmView struct{ Sessions []store.TerminalSession }
 	code, _ = rm.send(t, "GET", "/api/v1/terminals", nil, &rmView)
 	require.Equal(t, http.StatusOK, code)

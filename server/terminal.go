@@ -327,6 +327,23 @@ func (s *Server) endTerminal(id string, transcript []byte, truncated bool, exit 
 	defer cancel()
 	if err := s.store.EndTerminalSession(ctx, id, transcript, truncated, exit, reason); err != nil {
 		s.log.Error("terminal session end not recorded", "session", id, "error", err)
+		return
+	}
+	// The audit log says it too; the session's record keeps what was typed.
+	ts, err := s.store.TerminalSession(ctx, id)
+	if err != nil {
+		s.log.Error("terminal session not read back", "session", id, "error", err)
+		return
+	}
+	outcome := reason
+	if exit != nil {
+		outcome = "exit " + strconv.Itoa(*exit)
+	}
+	ev := store.AuditEvent{Actor: ts.User, Action: "terminal", Target: clip(ts.Subject, 191), Outcome: clip(outcome, 32),
+		Detail: fmt.Sprintf("session %s on host %s: %s (%d bytes typed; GET /api/v1/terminals?instance=%s has them)", id, ts.Host,
+			ts.Command, len(transcript), ts.Instance)}
+	if err := s.store.Audit(ctx, ev); err != nil {
+		s.log.Error("audit not recorded", "error", err, "action", "terminal")
 	}
 }
 

@@ -25,8 +25,8 @@ type ImageUse struct {
 	Instances int `json:"instances"`
 }
 
-// ImagePush is who had berth build and push an image: a build release,
-// recorded as an image release that carries its package.
+// ImagePush is who had berth build and push an image: a build release
+// (an image release that carries its package) or a commit of an instance.
 type ImagePush struct {
 	Image     string `json:"image"`
 	StartedBy string `json:"startedBy"`
@@ -135,7 +135,7 @@ func (s *Store) ImageUses(ctx context.Context, tenantID uint, prefix string) ([]
 	}
 	var pushes []ImagePush
 	if err := s.db.WithContext(ctx).Model(&Release{}).Select("image, started_by, id AS release_id").
-		Where("package_sha256 <> '' AND service_id IN ? AND image LIKE ? ESCAPE '!'", ids, like).Order("id").Scan(&pushes).Error; err != nil {
+		Where("(package_sha256 <> '' OR strategy = ?) AND service_id IN ? AND image LIKE ? ESCAPE '!'", "commit", ids, like).Order("id").Scan(&pushes).Error; err != nil {
 		return nil, nil, err
 	}
 	return out, pushes, nil

@@ -26,6 +26,10 @@ func TestImageUses(t *testing.T) {
 		require.NoError(t, st.DB().Model(svc).Update("image", "registry.local/api:2").Error)
 		require.NoError(t, st.DB().Create(&store.Release{ServiceID: svc.ID, Kind: berth.ReleaseImage, Version: "9", Image: "registry.local/api:9",
 			PackageSHA256: "ab12", StartedBy: "bob", Outcome: berth.ReleaseSucceeded}).Error)
+		require.NoError(t, st.DB().Create(&store.Release{ServiceID: svc.ID, Kind: berth.ReleaseImage, Version: "c1", Image: "registry.local/api:c1",
+			Strategy: "commit", StartedBy: "cy", Outcome: berth.ReleaseSucceeded}).Error)
+		require.NoError(t, st.DB().Create(&store.Release{ServiceID: svc.ID, Kind: berth.ReleaseImage, Version: "7", Image: "registry.local/api:7",
+			StartedBy: "dee", Outcome: berth.ReleaseSucceeded}).Error)
 
 		uses, pushes, err := st.ImageUses(ctx, 0, "registry.local/")
 		require.NoError(t, err)
@@ -37,7 +41,9 @@ func TestImageUses(t *testing.T) {
 		require.Equal(t, store.ImageUse{Image: "registry.local/api:2", TenantID: w.env.TenantID, Tenant: "acme", Env: "dev", App: "shop", Service: "api",
 			How: "runs"}, got["registry.local/api:2 runs"], "the service's image, no instance on it yet")
 		require.Equal(t, 4, got["registry.local/api:1 runs"].Instances, "the live instances' image")
-		require.Equal(t, []store.ImagePush{{Image: "registry.local/api:9", StartedBy: "bob", ReleaseID: pushes[0].ReleaseID}}, pushes)
+		require.Len(t, pushes, 2, "a build and a commit pushed; a plain image release did not: %v", pushes)
+		require.Equal(t, store.ImagePush{Image: "registry.local/api:9", StartedBy: "bob", ReleaseID: pushes[0].ReleaseID}, pushes[0])
+		require.Equal(t, "cy", pushes[1].StartedBy)
 
 		mine, _, err := st.ImageUses(ctx, w.env.TenantID, "registry.local/api")
 		require.NoError(t, err)

@@ -16,6 +16,13 @@
     if (!term) {
       term = new window.Terminal({ cols: 100, rows: 30, scrollback: 2000 });
       term.open(el);
+      // Fit the terminal to its box (and the window), where the addon is loaded.
+      if (window.FitAddon) {
+        var fit = new window.FitAddon.FitAddon();
+        term.loadAddon(fit);
+        fit.fit();
+        window.addEventListener("resize", function () { fit.fit(); });
+      }
       term.onData(function (d) { if (ws && ws.readyState === 1) { ws.send(enc.encode(d)); } });
       term.onResize(function (s) { if (ws && ws.readyState === 1) { ws.send(JSON.stringify({ cols: s.cols, rows: s.rows })); } });
     }
