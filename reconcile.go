@@ -72,6 +72,9 @@ const (
 	// FindingLostRemoved: the container of an instance lost with its host
 	// was removed once the host answered, and its ports released.
 	FindingLostRemoved FindingKind = "lost-removed"
+	// FindingTerminalClosed: a terminal session whose server died before
+	// recording its end; its record was ended.
+	FindingTerminalClosed FindingKind = "terminal-closed"
 )
 
 // Self-healing's backoff: an instance is started again at most MaxHeals

@@ -25,6 +25,8 @@ type ReconcileRecords interface {
 	StrandedDecisions(ctx context.Context, before time.Time) ([]berth.StrandedDecision, error)
 	KeptImages(ctx context.Context) ([]string, error)
 	RecordVolumeUse(ctx context.Context, hostID uint, uses []berth.VolumeUse, at time.Time) ([]berth.VolumeUse, error)
+	OpenTerminalSessions(ctx context.Context, before time.Time) ([]string, error)
+	AbandonTerminalSession(ctx context.Context, id, reason string) error
 }
 
 // WorkflowStates says whether a run's workflow has closed; the worker's
@@ -108,6 +110,40 @@ func (r *Reconcile) SweepRuns(ctx context.Context, in SweepRunsInput) ([]berth.F
 		f := berth.Finding{Kind: berth.FindingRunClosed, Target: target,
 			Detail: fmt.Sprintf("%s of %s ended without recording its outcome; closed as failed, lock and approvals freed", run.Kind, run.Subject)}
 		if err := r.Records.AbandonRun(ctx, run.ID); err != nil {
+			f.Error = err.Error()
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// SweepTerminalsInput: sessions older than Grace are checked; a session's
+// workflow id is WorkflowPrefix and its id.
+type SweepTerminalsInput struct {
+	Grace          time.Duration `json:"grace"`
+	WorkflowPrefix string        `json:"workflowPrefix"`
+}
+
+// SweepTerminals ends the records of terminal sessions whose workflow has
+// closed although no server recorded their end (the server relaying them
+// died): what was typed up to its last save is kept.
+func (r *Reconcile) SweepTerminals(ctx context.Context, in SweepTerminalsInput) ([]berth.Finding, error) {
+	if r.Workflows == nil {
+		return nil, nil
+	}
+	ids, err := r.Records.OpenTerminalSessions(ctx, time.Now().Add(-in.Grace))
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	out := []berth.Finding{}
+	for _, id := range ids {
+		closed, err := r.Workflows.Closed(ctx, in.WorkflowPrefix+id, "")
+		if err != nil || !closed {
+			continue
+		}
+		f := berth.Finding{Kind: berth.FindingTerminalClosed, Target: "terminal session " + id,
+			Detail: "its server stopped relaying it before recording its end; ended, with what was typed up to its last save"}
+		if err := r.Records.AbandonTerminalSession(ctx, id, "the server relaying it stopped"); err != nil {
 			f.Error = err.Error()
 		}
 		out = append(out, f)

@@ -16,6 +16,16 @@ type fakeRuns struct {
 	open      []berth.OpenRun
 	abandoned []uint
 	stranded  []berth.StrandedDecision
+	terminals []string
+	ended     []string
+}
+
+func (f *fakeRuns) OpenTerminalSessions(context.Context, time.Time) ([]string, error) {
+	return f.terminals, nil
+}
+func (f *fakeRuns) AbandonTerminalSession(_ context.Context, id, _ string) error {
+	f.ended = append(f.ended, id)
+	return nil
 }
 
 func (f *fakeRuns) OpenRuns(context.Context, time.Time) ([]berth.OpenRun, error) { return f.open, nil }
@@ -82,4 +92,18 @@ func TestResendDecisionsSignalsEachWaitingRun(t *testing.T) {
 	require.True(t, sent, "run 7's workflow got the approval signal")
 	_, sent = states["gate/b/approval"]
 	require.False(t, sent)
+}
+
+// A terminal session whose workflow has closed without its server recording
+// the end is ended; one whose workflow runs, or that Temporal cannot answer
+// for, is left.
+func TestSweepTerminalsEndsTheSessionsOfDeadServers(t *testing.T) {
+	recs := &fakeRuns{terminals: []string{"a1", "b2", "c3"}}
+	r := &Reconcile{Records: recs, Workflows: fakeStates{"terminal/a1": nil, "terminal/b2": errors.New("unavailable")}}
+	fs, err := r.SweepTerminals(context.Background(), SweepTerminalsInput{WorkflowPrefix: "terminal/"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"a1"}, recs.ended)
+	require.Len(t, fs, 1)
+	require.Equal(t, berth.FindingTerminalClosed, fs[0].Kind)
+	require.Equal(t, "terminal session a1", fs[0].Target)
 }

@@ -103,7 +103,8 @@ func typeInto(t testing.TB, ws *websocket.Conn, s string) {
 // output and the exit code. Outside production a developer may open one;
 // in production only a release manager, or a developer with an approved,
 // time-boxed access request until it runs out. A session whose sign-in
-// ends, or that stays idle, is closed; each is recorded with what was typed.
+// ends, or that stays idle, is closed; each is recorded with what was
+// typed, also when its server dies mid-session.
 func TestTerminal(t *testing.T) {
 	hs := needHarness(t)
 	devApps := hs.newEnv(t, "term")
@@ -221,4 +222,31 @@ func TestTerminal(t *testing.T) {
 		require.Equal(t, prodInst, s.Instance, "a tenant's release manager reads only its tenant's sessions")
 	}
 	require.Len(t, rmView.Sessions, 3, "the release manager's two and the developer's granted one")
+
+	// A server SIGKILLed mid-session: the worker's relay breaks, and the
+	// reconciler ends the session's record, with what was typed up to its
+	// last save.
+	ws, _, err = hs.dialTerminal(t, rm, prodInst, tinyShell)
+	require.NoError(t, err)
+	typeInto(t, ws, "echo lost soon\r")
+	openSession := func() *store.TerminalSession {
+		var v struct{ Sessions []store.TerminalSession }
+		require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/terminals?instance="+prodInst, nil, &v))
+		for i := range v.Sessions {
+			if strings.Contains(v.Sessions[i].Transcript, "echo lost soon") {
+				return &v.Sessions[i]
+			}
+		}
+		return nil
+	}
+	require.Eventually(t, func() bool { return openSession() != nil }, 15*time.Second, 200*time.Millisecond, "the transcript is saved as it grows")
+	hs.restartServerHard(t)
+	require.Eventually(t, func() bool {
+		hs.reconcile(t)
+		s := openSession()
+		return s != nil && s.EndedAt != nil
+	}, 60*time.Second, time.Second, "the reconciler ends the record of a session whose server died")
+	s := openSession()
+	require.Equal(t, "the server relaying it stopped", s.EndReason)
+	require.Nil(t, s.ExitCode)
 }

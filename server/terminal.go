@@ -269,6 +269,7 @@ func (s *Server) relayTerminal(c *gin.Context, access func(*principal) (bool, er
 	tick := time.NewTicker(terminalRecheck)
 	defer tick.Stop()
 	reason := ""
+	saved := 0
 wait:
 	for {
 		select {
@@ -280,7 +281,14 @@ wait:
 		case <-tick.C:
 			mu.Lock()
 			quiet := time.Since(lastInput)
+			typed, cut := append([]byte(nil), transcript...), truncated
 			mu.Unlock()
+			// Saved as it grows: a server that dies loses at most a tick of it.
+			if len(typed) != saved {
+				if err := s.store.SaveTranscript(rctx, id, typed, cut); err == nil {
+					saved = len(typed)
+				}
+			}
 			if quiet > idle {
 				reason = fmt.Sprintf("idle for %s", idle.Round(time.Second))
 				break wait

@@ -109,3 +109,27 @@ func (s *Store) TerminalGrant(ctx context.Context, user, subject string) (*time.
 	}
 	return &until, nil
 }
+
+// SaveTranscript keeps what has been typed so far in an open session, so a
+// server that dies mid-session loses at most the last few seconds of it.
+func (s *Store) SaveTranscript(ctx context.Context, id string, transcript []byte, truncated bool) error {
+	return s.db.WithContext(ctx).Model(&TerminalSession{}).Where("id = ? AND ended_at IS NULL", id).
+		Updates(map[string]any{"transcript": string(transcript), "truncated": truncated}).Error
+}
+
+// OpenTerminalSessions lists the sessions that began before cutoff and have
+// not ended.
+func (s *Store) OpenTerminalSessions(ctx context.Context, before time.Time) ([]string, error) {
+	ids := []string{}
+	err := s.db.WithContext(ctx).Model(&TerminalSession{}).Where("ended_at IS NULL AND started_at < ?", before).
+		Order("started_at").Pluck("id", &ids).Error
+	return ids, err
+}
+
+// AbandonTerminalSession ends a session whose server stopped relaying it,
+// keeping the transcript saved so far.
+func (s *Store) AbandonTerminalSession(ctx context.Context, id, reason string) error {
+	t := now()
+	return s.db.WithContext(ctx).Model(&TerminalSession{}).Where("id = ? AND ended_at IS NULL", id).
+		Updates(map[string]any{"end_reason": reason, "ended_at": &t}).Error
+}

@@ -32,6 +32,24 @@ func TestTerminalSessionsAndGrants(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, none, "another tenant's sessions are not listed")
 
+		// A session whose server died keeps what was saved of it.
+		open := &store.TerminalSession{ID: "def456", User: "dana", TenantID: 7, Subject: "acme/prod/shop/web/i1", Instance: "i1", Host: "h1", Command: "/bin/sh"}
+		require.NoError(t, st.CreateTerminalSession(ctx, open))
+		require.NoError(t, st.SaveTranscript(ctx, "def456", []byte("ls\r"), false))
+		ids, err := st.OpenTerminalSessions(ctx, time.Now().Add(time.Minute))
+		require.NoError(t, err)
+		require.Equal(t, []string{"def456"}, ids, "the ended session is not open")
+		ids, err = st.OpenTerminalSessions(ctx, time.Now().Add(-time.Minute))
+		require.NoError(t, err)
+		require.Empty(t, ids, "a session younger than the cutoff is left")
+		require.NoError(t, st.AbandonTerminalSession(ctx, "def456", "the server relaying it stopped"))
+		back, err := st.TerminalSession(ctx, "def456")
+		require.NoError(t, err)
+		require.Equal(t, "ls\r", back.Transcript)
+		require.Equal(t, "the server relaying it stopped", back.EndReason)
+		require.NotNil(t, back.EndedAt)
+		require.Nil(t, back.ExitCode)
+
 		ask := func(status berth.RunStatus, minutes int, finished time.Time) {
 			t.Helper()
 			in, _ := json.Marshal(store.TerminalAccessInput{Minutes: minutes})

@@ -36,6 +36,10 @@ const resendDecisionsChange = "resend-decisions"
 // every host it could compare, the built images no kept release names.
 const pruneImagesChange = "prune-images"
 
+// sweepTerminalsChange is the GetVersion change id that made a pass end the
+// records of terminal sessions whose relaying server died.
+const sweepTerminalsChange = "sweep-terminals"
+
 // ReconcileID is the workflow id of a reconciler pass asked for by hand.
 func ReconcileID() string { return "reconcile/now" }
 
@@ -63,6 +67,14 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (*ReconcileResult, error
 			return nil, err
 		}
 		res.Findings = append(res.Findings, resent...)
+	}
+	if workflow.GetVersion(ctx, sweepTerminalsChange, workflow.DefaultVersion, 1) == 1 {
+		var ended []berth.Finding
+		if err := workflow.ExecuteLocalActivity(lctx, rc.SweepTerminals,
+			activities.SweepTerminalsInput{Grace: in.Grace, WorkflowPrefix: TerminalSessionID("")}).Get(ctx, &ended); err != nil {
+			return nil, err
+		}
+		res.Findings = append(res.Findings, ended...)
 	}
 	var hosts []berth.HostRef
 	if err := workflow.ExecuteLocalActivity(lctx, rc.ReconcileHosts).Get(ctx, &hosts); err != nil {
