@@ -141,6 +141,16 @@ func TestTerminal(t *testing.T) {
 	do(t, ctx, chromedp.EmulateViewport(375, 812), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#term-form")))
 	noSideScroll(t, ctx, "terminal page")
 
+	// A bad size is refused before anything starts or is recorded.
+	var before struct{ Sessions []store.TerminalSession }
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/terminals?instance="+devInst, nil, &before))
+	for _, q := range []string{"cols=-5", "rows=0", "cols=x", "rows=9999"} {
+		require.Equal(t, http.StatusBadRequest, hs.apiJSON(t, "GET", "/api/v1/instances/"+devInst+"/terminal?"+q, nil, nil), q)
+	}
+	var after struct{ Sessions []store.TerminalSession }
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", "/api/v1/terminals?instance="+devInst, nil, &after))
+	require.Len(t, after.Sessions, len(before.Sessions), "a refused terminal leaves no record")
+
 	// Production: a developer is refused, a release manager is not.
 	_, code, err := hs.dialTerminal(t, dev, prodInst, tinyShell)
 	require.Error(t, err)

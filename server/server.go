@@ -114,6 +114,9 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) *Serve
 	if cfg.TemporalNamespace == "" {
 		cfg.TemporalNamespace = "default"
 	}
+	if cfg.TerminalIdle <= 0 {
+		cfg.TerminalIdle = berth.TerminalIdle
+	}
 	if cfg.MaxTokenTTL <= 0 {
 		cfg.MaxTokenTTL = 90 * 24 * time.Hour
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/gin-gonic/gin"
+	"go.temporal.io/sdk/client"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
@@ -127,13 +128,16 @@ func (s *Server) openTerminal(c *gin.Context) {
 		s.fail(c, badRequest("cmd must be 1 to 32 words, at most 1024 characters"))
 		return
 	}
-	cols, _ := strconv.Atoi(c.DefaultQuery("cols", "100"))
-	rows, _ := strconv.Atoi(c.DefaultQuery("rows", "30"))
+	cols, cerr := strconv.Atoi(c.DefaultQuery("cols", "100"))
+	rows, rerr := strconv.Atoi(c.DefaultQuery("rows", "30"))
+	if cerr != nil || rerr != nil || cols < 1 || cols > 1000 || rows < 1 || rows > 500 {
+		s.fail(c, badRequest("cols must be 1 to 1000 and rows 1 to 500"))
+		return
+	}
 	var idb [16]byte
 	_, _ = rand.Read(idb[:])
 	ts := &store.TerminalSession{ID: hex.EncodeToString(idb[:]), User: p.User.Name, TenantID: sc.Tenant.ID,
-		Subject:  sc.Tenant.Name + "/" + sc.Environment.Name + "/" + sc.Application.Name + "/" + sc.Service.Name + "/" + inst.Name,
-		Instance: inst.Name, Host: h.Name, Command: strings.Join(cmd, " ")}
+		Subject: subject + "/" + inst.Name, Instance: inst.Name, Host: h.Name, Command: strings.Join(cmd, " ")}
 	if err := s.store.CreateTerminalSession(ctx, ts); err != nil {
 		s.fail(c, err)
 		return
@@ -162,7 +166,7 @@ func (s *Server) startTerminal(ctx context.Context, id string, ref berth.Instanc
 	defer s.terminals.forget(id)
 	in := workflows.TerminalSessionInput{SessionID: id, Instance: ref, Cmd: cmd, Cols: cols, Rows: rows,
 		Relay: strings.TrimSuffix(s.cfg.RelayURL, "/") + "/internal/terminals/" + id}
-	we, err := s.temporal.ExecuteWorkflow(ctx, readOptions(workflows.TerminalSessionID(id)), workflows.TerminalSessionName, in)
+	we, err := s.temporal.ExecuteWorkflow(ctx, terminalStartOptions(id), workflows.TerminalSessionName, in)
 	if err != nil {
 		return relayConn{}, fmt.Errorf("the session could not start: %w", err)
 	}
@@ -181,6 +185,14 @@ func (s *Server) startTerminal(ctx context.Context, id string, ref berth.Instanc
 	case <-ctx.Done():
 		return relayConn{}, ctx.Err()
 	}
+}
+
+// terminalStartOptions start a session's workflow. Unlike a read's, its
+// execution may last as long as the longest session: a timer must not cut
+// a person's terminal (the activity's own bound, berth.TerminalMax, ends it).
+func terminalStartOptions(id string) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{ID: workflows.TerminalSessionID(id), TaskQueue: workflows.CentralTaskQueue,
+		WorkflowExecutionTimeout: berth.TerminalMax + time.Hour}
 }
 
 // errorText is the innermost message of a workflow's failure.
@@ -202,9 +214,6 @@ func (s *Server) relayTerminal(c *gin.Context, access func(*principal) (bool, er
 	rctx, cancel := context.WithCancel(context.WithoutCancel(c.Request.Context()))
 	defer cancel()
 	idle := s.cfg.TerminalIdle
-	if idle <= 0 {
-		idle = berth.TerminalIdle
-	}
 	var (
 		mu         sync.Mutex
 		transcript []byte
@@ -427,15 +436,10 @@ func (s *Server) terminalPage(c *gin.Context) {
 		s.renderError(c, err)
 		return
 	}
-	idle := s.cfg.TerminalIdle
-	if idle <= 0 {
-		idle = berth.TerminalIdle
-	}
 	c.Writer.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "+
 		"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 	s.render(c, http.StatusOK, "terminal", "Terminal "+inst.Name, "grid", terminalData{Instance: inst.Name, Host: h.Name,
-		Subject: sc.Tenant.Name + "/" + sc.Environment.Name + "/" + sc.Application.Name + "/" + sc.Service.Name,
-		Idle:    idle.String(), ServiceID: sc.Service.ID})
+		Subject: serviceSubject(sc), Idle: s.cfg.TerminalIdle.String(), ServiceID: sc.Service.ID})
 }
 
 // instanceContext reads a live instance with its service's context and its host.

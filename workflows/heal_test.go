@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/berth-dev/berth"
@@ -81,11 +82,7 @@ func TestHealPassStartsHealRunsForExitedInstances(t *testing.T) {
 		replaced = append(replaced, in)
 		return &ReleaseVersionResult{}, nil
 	}).Maybe()
-	var findings []berth.Finding
-	env.OnActivity(rc.RecordFindings, mock.Anything, mock.Anything).Return(func(_ context.Context, fs []berth.Finding) error {
-		findings = fs
-		return nil
-	})
+	recorded := recordedFindings(env)
 	env.ExecuteWorkflow(HealPass, HealPassInput{Grace: 10 * time.Second, HealthTimeout: time.Minute, PortMin: 20000, PortMax: 20100})
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
@@ -98,7 +95,7 @@ func TestHealPassStartsHealRunsForExitedInstances(t *testing.T) {
 	require.Zero(t, replaced[0].ReleaseID)
 	require.Equal(t, 20000, replaced[0].PortMin)
 	kinds := map[string]berth.FindingKind{}
-	for _, f := range findings {
+	for _, f := range *recorded {
 		kinds[f.Target] = f.Kind
 		require.Empty(t, f.Error, f.Target)
 	}
@@ -168,11 +165,7 @@ func TestHealPassRecoversAHostThatWentDown(t *testing.T) {
 		checked = append(checked, in)
 		return &ProvisionHostResult{}, nil
 	})
-	var findings []berth.Finding
-	env.OnActivity(rc.RecordFindings, mock.Anything, mock.Anything).Return(func(_ context.Context, fs []berth.Finding) error {
-		findings = fs
-		return nil
-	})
+	recorded := recordedFindings(env)
 	env.ExecuteWorkflow(HealPass, HealPassInput{Grace: 10 * time.Second, HealthTimeout: time.Minute, PortMin: 20000, PortMax: 20100, HostDownAfter: 3})
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
@@ -197,7 +190,7 @@ func TestHealPassRecoversAHostThatWentDown(t *testing.T) {
 	require.Equal(t, []string{lostOne.Name}, closed)
 	require.Equal(t, []ProvisionHostInput{{RunID: 92, Host: back}}, checked)
 	kinds := map[string][]berth.FindingKind{}
-	for _, f := range findings {
+	for _, f := range *recorded {
 		require.Empty(t, f.Error, f.Target)
 		kinds[f.Host] = append(kinds[f.Host], f.Kind)
 	}
@@ -239,19 +232,15 @@ func TestHealPassRestartsAnUnhealthyInstance(t *testing.T) {
 		healed = append(healed, in)
 		return nil
 	})
-	var findings []berth.Finding
-	env.OnActivity(rc.RecordFindings, mock.Anything, mock.Anything).Return(func(_ context.Context, fs []berth.Finding) error {
-		findings = fs
-		return nil
-	})
+	recorded := recordedFindings(env)
 	env.ExecuteWorkflow(HealPass, HealPassInput{Grace: 10 * time.Second, HealthTimeout: time.Minute})
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
 	require.Len(t, healed, 1)
 	require.Equal(t, "sick-1", healed[0].Instance.Name)
 	require.True(t, healed[0].Restart)
-	require.Len(t, findings, 1)
-	require.Contains(t, findings[0].Detail, "fails its health check")
+	require.Len(t, *recorded, 1)
+	require.Contains(t, (*recorded)[0].Detail, "fails its health check")
 }
 
 // A running service with fewer live instances than its replicas gets a
@@ -262,7 +251,6 @@ func TestHealPassTopsUpAShortService(t *testing.T) {
 	env := newTestEnv()
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: CentralTaskQueue})
 	var hl *activities.Heal
-	var rc *activities.Reconcile
 	env.OnActivity(hl.WatchedHosts, mock.Anything).Return([]berth.HostRef{}, nil)
 	env.OnActivity(hl.ShortServices, mock.Anything).Return([]berth.ShortService{{ServiceID: 5, Live: 1, Replicas: 3},
 		{ServiceID: 6, Live: 0, Replicas: 1}, {ServiceID: 7, Live: 1, Replicas: 2}}, nil)
@@ -286,19 +274,26 @@ func TestHealPassTopsUpAShortService(t *testing.T) {
 		scaled = append(scaled, in)
 		return &ScaleServiceResult{}, nil
 	})
-	var findings []berth.Finding
-	env.OnActivity(rc.RecordFindings, mock.Anything, mock.Anything).Return(func(_ context.Context, fs []berth.Finding) error {
-		findings = fs
-		return nil
-	})
+	recorded := recordedFindings(env)
 	env.ExecuteWorkflow(HealPass, HealPassInput{Grace: 10 * time.Second, HealthTimeout: time.Minute, PortMin: 20000, PortMax: 20100, HostDownAfter: 3})
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
 	require.Len(t, scaled, 1)
 	require.Equal(t, ScaleServiceInput{RunID: 41, ApplicationID: 3, EnvironmentID: 2, ServiceID: 5, Tenant: "acme", Env: "dev", App: "shop",
 		Service: web, From: 1, To: 3, PortMin: 20000, PortMax: 20100, HealthTimeout: time.Minute}, scaled[0])
-	require.Len(t, findings, 2)
-	require.Equal(t, berth.FindingHealed, findings[0].Kind)
-	require.Contains(t, findings[0].Detail, "1 live instance(s) of 3")
-	require.Equal(t, berth.FindingHealGaveUp, findings[1].Kind)
+	require.Len(t, *recorded, 2)
+	require.Equal(t, berth.FindingHealed, (*recorded)[0].Kind)
+	require.Contains(t, (*recorded)[0].Detail, "1 live instance(s) of 3")
+	require.Equal(t, berth.FindingHealGaveUp, (*recorded)[1].Kind)
+}
+
+// recordedFindings keeps what a pass records as its findings.
+func recordedFindings(env *testsuite.TestWorkflowEnvironment) *[]berth.Finding {
+	var rc *activities.Reconcile
+	var out []berth.Finding
+	env.OnActivity(rc.RecordFindings, mock.Anything, mock.Anything).Return(func(_ context.Context, fs []berth.Finding) error {
+		out = fs
+		return nil
+	})
+	return &out
 }
