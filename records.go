@@ -1,6 +1,9 @@
 package berth
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // The records below are kept so that every change to a load balancer, a
 // firewall or the CMDB can be undone, reconciled and rebuilt. The store
@@ -59,12 +62,85 @@ type FirewallOpening struct {
 // enterprise CMDB, and how that went.
 type CMDBRecord struct {
 	CIID      string     `gorm:"primaryKey;size:191" json:"ciId"`
-	Kind      string     `gorm:"size:16" json:"kind"` // service or instance
-	Payload   string     `gorm:"type:text" json:"payload"`
+	Kind      string     `gorm:"size:16" json:"kind"`      // CITenant … CIHost
+	Payload   string     `gorm:"type:text" json:"payload"` // a CIBody as JSON
 	Deleted   bool       `json:"deleted"`
 	State     SyncState  `gorm:"size:16;index" json:"state"` // pending, synced, failed
 	Attempts  int        `json:"attempts"`
 	LastError string     `gorm:"type:text" json:"lastError,omitempty"`
 	SyncedAt  *time.Time `json:"syncedAt,omitempty"`
 	UpdatedAt time.Time  `json:"updatedAt"`
+}
+
+// Kinds of configuration item berth keeps in the CMDB, from the top of the
+// tree down; the CI id is the kind, a colon, and the item's path.
+const (
+	CITenant      = "tenant"
+	CIEnvironment = "environment"
+	CIApplication = "application"
+	CIService     = "service"
+	CIInstance    = "instance"
+	CIHost        = "host"
+)
+
+// Relations between configuration items, read from the item that holds them.
+const (
+	RelPartOf   = "part-of"   // environment → tenant, application → environment, service → application
+	RelMemberOf = "member-of" // instance → service
+	RelRunsOn   = "runs-on"   // instance → host
+)
+
+// CIManagedBy is the attribute value that marks an item as berth's: a
+// resync deletes only the items it marks, never another tool's.
+const CIManagedBy = "berth"
+
+// CIRelation points from one configuration item to another.
+type CIRelation struct {
+	Type   string `json:"type"`
+	Target string `json:"target"`
+}
+
+// CIBody is what berth pushes for one configuration item, and what a
+// CMDBRecord's payload holds.
+type CIBody struct {
+	Attributes map[string]string `json:"attributes"`
+	Relations  []CIRelation      `json:"relations,omitempty"`
+}
+
+// CIID names a configuration item: kind and path ("service:t/e/a/web").
+func CIID(kind, path string) string { return kind + ":" + path }
+
+// CMDBDrift is what a resync found between berth's records and the CMDB,
+// and what it did about it. The id lists are capped at MaxDriftIDs each;
+// the counts are whole.
+type CMDBDrift struct {
+	Checked      int      `json:"checked"`      // items berth holds
+	Held         int      `json:"held"`         // berth's items the CMDB held
+	MissingCount int      `json:"missingCount"` // in berth, not in the CMDB: pushed
+	ChangedCount int      `json:"changedCount"` // in both, different: pushed again
+	ExtraCount   int      `json:"extraCount"`   // berth's mark, gone from berth: deleted
+	Missing      []string `json:"missing,omitempty"`
+	Changed      []string `json:"changed,omitempty"`
+	Extra        []string `json:"extra,omitempty"`
+	Failed       []string `json:"failed,omitempty"` // repairs the CMDB refused; the next resync tries again
+}
+
+// MaxDriftIDs caps each id list of a drift report, so a CMDB emptied by
+// accident does not put thousands of ids into a workflow's history.
+const MaxDriftIDs = 50
+
+// CIScope narrows the configuration items the store computes for the CMDB.
+type CIScope struct {
+	// ApplicationID limits the items to one application's tree: its
+	// tenant, environment, itself, its services, their live instances and
+	// the hosts those run on. Zero means every item berth holds.
+	ApplicationID uint `json:"applicationId,omitempty"`
+	// Without leaves these instances out (they are being taken away).
+	Without []string `json:"without,omitempty"`
+}
+
+// CITombstone is the record that deletes an item, saying when and by whom.
+func CITombstone(id, kind, by string, at time.Time) CMDBRecord {
+	b, _ := json.Marshal(CIBody{Attributes: map[string]string{"deleted": at.UTC().Format(time.RFC3339), "deletedBy": by}})
+	return CMDBRecord{CIID: id, Kind: kind, Payload: string(b), Deleted: true}
 }

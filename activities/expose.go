@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/firewall"
@@ -25,7 +26,10 @@ type Exposure interface {
 	SetPoolRoutes(ctx context.Context, backend, routes string) error
 	RemovePool(ctx context.Context, serviceID uint) error
 	RecordOpenings(ctx context.Context, os []berth.FirewallOpening) error
-	QueueCMDB(ctx context.Context, recs []berth.CMDBRecord) error
+	QueueCMDB(ctx context.Context, recs []berth.CMDBRecord) ([]string, error)
+	DesiredCIs(ctx context.Context, scope berth.CIScope) ([]berth.CMDBRecord, error)
+	MarkServicesChanged(ctx context.Context, serviceIDs []uint, runID uint) error
+	RunActor(ctx context.Context, runID uint) (string, error)
 }
 
 // ExposeService is what exposure needs to know about one service.
@@ -92,7 +96,7 @@ func (s *Store) PlanExpose(ctx context.Context, in ExposeInput) (*ExposePlan, er
 	}
 	var openings []berth.FirewallOpening
 	regionOpen := map[string]int{}
-	var cmdbRecs []berth.CMDBRecord
+	var changed []uint
 	for _, es := range in.Services {
 		insts := byService[es.Name]
 		if len(insts) == 0 {
@@ -102,6 +106,7 @@ func (s *Store) PlanExpose(ctx context.Context, in ExposeInput) (*ExposePlan, er
 		if err != nil {
 			return nil, storeErr(err)
 		}
+		changed = append(changed, svc.ID)
 		region := insts[0].Host.Region
 		if in.LB.Enabled && primaryPort(insts[0]) != nil {
 			mode := "tcp"
@@ -147,18 +152,20 @@ func (s *Store) PlanExpose(ctx context.Context, in ExposeInput) (*ExposePlan, er
 				plan.Openings[idx].Openings = append(plan.Openings[idx].Openings, firewall.Opening{ID: o.OpeningID,
 					Protocol: o.Protocol, DestIP: o.DestIP, DestPort: o.DestPort})
 			}
-			cmdbRecs = append(cmdbRecs, instanceCI(in.Subject, es.Name, pi))
 		}
-		cmdbRecs = append(cmdbRecs, serviceCI(in.Subject, svc, region, len(insts)))
 	}
 	if err := s.Exposure.RecordOpenings(ctx, openings); err != nil {
 		return nil, storeErr(err)
 	}
-	if err := s.Exposure.QueueCMDB(ctx, cmdbRecs); err != nil {
+	if err := s.Exposure.MarkServicesChanged(ctx, changed, in.RunID); err != nil {
 		return nil, storeErr(err)
 	}
-	for _, r := range cmdbRecs {
-		plan.CMDB = append(plan.CMDB, r.CIID)
+	recs, err := s.Exposure.DesiredCIs(ctx, berth.CIScope{ApplicationID: in.ApplicationID})
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	if plan.CMDB, err = s.Exposure.QueueCMDB(ctx, recs); err != nil {
+		return nil, storeErr(err)
 	}
 	return plan, nil
 }
@@ -201,24 +208,6 @@ func (s *Store) RecordRoutes(ctx context.Context, in RoutesInput) error {
 	return storeErr(s.Exposure.SetPoolRoutes(ctx, in.Backend, text))
 }
 
-func instanceCI(subject, service string, pi berth.PlannedInstance) berth.CMDBRecord {
-	attrs := map[string]string{"name": pi.Name, "service": "service:" + subject + "/" + service,
-		"host": pi.Host.Name, "hostIP": pi.Host.IP, "region": pi.Host.Region}
-	if p := primaryPort(pi); p != nil {
-		attrs["port"] = strconv.Itoa(p.HostPort)
-	}
-	b, _ := json.Marshal(attrs)
-	return berth.CMDBRecord{CIID: "instance:" + pi.Name, Kind: "instance", Payload: string(b)}
-}
-
-func serviceCI(subject string, svc *berth.ServiceRef, region string, added int) berth.CMDBRecord {
-	attrs := map[string]string{"name": subject + "/" + svc.Name, "image": svc.Image, "region": region,
-		"created": svc.CreatedAt.UTC().Format("2006-01-02T15:04:05Z")}
-	b, _ := json.Marshal(attrs)
-	_ = added
-	return berth.CMDBRecord{CIID: "service:" + subject + "/" + svc.Name, Kind: "service", Payload: string(b)}
-}
-
 // OpeningsDone marks openings applied (open) or removed (closed).
 type OpeningsDone struct {
 	IDs   []string           `json:"ids"`
@@ -243,6 +232,9 @@ type UnexposeInput struct {
 	Instances     []berth.PlannedInstance `json:"instances"`
 	// DropPools removes the services' pools too (the application is going).
 	DropPools bool `json:"dropPools"`
+	// RunID is the run taking them away: the CMDB's deleted-by and the
+	// services' updated-by.
+	RunID uint `json:"runId,omitempty"`
 }
 
 // PoolRemoval says which servers leave a backend.
@@ -302,48 +294,88 @@ func (s *Store) PlanUnexpose(ctx context.Context, in UnexposeInput) (*UnexposePl
 }
 
 // UnexposeDone records the removal: servers (and pools) forgotten, openings
-// closed, and CMDB deletions queued. It returns the CMDB items to sync.
+// closed, and CMDB deletions queued along with the services and
+// application whose items changed. It returns the CMDB items to sync.
 func (s *Store) UnexposeDone(ctx context.Context, in UnexposeInput) ([]string, error) {
-	var names, ids []string
-	var recs []berth.CMDBRecord
+	var names []string
 	var closed []berth.FirewallOpening
 	services := map[string]bool{}
+	var order []string
 	for _, pi := range in.Instances {
 		names = append(names, pi.Name)
 		for _, p := range pi.Ports {
 			closed = append(closed, berth.FirewallOpening{OpeningID: OpeningID(pi.Name, p), InstanceName: pi.Name,
 				Protocol: p.Protocol, DestIP: p.HostIP, DestPort: p.HostPort, State: berth.OpeningClosed})
 		}
-		recs = append(recs, berth.CMDBRecord{CIID: "instance:" + pi.Name, Kind: "instance", Payload: "{}", Deleted: true})
-		services[pi.Service] = true
+		if !services[pi.Service] {
+			services[pi.Service] = true
+			order = append(order, pi.Service)
+		}
 	}
 	if err := s.Exposure.RemovePoolServers(ctx, names); err != nil {
 		return nil, storeErr(err)
 	}
-	if in.DropPools {
-		for _, pi := range in.Instances {
-			if !services[pi.Service] {
-				continue
-			}
-			services[pi.Service] = false
-			svc, err := s.Exposure.ServiceRef(ctx, in.ApplicationID, pi.Service)
-			if err != nil {
-				return nil, storeErr(err)
-			}
+	var changed []uint
+	for _, name := range order {
+		svc, err := s.Exposure.ServiceRef(ctx, in.ApplicationID, name)
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		changed = append(changed, svc.ID)
+		if in.DropPools {
 			if err := s.Exposure.RemovePool(ctx, svc.ID); err != nil {
 				return nil, storeErr(err)
 			}
-			recs = append(recs, berth.CMDBRecord{CIID: "service:" + in.Subject + "/" + pi.Service, Kind: "service", Payload: "{}", Deleted: true})
 		}
 	}
 	if err := s.Exposure.RecordOpenings(ctx, closed); err != nil {
 		return nil, storeErr(err)
 	}
-	if err := s.Exposure.QueueCMDB(ctx, recs); err != nil {
+	if err := s.Exposure.MarkServicesChanged(ctx, changed, in.RunID); err != nil {
 		return nil, storeErr(err)
 	}
-	for _, r := range recs {
-		ids = append(ids, r.CIID)
+	by := "berth"
+	if in.RunID != 0 {
+		actor, err := s.Exposure.RunActor(ctx, in.RunID)
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		by = actor
 	}
-	return ids, nil
+	at := time.Now()
+	recs := make([]berth.CMDBRecord, 0, len(names)+len(order))
+	for _, n := range names {
+		recs = append(recs, berth.CITombstone(berth.CIID(berth.CIInstance, n), berth.CIInstance, by, at))
+	}
+	// What stays changed too (fewer instances, a new updated-by).
+	desired, err := s.Exposure.DesiredCIs(ctx, berth.CIScope{ApplicationID: in.ApplicationID, Without: names})
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	dropped := map[string]bool{}
+	if in.DropPools {
+		for _, name := range order {
+			id := berth.CIID(berth.CIService, in.Subject+"/"+name)
+			dropped[id] = true
+			recs = append(recs, berth.CITombstone(id, berth.CIService, by, at))
+		}
+	}
+	appID, stays := berth.CIID(berth.CIApplication, in.Subject), false
+	for _, r := range desired {
+		if r.Kind == berth.CIService && !dropped[r.CIID] {
+			stays = true
+		}
+	}
+	for _, r := range desired {
+		switch {
+		case dropped[r.CIID]:
+		case r.CIID == appID && in.DropPools && !stays:
+			// The last services are going: so is the application.
+			recs = append(recs, berth.CITombstone(appID, berth.CIApplication, by, at))
+		default:
+			recs = append(recs, r)
+		}
+	}
+	ids, err := s.Exposure.QueueCMDB(ctx, recs)
+	return ids, storeErr(err)
 }

@@ -376,7 +376,7 @@ func (c *chaos) checkInvariants(t *testing.T, when string) {
 	}
 	var gotCIs []string
 	require.Eventually(t, func() bool {
-		gotCIs = hs.cmdb.ids("instance:" + c.tenant + "-")
+		gotCIs = hs.cmdb.IDs("instance:" + c.tenant + "-")
 		return slices.Equal(wantCIs, gotCIs)
 	}, 30*time.Second, 50*time.Millisecond, "%s: CMDB instance items %v, want %v", when, gotCIs, wantCIs)
 

@@ -191,7 +191,7 @@ func (hs *harness) serviceSnapshot(t testing.TB, serviceID uint, tenant string) 
 	}
 	sort.Strings(cs)
 	return fmt.Sprintf("pool:\n%s\ncontainers: %v\nports: %v\nopenings: %v\ncmdb: %v %v", poolSnapshot(hs.pool(t, serviceID)), cs,
-		hs.portsOfTenant(t, tenant), open, hs.cmdb.ids("instance:"+tenant), hs.cmdb.ids("service:"+tenant))
+		hs.portsOfTenant(t, tenant), open, hs.cmdb.IDs("instance:"+tenant), hs.cmdb.IDs("service:"+tenant))
 }
 
 // poolSnapshot is what "exactly as before" compares: servers with weights

@@ -27,7 +27,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/berth-dev/berth/cmdb"
+	"github.com/berth-dev/berth/cmdb/cmdbtest"
 	"github.com/berth-dev/berth/codec"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/store/storetest"
@@ -63,7 +63,7 @@ type harness struct {
 	worker       *exec.Cmd
 	logDir       string
 	env          []string
-	cmdb         *fakeCMDB
+	cmdb         *cmdbtest.Receiver
 	// registry is the loopback registry (BERTH_TEST_REGISTRY), "" without one.
 	registry string
 	// registryUser and registryPass are its credentials (the workers').
@@ -305,7 +305,7 @@ func startHarness() (*harness, error) {
 	if err != nil {
 		return hs, err
 	}
-	hs.cmdb = &fakeCMDB{cis: map[string]cmdb.CI{}}
+	hs.cmdb = cmdbtest.New("")
 	cmdbSrv := httptest.NewServer(hs.cmdb)
 	hs.stopFuncs = append(hs.stopFuncs, cmdbSrv.Close)
 	var lb [2]byte
@@ -319,7 +319,7 @@ func startHarness() (*harness, error) {
 		"BERTH_PORT_MIN=" + fmt.Sprint(hs.portMin), "BERTH_PORT_MAX=" + fmt.Sprint(hs.portMax),
 		"BERTH_REGIONS=local", "BERTH_DATA=" + hs.logDir,
 		"BERTH_LB=haproxy", "BERTH_LB_PORT_MIN=" + fmt.Sprint(lbMin), "BERTH_LB_PORT_MAX=" + fmt.Sprint(lbMin+99),
-		"BERTH_CMDB=http", "BERTH_CMDB_URL=" + cmdbSrv.URL, "BERTH_HEALTH_TIMEOUT=20s", "BERTH_DRAIN_TIMEOUT=10s",
+		"BERTH_CMDB=http", "BERTH_CMDB_URL=" + cmdbSrv.URL, "BERTH_CMDB_RESYNC_EVERY=0", "BERTH_HEALTH_TIMEOUT=20s", "BERTH_DRAIN_TIMEOUT=10s",
 		// Self-healing looks every 5 s (30 s by default), so its test waits little.
 		"BERTH_HEAL_EVERY=5s",
 		"BERTH_DISK_EVERY=5s",

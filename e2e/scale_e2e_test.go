@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,51 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/berth-dev/berth"
-	"github.com/berth-dev/berth/cmdb"
 	"github.com/berth-dev/berth/lb"
 	"github.com/berth-dev/berth/store"
 )
-
-// fakeCMDB is the HTTP CMDB contract in memory, so a test can read what
-// berth pushed. It lives in the test process and is reached on loopback.
-type fakeCMDB struct {
-	mu  sync.Mutex
-	cis map[string]cmdb.CI
-}
-
-func (f *fakeCMDB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id := strings.TrimPrefix(r.URL.Path, "/cis/")
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	switch r.Method {
-	case http.MethodPut:
-		var ci cmdb.CI
-		if err := json.NewDecoder(r.Body).Decode(&ci); err != nil || ci.ID != id {
-			http.Error(w, "bad", http.StatusBadRequest)
-			return
-		}
-		f.cis[id] = ci
-	case http.MethodDelete:
-		if _, ok := f.cis[id]; !ok {
-			http.NotFound(w, r)
-			return
-		}
-		delete(f.cis, id)
-	}
-}
-
-func (f *fakeCMDB) ids(prefix string) []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []string
-	for id := range f.cis {
-		if strings.HasPrefix(id, prefix) {
-			out = append(out, id)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
 
 // load sends requests through a frontend until stopped, counting failures.
 // A refused connection fails at once and the next request follows, so the
@@ -226,8 +182,8 @@ func TestScaleOutAndInUnderLoad(t *testing.T) {
 	require.Equal(t, []string{tenant + "-dev-shop-web-1", tenant + "-dev-shop-web-2", tenant + "-dev-shop-web-3"}, open)
 
 	require.Equal(t, []string{"instance:" + tenant + "-dev-shop-web-1", "instance:" + tenant + "-dev-shop-web-2",
-		"instance:" + tenant + "-dev-shop-web-3"}, hs.cmdb.ids("instance:"+tenant))
-	require.Equal(t, []string{"service:" + tenant + "/dev/shop/web"}, hs.cmdb.ids("service:"+tenant))
+		"instance:" + tenant + "-dev-shop-web-3"}, hs.cmdb.IDs("instance:"+tenant))
+	require.Equal(t, []string{"service:" + tenant + "/dev/shop/web"}, hs.cmdb.IDs("service:"+tenant))
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "deploy-stack-exposed")
 	for name, id := range map[string]uint{"scale-service-out": outRun, "scale-service-in": inRun} {
 		var rb runBody

@@ -192,9 +192,9 @@ func TestUpdateUnderLoad(t *testing.T) {
 	for _, o := range opens.Openings {
 		require.NotContains(t, o.InstanceName, tenant+"-dev-shop-old-")
 	}
-	require.Empty(t, hs.cmdb.ids("instance:"+tenant+"-dev-shop-old-"))
-	require.Empty(t, hs.cmdb.ids("service:"+tenant+"/dev/shop/old"))
-	require.Len(t, hs.cmdb.ids("service:"+tenant+"/dev/shop/worker"), 1)
+	require.Empty(t, hs.cmdb.IDs("instance:"+tenant+"-dev-shop-old-"))
+	require.Empty(t, hs.cmdb.IDs("service:"+tenant+"/dev/shop/old"))
+	require.Len(t, hs.cmdb.IDs("service:"+tenant+"/dev/shop/worker"), 1)
 	var pb poolBody
 	require.Equal(t, http.StatusNotFound, hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/services/%d/pool", old), nil, &pb))
 
@@ -243,7 +243,7 @@ func TestFailedUpdateRollsBack(t *testing.T) {
 	requirePoolMatches(t, hs.pool(t, after.Services[0].ID), after.Services[0].Instances)
 	require.Equal(t, 4, countAll(hs.containersOf(t, tenant)))
 	require.Len(t, hs.portsOfTenant(t, tenant), 4)
-	require.Empty(t, hs.cmdb.ids("instance:"+tenant+"-dev-shop-extra-"))
+	require.Empty(t, hs.cmdb.IDs("instance:"+tenant+"-dev-shop-extra-"))
 	hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "update-application-rolled-back")
 }
 

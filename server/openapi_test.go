@@ -41,7 +41,7 @@ func TestOpenAPIShape(t *testing.T) {
 			if method != "get" && method != "delete" {
 				if _, hasBody := op["requestBody"]; !hasBody {
 					// Only routes that take no body may leave it out.
-					require.Contains(t, []string{"post /api/v1/hosts/{host}/check", "post /api/v1/cmdb/sync", "post /api/v1/runs/{id}/cancel", "post /api/v1/runs/{id}/retry",
+					require.Contains(t, []string{"post /api/v1/hosts/{host}/check", "post /api/v1/cmdb/sync", "post /api/v1/cmdb/resync", "post /api/v1/runs/{id}/cancel", "post /api/v1/runs/{id}/retry",
 						"post /api/v1/users/{name}/disable", "post /api/v1/users/{name}/enable", "post /api/v1/reconcile",
 						"post /api/v1/hosts/{host}/drain", "post /api/v1/hosts/{host}/undrain"},
 						method+" "+path, "%s %s documents its request body", method, path)

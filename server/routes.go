@@ -127,6 +127,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/firewall/openings", s.listOpenings, need(platform, "reading firewall openings", readRoles...)},
 		{"GET", "/api/v1/cmdb", s.listCMDB, need(platform, "reading the CMDB", readRoles...)},
 		{"POST", "/api/v1/cmdb/sync", s.syncCMDB, need(platform, "syncing the CMDB", adminRoles...)},
+		{"POST", "/api/v1/cmdb/resync", s.resyncCMDB, need(platform, "resyncing the CMDB", adminRoles...)},
 
 		{"GET", "/api/v1/runs", s.listRuns, anyone}, // narrowed in the handler
 		{"GET", "/api/v1/runs/:id", s.getRun, need(runScope, "reading a run", readRoles...)},

@@ -175,3 +175,22 @@ func (s *Server) syncCMDB(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, res)
 }
+
+// resyncCMDB repairs the drift between berth and the CMDB now and answers
+// with the report; a request during a scheduled resync waits for that one.
+func (s *Server) resyncCMDB(c *gin.Context) {
+	ctx := c.Request.Context()
+	opts := readOptions(workflows.CMDBResyncID)
+	opts.WorkflowExecutionTimeout = workflows.CMDBResyncTimeout
+	we, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.CMDBResyncName)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var d berth.CMDBDrift
+	if err := we.Get(ctx, &d); err != nil {
+		s.fail(c, &berth.Error{Code: berth.EUpstream, Reason: "cmdb_unavailable", Message: "the CMDB resync did not finish: " + errorText(err)})
+		return
+	}
+	c.JSON(http.StatusOK, d)
+}

@@ -162,19 +162,53 @@ func (s *Store) Openings(ctx context.Context, state string) ([]berth.FirewallOpe
 	return out, q.Find(&out).Error
 }
 
-// QueueCMDB records configuration items to push (or delete) as pending.
-func (s *Store) QueueCMDB(ctx context.Context, recs []berth.CMDBRecord) error {
+// QueueCMDB records configuration items to push (or delete) as pending, and
+// returns the ids it queued. An item the CMDB already holds as it is now
+// (same payload, synced) is left alone, and so is a deletion of an item
+// berth never recorded: a step pushes only what changed.
+func (s *Store) QueueCMDB(ctx context.Context, recs []berth.CMDBRecord) ([]string, error) {
 	if len(recs) == 0 {
-		return nil
+		return nil, nil
 	}
-	for i := range recs {
-		recs[i].State = berth.SyncPending
-		recs[i].LastError = ""
+	ids := make([]string, 0, len(recs))
+	for _, r := range recs {
+		ids = append(ids, r.CIID)
 	}
-	return s.db.WithContext(ctx).Clauses(clause.OnConflict{
+	var have []berth.CMDBRecord
+	if err := s.db.WithContext(ctx).Where("ci_id IN ?", ids).Find(&have).Error; err != nil {
+		return nil, err
+	}
+	held := make(map[string]berth.CMDBRecord, len(have))
+	for _, h := range have {
+		held[h.CIID] = h
+	}
+	queue := recs[:0:0]
+	for _, r := range recs {
+		h, ok := held[r.CIID]
+		switch {
+		case r.Deleted && (!ok || (h.Deleted && h.State == berth.SyncDone)):
+			continue
+		case !r.Deleted && ok && !h.Deleted && h.State == berth.SyncDone && h.Payload == r.Payload:
+			continue
+		}
+		r.State, r.LastError = berth.SyncPending, ""
+		queue = append(queue, r)
+	}
+	if len(queue) == 0 {
+		return nil, nil
+	}
+	err := s.db.WithContext(ctx).Clauses(clause.OnConflict{
 		Columns:   []clause.Column{{Name: "ci_id"}},
 		DoUpdates: clause.AssignmentColumns([]string{"kind", "payload", "deleted", "state", "last_error", "updated_at"}),
-	}).Create(&recs).Error
+	}).Create(&queue).Error
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(queue))
+	for _, r := range queue {
+		out = append(out, r.CIID)
+	}
+	return out, nil
 }
 
 // CMDBRecords lists records by CI id, optionally in one state.

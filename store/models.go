@@ -108,9 +108,15 @@ type Service struct {
 	// name is never given twice, even after its instance is gone.
 	NextOrdinal int         `json:"-"`
 	State       berth.State `gorm:"size:16" json:"state"`
-	CreatedAt   time.Time   `json:"createdAt"`
-	UpdatedAt   time.Time   `json:"updatedAt"`
-	DeletedAt   *time.Time  `json:"deletedAt,omitempty"`
+	// CreatedRunID and ChangedRunID are the runs that first and last put
+	// the service's instances behind (or took them out of) the load
+	// balancer: the CMDB's created-by, updated and updated-by come from
+	// them, so a retried step gives the same values.
+	CreatedRunID uint       `json:"createdRunId,omitempty"`
+	ChangedRunID uint       `json:"changedRunId,omitempty"`
+	CreatedAt    time.Time  `json:"createdAt"`
+	UpdatedAt    time.Time  `json:"updatedAt"`
+	DeletedAt    *time.Time `json:"deletedAt,omitempty"`
 }
 
 // Instance is one container: the smallest configuration item. Its name is

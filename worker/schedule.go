@@ -44,6 +44,12 @@ func EnsureDiskSchedule(ctx context.Context, c client.Client, every time.Duratio
 	return ensureSchedule(ctx, c, workflows.DiskScheduleID, "disk", every, diskPassTimeout, workflows.DiskPassName, workflows.DiskPassInput{})
 }
 
+// EnsureCMDBResyncSchedule makes the Temporal Schedule that repairs the
+// drift between berth and the CMDB every interval.
+func EnsureCMDBResyncSchedule(ctx context.Context, c client.Client, every time.Duration) error {
+	return ensureSchedule(ctx, c, workflows.CMDBResyncScheduleID, workflows.CMDBResyncID, every, workflows.CMDBResyncTimeout, workflows.CMDBResyncName, nil)
+}
+
 // ensureSchedule makes a schedule that runs a workflow every interval; a
 // pass still going when the next is due is skipped. One that already
 // exists (another central worker made it, or an earlier start) gets this
@@ -51,7 +57,11 @@ func EnsureDiskSchedule(ctx context.Context, c client.Client, every time.Duratio
 // -host-down-after, …) takes effect on restart; its pause state is kept.
 func ensureSchedule(ctx context.Context, c client.Client, id, workflowID string, every, runTimeout time.Duration, workflow string, arg any) error {
 	spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: every}}}
-	action := &client.ScheduleWorkflowAction{ID: workflowID, Workflow: workflow, Args: []any{arg},
+	var args []any // a workflow that takes no input gets none
+	if arg != nil {
+		args = []any{arg}
+	}
+	action := &client.ScheduleWorkflowAction{ID: workflowID, Workflow: workflow, Args: args,
 		TaskQueue: workflows.CentralTaskQueue, WorkflowRunTimeout: runTimeout}
 	_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{ID: id, Spec: spec,
 		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, Action: action})

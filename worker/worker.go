@@ -46,6 +46,7 @@ func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.InstanceStats, workflow.RegisterOptions{Name: workflows.InstanceStatsName})
 	r.RegisterWorkflowWithOptions(workflows.InstanceLogs, workflow.RegisterOptions{Name: workflows.InstanceLogsName})
 	r.RegisterWorkflowWithOptions(workflows.CMDBSync, workflow.RegisterOptions{Name: workflows.CMDBSyncName})
+	r.RegisterWorkflowWithOptions(workflows.CMDBResync, workflow.RegisterOptions{Name: workflows.CMDBResyncName})
 	r.RegisterWorkflowWithOptions(workflows.ApprovalGate, workflow.RegisterOptions{Name: workflows.ApprovalGateName})
 	r.RegisterWorkflowWithOptions(workflows.ReleaseVersion, workflow.RegisterOptions{Name: workflows.ReleaseVersionName})
 	r.RegisterWorkflowWithOptions(workflows.GreyRelease, workflow.RegisterOptions{Name: workflows.GreyReleaseName})

@@ -141,6 +141,7 @@ func waitFirewallTicket(ctx workflow.Context, r *run, in activities.ExposeInput,
 // unexpose takes instances out of the load balancer and the firewall, then
 // records it and syncs the CMDB deletions.
 func unexpose(ctx workflow.Context, r *run, in activities.UnexposeInput) error {
+	in.RunID = r.id
 	var fw *activities.Firewall
 	var plan activities.UnexposePlan
 	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)

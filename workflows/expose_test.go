@@ -736,7 +736,7 @@ func TestDeployStackLoadBalancerFailureUndoesWithPools(t *testing.T) {
 	plans := rec.callsOf("PlanUnexpose")
 	require.Len(t, plans, 1)
 	require.Equal(t, activities.UnexposeInput{ApplicationID: in.ApplicationID, Subject: subject, Instances: plan.Instances,
-		DropPools: true}, plans[0].Arg, "a failed deploy takes its pools away too")
+		DropPools: true, RunID: in.RunID}, plans[0].Arg, "a failed deploy takes its pools away too")
 	require.Len(t, rec.callsOf("RemoveServers"), 2)
 	require.Len(t, rec.callsOf("RemovePool"), 2)
 	require.Less(t, rec.lastIndex("RemovePool"), rec.index("RemoveInstance"))
@@ -792,7 +792,7 @@ func TestDeleteStackUnexposesBeforeRemoving(t *testing.T) {
 
 	plans := rec.callsOf("PlanUnexpose")
 	require.Len(t, plans, 1)
-	require.Equal(t, activities.UnexposeInput{ApplicationID: 3, Subject: subject, Instances: live, DropPools: true}, plans[0].Arg)
+	require.Equal(t, activities.UnexposeInput{ApplicationID: 3, Subject: subject, Instances: live, DropPools: true, RunID: deleteInput().RunID}, plans[0].Arg)
 	var backends []string
 	for _, c := range rec.callsOf("RemoveServers") {
 		require.Equal(t, RegionTaskQueue("eu"), c.Queue)

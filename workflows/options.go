@@ -164,6 +164,15 @@ var cmdbOptions = workflow.ActivityOptions{
 	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 5},
 }
 
+// cmdbResyncOptions: a resync walks every item berth holds, one HTTP call
+// per repair, so it gets minutes and a heartbeat; a CMDB that cannot be
+// listed is tried a few times, then the next scheduled resync tries again.
+var cmdbResyncOptions = workflow.ActivityOptions{
+	HeartbeatTimeout:    aliveTimeout,
+	StartToCloseTimeout: 30 * time.Minute,
+	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 3},
+}
+
 // liveReadOptions: a page polls stats and logs every few seconds, so one read
 // is never retried, and a region without a worker is reported within
 // seconds instead of the read waiting in its queue.

@@ -324,8 +324,8 @@ func TestReleaseVersionRollsOutInBatches(t *testing.T) {
 	require.Equal(t, activities.RemoveServersInput{Backend: "acme-prod-shop-api", Names: apiNames(3, 4)}, removes[1].Arg)
 	dones := rec.callsOf("UnexposeDone")
 	require.Len(t, dones, 2)
-	require.Equal(t, activities.UnexposeInput{ApplicationID: 3, Subject: "acme/prod/shop", Instances: relInstances(1, 2)}, dones[0].Arg)
-	require.Equal(t, activities.UnexposeInput{ApplicationID: 3, Subject: "acme/prod/shop", Instances: relInstances(3, 2)}, dones[1].Arg)
+	require.Equal(t, activities.UnexposeInput{ApplicationID: 3, Subject: "acme/prod/shop", Instances: relInstances(1, 2), RunID: 31}, dones[0].Arg)
+	require.Equal(t, activities.UnexposeInput{ApplicationID: 3, Subject: "acme/prod/shop", Instances: relInstances(3, 2), RunID: 31}, dones[1].Arg)
 	require.ElementsMatch(t, []string{apiName(1) + " graceful", apiName(2) + " graceful", apiName(3) + " graceful", apiName(4) + " graceful"}, removals(rec))
 	for _, s := range rec.of("RemoveInstance") {
 		require.Equal(t, RegionTaskQueue(s.Remove.Host.Region), s.Queue)

@@ -195,7 +195,7 @@ func TestScaleOutStartFailureUndoes(t *testing.T) {
 
 	require.Empty(t, rec.recorded, "a failed start records nothing")
 	require.Empty(t, rec.callsOf("PlanExpose"))
-	unexposeIn := activities.UnexposeInput{ApplicationID: 3, Subject: "acme/prod/shop", Instances: plan.Instances}
+	unexposeIn := activities.UnexposeInput{ApplicationID: 3, Subject: "acme/prod/shop", Instances: plan.Instances, RunID: 21}
 	plans := rec.callsOf("PlanUnexpose")
 	require.Len(t, plans, 1)
 	require.Equal(t, unexposeIn, plans[0].Arg, "the service's pool stays: its other instances still serve")
@@ -325,9 +325,9 @@ func TestScaleInDrainsThenRemovesGracefully(t *testing.T) {
 	unexposeIn := activities.UnexposeInput{ApplicationID: 3, Subject: "acme/prod/shop", Instances: in.Remove}
 	plans := rec.callsOf("PlanUnexpose")
 	require.Len(t, plans, 2, "once to plan the drain, once to unexpose")
-	for _, p := range plans {
-		require.Equal(t, unexposeIn, p.Arg)
-	}
+	require.Equal(t, unexposeIn, plans[0].Arg)
+	unexposeIn.RunID = in.RunID // the unexpose names the run, for the CMDB's deleted-by
+	require.Equal(t, unexposeIn, plans[1].Arg)
 	sets := rec.callsOf("SetServers")
 	require.Len(t, sets, 1)
 	require.Equal(t, RegionTaskQueue("eu"), sets[0].Queue)

@@ -96,6 +96,9 @@ type Config struct {
 	CMDB      string
 	CMDBURL   string
 	CMDBToken string
+	// CMDBResyncEvery is how often the drift between berth and the CMDB is
+	// repaired (0: only when asked).
+	CMDBResyncEvery time.Duration
 
 	// Dev mode: register the local engine as host "local" in region "local".
 	LocalEndpoint string
@@ -226,6 +229,7 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.StringVar(&c.CMDB, "cmdb", env("BERTH_CMDB", "none"), "CMDB driver: none or http")
 	fs.StringVar(&c.CMDBURL, "cmdb-url", env("BERTH_CMDB_URL", ""), "base URL of the CMDB (http driver)")
 	fs.StringVar(&c.CMDBToken, "cmdb-token", env("BERTH_CMDB_TOKEN", ""), "bearer token for the CMDB")
+	fs.DurationVar(&c.CMDBResyncEvery, "cmdb-resync-every", envDuration("BERTH_CMDB_RESYNC_EVERY", time.Hour), "how often the drift between berth and the CMDB is repaired both ways (0: only when asked)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

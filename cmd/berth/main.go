@@ -165,6 +165,11 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 			var d cmdb.Driver = cmdb.None{}
 			if cfg.CMDB == "http" {
 				d = cmdb.NewHTTP(cfg.CMDBURL, cfg.CMDBToken)
+				if cfg.CMDBResyncEvery > 0 {
+					if err := worker.EnsureCMDBResyncSchedule(ctx, tc, cfg.CMDBResyncEvery); err != nil {
+						return err
+					}
+				}
 			}
 			wcfg.CMDB = activities.NewCMDB(d, st)
 			wcfg.Reconcile = &activities.Reconcile{Records: st, Workflows: worker.TemporalStates{Client: tc}}
