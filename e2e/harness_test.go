@@ -31,6 +31,7 @@ import (
 	"github.com/berth-dev/berth/codec"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/store/storetest"
+	"github.com/berth-dev/berth/tickets/ticketstest"
 )
 
 // The integration harness: one real Temporal dev server, real dockerd hosts,
@@ -64,6 +65,10 @@ type harness struct {
 	logDir       string
 	env          []string
 	cmdb         *cmdbtest.Receiver
+	// tickets is the ticket system incidents are delivered to.
+	tickets *ticketstest.Receiver
+	// alertmanagerToken is the bearer token the Alertmanager hook takes.
+	alertmanagerToken string
 	// registry is the loopback registry (BERTH_TEST_REGISTRY), "" without one.
 	registry string
 	// registryUser and registryPass are its credentials (the workers').
@@ -308,6 +313,10 @@ func startHarness() (*harness, error) {
 	hs.cmdb = cmdbtest.New("")
 	cmdbSrv := httptest.NewServer(hs.cmdb)
 	hs.stopFuncs = append(hs.stopFuncs, cmdbSrv.Close)
+	hs.tickets = ticketstest.New("tickets-e2e")
+	ticketSrv := httptest.NewServer(hs.tickets)
+	hs.stopFuncs = append(hs.stopFuncs, ticketSrv.Close)
+	hs.alertmanagerToken = "alertmanager-e2e"
 	var lb [2]byte
 	_, _ = rand.Read(lb[:])
 	lbMin := 10000 + int(lb[0])%90*100
@@ -325,6 +334,9 @@ func startHarness() (*harness, error) {
 		"BERTH_DISK_EVERY=5s",
 		// A terminal's idle limit (15 min by default), short for its test.
 		"BERTH_TERMINAL_IDLE=10s",
+		// Incidents go to the test's ticket system every 2 s (10 s by default).
+		"BERTH_TICKETS=http", "BERTH_TICKETS_URL=" + ticketSrv.URL, "BERTH_TICKETS_TOKEN=tickets-e2e", "BERTH_TICKETS_EVERY=2s",
+		"BERTH_ALERTMANAGER_TOKEN=" + hs.alertmanagerToken,
 	}
 	// The registry builds push to and prefetch pulls from; /sampleapp is the
 	// one command a file release may run after upload.
@@ -537,9 +549,15 @@ func buildSampleImage(ctx context.Context, eng *client.Client, binData []byte, t
 // api calls the berth API and decodes a JSON answer into out (when not nil).
 func (hs *harness) api(t testing.TB, method, path, contentType string, body []byte, out any) int {
 	t.Helper()
+	return hs.apiAs(t, hs.token, method, path, contentType, body, out)
+}
+
+// apiAs is api with another bearer token.
+func (hs *harness) apiAs(t testing.TB, token, method, path, contentType string, body []byte, out any) int {
+	t.Helper()
 	req, err := http.NewRequest(method, hs.apiURL+path, bytes.NewReader(body))
 	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+hs.token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
@@ -563,6 +581,14 @@ func (hs *harness) apiJSON(t testing.TB, method, path string, in, out any) int {
 		require.NoError(t, err)
 	}
 	return hs.api(t, method, path, "application/json", body, out)
+}
+
+// apiJSONAs is apiJSON with another bearer token.
+func (hs *harness) apiJSONAs(t testing.TB, token, method, path string, in, out any) int {
+	t.Helper()
+	body, err := json.Marshal(in)
+	require.NoError(t, err)
+	return hs.apiAs(t, token, method, path, "application/json", body, out)
 }
 
 // killHAProxy SIGKILLs berth's HAProxy (master and workers), as a crash would.

@@ -40,9 +40,10 @@ func (s *Server) routes() []route {
 		{"GET", "/services/:id", s.servicePage, readable(serviceParam, "service")},
 		{"GET", "/services/:id/history", s.serviceHistoryPageView, readable(serviceParam, "service")},
 		{"GET", "/instances/:name/terminal", s.terminalPage, need(instanceParam, "a terminal", readRoles...)},
-		{"GET", "/internal/terminals/:id", s.workerTerminal, public}, // a worker relaying a terminal; it proves itself
-		{"GET", "/images", s.imagesPage, anyone},                     // narrowed in the handler
-		{"GET", "/audit", s.auditPage, anyone},                       // the whole log for auditRoles, else the caller's own actions
+		{"GET", "/internal/terminals/:id", s.workerTerminal, public},       // a worker relaying a terminal; it proves itself
+		{"POST", "/api/v1/hooks/alertmanager", s.alertmanagerHook, public}, // Alertmanager's webhook; it proves itself with its bearer token
+		{"GET", "/images", s.imagesPage, anyone},                           // narrowed in the handler
+		{"GET", "/audit", s.auditPage, anyone},                             // the whole log for auditRoles, else the caller's own actions
 		{"GET", "/admin/hosts", s.hostsPage, need(platform, "the hosts page", adminRoles...)},
 		{"POST", "/admin/hosts", s.registerHostForm, need(platform, "registering a host", adminRoles...)},
 		{"GET", "/admin/environments", s.environmentsPage, need(platform, "the environments page", adminRoles...)},
@@ -128,6 +129,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/cmdb", s.listCMDB, need(platform, "reading the CMDB", readRoles...)},
 		{"POST", "/api/v1/cmdb/sync", s.syncCMDB, need(platform, "syncing the CMDB", adminRoles...)},
 		{"POST", "/api/v1/cmdb/resync", s.resyncCMDB, need(platform, "resyncing the CMDB", adminRoles...)},
+		{"GET", "/api/v1/incidents", s.listIncidents, need(platform, "reading incidents", readRoles...)},
 
 		{"GET", "/api/v1/runs", s.listRuns, anyone}, // narrowed in the handler
 		{"GET", "/api/v1/runs/:id", s.getRun, need(runScope, "reading a run", readRoles...)},

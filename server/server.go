@@ -55,6 +55,9 @@ type Config struct {
 	// sign-in limiter. None by default: then the peer is the client, and a
 	// client cannot choose the address it is recorded under.
 	TrustedProxies []string
+	// AlertmanagerToken is the bearer token Alertmanager's webhook sends to
+	// POST /api/v1/hooks/alertmanager; empty closes the hook.
+	AlertmanagerToken string
 	// PublicURL is the address people use (https://berth.example.com) when
 	// berth sits behind a proxy: the Origin check compares with it, and
 	// session cookies are Secure when it is https.

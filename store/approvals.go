@@ -275,6 +275,11 @@ func (s *Store) ExpireApproval(ctx context.Context, id uint, escalateTo []berth.
 			if err := tx.Model(&Approval{}).Where("id = ?", a.ID).Updates(upd).Error; err != nil {
 				return err
 			}
+			if upd["state"] == berth.ApprovalTimedOut {
+				if err := approvalTimeoutTx(tx, &a); err != nil {
+					return err
+				}
+			}
 		}
 		if err := tx.Preload("Decisions", orderByID).First(&out, id).Error; err != nil {
 			return err

@@ -220,6 +220,6 @@ func (e *Environment) Production() bool { return e.Prod || e.Name == "prod" }
 func allModels() []any {
 	return []any{&Region{}, &Host{}, &Tenant{}, &Environment{}, &Application{}, &Service{},
 		&Instance{}, &PortAllocation{}, &Run{}, &Step{}, &AuditEvent{},
-		&berth.LBPool{}, &berth.LBServer{}, &berth.FirewallOpening{}, &berth.CMDBRecord{}, &Release{}, &ServiceReleases{}, &ReleaseOutput{},
+		&berth.LBPool{}, &berth.LBServer{}, &berth.FirewallOpening{}, &berth.CMDBRecord{}, &Incident{}, &Release{}, &ServiceReleases{}, &ReleaseOutput{},
 		&User{}, &RoleBinding{}, &APIToken{}, &Session{}, &Approval{}, &Decision{}, &Secret{}, &AppVersion{}, &VolumeMeasure{}, &TerminalSession{}}
 }

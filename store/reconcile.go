@@ -113,7 +113,13 @@ func (s *Store) RecordFindings(ctx context.Context, fs []berth.Finding) error {
 		if f.Host != "" {
 			target = f.Host + "/" + f.Target
 		}
-		if err := s.Audit(ctx, AuditEvent{At: now(), Actor: "reconciler", Action: "reconcile", Target: target, Outcome: outcome, Detail: detail}); err != nil {
+		err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			if err := tx.Create(&AuditEvent{At: now(), Actor: "reconciler", Action: "reconcile", Target: target, Outcome: outcome, Detail: detail}).Error; err != nil {
+				return err
+			}
+			return findingIncidentsTx(tx, f)
+		})
+		if err != nil {
 			return err
 		}
 	}

@@ -68,6 +68,9 @@ func (s *Store) FinishRun(ctx context.Context, id uint, status berth.RunStatus, 
 		if res.Error != nil || res.RowsAffected == 0 {
 			return res.Error
 		}
+		if err := runIncidentsTx(tx, id, status); err != nil {
+			return err
+		}
 		return finishRunReleasesTx(tx, id, status, errMsg)
 	})
 }

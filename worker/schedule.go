@@ -50,6 +50,12 @@ func EnsureCMDBResyncSchedule(ctx context.Context, c client.Client, every time.D
 	return ensureSchedule(ctx, c, workflows.CMDBResyncScheduleID, workflows.CMDBResyncID, every, workflows.CMDBResyncTimeout, workflows.CMDBResyncName, nil)
 }
 
+// EnsureTicketSchedule makes the Temporal Schedule that tells the ticket
+// system of incident changes every interval.
+func EnsureTicketSchedule(ctx context.Context, c client.Client, every time.Duration) error {
+	return ensureSchedule(ctx, c, workflows.TicketDeliveryScheduleID, workflows.TicketDeliveryID, every, workflows.TicketDeliveryTimeout, workflows.TicketDeliveryName, nil)
+}
+
 // ensureSchedule makes a schedule that runs a workflow every interval; a
 // pass still going when the next is due is skipped. One that already
 // exists (another central worker made it, or an earlier start) gets this

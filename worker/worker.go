@@ -21,6 +21,7 @@ type Config struct {
 	Regions []string
 	Store   *activities.Store
 	CMDB    *activities.CMDB
+	Tickets *activities.Tickets
 	// Reconcile reads and repairs records for the reconciler (central).
 	Reconcile *activities.Reconcile
 	// Heal opens self-healing's runs (central).
@@ -47,6 +48,7 @@ func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.InstanceLogs, workflow.RegisterOptions{Name: workflows.InstanceLogsName})
 	r.RegisterWorkflowWithOptions(workflows.CMDBSync, workflow.RegisterOptions{Name: workflows.CMDBSyncName})
 	r.RegisterWorkflowWithOptions(workflows.CMDBResync, workflow.RegisterOptions{Name: workflows.CMDBResyncName})
+	r.RegisterWorkflowWithOptions(workflows.TicketDelivery, workflow.RegisterOptions{Name: workflows.TicketDeliveryName})
 	r.RegisterWorkflowWithOptions(workflows.ApprovalGate, workflow.RegisterOptions{Name: workflows.ApprovalGateName})
 	r.RegisterWorkflowWithOptions(workflows.ReleaseVersion, workflow.RegisterOptions{Name: workflows.ReleaseVersionName})
 	r.RegisterWorkflowWithOptions(workflows.GreyRelease, workflow.RegisterOptions{Name: workflows.GreyReleaseName})
@@ -83,6 +85,9 @@ func Build(c client.Client, cfg Config) ([]sdkworker.Worker, error) {
 		w := sdkworker.New(c, workflows.CentralTaskQueue, workerOptions())
 		RegisterWorkflows(w)
 		RegisterStore(w, cfg.Store)
+		if cfg.Tickets != nil {
+			w.RegisterActivityWithOptions(cfg.Tickets, activity.RegisterOptions{SkipInvalidStructFunctions: true})
+		}
 		if cfg.CMDB != nil {
 			w.RegisterActivityWithOptions(cfg.CMDB, activity.RegisterOptions{SkipInvalidStructFunctions: true})
 		}

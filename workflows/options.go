@@ -173,6 +173,14 @@ var cmdbResyncOptions = workflow.ActivityOptions{
 	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 3},
 }
 
+// ticketOptions: a delivery pass marks every failed ticket itself, with
+// its own backoff, so retries here only cover our own store.
+var ticketOptions = workflow.ActivityOptions{
+	HeartbeatTimeout:    aliveTimeout,
+	StartToCloseTimeout: 10 * time.Minute,
+	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 3},
+}
+
 // liveReadOptions: a page polls stats and logs every few seconds, so one read
 // is never retried, and a region without a worker is reported within
 // seconds instead of the read waiting in its queue.

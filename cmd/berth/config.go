@@ -99,6 +99,15 @@ type Config struct {
 	// CMDBResyncEvery is how often the drift between berth and the CMDB is
 	// repaired (0: only when asked).
 	CMDBResyncEvery time.Duration
+	// Ticket driver: "none" or "http" (TicketsURL, TicketsToken); incident
+	// changes are delivered every TicketsEvery.
+	Tickets      string
+	TicketsURL   string
+	TicketsToken string
+	TicketsEvery time.Duration
+	// AlertmanagerToken is the bearer token Alertmanager's webhook sends
+	// (empty: the hook is closed).
+	AlertmanagerToken string
 
 	// Dev mode: register the local engine as host "local" in region "local".
 	LocalEndpoint string
@@ -173,7 +182,8 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	c := &Config{}
 	fs := flag.NewFlagSet("berth "+cmd, flag.ContinueOnError)
 	secrets := []*secretFlag{{name: "token", value: &c.Token}, {name: "db-dsn", value: &c.DBDSN}, {name: "cmdb-token", value: &c.CMDBToken},
-		{name: "registry-auth", value: &c.RegistryAuth}}
+		{name: "registry-auth", value: &c.RegistryAuth}, {name: "tickets-token", value: &c.TicketsToken},
+		{name: "alertmanager-token", value: &c.AlertmanagerToken}}
 	for _, s := range secrets {
 		envKey := "BERTH_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_")) + "_FILE"
 		if s.name == "token" {
@@ -229,6 +239,11 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.StringVar(&c.CMDB, "cmdb", env("BERTH_CMDB", "none"), "CMDB driver: none or http")
 	fs.StringVar(&c.CMDBURL, "cmdb-url", env("BERTH_CMDB_URL", ""), "base URL of the CMDB (http driver)")
 	fs.StringVar(&c.CMDBToken, "cmdb-token", env("BERTH_CMDB_TOKEN", ""), "bearer token for the CMDB")
+	fs.StringVar(&c.Tickets, "tickets", env("BERTH_TICKETS", "none"), "ticket system driver: none or http")
+	fs.StringVar(&c.TicketsURL, "tickets-url", env("BERTH_TICKETS_URL", ""), "base URL of the ticket system (http driver)")
+	fs.StringVar(&c.TicketsToken, "tickets-token", env("BERTH_TICKETS_TOKEN", ""), "bearer token for the ticket system")
+	fs.DurationVar(&c.TicketsEvery, "tickets-every", envDuration("BERTH_TICKETS_EVERY", 10*time.Second), "how often incident changes are delivered to the ticket system")
+	fs.StringVar(&c.AlertmanagerToken, "alertmanager-token", env("BERTH_ALERTMANAGER_TOKEN", ""), "bearer token Alertmanager's webhook must send to POST /api/v1/hooks/alertmanager (empty: the hook is closed)")
 	fs.DurationVar(&c.CMDBResyncEvery, "cmdb-resync-every", envDuration("BERTH_CMDB_RESYNC_EVERY", time.Hour), "how often the drift between berth and the CMDB is repaired both ways (0: only when asked)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -277,6 +292,12 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 		return nil, fmt.Errorf("cmdb must be none or http, not %q", c.CMDB)
 	case c.CMDB == "http" && c.CMDBURL == "":
 		return nil, errors.New("cmdb http needs -cmdb-url")
+	case c.Tickets != "none" && c.Tickets != "http":
+		return nil, fmt.Errorf("tickets must be none or http, not %q", c.Tickets)
+	case c.Tickets == "http" && c.TicketsURL == "":
+		return nil, errors.New("tickets http needs -tickets-url")
+	case c.Tickets == "http" && c.TicketsEvery < time.Second:
+		return nil, fmt.Errorf("tickets-every must be at least 1s, not %s", c.TicketsEvery)
 	case c.HostDownAfter < 0:
 		return nil, fmt.Errorf("host-down-after must be 0 (never) or more, not %d", c.HostDownAfter)
 	case c.LBPortMin < 1024 || c.LBPortMax > 65535 || c.LBPortMin > c.LBPortMax:
@@ -349,4 +370,13 @@ func checkProxyConfig(c *Config) error {
 		return errors.New("tls-cert and tls-key go together")
 	}
 	return nil
+}
+
+// linkBase is berth's address for links in tickets: the public URL when
+// set, else the listen address (right for one machine).
+func (c *Config) linkBase() string {
+	if c.PublicURL != "" {
+		return c.PublicURL
+	}
+	return "http://" + c.Listen
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/berth-dev/berth/registry"
 	"github.com/berth-dev/berth/server"
 	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/tickets"
 	"github.com/berth-dev/berth/worker"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -172,6 +173,12 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 				}
 			}
 			wcfg.CMDB = activities.NewCMDB(d, st)
+			if cfg.Tickets == "http" {
+				wcfg.Tickets = &activities.Tickets{Driver: tickets.NewHTTP(cfg.TicketsURL, cfg.TicketsToken), Records: st, BaseURL: cfg.linkBase()}
+				if err := worker.EnsureTicketSchedule(ctx, tc, cfg.TicketsEvery); err != nil {
+					return err
+				}
+			}
 			wcfg.Reconcile = &activities.Reconcile{Records: st, Workflows: worker.TemporalStates{Client: tc}}
 			if cfg.ReconcileEvery > 0 {
 				if err := worker.EnsureReconcileSchedule(ctx, tc, cfg.ReconcileEvery, cfg.ReconcileGrace); err != nil {
@@ -224,7 +231,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 			LB: lbs, DrainTimeout: cfg.DrainTimeout, Packages: packages, MaxPackageBytes: packages.MaxBytes,
 			Registry: cfg.Registry, ExecAllow: cfg.ExecAllow, TemporalNamespace: cfg.TemporalNamespace,
 			DataConverter: payloads.DataConverter(), Codec: payloads.Handler(), Secrets: payloads,
-			TrustedProxies: cfg.TrustedProxies, PublicURL: cfg.PublicURL,
+			TrustedProxies: cfg.TrustedProxies, PublicURL: cfg.PublicURL, AlertmanagerToken: cfg.AlertmanagerToken,
 			MaxTokenTTL: cfg.MaxTokenTTL, AllowEternalTokens: cfg.AllowEternalTokens,
 			RelayURL: relayURL(cfg), TerminalKey: payloads.Derived(), TerminalIdle: cfg.TerminalIdle}, st, tc, log)
 		pw, err := api.Bootstrap(ctx)

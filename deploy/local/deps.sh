@@ -10,7 +10,8 @@
 #         measured against `docker-compose up`)
 #   test  everything the integration tests need on this machine (chromium:
 #         the browser tests of the web UI; docker-registry: the loopback
-#         registry of deploy/local/registry.sh; apache2-utils: its htpasswd)
+#         registry of deploy/local/registry.sh; apache2-utils: its htpasswd;
+#         prometheus-alertmanager: alerts made tickets; rsyslog: logs shipped)
 #
 # Exit status: 0 when everything is installed (or was installed now);
 # 1 when something is missing and we are not root (the needed command is
@@ -26,7 +27,7 @@ usage() {
 packages_for() {
 	case "$1" in
 	run) echo "docker.io iproute2 ca-certificates haproxy" ;;
-	test) echo "docker.io mariadb-server iproute2 ca-certificates procps curl haproxy chromium docker-registry apache2-utils" ;;
+	test) echo "docker.io mariadb-server iproute2 ca-certificates procps curl haproxy chromium docker-registry apache2-utils prometheus-alertmanager rsyslog" ;;
 	registry) echo "docker-registry apache2-utils" ;;
 	bench) echo "docker-compose" ;;
 	*) return 1 ;;
