@@ -26,6 +26,7 @@ import (
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/compose"
 	"github.com/berth-dev/berth/engine"
+	"github.com/berth-dev/berth/logship"
 )
 
 // PlatformNetwork is the bridge network ProbeHost makes sure of on every
@@ -213,6 +214,11 @@ const (
 	// records on one engine must not take each other's containers for
 	// orphans.
 	LabelHost = "berth.host"
+	// LabelLogTag is the tag of every line the instance writes: the
+	// engine copies it into each line of its log file (the json-file
+	// driver's labels option), where the host's log shipper reads it
+	// (deploy/rsyslog). No dot: rsyslog reads it as a JSON field name.
+	LabelLogTag = "berth_logtag"
 )
 
 // StartInstance creates the instance's container unless it exists, starts it
@@ -348,6 +354,8 @@ func containerOptions(in StartInstanceInput, nets []appNetwork) (client.Containe
 		labels[k] = v
 	}
 	labels[LabelInstance], labels[LabelUID], labels[LabelService], labels[LabelHost] = pi.Name, pi.UID, svc.Name, pi.Host.Name
+	labels[LabelLogTag] = logship.Fields{Tenant: labels["berth.tenant"], Env: labels["berth.env"], App: labels["berth.app"],
+		Service: svc.Name, Instance: pi.Name, Host: pi.Host.Name, Release: logship.Release(svc.Image)}.Tag()
 	env := append([]string{}, svc.Env...)
 	env = append(env, "BERTH_INSTANCE="+pi.Name, "BERTH_SERVICE="+svc.Name)
 	cfg := &container.Config{
@@ -433,7 +441,8 @@ func logRotation(svc compose.ServiceSpec) container.LogConfig {
 	if fileBytes%(1<<20) == 0 {
 		size = strconv.FormatInt(fileBytes>>20, 10) + "m" // the engine's m is MiB
 	}
-	return container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": size, "max-file": strconv.Itoa(files)}}
+	return container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": size, "max-file": strconv.Itoa(files),
+		"labels": LabelLogTag}}
 }
 
 // pidsLimit is the engine's form: nil is the engine's default (none).

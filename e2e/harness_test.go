@@ -69,6 +69,8 @@ type harness struct {
 	tickets *ticketstest.Receiver
 	// alertmanagerToken is the bearer token the Alertmanager hook takes.
 	alertmanagerToken string
+	// logArchive is where the log collector archives shipped lines.
+	logArchive string
 	// registry is the loopback registry (BERTH_TEST_REGISTRY), "" without one.
 	registry string
 	// registryUser and registryPass are its credentials (the workers').
@@ -341,6 +343,12 @@ func startHarness() (*harness, error) {
 	// The registry builds push to and prefetch pulls from; /sampleapp is the
 	// one command a file release may run after upload.
 	env = append(env, "BERTH_EXEC_ALLOW=/sampleapp", "BERTH_BIND_ROOTS="+filepath.Join(hs.logDir, "binds"))
+	// The loopback rsyslog of deploy/local/rsyslog.sh: instances' output
+	// and berth's own lines are shipped there and searched in its archive.
+	if sl := os.Getenv("BERTH_TEST_SYSLOG"); sl != "" {
+		hs.logArchive = os.Getenv("BERTH_TEST_LOG_ARCHIVE")
+		env = append(env, "BERTH_LOG_SHIP=tcp://"+sl, "BERTH_LOG_ARCHIVE="+hs.logArchive)
+	}
 	if hs.registry = os.Getenv("BERTH_TEST_REGISTRY"); hs.registry != "" {
 		env = append(env, "BERTH_REGISTRY="+hs.registry)
 		// Only the worker needs the registry's credentials; the server

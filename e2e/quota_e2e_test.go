@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/activities"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -92,7 +93,9 @@ func TestLogRotationAndLogQuota(t *testing.T) {
 	require.NoError(t, err)
 	lc := insp.Container.HostConfig.LogConfig
 	require.Equal(t, "json-file", lc.Type)
-	require.Equal(t, map[string]string{"max-size": "1m", "max-file": "2"}, lc.Config)
+	// The labels option copies the log tag into every line, for the host's log shipper.
+	require.Equal(t, map[string]string{"max-size": "1m", "max-file": "2", "labels": activities.LabelLogTag}, lc.Config)
+	require.Contains(t, insp.Container.Config.Labels[activities.LabelLogTag], ",instance="+inst.Name+",")
 	require.Equal(t, int64(2<<20), inst.Resources.LogBytes, "the instance record carries its rotation")
 
 	code, body := httpGet(t, instanceURL(t, web)+"/spam?mb=6")

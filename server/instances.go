@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -13,6 +14,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/logship"
+	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
 
@@ -46,6 +49,8 @@ func (s *Server) liveReadError(ctx context.Context, ref berth.InstanceRef, what 
 	case errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START:
 		return &berth.Error{Code: berth.EUnavailable, Reason: "region_unavailable", Message: fmt.Sprintf(
 			"the worker for region %s does not answer: start a berth worker serving region %s (BERTH_REGIONS=%s), then try again", region, region, region)}
+	case errors.As(err, &ae) && (ae.Type() == string(berth.ENotImplemented) || ae.Type() == string(berth.EInvalid)):
+		return &berth.Error{Code: berth.Code(ae.Type()), Message: ae.Message()}
 	case errors.As(err, &ae) && ae.Type() == string(berth.ENotFound):
 		return &berth.Error{Code: berth.ENotFound, Message: fmt.Sprintf(
 			"instance %s has no container on host %s any more; the service page shows its instances now", ref.Instance, ref.Host.Name)}
@@ -123,4 +128,88 @@ func (s *Server) instanceLogs(c *gin.Context) {
 	}
 	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, out)
+}
+
+// Bounds of a search of shipped logs: a window of at most a day, a text of
+// at most 200 bytes.
+const (
+	maxSearchMinutes = 24 * 60
+	maxSearchQuery   = 200
+)
+
+// searchInstanceLogs searches the last minutes of what an instance shipped
+// to its region's log archive, for lines that contain q: unlike the live
+// tail, it reaches lines the host no longer keeps: those its log rotation
+// dropped.
+func (s *Server) searchInstanceLogs(c *gin.Context) {
+	minutes, limit := 15, 200
+	for _, p := range []struct {
+		name string
+		max  int
+		to   *int
+	}{{"minutes", maxSearchMinutes, &minutes}, {"limit", logship.MaxLines, &limit}} {
+		if v := c.Query(p.name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > p.max {
+				s.fail(c, badRequest(fmt.Sprintf("%s must be a number from 1 to %d", p.name, p.max)))
+				return
+			}
+			*p.to = n
+		}
+	}
+	q := c.Query("q")
+	if len(q) > maxSearchQuery || strings.ContainsAny(q, "\n\r") {
+		s.fail(c, badRequest(fmt.Sprintf("q is one line of at most %d bytes", maxSearchQuery)))
+		return
+	}
+	ref, err := s.instanceRef(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	// The window starts on a whole second, so the same search asked again
+	// within that second shares one read.
+	since := time.Now().UTC().Add(-time.Duration(minutes) * time.Minute).Truncate(time.Second)
+	ctx, cancel := contextWithTimeout(c.Request.Context(), liveReadTimeout)
+	defer cancel()
+	var res logship.SearchResult
+	if err := s.readThroughWorker(ctx, workflows.SearchLogsID(ref.Instance, since, q, limit), workflows.SearchLogsName,
+		workflows.SearchLogsInput{Instance: ref, Since: since, Query: q, Limit: limit}, &res); err != nil {
+		s.fail(c, s.liveReadError(ctx, ref, "log search", err))
+		return
+	}
+	if err := s.fillLogTags(c.Request.Context(), ref, res.Lines); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, gin.H{"instance": ref.Instance, "host": ref.Host.Name, "since": since, "query": q,
+		"lines": res.Lines, "truncated": res.Truncated, "scanned": res.Scanned})
+}
+
+// fillLogTags gives lines shipped from an application's log files (tagged
+// by the host's shipper with the instance and file only) the instance's
+// other tags, from berth's records.
+func (s *Server) fillLogTags(ctx context.Context, ref berth.InstanceRef, lines []logship.Line) error {
+	var sc *store.ServiceContext
+	for i := range lines {
+		if lines[i].Tags["tenant"] != "" {
+			continue
+		}
+		if sc == nil {
+			inst, err := s.store.LiveInstanceByName(ctx, ref.Instance)
+			if err != nil {
+				return err
+			}
+			if sc, err = s.store.ServiceContextByID(ctx, inst.ServiceID); err != nil {
+				return err
+			}
+		}
+		if lines[i].Tags == nil {
+			lines[i].Tags = map[string]string{}
+		}
+		t := lines[i].Tags
+		t["tenant"], t["env"], t["app"], t["service"], t["host"] = sc.Tenant.Name, sc.Environment.Name, sc.Application.Name, sc.Service.Name, ref.Host.Name
+	}
+	return nil
 }

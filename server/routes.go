@@ -121,6 +121,7 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/instances/:name/commit", s.commitInstance, need(instanceParam, "committing an instance", deployRoles...)},
 		{"GET", "/api/v1/instances/:name/stats", s.instanceStats, need(instanceParam, "reading an instance's stats", readRoles...)},
 		{"GET", "/api/v1/instances/:name/logs", s.instanceLogs, need(instanceParam, "reading an instance's logs", readRoles...)},
+		{"GET", "/api/v1/instances/:name/logs/search", s.searchInstanceLogs, need(instanceParam, "searching an instance's shipped logs", readRoles...)},
 		{"GET", "/api/v1/instances/:name/terminal", s.openTerminal, need(instanceParam, "opening a terminal", readRoles...)}, // WebSocket; the environment's roles are checked in the handler
 		{"POST", "/api/v1/instances/:name/terminal/access", s.requestTerminalAccess, need(instanceParam, "asking for terminal access", deployRoles...)},
 		{"GET", "/api/v1/terminals", s.listTerminals, anyone}, // narrowed in the handler

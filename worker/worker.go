@@ -22,6 +22,8 @@ type Config struct {
 	Store   *activities.Store
 	CMDB    *activities.CMDB
 	Tickets *activities.Tickets
+	// LogArchive searches the region's shipped logs (region workers).
+	LogArchive *activities.LogArchive
 	// Reconcile reads and repairs records for the reconciler (central).
 	Reconcile *activities.Reconcile
 	// Heal opens self-healing's runs (central).
@@ -46,6 +48,7 @@ func RegisterWorkflows(r sdkworker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(workflows.PoolStats, workflow.RegisterOptions{Name: workflows.PoolStatsName})
 	r.RegisterWorkflowWithOptions(workflows.InstanceStats, workflow.RegisterOptions{Name: workflows.InstanceStatsName})
 	r.RegisterWorkflowWithOptions(workflows.InstanceLogs, workflow.RegisterOptions{Name: workflows.InstanceLogsName})
+	r.RegisterWorkflowWithOptions(workflows.SearchLogs, workflow.RegisterOptions{Name: workflows.SearchLogsName})
 	r.RegisterWorkflowWithOptions(workflows.CMDBSync, workflow.RegisterOptions{Name: workflows.CMDBSyncName})
 	r.RegisterWorkflowWithOptions(workflows.CMDBResync, workflow.RegisterOptions{Name: workflows.CMDBResyncName})
 	r.RegisterWorkflowWithOptions(workflows.TicketDelivery, workflow.RegisterOptions{Name: workflows.TicketDeliveryName})
@@ -111,6 +114,12 @@ func Build(c client.Client, cfg Config) ([]sdkworker.Worker, error) {
 		}
 		w := sdkworker.New(c, workflows.RegionTaskQueue(region), workerOptions())
 		RegisterDocker(w, cfg.Docker)
+		// Always there, so a search in a region without an archive is told so.
+		archive := cfg.LogArchive
+		if archive == nil {
+			archive = &activities.LogArchive{}
+		}
+		w.RegisterActivityWithOptions(archive, activity.RegisterOptions{SkipInvalidStructFunctions: true})
 		if cfg.LB != nil {
 			w.RegisterActivityWithOptions(cfg.LB, activity.RegisterOptions{SkipInvalidStructFunctions: true})
 		}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/berth-dev/berth/logship"
 )
 
 // Config is berth's whole configuration, from flags with environment
@@ -105,6 +107,13 @@ type Config struct {
 	TicketsURL   string
 	TicketsToken string
 	TicketsEvery time.Duration
+	// LogShip is the log collector (tcp://host:port, rsyslog) instances'
+	// output and berth's own lines go to; stored as host:port.
+	LogShip string
+	// LogArchive is the folder the region's rsyslog archives to, which
+	// this worker searches and trims to LogRetention.
+	LogArchive   string
+	LogRetention time.Duration
 	// AlertmanagerToken is the bearer token Alertmanager's webhook sends
 	// (empty: the hook is closed).
 	AlertmanagerToken string
@@ -243,6 +252,9 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.StringVar(&c.TicketsURL, "tickets-url", env("BERTH_TICKETS_URL", ""), "base URL of the ticket system (http driver)")
 	fs.StringVar(&c.TicketsToken, "tickets-token", env("BERTH_TICKETS_TOKEN", ""), "bearer token for the ticket system")
 	fs.DurationVar(&c.TicketsEvery, "tickets-every", envDuration("BERTH_TICKETS_EVERY", 10*time.Second), "how often incident changes are delivered to the ticket system")
+	fs.StringVar(&c.LogShip, "log-ship", env("BERTH_LOG_SHIP", ""), "the region's log collector, tcp://host:port (rsyslog, see deploy/rsyslog); instances' output and berth's own logs go there")
+	fs.StringVar(&c.LogArchive, "log-archive", env("BERTH_LOG_ARCHIVE", ""), "folder the region's rsyslog archives shipped lines to (one file per instance and day), searched by this worker")
+	fs.DurationVar(&c.LogRetention, "log-retention", envDuration("BERTH_LOG_RETENTION", 14*24*time.Hour), "how long archived lines are kept")
 	fs.StringVar(&c.AlertmanagerToken, "alertmanager-token", env("BERTH_ALERTMANAGER_TOKEN", ""), "bearer token Alertmanager's webhook must send to POST /api/v1/hooks/alertmanager (empty: the hook is closed)")
 	fs.DurationVar(&c.CMDBResyncEvery, "cmdb-resync-every", envDuration("BERTH_CMDB_RESYNC_EVERY", time.Hour), "how often the drift between berth and the CMDB is repaired both ways (0: only when asked)")
 	if err := fs.Parse(args); err != nil {
@@ -292,6 +304,8 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 		return nil, fmt.Errorf("cmdb must be none or http, not %q", c.CMDB)
 	case c.CMDB == "http" && c.CMDBURL == "":
 		return nil, errors.New("cmdb http needs -cmdb-url")
+	case c.LogRetention < time.Hour:
+		return nil, fmt.Errorf("log-retention must be at least 1h, not %s", c.LogRetention)
 	case c.Tickets != "none" && c.Tickets != "http":
 		return nil, fmt.Errorf("tickets must be none or http, not %q", c.Tickets)
 	case c.Tickets == "http" && c.TicketsURL == "":
@@ -368,6 +382,13 @@ func checkProxyConfig(c *Config) error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("tls-cert and tls-key go together")
+	}
+	if c.LogShip != "" {
+		hp, err := logship.ParseAddress(c.LogShip)
+		if err != nil {
+			return err
+		}
+		c.LogShip = hp
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 	"github.com/berth-dev/berth/codec"
 	"github.com/berth-dev/berth/compose"
 	"github.com/berth-dev/berth/engine"
+	"github.com/berth-dev/berth/logship"
 	"github.com/berth-dev/berth/mesh"
 	"github.com/berth-dev/berth/registry"
 	"github.com/berth-dev/berth/server"
@@ -96,6 +98,12 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 	if err != nil {
 		return err
 	}
+	if cfg.LogShip != "" {
+		// berth's own lines go to the region's collector too, tagged with
+		// the process; stderr keeps them whatever the collector does.
+		w := logship.NewWriter(ctx, cfg.LogShip, logship.Fields{Component: cmd})
+		log = slog.New(slog.NewTextHandler(io.MultiWriter(os.Stderr, w), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
 	if cfg.DBDriver == "sqlite" {
 		if err := privateFiles(cfg.DataDir, cfg.DBDSN); err != nil {
 			return err
@@ -162,6 +170,10 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		wcfg.Docker.Mesh = mesh.Keys{Master: payloads.Derived()}
 		wcfg.Docker.TerminalKey = payloads.Derived()
 		wcfg.Docker.Secrets = secretSource{st: st, keys: payloads}
+		if cfg.LogArchive != "" {
+			wcfg.LogArchive = &activities.LogArchive{Root: cfg.LogArchive}
+			g.Go(func() error { pruneLogs(gctx, log, cfg.LogArchive, cfg.LogRetention); return nil })
+		}
 		if wcfg.Central {
 			var d cmdb.Driver = cmdb.None{}
 			if cfg.CMDB == "http" {
@@ -407,4 +419,22 @@ func relayURL(cfg *Config) string {
 		host = "127.0.0.1"
 	}
 	return "ws://" + net.JoinHostPort(host, port)
+}
+
+// pruneLogs trims the region's log archive to its retention now and every
+// hour, until ctx ends; a failed pass is logged and the next one tries.
+func pruneLogs(ctx context.Context, log *slog.Logger, root string, keep time.Duration) {
+	for {
+		n, err := logship.Prune(root, keep, time.Now())
+		if err != nil {
+			log.Warn("log archive prune", "error", err)
+		} else if n > 0 {
+			log.Info("log archive pruned", "files", n, "retention", keep)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Hour):
+		}
+	}
 }

@@ -12,7 +12,9 @@
 #           BERTH_TEST_MYSQL_DSN     Go MySQL driver DSN for database berth_test
 #           BERTH_TEST_REGISTRY      host:port of the loopback registry
 #           BERTH_TEST_REGISTRY_AUTH_FILE  its user:password (the workers')
-#   down  stops MariaDB, h2 and the default engine. Data (images, networks,
+#           BERTH_TEST_SYSLOG        host:port of the loopback log collector (rsyslog)
+#           BERTH_TEST_LOG_ARCHIVE   the folder it archives shipped lines to
+#   down  stops rsyslog, the registry, MariaDB, h2 and the default engine. Data (images, networks,
 #         databases) is kept for the next `up`.
 set -euo pipefail
 
@@ -33,6 +35,8 @@ up)
 	h2_sock=$("$here/dockerd.sh" up h2)
 	dsn=$("$here/mariadb.sh" up)
 	registry=$("$here/registry.sh" up)
+	read -r syslog archive < <("$here/rsyslog.sh" up)
+	[ -n "$archive" ] || { echo "testenv.sh: rsyslog.sh up printed no archive" >&2; exit 1; }
 	echo "testenv.sh: up" >&2
 	# Single quotes: the DSN contains & and ?, which eval must not interpret.
 	# None of the values can contain a single quote (they are fixed above).
@@ -42,8 +46,11 @@ up)
 	echo "export BERTH_TEST_MYSQL_DSN='${dsn}'"
 	echo "export BERTH_TEST_REGISTRY='${registry}'"
 	echo "export BERTH_TEST_REGISTRY_AUTH_FILE='/var/lib/berth-registry/auth/credentials'"
+	echo "export BERTH_TEST_SYSLOG='${syslog}'"
+	echo "export BERTH_TEST_LOG_ARCHIVE='${archive}'"
 	;;
 down)
+	"$here/rsyslog.sh" down >&2
 	"$here/registry.sh" down >&2
 	"$here/mariadb.sh" down >&2
 	"$here/dockerd.sh" down h2 >&2

@@ -394,6 +394,26 @@ func (a *app) routes() http.Handler {
 		}
 		fmt.Fprintf(w, "wrote %d MiB\n", mb)
 	})
+	// /applog appends one line to the instance's log file
+	// (/berth/logs/app.log), as an application that logs to files does.
+	mux.HandleFunc("GET /applog", func(w http.ResponseWriter, r *http.Request) {
+		line := r.URL.Query().Get("line")
+		if line == "" || len(line) > 1000 || strings.ContainsAny(line, "\r\n") {
+			http.Error(w, "line must be one line of 1 to 1000 bytes", http.StatusBadRequest)
+			return
+		}
+		f, err := os.OpenFile("/berth/logs/app.log", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer f.Close()
+		if _, err := fmt.Fprintf(f, "%s %s\n", time.Now().UTC().Format(time.RFC3339), line); err != nil {
+			http.Error(w, err.Error(), http.StatusInsufficientStorage)
+			return
+		}
+		fmt.Fprintln(w, "logged")
+	})
 	// /spam writes mb MiB of lines to stdout, to show the engine's log
 	// rotation bounds what a noisy instance keeps on its host.
 	mux.HandleFunc("GET /spam", func(w http.ResponseWriter, r *http.Request) {

@@ -419,3 +419,43 @@
     schedule("stats", 0); schedule("logs", 0);
   });
 })();
+
+// Service page: search the shipped logs of one instance. Lines are added
+// as text nodes, never as markup.
+(function () {
+  "use strict";
+  var form = document.getElementById("log-search");
+  if (!form) { return; }
+  var status = document.getElementById("log-search-status");
+  var out = document.getElementById("log-search-results");
+  form.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var inst = form.elements.instance.value, minutes = form.elements.minutes.value, q = form.elements.q.value;
+    status.textContent = "Searching…";
+    var url = "/api/v1/instances/" + encodeURIComponent(inst) + "/logs/search?minutes=" + encodeURIComponent(minutes) +
+      (q ? "&q=" + encodeURIComponent(q) : "");
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (j) { return { status: r.status, body: j }; });
+    }).then(function (r) {
+      out.textContent = "";
+      if (r.status !== 200) {
+        out.hidden = true;
+        status.textContent = (r.body && r.body.error && r.body.error.message) || ("berth answered " + r.status + ".");
+        return;
+      }
+      var lines = r.body.lines || [];
+      lines.forEach(function (l) {
+        var line = document.createElement("span");
+        line.className = "line " + (l.stream === "stderr" ? "stderr" : "stdout");
+        var rel = l.tags && l.tags.release ? " (" + l.tags.release + ")" : "";
+        line.textContent = new Date(l.at).toISOString().replace("T", " ").slice(0, 23) + rel + " " + (l.stream === "stderr" ? "[err] " : "") + l.text + "\n";
+        out.appendChild(line);
+      });
+      out.hidden = lines.length === 0;
+      status.textContent = lines.length + (lines.length === 1 ? " line" : " lines") + " found in the last " + minutes + " minutes" +
+        (r.body.truncated ? " (only the newest are shown)" : "") + ".";
+    }).catch(function () {
+      status.textContent = "berth did not answer; check your connection and search again.";
+    });
+  });
+})();
