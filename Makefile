@@ -67,7 +67,7 @@ chaos: bin/temporal ## the chaos suite: the worker SIGKILLed at random points of
 bench: bin/temporal ## benchmarks on real services: deploy vs bare Docker, three-tier vs docker-compose, RSS, runs page p95 and the API at 500 req/s on MariaDB
 	@deploy/local/deps.sh bench && env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
 	  $(GO) test -count=1 -run '^$$' -bench . -benchtime 3x -timeout 30m ./e2e/ && \
-	  $(GO) test -count=1 -run '^$$' -bench BenchmarkRunsPage -benchtime 300x ./server/ && \
+	  $(GO) test -count=1 -run '^$$' -bench 'BenchmarkRunsPage|BenchmarkMapLayout' -benchtime 300x ./server/ && \
 	  $(GO) test -count=1 -run '^$$' -bench BenchmarkAPIUnderLoad -benchtime 1x -timeout 20m ./server/
 
 .PHONY: record-histories

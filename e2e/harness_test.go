@@ -29,6 +29,7 @@ import (
 
 	"github.com/berth-dev/berth/cmdb/cmdbtest"
 	"github.com/berth-dev/berth/codec"
+	"github.com/berth-dev/berth/firewall/changeapi/changeapitest"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/store/storetest"
 	"github.com/berth-dev/berth/tickets/ticketstest"
@@ -71,6 +72,8 @@ type harness struct {
 	alertmanagerToken string
 	// logArchive is where the log collector archives shipped lines.
 	logArchive string
+	// changes is the network team's change API (firewall mode "change").
+	changes *changeapitest.Receiver
 	// registry is the loopback registry (BERTH_TEST_REGISTRY), "" without one.
 	registry string
 	// registryUser and registryPass are its credentials (the workers').
@@ -319,6 +322,9 @@ func startHarness() (*harness, error) {
 	ticketSrv := httptest.NewServer(hs.tickets)
 	hs.stopFuncs = append(hs.stopFuncs, ticketSrv.Close)
 	hs.alertmanagerToken = "alertmanager-e2e"
+	hs.changes = changeapitest.New(2 * time.Second)
+	changeSrv := httptest.NewServer(hs.changes)
+	hs.stopFuncs = append(hs.stopFuncs, changeSrv.Close)
 	var lb [2]byte
 	_, _ = rand.Read(lb[:])
 	lbMin := 10000 + int(lb[0])%90*100
@@ -339,6 +345,7 @@ func startHarness() (*harness, error) {
 		// Incidents go to the test's ticket system every 2 s (10 s by default).
 		"BERTH_TICKETS=http", "BERTH_TICKETS_URL=" + ticketSrv.URL, "BERTH_TICKETS_TOKEN=tickets-e2e", "BERTH_TICKETS_EVERY=2s",
 		"BERTH_ALERTMANAGER_TOKEN=" + hs.alertmanagerToken,
+		"BERTH_FIREWALL_CHANGE_URL=" + changeSrv.URL,
 	}
 	// The registry builds push to and prefetch pulls from; /sampleapp is the
 	// one command a file release may run after upload.

@@ -35,6 +35,7 @@ func (s *Server) routes() []route {
 		{"GET", "/", s.gridPage, anyone},       // narrowed in the handler
 		{"GET", "/inbox", s.inboxPage, anyone}, // narrowed in the handler
 		{"GET", "/runs", s.runsPage, anyone},   // narrowed in the handler
+		{"GET", "/map", s.mapPage, anyone},     // narrowed in the handler
 		{"GET", "/runs/:id", s.runPage, readable(runScope, "run")},
 		{"GET", "/runs/:id/history", s.runHistoryPage, readable(runScope, "run")},
 		{"GET", "/services/:id", s.servicePage, readable(serviceParam, "service")},

@@ -81,8 +81,8 @@ func (s *Server) createEnvironment(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if req.Firewall != "" && req.Firewall != "ticket" && req.Firewall != "none" {
-		s.fail(c, badRequest("firewall must be empty (the platform's driver), ticket or none"))
+	if req.Firewall != "" && req.Firewall != "ticket" && req.Firewall != "change" && req.Firewall != "none" {
+		s.fail(c, badRequest("firewall must be empty (the platform's driver), ticket, change (the network team's change API) or none"))
 		return
 	}
 	if req.TicketTimeoutSec < 0 || req.TicketTimeoutSec > 30*24*3600 {

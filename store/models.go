@@ -58,8 +58,9 @@ type Environment struct {
 	TenantID uint    `gorm:"uniqueIndex:ux_env_tenant_name" json:"tenantId"`
 	Tenant   *Tenant `json:"tenant,omitempty"`
 	Name     string  `gorm:"size:64;uniqueIndex:ux_env_tenant_name" json:"name"`
-	// Firewall is how openings are made here: "" (the platform's driver) or
-	// "ticket" (a change request a person confirms; the run waits for it).
+	// Firewall is how openings are made here: "" (the platform's driver),
+	// "ticket" (a change request a person confirms; the run waits for it) or
+	// "change" (the network team's change API applies or rejects them).
 	Firewall string `gorm:"size:16" json:"firewall,omitempty"`
 	// TicketTimeoutSec bounds the wait for a firewall ticket (0: one day).
 	TicketTimeoutSec int `json:"ticketTimeoutSec,omitempty"`

@@ -49,6 +49,13 @@ func expose(ctx workflow.Context, r *run, in activities.ExposeInput) error {
 		if err := waitFirewallTicket(ctx, r, in, plan); err != nil {
 			return err
 		}
+	} else if len(plan.Openings) > 0 && in.LB.Firewall == FirewallChange {
+		// Only environments in the new "change" mode come here, so no
+		// history recorded before it can reach this branch.
+		workflow.GetVersion(ctx, "firewall-change", workflow.DefaultVersion, 1)
+		if err := openByChange(ctx, r, in, plan); err != nil {
+			return err
+		}
 	} else if len(plan.Openings) > 0 {
 		err := r.step(ctx, "firewall", func() error {
 			var futures []workflow.Future
@@ -77,6 +84,35 @@ func expose(ctx workflow.Context, r *run, in activities.ExposeInput) error {
 // FirewallTicket is the firewall mode where a person opens the ports and
 // confirms it; the run waits for FirewallConfirmSignal.
 const FirewallTicket = "ticket"
+
+// FirewallChange is the firewall mode where the openings go to the network
+// team's change API as one change per region; the run waits, durably, for
+// it to be applied, and a rejection fails the run, which undoes itself.
+const FirewallChange = "change"
+
+// openByChange asks each region's change API for the openings and records
+// them open once every change is applied.
+func openByChange(ctx workflow.Context, r *run, in activities.ExposeInput, plan activities.ExposePlan) error {
+	var fw *activities.Firewall
+	return r.step(ctx, "firewall change", func() error {
+		var futures []workflow.Future
+		var ids []string
+		for _, ro := range plan.Openings {
+			actx := workflow.WithActivityOptions(ctx, withQueue(firewallChangeOptions, ro.Region))
+			futures = append(futures, workflow.ExecuteActivity(actx, fw.OpenByChange, activities.ChangeInput{Openings: ro.Openings,
+				Reason: fmt.Sprintf("berth run %d opens %d ports of %s", in.RunID, len(ro.Openings), in.Subject)}))
+			for _, o := range ro.Openings {
+				ids = append(ids, o.ID)
+			}
+		}
+		if err := waitAll(ctx, futures, nil); err != nil {
+			return err
+		}
+		lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+		return workflow.ExecuteLocalActivity(lctx, r.st.MarkOpenings,
+			activities.OpeningsDone{IDs: ids, State: berth.OpeningOpen, RunID: in.RunID}).Get(ctx, nil)
+	})
+}
 
 // FirewallConfirmSignal confirms that a run's requested openings are done.
 const FirewallConfirmSignal = "firewall-confirmed"

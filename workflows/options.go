@@ -156,6 +156,20 @@ var firewallOptions = workflow.ActivityOptions{
 		MaximumAttempts: 5, NonRetryableErrorTypes: nonRetryable},
 }
 
+// firewallRejected is activities.FirewallRejected: options hold no imports.
+const firewallRejected = "FirewallRejected"
+
+// firewallChangeOptions: a change waits for another team, up to the
+// worker's -firewall-change-timeout (at most a day), so the attempt gets
+// longer than that and a heartbeat; a rejection is not retried.
+var firewallChangeOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: 2 * time.Minute,
+	HeartbeatTimeout:       aliveTimeout,
+	StartToCloseTimeout:    25 * time.Hour,
+	RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+		MaximumAttempts: 5, NonRetryableErrorTypes: append([]string{firewallRejected}, nonRetryable...)},
+}
+
 // cmdbOptions: the CMDB is outside berth's control; a sync marks failures
 // itself and never fails a release, so retries here only cover our own store.
 var cmdbOptions = workflow.ActivityOptions{

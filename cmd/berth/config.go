@@ -107,6 +107,12 @@ type Config struct {
 	TicketsURL   string
 	TicketsToken string
 	TicketsEvery time.Duration
+	// FirewallChangeURL is the network team's change API (environments in
+	// firewall mode "change" open through it); FirewallChangeTimeout is the
+	// longest a change may stay undecided.
+	FirewallChangeURL     string
+	FirewallChangeToken   string
+	FirewallChangeTimeout time.Duration
 	// LogShip is the log collector (tcp://host:port, rsyslog) instances'
 	// output and berth's own lines go to; stored as host:port.
 	LogShip string
@@ -192,7 +198,8 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs := flag.NewFlagSet("berth "+cmd, flag.ContinueOnError)
 	secrets := []*secretFlag{{name: "token", value: &c.Token}, {name: "db-dsn", value: &c.DBDSN}, {name: "cmdb-token", value: &c.CMDBToken},
 		{name: "registry-auth", value: &c.RegistryAuth}, {name: "tickets-token", value: &c.TicketsToken},
-		{name: "alertmanager-token", value: &c.AlertmanagerToken}}
+		{name: "alertmanager-token", value: &c.AlertmanagerToken},
+		{name: "firewall-change-token", value: &c.FirewallChangeToken}}
 	for _, s := range secrets {
 		envKey := "BERTH_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_")) + "_FILE"
 		if s.name == "token" {
@@ -252,6 +259,9 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.StringVar(&c.TicketsURL, "tickets-url", env("BERTH_TICKETS_URL", ""), "base URL of the ticket system (http driver)")
 	fs.StringVar(&c.TicketsToken, "tickets-token", env("BERTH_TICKETS_TOKEN", ""), "bearer token for the ticket system")
 	fs.DurationVar(&c.TicketsEvery, "tickets-every", envDuration("BERTH_TICKETS_EVERY", 10*time.Second), "how often incident changes are delivered to the ticket system")
+	fs.StringVar(&c.FirewallChangeURL, "firewall-change-url", env("BERTH_FIREWALL_CHANGE_URL", ""), "the network team's change API (environments with firewall mode change open through it)")
+	fs.StringVar(&c.FirewallChangeToken, "firewall-change-token", env("BERTH_FIREWALL_CHANGE_TOKEN", ""), "bearer token for the change API")
+	fs.DurationVar(&c.FirewallChangeTimeout, "firewall-change-timeout", envDuration("BERTH_FIREWALL_CHANGE_TIMEOUT", 24*time.Hour), "the longest a firewall change may stay undecided before the run fails and undoes")
 	fs.StringVar(&c.LogShip, "log-ship", env("BERTH_LOG_SHIP", ""), "the region's log collector, tcp://host:port (rsyslog, see deploy/rsyslog); instances' output and berth's own logs go there")
 	fs.StringVar(&c.LogArchive, "log-archive", env("BERTH_LOG_ARCHIVE", ""), "folder the region's rsyslog archives shipped lines to (one file per instance and day), searched by this worker")
 	fs.DurationVar(&c.LogRetention, "log-retention", envDuration("BERTH_LOG_RETENTION", 14*24*time.Hour), "how long archived lines are kept")
@@ -304,6 +314,8 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 		return nil, fmt.Errorf("cmdb must be none or http, not %q", c.CMDB)
 	case c.CMDB == "http" && c.CMDBURL == "":
 		return nil, errors.New("cmdb http needs -cmdb-url")
+	case c.FirewallChangeTimeout < time.Second || c.FirewallChangeTimeout > 24*time.Hour:
+		return nil, fmt.Errorf("firewall-change-timeout must be from 1s to 24h, not %s", c.FirewallChangeTimeout)
 	case c.LogRetention < time.Hour:
 		return nil, fmt.Errorf("log-retention must be at least 1h, not %s", c.LogRetention)
 	case c.Tickets != "none" && c.Tickets != "http":

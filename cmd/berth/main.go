@@ -27,6 +27,7 @@ import (
 	"github.com/berth-dev/berth/codec"
 	"github.com/berth-dev/berth/compose"
 	"github.com/berth-dev/berth/engine"
+	"github.com/berth-dev/berth/firewall/changeapi"
 	"github.com/berth-dev/berth/logship"
 	"github.com/berth-dev/berth/mesh"
 	"github.com/berth-dev/berth/registry"
@@ -219,6 +220,10 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 				return err
 			}
 			wcfg.Firewall = activities.NewFirewall(fw)
+			if cfg.FirewallChangeURL != "" {
+				wcfg.Firewall.Change = changeapi.NewHTTP(cfg.FirewallChangeURL, cfg.FirewallChangeToken)
+				wcfg.Firewall.ChangeTimeout = cfg.FirewallChangeTimeout
+			}
 			if cfg.LB == "haproxy" {
 				d, stop, err := startHAProxy(ctx, g, gctx, cfg, st, log)
 				if err != nil {
