@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -110,5 +111,38 @@ func TestFindingAndAlertIncidents(t *testing.T) {
 		pending, err := st.PendingIncidents(ctx, 10)
 		require.NoError(t, err)
 		require.Len(t, pending, 2, "never delivered: the resolutions are still told")
+	})
+}
+
+// An approval nobody decided and a firewall ticket nobody confirmed each
+// open an incident on the run's subject; the next good run there clears both.
+func TestApprovalAndFirewallTicketIncidents(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		w := newPlanWorld(t, st)
+		app, run := beginDeploy(t, st, w.env, "shop")
+		a := newApproval(t, st, run.ID, nil)
+		_, err := st.ExpireApproval(ctx, a.ID, nil)
+		require.NoError(t, err)
+		require.NoError(t, st.RecordStep(ctx, berth.StepEvent{RunID: run.ID, Name: "firewall ticket", State: berth.StepWaiting, At: time.Now()}))
+		require.NoError(t, st.RecordStep(ctx, berth.StepEvent{RunID: run.ID, Name: "firewall ticket", State: berth.StepFailed,
+			Error: "firewall change request for 2 openings was not confirmed within 1h0m0s", At: time.Now()}))
+		require.NoError(t, st.FinishRun(ctx, run.ID, berth.RunFailed, "not confirmed"))
+		open, err := st.Incidents(ctx, store.IncidentFilter{State: berth.IncidentOpen})
+		require.NoError(t, err)
+		kinds := map[berth.IncidentKind]store.Incident{}
+		for _, in := range open {
+			kinds[in.Kind] = in
+		}
+		require.Len(t, kinds, 3, "%+v", open)
+		require.Contains(t, kinds[berth.IncidentApprovalTimeout].Title, "timed out")
+		require.Contains(t, kinds[berth.IncidentFirewallTicket].Detail, "not confirmed within 1h0m0s")
+		require.Equal(t, "shop", kinds[berth.IncidentRunFailed].Subject)
+
+		good := redeploy(t, st, w.env, app)
+		require.NoError(t, st.FinishRun(ctx, good.ID, berth.RunSucceeded, ""))
+		open, err = st.Incidents(ctx, store.IncidentFilter{State: berth.IncidentOpen})
+		require.NoError(t, err)
+		require.Empty(t, open)
 	})
 }
