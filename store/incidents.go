@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,6 +64,7 @@ type raise struct {
 // is open. The row is made first if missing (doing nothing on a race) and
 // then locked, so two raises at once count two occurrences in one ticket.
 func raiseTx(tx *gorm.DB, r raise) error {
+	r.key, r.subject = incidentKey(r.key), clip(r.subject, 191)
 	if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&Incident{Key: r.key, Kind: r.kind, Subject: r.subject,
 		State: berth.IncidentResolved, OpenedAt: now()}).Error; err != nil {
 		return err
@@ -85,6 +88,17 @@ func raiseTx(tx *gorm.DB, r raise) error {
 		up["attempts"], up["next_attempt_at"], up["last_error"] = 0, nil, ""
 	}
 	return tx.Model(&Incident{}).Where("id = ?", in.ID).Updates(up).Error
+}
+
+// incidentKey keeps a key within its column: a long one (an instance's
+// subject is up to about 200 bytes) keeps its start and gains a hash of
+// the whole, so two long keys never meet.
+func incidentKey(k string) string {
+	if len(k) <= 191 {
+		return k
+	}
+	sum := sha256.Sum256([]byte(k))
+	return k[:158] + "~" + hex.EncodeToString(sum[:16])
 }
 
 func clip(s string, n int) string {
@@ -171,7 +185,8 @@ func runIncidentsTx(tx *gorm.DB, id uint, status berth.RunStatus) error {
 		}
 		return nil
 	case berth.RunSucceeded:
-		q := tx.Model(&Incident{}).Where("(subject = ? OR subject LIKE ?)", run.Subject, run.Subject+"/%").
+		subject := clip(run.Subject, 191)
+		q := tx.Model(&Incident{}).Where("(subject = ? OR subject LIKE ?)", subject, subject+"/%").
 			Where("((kind = ? AND incident_key LIKE ?) OR kind IN ?)", berth.IncidentRunFailed, "run-failed/"+family+":%",
 				[]berth.IncidentKind{berth.IncidentApprovalTimeout, berth.IncidentFirewallTicket, berth.IncidentHealGaveUp})
 		return clearTx(tx, q, fmt.Sprintf("run %d (%s of %s) succeeded", run.ID, run.Kind, run.Subject))
@@ -205,7 +220,7 @@ func findingIncidentsTx(tx *gorm.DB, f berth.Finding) error {
 		return raiseTx(tx, raise{key: "host-down:" + f.Host, kind: berth.IncidentHostDown, subject: "host/" + f.Host,
 			severity: berth.SeverityCritical, title: "host " + f.Host + " is down", detail: f.Detail, link: "/hosts"})
 	case berth.FindingHostBack:
-		return clearTx(tx, tx.Model(&Incident{}).Where("incident_key = ?", "host-down:"+f.Host), "host "+f.Host+" answers again: "+f.Detail)
+		return clearTx(tx, tx.Model(&Incident{}).Where("incident_key = ?", incidentKey("host-down:"+f.Host)), "host "+f.Host+" answers again: "+f.Detail)
 	case berth.FindingHealGaveUp:
 		subject := f.Target
 		if !strings.Contains(subject, "/") {
@@ -234,7 +249,7 @@ func serviceSubjectOf(sc *ServiceContext) string {
 func (s *Store) RecordAlerts(ctx context.Context, alerts []berth.AlertNotice) error {
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		for _, a := range alerts {
-			key := "alert:" + a.Fingerprint
+			key := incidentKey("alert:" + a.Fingerprint)
 			if !a.Firing {
 				if err := clearTx(tx, tx.Model(&Incident{}).Where("incident_key = ?", key), "Alertmanager says the alert is resolved"); err != nil {
 					return err

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,5 +145,23 @@ func TestApprovalAndFirewallTicketIncidents(t *testing.T) {
 		open, err = st.Incidents(ctx, store.IncidentFilter{State: berth.IncidentOpen})
 		require.NoError(t, err)
 		require.Empty(t, open)
+	})
+}
+
+// A run on a long subject (an instance's) still finishes: its incident key
+// is kept within its column.
+func TestLongSubjectIncident(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		long := strings.Repeat("a", 60) + "/dev/" + strings.Repeat("b", 60) + "/web/" + strings.Repeat("c", 59) + "-1"
+		require.Len(t, long, 191, "as long as a run's subject may be")
+		run := &store.Run{Kind: berth.KindRestart, WorkflowID: "restart-long", Subject: long, StartedBy: "alice"}
+		require.NoError(t, st.DB().Create(run).Error)
+		require.NoError(t, st.FinishRun(ctx, run.ID, berth.RunFailed, "no"))
+		incs, err := st.Incidents(ctx, store.IncidentFilter{State: berth.IncidentOpen})
+		require.NoError(t, err)
+		require.Len(t, incs, 1)
+		require.LessOrEqual(t, len(incs[0].Key), 191)
+		require.Contains(t, incs[0].Key, "run-failed/instance:aaa")
 	})
 }
