@@ -46,7 +46,7 @@ lint: bin/workflowcheck ## gofmt, go vet, workflowcheck and the layer rules (Tes
 
 .PHONY: unit
 unit: ## unit tests only (no services needed)
-	$(GO) test -count=1 . ./activities/... ./workflows/... ./server/... ./worker/... ./compose/... ./lb/... ./cmdb/... ./tickets/... ./logship/... ./artifacts/...
+	$(GO) test -count=1 . ./activities/... ./workflows/... ./server/... ./worker/... ./compose/... ./lb/... ./cmdb/... ./tickets/... ./logship/... ./artifacts/... ./metrics/...
 
 .PHONY: test
 test: lint bin/temporal ## lint, unit, store on SQLite and MariaDB, replay, integration on real services (make test-full adds the variants)

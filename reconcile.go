@@ -75,6 +75,10 @@ const (
 	// FindingTerminalClosed: a terminal session whose server died before
 	// recording its end; its record was ended.
 	FindingTerminalClosed FindingKind = "terminal-closed"
+	// FindingFirewallRepaired: a region's firewall differed from the
+	// records: an opening whose rule had gone was opened again, or a rule
+	// no live opening accounts for was closed.
+	FindingFirewallRepaired FindingKind = "firewall-repaired"
 )
 
 // Self-healing's backoff: an instance is started again at most MaxHeals

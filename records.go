@@ -58,6 +58,21 @@ type FirewallOpening struct {
 	ClosedAt     *time.Time   `json:"closedAt,omitempty"`
 }
 
+// RunEnd is a run that has just ended, as metrics count it.
+type RunEnd struct {
+	Kind   RunKind       `json:"kind"`
+	Status RunStatus     `json:"status"`
+	Took   time.Duration `json:"took"`
+}
+
+// RegionFirewall is what a region's firewall driver should hold, as the
+// records say: the openings recorded open by the platform's driver for
+// instances that still exist. The reconciler compares it with the rules.
+type RegionFirewall struct {
+	Region string            `json:"region"`
+	Want   []FirewallOpening `json:"want"`
+}
+
 // CMDBRecord is one configuration item as berth last meant to push it to the
 // enterprise CMDB, and how that went.
 type CMDBRecord struct {

@@ -26,6 +26,7 @@ type Exposure interface {
 	SetPoolRoutes(ctx context.Context, backend, routes string) error
 	RemovePool(ctx context.Context, serviceID uint) error
 	RecordOpenings(ctx context.Context, os []berth.FirewallOpening) error
+	SetOpeningsState(ctx context.Context, ids []string, state berth.OpeningState, runID uint) error
 	QueueCMDB(ctx context.Context, recs []berth.CMDBRecord) ([]string, error)
 	DesiredCIs(ctx context.Context, scope berth.CIScope) ([]berth.CMDBRecord, error)
 	MarkServicesChanged(ctx context.Context, serviceIDs []uint, runID uint) error
@@ -217,11 +218,7 @@ type OpeningsDone struct {
 
 // MarkOpenings records the driver's outcome for openings.
 func (s *Store) MarkOpenings(ctx context.Context, in OpeningsDone) error {
-	recs := make([]berth.FirewallOpening, 0, len(in.IDs))
-	for _, id := range in.IDs {
-		recs = append(recs, berth.FirewallOpening{OpeningID: id, State: in.State, RunID: in.RunID})
-	}
-	return storeErr(s.Exposure.RecordOpenings(ctx, recs))
+	return storeErr(s.Exposure.SetOpeningsState(ctx, in.IDs, in.State, in.RunID))
 }
 
 // UnexposeInput names instances to take out of the load balancer, the
@@ -298,14 +295,13 @@ func (s *Store) PlanUnexpose(ctx context.Context, in UnexposeInput) (*UnexposePl
 // application whose items changed. It returns the CMDB items to sync.
 func (s *Store) UnexposeDone(ctx context.Context, in UnexposeInput) ([]string, error) {
 	var names []string
-	var closed []berth.FirewallOpening
+	var closed []string
 	services := map[string]bool{}
 	var order []string
 	for _, pi := range in.Instances {
 		names = append(names, pi.Name)
 		for _, p := range pi.Ports {
-			closed = append(closed, berth.FirewallOpening{OpeningID: OpeningID(pi.Name, p), InstanceName: pi.Name,
-				Protocol: p.Protocol, DestIP: p.HostIP, DestPort: p.HostPort, State: berth.OpeningClosed})
+			closed = append(closed, OpeningID(pi.Name, p))
 		}
 		if !services[pi.Service] {
 			services[pi.Service] = true
@@ -328,7 +324,7 @@ func (s *Store) UnexposeDone(ctx context.Context, in UnexposeInput) ([]string, e
 			}
 		}
 	}
-	if err := s.Exposure.RecordOpenings(ctx, closed); err != nil {
+	if err := s.Exposure.SetOpeningsState(ctx, closed, berth.OpeningClosed, in.RunID); err != nil {
 		return nil, storeErr(err)
 	}
 	if err := s.Exposure.MarkServicesChanged(ctx, changed, in.RunID); err != nil {

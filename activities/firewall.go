@@ -148,3 +148,53 @@ func changeErr(err error) error {
 	}
 	return err
 }
+
+// FirewallRepair is what a repair changed: openings put back whose rules
+// had gone, and rules closed that no opening is recorded for.
+type FirewallRepair struct {
+	Reopened []string `json:"reopened"`
+	Closed   []string `json:"closed"`
+}
+
+// Repair makes the driver's rules what the records say: a wanted opening
+// with no rule (deleted by hand, a flushed ruleset, a rebooted host) is
+// opened again, and a rule no live opening accounts for (left by a run
+// killed between its close and its record) is closed. A driver that keeps
+// no rules (none) has nothing to repair. Both halves are idempotent.
+func (a *Firewall) Repair(ctx context.Context, in FirewallRepairInput) (FirewallRepair, error) {
+	out := FirewallRepair{Reopened: []string{}, Closed: []string{}}
+	if _, ok := a.Driver.(firewall.None); ok {
+		return out, nil
+	}
+	held, err := a.Driver.List(ctx)
+	if err != nil {
+		return out, fmt.Errorf("list the rules: %w", err)
+	}
+	have := map[string]bool{}
+	for _, o := range held {
+		have[o.ID] = true
+	}
+	for _, o := range in.Want {
+		if have[o.ID] {
+			continue
+		}
+		if err := a.Driver.Open(ctx, o); err != nil {
+			return out, fmt.Errorf("open %s again: %w", o.ID, err)
+		}
+		out.Reopened = append(out.Reopened, o.ID)
+	}
+	keep := map[string]bool{}
+	for _, id := range in.Keep {
+		keep[id] = true
+	}
+	for _, o := range held {
+		if keep[o.ID] {
+			continue
+		}
+		if err := a.Driver.Close(ctx, o.ID); err != nil {
+			return out, fmt.Errorf("close stray %s: %w", o.ID, err)
+		}
+		out.Closed = append(out.Closed, o.ID)
+	}
+	return out, nil
+}

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/firewall"
 )
 
 // ReconcileRecords is the part of the store the reconciler reads and repairs.
@@ -27,6 +28,7 @@ type ReconcileRecords interface {
 	RecordVolumeUse(ctx context.Context, hostID uint, uses []berth.VolumeUse, at time.Time) ([]berth.VolumeUse, error)
 	OpenTerminalSessions(ctx context.Context, before time.Time) ([]string, error)
 	AbandonTerminalSession(ctx context.Context, id, reason string) error
+	FirewallRecords(ctx context.Context) ([]berth.RegionFirewall, []string, error)
 }
 
 // WorkflowStates says whether a run's workflow has closed; the worker's
@@ -69,6 +71,37 @@ func (r *Reconcile) RecordVolumeUse(ctx context.Context, in VolumeUseInput) ([]b
 func (r *Reconcile) HostRecords(ctx context.Context, hostID uint) ([]berth.InstanceRecord, error) {
 	rs, err := r.Records.HostRecords(ctx, hostID)
 	return rs, storeErr(err)
+}
+
+// FirewallRepairInput is what one region's firewall should hold.
+type FirewallRepairInput struct {
+	Want []firewall.Opening `json:"want"`
+	// Keep are the ids of every opening requested or open: a rule for one
+	// of them is never closed, since a run may be making it now.
+	Keep []string `json:"keep"`
+}
+
+// FirewallPlan is, per region, what its firewall should hold.
+type FirewallPlan struct {
+	Region string              `json:"region"`
+	Input  FirewallRepairInput `json:"input"`
+}
+
+// FirewallRecords reads what every region's firewall should hold.
+func (r *Reconcile) FirewallRecords(ctx context.Context) ([]FirewallPlan, error) {
+	regions, keep, err := r.Records.FirewallRecords(ctx)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	out := make([]FirewallPlan, len(regions))
+	for i, rf := range regions {
+		out[i] = FirewallPlan{Region: rf.Region, Input: FirewallRepairInput{Want: []firewall.Opening{}, Keep: keep}}
+		for _, o := range rf.Want {
+			out[i].Input.Want = append(out[i].Input.Want, firewall.Opening{ID: o.OpeningID, Protocol: o.Protocol,
+				DestIP: o.DestIP, DestPort: o.DestPort, Source: o.Source})
+		}
+	}
+	return out, nil
 }
 
 // OpenRunIDs lists the runs still pending or running.

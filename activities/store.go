@@ -16,7 +16,7 @@ type Records interface {
 	LoseInstances(ctx context.Context, names []string) error
 	LiveInstances(ctx context.Context, appID uint) ([]berth.PlannedInstance, error)
 	SetApplicationState(ctx context.Context, appID uint, state berth.State) error
-	FinishRun(ctx context.Context, id uint, status berth.RunStatus, errMsg string) error
+	EndRun(ctx context.Context, id uint, status berth.RunStatus, errMsg string) (*berth.RunEnd, error)
 	SetHostFacts(ctx context.Context, id uint, f berth.HostFacts) error
 	FinishUpdate(ctx context.Context, appID uint, version int, services []berth.ServiceSetting) error
 	MovePorts(ctx context.Context, name string, taken []int, portMin, portMax int) (*berth.PlannedInstance, error)
@@ -29,6 +29,8 @@ type Store struct {
 	Records  Records
 	Exposure Exposure
 	Releases ReleaseRecords
+	// Metrics, when set, counts the runs that end here.
+	Metrics RunMetrics
 }
 
 // NewStore returns the store activities; berth's store implements every interface.
@@ -125,7 +127,19 @@ func (s *Store) Finish(ctx context.Context, in FinishInput) error {
 			return storeErr(err)
 		}
 	}
-	return storeErr(s.Records.FinishRun(ctx, in.RunID, in.Status, in.Error))
+	end, err := s.Records.EndRun(ctx, in.RunID, in.Status, in.Error)
+	if err != nil {
+		return storeErr(err)
+	}
+	if end != nil && s.Metrics != nil {
+		s.Metrics.RunEnded(string(end.Kind), string(end.Status), end.Took)
+	}
+	return nil
+}
+
+// RunMetrics counts ended runs (metrics.Registry).
+type RunMetrics interface {
+	RunEnded(kind, outcome string, took time.Duration)
 }
 
 // SetReplicas records a service's replica count after a scale.

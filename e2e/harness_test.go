@@ -74,6 +74,13 @@ type harness struct {
 	logArchive string
 	// changes is the network team's change API (firewall mode "change").
 	changes *changeapitest.Receiver
+	// workerMetrics and haproxyStats are where the worker serves /metrics
+	// and where its HAProxy serves its stats and /metrics.
+	workerMetrics, haproxyStats string
+	// fwTable is the nftables table the worker guards the port window
+	// with (the firewall of region local), "" when the tests cannot use
+	// nftables (not root).
+	fwTable string
 	// registry is the loopback registry (BERTH_TEST_REGISTRY), "" without one.
 	registry string
 	// registryUser and registryPass are its credentials (the workers').
@@ -369,6 +376,26 @@ func startHarness() (*harness, error) {
 			env = append(env, "BERTH_REGISTRY_AUTH_FILE="+f)
 		}
 	}
+	// The worker is region local's firewall: every deploy of the suite
+	// opens and closes real nftables rules, in a table of this run's own
+	// that guards only this run's port window. The machine itself (lo) is
+	// let in, as in production: health checks and HAProxy.
+	if os.Geteuid() == 0 {
+		hs.fwTable = "berth_" + hs.tenant
+		if err := dropFirewallTables(ctx, "berth_e2e"); err != nil {
+			return hs, fmt.Errorf("nftables: remove tables of earlier runs: %w", err)
+		}
+		env = append(env, "BERTH_FIREWALL=nftables", "BERTH_FIREWALL_TABLE="+hs.fwTable, "BERTH_FIREWALL_ALLOW=local")
+		hs.stopFuncs = append(hs.stopFuncs, func() { _ = dropFirewallTables(ctx, hs.fwTable) })
+	}
+	for _, addr := range []*string{&hs.workerMetrics, &hs.haproxyStats} {
+		p, err := freePort()
+		if err != nil {
+			return hs, err
+		}
+		*addr = fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	env = append(env, "BERTH_METRICS_LISTEN="+hs.workerMetrics, "BERTH_HAPROXY_STATS="+hs.haproxyStats)
 	hs.env = env
 	hs.server = hs.spawn("server", "server")
 	hs.worker = hs.spawn("worker", "worker")

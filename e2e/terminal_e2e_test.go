@@ -125,6 +125,8 @@ func TestTerminal(t *testing.T) {
 	ctx := window(t, newBrowser(t))
 	hs.signIn(t, ctx, dev, "/instances/"+devInst+"/terminal")
 	do(t, ctx, chromedp.WaitVisible(chromedp.CSS("#term-form")))
+	// Its script enables the button once it handles the form.
+	waitJS(t, ctx, `!document.querySelector('#term-form button[type=submit]').disabled`, 10*time.Second)
 	eval[bool](t, ctx, `(function(){document.getElementById('term-cmd').value = "`+tinyShell+`"; return true})()`)
 	do(t, ctx, chromedp.Click(chromedp.CSS(`#term-form button[type=submit]`)))
 	waitJS(t, ctx, `document.getElementById('term').dataset.state === "open" && document.querySelector('.xterm-rows') && document.querySelector('.xterm-rows').textContent.includes("$")`, 30*time.Second)

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/store"
 )
 
 func badRequest(msg string) error { return &berth.Error{Code: berth.EInvalid, Message: msg} }
@@ -23,6 +24,13 @@ type errorBody struct {
 // fail writes err as the API's error shape. Internal details go to the log,
 // never to the client.
 func (s *Server) fail(c *gin.Context, err error) {
+	var conflict *store.ConflictError
+	if errors.As(err, &conflict) {
+		if _, lock := conflict.Existing.(*store.Run); lock {
+			// Another run holds the lock of what this request would change.
+			s.metrics.LockConflict(c.FullPath())
+		}
+	}
 	status, code, msg := s.classify(c, err)
 	var body errorBody
 	body.Error.Code, body.Error.Message = code, msg

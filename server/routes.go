@@ -25,6 +25,8 @@ func (s *Server) routes() []route {
 	return []route{
 		// Served before sign-in, so nothing here may show a record.
 		{"GET", "/healthz", s.healthz, public},
+		// Counts only, no records; MetricsToken closes it where wanted.
+		{"GET", "/metrics", s.metricsPage, public},
 		{"GET", "/api/v1/openapi.yaml", openapi, public},
 		{"GET", "/static/*file", staticFiles(http.FS(ui.Static())), public},
 		{"GET", "/login", s.loginPage, public},
@@ -167,7 +169,7 @@ func (s *Server) middleware(rt route) []gin.HandlerFunc {
 	}
 	api := strings.HasPrefix(rt.path, "/api/")
 	switch {
-	case pol.public && (api || rt.path == "/healthz"):
+	case pol.public && (api || rt.path == "/healthz" || rt.path == "/metrics"):
 		// Read by programs: no page headers, and no body to bound.
 		return nil
 	case pol.public && unsafeMethod(rt.method):

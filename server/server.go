@@ -2,20 +2,24 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/compose"
+	"github.com/berth-dev/berth/metrics"
 	"github.com/berth-dev/berth/store"
 )
 
@@ -80,6 +84,12 @@ type Config struct {
 	TerminalKey []byte
 	// TerminalIdle closes a terminal with no input for so long (0: berth.TerminalIdle).
 	TerminalIdle time.Duration
+	// Metrics counts requests, runs started, event streams and lock
+	// conflicts, and is served at /metrics (nil: no metrics).
+	Metrics *metrics.Registry
+	// MetricsToken, when set, is the bearer token /metrics asks of its
+	// scraper.
+	MetricsToken string
 }
 
 // Server is the HTTP API.
@@ -101,6 +111,7 @@ type Server struct {
 	sseRecheck time.Duration
 	// terminals pairs open terminals with their workers' relays.
 	terminals terminalHub
+	metrics   *metrics.Registry
 }
 
 // New returns the API server.
@@ -123,8 +134,10 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) *Serve
 	if cfg.MaxTokenTTL <= 0 {
 		cfg.MaxTokenTTL = 90 * 24 * time.Hour
 	}
-	return &Server{cfg: cfg, store: st, temporal: tc, log: log, closing: make(chan struct{}), logins: newLoginLimiter(),
-		streams: &streamCounter{open: map[uint]int{}}, sseRecheck: sseRecheck}
+	s := &Server{cfg: cfg, store: st, temporal: tc, log: log, closing: make(chan struct{}), logins: newLoginLimiter(),
+		streams: &streamCounter{open: map[uint]int{}}, sseRecheck: sseRecheck, metrics: cfg.Metrics}
+	s.metrics.MustRegister(approvalsWaiting{st: st})
+	return s
 }
 
 // Handler returns the HTTP handler with every route.
@@ -134,11 +147,65 @@ func (s *Server) Handler() http.Handler {
 	// Gin trusts every proxy by default; berth trusts only the configured
 	// ones (New checked them).
 	_ = r.SetTrustedProxies(s.cfg.TrustedProxies)
-	r.Use(gin.Recovery())
+	// Outermost, so that a panic's 500 is counted too.
+	r.Use(s.countRequest, gin.Recovery())
 	s.pages = loadPages()
 	s.mount(r)
 	r.NoRoute(func(c *gin.Context) { s.fail(c, &berth.Error{Code: berth.ENotFound, Message: "no such route"}) })
 	return r
+}
+
+// countRequest counts every answer by route pattern and status.
+func (s *Server) countRequest(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	s.metrics.HTTPRequest(c.Request.Method, c.FullPath(), c.Writer.Status(), time.Since(start))
+}
+
+// metricsPage serves the Prometheus metrics, behind MetricsToken if set.
+func (s *Server) metricsPage(c *gin.Context) {
+	if s.cfg.Metrics == nil {
+		s.fail(c, &berth.Error{Code: berth.ENotFound, Message: "metrics are off"})
+		return
+	}
+	if s.cfg.MetricsToken != "" {
+		got, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.MetricsToken)) != 1 {
+			s.fail(c, &berth.Error{Code: berth.EUnauthorized, Message: "metrics need the metrics token"})
+			return
+		}
+	}
+	s.cfg.Metrics.Handler().ServeHTTP(c.Writer, c.Request)
+}
+
+// approvalsWaiting reports, at each scrape, the approvals still open: read
+// from the database, so every API replica says the same.
+type approvalsWaiting struct{ st *store.Store }
+
+var (
+	approvalsWaitingDesc = prometheus.NewDesc("berth_approvals_waiting", "Approvals pending or escalated now.", nil, nil)
+	approvalOldestDesc   = prometheus.NewDesc("berth_approval_oldest_wait_seconds", "How long the oldest open approval has waited (0: none waits).", nil, nil)
+)
+
+func (a approvalsWaiting) Describe(ch chan<- *prometheus.Desc) {
+	ch <- approvalsWaitingDesc
+	ch <- approvalOldestDesc
+}
+
+func (a approvalsWaiting) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, oldest, err := a.st.OpenApprovals(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(approvalsWaitingDesc, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(approvalsWaitingDesc, prometheus.GaugeValue, float64(n))
+	waited := 0.0
+	if !oldest.IsZero() {
+		waited = time.Since(oldest).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(approvalOldestDesc, prometheus.GaugeValue, waited)
 }
 
 func (s *Server) healthz(c *gin.Context) {

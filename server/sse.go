@@ -83,6 +83,8 @@ func (s *Server) runEvents(c *gin.Context) {
 		return
 	}
 	defer s.streams.give(user)
+	s.metrics.SSEClient(1)
+	defer s.metrics.SSEClient(-1)
 	last := c.GetHeader("Last-Event-ID")
 	if last == "" {
 		last = c.Query("last")

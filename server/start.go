@@ -54,6 +54,7 @@ func (s *Server) startRun(ctx context.Context, run *store.Run, workflowName stri
 		}
 		return &berth.Error{Code: berth.EUnavailable, Message: "the workflow engine did not accept the run; try again"}
 	}
+	s.metrics.RunStarted(string(run.Kind))
 	return s.store.SetRunStarted(ctx, run.ID, we.GetRunID())
 }
 

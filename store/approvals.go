@@ -420,3 +420,20 @@ func (s *Store) ExpireApprovalStep(ctx context.Context, id uint, escalateTo []be
 	}
 	return got.Domain(), nil
 }
+
+// OpenApprovals is how many approvals wait for a decision now, and since
+// when the oldest of them waits (zero when none does).
+func (s *Store) OpenApprovals(ctx context.Context) (int64, time.Time, error) {
+	open := s.db.WithContext(ctx).Model(&Approval{}).
+		Where("state IN ?", []berth.ApprovalState{berth.ApprovalPending, berth.ApprovalEscalated})
+	var n int64
+	if err := open.Session(&gorm.Session{}).Count(&n).Error; err != nil || n == 0 {
+		return n, time.Time{}, err
+	}
+	// Read as a row, not MIN(): SQLite hands an aggregate's time back as text.
+	var oldest Approval
+	if err := open.Session(&gorm.Session{}).Select("id", "created_at").Order("created_at").Limit(1).Take(&oldest).Error; err != nil {
+		return n, time.Time{}, err
+	}
+	return n, oldest.CreatedAt, nil
+}

@@ -249,3 +249,21 @@ func TestStrandedDecisions(t *testing.T) {
 			Decision: berth.ApprovalDecision{ApprovalID: got[0].Decision.ApprovalID, State: berth.ApprovalApproved, By: []string{"bob"}, Comment: "go"}}}, got)
 	})
 }
+
+// What the metrics read: open approvals and since when the oldest waits.
+func TestOpenApprovals(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		n, oldest, err := st.OpenApprovals(ctx)
+		require.NoError(t, err)
+		require.Zero(t, n)
+		require.True(t, oldest.IsZero())
+		first := newApproval(t, st, 1, nil)
+		newApproval(t, st, 2, nil)
+		n, oldest, err = st.OpenApprovals(ctx)
+		require.NoError(t, err)
+		require.EqualValues(t, 2, n)
+		require.WithinDuration(t, first.CreatedAt, oldest, time.Second)
+		require.WithinDuration(t, time.Now(), oldest, time.Minute)
+	})
+}

@@ -152,6 +152,34 @@ func (s *Store) RecordOpenings(ctx context.Context, os []berth.FirewallOpening) 
 	}).Create(&os).Error
 }
 
+// SetOpeningsState moves recorded openings to state, noting the run that
+// did it. What the plan recorded (instance, protocol, address, port,
+// mode) stays: the firewall's repair reads it back.
+func (s *Store) SetOpeningsState(ctx context.Context, ids []string, state berth.OpeningState, runID uint) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	t := now()
+	upd := map[string]any{"state": state}
+	if runID != 0 {
+		upd["run_id"] = runID
+	}
+	switch state {
+	case berth.OpeningOpen:
+		upd["opened_at"], upd["closed_at"] = t, nil
+	case berth.OpeningClosed:
+		upd["closed_at"] = t
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		if err := s.db.WithContext(ctx).Model(&berth.FirewallOpening{}).Where("opening_id IN ?", ids[:n]).Updates(upd).Error; err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
 // Openings lists openings, optionally only those in one state.
 func (s *Store) Openings(ctx context.Context, state string) ([]berth.FirewallOpening, error) {
 	var out []berth.FirewallOpening
@@ -234,4 +262,51 @@ func (s *Store) MarkCMDB(ctx context.Context, ciID string, ok bool, errMsg strin
 		up["state"] = berth.SyncFailed
 	}
 	return s.db.WithContext(ctx).Model(&berth.CMDBRecord{}).Where("ci_id = ?", ciID).Updates(up).Error
+}
+
+// FirewallRecords returns, for every region with a ready host, the openings
+// its driver should hold, and the ids of every live opening.
+func (s *Store) FirewallRecords(ctx context.Context) ([]berth.RegionFirewall, []string, error) {
+	var regions []string
+	if err := s.db.WithContext(ctx).Model(&Host{}).Where("state = ?", berth.HostReady).
+		Distinct("region").Order("region").Pluck("region", &regions).Error; err != nil {
+		return nil, nil, err
+	}
+	type row struct {
+		berth.FirewallOpening
+		Region string
+	}
+	var rows []row
+	// "none" mode is the driver's too: only ticket and change openings are
+	// made by somebody else.
+	if err := s.db.WithContext(ctx).Table("firewall_openings AS o").
+		Select("o.*, h.region AS region").
+		Joins("JOIN instances AS i ON i.name = o.instance_name AND i.removed_at IS NULL").
+		Joins("JOIN hosts AS h ON h.id = i.host_id").
+		// Openings marked open before SetOpeningsState lost their address
+		// to the mark; they cannot be rebuilt, so they are only kept.
+		Where("o.state = ? AND o.driver NOT IN ? AND o.protocol <> '' AND o.dest_port > 0", berth.OpeningOpen, []string{"ticket", "change"}).
+		Order("o.opening_id").Scan(&rows).Error; err != nil {
+		return nil, nil, err
+	}
+	by := map[string]int{}
+	out := make([]berth.RegionFirewall, len(regions))
+	for i, r := range regions {
+		out[i].Region = r
+		by[r] = i
+	}
+	for _, r := range rows {
+		i, ok := by[r.Region]
+		if !ok {
+			continue // a host that is down or draining is left to the heal pass
+		}
+		out[i].Want = append(out[i].Want, r.FirewallOpening)
+	}
+	var keep []string
+	if err := s.db.WithContext(ctx).Model(&berth.FirewallOpening{}).
+		Where("state IN ?", []berth.OpeningState{berth.OpeningRequested, berth.OpeningOpen}).
+		Order("opening_id").Pluck("opening_id", &keep).Error; err != nil {
+		return nil, nil, err
+	}
+	return out, keep, nil
 }

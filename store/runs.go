@@ -59,20 +59,39 @@ func (s *Store) SetRunStarted(ctx context.Context, id uint, temporalRunID string
 		Updates(map[string]any{"temporal_run_id": temporalRunID, "status": berth.RunRunning}).Error
 }
 
-// FinishRun closes a run and frees its active key. Finishing twice keeps the first outcome.
+// FinishRun closes a run and frees its active key. Finishing twice keeps
+// the first outcome.
 func (s *Store) FinishRun(ctx context.Context, id uint, status berth.RunStatus, errMsg string) error {
+	_, err := s.EndRun(ctx, id, status, errMsg)
+	return err
+}
+
+// EndRun is FinishRun that also returns the run's end, only to the call
+// that ended it, so that a retry is not counted twice.
+func (s *Store) EndRun(ctx context.Context, id uint, status berth.RunStatus, errMsg string) (*berth.RunEnd, error) {
 	t := now()
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	var end *berth.RunEnd
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		end = nil
 		res := tx.Model(&Run{}).Where("id = ? AND finished_at IS NULL", id).
 			Updates(map[string]any{"status": status, "error": errMsg, "finished_at": &t, "active_key": nil})
 		if res.Error != nil || res.RowsAffected == 0 {
 			return res.Error
 		}
+		var run Run
+		if err := tx.Select("id", "kind", "created_at").First(&run, id).Error; err != nil {
+			return err
+		}
+		end = &berth.RunEnd{Kind: run.Kind, Status: status, Took: t.Sub(run.CreatedAt)}
 		if err := runIncidentsTx(tx, id, status); err != nil {
 			return err
 		}
 		return finishRunReleasesTx(tx, id, status, errMsg)
 	})
+	if err != nil {
+		return nil, err
+	}
+	return end, nil
 }
 
 // RecordStep upserts a step. A step entering running or waiting opens an

@@ -43,6 +43,15 @@ var probeOptions = workflow.ActivityOptions{
 	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: nonRetryable},
 }
 
+// firewallRepairOptions: a region's rules are read and fixed in well under a
+// second; a region without a worker is a finding of this pass, and the next
+// pass tries again, so nothing waits for it longer than a minute.
+var firewallRepairOptions = workflow.ActivityOptions{
+	ScheduleToStartTimeout: time.Minute,
+	StartToCloseTimeout:    30 * time.Second,
+	RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: nonRetryable},
+}
+
 // pruneOptions: freeing a host's disk is housekeeping; a few tries per
 // reconciler pass, and what is left goes on the next one.
 var pruneOptions = workflow.ActivityOptions{

@@ -40,6 +40,10 @@ const pruneImagesChange = "prune-images"
 // records of terminal sessions whose relaying server died.
 const sweepTerminalsChange = "sweep-terminals"
 
+// firewallDriftChange is the GetVersion change id that made a pass compare
+// each region's firewall rules with the recorded openings and repair them.
+const firewallDriftChange = "firewall-drift"
+
 // ReconcileID is the workflow id of a reconciler pass asked for by hand.
 func ReconcileID() string { return "reconcile/now" }
 
@@ -98,6 +102,13 @@ func Reconcile(ctx workflow.Context, in ReconcileInput) (*ReconcileResult, error
 				Detail: "could not compare the host with the records", Error: errorMessage(err)})
 		} else {
 			reached = append(reached, h)
+		}
+		res.Findings = append(res.Findings, fs...)
+	}
+	if workflow.GetVersion(ctx, firewallDriftChange, workflow.DefaultVersion, 1) == 1 {
+		fs, err := reconcileFirewall(ctx)
+		if err != nil {
+			return nil, err
 		}
 		res.Findings = append(res.Findings, fs...)
 	}
@@ -228,4 +239,41 @@ func pruneHostImages(ctx workflow.Context, h berth.HostRef, keep []string, grace
 			Detail: "could not prune the host's built images", Error: errorMessage(err)})
 	}
 	return out
+}
+
+// reconcileFirewall repairs each region's firewall against the records,
+// all regions at once. A region that cannot be reached is a finding; the
+// others go on.
+func reconcileFirewall(ctx workflow.Context) ([]berth.Finding, error) {
+	var rc *activities.Reconcile
+	var fw *activities.Firewall
+	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
+	var plans []activities.FirewallPlan
+	if err := workflow.ExecuteLocalActivity(lctx, rc.FirewallRecords).Get(ctx, &plans); err != nil {
+		return nil, err
+	}
+	futures := make([]workflow.Future, len(plans))
+	for i, p := range plans {
+		actx := workflow.WithActivityOptions(ctx, withQueue(firewallRepairOptions, p.Region))
+		futures[i] = workflow.ExecuteActivity(actx, fw.Repair, p.Input)
+	}
+	var out []berth.Finding
+	for i, f := range futures {
+		region := plans[i].Region
+		var rep activities.FirewallRepair
+		if err := f.Get(ctx, &rep); err != nil {
+			out = append(out, berth.Finding{Kind: berth.FindingFirewallRepaired, Target: "region " + region,
+				Detail: "could not compare the firewall with the records", Error: errorMessage(err)})
+			continue
+		}
+		for _, id := range rep.Reopened {
+			out = append(out, berth.Finding{Kind: berth.FindingFirewallRepaired, Target: id,
+				Detail: fmt.Sprintf("opened again in region %s: its rule had gone", region)})
+		}
+		for _, id := range rep.Closed {
+			out = append(out, berth.Finding{Kind: berth.FindingFirewallRepaired, Target: id,
+				Detail: fmt.Sprintf("closed in region %s: no live opening is recorded for its rule", region)})
+		}
+	}
+	return out, nil
 }

@@ -8,9 +8,11 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/activities"
+	"github.com/berth-dev/berth/firewall"
 )
 
 // The reconciler removes only what no live run may still claim: a
@@ -70,6 +72,14 @@ func TestReconcileRepairsOnlyWhatDeadRunsLeft(t *testing.T) {
 	env.OnActivity(d.PruneImages, mock.Anything, mock.MatchedBy(func(in activities.PruneImagesInput) bool {
 		return in.Host == hostEU && in.Grace == 10*time.Minute && len(in.Keep) == 1 && in.Keep[0] == keep[0]
 	})).Return([]string{"reg/acme/shop-web:1"}, nil)
+	var fw *activities.Firewall
+	want := activities.FirewallRepairInput{Want: []firewall.Opening{{ID: "live-1/8080-tcp", Protocol: "tcp", DestIP: "10.0.0.1", DestPort: 31000}},
+		Keep: []string{"live-1/8080-tcp", "open-plan-1/8080-tcp"}}
+	env.OnActivity(rc.FirewallRecords, mock.Anything).Return([]activities.FirewallPlan{
+		{Region: "eu", Input: want}, {Region: "us", Input: activities.FirewallRepairInput{Keep: want.Keep}}}, nil)
+	env.OnActivity(fw.Repair, mock.Anything, want).Return(activities.FirewallRepair{Reopened: []string{"live-1/8080-tcp"}, Closed: []string{"gone-2/8080-tcp"}}, nil)
+	env.OnActivity(fw.Repair, mock.Anything, activities.FirewallRepairInput{Keep: want.Keep}).
+		Return(activities.FirewallRepair{}, temporal.NewNonRetryableApplicationError("netlink: operation not permitted", "", nil))
 	var recorded []berth.Finding
 	env.OnActivity(rc.RecordFindings, mock.Anything, mock.Anything).Return(func(_ context.Context, fs []berth.Finding) error {
 		recorded = fs
@@ -88,7 +98,13 @@ func TestReconcileRepairsOnlyWhatDeadRunsLeft(t *testing.T) {
 	}
 	require.Equal(t, map[string]berth.FindingKind{"run 2": berth.FindingRunClosed, "run 9": berth.FindingDecisionResent, "dead-plan-1": berth.FindingAbandoned,
 		"dead-plan-2": berth.FindingAbandoned, "orphan-1": berth.FindingOrphan, "gone-1": berth.FindingMissing,
-		"reg/acme/shop-web:1": berth.FindingImagePruned}, kinds)
+		"reg/acme/shop-web:1": berth.FindingImagePruned, "live-1/8080-tcp": berth.FindingFirewallRepaired,
+		"gone-2/8080-tcp": berth.FindingFirewallRepaired, "region us": berth.FindingFirewallRepaired}, kinds)
+	for _, f := range res.Findings {
+		if f.Target == "region us" {
+			require.Contains(t, f.Error, "operation not permitted", "a region whose firewall cannot be read says why")
+		}
+	}
 	require.ElementsMatch(t, []string{"dead-plan-1", "orphan-1"}, removed)
 	require.ElementsMatch(t, []string{"dead-plan-1", "dead-plan-2"}, released)
 	require.Equal(t, res.Findings, recorded, "every finding is audited")

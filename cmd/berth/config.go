@@ -84,9 +84,12 @@ type Config struct {
 
 	// Load balancer of this worker's region: "haproxy" (a local HAProxy that
 	// berth runs) or "none".
-	LB           string
-	HAProxyBin   string
-	HAProxyDir   string
+	LB         string
+	HAProxyBin string
+	HAProxyDir string
+	// HAProxyStats is the ip:port of HAProxy's stats page and its
+	// Prometheus metrics (/metrics); "" none.
+	HAProxyStats string
 	LBIP         string
 	LBPortMin    int
 	LBPortMax    int
@@ -94,6 +97,16 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Firewall driver of this worker's region: "none" or "nftables".
 	Firewall string
+	// FirewallTable is the nftables table berth owns; FirewallAllow the
+	// sources its guards never stop ("local" and the CIDRs of load
+	// balancers and health checks on other machines).
+	FirewallTable string
+	FirewallAllow []string
+	// MetricsListen is where a worker serves /metrics ("" none; the server
+	// serves it on its API listener). MetricsToken, when set, is the bearer
+	// token /metrics asks of the scraper.
+	MetricsListen string
+	MetricsToken  string
 	// CMDB driver: "none" or "http" (CMDBURL, CMDBToken).
 	CMDB      string
 	CMDBURL   string
@@ -199,7 +212,8 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	secrets := []*secretFlag{{name: "token", value: &c.Token}, {name: "db-dsn", value: &c.DBDSN}, {name: "cmdb-token", value: &c.CMDBToken},
 		{name: "registry-auth", value: &c.RegistryAuth}, {name: "tickets-token", value: &c.TicketsToken},
 		{name: "alertmanager-token", value: &c.AlertmanagerToken},
-		{name: "firewall-change-token", value: &c.FirewallChangeToken}}
+		{name: "firewall-change-token", value: &c.FirewallChangeToken},
+		{name: "metrics-token", value: &c.MetricsToken}}
 	for _, s := range secrets {
 		envKey := "BERTH_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_")) + "_FILE"
 		if s.name == "token" {
@@ -246,12 +260,16 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.StringVar(&c.LB, "lb", env("BERTH_LB", "haproxy"), "load balancer of the served regions: haproxy or none")
 	fs.StringVar(&c.HAProxyBin, "haproxy-bin", env("BERTH_HAPROXY_BIN", "/usr/sbin/haproxy"), "HAProxy binary berth runs")
 	fs.StringVar(&c.HAProxyDir, "haproxy-dir", env("BERTH_HAPROXY_DIR", ""), "folder for HAProxy's config and sockets (default: <data>/haproxy)")
+	fs.StringVar(&c.HAProxyStats, "haproxy-stats", env("BERTH_HAPROXY_STATS", ""), "ip:port for HAProxy's read-only stats page and its Prometheus /metrics (default: none)")
 	fs.StringVar(&c.LBIP, "lb-ip", env("BERTH_LB_IP", "127.0.0.1"), "address service frontends listen on")
 	fs.IntVar(&c.LBPortMin, "lb-port-min", envInt("BERTH_LB_PORT_MIN", 29000), "lowest frontend port")
 	fs.IntVar(&c.LBPortMax, "lb-port-max", envInt("BERTH_LB_PORT_MAX", 29999), "highest frontend port")
 	fs.IntVar(&c.LBWeight, "lb-weight", envInt("BERTH_LB_WEIGHT", 100), "weight of a new server")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", envDuration("BERTH_DRAIN_TIMEOUT", 30*time.Second), "how long scale-in and releases wait for drained sessions")
 	fs.StringVar(&c.Firewall, "firewall", env("BERTH_FIREWALL", "none"), "firewall driver: none or nftables")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", env("BERTH_METRICS_LISTEN", ""), "worker: address to serve Prometheus /metrics on, e.g. 127.0.0.1:9464 (the server serves it on its API address)")
+	fs.StringVar(&c.FirewallTable, "firewall-table", env("BERTH_FIREWALL_TABLE", "berth"), "the nftables table berth owns (inet family)")
+	fwAllow := fs.String("firewall-allow", env("BERTH_FIREWALL_ALLOW", "local"), "comma-separated sources let into published ports before their opening: local (this machine: health checks, a local load balancer) and CIDRs of remote load balancers")
 	fs.StringVar(&c.CMDB, "cmdb", env("BERTH_CMDB", "none"), "CMDB driver: none or http")
 	fs.StringVar(&c.CMDBURL, "cmdb-url", env("BERTH_CMDB_URL", ""), "base URL of the CMDB (http driver)")
 	fs.StringVar(&c.CMDBToken, "cmdb-token", env("BERTH_CMDB_TOKEN", ""), "bearer token for the CMDB")
@@ -283,6 +301,7 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	}
 	c.Regions, c.BindRoots, c.ExecAllow = splitList(*regions), splitList(*bindRoots), splitList(*execAllow)
 	c.TrustedProxies = splitList(*proxies)
+	c.FirewallAllow = splitList(*fwAllow)
 	if err := checkProxyConfig(c); err != nil {
 		return nil, err
 	}

@@ -15,10 +15,20 @@ import (
 	"github.com/berth-dev/berth/store"
 )
 
-func firewallDriver(cfg *Config) (firewall.Driver, error) {
+// firewallDriver returns the region's firewall. nftables closes the port
+// range at once, before any run: a port an instance publishes is then
+// never reachable from outside until its opening, even on a fresh host.
+func firewallDriver(ctx context.Context, cfg *Config) (firewall.Driver, error) {
 	switch cfg.Firewall {
 	case "nftables":
-		return nftables.New(nftables.Options{PortMin: cfg.PortMin, PortMax: cfg.PortMax})
+		d, err := nftables.New(nftables.Options{Table: cfg.FirewallTable, PortMin: cfg.PortMin, PortMax: cfg.PortMax, Allow: cfg.FirewallAllow})
+		if err != nil {
+			return nil, err
+		}
+		if err := d.Ensure(ctx); err != nil {
+			return nil, err
+		}
+		return d, nil
 	default:
 		return firewall.None{}, nil
 	}
@@ -28,7 +38,7 @@ func firewallDriver(cfg *Config) (firewall.Driver, error) {
 // so a restarted worker (or a crashed HAProxy) comes back with exactly
 // berth's state, and watches it so a killed HAProxy is restarted.
 func startHAProxy(ctx context.Context, g *errgroup.Group, gctx context.Context, cfg *Config, st *store.Store, log *slog.Logger) (lb.Driver, func(), error) {
-	m, err := haproxy.NewManager(haproxy.Config{Binary: cfg.HAProxyBin, Dir: cfg.HAProxyDir})
+	m, err := haproxy.NewManager(haproxy.Config{Binary: cfg.HAProxyBin, Dir: cfg.HAProxyDir, StatsAddr: cfg.HAProxyStats})
 	if err != nil {
 		return nil, nil, fmt.Errorf("haproxy: %w (install it with: apt-get install haproxy, or run with -lb none)", err)
 	}

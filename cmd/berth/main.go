@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -30,6 +31,7 @@ import (
 	"github.com/berth-dev/berth/firewall/changeapi"
 	"github.com/berth-dev/berth/logship"
 	"github.com/berth-dev/berth/mesh"
+	"github.com/berth-dev/berth/metrics"
 	"github.com/berth-dev/berth/registry"
 	"github.com/berth-dev/berth/server"
 	"github.com/berth-dev/berth/store"
@@ -126,7 +128,8 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 	if err != nil {
 		return err
 	}
-	tc, err := dialTemporal(ctx, cfg, payloads, log)
+	reg := metrics.New(cmd)
+	tc, err := dialTemporal(ctx, cfg, payloads, reg, log)
 	if err != nil {
 		return err
 	}
@@ -160,6 +163,25 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 		defer engines.Close()
 		wcfg := worker.Config{Central: cmd == "dev" || central, Regions: cfg.Regions,
 			Store: activities.NewStore(st, st, st), Docker: activities.NewDocker(engines, cfg.Registry)}
+		wcfg.Store.Metrics = reg
+		if cmd == "worker" && cfg.MetricsListen != "" {
+			// A worker has no API listener; the server and dev serve
+			// /metrics on theirs.
+			ms := &http.Server{Addr: cfg.MetricsListen, Handler: metricsOnly(reg, cfg.MetricsToken), ReadHeaderTimeout: 10 * time.Second}
+			g.Go(func() error {
+				log.Info("berth worker metrics listening", "url", "http://"+cfg.MetricsListen+"/metrics")
+				if err := ms.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					return fmt.Errorf("metrics listener: %w", err)
+				}
+				return nil
+			})
+			g.Go(func() error {
+				<-gctx.Done()
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				return ms.Shutdown(sctx)
+			})
+		}
 		wcfg.Docker.Packages, wcfg.Docker.ExecAllow = packages, cfg.ExecAllow
 		user, pass, _ := strings.Cut(cfg.RegistryAuth, ":")
 		if cfg.RegistryAuth != "" {
@@ -215,7 +237,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 			}
 		}
 		if len(cfg.Regions) > 0 {
-			fw, err := firewallDriver(cfg)
+			fw, err := firewallDriver(ctx, cfg)
 			if err != nil {
 				return err
 			}
@@ -250,7 +272,8 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 			DataConverter: payloads.DataConverter(), Codec: payloads.Handler(), Secrets: payloads,
 			TrustedProxies: cfg.TrustedProxies, PublicURL: cfg.PublicURL, AlertmanagerToken: cfg.AlertmanagerToken,
 			MaxTokenTTL: cfg.MaxTokenTTL, AllowEternalTokens: cfg.AllowEternalTokens,
-			RelayURL: relayURL(cfg), TerminalKey: payloads.Derived(), TerminalIdle: cfg.TerminalIdle}, st, tc, log)
+			RelayURL: relayURL(cfg), TerminalKey: payloads.Derived(), TerminalIdle: cfg.TerminalIdle,
+			Metrics: reg, MetricsToken: cfg.MetricsToken}, st, tc, log)
 		pw, err := api.Bootstrap(ctx)
 		if err != nil {
 			return err
@@ -289,6 +312,23 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 	return g.Wait()
 }
 
+// metricsOnly serves a worker's /metrics and nothing else, behind token if set.
+func metricsOnly(reg *metrics.Registry, token string) http.Handler {
+	mux := http.NewServeMux()
+	h := reg.Handler()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if token != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+				http.Error(w, "metrics need the metrics token", http.StatusUnauthorized)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+	return mux
+}
+
 // payloadCodec loads the key every Temporal payload is sealed with. A
 // missing default key file is created, so the embedded default encrypts from
 // its first start; a deployment of several machines gives each the same file.
@@ -310,9 +350,9 @@ func payloadCodec(cfg *Config, log *slog.Logger) (*codec.AESGCM, error) {
 	return codec.EnsureFile(cfg.PayloadKeyFile)
 }
 
-func dialTemporal(ctx context.Context, cfg *Config, payloads *codec.AESGCM, log *slog.Logger) (client.Client, error) {
+func dialTemporal(ctx context.Context, cfg *Config, payloads *codec.AESGCM, reg *metrics.Registry, log *slog.Logger) (client.Client, error) {
 	opts := client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
-		Logger: newTemporalLogger(log), DataConverter: payloads.DataConverter()}
+		Logger: newTemporalLogger(log), DataConverter: payloads.DataConverter(), MetricsHandler: reg.Temporal()}
 	if cfg.TemporalTLSCA != "" || cfg.TemporalTLSCert != "" {
 		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if cfg.TemporalTLSCA != "" {

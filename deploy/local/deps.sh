@@ -11,7 +11,8 @@
 #   test  everything the integration tests need on this machine (chromium:
 #         the browser tests of the web UI; docker-registry: the loopback
 #         registry of deploy/local/registry.sh; apache2-utils: its htpasswd;
-#         prometheus-alertmanager: alerts made tickets; rsyslog: logs shipped,
+#         prometheus: scrapes berth in a test, and promtool checks the
+#         alert rules; prometheus-alertmanager: alerts made tickets; rsyslog: logs shipped,
 #         with its elasticsearch and relp modules: the production configs
 #         in deploy/rsyslog are checked with rsyslogd -N1)
 #
@@ -29,7 +30,7 @@ usage() {
 packages_for() {
 	case "$1" in
 	run) echo "docker.io iproute2 ca-certificates haproxy" ;;
-	test) echo "docker.io mariadb-server iproute2 ca-certificates procps curl haproxy chromium docker-registry apache2-utils prometheus-alertmanager rsyslog rsyslog-elasticsearch rsyslog-relp" ;;
+	test) echo "docker.io mariadb-server iproute2 ca-certificates procps curl haproxy chromium docker-registry apache2-utils prometheus prometheus-alertmanager rsyslog rsyslog-elasticsearch rsyslog-relp" ;;
 	registry) echo "docker-registry apache2-utils" ;;
 	bench) echo "docker-compose" ;;
 	*) return 1 ;;

@@ -9,6 +9,8 @@
 //			type filter hook input priority filter; policy accept;
 //			ip saddr 192.0.2.0/24 ip daddr 127.0.0.1 tcp dport 31000 counter accept comment "berth:open:<ID>"
 //			...one accept rule per opening...
+//			iifname "lo" counter accept comment "berth:allow:<key>:local"
+//			ip saddr 10.0.0.0/8 counter accept comment "berth:allow:<key>:10.0.0.0/8"
 //			tcp dport 30000-32767 ct state new counter drop comment "berth:guard:tcp:30000-32767"
 //			udp dport 30000-32767 ct state new counter drop comment "berth:guard:udp:30000-32767"
 //		}
@@ -28,7 +30,10 @@
 // i.e. the host address and port the client asked for, and its guards only
 // touch DNAT'd traffic so that ordinary routed traffic is left alone.
 //
-// The guards close the published-port range by default; openings are
+// The allow rules (Options.Allow) let in what berth itself needs before an
+// opening: its health checks and the load balancer, from this machine
+// ("local") or from listed networks. The guards close the published-port
+// range to everything else; openings are
 // inserted at the head of each chain so they always sit before the guards.
 // An opening has one rule in each chain under the same comment.
 // Rules are found again by their comment (rule user data), which is what makes

@@ -28,6 +28,7 @@ const (
 
 	openTagPrefix  = "berth:open:"
 	guardTagPrefix = "berth:guard"
+	allowTagPrefix = "berth:allow:"
 
 	// maxIDLen keeps the tag (prefix + ID + NUL + TLV header) well inside the
 	// kernel's 256-byte rule user-data limit.
@@ -47,6 +48,12 @@ type Options struct {
 	// namespace of the calling process. The caller keeps it open while the
 	// Driver is in use.
 	NetNSFd int
+	// Allow names sources the guards never stop, because berth itself
+	// needs them to reach an instance before its opening: the health check
+	// and the load balancer. Each entry is "local" (traffic from this
+	// machine, i.e. arriving on lo) or a CIDR or IP (a load balancer or
+	// worker elsewhere).
+	Allow []string
 }
 
 // Driver implements firewall.Driver with nftables. It is safe for concurrent
@@ -57,6 +64,7 @@ type Driver struct {
 	portMin uint16
 	portMax uint16
 	netns   int
+	allow   allowList
 
 	mu sync.Mutex
 }
@@ -79,11 +87,16 @@ func New(opts Options) (*Driver, error) {
 	if opts.NetNSFd < 0 {
 		return nil, fmt.Errorf("nftables: netns fd %d is negative", opts.NetNSFd)
 	}
+	allow, err := parseAllow(opts.Allow)
+	if err != nil {
+		return nil, err
+	}
 	return &Driver{
 		table:   opts.Table,
 		portMin: uint16(opts.PortMin),
 		portMax: uint16(opts.PortMax),
 		netns:   opts.NetNSFd,
+		allow:   allow,
 	}, nil
 }
 
@@ -413,10 +426,10 @@ func (d *Driver) queueEnsure(c *nft.Conn, rules tableRules) (map[string]bool, er
 		Priority: forwardPriority,
 		Policy:   &policy,
 	})
-	if err := d.queueGuards(c, in, rules.input, guardExprs); err != nil {
+	if err := d.queueGuards(c, in, rules.input, guardExprs, d.allow.inputRules()); err != nil {
 		return nil, err
 	}
-	if err := d.queueGuards(c, fwd, rules.forward, forwardGuardExprs); err != nil {
+	if err := d.queueGuards(c, fwd, rules.forward, forwardGuardExprs, d.allow.forwardRules()); err != nil {
 		return nil, err
 	}
 	return d.queueBackfill(c, fwd, rules)
@@ -448,41 +461,62 @@ func (d *Driver) queueBackfill(c *nft.Conn, fwd *nft.Chain, rules tableRules) (m
 }
 
 // queueGuards makes the guards of ch, whose current rules are rules, those
-// of d's port range: one per protocol, built by build.
-func (d *Driver) queueGuards(c *nft.Conn, ch *nft.Chain, rules []*nft.Rule, build func(proto byte, portMin, portMax uint16) []expr.Any) error {
+// of d's port range, built by build, behind the allow rules of allow. Both
+// are appended, after every opening. When either differs from what is
+// there (a new port range or allow list), all of them are deleted and
+// written again in the same batch, so the allow rules always sit before
+// the guards and the chain never shows a half of each.
+func (d *Driver) queueGuards(c *nft.Conn, ch *nft.Chain, rules []*nft.Rule, build func(proto byte, portMin, portMax uint16) []expr.Any, allow []allowRule) error {
 	want := map[string]byte{
 		d.guardTag("tcp"): protoTCP,
 		d.guardTag("udp"): protoUDP,
 	}
-	have := map[string]bool{}
+	wantAllow := map[string]bool{}
+	for _, a := range allow {
+		wantAllow[a.tag] = true
+	}
+	var ours []*nft.Rule
+	have := map[string]int{}
 	for _, r := range rules {
 		tag := ruleTag(r)
-		if !strings.HasPrefix(tag, guardTagPrefix) {
-			continue
+		if strings.HasPrefix(tag, guardTagPrefix) || strings.HasPrefix(tag, allowTagPrefix) {
+			ours = append(ours, r)
+			have[tag]++
 		}
-		if _, ok := want[tag]; ok && !have[tag] {
-			have[tag] = true
-			continue
-		}
-		// A guard for another port range (the config changed) or a
-		// duplicate: drop it in the same batch that appends the right one.
+	}
+	intact := len(ours) == len(want)+len(wantAllow)
+	for tag := range want {
+		intact = intact && have[tag] == 1
+	}
+	for tag := range wantAllow {
+		intact = intact && have[tag] == 1
+	}
+	if intact {
+		return nil
+	}
+	for _, r := range ours {
 		if err := c.DelRule(&nft.Rule{Table: ch.Table, Chain: ch, Handle: r.Handle}); err != nil {
 			return fmt.Errorf("nftables: queue delete of stale guard handle %d in chain %s: %w", r.Handle, ch.Name, err)
 		}
 	}
+	for _, a := range allow {
+		c.AddRule(taggedRule(ch, a.exprs, a.tag))
+	}
 	for _, proto := range []string{"tcp", "udp"} {
 		tag := d.guardTag(proto)
-		if have[tag] {
-			continue
-		}
-		// Appended, so it lands after every opening already in the chain.
 		c.AddRule(taggedRule(ch, build(want[tag], d.portMin, d.portMax), tag))
 	}
 	return nil
 }
 
+// guardTag names the guard of proto. It carries the allow list's key, so
+// that a changed list no longer matches and the guards are rebuilt with it.
 func (d *Driver) guardTag(proto string) string {
-	return fmt.Sprintf("%s:%s:%d-%d", guardTagPrefix, proto, d.portMin, d.portMax)
+	tag := fmt.Sprintf("%s:%s:%d-%d", guardTagPrefix, proto, d.portMin, d.portMax)
+	if d.allow.key != "" {
+		tag += ":" + d.allow.key
+	}
+	return tag
 }
 
 func openTag(id string) string { return openTagPrefix + id }

@@ -656,6 +656,14 @@ func TestForwardDNATTraffic(t *testing.T) {
 	requireBlocked(t, udpEcho(client, udpAddr), "udp published after Close")
 	require.NoError(t, d.Close(ctx, o.ID), "closing twice is fine")
 
+	// An allowed network passes the forward guard without an opening (the
+	// load balancer of another machine), and leaves with the list.
+	allowed := newDriver(t, host, Options{Allow: []string{"198.51.100.0/30"}})
+	require.NoError(t, allowed.Ensure(ctx))
+	require.NoError(t, dialTCP(client, "tcp4", tcpAddr), "tcp published from an allowed network")
+	require.NoError(t, d.Ensure(ctx))
+	requireBlocked(t, dialTCP(client, "tcp4", tcpAddr), "tcp published once the network is no longer allowed")
+
 	// The original destination is what is matched: another address, or the
 	// container's own port, opens nothing.
 	require.NoError(t, d.Open(ctx, firewall.Opening{ID: "other-ip", Protocol: "tcp", DestIP: "198.51.100.9", DestPort: tcpPublished}))
@@ -664,4 +672,60 @@ func TestForwardDNATTraffic(t *testing.T) {
 	// 0.0.0.0 means "published on every address".
 	require.NoError(t, d.Open(ctx, firewall.Opening{ID: "any-ip", Protocol: "tcp", DestIP: "0.0.0.0", DestPort: tcpPublished}))
 	require.NoError(t, dialTCP(client, "tcp4", tcpAddr), "tcp opened on 0.0.0.0")
+}
+
+// dialFrom connects from src inside ns.
+func dialFrom(ns netNS, src, addr string) error {
+	return inNetNS(ns, func() error {
+		d := net.Dialer{Timeout: dialTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		c, err := d.Dial("tcp4", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+}
+
+func TestAllow(t *testing.T) {
+	ns := newNetNS(t)
+	ctx := context.Background()
+	ipIn(t, ns, "addr", "add", "192.0.2.1/32", "dev", "lo")
+	ipIn(t, ns, "addr", "add", "198.51.100.7/32", "dev", "lo")
+	listenTCP(t, ns, "tcp4", "0.0.0.0:31000")
+	const addr = "192.0.2.1:31000"
+
+	_, err := New(Options{Allow: []string{"0.0.0.0/0"}})
+	require.ErrorContains(t, err, "not everyone", "allowing everyone is turning the firewall off, said plainly")
+	_, err = New(Options{Allow: []string{"lan"}})
+	require.ErrorContains(t, err, `allow "lan"`)
+
+	// Over lo every packet is the machine's own, so "local" is tried last.
+	d := newDriver(t, ns, Options{Allow: []string{"192.0.2.0/24"}})
+	require.NoError(t, d.Open(ctx, web("kept/31001-tcp", 31001)))
+	require.NoError(t, dialFrom(ns, "192.0.2.1", addr), "from the allowed network")
+	requireBlocked(t, dialFrom(ns, "198.51.100.7", addr), "from elsewhere")
+	in := tags(chainRules(t, ns, DefaultTable, inputChain))
+	require.Equal(t, []string{openTag("kept/31001-tcp"), d.allow.tag("192.0.2.0/24"), d.guardTag("tcp"), d.guardTag("udp")}, in,
+		"openings first, then the allow rule, then the guards")
+	require.Equal(t, in, tags(chainRules(t, ns, DefaultTable, forwardChain)))
+
+	// The same list again changes nothing; a new list replaces the old
+	// rules and keeps the openings in front.
+	before := chainRules(t, ns, DefaultTable, inputChain)
+	require.NoError(t, newDriver(t, ns, Options{Allow: []string{" 192.0.2.7/24 "}}).Ensure(ctx))
+	after := chainRules(t, ns, DefaultTable, inputChain)
+	require.Equal(t, before[2].Handle, after[2].Handle, "an unchanged list is not rewritten")
+	local := newDriver(t, ns, Options{Allow: []string{AllowLocal}})
+	require.NoError(t, local.Ensure(ctx))
+	require.Equal(t, []string{openTag("kept/31001-tcp"), local.allow.tag(AllowLocal), local.guardTag("tcp"), local.guardTag("udp")},
+		tags(chainRules(t, ns, DefaultTable, inputChain)))
+	require.Equal(t, []string{openTag("kept/31001-tcp"), local.guardTag("tcp"), local.guardTag("udp")},
+		tags(chainRules(t, ns, DefaultTable, forwardChain)), "the machine's own traffic never crosses forward")
+	require.NoError(t, dialFrom(ns, "198.51.100.7", addr), "from this machine")
+	require.NotZero(t, packets(t, ns, inputChain, local.allow.tag(AllowLocal)))
+
+	// No list is the guards alone, as before allow lists.
+	require.NoError(t, newDriver(t, ns, Options{}).Ensure(ctx))
+	require.Len(t, chainRules(t, ns, DefaultTable, inputChain), 3)
+	requireBlocked(t, dialFrom(ns, "192.0.2.1", addr), "nothing allowed any more")
 }

@@ -467,4 +467,12 @@ func TestStatsPage(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, string(body), "be_web,BACKEND")
+
+	resp, err = http.Get("http://" + statsAddr + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err = io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, string(body), `haproxy_backend_status{proxy="be_web"`, "HAProxy's Prometheus exporter")
 }

@@ -43,7 +43,8 @@ type Config struct {
 	// One Dir is one instance: a Manager stops any HAProxy it finds still
 	// running on this Dir's configuration.
 	Dir string
-	// StatsAddr, when set, is the ip:port of a read-only HTTP stats page.
+	// StatsAddr, when set, is the ip:port of a read-only HTTP stats page,
+	// with Prometheus metrics at /metrics.
 	StatsAddr string
 }
 

@@ -94,6 +94,9 @@ func renderConfig(cfg Config, backends map[string]lb.Backend) []byte {
 		p("frontend berth_stats")
 		p("    mode http")
 		p("    bind %s", cfg.StatsAddr)
+		// HAProxy's own Prometheus exporter, for the region's alert on a
+		// dead load balancer and its per-backend counters.
+		p("    http-request use-service prometheus-exporter if { path /metrics }")
 		p("    stats enable")
 		p("    stats uri /")
 		p("    stats refresh 5s")

@@ -53,4 +53,9 @@
       if (ws === sock) { ws = null; }
     };
   });
+  // The button stays disabled until here: a click before this script ran
+  // would submit the form as a plain GET and reload the page.
+  var open = form.querySelector("button[type=submit]");
+  open.disabled = false;
+  open.removeAttribute("title");
 })();
