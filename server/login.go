@@ -51,7 +51,7 @@ func (s *Server) login(c *gin.Context) {
 	// The client's address: the peer's own, unless the peer is a trusted
 	// proxy (TrustedProxies); otherwise X-Forwarded-For is the client's to choose.
 	addr := c.ClientIP()
-	if wait := s.logins.blocked(req.Name, addr); wait > 0 {
+	if wait := s.logins.blocked(ctx, req.Name, addr); wait > 0 {
 		secs, msg := retryText(wait)
 		c.Header("Retry-After", strconv.Itoa(secs))
 		if s.logins.refusedAttempt(addr) {
@@ -71,9 +71,13 @@ func (s *Server) login(c *gin.Context) {
 	}
 	u, err := s.store.CheckPassword(ctx, req.Name, req.Password)
 	if errors.Is(err, store.ErrBadCredentials) {
-		s.logins.failed(req.Name, addr)
+		if ferr := s.logins.failed(ctx, req.Name, addr); ferr != nil {
+			s.log.Error("count a failed sign-in", "error", ferr)
+		}
 	} else if err == nil {
-		s.logins.succeeded(req.Name, addr)
+		if ferr := s.logins.succeeded(ctx, req.Name, addr); ferr != nil {
+			s.log.Error("clear failed sign-ins", "error", ferr)
+		}
 	}
 	outcome := "200"
 	if err != nil {

@@ -1,6 +1,9 @@
 package server
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,12 +25,25 @@ const (
 	loginMaxKeys = 100_000
 )
 
+// failureLog counts failed sign-ins by key. The server's store is one
+// (store.Store), so every API replica sees the same count; memFailures
+// keeps them in this process, for a server without a store.
+type failureLog interface {
+	// LoginFailures returns key's newest failures after since, at most
+	// limit, oldest first.
+	LoginFailures(ctx context.Context, key string, since time.Time, limit int) ([]time.Time, error)
+	// AddLoginFailures counts a failure under each key and forgets every
+	// failure from before expired.
+	AddLoginFailures(ctx context.Context, at, expired time.Time, keys ...string) error
+	ClearLoginFailures(ctx context.Context, key string) error
+}
+
 type loginLimiter struct {
-	mu    sync.Mutex
-	fails map[string][]time.Time
+	log failureLog
+	mu  sync.Mutex
 	// refused tallies, per address, the sign-ins refused while it was held
 	// back, so a flood writes two audit rows (the first refusal and a
-	// summary), not one per attempt.
+	// summary), not one per attempt. Per replica: it only shapes the audit.
 	refused map[string]*refusalTally
 	now     func() time.Time
 }
@@ -37,8 +53,12 @@ type refusalTally struct {
 	since time.Time
 }
 
-func newLoginLimiter() *loginLimiter {
-	return &loginLimiter{fails: map[string][]time.Time{}, refused: map[string]*refusalTally{}, now: time.Now}
+// newLoginLimiter counts in log, or in this process when log is nil.
+func newLoginLimiter(log failureLog) *loginLimiter {
+	if log == nil {
+		log = &memFailures{fails: map[string][]time.Time{}}
+	}
+	return &loginLimiter{log: log, refused: map[string]*refusalTally{}, now: time.Now}
 }
 
 // refusedAttempt counts an attempt refused while addr is held back. first
@@ -70,78 +90,101 @@ func (l *loginLimiter) settle(addr string) (int, time.Time) {
 	return t.more, t.since
 }
 
-func loginKey(user, addr string) string { return strings.ToLower(user) + "\x00" + addr }
+// loginKey and addrKey are what failures are counted under: hashes, so the
+// shared table holds neither names nor addresses. No user name holds a NUL,
+// so an address's key cannot collide with a pair's.
+func loginKey(user, addr string) string { return hashKey(strings.ToLower(user) + "\x00" + addr) }
+func addrKey(addr string) string        { return hashKey("\x00addr\x00" + addr) }
 
-// addrKey counts an address's failures whatever the name; no user name
-// holds a NUL, so it cannot collide with a pair's key.
-func addrKey(addr string) string { return "\x00addr\x00" + addr }
-
-// recent drops the failures older than the window; the caller holds mu.
-func (l *loginLimiter) recent(key string, now time.Time) []time.Time {
-	ts := l.fails[key]
-	i := 0
-	for i < len(ts) && now.Sub(ts[i]) >= loginWindow {
-		i++
-	}
-	ts = ts[i:]
-	if len(ts) == 0 {
-		delete(l.fails, key)
-		return nil
-	}
-	l.fails[key] = ts
-	return ts
+func hashKey(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
 
-// blocked says how long the pair must wait before it may try again (0: it may now).
-func (l *loginLimiter) blocked(user, addr string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// blocked says how long the pair must wait before it may try again (0: it
+// may now). A count that cannot be read holds nobody back: the password
+// check that follows reads the same database.
+func (l *loginLimiter) blocked(ctx context.Context, user, addr string) time.Duration {
 	now := l.now()
 	var wait time.Duration
 	for _, k := range []struct {
 		key   string
 		limit int
 	}{{loginKey(user, addr), loginMaxFailures}, {addrKey(addr), loginMaxAddrFailures}} {
-		ts := l.recent(k.key, now)
-		if len(ts) >= k.limit {
-			wait = max(wait, ts[len(ts)-k.limit].Add(loginWindow).Sub(now))
+		ts, err := l.log.LoginFailures(ctx, k.key, now.Add(-loginWindow), k.limit)
+		if err == nil && len(ts) >= k.limit {
+			wait = max(wait, ts[0].Add(loginWindow).Sub(now))
 		}
 	}
 	return wait
 }
 
 // failed records a failed sign-in.
-func (l *loginLimiter) failed(user, addr string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+func (l *loginLimiter) failed(ctx context.Context, user, addr string) error {
 	now := l.now()
-	if len(l.fails) >= loginMaxKeys {
-		for k := range l.fails {
-			l.recent(k, now)
-		}
-	}
-	l.count(loginKey(user, addr), loginMaxFailures, now)
-	l.count(addrKey(addr), loginMaxAddrFailures, now)
-}
-
-// count adds a failure to a key, keeping only the last limit of them; the
-// caller holds mu.
-func (l *loginLimiter) count(key string, limit int, now time.Time) {
-	if _, known := l.fails[key]; !known && len(l.fails) >= loginMaxKeys {
-		return // still full of fresh failures: keep counting the known keys only
-	}
-	ts := append(l.recent(key, now), now)
-	if len(ts) > limit {
-		ts = ts[len(ts)-limit:]
-	}
-	l.fails[key] = ts
+	return l.log.AddLoginFailures(ctx, now, now.Add(-loginWindow), loginKey(user, addr), addrKey(addr))
 }
 
 // succeeded clears the pair's failures.
-func (l *loginLimiter) succeeded(user, addr string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.fails, loginKey(user, addr))
+func (l *loginLimiter) succeeded(ctx context.Context, user, addr string) error {
+	return l.log.ClearLoginFailures(ctx, loginKey(user, addr))
+}
+
+// memFailures is a failureLog in this process's memory, bounded to
+// loginMaxKeys keys of at most loginMaxAddrFailures failures each.
+type memFailures struct {
+	mu    sync.Mutex
+	fails map[string][]time.Time
+}
+
+func (m *memFailures) LoginFailures(_ context.Context, key string, since time.Time, limit int) ([]time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []time.Time
+	for _, t := range m.fails[key] {
+		if t.After(since) {
+			out = append(out, t)
+		}
+	}
+	if len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	return out, nil
+}
+
+func (m *memFailures) AddLoginFailures(_ context.Context, at, expired time.Time, keys ...string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.fails) >= loginMaxKeys {
+		for k, ts := range m.fails {
+			if len(ts) == 0 || !ts[len(ts)-1].After(expired) {
+				delete(m.fails, k)
+			}
+		}
+	}
+	for _, k := range keys {
+		ts, known := m.fails[k]
+		if !known && len(m.fails) >= loginMaxKeys {
+			continue // still full of fresh failures: keep counting the known keys only
+		}
+		i := 0
+		for i < len(ts) && !ts[i].After(expired) {
+			i++
+		}
+		ts = append(ts[i:], at)
+		if len(ts) > loginMaxAddrFailures {
+			ts = ts[len(ts)-loginMaxAddrFailures:]
+		}
+		m.fails[k] = ts
+	}
+	return nil
+}
+
+func (m *memFailures) ClearLoginFailures(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.fails, key)
+	return nil
 }
 
 // retryText says when to try again, in whole seconds.

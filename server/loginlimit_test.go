@@ -18,24 +18,25 @@ import (
 )
 
 func TestLoginLimiterWindow(t *testing.T) {
-	l := newLoginLimiter()
+	ctx := context.Background()
+	l := newLoginLimiter(nil)
 	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 	l.now = func() time.Time { return now }
 	for i := 0; i < loginMaxFailures; i++ {
-		require.Zero(t, l.blocked("Dana", "10.0.0.1"))
-		l.failed("Dana", "10.0.0.1")
+		require.Zero(t, l.blocked(ctx, "Dana", "10.0.0.1"))
+		require.NoError(t, l.failed(ctx, "Dana", "10.0.0.1"))
 		now = now.Add(5 * time.Second)
 	}
-	wait := l.blocked("dana", "10.0.0.1")
+	wait := l.blocked(ctx, "dana", "10.0.0.1")
 	require.Equal(t, 35*time.Second, wait, "until the oldest of the five failures is a minute old")
-	require.Zero(t, l.blocked("dana", "10.0.0.2"), "another address is not held back")
-	require.Zero(t, l.blocked("bob", "10.0.0.1"), "another user is not held back")
+	require.Zero(t, l.blocked(ctx, "dana", "10.0.0.2"), "another address is not held back")
+	require.Zero(t, l.blocked(ctx, "bob", "10.0.0.1"), "another user is not held back")
 	now = now.Add(wait)
-	require.Zero(t, l.blocked("dana", "10.0.0.1"))
-	l.failed("dana", "10.0.0.1")
-	require.NotZero(t, l.blocked("dana", "10.0.0.1"), "four failures are still in the window")
-	l.succeeded("dana", "10.0.0.1")
-	require.Zero(t, l.blocked("dana", "10.0.0.1"))
+	require.Zero(t, l.blocked(ctx, "dana", "10.0.0.1"))
+	require.NoError(t, l.failed(ctx, "dana", "10.0.0.1"))
+	require.NotZero(t, l.blocked(ctx, "dana", "10.0.0.1"), "four failures are still in the window")
+	require.NoError(t, l.succeeded(ctx, "dana", "10.0.0.1"))
+	require.Zero(t, l.blocked(ctx, "dana", "10.0.0.1"))
 	secs, msg := retryText(1500 * time.Millisecond)
 	require.Equal(t, 2, secs)
 	require.Contains(t, msg, "Try again in 2 seconds")
@@ -94,20 +95,21 @@ func TestLoginRateLimit(t *testing.T) {
 // One address trying many user names is held back as a whole once it
 // passes the address-wide cap, though no single name reached its own.
 func TestLoginLimiterCapsAnAddressAcrossNames(t *testing.T) {
-	l := newLoginLimiter()
+	ctx := context.Background()
+	l := newLoginLimiter(nil)
 	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 	l.now = func() time.Time { return now }
 	for i := 0; i < loginMaxAddrFailures; i++ {
 		name := "user" + strconv.Itoa(i)
-		require.Zero(t, l.blocked(name, "10.0.0.9"))
-		l.failed(name, "10.0.0.9")
+		require.Zero(t, l.blocked(ctx, name, "10.0.0.9"))
+		require.NoError(t, l.failed(ctx, name, "10.0.0.9"))
 	}
-	require.NotZero(t, l.blocked("somebody-new", "10.0.0.9"), "the address is held back for every name")
-	require.Zero(t, l.blocked("somebody-new", "10.0.0.8"), "another address is not")
-	l.succeeded("user1", "10.0.0.9")
-	require.NotZero(t, l.blocked("user1", "10.0.0.9"), "one success does not clear the address")
+	require.NotZero(t, l.blocked(ctx, "somebody-new", "10.0.0.9"), "the address is held back for every name")
+	require.Zero(t, l.blocked(ctx, "somebody-new", "10.0.0.8"), "another address is not")
+	require.NoError(t, l.succeeded(ctx, "user1", "10.0.0.9"))
+	require.NotZero(t, l.blocked(ctx, "user1", "10.0.0.9"), "one success does not clear the address")
 	now = now.Add(loginWindow)
-	require.Zero(t, l.blocked("somebody-new", "10.0.0.9"))
+	require.Zero(t, l.blocked(ctx, "somebody-new", "10.0.0.9"))
 }
 
 // A flood of sign-ins refused by the limiter does not fill the audit log one

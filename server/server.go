@@ -134,7 +134,13 @@ func New(cfg Config, st *store.Store, tc client.Client, log *slog.Logger) *Serve
 	if cfg.MaxTokenTTL <= 0 {
 		cfg.MaxTokenTTL = 90 * 24 * time.Hour
 	}
-	s := &Server{cfg: cfg, store: st, temporal: tc, log: log, closing: make(chan struct{}), logins: newLoginLimiter(),
+	// Failed sign-ins are counted in the database, so the limit holds
+	// across API replicas.
+	var fails failureLog
+	if st != nil {
+		fails = st
+	}
+	s := &Server{cfg: cfg, store: st, temporal: tc, log: log, closing: make(chan struct{}), logins: newLoginLimiter(fails),
 		streams: &streamCounter{open: map[uint]int{}}, sseRecheck: sseRecheck, metrics: cfg.Metrics}
 	s.metrics.MustRegister(approvalsWaiting{st: st})
 	return s

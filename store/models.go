@@ -222,5 +222,5 @@ func allModels() []any {
 	return []any{&Region{}, &Host{}, &Tenant{}, &Environment{}, &Application{}, &Service{},
 		&Instance{}, &PortAllocation{}, &Run{}, &Step{}, &AuditEvent{},
 		&berth.LBPool{}, &berth.LBServer{}, &berth.FirewallOpening{}, &berth.CMDBRecord{}, &Incident{}, &Release{}, &ServiceReleases{}, &ReleaseOutput{},
-		&User{}, &RoleBinding{}, &APIToken{}, &Session{}, &Approval{}, &Decision{}, &Secret{}, &AppVersion{}, &VolumeMeasure{}, &TerminalSession{}}
+		&User{}, &RoleBinding{}, &APIToken{}, &Session{}, &Approval{}, &Decision{}, &Secret{}, &AppVersion{}, &VolumeMeasure{}, &TerminalSession{}, &LoginFailure{}}
 }

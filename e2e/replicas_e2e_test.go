@@ -1,0 +1,170 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/berth-dev/berth"
+)
+
+// startAPIReplica starts a second `berth server` on the same database and
+// Temporal, as a second replica behind a load balancer would be, and
+// returns its base URL.
+func (hs *harness) startAPIReplica(t *testing.T) string {
+	t.Helper()
+	port, err := freePort()
+	require.NoError(t, err)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	cmd := exec.Command(hs.bin, "server")
+	// The last value of a key wins: the replica listens elsewhere.
+	cmd.Env = append(append(os.Environ(), hs.env...), fmt.Sprintf("BERTH_LISTEN=127.0.0.1:%d", port))
+	hs.spawnFor(t, "server-replica", cmd)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 100*time.Millisecond, "the replica never answered; see %s/server-replica.log", hs.logDir)
+	return base
+}
+
+// at sends a request to one replica as the person's browser would, with
+// that replica's origin (one address behind a load balancer in
+// production) and the CSRF token of the page it got from any replica.
+func (p *person) at(t *testing.T, base, method, path string, body any) (*http.Response, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		require.NoError(t, err)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, base+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", base)
+	req.Header.Set("X-CSRF-Token", p.csrf)
+	resp, err := p.client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp, data
+}
+
+// signInAt posts the sign-in form to one replica and returns the status.
+func signInAt(t *testing.T, base, name, password string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/login", strings.NewReader(url.Values{"name": {name}, "password": {password}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// firstEvents reads a run's event stream from one replica until it ends,
+// and returns the events' names and the id of its "run" event.
+func (p *person) firstEvents(t *testing.T, base string, runID uint, lastID string) ([]string, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/api/v1/runs/%d/events", base, runID), nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := p.client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var names []string
+	var id string
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "id: "):
+			id = strings.TrimPrefix(line, "id: ")
+		case strings.HasPrefix(line, "event: "):
+			names = append(names, strings.TrimPrefix(line, "event: "))
+			if line == "event: end" {
+				return names, id
+			}
+		}
+	}
+	return names, id
+}
+
+// Two API replicas on one database and one Temporal hold nothing a
+// request needs in their own memory: a session and its CSRF token made on
+// one are good on the other, failed sign-ins count across both, and an
+// event stream resumes on the other with Last-Event-ID.
+func TestAPIReplicasShareSessionsLimitsAndStreams(t *testing.T) {
+	hs := needHarness(t)
+	a, b := hs.apiURL, hs.startAPIReplica(t)
+	apps := hs.newEnv(t, "repl")
+	tenant := hs.tenant + "-repl"
+	dev := hs.newPerson(t, tenant+"-dev", tenant, berth.RoleDeveloper) // signed in on a
+
+	// The session and the CSRF token of a's page work on b, for a change too.
+	resp, body := dev.at(t, b, "GET", "/inbox", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, string(body), `<meta name="csrf-token" content="`+dev.csrf+`"`, "the same session on the other replica")
+	resp, body = dev.at(t, b, "POST", "/api/v1/tokens", map[string]any{"name": "from-b", "ttlHours": 1})
+	require.Equal(t, http.StatusCreated, resp.StatusCode, "%s", body)
+	stale := *dev
+	stale.csrf = "not-the-token"
+	resp, _ = stale.at(t, b, "POST", "/api/v1/tokens", map[string]any{"name": "forged", "ttlHours": 1})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "a wrong CSRF token is refused there too")
+
+	// Failed sign-ins count across replicas: five spread over both hold
+	// the name back on both, even with the right password.
+	victim := hs.newPerson(t, tenant+"-victim", tenant, berth.RoleDeveloper)
+	for i, base := range []string{a, b, a, b, a} {
+		require.Equal(t, http.StatusUnauthorized, signInAt(t, base, victim.name, "wrong-"+randHex(4)), "failure %d", i+1)
+	}
+	require.Equal(t, http.StatusTooManyRequests, signInAt(t, b, victim.name, victim.password))
+	require.Equal(t, http.StatusTooManyRequests, signInAt(t, a, victim.name, victim.password))
+
+	// An event stream read to its end on a resumes on b from its id: the
+	// state it has is not sent again, only the end.
+	run := hs.deployOK(t, apps, "shop", webCompose("web", 1, ""))
+	names, id := dev.firstEvents(t, a, run.ID, "")
+	require.Equal(t, []string{"run", "end"}, names)
+	require.NotEmpty(t, id)
+	names, _ = dev.firstEvents(t, b, run.ID, id)
+	require.Equal(t, []string{"end"}, names, "b knows the state a sent: the same id")
+	names, _ = dev.firstEvents(t, b, run.ID, "stale")
+	require.Equal(t, []string{"run", "end"}, names)
+}
+
+// spawnFor starts a process for one test, its output in the log folder as
+// name.log, and stops it when the test ends.
+func (hs *harness) spawnFor(t *testing.T, name string, cmd *exec.Cmd) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(hs.logDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	require.NoError(t, err)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_, _ = cmd.Process.Wait()
+		_ = f.Close()
+	})
+}
