@@ -23,8 +23,8 @@ import (
 
 // startAPIReplica starts a second `berth server` on the same database and
 // Temporal, as a second replica behind a load balancer would be, and
-// returns its base URL.
-func (hs *harness) startAPIReplica(t *testing.T) string {
+// returns its base URL and process.
+func (hs *harness) startAPIReplica(t *testing.T) (string, *exec.Cmd) {
 	t.Helper()
 	port, err := freePort()
 	require.NoError(t, err)
@@ -41,7 +41,7 @@ func (hs *harness) startAPIReplica(t *testing.T) string {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, 30*time.Second, 100*time.Millisecond, "the replica never answered; see %s/server-replica.log", hs.logDir)
-	return base
+	return base, cmd
 }
 
 // at sends a request to one replica as the person's browser would, with
@@ -113,10 +113,13 @@ func (p *person) firstEvents(t *testing.T, base string, runID uint, lastID strin
 // Two API replicas on one database and one Temporal hold nothing a
 // request needs in their own memory: a session and its CSRF token made on
 // one are good on the other, failed sign-ins count across both, and an
-// event stream resumes on the other with Last-Event-ID.
+// event stream resumes on the other with Last-Event-ID. A replica
+// SIGKILLed while an approver has its page open loses nothing: the
+// approval lands through the other.
 func TestAPIReplicasShareSessionsLimitsAndStreams(t *testing.T) {
 	hs := needHarness(t)
-	a, b := hs.apiURL, hs.startAPIReplica(t)
+	a := hs.apiURL
+	b, replica := hs.startAPIReplica(t)
 	apps := hs.newEnv(t, "repl")
 	tenant := hs.tenant + "-repl"
 	dev := hs.newPerson(t, tenant+"-dev", tenant, berth.RoleDeveloper) // signed in on a
@@ -151,6 +154,26 @@ func TestAPIReplicasShareSessionsLimitsAndStreams(t *testing.T) {
 	require.Equal(t, []string{"end"}, names, "b knows the state a sent: the same id")
 	names, _ = dev.firstEvents(t, b, run.ID, "stale")
 	require.Equal(t, []string{"run", "end"}, names)
+
+	// A gate started through b waits for an approver, who opens the inbox
+	// on b; b is SIGKILLed; the approval goes through a.
+	gates := hs.approvalTenant(t, "replap")
+	starter := hs.newPerson(t, gates+"-dev", gates, berth.RoleDeveloper)
+	approver := hs.newPerson(t, gates+"-approver", gates, berth.RoleApprover)
+	resp, body = starter.at(t, b, "POST", "/api/v1/tenants/"+gates+"/environments/prod/gates", map[string]any{"name": "web", "summary": "web 1.0 → 1.1"})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, "%s", body)
+	var started runStartedBody
+	require.NoError(t, json.Unmarshal(body, &started))
+	ap := hs.waitApproval(t, started.RunID)
+	resp, body = approver.at(t, b, "GET", "/inbox", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, string(body), "web 1.0 → 1.1", "the approval is in b's inbox page")
+	require.NoError(t, replica.Process.Signal(syscall.SIGKILL))
+	_, _ = replica.Process.Wait()
+	resp, body = approver.at(t, a, "POST", decidePath(ap.ID), map[string]string{"decision": "approve", "comment": "b is gone"})
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	done := hs.waitRun(t, started.RunID)
+	require.Equal(t, berth.RunSucceeded, done.Status, done.Error)
 }
 
 // spawnFor starts a process for one test, its output in the log folder as
