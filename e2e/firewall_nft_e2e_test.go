@@ -23,6 +23,7 @@ import (
 	"github.com/berth-dev/berth/firewall"
 	"github.com/berth-dev/berth/firewall/nftables"
 	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/workflows"
 )
 
 // dropFirewallTables deletes the inet tables whose names start with prefix:
@@ -275,6 +276,7 @@ func TestFirewallNftablesPipeline(t *testing.T) {
 	require.False(t, out.blocked(spare[0]), "a rule made by hand opens the port")
 
 	rec := hs.reconcile(t)
+	hs.recordHistory(t, workflows.ReconcileID(), "", "reconcile-firewall-repair")
 	repaired := map[string]string{}
 	for _, f := range rec.Findings {
 		if f.Kind == berth.FindingFirewallRepaired {
