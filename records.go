@@ -67,10 +67,13 @@ type RunEnd struct {
 
 // RegionFirewall is what a region's firewall driver should hold, as the
 // records say: the openings recorded open by the platform's driver for
-// instances that still exist. The reconciler compares it with the rules.
+// instances that still exist (Want), and the ids of every live opening of
+// the region's instances, which may be being made (Keep). The reconciler
+// compares it with the rules.
 type RegionFirewall struct {
 	Region string            `json:"region"`
 	Want   []FirewallOpening `json:"want"`
+	Keep   []string          `json:"keep"`
 }
 
 // CMDBRecord is one configuration item as berth last meant to push it to the

@@ -28,7 +28,7 @@ type ReconcileRecords interface {
 	RecordVolumeUse(ctx context.Context, hostID uint, uses []berth.VolumeUse, at time.Time) ([]berth.VolumeUse, error)
 	OpenTerminalSessions(ctx context.Context, before time.Time) ([]string, error)
 	AbandonTerminalSession(ctx context.Context, id, reason string) error
-	FirewallRecords(ctx context.Context) ([]berth.RegionFirewall, []string, error)
+	FirewallRecords(ctx context.Context) ([]berth.RegionFirewall, error)
 }
 
 // WorkflowStates says whether a run's workflow has closed; the worker's
@@ -76,8 +76,8 @@ func (r *Reconcile) HostRecords(ctx context.Context, hostID uint) ([]berth.Insta
 // FirewallRepairInput is what one region's firewall should hold.
 type FirewallRepairInput struct {
 	Want []firewall.Opening `json:"want"`
-	// Keep are the ids of every opening requested or open: a rule for one
-	// of them is never closed, since a run may be making it now.
+	// Keep are the ids of the region's openings requested or open: a rule
+	// for one of them is never closed, since a run may be making it now.
 	Keep []string `json:"keep"`
 }
 
@@ -89,13 +89,13 @@ type FirewallPlan struct {
 
 // FirewallRecords reads what every region's firewall should hold.
 func (r *Reconcile) FirewallRecords(ctx context.Context) ([]FirewallPlan, error) {
-	regions, keep, err := r.Records.FirewallRecords(ctx)
+	regions, err := r.Records.FirewallRecords(ctx)
 	if err != nil {
 		return nil, storeErr(err)
 	}
 	out := make([]FirewallPlan, len(regions))
 	for i, rf := range regions {
-		out[i] = FirewallPlan{Region: rf.Region, Input: FirewallRepairInput{Want: []firewall.Opening{}, Keep: keep}}
+		out[i] = FirewallPlan{Region: rf.Region, Input: FirewallRepairInput{Want: []firewall.Opening{}, Keep: rf.Keep}}
 		for _, o := range rf.Want {
 			out[i].Input.Want = append(out[i].Input.Want, firewall.Opening{ID: o.OpeningID, Protocol: o.Protocol,
 				DestIP: o.DestIP, DestPort: o.DestPort, Source: o.Source})

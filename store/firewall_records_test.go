@@ -13,7 +13,7 @@ import (
 // What a region's firewall should hold: the driver's open openings of
 // instances that still exist, by their host's region; ticket and change
 // openings are somebody else's, closed ones nobody's, and a requested one
-// is only kept from being closed.
+// is only kept from being closed, as are the region's others.
 func TestFirewallRecords(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
@@ -34,7 +34,7 @@ func TestFirewallRecords(t *testing.T) {
 			open(3, "d/80-tcp", "", berth.OpeningRequested),
 			open(0, "e/80-tcp", "", berth.OpeningClosed),
 		}))
-		regions, keep, err := st.FirewallRecords(ctx)
+		regions, err := st.FirewallRecords(ctx)
 		require.NoError(t, err)
 		require.Len(t, regions, 1, "both hosts are in one region")
 		var want []string
@@ -45,11 +45,11 @@ func TestFirewallRecords(t *testing.T) {
 		require.Equal(t, plan.Instances[0].Host.IP, regions[0].Want[0].DestIP)
 		require.Equal(t, "tcp", regions[0].Want[0].Protocol)
 		require.Equal(t, 20000, regions[0].Want[0].DestPort)
-		require.Equal(t, []string{"a/80-tcp", "b/80-tcp", "c/80-tcp", "d/80-tcp"}, keep)
+		require.Equal(t, []string{"a/80-tcp", "b/80-tcp", "c/80-tcp", "d/80-tcp"}, regions[0].Keep)
 
 		// Marking keeps what the plan recorded.
 		require.NoError(t, st.SetOpeningsState(ctx, []string{"d/80-tcp", "e/80-tcp"}, berth.OpeningOpen, run.ID))
-		regions, _, err = st.FirewallRecords(ctx)
+		regions, err = st.FirewallRecords(ctx)
 		require.NoError(t, err)
 		require.Len(t, regions[0].Want, 4)
 		d := regions[0].Want[2]
@@ -60,9 +60,10 @@ func TestFirewallRecords(t *testing.T) {
 		require.NoError(t, st.SetOpeningsState(ctx, []string{"d/80-tcp", "e/80-tcp"}, berth.OpeningClosed, run.ID))
 
 		require.NoError(t, st.ReleaseInstances(ctx, names[:1]))
-		regions, _, err = st.FirewallRecords(ctx)
+		regions, err = st.FirewallRecords(ctx)
 		require.NoError(t, err)
 		require.Len(t, regions[0].Want, 1, "a removed instance's opening is not wanted")
 		require.Equal(t, "b/80-tcp", regions[0].Want[0].OpeningID)
+		require.NotContains(t, regions[0].Keep, "a/80-tcp", "nor kept: its rule is closed")
 	})
 }

@@ -265,48 +265,47 @@ func (s *Store) MarkCMDB(ctx context.Context, ciID string, ok bool, errMsg strin
 }
 
 // FirewallRecords returns, for every region with a ready host, the openings
-// its driver should hold, and the ids of every live opening.
-func (s *Store) FirewallRecords(ctx context.Context) ([]berth.RegionFirewall, []string, error) {
+// its driver should hold, and the ids of the live openings of its
+// instances (requested or open, any mode), which a repair never closes.
+func (s *Store) FirewallRecords(ctx context.Context) ([]berth.RegionFirewall, error) {
 	var regions []string
 	if err := s.db.WithContext(ctx).Model(&Host{}).Where("state = ?", berth.HostReady).
 		Distinct("region").Order("region").Pluck("region", &regions).Error; err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	type row struct {
 		berth.FirewallOpening
 		Region string
 	}
 	var rows []row
-	// "none" mode is the driver's too: only ticket and change openings are
-	// made by somebody else.
 	if err := s.db.WithContext(ctx).Table("firewall_openings AS o").
 		Select("o.*, h.region AS region").
 		Joins("JOIN instances AS i ON i.name = o.instance_name AND i.removed_at IS NULL").
 		Joins("JOIN hosts AS h ON h.id = i.host_id").
-		// Openings marked open before SetOpeningsState lost their address
-		// to the mark; they cannot be rebuilt, so they are only kept.
-		Where("o.state = ? AND o.driver NOT IN ? AND o.protocol <> '' AND o.dest_port > 0", berth.OpeningOpen, []string{"ticket", "change"}).
+		Where("o.state IN ?", []berth.OpeningState{berth.OpeningRequested, berth.OpeningOpen}).
 		Order("o.opening_id").Scan(&rows).Error; err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	by := map[string]int{}
 	out := make([]berth.RegionFirewall, len(regions))
 	for i, r := range regions {
-		out[i].Region = r
+		out[i] = berth.RegionFirewall{Region: r, Want: []berth.FirewallOpening{}, Keep: []string{}}
 		by[r] = i
 	}
 	for _, r := range rows {
 		i, ok := by[r.Region]
 		if !ok {
-			continue // a host that is down or draining is left to the heal pass
+			continue // a region with no ready host is left to the heal pass
 		}
-		out[i].Want = append(out[i].Want, r.FirewallOpening)
+		o := r.FirewallOpening
+		out[i].Keep = append(out[i].Keep, o.OpeningID)
+		// "none" mode is the driver's too: only ticket and change openings
+		// are made by somebody else. Openings marked open before
+		// SetOpeningsState lost their address to the mark; they cannot be
+		// rebuilt, so they are only kept.
+		if o.State == berth.OpeningOpen && o.Driver != "ticket" && o.Driver != "change" && o.Protocol != "" && o.DestPort > 0 {
+			out[i].Want = append(out[i].Want, o)
+		}
 	}
-	var keep []string
-	if err := s.db.WithContext(ctx).Model(&berth.FirewallOpening{}).
-		Where("state IN ?", []berth.OpeningState{berth.OpeningRequested, berth.OpeningOpen}).
-		Order("opening_id").Pluck("opening_id", &keep).Error; err != nil {
-		return nil, nil, err
-	}
-	return out, keep, nil
+	return out, nil
 }
