@@ -1,8 +1,10 @@
 package metrics
 
 import (
+	"crypto/subtle"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,12 +59,25 @@ func New(component string) *Registry {
 	return r
 }
 
-// Handler serves the metrics in Prometheus' text format.
-func (r *Registry) Handler() http.Handler {
+// Handler serves the metrics in Prometheus' text format; when token is
+// set, only to a scraper that sends it as its bearer token. The server and
+// the worker both serve it, so the check lives here once.
+func (r *Registry) Handler(token string) http.Handler {
 	if r == nil {
 		return http.NotFoundHandler()
 	}
-	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{})
+	h := promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{})
+	if token == "" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			http.Error(w, "metrics need the metrics token", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, req)
+	})
 }
 
 // MustRegister adds a collector of the caller's (e.g. one that reads the

@@ -15,7 +15,7 @@ import (
 func scrape(t *testing.T, r *metrics.Registry) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	r.Handler("").ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	require.Equal(t, 200, rec.Code)
 	b, err := io.ReadAll(rec.Body)
 	require.NoError(t, err)
@@ -52,7 +52,7 @@ func TestRegistryCounts(t *testing.T) {
 	none.RunStarted("deploy") // a nil Registry counts nothing and never panics
 	none.SSEClient(1)
 	rec := httptest.NewRecorder()
-	none.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	none.Handler("").ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	require.Equal(t, 404, rec.Code)
 }
 
