@@ -146,7 +146,7 @@ func ApprovalGateID(tenant, env, name string) string {
 // the approval step on its own, for pipelines that wrap other runs in it and
 // for proving the wait end to end; ReleaseVersion calls awaitApproval itself.
 func ApprovalGate(ctx workflow.Context, in ApprovalGateInput) (*ApprovalGateResult, error) {
-	r, err := newRun(ctx, in.RunID)
+	ctx, r, err := newRun(ctx, in.RunID)
 	if err != nil {
 		return nil, err
 	}

@@ -148,7 +148,7 @@ func installPackage(ctx workflow.Context, r *run, in ReleaseVersionInput, insts 
 	futures := make([]workflow.Future, 0, len(insts))
 	for _, pi := range insts {
 		actx := workflow.WithActivityOptions(ctx, withQueue(instanceOptions, pi.Host.Region))
-		futures = append(futures, workflow.ExecuteActivity(actx, d.InstallPackage, activities.InstallPackageInput{
+		futures = append(futures, onRegion(actx, d.InstallPackage, activities.InstallPackageInput{
 			Instance: pi, Service: in.Service, SHA256: sha, HealthTimeout: in.HealthTimeout.Milliseconds()}))
 	}
 	if err := waitAll(ctx, futures, nil); err != nil {
@@ -169,7 +169,7 @@ func runCommand(ctx workflow.Context, r *run, in ReleaseVersionInput, group []be
 	futures := make([]workflow.Future, 0, len(group))
 	for _, pi := range group {
 		actx := workflow.WithActivityOptions(ctx, withQueue(instanceOptions, pi.Host.Region))
-		futures = append(futures, workflow.ExecuteActivity(actx, d.RunCommand, activities.RunCommandInput{Instance: pi, Command: command}))
+		futures = append(futures, onRegion(actx, d.RunCommand, activities.RunCommandInput{Instance: pi, Command: command}))
 	}
 	var firstErr error
 	for i, f := range futures {

@@ -29,7 +29,7 @@ func CommitInstanceID(instance string) string { return "commit/" + instance }
 // package volume holds), pushes the image to the registry and records the
 // release as a candidate, ready to be released like any image.
 func CommitInstance(ctx workflow.Context, in CommitInstanceInput) (*activities.BuildImageResult, error) {
-	r, err := newRun(ctx, in.RunID)
+	ctx, r, err := newRun(ctx, in.RunID)
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +37,7 @@ func CommitInstance(ctx workflow.Context, in CommitInstanceInput) (*activities.B
 	var res activities.BuildImageResult
 	err = r.step(ctx, "commit", func() error {
 		actx := workflow.WithActivityOptions(ctx, withQueue(imageOptions, in.Instance.Host.Region))
-		return workflow.ExecuteActivity(actx, d.CommitInstance, activities.CommitInstanceInput{Instance: in.Instance,
+		return onRegion(actx, d.CommitInstance, activities.CommitInstanceInput{Instance: in.Instance,
 			Image: in.Image, Comment: in.Comment}).Get(ctx, &res)
 	})
 	outcome, reason, status := berth.ReleaseCandidate, "committed from "+in.Instance.Name, berth.RunSucceeded

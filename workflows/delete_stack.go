@@ -42,7 +42,7 @@ func DeleteStackID(tenant, env, app string) string {
 // their ports and marks the application deleted. Instance records stay as
 // history.
 func DeleteStack(ctx workflow.Context, in DeleteStackInput) (*DeleteStackResult, error) {
-	r, err := newRun(ctx, in.RunID)
+	ctx, r, err := newRun(ctx, in.RunID)
 	if err != nil {
 		return nil, err
 	}

@@ -58,7 +58,7 @@ func AppLockKey(tenant, env, app string) string { return berth.AppLockKey(tenant
 // level's instances in parallel, and records them. On any failure it removes
 // every container it made and releases every port, in reverse.
 func DeployStack(ctx workflow.Context, in DeployStackInput) (*DeployStackResult, error) {
-	r, err := newRun(ctx, in.RunID)
+	ctx, r, err := newRun(ctx, in.RunID)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +144,7 @@ func ensureImages(ctx workflow.Context, spec compose.Spec, insts []berth.Planned
 		}
 		seen[key] = true
 		actx := workflow.WithActivityOptions(ctx, withQueue(imageOptions, pi.Host.Region))
-		futures = append(futures, workflow.ExecuteActivity(actx, d.EnsureImage,
+		futures = append(futures, onRegion(actx, d.EnsureImage,
 			activities.EnsureImageInput{Host: pi.Host, Image: images[pi.Service]}))
 	}
 	return waitAll(ctx, futures, nil)

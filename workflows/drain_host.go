@@ -68,7 +68,7 @@ const lockWait = 10 * time.Second
 // stays down, and each move replaces the instances with new ones elsewhere
 // and records the old ones lost, since nothing on the host can be reached.
 func DrainHost(ctx workflow.Context, in DrainHostInput) (*DrainHostResult, error) {
-	r, err := newRun(ctx, in.RunID)
+	ctx, r, err := newRun(ctx, in.RunID)
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ func expose(ctx workflow.Context, r *run, in activities.ExposeInput) error {
 			var futures []workflow.Future
 			for _, p := range plan.Pools {
 				actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, p.Region))
-				futures = append(futures, workflow.ExecuteActivity(actx, lbA.EnsurePool, p.Backend))
+				futures = append(futures, onRegion(actx, lbA.EnsurePool, p.Backend))
 			}
 			if err := waitAll(ctx, futures, nil); err != nil {
 				return err
@@ -36,7 +36,7 @@ func expose(ctx workflow.Context, r *run, in activities.ExposeInput) error {
 			futures = futures[:0]
 			for _, p := range plan.Pools {
 				actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, p.Region))
-				futures = append(futures, workflow.ExecuteActivity(actx, lbA.AddServers,
+				futures = append(futures, onRegion(actx, lbA.AddServers,
 					activities.ServersInput{Backend: p.Backend.Name, Servers: p.Add}))
 			}
 			return waitAll(ctx, futures, nil)
@@ -62,7 +62,7 @@ func expose(ctx workflow.Context, r *run, in activities.ExposeInput) error {
 			var ids []string
 			for _, ro := range plan.Openings {
 				actx := workflow.WithActivityOptions(ctx, withQueue(firewallOptions, ro.Region))
-				futures = append(futures, workflow.ExecuteActivity(actx, fw.Open, ro.Openings))
+				futures = append(futures, onRegion(actx, fw.Open, ro.Openings))
 				for _, o := range ro.Openings {
 					ids = append(ids, o.ID)
 				}
@@ -99,7 +99,7 @@ func openByChange(ctx workflow.Context, r *run, in activities.ExposeInput, plan 
 		var ids []string
 		for _, ro := range plan.Openings {
 			actx := workflow.WithActivityOptions(ctx, withQueue(firewallChangeOptions, ro.Region))
-			futures = append(futures, workflow.ExecuteActivity(actx, fw.OpenByChange, activities.ChangeInput{Openings: ro.Openings,
+			futures = append(futures, onRegion(actx, fw.OpenByChange, activities.ChangeInput{Openings: ro.Openings,
 				Reason: fmt.Sprintf("berth run %d opens %d ports of %s", in.RunID, len(ro.Openings), in.Subject)}))
 			for _, o := range ro.Openings {
 				ids = append(ids, o.ID)

@@ -100,7 +100,7 @@ func (g *grey) readStats(ctx workflow.Context) ([]lb.ServerStats, error) {
 	for _, p := range plan.Pools {
 		var stats []lb.ServerStats
 		actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, p.Region))
-		if err := workflow.ExecuteActivity(actx, lbA.PoolStats, p.Backend).Get(ctx, &stats); err != nil {
+		if err := onRegion(actx, lbA.PoolStats, p.Backend).Get(ctx, &stats); err != nil {
 			return nil, err
 		}
 		out = append(out, stats...)

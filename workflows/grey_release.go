@@ -122,7 +122,7 @@ type grey struct {
 // removes the canary; the steps' end, or a promote, replaces the stable
 // instances with the new image in batches and removes the canary.
 func GreyRelease(ctx workflow.Context, in GreyReleaseInput) (*GreyReleaseResult, error) {
-	r, err := newRun(ctx, in.Release.RunID)
+	ctx, r, err := newRun(ctx, in.Release.RunID)
 	if err != nil {
 		return nil, err
 	}

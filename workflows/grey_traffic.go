@@ -86,7 +86,7 @@ func (g *grey) putWeights(ctx workflow.Context, weightOf func(canary bool, nStab
 			weights[n] = w
 		}
 		actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, p.Region))
-		if err := workflow.ExecuteActivity(actx, lbA.SetWeights, in).Get(ctx, nil); err != nil && firstErr == nil {
+		if err := onRegion(actx, lbA.SetWeights, in).Get(ctx, nil); err != nil && firstErr == nil {
 			firstErr = err
 			if !bestEffort {
 				return err
@@ -174,7 +174,7 @@ func (g *grey) applyRoutes(ctx workflow.Context) error {
 			}
 		}
 		actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, p.Region))
-		if err := workflow.ExecuteActivity(actx, lbA.SetRoutes, in).Get(ctx, nil); err != nil {
+		if err := onRegion(actx, lbA.SetRoutes, in).Get(ctx, nil); err != nil {
 			return err
 		}
 		if err := workflow.ExecuteLocalActivity(lctx, g.r.st.RecordRoutes, in).Get(ctx, nil); err != nil {

@@ -36,7 +36,7 @@ func HealInstanceID(instance string) string { return "heal/" + instance }
 // nothing in the load balancer is changed. It holds the application's
 // lock, so no release or scale races it.
 func HealInstance(ctx workflow.Context, in HealInstanceInput) error {
-	r, err := newRun(ctx, in.RunID)
+	ctx, r, err := newRun(ctx, in.RunID)
 	if err != nil {
 		return err
 	}
@@ -47,7 +47,7 @@ func HealInstance(ctx workflow.Context, in HealInstanceInput) error {
 	err = r.step(ctx, step, func() error {
 		var d *activities.Docker
 		actx := workflow.WithActivityOptions(ctx, withQueue(instanceOptions, in.Instance.Host.Region))
-		return workflow.ExecuteActivity(actx, d.ActOnInstance, activities.InstanceActionInput{Instance: in.Instance,
+		return onRegion(actx, d.ActOnInstance, activities.InstanceActionInput{Instance: in.Instance,
 			Service: compose.ServiceSpec{Name: in.Instance.Service}, Action: action, Since: workflow.Now(ctx),
 			HealthTimeout: in.HealthTimeout.Milliseconds()}).Get(ctx, nil)
 	})

@@ -53,6 +53,7 @@ type recorder struct {
 	mu       sync.Mutex
 	started  []started
 	steps    []string
+	details  []string
 	recorded [][]string
 	released [][]string
 	finishes []activities.FinishInput
@@ -159,7 +160,12 @@ func newEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *recorder) {
 
 	env.OnActivity(st.RecordStep, mock.Anything, mock.Anything).Return(func(_ context.Context, ev berth.StepEvent) error {
 		var err error
-		r.add(func() { r.steps, err = append(r.steps, ev.Name+" "+string(ev.State)), r.stepErr })
+		r.add(func() {
+			r.steps, err = append(r.steps, ev.Name+" "+string(ev.State)), r.stepErr
+			if ev.Detail != "" {
+				r.details = append(r.details, ev.Name+": "+ev.Detail)
+			}
+		})
 		return err
 	})
 	env.OnActivity(st.RecordInstances, mock.Anything, mock.Anything).Return(func(_ context.Context, rs []activities.InstanceResult) error {

@@ -47,7 +47,7 @@ func (in InstanceActionInput) pools() lbPools {
 // instance's servers back as they were before the drain, ready, so the
 // load balancer's health checks decide again whether it serves.
 func InstanceAction(ctx workflow.Context, in InstanceActionInput) error {
-	r, err := newRun(ctx, in.RunID)
+	ctx, r, err := newRun(ctx, in.RunID)
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func InstanceAction(ctx workflow.Context, in InstanceActionInput) error {
 	act := func() error {
 		var d *activities.Docker
 		actx := workflow.WithActivityOptions(ctx, withQueue(instanceOptions, in.Instance.Host.Region))
-		return workflow.ExecuteActivity(actx, d.ActOnInstance, activities.InstanceActionInput{Instance: in.Instance,
+		return onRegion(actx, d.ActOnInstance, activities.InstanceActionInput{Instance: in.Instance,
 			Service: in.Service, Action: in.Action, Since: workflow.Now(ctx), HealthTimeout: in.HealthTimeout.Milliseconds()}).Get(ctx, nil)
 	}
 	setState := func(ctx workflow.Context, state berth.State) error {
@@ -138,7 +138,7 @@ func waitPlanUp(ctx workflow.Context, plan activities.UnexposePlan, timeout time
 	}
 	for _, p := range plan.Pools {
 		actx := workflow.WithActivityOptions(ctx, withQueue(drainOptions, p.Region))
-		if err := workflow.ExecuteActivity(actx, lbA.WaitUp, activities.WaitUpInput{Backend: p.Backend, Names: p.Names, Timeout: timeout}).Get(ctx, nil); err != nil {
+		if err := onRegion(actx, lbA.WaitUp, activities.WaitUpInput{Backend: p.Backend, Names: p.Names, Timeout: timeout}).Get(ctx, nil); err != nil {
 			return err
 		}
 	}

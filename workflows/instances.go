@@ -40,7 +40,7 @@ func startInstances(ctx workflow.Context, in DeployStackInput, insts []berth.Pla
 		for k, i := range pending {
 			pi := insts[i]
 			actx := workflow.WithActivityOptions(ctx, withQueue(instanceOptions, pi.Host.Region))
-			futures[k] = workflow.ExecuteActivity(actx, d.StartInstance, activities.StartInstanceInput{
+			futures[k] = onRegion(actx, d.StartInstance, activities.StartInstanceInput{
 				Instance: pi, Service: *want[pi.Service], Labels: labels, HealthTimeout: in.HealthTimeout})
 		}
 		type refused struct {

@@ -39,7 +39,7 @@ func syncMesh(ctx workflow.Context, r *run, in DeployStackInput, insts []berth.P
 	mi := activities.SyncMeshInput{Tenant: in.Tenant, Env: in.Env, App: in.App, Services: in.Spec.Services,
 		Instances: insts, Remove: remove}
 	actx := workflow.WithActivityOptions(ctx, withQueue(meshOptions, insts[0].Host.Region))
-	call := func() error { return workflow.ExecuteActivity(actx, d.SyncMesh, mi).Get(ctx, nil) }
+	call := func() error { return onRegion(actx, d.SyncMesh, mi).Get(ctx, nil) }
 	if remove || !spansHosts(insts) {
 		return call()
 	}

@@ -12,6 +12,9 @@ import (
 const CentralTaskQueue = "berth"
 
 // RegionTaskQueue is where a region's worker takes the activities that touch its hosts.
+// A run's host activities go through onRegion (region_wait.go): their
+// ScheduleToStartTimeout below only bounds the first ask, after which the
+// run waits for a region's worker that is down instead of failing.
 func RegionTaskQueue(region string) string { return "berth-" + region }
 
 // nonRetryable are the error types no retry can fix: the domain's codes.

@@ -39,12 +39,12 @@ func (p lbPools) drain(ctx workflow.Context, insts []berth.PlannedInstance, time
 	}
 	for _, pool := range plan.Pools {
 		actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, pool.Region))
-		if err := workflow.ExecuteActivity(actx, lbA.SetServers, p.servers(pool, lb.StateDrain)).Get(ctx, nil); err != nil {
+		if err := onRegion(actx, lbA.SetServers, p.servers(pool, lb.StateDrain)).Get(ctx, nil); err != nil {
 			return plan, err
 		}
 		dctx := workflow.WithActivityOptions(ctx, withQueue(drainOptions, pool.Region))
 		var drained bool
-		if err := workflow.ExecuteActivity(dctx, lbA.WaitDrained, activities.WaitDrainedInput{Backend: pool.Backend, Names: pool.Names,
+		if err := onRegion(dctx, lbA.WaitDrained, activities.WaitDrainedInput{Backend: pool.Backend, Names: pool.Names,
 			Timeout: timeout}).Get(ctx, &drained); err != nil {
 			return plan, err
 		}
@@ -59,7 +59,7 @@ func (p lbPools) set(ctx workflow.Context, plan activities.UnexposePlan, state s
 	var lbA *activities.LB
 	for _, pool := range plan.Pools {
 		actx := workflow.WithActivityOptions(ctx, withQueue(lbOptions, pool.Region))
-		if err := workflow.ExecuteActivity(actx, lbA.SetServers, p.servers(pool, state)).Get(ctx, nil); err != nil {
+		if err := onRegion(actx, lbA.SetServers, p.servers(pool, state)).Get(ctx, nil); err != nil {
 			return err
 		}
 	}

@@ -30,7 +30,7 @@ func ProvisionHostID(host string) string { return fmt.Sprintf("provision-host/%s
 // records its version, API version, CPUs and memory, makes sure the platform
 // network exists, and marks the host ready, or down with the reason.
 func ProvisionHost(ctx workflow.Context, in ProvisionHostInput) (*ProvisionHostResult, error) {
-	r, err := newRun(ctx, in.RunID)
+	ctx, r, err := newRun(ctx, in.RunID)
 	if err != nil {
 		return nil, err
 	}

@@ -96,7 +96,7 @@ func (in ReleaseVersionInput) subject() string { return in.Tenant + "/" + in.Env
 // deadline passes), that batch is undone and the batches already released
 // are replaced again with the last-good image.
 func ReleaseVersion(ctx workflow.Context, in ReleaseVersionInput) (*ReleaseVersionResult, error) {
-	r, err := newRun(ctx, in.RunID)
+	ctx, r, err := newRun(ctx, in.RunID)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +212,7 @@ func prefetch(ctx workflow.Context, r *run, in ReleaseVersionInput) error {
 	var futures []workflow.Future
 	for _, h := range hosts {
 		actx := workflow.WithActivityOptions(ctx, withQueue(imageOptions, h.Region))
-		futures = append(futures, workflow.ExecuteActivity(actx, d.EnsureImage, activities.EnsureImageInput{Host: h, Image: in.Service.Image}))
+		futures = append(futures, onRegion(actx, d.EnsureImage, activities.EnsureImageInput{Host: h, Image: in.Service.Image}))
 	}
 	return waitAll(ctx, futures, nil)
 }
@@ -231,7 +231,7 @@ func buildImage(ctx workflow.Context, r *run, in ReleaseVersionInput) error {
 		return temporal.NewNonRetryableApplicationError("the environment has no ready host to build on", string(berth.ENoCapacity), nil)
 	}
 	actx := workflow.WithActivityOptions(ctx, withQueue(imageOptions, hosts[0].Region))
-	return workflow.ExecuteActivity(actx, d.BuildImage, activities.BuildImageInput{Host: hosts[0], Base: in.BuildBase,
+	return onRegion(actx, d.BuildImage, activities.BuildImageInput{Host: hosts[0], Base: in.BuildBase,
 		Image: in.Service.Image, SHA256: in.PackageSHA256}).Get(ctx, nil)
 }
 

@@ -33,12 +33,16 @@ type run struct {
 	exposed       bool
 	// meshed says relays were set up between hosts, so an undo removes them.
 	meshed bool
+	// regionWaits counts, per region, the activities waiting for that
+	// region's worker (region_wait.go).
+	regionWaits map[string]int
 }
 
-func newRun(ctx workflow.Context, id uint) (*run, error) {
+// newRun returns ctx with the run in it, for the steps' region activities.
+func newRun(ctx workflow.Context, id uint) (workflow.Context, *run, error) {
 	r := &run{id: id, status: Status{Done: []string{}}}
 	err := workflow.SetQueryHandler(ctx, StatusQuery, func() (Status, error) { return r.status, nil })
-	return r, err
+	return withRun(ctx, r), r, err
 }
 
 func (r *run) record(ctx workflow.Context, name string, state berth.StepState, errMsg string) {

@@ -59,7 +59,7 @@ func (in ScaleServiceInput) subject() string { return in.Tenant + "/" + in.Env +
 // graceful stop, then remove, close the firewall, release ports, CMDB).
 // A failed scale-out undoes itself in reverse.
 func ScaleService(ctx workflow.Context, in ScaleServiceInput) (*ScaleServiceResult, error) {
-	r, err := newRun(ctx, in.RunID)
+	ctx, r, err := newRun(ctx, in.RunID)
 	if err != nil {
 		return nil, err
 	}

@@ -104,7 +104,7 @@ type applied struct {
 // undone, service by service in reverse, and the application is left at the
 // version it had.
 func UpdateApplication(ctx workflow.Context, in UpdateApplicationInput) (*UpdateApplicationResult, error) {
-	r, err := newRun(ctx, in.RunID)
+	ctx, r, err := newRun(ctx, in.RunID)
 	if err != nil {
 		return nil, err
 	}

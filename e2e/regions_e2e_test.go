@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/store"
+	"github.com/berth-dev/berth/workflows"
+)
+
+// regionWorker is a `berth worker -central=false` serving one region, with
+// its own data folder, HAProxy and port window, as on a region's machine.
+type regionWorker struct {
+	region string
+	env    []string
+	cmd    *exec.Cmd
+}
+
+func (hs *harness) startRegionWorker(t *testing.T, region string) *regionWorker {
+	t.Helper()
+	free := func() string {
+		p, err := freePort()
+		require.NoError(t, err)
+		return fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	// Another window than the harness's worker, whose HAProxy holds its own.
+	lbMin := 30000 + int(time.Now().UnixNano()%20)*100
+	rw := &regionWorker{region: region, env: []string{
+		"BERTH_REGIONS=" + region, "BERTH_DATA=" + t.TempDir(), "BERTH_FIREWALL=none",
+		// The platform's payload key, as every berth process of one platform holds it.
+		"BERTH_PAYLOAD_KEY_FILE=" + filepath.Join(hs.logDir, "payload.key"),
+		"BERTH_LB_PORT_MIN=" + fmt.Sprint(lbMin), "BERTH_LB_PORT_MAX=" + fmt.Sprint(lbMin+99),
+		"BERTH_METRICS_LISTEN=" + free(), "BERTH_HAPROXY_STATS=" + free(),
+	}}
+	rw.start(t, hs)
+	return rw
+}
+
+// start runs the worker and waits until it polls its region's queue.
+func (rw *regionWorker) start(t *testing.T, hs *harness) {
+	t.Helper()
+	cmd := exec.Command(hs.bin, "worker", "-central=false")
+	cmd.Env = append(append([]string{}, hs.env...), rw.env...)
+	hs.spawnFor(t, "worker-"+rw.region, cmd)
+	rw.cmd = cmd
+	queue := workflows.RegionTaskQueue(rw.region)
+	require.Eventually(t, func() bool {
+		resp, err := hs.tc.DescribeTaskQueue(t.Context(), queue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+		if err != nil {
+			return false
+		}
+		for _, p := range resp.Pollers {
+			// The dev server lists a killed worker's pollers for a while.
+			if time.Since(p.LastAccessTime.AsTime()) < time.Second {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 100*time.Millisecond, "the worker of region %s never polled; see worker-%s.log", rw.region, rw.region)
+}
+
+func (rw *regionWorker) kill(t *testing.T) {
+	t.Helper()
+	require.NoError(t, rw.cmd.Process.Signal(syscall.SIGKILL))
+	_, _ = rw.cmd.Process.Wait()
+}
+
+// A region whose worker is down holds the runs that touch it: the run's
+// step says it waits for that region's worker, nothing is undone, and the
+// run completes when the worker is back. Runs in the other region go on
+// meanwhile.
+func TestRegionWorkerDownHoldsOnlyItsRuns(t *testing.T) {
+	hs := needHarness(t)
+	hs.registerHosts(t)
+	region := "eu2" + randHex(2)
+	rw := hs.startRegionWorker(t, region)
+
+	// The second test engine, registered again as the one host of the new
+	// region: a region's host is any engine its worker reaches.
+	th := hs.hosts[len(hs.hosts)-1]
+	// Not under the tenant prefix, which registerHosts counts as its own.
+	hostName := region + "-" + hs.tenant
+	var out struct {
+		Run runStartedBody `json:"run"`
+	}
+	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", "/api/v1/hosts", map[string]string{"name": hostName, "region": region,
+		"endpoint": th.Endpoint, "ip": th.IP, "volumeRoot": "/var/lib/berth-e2e/volumes"}, &out))
+	run := hs.waitRun(t, out.Run.RunID)
+	require.Equal(t, berth.RunSucceeded, run.Status, "provision %s: %s", hostName, run.Error)
+
+	tenant := hs.tenant + "-rgn"
+	apps := hs.newEnvOn(t, tenant, hostName)
+	hs.deployOK(t, apps, "shop", webCompose("web", 1, ""))
+	svc := hs.app(t, apps, "shop").Services[0]
+	pb := hs.pool(t, svc.ID)
+	require.Equal(t, region, pb.Pool.Region)
+	requirePoolMatches(t, pb, svc.Instances)
+	code, v := httpGet(t, "http://"+pb.Backend.ListenAddr+"/version")
+	require.Equal(t, http.StatusOK, code, "the region's own HAProxy serves its instance")
+	require.Equal(t, "v1", v)
+
+	rw.kill(t)
+	var started struct {
+		RunID uint `json:"runId"`
+	}
+	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/scale", svc.ID), map[string]int{"replicas": 2}, &started))
+	held := func() *store.Step {
+		r, err := hs.store.Run(t.Context(), started.RunID)
+		require.NoError(t, err)
+		require.Equal(t, berth.RunRunning, r.Status, "the run waits, it neither fails nor ends: %s", r.Error)
+		for i, st := range r.Steps {
+			if st.State == berth.StepWaiting && st.Detail == workflows.WaitingForRegion(region) {
+				return &r.Steps[i]
+			}
+		}
+		return nil
+	}
+	require.Eventually(t, func() bool { return held() != nil }, 2*time.Minute, 250*time.Millisecond,
+		"the scale never said it waits for region %s's worker", region)
+	step := held().Name
+
+	// Region local's runs are not held by eu-2's: a deploy there completes.
+	other := hs.deployOK(t, hs.newEnv(t, "rgnok"), "shop", webCompose("web", 1, ""))
+	require.Equal(t, berth.RunSucceeded, other.Status)
+	require.NotNil(t, held(), "still waiting while region %s has no worker", region)
+
+	rw.start(t, hs)
+	done := hs.waitRun(t, started.RunID)
+	require.Equal(t, berth.RunSucceeded, done.Status, done.Error)
+	r, err := hs.store.Run(t.Context(), started.RunID)
+	require.NoError(t, err)
+	for _, st := range r.Steps {
+		if st.Name == step {
+			require.Equal(t, berth.StepDone, st.State)
+			require.True(t, strings.HasPrefix(st.Detail, "region "+region+"'s worker returned after "), st.Detail)
+			require.Positive(t, st.WaitingMs, "the wait is counted as waiting, not as work")
+		}
+	}
+	svc = hs.app(t, apps, "shop").Services[0]
+	require.Len(t, svc.Instances, 2)
+	requirePoolMatches(t, hs.pool(t, svc.ID), svc.Instances)
+	hs.recordHistory(t, done.WorkflowID, done.TemporalRunID, "scale-region-wait")
+}
