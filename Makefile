@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 TEMPORAL_CLI_VERSION := v1.5.1
+# The production server of make test-prod: the version the CLI's dev server embeds.
+TEMPORAL_SERVER_VERSION := v1.29.1
 WORKFLOWCHECK_VERSION := v0.6.0
 GO ?= go
 export PATH := /usr/local/go/bin:$(PATH)
@@ -17,6 +19,14 @@ build: ## build bin/berth (static: it is also the mesh relay image)
 
 bin/temporal: ## build the pinned Temporal CLI (dev server + web UI) into bin/
 	GOBIN=$(CURDIR)/bin $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+bin/temporal-server: ## build the pinned production Temporal server, its SQL tool and schema files into bin/ (make test-prod)
+	rm -rf bin/.temporal-server && GOBIN=$(CURDIR)/bin/.temporal-server $(GO) install \
+	  go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION) go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
+	rm -rf bin/temporal-schema && mkdir -p bin/temporal-schema && \
+	  cp -r "$$($(GO) env GOMODCACHE)/go.temporal.io/server@$(TEMPORAL_SERVER_VERSION)/schema/postgresql" bin/temporal-schema/ && \
+	  chmod -R u+w bin/temporal-schema
+	mv bin/.temporal-server/sql bin/temporal-sql-tool && mv bin/.temporal-server/server bin/temporal-server && rm -rf bin/.temporal-server
 
 bin/workflowcheck: ## build the pinned workflowcheck linter into bin/
 	GOBIN=$(CURDIR)/bin $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
@@ -58,6 +68,18 @@ test-full: lint bin/temporal ## make test plus the integration tests kept for th
 	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
 	  BERTH_E2E_FULL=1 BERTH_REQUIRE_E2E=1 $(GO) test -count=1 -timeout 120m ./...
 
+# The integration tests that make test-prod runs on the production Temporal
+# server: deploy, release, grey with approval, scale, the SIGKILLs of a
+# worker, an API replica and a region's worker.
+PROD_TESTS := TestDeployAcrossTwoHosts|TestWorkerKilledMidDeploy|TestFailedHealthUndoesEverything|TestImageReleaseUnderLoad|TestWorkerKilledMidRelease|TestReleaseWaitsForApproval|TestGreyReleaseSplitsTrafficAndPromotes|TestGreyReleaseApprovalSurvivesWorkerKill|TestApprovalSurvivesWorkerKill|TestScaleOutAndInUnderLoad|TestAPIReplicasShareSessionsLimitsAndStreams|TestRegionWorkerDownHoldsOnlyItsRuns|TestSystemdLayoutBoots
+
+.PHONY: test-prod
+test-prod: bin/temporal bin/temporal-server ## integration tests on the production Temporal server on PostgreSQL 15 (PROD_TESTS=regexp to choose)
+	@deploy/local/deps.sh prod && env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
+	  addr=$$(deploy/local/temporal-server.sh up) && \
+	  BERTH_TEST_TEMPORAL_ADDRESS=$$addr BERTH_TEST_TEMPORAL_NAMESPACE=berth BERTH_REQUIRE_E2E=1 BERTH_E2E_FULL=1 \
+	  $(GO) test -count=1 -timeout 40m -v -run '^($(PROD_TESTS))$$' ./e2e/
+
 .PHONY: chaos
 chaos: bin/temporal ## the chaos suite: the worker SIGKILLed at random points of 50 runs (BERTH_CHAOS_RUNS=n, BERTH_CHAOS_SEED=s reruns a seed)
 	@env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
@@ -76,7 +98,9 @@ record-histories: bin/temporal ## re-record testdata/histories from the integrat
 	  BERTH_RECORD_HISTORIES=1 $(GO) test -count=1 -run 'TestDeployAcrossTwoHosts|TestFailedHealthUndoesEverything|TestWorkerKilledMidDeploy|TestScaleOutAndInUnderLoad|TestFirewallTicketTimeoutUndoesScaleOut' ./e2e/
 
 .PHONY: services-down
-services-down: ## stop the test services (dockerd hosts, MariaDB); data is kept
+services-down: ## stop the test services (dockerd hosts, MariaDB, and the production Temporal server and PostgreSQL if up); data is kept
+	deploy/local/temporal-server.sh down
+	deploy/local/postgres.sh down
 	deploy/local/testenv.sh down
 
 .PHONY: clean

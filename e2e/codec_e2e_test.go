@@ -75,7 +75,7 @@ func TestTemporalPayloadsAreEncrypted(t *testing.T) {
 	// The Temporal CLI shows sealed payloads, and reads them through berth's
 	// codec endpoint when an admin's token goes with it.
 	show := func(extra ...string) string {
-		args := append([]string{"workflow", "show", "--address", hs.temporalAddr, "--namespace", "default",
+		args := append([]string{"workflow", "show", "--address", hs.temporalAddr, "--namespace", hs.namespace,
 			"-w", run.WorkflowID, "-r", run.TemporalRunID, "-o", "json"}, extra...)
 		out, err := exec.Command(hs.temporal, args...).Output()
 		require.NoError(t, err, "temporal %v: %s", args, out)

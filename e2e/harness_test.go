@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -58,8 +59,10 @@ type harness struct {
 	// dev is the Temporal dev server, started with devOpts.
 	dev     *testsuite.DevServer
 	devOpts testsuite.DevServerOptions
-	// temporalAddr is the dev server's frontend, for the Temporal CLI.
+	// temporalAddr is the Temporal frontend, for the Temporal CLI; namespace
+	// is berth's namespace there.
 	temporalAddr string
+	namespace    string
 	mu           sync.Mutex
 	server       *exec.Cmd
 	worker       *exec.Cmd
@@ -245,32 +248,46 @@ func startHarness() (*harness, error) {
 	}
 
 	hs.temporal = filepath.Join(hs.root, "bin", "temporal")
-	tport, err := freePort()
-	if err != nil {
-		return hs, err
+	var addr string
+	if addr, hs.namespace = os.Getenv("BERTH_TEST_TEMPORAL_ADDRESS"), os.Getenv("BERTH_TEST_TEMPORAL_NAMESPACE"); addr != "" {
+		// make test-prod: the production Temporal server on PostgreSQL
+		// (deploy/local/temporal-server.sh), which outlives the suite.
+		if hs.namespace == "" {
+			return hs, errors.New("BERTH_TEST_TEMPORAL_ADDRESS needs BERTH_TEST_TEMPORAL_NAMESPACE")
+		}
+		if hs.tc, err = sdkclient.Dial(sdkclient.Options{HostPort: addr, Namespace: hs.namespace}); err != nil {
+			return hs, fmt.Errorf("temporal server at %s: %w", addr, err)
+		}
+		hs.stopFuncs = append(hs.stopFuncs, hs.tc.Close)
+	} else {
+		tport, err := freePort()
+		if err != nil {
+			return hs, err
+		}
+		tlog, _ := os.Create(filepath.Join(hs.logDir, "temporal.log"))
+		hs.devOpts = testsuite.DevServerOptions{
+			ExistingPath:  hs.temporal,
+			ClientOptions: &sdkclient.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", tport), Namespace: "default"},
+			LogLevel:      "error",
+			ExtraArgs: []string{"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+				"--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"},
+			Stdout: tlog, Stderr: tlog,
+		}
+		if chaosEnabled() {
+			// On disk, so that a dependency-fault test can restart the server
+			// mid-run and find its workflows again; in memory otherwise, the
+			// faster for the rest of the suite.
+			hs.devOpts.DBFilename = filepath.Join(hs.logDir, "temporal.db")
+		}
+		hs.dev, err = testsuite.StartDevServer(ctx, hs.devOpts)
+		if err != nil {
+			return hs, fmt.Errorf("temporal dev server: %w", err)
+		}
+		hs.stopFuncs = append(hs.stopFuncs, func() { _ = hs.dev.Stop() })
+		hs.tc = hs.dev.Client()
+		addr = hs.dev.FrontendHostPort()
+		hs.namespace = "default"
 	}
-	tlog, _ := os.Create(filepath.Join(hs.logDir, "temporal.log"))
-	hs.devOpts = testsuite.DevServerOptions{
-		ExistingPath:  hs.temporal,
-		ClientOptions: &sdkclient.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", tport), Namespace: "default"},
-		LogLevel:      "error",
-		ExtraArgs: []string{"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
-			"--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"},
-		Stdout: tlog, Stderr: tlog,
-	}
-	if chaosEnabled() {
-		// On disk, so that a dependency-fault test can restart the server
-		// mid-run and find its workflows again; in memory otherwise, the
-		// faster for the rest of the suite.
-		hs.devOpts.DBFilename = filepath.Join(hs.logDir, "temporal.db")
-	}
-	hs.dev, err = testsuite.StartDevServer(ctx, hs.devOpts)
-	if err != nil {
-		return hs, fmt.Errorf("temporal dev server: %w", err)
-	}
-	hs.stopFuncs = append(hs.stopFuncs, func() { _ = hs.dev.Stop() })
-	hs.tc = hs.dev.Client()
-	addr := hs.dev.FrontendHostPort()
 	hs.temporalAddr = addr
 
 	if dsn := os.Getenv("BERTH_TEST_MYSQL_DSN"); dsn != "" {
@@ -339,7 +356,7 @@ func startHarness() (*harness, error) {
 	env := []string{
 		"BERTH_LISTEN=" + fmt.Sprintf("127.0.0.1:%d", apiPort),
 		"BERTH_DB_DRIVER=" + hs.dbDriver, "BERTH_DB_DSN=" + hs.dbDSN,
-		"BERTH_TEMPORAL_ADDRESS=" + addr, "BERTH_API_TOKEN=" + hs.token,
+		"BERTH_TEMPORAL_ADDRESS=" + addr, "BERTH_TEMPORAL_NAMESPACE=" + hs.namespace, "BERTH_API_TOKEN=" + hs.token,
 		"BERTH_PORT_MIN=" + fmt.Sprint(hs.portMin), "BERTH_PORT_MAX=" + fmt.Sprint(hs.portMax),
 		"BERTH_REGIONS=local", "BERTH_DATA=" + hs.logDir,
 		"BERTH_LB=haproxy", "BERTH_LB_PORT_MIN=" + fmt.Sprint(lbMin), "BERTH_LB_PORT_MAX=" + fmt.Sprint(lbMin+99),

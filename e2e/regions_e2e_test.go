@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -19,20 +21,16 @@ import (
 )
 
 // regionWorker is a `berth worker -central=false` serving one region, with
-// its own data folder, HAProxy and port window, as on a region's machine.
+// its own data folder and port window, as on a region's machine, driving
+// the region's HAProxy, which the operator runs (operatorHAProxy).
 type regionWorker struct {
 	region string
 	env    []string
 	cmd    *exec.Cmd
 }
 
-func (hs *harness) startRegionWorker(t *testing.T, region string) *regionWorker {
+func (hs *harness) startRegionWorker(t *testing.T, region string, haproxyEnv []string) *regionWorker {
 	t.Helper()
-	free := func() string {
-		p, err := freePort()
-		require.NoError(t, err)
-		return fmt.Sprintf("127.0.0.1:%d", p)
-	}
 	// Another window than the harness's worker, whose HAProxy holds its own.
 	lbMin := 30000 + int(time.Now().UnixNano()%20)*100
 	rw := &regionWorker{region: region, env: []string{
@@ -40,8 +38,9 @@ func (hs *harness) startRegionWorker(t *testing.T, region string) *regionWorker 
 		// The platform's payload key, as every berth process of one platform holds it.
 		"BERTH_PAYLOAD_KEY_FILE=" + filepath.Join(hs.logDir, "payload.key"),
 		"BERTH_LB_PORT_MIN=" + fmt.Sprint(lbMin), "BERTH_LB_PORT_MAX=" + fmt.Sprint(lbMin+99),
-		"BERTH_METRICS_LISTEN=" + free(), "BERTH_HAPROXY_STATS=" + free(),
+		"BERTH_METRICS_LISTEN=" + freeAddr(t), "BERTH_HAPROXY_STATS=" + freeAddr(t),
 	}}
+	rw.env = append(rw.env, haproxyEnv...)
 	rw.start(t, hs)
 	return rw
 }
@@ -69,25 +68,81 @@ func (rw *regionWorker) start(t *testing.T, hs *harness) {
 	}, 30*time.Second, 100*time.Millisecond, "the worker of region %s never polled; see worker-%s.log", rw.region, rw.region)
 }
 
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	p, err := freePort()
+	require.NoError(t, err)
+	return fmt.Sprintf("127.0.0.1:%d", p)
+}
+
+// operatorHAProxy starts an HAProxy as an operator's own fleet runs one:
+// master-worker, its own global section and a frontend of its own, and
+// berth's file as one more -f. It returns the worker's settings to drive
+// it, and the operator's frontend, which answers "ops".
+func (hs *harness) operatorHAProxy(t *testing.T) ([]string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	ops := freeAddr(t)
+	main, admin := filepath.Join(dir, "haproxy.cfg"), filepath.Join(dir, "admin.sock")
+	require.NoError(t, os.WriteFile(main, []byte(fmt.Sprintf(`global
+    master-worker
+    stats socket %s mode 600 level admin expose-fd listeners
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+
+frontend ops
+    bind %s
+    http-request return status 200 content-type text/plain string ops
+`, admin, ops)), 0o600))
+	berthFile := filepath.Join(dir, "conf.d", "berth.cfg")
+	require.NoError(t, os.MkdirAll(filepath.Dir(berthFile), 0o755))
+	require.NoError(t, os.WriteFile(berthFile, nil, 0o600))
+	cmd := exec.Command("/usr/sbin/haproxy", "-W", "-S", filepath.Join(dir, "master.sock"), "-f", main, "-f", berthFile)
+	hs.spawnFor(t, "operator-haproxy", cmd)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + ops + "/")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK && string(b) == "ops"
+	}, 10*time.Second, 50*time.Millisecond, "the operator's HAProxy never served")
+	kill, err := exec.LookPath("kill")
+	require.NoError(t, err)
+	return []string{"BERTH_HAPROXY_CONFIG=" + berthFile, "BERTH_HAPROXY_SOCKET=" + admin,
+		"BERTH_HAPROXY_RELOAD=" + kill + " -USR2 " + fmt.Sprint(cmd.Process.Pid)}, ops
+}
+
 func (rw *regionWorker) kill(t *testing.T) {
 	t.Helper()
 	require.NoError(t, rw.cmd.Process.Signal(syscall.SIGKILL))
 	_, _ = rw.cmd.Process.Wait()
 }
 
-// A region whose worker is down holds the runs that touch it: the run's
-// step says it waits for that region's worker, nothing is undone, and the
-// run completes when the worker is back. Runs in the other region go on
-// meanwhile.
+// A second region, with its own worker driving the operator's HAProxy of
+// that region. A region whose worker is down holds the runs that touch
+// it: the run's step says it waits for that region's worker, nothing is
+// undone, and the run completes when the worker is back. Runs in the
+// other region go on meanwhile.
 func TestRegionWorkerDownHoldsOnlyItsRuns(t *testing.T) {
 	hs := needHarness(t)
 	hs.registerHosts(t)
 	region := "eu2" + randHex(2)
-	rw := hs.startRegionWorker(t, region)
+	haproxyEnv, ops := hs.operatorHAProxy(t)
+	rw := hs.startRegionWorker(t, region, haproxyEnv)
 
 	// The second test engine, registered again as the one host of the new
-	// region: a region's host is any engine its worker reaches.
+	// region: a region's host is any engine its worker reaches. Its
+	// instances publish on an address of their own (lo has all of
+	// 127/8), as berth allocates ports per host and the engine's other
+	// record publishes the same ports on its own address.
 	th := hs.hosts[len(hs.hosts)-1]
+	th.IP = "127.0.0.3"
 	// Not under the tenant prefix, which registerHosts counts as its own.
 	hostName := region + "-" + hs.tenant
 	var out struct {
@@ -108,6 +163,9 @@ func TestRegionWorkerDownHoldsOnlyItsRuns(t *testing.T) {
 	code, v := httpGet(t, "http://"+pb.Backend.ListenAddr+"/version")
 	require.Equal(t, http.StatusOK, code, "the region's own HAProxy serves its instance")
 	require.Equal(t, "v1", v)
+	code, v = httpGet(t, "http://"+ops+"/")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ops", v, "berth's reloads keep the operator's own frontend")
 
 	rw.kill(t)
 	var started struct {
@@ -149,5 +207,8 @@ func TestRegionWorkerDownHoldsOnlyItsRuns(t *testing.T) {
 	svc = hs.app(t, apps, "shop").Services[0]
 	require.Len(t, svc.Instances, 2)
 	requirePoolMatches(t, hs.pool(t, svc.ID), svc.Instances)
+	code, v = httpGet(t, "http://"+ops+"/")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ops", v)
 	hs.recordHistory(t, done.WorkflowID, done.TemporalRunID, "scale-region-wait")
 }

@@ -145,7 +145,7 @@ secrets:
 	require.Equal(t, http.StatusOK, hs.apiJSON(t, "GET", fmt.Sprintf("/api/v1/runs/%d/history?size=500", run.ID), nil, &page))
 	require.Contains(t, string(page), "StartInstance for instance", "berth's view decodes the history")
 	requireAbsent("berth's history view", page)
-	out, err := exec.Command(hs.temporal, "workflow", "show", "--address", hs.temporalAddr, "--namespace", "default",
+	out, err := exec.Command(hs.temporal, "workflow", "show", "--address", hs.temporalAddr, "--namespace", hs.namespace,
 		"-w", run.WorkflowID, "-r", run.TemporalRunID, "-o", "json",
 		"--codec-endpoint", hs.apiURL+"/api/v1/codec", "--codec-auth", "Bearer "+hs.token).Output()
 	require.NoError(t, err, "%s", out)

@@ -165,7 +165,7 @@ func TestSystemdLayoutBoots(t *testing.T) {
 	table := "berth_" + hs.tenant + "_sd"
 	t.Cleanup(func() { _ = dropFirewallTables(t.Context(), table) })
 	for k, v := range map[string]string{
-		"BERTH_DB_DRIVER": hs.dbDriver, "BERTH_TEMPORAL_ADDRESS": hs.temporalAddr, "BERTH_TEMPORAL_NAMESPACE": "default",
+		"BERTH_DB_DRIVER": hs.dbDriver, "BERTH_TEMPORAL_ADDRESS": hs.temporalAddr, "BERTH_TEMPORAL_NAMESPACE": hs.namespace,
 		"BERTH_DATA": t.TempDir(), "BERTH_REGISTRY": hs.registry, "BERTH_LISTEN": free(), "BERTH_PUBLIC_URL": "",
 		"BERTH_METRICS_LISTEN": free(), "BERTH_HAPROXY_STATS": free(), "BERTH_FIREWALL_TABLE": table,
 		"BERTH_PORT_MIN": fmt.Sprint(hs.portMin), "BERTH_PORT_MAX": fmt.Sprint(hs.portMax),

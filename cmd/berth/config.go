@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/lb/haproxy"
 	"github.com/berth-dev/berth/logship"
 )
 
@@ -83,10 +84,13 @@ type Config struct {
 	ExecAllow []string
 
 	// Load balancer of this worker's region: "haproxy" (a local HAProxy that
-	// berth runs) or "none".
+	// berth runs, or with HAProxyExisting one of the operator's) or "none".
 	LB         string
 	HAProxyBin string
 	HAProxyDir string
+	// HAProxyExisting is set by -haproxy-config, -haproxy-socket and
+	// -haproxy-reload: an HAProxy berth did not start and never stops.
+	HAProxyExisting *haproxy.External
 	// HAProxyStats is the ip:port of HAProxy's stats page and its
 	// Prometheus metrics (/metrics); "" none.
 	HAProxyStats string
@@ -260,6 +264,9 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.StringVar(&c.LB, "lb", env("BERTH_LB", "haproxy"), "load balancer of the served regions: haproxy or none")
 	fs.StringVar(&c.HAProxyBin, "haproxy-bin", env("BERTH_HAPROXY_BIN", "/usr/sbin/haproxy"), "HAProxy binary berth runs")
 	fs.StringVar(&c.HAProxyDir, "haproxy-dir", env("BERTH_HAPROXY_DIR", ""), "folder for HAProxy's config and sockets (default: <data>/haproxy)")
+	haproxyConfig := fs.String("haproxy-config", env("BERTH_HAPROXY_CONFIG", ""), "drive an existing HAProxy: the file berth writes its frontends and backends to, which that HAProxy loads (with -haproxy-socket and -haproxy-reload)")
+	haproxySocket := fs.String("haproxy-socket", env("BERTH_HAPROXY_SOCKET", ""), "drive an existing HAProxy: its runtime API socket, at level admin")
+	haproxyReload := fs.String("haproxy-reload", env("BERTH_HAPROXY_RELOAD", ""), "drive an existing HAProxy: the command that reloads it, split on spaces and run without a shell (e.g. \"systemctl reload haproxy\")")
 	fs.StringVar(&c.HAProxyStats, "haproxy-stats", env("BERTH_HAPROXY_STATS", ""), "ip:port for HAProxy's read-only stats page and its Prometheus /metrics (default: none)")
 	fs.StringVar(&c.LBIP, "lb-ip", env("BERTH_LB_IP", "127.0.0.1"), "address service frontends listen on")
 	fs.IntVar(&c.LBPortMin, "lb-port-min", envInt("BERTH_LB_PORT_MIN", 29000), "lowest frontend port")
@@ -323,6 +330,12 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	}
 	if c.HAProxyDir == "" {
 		c.HAProxyDir = filepath.Join(c.DataDir, "haproxy")
+	}
+	if *haproxyConfig != "" || *haproxySocket != "" || *haproxyReload != "" {
+		if *haproxyConfig == "" || *haproxySocket == "" || *haproxyReload == "" {
+			return nil, errors.New("an existing HAProxy needs all of -haproxy-config, -haproxy-socket and -haproxy-reload")
+		}
+		c.HAProxyExisting = &haproxy.External{ConfigPath: *haproxyConfig, AdminSocket: *haproxySocket, Reload: strings.Fields(*haproxyReload)}
 	}
 	switch {
 	case c.LB != "haproxy" && c.LB != "none":

@@ -38,7 +38,8 @@ func firewallDriver(ctx context.Context, cfg *Config) (firewall.Driver, error) {
 // so a restarted worker (or a crashed HAProxy) comes back with exactly
 // berth's state, and watches it so a killed HAProxy is restarted.
 func startHAProxy(ctx context.Context, g *errgroup.Group, gctx context.Context, cfg *Config, st *store.Store, log *slog.Logger) (lb.Driver, func(), error) {
-	m, err := haproxy.NewManager(haproxy.Config{Binary: cfg.HAProxyBin, Dir: cfg.HAProxyDir, StatsAddr: cfg.HAProxyStats})
+	m, err := haproxy.NewManager(haproxy.Config{Binary: cfg.HAProxyBin, Dir: cfg.HAProxyDir, StatsAddr: cfg.HAProxyStats,
+		External: cfg.HAProxyExisting})
 	if err != nil {
 		return nil, nil, fmt.Errorf("haproxy: %w (install it with: apt-get install haproxy, or run with -lb none)", err)
 	}
@@ -58,7 +59,11 @@ func startHAProxy(ctx context.Context, g *errgroup.Group, gctx context.Context, 
 	if err := m.Start(ctx); err != nil {
 		return nil, nil, fmt.Errorf("haproxy: %w", err)
 	}
-	log.Info("haproxy running", "dir", cfg.HAProxyDir, "pools", len(backends))
+	if cfg.HAProxyExisting != nil {
+		log.Info("driving an existing haproxy", "config", cfg.HAProxyExisting.ConfigPath, "socket", cfg.HAProxyExisting.AdminSocket, "pools", len(backends))
+	} else {
+		log.Info("haproxy running", "dir", cfg.HAProxyDir, "pools", len(backends))
+	}
 	g.Go(func() error {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
@@ -67,7 +72,7 @@ func startHAProxy(ctx context.Context, g *errgroup.Group, gctx context.Context, 
 			case <-gctx.Done():
 				return nil
 			case <-t.C:
-				if !m.Running() {
+				if !m.Running() && cfg.HAProxyExisting == nil {
 					log.Warn("haproxy is gone; starting it with berth's recorded state")
 				}
 				if err := m.EnsureRunning(gctx); err != nil && gctx.Err() == nil {

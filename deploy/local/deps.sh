@@ -6,6 +6,7 @@
 # Profiles (add one by adding one line to the `case` in packages_for):
 #   run   engine host for deployments
 #   registry  the loopback image registry (registry.sh; `BERTH_RUN_REGISTRY=1 make run`)
+#   prod  make test-prod: PostgreSQL 15, the production Temporal server's database
 #   bench the benchmarks' baselines (docker-compose: the three-tier file
 #         measured against `docker-compose up`)
 #   test  everything the integration tests need on this machine (chromium:
@@ -22,7 +23,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 PROFILE... (profiles: run registry test bench)" >&2
+	echo "usage: $0 PROFILE... (profiles: run registry test prod bench)" >&2
 	exit 2
 }
 
@@ -32,6 +33,7 @@ packages_for() {
 	run) echo "docker.io iproute2 ca-certificates haproxy" ;;
 	test) echo "docker.io mariadb-server iproute2 ca-certificates procps curl haproxy chromium docker-registry apache2-utils prometheus prometheus-alertmanager rsyslog rsyslog-elasticsearch rsyslog-relp" ;;
 	registry) echo "docker-registry apache2-utils" ;;
+	prod) echo "postgresql-15" ;;
 	bench) echo "docker-compose" ;;
 	*) return 1 ;;
 	esac

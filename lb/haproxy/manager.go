@@ -46,10 +46,25 @@ type Config struct {
 	// StatsAddr, when set, is the ip:port of a read-only HTTP stats page,
 	// with Prometheus metrics at /metrics.
 	StatsAddr string
+	// External, when set, is an HAProxy that berth did not start and never
+	// starts or stops (external.go). Dir then holds nothing.
+	External *External
 }
 
-func (c Config) cfgPath() string    { return filepath.Join(c.Dir, "haproxy.cfg") }
-func (c Config) adminSock() string  { return filepath.Join(c.Dir, "admin.sock") }
+func (c Config) cfgPath() string {
+	if c.External != nil {
+		return c.External.ConfigPath
+	}
+	return filepath.Join(c.Dir, "haproxy.cfg")
+}
+
+func (c Config) adminSock() string {
+	if c.External != nil {
+		return c.External.AdminSocket
+	}
+	return filepath.Join(c.Dir, "admin.sock")
+}
+
 func (c Config) masterSock() string { return filepath.Join(c.Dir, "master.sock") }
 func (c Config) pidFile() string    { return filepath.Join(c.Dir, "haproxy.pid") }
 func (c Config) logFile() string    { return filepath.Join(c.Dir, "haproxy.log") }
@@ -95,6 +110,9 @@ type Manager struct {
 	// a crashed process is restarted by the next driver call.
 	started bool
 	proc    *process
+	// extPid is the worker of an External HAProxy that berth last loaded
+	// its configuration into and applied its state to.
+	extPid int
 }
 
 // process is one master started by this Manager; done is closed once it
@@ -127,6 +145,9 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("haproxy: state dir: %w", err)
 	}
 	if err := checkDir(cfg.Dir); err != nil {
+		return nil, err
+	}
+	if err := cfg.External.check(); err != nil {
 		return nil, err
 	}
 	if cfg.StatsAddr != "" {
@@ -251,6 +272,9 @@ func (m *Manager) EnsureRunning(ctx context.Context) error {
 func (m *Manager) Running() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.cfg.External != nil {
+		return m.extPid != 0
+	}
 	return m.proc != nil && !m.proc.exited()
 }
 
@@ -287,6 +311,9 @@ func (m *Manager) readyLocked(ctx context.Context) error {
 	if !m.started {
 		return ErrNotRunning
 	}
+	if m.cfg.External != nil {
+		return nil // not ours to start; a call to a dead one fails and is retried
+	}
 	if m.proc == nil || m.proc.exited() {
 		return m.startLocked(ctx)
 	}
@@ -294,6 +321,9 @@ func (m *Manager) readyLocked(ctx context.Context) error {
 }
 
 func (m *Manager) healthyLocked(ctx context.Context) bool {
+	if m.cfg.External != nil {
+		return m.externalHealthy(ctx)
+	}
 	if m.proc == nil || m.proc.exited() || !isOurHAProxy(m.proc.cmd.Process.Pid, m.cfg.cfgPath()) {
 		return false
 	}
@@ -302,6 +332,10 @@ func (m *Manager) healthyLocked(ctx context.Context) bool {
 }
 
 func (m *Manager) startLocked(ctx context.Context) error {
+	if m.cfg.External != nil {
+		_, err := m.adoptLocked(ctx)
+		return err
+	}
 	if err := os.MkdirAll(m.cfg.Dir, 0o700); err != nil {
 		return fmt.Errorf("haproxy: %w", err)
 	}
@@ -362,6 +396,11 @@ func (m *Manager) startLocked(ctx context.Context) error {
 // stopLocked ends our master (SIGTERM, SIGKILL after grace) and any other
 // HAProxy still running on this Dir.
 func (m *Manager) stopLocked() error {
+	if m.cfg.External != nil {
+		// Never stopped by berth, and never mistaken for a stale one of ours.
+		m.extPid = 0
+		return nil
+	}
 	if p := m.proc; p != nil {
 		m.proc = nil
 		if !p.exited() {
@@ -384,6 +423,9 @@ func (m *Manager) stopLocked() error {
 // the state check after it failed), so callers know whether to roll their
 // desired state back.
 func (m *Manager) reloadLocked(ctx context.Context) (loaded bool, err error) {
+	if m.cfg.External != nil {
+		return m.adoptLocked(ctx)
+	}
 	if m.proc == nil || m.proc.exited() {
 		// Nothing to reload; a start loads the same state.
 		if err := m.startLocked(ctx); err != nil {
@@ -627,6 +669,11 @@ func (m *Manager) expect(ctx context.Context, cmd string, ok func(string) bool) 
 func (m *Manager) writeConfig(ctx context.Context, check bool) error {
 	if err := os.MkdirAll(m.cfg.Dir, 0o700); err != nil {
 		return fmt.Errorf("haproxy: %w", err)
+	}
+	if m.cfg.External != nil {
+		if err := os.MkdirAll(filepath.Dir(m.cfg.cfgPath()), 0o755); err != nil {
+			return fmt.Errorf("haproxy: %w", err)
+		}
 	}
 	tmp := m.cfg.cfgPath() + ".new"
 	if err := os.WriteFile(tmp, renderConfig(m.cfg, m.desired), 0o600); err != nil {
