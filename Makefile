@@ -70,15 +70,22 @@ test-full: lint bin/temporal ## make test plus the integration tests kept for th
 
 # The integration tests that make test-prod runs on the production Temporal
 # server: deploy, release, grey with approval, scale, the SIGKILLs of a
-# worker, an API replica and a region's worker.
-PROD_TESTS := TestDeployAcrossTwoHosts|TestWorkerKilledMidDeploy|TestFailedHealthUndoesEverything|TestImageReleaseUnderLoad|TestWorkerKilledMidRelease|TestReleaseWaitsForApproval|TestGreyReleaseSplitsTrafficAndPromotes|TestGreyReleaseApprovalSurvivesWorkerKill|TestApprovalSurvivesWorkerKill|TestScaleOutAndInUnderLoad|TestAPIReplicasShareSessionsLimitsAndStreams|TestRegionWorkerDownHoldsOnlyItsRuns|TestSystemdLayoutBoots
+# worker, an API replica and a region's worker, and its mutual TLS.
+PROD_TESTS := TestDeployAcrossTwoHosts|TestWorkerKilledMidDeploy|TestFailedHealthUndoesEverything|TestImageReleaseUnderLoad|TestWorkerKilledMidRelease|TestReleaseWaitsForApproval|TestGreyReleaseSplitsTrafficAndPromotes|TestGreyReleaseApprovalSurvivesWorkerKill|TestApprovalSurvivesWorkerKill|TestScaleOutAndInUnderLoad|TestAPIReplicasShareSessionsLimitsAndStreams|TestRegionWorkerDownHoldsOnlyItsRuns|TestSystemdLayoutBoots|TestTemporalRequiresClientCertificate
 
 .PHONY: test-prod
 test-prod: bin/temporal bin/temporal-server ## integration tests on the production Temporal server on PostgreSQL 15 (PROD_TESTS=regexp to choose)
 	@deploy/local/deps.sh prod && env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
-	  addr=$$(deploy/local/temporal-server.sh up) && \
-	  BERTH_TEST_TEMPORAL_ADDRESS=$$addr BERTH_TEST_TEMPORAL_NAMESPACE=berth BERTH_REQUIRE_E2E=1 BERTH_E2E_FULL=1 \
+	  out=$$(deploy/local/temporal-server.sh up) && read -r addr tls <<< "$$out" && \
+	  BERTH_TEST_TEMPORAL_ADDRESS=$$addr BERTH_TEST_TEMPORAL_TLS_DIR=$$tls BERTH_TEST_TEMPORAL_NAMESPACE=berth BERTH_REQUIRE_E2E=1 BERTH_E2E_FULL=1 \
 	  $(GO) test -count=1 -timeout 40m -v -run '^($(PROD_TESTS))$$' ./e2e/
+
+.PHONY: bench-prod
+bench-prod: bin/temporal bin/temporal-server ## BenchmarkConcurrentDeploys (50 deploys at once over two regions) on the production Temporal server, to read beside make bench's
+	@deploy/local/deps.sh prod && env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
+	  out=$$(deploy/local/temporal-server.sh up) && read -r addr tls <<< "$$out" && \
+	  BERTH_TEST_TEMPORAL_ADDRESS=$$addr BERTH_TEST_TEMPORAL_TLS_DIR=$$tls BERTH_TEST_TEMPORAL_NAMESPACE=berth \
+	  $(GO) test -count=1 -run '^$$' -bench BenchmarkConcurrentDeploys -benchtime 1x -timeout 30m ./e2e/
 
 .PHONY: chaos
 chaos: bin/temporal ## the chaos suite: the worker SIGKILLed at random points of 50 runs (BERTH_CHAOS_RUNS=n, BERTH_CHAOS_SEED=s reruns a seed)

@@ -149,6 +149,12 @@ type runBody struct {
 // waitRun waits until a run is no longer pending or running.
 func (hs *harness) waitRun(t testing.TB, id uint) store.Run {
 	t.Helper()
+	return hs.waitRunFor(t, id, 3*time.Minute)
+}
+
+// waitRunFor is waitRun with another limit, for runs queued behind many.
+func (hs *harness) waitRunFor(t testing.TB, id uint, limit time.Duration) store.Run {
+	t.Helper()
 	var rb runBody
 	require.Eventually(t, func() bool {
 		rb = runBody{}
@@ -156,7 +162,7 @@ func (hs *harness) waitRun(t testing.TB, id uint) store.Run {
 			return false
 		}
 		return rb.Run.Status != berth.RunPending && rb.Run.Status != berth.RunRunning
-	}, 3*time.Minute, 10*time.Millisecond, "run %d did not finish", id)
+	}, limit, 10*time.Millisecond, "run %d did not finish", id)
 	return rb.Run
 }
 

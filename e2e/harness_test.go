@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -63,12 +65,15 @@ type harness struct {
 	// is berth's namespace there.
 	temporalAddr string
 	namespace    string
-	mu           sync.Mutex
-	server       *exec.Cmd
-	worker       *exec.Cmd
-	logDir       string
-	env          []string
-	cmdb         *cmdbtest.Receiver
+	// temporalTLS is the folder of the CA and client certificate that the
+	// production server of make test-prod requires (mutual TLS); "" none.
+	temporalTLS string
+	mu          sync.Mutex
+	server      *exec.Cmd
+	worker      *exec.Cmd
+	logDir      string
+	env         []string
+	cmdb        *cmdbtest.Receiver
 	// tickets is the ticket system incidents are delivered to.
 	tickets *ticketstest.Receiver
 	// alertmanagerToken is the bearer token the Alertmanager hook takes.
@@ -255,7 +260,13 @@ func startHarness() (*harness, error) {
 		if hs.namespace == "" {
 			return hs, errors.New("BERTH_TEST_TEMPORAL_ADDRESS needs BERTH_TEST_TEMPORAL_NAMESPACE")
 		}
-		if hs.tc, err = sdkclient.Dial(sdkclient.Options{HostPort: addr, Namespace: hs.namespace}); err != nil {
+		opts := sdkclient.Options{HostPort: addr, Namespace: hs.namespace}
+		if hs.temporalTLS = os.Getenv("BERTH_TEST_TEMPORAL_TLS_DIR"); hs.temporalTLS != "" {
+			if opts.ConnectionOptions.TLS, err = clientTLS(hs.temporalTLS); err != nil {
+				return hs, err
+			}
+		}
+		if hs.tc, err = sdkclient.Dial(opts); err != nil {
 			return hs, fmt.Errorf("temporal server at %s: %w", addr, err)
 		}
 		hs.stopFuncs = append(hs.stopFuncs, hs.tc.Close)
@@ -370,6 +381,9 @@ func startHarness() (*harness, error) {
 		"BERTH_TICKETS=http", "BERTH_TICKETS_URL=" + ticketSrv.URL, "BERTH_TICKETS_TOKEN=tickets-e2e", "BERTH_TICKETS_EVERY=2s",
 		"BERTH_ALERTMANAGER_TOKEN=" + hs.alertmanagerToken,
 		"BERTH_FIREWALL_CHANGE_URL=" + changeSrv.URL,
+	}
+	if hs.temporalTLS != "" {
+		env = append(env, hs.temporalTLSEnv()...)
 	}
 	// The registry builds push to and prefetch pulls from; /sampleapp is the
 	// one command a file release may run after upload.
@@ -684,4 +698,30 @@ func (hs *harness) killHAProxy(t testing.TB) {
 	for _, pid := range pids {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+}
+
+// clientTLS is the mutual TLS of the suite's own Temporal client, with the
+// files berth's processes get from temporalTLSEnv.
+func clientTLS(dir string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key"))
+	if err != nil {
+		return nil, err
+	}
+	ca, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("no certificate in %s/ca.pem", dir)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, RootCAs: pool}, nil
+}
+
+// temporalTLSEnv hands berth's processes the client certificate of the
+// production Temporal server.
+func (hs *harness) temporalTLSEnv() []string {
+	return []string{"BERTH_TEMPORAL_TLS_CA=" + filepath.Join(hs.temporalTLS, "ca.pem"),
+		"BERTH_TEMPORAL_TLS_CERT=" + filepath.Join(hs.temporalTLS, "client.pem"),
+		"BERTH_TEMPORAL_TLS_KEY=" + filepath.Join(hs.temporalTLS, "client.key")}
 }

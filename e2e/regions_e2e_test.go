@@ -8,12 +8,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	sdkclient "go.temporal.io/sdk/client"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/store"
@@ -29,7 +31,7 @@ type regionWorker struct {
 	cmd    *exec.Cmd
 }
 
-func (hs *harness) startRegionWorker(t *testing.T, region string, haproxyEnv []string) *regionWorker {
+func (hs *harness) startRegionWorker(t testing.TB, region string, haproxyEnv []string) *regionWorker {
 	t.Helper()
 	// Another window than the harness's worker, whose HAProxy holds its own.
 	lbMin := 30000 + int(time.Now().UnixNano()%20)*100
@@ -46,7 +48,7 @@ func (hs *harness) startRegionWorker(t *testing.T, region string, haproxyEnv []s
 }
 
 // start runs the worker and waits until it polls its region's queue.
-func (rw *regionWorker) start(t *testing.T, hs *harness) {
+func (rw *regionWorker) start(t testing.TB, hs *harness) {
 	t.Helper()
 	cmd := exec.Command(hs.bin, "worker", "-central=false")
 	cmd.Env = append(append([]string{}, hs.env...), rw.env...)
@@ -68,7 +70,7 @@ func (rw *regionWorker) start(t *testing.T, hs *harness) {
 	}, 30*time.Second, 100*time.Millisecond, "the worker of region %s never polled; see worker-%s.log", rw.region, rw.region)
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	p, err := freePort()
 	require.NoError(t, err)
@@ -79,7 +81,7 @@ func freeAddr(t *testing.T) string {
 // master-worker, its own global section and a frontend of its own, and
 // berth's file as one more -f. It returns the worker's settings to drive
 // it, and the operator's frontend, which answers "ops".
-func (hs *harness) operatorHAProxy(t *testing.T) ([]string, string) {
+func (hs *harness) operatorHAProxy(t testing.TB) ([]string, string) {
 	t.Helper()
 	dir := t.TempDir()
 	ops := freeAddr(t)
@@ -118,7 +120,33 @@ frontend ops
 		"BERTH_HAPROXY_RELOAD=" + kill + " -USR2 " + fmt.Sprint(cmd.Process.Pid)}, ops
 }
 
-func (rw *regionWorker) kill(t *testing.T) {
+// regionIPs numbers the loopback addresses of regionHost's hosts.
+var regionIPs atomic.Int32
+
+// regionHost registers a host in region, served by that region's worker,
+// and returns its name once it is ready.
+func (hs *harness) regionHost(t testing.TB, region string) string {
+	t.Helper()
+	// The second test engine, registered again as the one host of the new
+	// region: a region's host is any engine its worker reaches. Its
+	// instances publish on an address of their own (lo has all of
+	// 127/8), as berth allocates ports per host and the engine's other
+	// record publishes the same ports on its own address.
+	th := hs.hosts[len(hs.hosts)-1]
+	th.IP = fmt.Sprintf("127.0.0.%d", 3+regionIPs.Add(1))
+	// Not under the tenant prefix, which registerHosts counts as its own.
+	hostName := region + "-" + hs.tenant
+	var out struct {
+		Run runStartedBody `json:"run"`
+	}
+	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", "/api/v1/hosts", map[string]string{"name": hostName, "region": region,
+		"endpoint": th.Endpoint, "ip": th.IP, "volumeRoot": "/var/lib/berth-e2e/volumes"}, &out))
+	run := hs.waitRun(t, out.Run.RunID)
+	require.Equal(t, berth.RunSucceeded, run.Status, "provision %s: %s", hostName, run.Error)
+	return hostName
+}
+
+func (rw *regionWorker) kill(t testing.TB) {
 	t.Helper()
 	require.NoError(t, rw.cmd.Process.Signal(syscall.SIGKILL))
 	_, _ = rw.cmd.Process.Wait()
@@ -136,22 +164,7 @@ func TestRegionWorkerDownHoldsOnlyItsRuns(t *testing.T) {
 	haproxyEnv, ops := hs.operatorHAProxy(t)
 	rw := hs.startRegionWorker(t, region, haproxyEnv)
 
-	// The second test engine, registered again as the one host of the new
-	// region: a region's host is any engine its worker reaches. Its
-	// instances publish on an address of their own (lo has all of
-	// 127/8), as berth allocates ports per host and the engine's other
-	// record publishes the same ports on its own address.
-	th := hs.hosts[len(hs.hosts)-1]
-	th.IP = "127.0.0.3"
-	// Not under the tenant prefix, which registerHosts counts as its own.
-	hostName := region + "-" + hs.tenant
-	var out struct {
-		Run runStartedBody `json:"run"`
-	}
-	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", "/api/v1/hosts", map[string]string{"name": hostName, "region": region,
-		"endpoint": th.Endpoint, "ip": th.IP, "volumeRoot": "/var/lib/berth-e2e/volumes"}, &out))
-	run := hs.waitRun(t, out.Run.RunID)
-	require.Equal(t, berth.RunSucceeded, run.Status, "provision %s: %s", hostName, run.Error)
+	hostName := hs.regionHost(t, region)
 
 	tenant := hs.tenant + "-rgn"
 	apps := hs.newEnvOn(t, tenant, hostName)
@@ -211,4 +224,27 @@ func TestRegionWorkerDownHoldsOnlyItsRuns(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "ops", v)
 	hs.recordHistory(t, done.WorkflowID, done.TemporalRunID, "scale-region-wait")
+}
+
+// make test-prod: the production Temporal server takes only clients with a
+// certificate of its CA, and berth's processes (which the other tests of
+// make test-prod drive) are such clients.
+func TestTemporalRequiresClientCertificate(t *testing.T) {
+	hs := needHarness(t)
+	if hs.temporalTLS == "" {
+		t.Skip("the dev server has no TLS; make test-prod runs this")
+	}
+	full, err := clientTLS(hs.temporalTLS)
+	require.NoError(t, err)
+	anonymous := full.Clone()
+	anonymous.Certificates = nil
+	c, err := sdkclient.Dial(sdkclient.Options{HostPort: hs.temporalAddr, Namespace: hs.namespace,
+		ConnectionOptions: sdkclient.ConnectionOptions{TLS: anonymous}})
+	if err == nil {
+		_, err = c.CheckHealth(t.Context(), &sdkclient.CheckHealthRequest{})
+		c.Close()
+	}
+	require.Error(t, err, "a client without a certificate is refused")
+	_, err = hs.tc.CheckHealth(t.Context(), &sdkclient.CheckHealthRequest{})
+	require.NoError(t, err, "the suite's client, with its certificate, is served")
 }

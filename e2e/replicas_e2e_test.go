@@ -178,7 +178,7 @@ func TestAPIReplicasShareSessionsLimitsAndStreams(t *testing.T) {
 
 // spawnFor starts a process for one test, its output in the log folder as
 // name.log, and stops it when the test ends.
-func (hs *harness) spawnFor(t *testing.T, name string, cmd *exec.Cmd) {
+func (hs *harness) spawnFor(t testing.TB, name string, cmd *exec.Cmd) {
 	t.Helper()
 	f, err := os.OpenFile(filepath.Join(hs.logDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	require.NoError(t, err)

@@ -174,6 +174,13 @@ func TestSystemdLayoutBoots(t *testing.T) {
 		require.True(t, known || k == "BERTH_FIREWALL_TABLE", "the example sets %s", k)
 		env[k] = v
 	}
+	if hs.temporalTLS != "" {
+		// make test-prod: the production server takes only mutual TLS.
+		for _, kv := range hs.temporalTLSEnv() {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+	}
 
 	migrate := hs.command(t, units["berth-migrate.service"], "ExecStart", env, creds, "")
 	out, err := migrate.CombinedOutput()

@@ -6,9 +6,14 @@
 #
 #   up      start PostgreSQL, create or upgrade Temporal's two databases
 #           with Temporal's own SQL tool (bin/temporal-sql-tool) and the
-#           schema files of the same module version, start the server
-#           unless it answers, and create the namespace berth with a 3-day
-#           retention; prints the frontend's host:port on stdout
+#           schema files of the same module version, make the test CA and
+#           certificates once, start the server unless it answers, and
+#           create the namespace berth with a 3-day retention; prints the
+#           frontend's host:port and the certificates' folder on stdout
+#
+# The frontend takes only mutual TLS: clients show a certificate of the
+# test CA (TLS_DIR/client.pem and client.key, CA TLS_DIR/ca.pem), as
+# production clients of a Temporal cluster do.
 #   down    stops the server (PostgreSQL is left up; postgres.sh down stops it)
 #   status  exit 0 and print host:port if the frontend answers, else 1
 #
@@ -24,6 +29,7 @@ RETENTION=72h
 LOG_DIR=/var/log/berth
 LOG=$LOG_DIR/temporal-server.log
 PIDFILE=/run/berth-temporal-server.pid
+TLS_DIR=/var/lib/berth-temporal/tls # also named in deploy/temporal/config/berth.yaml
 START_TIMEOUT=${BERTH_TEMPORAL_START_TIMEOUT:-120}
 
 say() { echo "temporal-server.sh: $*" >&2; }
@@ -35,7 +41,42 @@ die() {
 # shellcheck source=SCRIPTDIR/proc.sh
 . "$here/proc.sh"
 
-answers() { timeout 10 "$BIN/temporal" operator cluster health --address "$ADDR" >/dev/null 2>&1; }
+# tcli runs the Temporal CLI on the frontend with the test client certificate.
+tcli() {
+	timeout 20 "$BIN/temporal" "$@" --address "$ADDR" --tls-ca-path "$TLS_DIR/ca.pem" \
+		--tls-cert-path "$TLS_DIR/client.pem" --tls-key-path "$TLS_DIR/client.key"
+}
+answers() { tcli operator cluster health >/dev/null 2>&1; }
+
+# ensure_tls makes, once, a CA of the tests' own, the frontend's
+# certificate (for 127.0.0.1 and localhost) and one client certificate,
+# shared by berth's processes, the tests and the server's system workers.
+ensure_tls() {
+	[ -s "$TLS_DIR/client.pem" ] && return 0
+	command -v openssl >/dev/null || die "openssl not installed"
+	install -d -m 0700 "$TLS_DIR"
+	local tmp
+	tmp=$(mktemp -d)
+	(
+		cd "$tmp"
+		openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=berth test Temporal CA" \
+			-keyout ca.key -out ca.pem
+		openssl req -newkey rsa:2048 -nodes -subj "/CN=temporal-frontend" -keyout server.key -out server.csr
+		printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+			-extfile server.ext -out server.pem
+		openssl req -newkey rsa:2048 -nodes -subj "/CN=berth" -keyout client.key -out client.csr
+		printf 'extendedKeyUsage=clientAuth\n' >client.ext
+		openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+			-extfile client.ext -out client.pem
+	) >>"$LOG" 2>&1 || die "making the test certificates failed (log $LOG)"
+	install -m 0600 "$tmp"/{ca.key,server.key,client.key} "$TLS_DIR/"
+	install -m 0644 "$tmp"/{ca.pem,server.pem} "$TLS_DIR/"
+	# Last: its presence says the set is complete.
+	install -m 0644 "$tmp/client.pem" "$TLS_DIR/"
+	rm -rf "$tmp"
+	say "made the test CA and certificates in $TLS_DIR"
+}
 server_pid() { pid_of_comm "$PIDFILE" temporal-server; }
 
 sql_tool() {
@@ -64,6 +105,7 @@ schema() {
 do_up() {
 	[ -x "$BIN/temporal-server" ] && [ -x "$BIN/temporal-sql-tool" ] || die "run make bin/temporal-server first"
 	mkdir -p "$LOG_DIR"
+	ensure_tls
 	"$here/postgres.sh" up >/dev/null
 	local pid t0 i ok=''
 	t0=$(date +%s%N)
@@ -94,14 +136,14 @@ do_up() {
 		[ -n "$ok" ] || die "temporal-server not answering after ${START_TIMEOUT}s (log $LOG)"
 		say "up after $((($(date +%s%N) - t0) / 1000000)) ms"
 	fi
-	if ! "$BIN/temporal" operator namespace describe --address "$ADDR" -n "$NAMESPACE" >/dev/null 2>&1; then
-		"$BIN/temporal" operator namespace create --address "$ADDR" -n "$NAMESPACE" --retention "$RETENTION" >&2 ||
+	if ! tcli operator namespace describe -n "$NAMESPACE" >/dev/null 2>&1; then
+		tcli operator namespace create -n "$NAMESPACE" --retention "$RETENTION" >&2 ||
 			die "creating namespace $NAMESPACE failed"
 	fi
 	# A new namespace is served once every service's namespace cache has it.
 	for ((i = 0; i < 120; i++)); do
-		if timeout 10 "$BIN/temporal" workflow list --address "$ADDR" -n "$NAMESPACE" --limit 1 >/dev/null 2>&1; then
-			echo "$ADDR"
+		if tcli workflow list -n "$NAMESPACE" --limit 1 >/dev/null 2>&1; then
+			echo "$ADDR $TLS_DIR"
 			return 0
 		fi
 		sleep 0.5
@@ -124,7 +166,7 @@ do_down() {
 
 do_status() {
 	if answers; then
-		echo "$ADDR"
+		echo "$ADDR $TLS_DIR"
 		return 0
 	fi
 	say "not answering"
