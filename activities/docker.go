@@ -22,6 +22,7 @@ import (
 	"github.com/moby/moby/client"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/berth-dev/berth"
 	"github.com/berth-dev/berth/compose"
@@ -66,6 +67,9 @@ type Docker struct {
 
 	netLocks networkLocks
 	self     meshSelf
+	// meshBuilds makes one build of the relay image per host at a time:
+	// every deploy that spans hosts asks for it, many at once on a new host.
+	meshBuilds singleflight.Group
 }
 
 func msDuration(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }

@@ -2,13 +2,13 @@ package activities
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sort"
@@ -259,7 +259,8 @@ func (d *Docker) SyncMesh(ctx context.Context, in SyncMeshInput) (*SyncMeshResul
 }
 
 // ensureMeshImage puts the relay image, berth's own binary in a scratch
-// image, on the host unless it is there.
+// image, on the host unless it is there. Concurrent callers for one host
+// share one build: each would otherwise send the whole binary.
 func (d *Docker) ensureMeshImage(ctx context.Context, eng engine.Engine, h berth.HostRef, beat func(string)) error {
 	path, tag, err := d.self.load()
 	if err != nil {
@@ -270,30 +271,47 @@ func (d *Docker) ensureMeshImage(ctx context.Context, eng engine.Engine, h berth
 	} else if !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("inspect %s on %s: %w", tag, h.Name, err)
 	}
-	bin, err := os.ReadFile(path)
+	_, err, _ = d.meshBuilds.Do(h.Endpoint+"\n"+tag, func() (any, error) {
+		if _, err := eng.ImageInspect(ctx, tag); err == nil {
+			return nil, nil // built by the call that just ended
+		}
+		beat("relay image on " + h.Name)
+		// Streamed: the binary is tens of megabytes, never held in memory.
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(writeMeshContext(pw, path)) }()
+		err := buildImage(ctx, eng, pr, tag, h.Name)
+		pr.CloseWithError(err) // a build that ended early stops the writer
+		return nil, err
+	})
+	return err
+}
+
+// writeMeshContext writes the relay image's build context as a tar.
+func writeMeshContext(w io.Writer, path string) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	dockerfile := []byte("FROM scratch\nCOPY berth /berth\nLABEL " + LabelMesh + "=image\nUSER 65534:65534\nENTRYPOINT [\"/berth\", \"relay\"]\n")
-	for _, f := range []struct {
-		name string
-		mode int64
-		body []byte
-	}{{"Dockerfile", 0o644, dockerfile}, {"berth", 0o755, bin}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body))}); err != nil {
-			return err
-		}
-		if _, err := tw.Write(f.body); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
 		return err
 	}
-	beat("relay image on " + h.Name)
-	return buildImage(ctx, eng, &buf, tag, h.Name)
+	tw := tar.NewWriter(w)
+	dockerfile := []byte("FROM scratch\nCOPY berth /berth\nLABEL " + LabelMesh + "=image\nUSER 65534:65534\nENTRYPOINT [\"/berth\", \"relay\"]\n")
+	if err := tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile))}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(dockerfile); err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: "berth", Mode: 0o755, Size: fi.Size()}); err != nil {
+		return err
+	}
+	if _, err := io.Copy(tw, f); err != nil {
+		return err
+	}
+	return tw.Close()
 }
 
 // ensureRelay makes sure a relay container with this configuration runs,

@@ -12,13 +12,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/berth-dev/berth"
 )
 
-// concurrentDeploys is how many deploys BenchmarkConcurrentDeploys starts at once.
-const concurrentDeploys = 50
+// concurrentDeploys is how many deploys BenchmarkConcurrentDeploys starts
+// at once: 50, or BERTH_BENCH_DEPLOYS.
+func concurrentDeploys(b *testing.B) int {
+	n := 50
+	if v := os.Getenv("BERTH_BENCH_DEPLOYS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 2 {
+			b.Fatalf("BERTH_BENCH_DEPLOYS=%q: want a number of at least 2", v)
+		}
+	}
+	return n
+}
 
-// BenchmarkConcurrentDeploys starts 50 deploys of 2 instances at once, half
+// BenchmarkConcurrentDeploys starts 50 deploys of 2 instances at once
+// (BERTH_BENCH_DEPLOYS=n for another number), half
 // in region local (the suite's worker) and half in a second region served
 // by a worker of its own, and reports runs per minute, the p50 and p99 run
 // time (from the runs' records) and the peak RSS of every process. make
@@ -34,16 +47,17 @@ func BenchmarkConcurrentDeploys(b *testing.B) {
 	rw := hs.startRegionWorker(b, region, nil)
 	regionHost := hs.regionHost(b, region)
 	body := webCompose("web", 2, "")
+	n := concurrentDeploys(b)
 	var took []time.Duration
 	var wall time.Duration
 	for i := 0; i < b.N; i++ {
 		tenant := hs.tenant + "-cd" + randHex(2)
 		envs := []string{hs.newEnvOn(b, tenant+"l", hs.hostNames()...), hs.newEnvOn(b, tenant+"r", regionHost)}
-		ids := make([]uint, concurrentDeploys)
-		codes := make([]int, concurrentDeploys)
+		ids := make([]uint, n)
+		codes := make([]int, n)
 		var wg sync.WaitGroup
 		start := time.Now()
-		for k := range concurrentDeploys {
+		for k := range n {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -74,11 +88,11 @@ func BenchmarkConcurrentDeploys(b *testing.B) {
 		}
 		wall += last.Sub(start)
 		b.StopTimer()
-		hs.deleteAll(b, envs, concurrentDeploys)
+		hs.deleteAll(b, envs, n)
 		b.StartTimer()
 	}
 	slices.Sort(took)
-	b.ReportMetric(float64(concurrentDeploys*b.N)/wall.Minutes(), "runs/min")
+	b.ReportMetric(float64(n*b.N)/wall.Minutes(), "runs/min")
 	b.ReportMetric(percentile(took, 50).Seconds(), "p50-s")
 	b.ReportMetric(percentile(took, 99).Seconds(), "p99-s")
 	for name, pid := range map[string]int{"server": hs.server.Process.Pid, "worker": hs.worker.Process.Pid,
@@ -89,24 +103,31 @@ func BenchmarkConcurrentDeploys(b *testing.B) {
 	}
 }
 
-// deleteAll deletes app0…app(n-1), spread over envs as they were deployed.
+// deleteAll deletes app0…app(n-1), spread over envs as they were deployed,
+// and waits until every delete succeeded. A delete refused because another
+// run (self-healing's) holds the application is asked again until it goes in.
 func (hs *harness) deleteAll(b *testing.B, envs []string, n int) {
 	b.Helper()
 	ids := make([]uint, n)
-	var wg sync.WaitGroup
 	for k := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		path := envs[k%2] + "/" + fmt.Sprintf("app%d", k)
+		require.Eventually(b, func() bool {
 			var del runStartedBody
-			hs.apiJSON(b, "DELETE", envs[k%2]+"/"+fmt.Sprintf("app%d", k), nil, &del)
+			code := hs.apiJSON(b, "DELETE", path, nil, &del)
+			require.Contains(b, []int{http.StatusAccepted, http.StatusConflict}, code, "delete app%d", k)
+			if code == http.StatusAccepted && del.Existing {
+				// The answer is the run that holds the application.
+				run := hs.waitRunFor(b, del.RunID, 20*time.Minute)
+				b.Logf("delete of app%d waited for run %d (%s, %s %s)", k, run.ID, run.Kind, run.Status, run.Error)
+				return false
+			}
 			ids[k] = del.RunID
-		}()
+			return code == http.StatusAccepted
+		}, 10*time.Minute, time.Second, "delete app%d never went in", k)
 	}
-	wg.Wait()
-	for _, id := range ids {
+	for k, id := range ids {
 		if run := hs.waitRunFor(b, id, 20*time.Minute); run.Status != berth.RunSucceeded {
-			b.Fatalf("delete run %d: %s %s", id, run.Status, run.Error)
+			b.Fatalf("delete of app%d, run %d: %s %s", k, id, run.Status, run.Error)
 		}
 	}
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/lb"
+	"github.com/berth-dev/berth/lb/haproxy"
 )
 
 // startAPIReplica starts a second `berth server` on the same database and
@@ -115,11 +117,14 @@ func (p *person) firstEvents(t *testing.T, base string, runID uint, lastID strin
 // one are good on the other, failed sign-ins count across both, and an
 // event stream resumes on the other with Last-Event-ID. A replica
 // SIGKILLed while an approver has its page open loses nothing: the
-// approval lands through the other.
+// approval lands through the other. In front of both, an HAProxy spreads
+// one person's requests over the two and, once b is gone, sends them all
+// to a.
 func TestAPIReplicasShareSessionsLimitsAndStreams(t *testing.T) {
 	hs := needHarness(t)
 	a := hs.apiURL
 	b, replica := hs.startAPIReplica(t)
+	front, lbd := apiFront(t, map[string]string{"a": a, "b": b})
 	apps := hs.newEnv(t, "repl")
 	tenant := hs.tenant + "-repl"
 	dev := hs.newPerson(t, tenant+"-dev", tenant, berth.RoleDeveloper) // signed in on a
@@ -168,12 +173,51 @@ func TestAPIReplicasShareSessionsLimitsAndStreams(t *testing.T) {
 	resp, body = approver.at(t, b, "GET", "/inbox", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, string(body), "web 1.0 → 1.1", "the approval is in b's inbox page")
+	served := func() map[string]int64 {
+		st, err := lbd.Stats(t.Context(), "api")
+		require.NoError(t, err)
+		out := map[string]int64{}
+		for _, s := range st {
+			out[s.Name] = s.Requests
+		}
+		return out
+	}
+	for range 6 {
+		resp, _ = approver.at(t, front, "GET", "/inbox", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "one session whichever replica the front picks")
+	}
+	before := served()
+	require.Positive(t, before["a"], "the front sent requests to a")
+	require.Positive(t, before["b"], "and to b")
 	require.NoError(t, replica.Process.Signal(syscall.SIGKILL))
 	_, _ = replica.Process.Wait()
-	resp, body = approver.at(t, a, "POST", decidePath(ap.ID), map[string]string{"decision": "approve", "comment": "b is gone"})
+	for i := range 6 {
+		resp, _ = approver.at(t, front, "GET", "/inbox", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "request %d through the front after b died", i+1)
+	}
+	resp, body = approver.at(t, front, "POST", decidePath(ap.ID), map[string]string{"decision": "approve", "comment": "b is gone"})
 	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
 	done := hs.waitRun(t, started.RunID)
 	require.Equal(t, berth.RunSucceeded, done.Status, done.Error)
+}
+
+// apiFront puts an HAProxy, run by berth's own driver, in front of API
+// replicas, as production has: round robin request by request, each
+// replica health-checked on /healthz. It returns the front's base URL and
+// the driver, to read how many requests each replica served.
+func apiFront(t *testing.T, replicas map[string]string) (string, *haproxy.Driver) {
+	t.Helper()
+	m, err := haproxy.NewManager(haproxy.Config{Dir: t.TempDir()})
+	require.NoError(t, err)
+	listen := freeAddr(t)
+	be := lb.Backend{Name: "api", ListenAddr: listen, Mode: "http", HealthPath: "/healthz"}
+	for name, base := range replicas {
+		be.Servers = append(be.Servers, lb.Server{Name: name, Addr: strings.TrimPrefix(base, "http://"), Weight: 1, State: lb.StateReady})
+	}
+	require.NoError(t, m.Load([]lb.Backend{be}))
+	require.NoError(t, m.Start(t.Context()))
+	t.Cleanup(func() { _ = m.Stop() })
+	return "http://" + listen, haproxy.New(m)
 }
 
 // spawnFor starts a process for one test, its output in the log folder as

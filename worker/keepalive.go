@@ -13,16 +13,17 @@ import (
 // alive. With the activity options' short heartbeat timeouts, a worker
 // that is SIGKILLed has its activities retried within seconds of its
 // death, instead of after their start-to-close timeouts.
-const heartbeatEvery = 500 * time.Millisecond
+const heartbeatEvery = time.Second
 
 // workerOptions are the options of every berth worker.
 func workerOptions() sdkworker.Options {
 	return sdkworker.Options{
 		Interceptors: []interceptor.WorkerInterceptor{&keepAlive{}},
 		// The SDK batches heartbeats up to 80% of the heartbeat timeout;
-		// sending at least every second leaves a slow machine a margin
-		// inside the short timeouts.
-		MaxHeartbeatThrottleInterval: time.Second,
+		// sending every 3 s keeps three inside the 10 s timeouts
+		// (workflows/options.go), while a loaded server gets a third of the
+		// heartbeats it got at one a second.
+		MaxHeartbeatThrottleInterval: 3 * time.Second,
 		// A workflow's next task waits this long for a dead worker's sticky
 		// queue before any worker may take it (the SDK's default is 5 s);
 		// a live worker takes it in milliseconds.
