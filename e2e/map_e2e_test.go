@@ -73,6 +73,9 @@ func TestMapOf500Instances(t *testing.T) {
 
 	// + on svc1 lists its 100 instances; − folds them.
 	do(t, ctx, chromedp.Click(chromedp.CSS(`g.node.service a.toggle`)), chromedp.WaitReady(chromedp.CSS(`g.node.instance`)))
+	// The first box shows while the page still streams in (CI once counted
+	// 43): the count is read once the document has loaded.
+	waitJS(t, ctx, `document.readyState === "complete"`, 10*time.Second)
 	require.Equal(t, 100, eval[int](t, ctx, `document.querySelectorAll("g.node.instance").length`))
 	u := eval[string](t, ctx, `location.search`)
 	q, err := url.ParseQuery(strings.TrimPrefix(u, "?"))
