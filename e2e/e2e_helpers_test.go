@@ -27,14 +27,7 @@ func (hs *harness) registerHosts(t testing.TB) {
 	t.Helper()
 	hostsOnce.Do(func() {
 		for _, th := range hs.hosts {
-			var out struct {
-				Run runStartedBody `json:"run"`
-			}
-			code := hs.apiJSON(t, "POST", "/api/v1/hosts", map[string]string{"name": th.Name, "region": "local",
-				"endpoint": th.Endpoint, "ip": th.IP, "volumeRoot": "/var/lib/berth-e2e/volumes"}, &out)
-			require.Equal(t, http.StatusAccepted, code)
-			run := hs.waitRun(t, out.Run.RunID)
-			require.Equal(t, berth.RunSucceeded, run.Status, "provision %s: %s", th.Name, run.Error)
+			run := hs.registerHost(t, th.Name, "local", th.Endpoint, th.IP)
 			hs.recordHistory(t, run.WorkflowID, run.TemporalRunID, "provision-host")
 		}
 	})
@@ -47,6 +40,20 @@ func (hs *harness) registerHosts(t testing.TB) {
 		}
 	}
 	require.Equal(t, len(hs.hosts), ready, "every test host is ready")
+}
+
+// registerHost registers one host through the API and waits until
+// ProvisionHost has marked it ready.
+func (hs *harness) registerHost(t testing.TB, name, region, endpoint, ip string) store.Run {
+	t.Helper()
+	var out struct {
+		Run runStartedBody `json:"run"`
+	}
+	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", "/api/v1/hosts", map[string]string{"name": name, "region": region,
+		"endpoint": endpoint, "ip": ip, "volumeRoot": "/var/lib/berth-e2e/volumes"}, &out))
+	run := hs.waitRun(t, out.Run.RunID)
+	require.Equal(t, berth.RunSucceeded, run.Status, "provision %s: %s", name, run.Error)
+	return run
 }
 
 type runStartedBody struct {

@@ -136,13 +136,7 @@ func (hs *harness) regionHost(t testing.TB, region string) string {
 	th.IP = fmt.Sprintf("127.0.0.%d", 3+regionIPs.Add(1))
 	// Not under the tenant prefix, which registerHosts counts as its own.
 	hostName := region + "-" + hs.tenant
-	var out struct {
-		Run runStartedBody `json:"run"`
-	}
-	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", "/api/v1/hosts", map[string]string{"name": hostName, "region": region,
-		"endpoint": th.Endpoint, "ip": th.IP, "volumeRoot": "/var/lib/berth-e2e/volumes"}, &out))
-	run := hs.waitRun(t, out.Run.RunID)
-	require.Equal(t, berth.RunSucceeded, run.Status, "provision %s: %s", hostName, run.Error)
+	hs.registerHost(t, hostName, region, th.Endpoint, th.IP)
 	return hostName
 }
 

@@ -157,17 +157,12 @@ func TestSystemdLayoutBoots(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(creds, name), []byte(value), 0o600))
 	}
 	env := envFile(t, filepath.Join(dir, "berth.env.example"))
-	free := func() string {
-		p, err := freePort()
-		require.NoError(t, err)
-		return fmt.Sprintf("127.0.0.1:%d", p)
-	}
 	table := "berth_" + hs.tenant + "_sd"
 	t.Cleanup(func() { _ = dropFirewallTables(t.Context(), table) })
 	for k, v := range map[string]string{
 		"BERTH_DB_DRIVER": hs.dbDriver, "BERTH_TEMPORAL_ADDRESS": hs.temporalAddr, "BERTH_TEMPORAL_NAMESPACE": hs.namespace,
-		"BERTH_DATA": t.TempDir(), "BERTH_REGISTRY": hs.registry, "BERTH_LISTEN": free(), "BERTH_PUBLIC_URL": "",
-		"BERTH_METRICS_LISTEN": free(), "BERTH_HAPROXY_STATS": free(), "BERTH_FIREWALL_TABLE": table,
+		"BERTH_DATA": t.TempDir(), "BERTH_REGISTRY": hs.registry, "BERTH_LISTEN": freeAddr(t), "BERTH_PUBLIC_URL": "",
+		"BERTH_METRICS_LISTEN": freeAddr(t), "BERTH_HAPROXY_STATS": freeAddr(t), "BERTH_FIREWALL_TABLE": table,
 		"BERTH_PORT_MIN": fmt.Sprint(hs.portMin), "BERTH_PORT_MAX": fmt.Sprint(hs.portMax),
 	} {
 		_, known := env[k]

@@ -90,3 +90,21 @@ func TestProxySettings(t *testing.T) {
 		require.Error(t, err, "%v", bad)
 	}
 }
+
+// The three flags of an existing HAProxy go together; the reload command
+// is split into argv, never handed to a shell.
+func TestExistingHAProxyFlags(t *testing.T) {
+	c, err := loadConfig("worker", []string{"-haproxy-config", "/etc/haproxy/conf.d/berth.cfg",
+		"-haproxy-socket", "/run/haproxy/admin.sock", "-haproxy-reload", "/usr/bin/systemctl reload haproxy"})
+	require.NoError(t, err)
+	require.NotNil(t, c.HAProxyExisting)
+	require.Equal(t, []string{"/usr/bin/systemctl", "reload", "haproxy"}, c.HAProxyExisting.Reload)
+
+	for _, partial := range [][]string{
+		{"-haproxy-config", "/etc/haproxy/conf.d/berth.cfg"},
+		{"-haproxy-socket", "/run/haproxy/admin.sock", "-haproxy-reload", "systemctl reload haproxy"},
+	} {
+		_, err := loadConfig("worker", partial)
+		require.ErrorContains(t, err, "all of -haproxy-config, -haproxy-socket and -haproxy-reload", "%v", partial)
+	}
+}
