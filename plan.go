@@ -79,6 +79,11 @@ type PlanRequest struct {
 	// batch, a rollback), so quotas do not count them; hosts still must
 	// have room.
 	Surge bool `json:"surge,omitempty"`
+	// Replaces names the live instances the new ones replace (a release
+	// batch's). Placing instances beside live ones (ServiceRequest.Add)
+	// spreads them over regions counting the live instances that stay, so
+	// a replacement goes where the instance it replaces leaves a gap.
+	Replaces []string `json:"replaces,omitempty"`
 }
 
 // PlannedInstance is one instance with its host and ports decided.

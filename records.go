@@ -11,13 +11,15 @@ import (
 // imports no ORM), and the activities read and write them through the
 // store's small interfaces.
 
-// LBPool is a service's load-balancer backend and the frontend clients use.
-// It is kept as a record so every change can be undone and a restarted load
-// balancer rebuilt from it.
+// LBPool is a service's load-balancer backend in one region, and the
+// frontend that region's clients use: a service whose environment spans
+// regions has a pool in each, and each region's load balancer serves only
+// the instances of its region. It is kept as a record so every change can
+// be undone and a restarted load balancer rebuilt from it.
 type LBPool struct {
 	ID         uint   `gorm:"primaryKey" json:"id"`
-	ServiceID  uint   `gorm:"uniqueIndex" json:"serviceId"`
-	Region     string `gorm:"size:64;uniqueIndex:ux_lb_region_port" json:"region"`
+	ServiceID  uint   `gorm:"uniqueIndex:ux_lb_service_region,priority:1" json:"serviceId"`
+	Region     string `gorm:"size:64;uniqueIndex:ux_lb_region_port;uniqueIndex:ux_lb_service_region,priority:2" json:"region"`
 	Backend    string `gorm:"size:191" json:"backend"`
 	ListenIP   string `gorm:"size:64" json:"listenIP"`
 	ListenPort int    `gorm:"uniqueIndex:ux_lb_region_port" json:"listenPort"`

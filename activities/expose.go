@@ -19,7 +19,7 @@ type Exposure interface {
 	SetServiceReplicas(ctx context.Context, serviceID uint, replicas int) error
 	ServiceRef(ctx context.Context, appID uint, name string) (*berth.ServiceRef, error)
 	EnsurePool(ctx context.Context, p berth.LBPool, portMin, portMax int) (*berth.LBPool, error)
-	Pool(ctx context.Context, serviceID uint) (*berth.LBPool, error)
+	PoolIn(ctx context.Context, serviceID uint, region string) (*berth.LBPool, error)
 	SetPoolServers(ctx context.Context, poolID uint, servers []berth.LBServer) error
 	RemovePoolServers(ctx context.Context, names []string) error
 	SetServerWeights(ctx context.Context, weights map[string]int) error
@@ -108,36 +108,16 @@ func (s *Store) PlanExpose(ctx context.Context, in ExposeInput) (*ExposePlan, er
 			return nil, storeErr(err)
 		}
 		changed = append(changed, svc.ID)
-		region := insts[0].Host.Region
 		if in.LB.Enabled && primaryPort(insts[0]) != nil {
-			mode := "tcp"
-			if es.HealthPath != "" {
-				mode = "http"
+			// One pool per region: each region's load balancer serves the
+			// instances of its own region.
+			for _, rg := range byRegion(insts) {
+				pp, err := s.planPool(ctx, in, es, svc.ID, rg)
+				if err != nil {
+					return nil, err
+				}
+				plan.Pools = append(plan.Pools, *pp)
 			}
-			pool, err := s.Exposure.EnsurePool(ctx, berth.LBPool{ServiceID: svc.ID, Region: region,
-				Backend: BackendName(in.Subject, es.Name), ListenIP: in.LB.ListenIP, Mode: mode, HealthPath: es.HealthPath},
-				in.LB.PortMin, in.LB.PortMax)
-			if err != nil {
-				return nil, storeErr(err)
-			}
-			var add []berth.LBServer
-			for _, pi := range insts {
-				p := primaryPort(pi)
-				add = append(add, berth.LBServer{InstanceName: pi.Name, Addr: net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort)),
-					Weight: in.LB.Weight, State: lb.StateReady})
-			}
-			if err := s.Exposure.SetPoolServers(ctx, pool.ID, add); err != nil {
-				return nil, storeErr(err)
-			}
-			pool, err = s.Exposure.Pool(ctx, svc.ID)
-			if err != nil {
-				return nil, storeErr(err)
-			}
-			pp := PoolPlan{Region: region, Backend: lb.BackendOf(pool)}
-			for _, a := range add {
-				pp.Add = append(pp.Add, lb.Server{Name: a.InstanceName, Addr: a.Addr, Weight: a.Weight, State: a.State})
-			}
-			plan.Pools = append(plan.Pools, pp)
 		}
 		for _, pi := range insts {
 			for _, p := range pi.Ports {
@@ -169,6 +149,61 @@ func (s *Store) PlanExpose(ctx context.Context, in ExposeInput) (*ExposePlan, er
 		return nil, storeErr(err)
 	}
 	return plan, nil
+}
+
+// regionInstances are one service's instances in one region.
+type regionInstances struct {
+	region string
+	insts  []berth.PlannedInstance
+}
+
+// byRegion groups instances by their host's region, in the order the
+// regions first appear, so the same instances give the same plan.
+func byRegion(insts []berth.PlannedInstance) []regionInstances {
+	var out []regionInstances
+	at := map[string]int{}
+	for _, pi := range insts {
+		i, ok := at[pi.Host.Region]
+		if !ok {
+			i = len(out)
+			at[pi.Host.Region] = i
+			out = append(out, regionInstances{region: pi.Host.Region})
+		}
+		out[i].insts = append(out[i].insts, pi)
+	}
+	return out
+}
+
+// planPool makes sure of a service's pool in one region and records the
+// region's instances as its servers.
+func (s *Store) planPool(ctx context.Context, in ExposeInput, es ExposeService, serviceID uint, rg regionInstances) (*PoolPlan, error) {
+	mode := "tcp"
+	if es.HealthPath != "" {
+		mode = "http"
+	}
+	pool, err := s.Exposure.EnsurePool(ctx, berth.LBPool{ServiceID: serviceID, Region: rg.region,
+		Backend: BackendName(in.Subject, es.Name), ListenIP: in.LB.ListenIP, Mode: mode, HealthPath: es.HealthPath},
+		in.LB.PortMin, in.LB.PortMax)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	var add []berth.LBServer
+	for _, pi := range rg.insts {
+		p := primaryPort(pi)
+		add = append(add, berth.LBServer{InstanceName: pi.Name, Addr: net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort)),
+			Weight: in.LB.Weight, State: lb.StateReady})
+	}
+	if err := s.Exposure.SetPoolServers(ctx, pool.ID, add); err != nil {
+		return nil, storeErr(err)
+	}
+	if pool, err = s.Exposure.PoolIn(ctx, serviceID, rg.region); err != nil {
+		return nil, storeErr(err)
+	}
+	pp := &PoolPlan{Region: rg.region, Backend: lb.BackendOf(pool)}
+	for _, a := range add {
+		pp.Add = append(pp.Add, lb.Server{Name: a.InstanceName, Addr: a.Addr, Weight: a.Weight, State: a.State})
+	}
+	return pp, nil
 }
 
 func primaryPort(pi berth.PlannedInstance) *berth.PortMapping {
@@ -267,9 +302,16 @@ func (s *Store) PlanUnexpose(ctx context.Context, in UnexposeInput) (*UnexposePl
 		if err != nil {
 			return nil, storeErr(err)
 		}
-		if pool, err := s.Exposure.Pool(ctx, svc.ID); err == nil {
+		for _, rg := range byRegion(insts) {
+			pool, err := s.Exposure.PoolIn(ctx, svc.ID, rg.region)
+			if berth.ErrorCode(err) == berth.ENotFound {
+				continue // no pool there: nothing to take the instances out of
+			}
+			if err != nil {
+				return nil, storeErr(err)
+			}
 			pr := PoolRemoval{Region: pool.Region, Backend: pool.Backend, RemovePool: in.DropPools}
-			for _, pi := range insts {
+			for _, pi := range rg.insts {
 				pr.Names = append(pr.Names, pi.Name)
 			}
 			plan.Pools = append(plan.Pools, pr)

@@ -143,7 +143,8 @@ steps:
 	require.Equal(t, map[string]int{"v2": 200}, m)
 	gb := hs.grey(t, svc.ID)
 	require.Positive(t, gb.Canary.Requests, "live canary figures come from HAProxy")
-	hs.recordHistory(t, workflows.PoolStatsID(hs.pool(t, svc.ID).Backend.Name), "", "pool-stats")
+	pb = hs.pool(t, svc.ID)
+	hs.recordHistory(t, workflows.PoolStatsID(pb.Pool.Region, pb.Backend.Name), "", "pool-stats")
 
 	l := startLoad(t, front)
 	hs.greyAction(t, svc.ID, "promote")

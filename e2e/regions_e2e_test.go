@@ -7,17 +7,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	sdkclient "go.temporal.io/sdk/client"
 
 	"github.com/berth-dev/berth"
+	"github.com/berth-dev/berth/activities"
 	"github.com/berth-dev/berth/store"
 	"github.com/berth-dev/berth/workflows"
 )
@@ -33,8 +36,14 @@ type regionWorker struct {
 
 func (hs *harness) startRegionWorker(t testing.TB, region string, haproxyEnv []string) *regionWorker {
 	t.Helper()
-	// Another window than the harness's worker, whose HAProxy holds its own.
+	// Another window than the harness's worker, whose HAProxy holds its own:
+	// the two regions' load balancers share this machine, where in
+	// production each is its own. The region's pools are allocated there.
 	lbMin := 30000 + int(time.Now().UnixNano()%20)*100
+	var set store.Region
+	require.Equal(t, http.StatusOK, hs.apiJSON(t, "PUT", "/api/v1/regions/"+region+"/lb",
+		map[string]any{"listenIP": "127.0.0.1", "portMin": lbMin, "portMax": lbMin + 99}, &set))
+	require.Equal(t, lbMin, set.LBPortMin)
 	rw := &regionWorker{region: region, env: []string{
 		"BERTH_REGIONS=" + region, "BERTH_DATA=" + t.TempDir(), "BERTH_FIREWALL=none",
 		// The platform's payload key, as every berth process of one platform holds it.
@@ -140,6 +149,34 @@ func (hs *harness) regionHost(t testing.TB, region string) string {
 	return hostName
 }
 
+// secondRegion starts a region beside local: an operator's HAProxy, the
+// region's worker driving it, and a host of the region. It returns the
+// region, its worker, its host and the operator's own frontend.
+func (hs *harness) secondRegion(t testing.TB) (string, *regionWorker, string, string) {
+	t.Helper()
+	hs.registerHosts(t)
+	region := "eu2" + randHex(2)
+	haproxyEnv, ops := hs.operatorHAProxy(t)
+	rw := hs.startRegionWorker(t, region, haproxyEnv)
+	return region, rw, hs.regionHost(t, region), ops
+}
+
+// heldForRegion returns the run's step that waits for region's worker, nil
+// while none does. The run must still be running: a region without a
+// worker holds a run, it neither fails nor ends it.
+func (hs *harness) heldForRegion(t testing.TB, runID uint, region string) *store.Step {
+	t.Helper()
+	r, err := hs.store.Run(t.Context(), runID)
+	require.NoError(t, err)
+	require.Equal(t, berth.RunRunning, r.Status, "the run waits, it neither fails nor ends: %s", r.Error)
+	for i, st := range r.Steps {
+		if st.State == berth.StepWaiting && st.Detail == workflows.WaitingForRegion(region) {
+			return &r.Steps[i]
+		}
+	}
+	return nil
+}
+
 func (rw *regionWorker) kill(t testing.TB) {
 	t.Helper()
 	require.NoError(t, rw.cmd.Process.Signal(syscall.SIGKILL))
@@ -153,12 +190,7 @@ func (rw *regionWorker) kill(t testing.TB) {
 // other region go on meanwhile.
 func TestRegionWorkerDownHoldsOnlyItsRuns(t *testing.T) {
 	hs := needHarness(t)
-	hs.registerHosts(t)
-	region := "eu2" + randHex(2)
-	haproxyEnv, ops := hs.operatorHAProxy(t)
-	rw := hs.startRegionWorker(t, region, haproxyEnv)
-
-	hostName := hs.regionHost(t, region)
+	region, rw, hostName, ops := hs.secondRegion(t)
 
 	tenant := hs.tenant + "-rgn"
 	apps := hs.newEnvOn(t, tenant, hostName)
@@ -179,17 +211,7 @@ func TestRegionWorkerDownHoldsOnlyItsRuns(t *testing.T) {
 		RunID uint `json:"runId"`
 	}
 	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/scale", svc.ID), map[string]int{"replicas": 2}, &started))
-	held := func() *store.Step {
-		r, err := hs.store.Run(t.Context(), started.RunID)
-		require.NoError(t, err)
-		require.Equal(t, berth.RunRunning, r.Status, "the run waits, it neither fails nor ends: %s", r.Error)
-		for i, st := range r.Steps {
-			if st.State == berth.StepWaiting && st.Detail == workflows.WaitingForRegion(region) {
-				return &r.Steps[i]
-			}
-		}
-		return nil
-	}
+	held := func() *store.Step { return hs.heldForRegion(t, started.RunID, region) }
 	require.Eventually(t, func() bool { return held() != nil }, 2*time.Minute, 250*time.Millisecond,
 		"the scale never said it waits for region %s's worker", region)
 	step := held().Name
@@ -241,4 +263,127 @@ func TestTemporalRequiresClientCertificate(t *testing.T) {
 	require.Error(t, err, "a client without a certificate is refused")
 	_, err = hs.tc.CheckHealth(t.Context(), &sdkclient.CheckHealthRequest{})
 	require.NoError(t, err, "the suite's client, with its certificate, is served")
+}
+
+// One service across two regions. An environment whose hosts are in region
+// local and in a second region places the service in both, and each
+// region's HAProxy serves only its own region's instance. The pool API
+// and the service page show a pool per region, and the page reads both
+// instances' figures and logs through their own regions' workers. Then
+// the second region's worker is SIGKILLed in the middle of a release,
+// while it starts that region's new instance: the release says it waits
+// for the region's worker, both regions keep serving, nothing is undone,
+// and once the worker is back the release completes in both regions.
+func TestServiceSpansTwoRegions(t *testing.T) {
+	hs := needHarness(t)
+	region, rw, far, _ := hs.secondRegion(t)
+	// The region's host is the last test engine; the other region's host
+	// must be another engine for the two instances to be apart.
+	near := hs.hosts[0]
+	farEngine := hs.hosts[len(hs.hosts)-1].Engine
+	require.NotEqual(t, near.Endpoint, hs.hosts[len(hs.hosts)-1].Endpoint)
+
+	tenant := hs.tenant + "-span"
+	apps := hs.newEnvOn(t, tenant, near.Name, far)
+	// Slow to be ready, so that the kill below lands while the new
+	// instance's start waits for its health.
+	hs.deployOK(t, apps, "shop", webCompose("web", 2, `READY_AFTER: "5s"`))
+	svc := hs.app(t, apps, "shop").Services[0]
+	requireSpread := func() {
+		t.Helper()
+		svc = hs.app(t, apps, "shop").Services[0]
+		var regions []string
+		for _, in := range svc.Instances {
+			regions = append(regions, in.Region)
+		}
+		sort.Strings(regions)
+		require.Equal(t, []string{region, "local"}, regions, "one instance in each region")
+	}
+	requireServed := func(version string) {
+		t.Helper()
+		pb := hs.pool(t, svc.ID)
+		require.Len(t, pb.Pools, 2, "a pool per region")
+		listen := map[string]bool{}
+		for _, p := range pb.Pools {
+			require.Empty(t, p.LiveError)
+			require.Equal(t, p.Region, p.Pool.Region)
+			var mine []store.InstanceView
+			for _, in := range svc.Instances {
+				if in.Region == p.Region {
+					mine = append(mine, in)
+				}
+			}
+			// Recorded and live in that region's HAProxy: its instance only.
+			requirePoolMatches(t, p, mine)
+			code, v := httpGet(t, "http://"+p.Backend.ListenAddr+"/version")
+			require.Equal(t, http.StatusOK, code, "region %s's HAProxy serves its instance", p.Region)
+			require.Equal(t, version, v)
+			listen[p.Backend.ListenAddr] = true
+		}
+		require.Len(t, listen, 2, "each region's clients have their own address")
+	}
+	requireSpread()
+	requireServed("v1")
+
+	before := map[string]bool{}
+	for _, n := range instancesOn(t, farEngine, tenant) {
+		before[n] = true
+	}
+	var rs releaseStarted
+	require.Equal(t, http.StatusAccepted, hs.apiJSON(t, "POST", fmt.Sprintf("/api/v1/services/%d/releases", svc.ID),
+		map[string]any{"image": "berth-sample:v2", "batchSize": 1}, &rs))
+	require.Eventually(t, func() bool {
+		for _, n := range instancesOn(t, farEngine, tenant) {
+			if !before[n] {
+				return true
+			}
+		}
+		return false
+	}, 3*time.Minute, 20*time.Millisecond, "the release never made region %s's new instance", region)
+	rw.kill(t)
+
+	require.Eventually(t, func() bool { return hs.heldForRegion(t, rs.RunID, region) != nil }, 2*time.Minute, 250*time.Millisecond, "the release never said it waits for region %s's worker", region)
+	// Both regions still serve: the region's HAProxy is the operator's, not
+	// the dead worker's, and the release took nothing out before the kill.
+	pb := hs.pool(t, svc.ID)
+	for _, p := range pb.Pools {
+		if p.Region == region {
+			require.NotEmpty(t, p.LiveError, "region %s's live view says its worker is down", region)
+		}
+		code, _ := httpGet(t, "http://"+p.Backend.ListenAddr+"/version")
+		require.Equal(t, http.StatusOK, code, "region %s serves while region %s has no worker", p.Region, region)
+	}
+
+	rw.start(t, hs)
+	done := hs.waitRun(t, rs.RunID)
+	require.Equal(t, berth.RunSucceeded, done.Status, done.Error)
+	requireSpread()
+	requireServed("v2")
+	require.Len(t, instancesOn(t, farEngine, tenant), 1, "the killed attempt's container was adopted, not left")
+
+	// The service page: a pool per region, and both instances' figures and
+	// log tails, each read through its own region's worker.
+	dev := hs.newPerson(t, "span-dev", tenant, berth.RoleDeveloper)
+	ctx := window(t, newBrowser(t))
+	hs.signIn(t, ctx, dev, fmt.Sprintf("/services/%d", svc.ID))
+	pools := eval[[]string](t, ctx, `Array.from(document.querySelectorAll('section.pool')).map(function(s){return s.dataset.region+':'+s.querySelectorAll('tbody tr').length})`)
+	sort.Strings(pools)
+	require.Equal(t, []string{region + ":1", "local:1"}, pools)
+	waitJS(t, ctx, `(function(){var b=document.querySelectorAll('.live-inst'); return b.length==2 && Array.from(b).every(function(x){return x.dataset.liveState=='live' && x.querySelector('.log-status').textContent=='Following the log.'})})()`, time.Minute)
+	heads := eval[string](t, ctx, `Array.from(document.querySelectorAll('.live-inst h3')).map(function(h){return h.textContent}).join('|')`)
+	require.Contains(t, heads, "region "+region)
+	require.Contains(t, heads, "region local")
+}
+
+// instancesOn names a tenant's instance containers on one engine.
+func instancesOn(t testing.TB, eng *client.Client, tenant string) []string {
+	t.Helper()
+	list, err := eng.ContainerList(t.Context(), client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", "berth.tenant="+tenant, activities.LabelInstance)})
+	require.NoError(t, err)
+	var out []string
+	for _, c := range list.Items {
+		out = append(out, strings.TrimPrefix(c.Names[0], "/"))
+	}
+	return out
 }

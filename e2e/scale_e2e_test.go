@@ -85,10 +85,15 @@ func (l *load) finish() (int64, int64, string) {
 	return l.ok.Load(), l.failed.Load(), last
 }
 
+// poolBody is GET .../pool: the first region's pool and the sum of every
+// region's live servers, and in Pools each region's own.
 type poolBody struct {
-	Pool    berth.LBPool     `json:"pool"`
-	Backend lb.Backend       `json:"backend"`
-	Live    []lb.ServerStats `json:"live"`
+	Region    string           `json:"region"`
+	Pool      berth.LBPool     `json:"pool"`
+	Backend   lb.Backend       `json:"backend"`
+	Live      []lb.ServerStats `json:"live"`
+	LiveError string           `json:"liveError"`
+	Pools     []poolBody       `json:"pools"`
 }
 
 func (hs *harness) pool(t testing.TB, serviceID uint) poolBody {

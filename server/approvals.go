@@ -243,11 +243,7 @@ func (r *gateRequest) validate() error {
 func (s *Server) startGate(c *gin.Context) {
 	ctx := c.Request.Context()
 	var req gateRequest
-	if err := bind(c, &req); err != nil {
-		s.fail(c, err)
-		return
-	}
-	if err := req.validate(); err != nil {
+	if err := bindValid(c, &req); err != nil {
 		s.fail(c, err)
 		return
 	}

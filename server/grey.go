@@ -222,26 +222,29 @@ func (s *Server) getGrey(c *gin.Context) {
 	c.JSON(http.StatusOK, v)
 }
 
-// greyLive reads the pool through the region's worker and sums canary and
-// stable figures.
+// greyLive reads the pools through their regions' workers and sums canary
+// and stable figures over every region.
 func (s *Server) greyLive(c *gin.Context, sc *store.ServiceContext, v *greyView) {
 	ctx := c.Request.Context()
-	pool, err := s.store.Pool(ctx, sc.Service.ID)
+	pools, err := s.store.ServicePools(ctx, sc.Service.ID)
 	if err != nil {
 		v.LiveNote = "the service has no load-balancer pool"
 		return
 	}
-	sctx, cancel := contextWithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var res workflows.PoolStatsResult
-	if err := s.readThroughWorker(sctx, workflows.PoolStatsID(pool.Backend), workflows.PoolStatsName,
-		workflows.PoolStatsInput{Region: pool.Region, Backend: pool.Backend}, &res); err != nil {
-		v.LiveNote = "the load balancer of region " + pool.Region + " did not answer: is its worker running?"
-		return
+	views := poolViews(pools)
+	s.readPools(ctx, views)
+	var notes []string
+	for _, pv := range views {
+		if pv.LiveError != "" {
+			notes = append(notes, pv.LiveError)
+		}
+		v.Live = append(v.Live, pv.Live...)
 	}
-	v.Live = res.Servers
+	// A region that did not answer leaves its servers out of the sums, and
+	// the page says which.
+	v.LiveNote = strings.Join(notes, "; ")
 	var cms, sms int64
-	for _, st := range res.Servers {
+	for _, st := range v.Live {
 		f, ms := &v.Stable, &sms
 		if slices.Contains(v.State.Canaries, st.Name) {
 			f, ms = &v.Canary, &cms

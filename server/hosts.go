@@ -58,11 +58,7 @@ func (r *hostRequest) validate() error {
 func (s *Server) createHost(c *gin.Context) {
 	ctx := c.Request.Context()
 	var req hostRequest
-	if err := bind(c, &req); err != nil {
-		s.fail(c, err)
-		return
-	}
-	if err := req.validate(); err != nil {
+	if err := bindValid(c, &req); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -190,4 +186,51 @@ func (s *Server) undrainHost(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusAccepted, started)
+}
+
+// regionLBRequest is where a region's load balancer takes clients.
+type regionLBRequest struct {
+	ListenIP string `json:"listenIP"`
+	PortMin  int    `json:"portMin"`
+	PortMax  int    `json:"portMax"`
+}
+
+func (r *regionLBRequest) validate() error {
+	if ip := net.ParseIP(r.ListenIP); ip == nil {
+		return badRequest("listenIP must be the address the region's load balancer takes clients on")
+	}
+	if r.PortMin < 1024 || r.PortMax > 65535 || r.PortMin > r.PortMax {
+		return badRequest("portMin and portMax must be a window within 1024-65535, portMin not above portMax")
+	}
+	return nil
+}
+
+func (s *Server) listRegions(c *gin.Context) {
+	rs, err := s.store.Regions(c.Request.Context())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"regions": rs})
+}
+
+// setRegionLB records a region's load-balancer address and port window,
+// which its new pools are allocated from.
+func (s *Server) setRegionLB(c *gin.Context) {
+	name := c.Param("region")
+	if !regionRE.MatchString(name) {
+		s.fail(c, badRequest("region must be 1-31 characters of a-z, 0-9 and '-'"))
+		return
+	}
+	var req regionLBRequest
+	if err := bindValid(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	r, err := s.store.SetRegionLB(c.Request.Context(), name, req.ListenIP, req.PortMin, req.PortMax)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, r)
 }

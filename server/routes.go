@@ -75,6 +75,8 @@ func (s *Server) routes() []route {
 		// Hosts are the platform's: their endpoints, addresses and load are
 		// not a tenant's business, and only platform admins assign them.
 		{"GET", "/api/v1/hosts", s.listHosts, need(platform, "reading hosts", readRoles...)},
+		{"GET", "/api/v1/regions", s.listRegions, need(platform, "reading regions", readRoles...)},
+		{"PUT", "/api/v1/regions/:region/lb", s.setRegionLB, need(platform, "setting a region's load balancer", adminRoles...)},
 		{"GET", "/api/v1/hosts/:host", s.getHost, need(platform, "reading a host", readRoles...)},
 		{"POST", "/api/v1/hosts/:host/check", s.checkHost, need(platform, "checking a host", adminRoles...)},
 		{"POST", "/api/v1/hosts/:host/drain", s.drainHost, need(platform, "draining a host", adminRoles...)},

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -102,8 +105,10 @@ func (s *Server) scaleService(c *gin.Context) {
 	c.JSON(http.StatusAccepted, gin.H{"runId": run.ID, "url": runURL(run.ID), "workflowId": wfID, "from": from, "to": to, "removing": removing})
 }
 
-// getPool shows a service's load-balancer pool as berth recorded it and, with
-// ?live=1, as the load balancer reports it now.
+// getPool shows a service's load-balancer pools, one per region it runs in,
+// as berth recorded them and, with ?live=1, as each region's load balancer
+// reports them now. pool, backend and live are the first region's and the
+// sum of every region's, as one-region clients read them.
 func (s *Server) getPool(c *gin.Context) {
 	ctx := c.Request.Context()
 	id, err := idParam(c, "service")
@@ -111,24 +116,71 @@ func (s *Server) getPool(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	pool, err := s.store.Pool(ctx, uint(id))
+	pools, err := s.store.ServicePools(ctx, uint(id))
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	out := gin.H{"pool": pool, "backend": lb.BackendOf(pool)}
+	views := poolViews(pools)
+	out := gin.H{"pool": pools[0], "backend": views[0].Backend, "pools": views}
 	if c.Query("live") == "1" {
-		sctx, cancel := contextWithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		var res workflows.PoolStatsResult
-		if err := s.readThroughWorker(sctx, workflows.PoolStatsID(pool.Backend), workflows.PoolStatsName,
-			workflows.PoolStatsInput{Region: pool.Region, Backend: pool.Backend}, &res); err != nil {
-			s.fail(c, &berth.Error{Code: berth.EUpstream, Reason: "lb_unavailable", Message: "the load balancer of region " + pool.Region + " did not answer"})
+		var live []lb.ServerStats
+		var down []string
+		s.readPools(ctx, views)
+		for _, v := range views {
+			if v.LiveError != "" {
+				down = append(down, v.Region)
+			}
+			live = append(live, v.Live...)
+		}
+		if len(down) == len(views) {
+			s.fail(c, &berth.Error{Code: berth.EUpstream, Reason: "lb_unavailable",
+				Message: "the load balancer of region " + strings.Join(down, ", ") + " did not answer"})
 			return
 		}
-		out["live"] = res.Servers
+		out["live"] = live
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// poolView is a service's pool in one region, with, once read, what that
+// region's load balancer reports.
+type poolView struct {
+	Region    string           `json:"region"`
+	Pool      berth.LBPool     `json:"pool"`
+	Backend   lb.Backend       `json:"backend"`
+	Live      []lb.ServerStats `json:"live,omitempty"`
+	LiveError string           `json:"liveError,omitempty"`
+}
+
+func poolViews(pools []berth.LBPool) []poolView {
+	views := make([]poolView, len(pools))
+	for i := range pools {
+		views[i] = poolView{Region: pools[i].Region, Pool: pools[i], Backend: lb.BackendOf(&pools[i])}
+	}
+	return views
+}
+
+// readPools reads every region's pool through that region's worker, all at
+// once: a region whose worker is down costs its own wait, and its view says
+// so, while the others are read.
+func (s *Server) readPools(ctx context.Context, views []poolView) {
+	ctx, cancel := contextWithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range views {
+		v := &views[i]
+		wg.Go(func() {
+			var res workflows.PoolStatsResult
+			if err := s.readThroughWorker(ctx, workflows.PoolStatsID(v.Region, v.Backend.Name), workflows.PoolStatsName,
+				workflows.PoolStatsInput{Region: v.Region, Backend: v.Backend.Name}, &res); err != nil {
+				v.LiveError = "the load balancer of region " + v.Region + " did not answer: is its worker running?"
+				return
+			}
+			v.Live = res.Servers
+		})
+	}
+	wg.Wait()
 }
 
 func (s *Server) listOpenings(c *gin.Context) {

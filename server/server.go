@@ -278,6 +278,14 @@ func bind(c *gin.Context, v any) error {
 	return nil
 }
 
+// bindValid binds a JSON body and checks it with its own rules.
+func bindValid(c *gin.Context, v interface{ validate() error }) error {
+	if err := bind(c, v); err != nil {
+		return err
+	}
+	return v.validate()
+}
+
 func runURL(id uint) string { return fmt.Sprintf("/api/v1/runs/%d", id) }
 
 // runStarted is the answer to every request that starts work.

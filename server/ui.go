@@ -511,9 +511,9 @@ func (s *Server) servicePage(c *gin.Context) {
 		s.renderError(c, err)
 		return
 	}
-	pool, err := s.store.Pool(ctx, uint(id))
+	pools, err := s.store.ServicePools(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		pool, err = nil, nil
+		err = nil
 	}
 	if err != nil {
 		s.renderError(c, err)
@@ -537,12 +537,12 @@ func (s *Server) servicePage(c *gin.Context) {
 	s.render(c, http.StatusOK, "service", "Service "+view.Name, "", struct {
 		S        *store.ServiceView
 		Ctx      *store.ServiceContext
-		Pool     *berth.LBPool
+		Pools    []berth.LBPool
 		Runs     []store.Run
 		Versions []versionDiff
 		Update   updateForm
 		Actions  runForms
-	}{view, sc, pool, runs, versions, s.updateForm(c, sc), actions})
+	}{view, sc, pools, runs, versions, s.updateForm(c, sc), actions})
 }
 
 // runForms are the service page's scale, release and rollback forms: each

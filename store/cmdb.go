@@ -6,6 +6,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -106,12 +107,12 @@ func (s *Store) DesiredCIs(ctx context.Context, scope berth.CIScope) ([]berth.CM
 		svcIDs = append(svcIDs, sv.ID)
 	}
 	var pools []berth.LBPool
-	if err := db.Where("service_id IN ?", svcIDs).Find(&pools).Error; err != nil {
+	if err := db.Where("service_id IN ?", svcIDs).Order("region").Find(&pools).Error; err != nil {
 		return nil, err
 	}
-	poolOf := map[uint]berth.LBPool{}
+	poolsOf := map[uint][]berth.LBPool{}
 	for _, p := range pools {
-		poolOf[p.ServiceID] = p
+		poolsOf[p.ServiceID] = append(poolsOf[p.ServiceID], p)
 	}
 	without := map[string]bool{}
 	for _, n := range scope.Without {
@@ -137,10 +138,16 @@ func (s *Store) DesiredCIs(ctx context.Context, scope berth.CIScope) ([]berth.CM
 		svcPath[sv.ID] = appPath[sv.ApplicationID] + "/" + sv.Name
 		attrs := map[string]string{"name": svcPath[sv.ID], "image": sv.Image, "replicas": strconv.Itoa(sv.Replicas),
 			"instances": strconv.Itoa(count[sv.ID]), "type": "internal", "created": ciTime(sv.CreatedAt)}
-		if p, ok := poolOf[sv.ID]; ok {
-			attrs["lbPool"], attrs["lbRegion"] = p.Backend, p.Region
-			attrs["lbAddress"] = net.JoinHostPort(p.ListenIP, strconv.Itoa(p.ListenPort))
-			attrs["type"] = "load-balanced-" + p.Mode
+		if ps := poolsOf[sv.ID]; len(ps) > 0 {
+			// One pool per region; the attributes list them in region order.
+			var regions, addrs []string
+			for _, p := range ps {
+				regions = append(regions, p.Region)
+				addrs = append(addrs, net.JoinHostPort(p.ListenIP, strconv.Itoa(p.ListenPort)))
+			}
+			attrs["lbPool"], attrs["lbRegion"] = ps[0].Backend, strings.Join(regions, ",")
+			attrs["lbAddress"] = strings.Join(addrs, ",")
+			attrs["type"] = "load-balanced-" + ps[0].Mode
 		}
 		if r, ok := runs.byID[sv.CreatedRunID]; ok {
 			attrs["createdBy"] = r.StartedBy

@@ -10,18 +10,30 @@ import (
 	"gorm.io/gorm/clause"
 )
 
-// EnsurePool returns a service's pool, creating it with a free listen port
-// from [portMin, portMax] in its region when it does not exist.
+// EnsurePool returns a service's pool in p.Region, creating it when it does
+// not exist with a free listen port of that region's load balancer: from
+// the region's own address and window when it has them (SetRegionLB),
+// else from p.ListenIP and [portMin, portMax].
 func (s *Store) EnsurePool(ctx context.Context, p berth.LBPool, portMin, portMax int) (*berth.LBPool, error) {
 	for attempt := 0; attempt < 20; attempt++ {
 		var out berth.LBPool
 		err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			err := tx.Preload("Servers").Where("service_id = ?", p.ServiceID).First(&out).Error
+			err := tx.Preload("Servers").Where("service_id = ? AND region = ?", p.ServiceID, p.Region).First(&out).Error
 			if err == nil {
 				return nil
 			}
 			if !errors.Is(err, gorm.ErrRecordNotFound) {
 				return err
+			}
+			var rg []Region
+			if err := tx.Where("name = ?", p.Region).Limit(1).Find(&rg).Error; err != nil {
+				return err
+			}
+			if len(rg) == 1 && rg[0].LBPortMin > 0 {
+				portMin, portMax = rg[0].LBPortMin, rg[0].LBPortMax
+			}
+			if len(rg) == 1 && rg[0].LBListenIP != "" {
+				p.ListenIP = rg[0].LBListenIP
 			}
 			var used []int
 			if err := tx.Model(&berth.LBPool{}).Where("region = ?", p.Region).Pluck("listen_port", &used).Error; err != nil {
@@ -52,21 +64,37 @@ func (s *Store) EnsurePool(ctx context.Context, p berth.LBPool, portMin, portMax
 	return nil, fmt.Errorf("load balancer port allocation kept colliding")
 }
 
-// Pool returns a service's pool with its servers.
-func (s *Store) Pool(ctx context.Context, serviceID uint) (*berth.LBPool, error) {
+// PoolIn returns a service's pool in a region, with its servers.
+func (s *Store) PoolIn(ctx context.Context, serviceID uint, region string) (*berth.LBPool, error) {
 	var p berth.LBPool
-	err := s.db.WithContext(ctx).Preload("Servers", func(db *gorm.DB) *gorm.DB { return db.Order("instance_name") }).
-		Where("service_id = ?", serviceID).First(&p).Error
+	err := s.db.WithContext(ctx).Preload("Servers", serversInOrder).
+		Where("service_id = ? AND region = ?", serviceID, region).First(&p).Error
 	if err != nil {
-		return nil, notFound(err, fmt.Sprintf("load balancer pool of service %d", serviceID))
+		return nil, notFound(err, fmt.Sprintf("load balancer pool of service %d in region %s", serviceID, region))
 	}
 	return &p, nil
 }
 
+// ServicePools returns a service's pools, one per region it runs in, by
+// region; ErrNotFound when it has none.
+func (s *Store) ServicePools(ctx context.Context, serviceID uint) ([]berth.LBPool, error) {
+	var ps []berth.LBPool
+	if err := s.db.WithContext(ctx).Preload("Servers", serversInOrder).
+		Where("service_id = ?", serviceID).Order("region").Find(&ps).Error; err != nil {
+		return nil, err
+	}
+	if len(ps) == 0 {
+		return nil, notFound(gorm.ErrRecordNotFound, fmt.Sprintf("load balancer pool of service %d", serviceID))
+	}
+	return ps, nil
+}
+
+func serversInOrder(db *gorm.DB) *gorm.DB { return db.Order("instance_name") }
+
 // Pools lists every pool of a region with its servers, for rebuilding a load balancer.
 func (s *Store) Pools(ctx context.Context, region string) ([]berth.LBPool, error) {
 	var ps []berth.LBPool
-	q := s.db.WithContext(ctx).Preload("Servers", func(db *gorm.DB) *gorm.DB { return db.Order("instance_name") }).Order("id")
+	q := s.db.WithContext(ctx).Preload("Servers", serversInOrder).Order("id")
 	if region != "" {
 		q = q.Where("region = ?", region)
 	}
@@ -114,20 +142,17 @@ func (s *Store) RemovePoolServers(ctx context.Context, names []string) error {
 	return s.db.WithContext(ctx).Where("instance_name IN ?", names).Delete(&berth.LBServer{}).Error
 }
 
-// RemovePool forgets a service's pool and its servers.
+// RemovePool forgets a service's pools, in every region, and their servers.
 func (s *Store) RemovePool(ctx context.Context, serviceID uint) error {
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var p berth.LBPool
-		if err := tx.Where("service_id = ?", serviceID).First(&p).Error; err != nil {
-			if errors.Is(err, gorm.ErrRecordNotFound) {
-				return nil
-			}
+		var ids []uint
+		if err := tx.Model(&berth.LBPool{}).Where("service_id = ?", serviceID).Pluck("id", &ids).Error; err != nil || len(ids) == 0 {
 			return err
 		}
-		if err := tx.Where("pool_id = ?", p.ID).Delete(&berth.LBServer{}).Error; err != nil {
+		if err := tx.Where("pool_id IN ?", ids).Delete(&berth.LBServer{}).Error; err != nil {
 			return err
 		}
-		return tx.Delete(&p).Error
+		return tx.Where("id IN ?", ids).Delete(&berth.LBPool{}).Error
 	})
 }
 

@@ -8,8 +8,14 @@ import (
 
 // Region groups hosts that one regional worker serves (task queue berth-<name>).
 type Region struct {
-	Name      string    `gorm:"primaryKey;size:64" json:"name"`
-	CreatedAt time.Time `json:"createdAt"`
+	Name string `gorm:"primaryKey;size:64" json:"name"`
+	// LBListenIP, LBPortMin and LBPortMax are where the region's own load
+	// balancer takes clients, when it is not on the platform's default
+	// address and window: each region's load balancer is its own machine.
+	LBListenIP string    `gorm:"size:64" json:"lbListenIP,omitempty"`
+	LBPortMin  int       `json:"lbPortMin,omitempty"`
+	LBPortMax  int       `json:"lbPortMax,omitempty"`
+	CreatedAt  time.Time `json:"createdAt"`
 }
 
 // Host is one Docker engine the platform may place instances on.

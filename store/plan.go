@@ -144,6 +144,10 @@ func (s *Store) planOnce(ctx context.Context, req berth.PlanRequest) (*berth.Pla
 				return err
 			}
 			perHost := map[uint]int{}
+			perRegion, err := liveByRegion(tx, svc, sr.Add, req.Replaces)
+			if err != nil {
+				return err
+			}
 			for i := 0; i < sr.Replicas; i++ {
 				var fit []Host
 				free := map[uint]int{}
@@ -158,12 +162,17 @@ func (s *Store) planOnce(ctx context.Context, req berth.PlanRequest) (*berth.Pla
 					return fmt.Errorf("no host of environment %s has room for another %s instance reserving %s memory and %s CPUs: %w",
 						env.Name, sr.Name, berth.BytesText(sr.Resources.MemoryReserved), berth.CPUsText(sr.Resources.NanoCPUsReserved), ErrNoCapacity)
 				}
-				h := pickHost(fit, perHost, perApp, free, load)
+				inRegion := map[uint]int{}
+				for _, h := range fit {
+					inRegion[h.ID] = perRegion[h.Region]
+				}
+				h := pickHost(fit, inRegion, perHost, perApp, free, load)
 				if left, ok := room[h.ID]; ok {
 					left.MemoryReserved -= sr.Resources.MemoryReserved
 					left.NanoCPUsReserved -= sr.Resources.NanoCPUsReserved
 					room[h.ID] = left
 				}
+				perRegion[h.Region]++
 				perHost[h.ID]++
 				perApp[h.ID]++
 				load[h.ID]++
@@ -216,13 +225,44 @@ func upsertService(tx *gorm.DB, appID uint, sr berth.ServiceRequest) (*Service, 
 	return &svc, tx.Save(&svc).Error
 }
 
-// pickHost spreads a service's replicas: fewest of this service first, then
-// fewest of this application, then the most free capacity, then the least
-// loaded host, then the name, so the same state gives the same plan.
-func pickHost(hosts []Host, perHost, perApp, free, load map[uint]int) Host {
+// liveByRegion counts, per region, a service's live instances that stay
+// beside instances placed next to them (add): a scale-out or a release
+// batch then fills the region that has fewest. A deploy (not add) places
+// every instance anew, so it counts none.
+func liveByRegion(tx *gorm.DB, svc *Service, add bool, leaving []string) (map[string]int, error) {
+	out := map[string]int{}
+	if !add || svc.ID == 0 {
+		return out, nil
+	}
+	q := tx.Table("instances AS i").Select("h.region AS region, COUNT(*) AS n").
+		Joins("JOIN hosts h ON h.id = i.host_id").
+		Where("i.service_id = ? AND i.removed_at IS NULL", svc.ID)
+	if len(leaving) > 0 {
+		q = q.Where("i.name NOT IN ?", leaving)
+	}
+	var rows []struct {
+		Region string
+		N      int
+	}
+	if err := q.Group("h.region").Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		out[r.Region] = r.N
+	}
+	return out, nil
+}
+
+// pickHost spreads a service's replicas: fewest of this service in the
+// host's region first (an environment spanning regions gets the service in
+// each, so a lost region leaves it running), then fewest of this service on
+// the host, then fewest of this application, then the most free capacity,
+// then the least loaded host, then the name, so the same state gives the
+// same plan.
+func pickHost(hosts []Host, inRegion, perHost, perApp, free, load map[uint]int) Host {
 	best := hosts[0]
 	for _, h := range hosts[1:] {
-		for _, m := range []map[uint]int{perHost, perApp, free, load} {
+		for _, m := range []map[uint]int{inRegion, perHost, perApp, free, load} {
 			if m[h.ID] != m[best.ID] {
 				if m[h.ID] < m[best.ID] {
 					best = h

@@ -21,6 +21,7 @@ type ServiceView struct {
 type InstanceView struct {
 	Instance
 	Host     string              `json:"host"`
+	Region   string              `json:"region"`
 	Ports    []berth.PortMapping `json:"ports"`
 	Mappings []string            `json:"mappings"` // "hostIP:hostPort → containerPort/proto"
 }
@@ -88,16 +89,17 @@ func (s *Store) viewOf(ctx context.Context, svc Service, app Application) (*Serv
 	}
 	var hosts []Host
 	if len(ids) > 0 {
-		if err := s.db.WithContext(ctx).Select("id", "name").Where("id IN ?", ids).Find(&hosts).Error; err != nil {
+		if err := s.db.WithContext(ctx).Select("id", "name", "region").Where("id IN ?", ids).Find(&hosts).Error; err != nil {
 			return nil, err
 		}
 	}
-	names := make(map[uint]string, len(hosts))
+	byID := make(map[uint]Host, len(hosts))
 	for _, h := range hosts {
-		names[h.ID] = h.Name
+		byID[h.ID] = h
 	}
 	for _, in := range insts {
-		iv := InstanceView{Instance: in, Host: names[in.HostID], Ports: []berth.PortMapping{}, Mappings: []string{}}
+		h := byID[in.HostID]
+		iv := InstanceView{Instance: in, Host: h.Name, Region: h.Region, Ports: []berth.PortMapping{}, Mappings: []string{}}
 		_ = json.Unmarshal([]byte(in.Ports), &iv.Ports)
 		sort.Slice(iv.Ports, func(i, j int) bool { return iv.Ports[i].ContainerPort < iv.Ports[j].ContainerPort })
 		for _, p := range iv.Ports {

@@ -79,8 +79,16 @@ func Open(driver, dsn string) (*Store, error) {
 
 // Migrate creates or updates the schema.
 func (s *Store) Migrate(ctx context.Context) error {
-	if err := s.db.WithContext(ctx).AutoMigrate(allModels()...); err != nil {
+	db := s.db.WithContext(ctx)
+	if err := db.AutoMigrate(allModels()...); err != nil {
 		return fmt.Errorf("migrate: %w", err)
+	}
+	// A pool was once unique per service; it is now one per service and
+	// region, and AutoMigrate adds indexes but never drops one.
+	if m := db.Migrator(); m.HasIndex(&berth.LBPool{}, "idx_lb_pools_service_id") {
+		if err := m.DropIndex(&berth.LBPool{}, "idx_lb_pools_service_id"); err != nil {
+			return fmt.Errorf("migrate: drop the one-pool-per-service index: %w", err)
+		}
 	}
 	return nil
 }

@@ -19,11 +19,14 @@ import (
 // then calls afterUndo; the undo it returns does the same for a caller
 // whose later step fails.
 func startBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compose.ServiceSpec, n int, key string, surge bool,
-	afterUndo func(workflow.Context)) ([]berth.PlannedInstance, func(error) error, error) {
+	replaces []berth.PlannedInstance, afterUndo func(workflow.Context)) ([]berth.PlannedInstance, func(error) error, error) {
 	var plan berth.Plan
 	req := berth.PlanRequest{RunID: in.RunID, ApplicationID: in.ApplicationID, EnvironmentID: in.EnvironmentID, Key: key,
 		NamePrefix: fmt.Sprintf("%s-%s-%s", in.Tenant, in.Env, in.App), PortMin: in.PortMin, PortMax: in.PortMax,
 		Services: []berth.ServiceRequest{serviceRequest(ctx, spec, n, true)}, Surge: surge}
+	for _, pi := range replaces {
+		req.Replaces = append(req.Replaces, pi.Name)
+	}
 	lctx := workflow.WithLocalActivityOptions(ctx, storeOptions)
 	if err := workflow.ExecuteLocalActivity(lctx, r.st.PlanDeploy, req).Get(ctx, &plan); err != nil {
 		return nil, nil, err
@@ -71,7 +74,7 @@ func startBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compo
 // retry finds them), exposes them, then drains and removes old. On failure
 // it removes the new instances and puts old back in rotation.
 func replaceBatch(ctx workflow.Context, r *run, in ReleaseVersionInput, spec compose.ServiceSpec, old []berth.PlannedInstance, key string) ([]berth.PlannedInstance, error) {
-	fresh, undo, err := startBatch(ctx, r, in, spec, len(old), key, true, func(dctx workflow.Context) {
+	fresh, undo, err := startBatch(ctx, r, in, spec, len(old), key, true, old, func(dctx workflow.Context) {
 		setServers(dctx, in, old, lb.StateReady)
 	})
 	if err != nil {

@@ -155,7 +155,7 @@ func (g *grey) addCanaries(ctx workflow.Context, n int) error {
 	g.gen++
 	rin := g.rin
 	rin.LB.Weight = 0
-	fresh, undo, err := startBatch(ctx, g.r, rin, rin.Service, n, fmt.Sprintf("%d/canary-%d", rin.RunID, g.gen), false, nil)
+	fresh, undo, err := startBatch(ctx, g.r, rin, rin.Service, n, fmt.Sprintf("%d/canary-%d", rin.RunID, g.gen), false, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -23,9 +23,11 @@ type PoolStatsResult struct {
 	Servers []lb.ServerStats `json:"servers"`
 }
 
-// PoolStatsID is the workflow id of one read; reads of the same backend at
-// the same moment share one execution.
-func PoolStatsID(backend string) string { return fmt.Sprintf("pool-stats/%s", backend) }
+// PoolStatsID is the workflow id of one read; reads of the same backend in
+// the same region at the same moment share one execution.
+func PoolStatsID(region, backend string) string {
+	return fmt.Sprintf("pool-stats/%s/%s", region, backend)
+}
 
 // PoolStats reads a backend's live figures from inside its region: the API
 // reaches every region's load balancer only through Temporal's routing.

@@ -279,9 +279,10 @@ func TestReleaseVersionRollsOutInBatches(t *testing.T) {
 	plans := rec.callsOf("PlanDeploy")
 	require.Len(t, plans, 2)
 	for i, p := range plans {
-		// A batch replaces as many as it adds: a surge, outside quotas.
+		// A batch replaces as many as it adds: a surge, outside quotas,
+		// naming the instances it replaces so it fills their regions.
 		require.Equal(t, berth.PlanRequest{RunID: 31, ApplicationID: 3, EnvironmentID: 2, Key: fmt.Sprintf("31/batch-%d", i+1),
-			NamePrefix: "acme-prod-shop", PortMin: 20000, PortMax: 20100, Surge: true,
+			NamePrefix: "acme-prod-shop", PortMin: 20000, PortMax: 20100, Surge: true, Replaces: apiNames(2*i+1, 2*i+2),
 			Services: []berth.ServiceRequest{{Name: "api", Image: relNewImage, Replicas: 2, Add: true,
 				Ports: []berth.PortRequest{{ContainerPort: 8080, Protocol: "tcp"}}, Resources: berth.Resources{LogBytes: berth.DefaultLogBytes}}}}, p.Arg)
 	}

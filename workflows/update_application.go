@@ -184,7 +184,7 @@ func applyChange(ctx workflow.Context, r *run, in UpdateApplicationInput, a *app
 	u := a.u
 	switch u.Kind {
 	case compose.ChangeAdd:
-		fresh, _, err := startBatch(ctx, r, in.rollout(u, u.To), *u.To, u.ToReplicas, fmt.Sprintf("%d/%s/add", in.RunID, u.Service), false, nil)
+		fresh, _, err := startBatch(ctx, r, in.rollout(u, u.To), *u.To, u.ToReplicas, fmt.Sprintf("%d/%s/add", in.RunID, u.Service), false, nil, nil)
 		a.added = fresh
 		return err
 	case compose.ChangeRemove:
@@ -219,7 +219,7 @@ func applyChange(ctx workflow.Context, r *run, in UpdateApplicationInput, a *app
 		}
 	}
 	if n := u.ToReplicas - len(u.Instances); n > 0 {
-		fresh, _, err := startBatch(ctx, r, in.rollout(u, u.To), *u.To, n, fmt.Sprintf("%d/%s/add", in.RunID, u.Service), false, nil)
+		fresh, _, err := startBatch(ctx, r, in.rollout(u, u.To), *u.To, n, fmt.Sprintf("%d/%s/add", in.RunID, u.Service), false, nil, nil)
 		a.added = fresh
 		return err
 	}
@@ -247,7 +247,7 @@ func undoChange(ctx workflow.Context, r *run, in UpdateApplicationInput, a *appl
 		}
 	}
 	if len(a.retired) > 0 {
-		if _, _, err := startBatch(ctx, r, in.rollout(u, u.From), *u.From, len(a.retired), fmt.Sprintf("%d/%s/restore", in.RunID, u.Service), true, nil); err != nil {
+		if _, _, err := startBatch(ctx, r, in.rollout(u, u.From), *u.From, len(a.retired), fmt.Sprintf("%d/%s/restore", in.RunID, u.Service), true, nil, nil); err != nil {
 			return err
 		}
 	}
