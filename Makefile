@@ -76,15 +76,17 @@ PROD_TESTS := TestDeployAcrossTwoHosts|TestWorkerKilledMidDeploy|TestFailedHealt
 .PHONY: test-prod
 test-prod: bin/temporal bin/temporal-server ## integration tests on the production Temporal server on PostgreSQL 15 (PROD_TESTS=regexp to choose)
 	@deploy/local/deps.sh prod && env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
-	  out=$$(deploy/local/temporal-server.sh up) && read -r addr tls <<< "$$out" && \
-	  BERTH_TEST_TEMPORAL_ADDRESS=$$addr BERTH_TEST_TEMPORAL_TLS_DIR=$$tls BERTH_TEST_TEMPORAL_NAMESPACE=berth BERTH_REQUIRE_E2E=1 BERTH_E2E_FULL=1 \
+	  ns=berth-test-$$(date +%s) && out=$$(BERTH_TEMPORAL_NAMESPACE=$$ns deploy/local/temporal-server.sh up) && \
+	  trap 'deploy/local/temporal-server.sh forget '$$ns' 2>/dev/null' EXIT && read -r addr tls <<< "$$out" && \
+	  BERTH_TEST_TEMPORAL_ADDRESS=$$addr BERTH_TEST_TEMPORAL_TLS_DIR=$$tls BERTH_TEST_TEMPORAL_NAMESPACE=$$ns BERTH_REQUIRE_E2E=1 BERTH_E2E_FULL=1 \
 	  $(GO) test -count=1 -timeout 40m -v -run '^($(PROD_TESTS))$$' ./e2e/
 
 .PHONY: bench-prod
 bench-prod: bin/temporal bin/temporal-server ## BenchmarkConcurrentDeploys (50 deploys at once over two regions) on the production Temporal server, to read beside make bench's
 	@deploy/local/deps.sh prod && env=$$(deploy/local/testenv.sh up) && eval "$$env" && \
-	  out=$$(deploy/local/temporal-server.sh up) && read -r addr tls <<< "$$out" && \
-	  BERTH_TEST_TEMPORAL_ADDRESS=$$addr BERTH_TEST_TEMPORAL_TLS_DIR=$$tls BERTH_TEST_TEMPORAL_NAMESPACE=berth \
+	  ns=berth-test-$$(date +%s) && out=$$(BERTH_TEMPORAL_NAMESPACE=$$ns deploy/local/temporal-server.sh up) && \
+	  trap 'deploy/local/temporal-server.sh forget '$$ns' 2>/dev/null' EXIT && read -r addr tls <<< "$$out" && \
+	  BERTH_TEST_TEMPORAL_ADDRESS=$$addr BERTH_TEST_TEMPORAL_TLS_DIR=$$tls BERTH_TEST_TEMPORAL_NAMESPACE=$$ns \
 	  $(GO) test -count=1 -run '^$$' -bench BenchmarkConcurrentDeploys -benchtime 1x -timeout 30m ./e2e/
 
 .PHONY: chaos

@@ -16,6 +16,14 @@
 # production clients of a Temporal cluster do.
 #   down    stops the server (PostgreSQL is left up; postgres.sh down stops it)
 #   status  exit 0 and print host:port if the frontend answers, else 1
+#   forget NS
+#           deletes the test namespace NS (berth-test-*) and its workflows
+#
+# BERTH_TEMPORAL_NAMESPACE names the namespace up makes (berth by default).
+# make test-prod makes one per run, berth-test-<time>, and forgets it
+# after: the database outlives a run, and a run killed midway leaves
+# workflows that the next run's worker would otherwise pick up. up with a
+# test namespace also forgets the test namespaces earlier runs left.
 #
 # Log: /var/log/berth/temporal-server.log. Must run as root (PostgreSQL).
 set -euo pipefail
@@ -136,6 +144,13 @@ do_up() {
 		[ -n "$ok" ] || die "temporal-server not answering after ${START_TIMEOUT}s (log $LOG)"
 		say "up after $((($(date +%s%N) - t0) / 1000000)) ms"
 	fi
+	if [[ $NAMESPACE == berth-test-* ]]; then
+		local stale
+		for stale in $(tcli operator namespace list -o json | grep -o '"name": *"berth-test-[0-9a-z-]*"' |
+			sed 's/.*"\(berth-test-[0-9a-z-]*\)"/\1/'); do
+			[ "$stale" = "$NAMESPACE" ] || do_forget "$stale"
+		done
+	fi
 	if ! tcli operator namespace describe -n "$NAMESPACE" >/dev/null 2>&1; then
 		tcli operator namespace create -n "$NAMESPACE" --retention "$RETENTION" >&2 ||
 			die "creating namespace $NAMESPACE failed"
@@ -164,6 +179,12 @@ do_down() {
 	say "stopped"
 }
 
+# do_forget NS deletes a test namespace; Temporal removes its workflows.
+do_forget() {
+	[[ $1 =~ ^berth-test-[0-9a-z-]+$ ]] || die "only test namespaces (berth-test-*) are forgotten, not $1"
+	tcli operator namespace delete -n "$1" --yes >&2 || die "deleting namespace $1 failed"
+}
+
 do_status() {
 	if answers; then
 		echo "$ADDR $TLS_DIR"
@@ -173,10 +194,11 @@ do_status() {
 	return 1
 }
 
-[ "$#" -eq 1 ] || {
-	echo "usage: $0 up|down|status" >&2
+usage() {
+	echo "usage: $0 up|down|status|forget NS" >&2
 	exit 2
 }
+[ "$#" -eq 1 ] || { [ "$#" -eq 2 ] && [ "$1" = forget ]; } || usage
 case "$1" in
 up | down)
 	[ "$(id -u)" -eq 0 ] || die "must be root for $1"
@@ -185,8 +207,6 @@ up | down)
 	"do_$1"
 	;;
 status) do_status ;;
-*)
-	echo "usage: $0 up|down|status" >&2
-	exit 2
-	;;
+forget) do_forget "$2" ;;
+*) usage ;;
 esac
