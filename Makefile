@@ -71,7 +71,7 @@ test-full: lint bin/temporal ## make test plus the integration tests kept for th
 # The integration tests that make test-prod runs on the production Temporal
 # server: deploy, release, grey with approval, scale, the SIGKILLs of a
 # worker, an API replica and a region's worker, and its mutual TLS.
-PROD_TESTS := TestDeployAcrossTwoHosts|TestWorkerKilledMidDeploy|TestFailedHealthUndoesEverything|TestImageReleaseUnderLoad|TestWorkerKilledMidRelease|TestReleaseWaitsForApproval|TestGreyReleaseSplitsTrafficAndPromotes|TestGreyReleaseApprovalSurvivesWorkerKill|TestApprovalSurvivesWorkerKill|TestScaleOutAndInUnderLoad|TestAPIReplicasShareSessionsLimitsAndStreams|TestRegionWorkerDownHoldsOnlyItsRuns|TestServiceSpansTwoRegions|TestSystemdLayoutBoots|TestTemporalRequiresClientCertificate
+PROD_TESTS := TestDeployAcrossTwoHosts|TestWorkerKilledMidDeploy|TestFailedHealthUndoesEverything|TestImageReleaseUnderLoad|TestWorkerKilledMidRelease|TestReleaseWaitsForApproval|TestGreyReleaseSplitsTrafficAndPromotes|TestGreyReleaseApprovalSurvivesWorkerKill|TestApprovalSurvivesWorkerKill|TestScaleOutAndInUnderLoad|TestAPIReplicasShareSessionsLimitsAndStreams|TestRegionWorkerDownHoldsOnlyItsRuns|TestServiceSpansTwoRegions|TestSystemdLayoutBoots|TestTemporalRequiresClientCertificate|TestAPIOverHTTPS
 
 .PHONY: test-prod
 test-prod: bin/temporal bin/temporal-server ## integration tests on the production Temporal server on PostgreSQL 15 (PROD_TESTS=regexp to choose)

@@ -28,21 +28,30 @@ import (
 // returns its base URL and process.
 func (hs *harness) startAPIReplica(t *testing.T) (string, *exec.Cmd) {
 	t.Helper()
+	return hs.startServer(t, "server-replica", "http", http.DefaultClient)
+}
+
+// startServer starts one more `berth server` like the suite's, listening
+// elsewhere with extra settings, and waits until client gets its /healthz
+// over scheme.
+func (hs *harness) startServer(t *testing.T, name, scheme string, client *http.Client, env ...string) (string, *exec.Cmd) {
+	t.Helper()
 	port, err := freePort()
 	require.NoError(t, err)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cmd := exec.Command(hs.bin, "server")
-	// The last value of a key wins: the replica listens elsewhere.
-	cmd.Env = append(append(os.Environ(), hs.env...), fmt.Sprintf("BERTH_LISTEN=127.0.0.1:%d", port))
-	hs.spawnFor(t, "server-replica", cmd)
+	// The last value of a key wins.
+	cmd.Env = append(append(append(os.Environ(), hs.env...), "BERTH_LISTEN="+addr), env...)
+	hs.spawnFor(t, name, cmd)
+	base := scheme + "://" + addr
 	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/healthz")
+		resp, err := client.Get(base + "/healthz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 100*time.Millisecond, "the replica never answered; see %s/server-replica.log", hs.logDir)
+	}, 30*time.Second, 100*time.Millisecond, "%s never answered; see %s/%s.log", name, hs.logDir, name)
 	return base, cmd
 }
 
