@@ -130,6 +130,16 @@ func TestSystemdLayoutBoots(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(tmp, target), []byte(strings.ReplaceAll(string(b), "/usr/local/bin/berth", hs.bin)), 0o644))
 			paths = append(paths, filepath.Join(tmp, target))
 		}
+		// The Temporal server's unit, when its binary is built (make
+		// test-prod builds it).
+		bin := filepath.Join(hs.root, "bin", "temporal-server")
+		if _, err := os.Stat(bin); err == nil {
+			b, err := os.ReadFile(filepath.Join(dir, "temporal-server.service"))
+			require.NoError(t, err)
+			target := filepath.Join(tmp, "temporal-server.service")
+			require.NoError(t, os.WriteFile(target, []byte(strings.ReplaceAll(string(b), "/usr/local/bin/temporal-server", bin)), 0o644))
+			paths = append(paths, target)
+		}
 		out, err := exec.Command(analyze, append([]string{"verify"}, paths...)...).CombinedOutput()
 		require.NoError(t, err, "%s", out)
 		require.Empty(t, strings.TrimSpace(string(out)), "systemd-analyze verify warns")
@@ -143,6 +153,14 @@ func TestSystemdLayoutBoots(t *testing.T) {
 		require.NotEmpty(t, u.get("CapabilityBoundingSet"), "%s bounds its capabilities", n)
 		require.NotEmpty(t, u.get("LoadCredential"), "%s takes its secrets as credentials", n)
 	}
+	tu := readUnit(t, filepath.Join(dir, "temporal-server.service"))
+	for _, want := range [][2]string{{"NoNewPrivileges", "yes"}, {"ProtectSystem", "strict"}, {"ProtectHome", "yes"},
+		{"PrivateTmp", "yes"}, {"UMask", "0077"}, {"CapabilityBoundingSet", ""}, {"WorkingDirectory", "/etc/temporal"}} {
+		require.Equal(t, []string{want[1]}, tu.get(want[0]), "temporal-server.service: %s", want[0])
+	}
+	// The config's relative paths (config/dynamicconfig/…) are read from
+	// the working folder, as deploy/local/temporal-server.sh runs it.
+	require.Equal(t, []string{"/usr/local/bin/temporal-server --root /etc/temporal --config config --env berth --allow-no-auth start"}, tu.get("ExecStart"))
 	for _, n := range []string{"berth-migrate.service", "berth-server.service"} {
 		require.Equal(t, []string{"yes"}, units[n].get("DynamicUser"), n)
 		require.Equal(t, []string{""}, units[n].get("CapabilityBoundingSet"), "%s has no capability", n)
