@@ -44,6 +44,11 @@ type Docker struct {
 	// Registry, when set, is where missing images are pulled from; without it
 	// a missing image is a clear error, never a pull from the internet.
 	Registry string
+	// Mirror, when set, is the host:port of a pull-through mirror of
+	// Registry in this worker's region: images of Registry are pulled from
+	// it first, so a region's hosts fetch layers from near them, and from
+	// Registry when the mirror fails.
+	Mirror string
 	// RegistryAuth is the engine's X-Registry-Auth value for Registry (see
 	// RegistryAuth): the credentials live with the workers, never in a
 	// workflow's input or an image.
@@ -175,17 +180,50 @@ func (d *Docker) EnsureImage(ctx context.Context, in EnsureImageInput) error {
 	if d.Registry == "" || !strings.HasPrefix(in.Image, d.Registry+"/") {
 		return fail(berth.EImage, "image %q is not on host %s and no configured registry holds it (registry: %q)", in.Image, in.Host.Name, d.Registry)
 	}
-	resp, err := eng.ImagePull(ctx, in.Image, client.ImagePullOptions{RegistryAuth: d.registryAuth()})
+	// A digest names an image by its registry's repository, which a
+	// mirror's copy would not carry: those come from the registry.
+	if d.Mirror != "" && !strings.Contains(in.Image, "@") {
+		err := d.pullFromMirror(ctx, eng, in)
+		if err == nil {
+			return nil
+		}
+		activity.GetLogger(ctx).Warn("the region's mirror did not give the image; pulling from the registry",
+			"mirror", d.Mirror, "image", in.Image, "host", in.Host.Name, "error", err)
+		activity.RecordHeartbeat(ctx, "mirror "+d.Mirror+" failed; pulling from "+d.Registry)
+	}
+	return d.pull(ctx, eng, in.Host, in.Image)
+}
+
+// pullFromMirror pulls the image under the mirror's name and tags it with
+// the registry's, the name instances are created from; the mirror's name
+// is taken off again, so the host holds one name per image as without it.
+func (d *Docker) pullFromMirror(ctx context.Context, eng engine.Engine, in EnsureImageInput) error {
+	mirrored := d.Mirror + strings.TrimPrefix(in.Image, d.Registry)
+	if err := d.pull(ctx, eng, in.Host, mirrored); err != nil {
+		return err
+	}
+	if _, err := eng.ImageTag(ctx, client.ImageTagOptions{Source: mirrored, Target: in.Image}); err != nil {
+		return fmt.Errorf("tag %s as %s on %s: %w", mirrored, in.Image, in.Host.Name, err)
+	}
+	if _, err := eng.ImageRemove(ctx, mirrored, client.ImageRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("untag %s on %s: %w", mirrored, in.Host.Name, err)
+	}
+	return nil
+}
+
+// pull pulls ref onto a host, heartbeating with the engine's progress.
+func (d *Docker) pull(ctx context.Context, eng engine.Engine, h berth.HostRef, ref string) error {
+	resp, err := eng.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: d.registryAuth()})
 	if err != nil {
-		return fmt.Errorf("pull %s on %s: %w", in.Image, in.Host.Name, err)
+		return fmt.Errorf("pull %s on %s: %w", ref, h.Name, err)
 	}
 	defer resp.Close()
 	for msg, err := range resp.JSONMessages(ctx) {
 		if err != nil {
-			return fmt.Errorf("pull %s on %s: %w", in.Image, in.Host.Name, err)
+			return fmt.Errorf("pull %s on %s: %w", ref, h.Name, err)
 		}
 		if msg.Error != nil {
-			return fail(berth.EImage, "pull %s on %s: %s", in.Image, in.Host.Name, msg.Error.Message)
+			return fail(berth.EImage, "pull %s on %s: %s", ref, h.Name, msg.Error.Message)
 		}
 		activity.RecordHeartbeat(ctx, msg.Status)
 	}

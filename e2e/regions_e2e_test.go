@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,12 +153,12 @@ func (hs *harness) regionHost(t testing.TB, region string) string {
 // secondRegion starts a region beside local: an operator's HAProxy, the
 // region's worker driving it, and a host of the region. It returns the
 // region, its worker, its host and the operator's own frontend.
-func (hs *harness) secondRegion(t testing.TB) (string, *regionWorker, string, string) {
+func (hs *harness) secondRegion(t testing.TB, env ...string) (string, *regionWorker, string, string) {
 	t.Helper()
 	hs.registerHosts(t)
 	region := "eu2" + randHex(2)
 	haproxyEnv, ops := hs.operatorHAProxy(t)
-	rw := hs.startRegionWorker(t, region, haproxyEnv)
+	rw := hs.startRegionWorker(t, region, append(haproxyEnv, env...))
 	return region, rw, hs.regionHost(t, region), ops
 }
 
@@ -216,9 +217,14 @@ func TestRegionWorkerDownHoldsOnlyItsRuns(t *testing.T) {
 		"the scale never said it waits for region %s's worker", region)
 	step := held().Name
 
-	// Region local's runs are not held by eu-2's: a deploy there completes.
-	other := hs.deployOK(t, hs.newEnv(t, "rgnok"), "shop", webCompose("web", 1, ""))
+	// Region local's runs are not held by eu-2's: a deploy and a release
+	// there complete.
+	okApps := hs.newEnv(t, "rgnok")
+	other := hs.deployOK(t, okApps, "shop", webCompose("web", 1, ""))
 	require.Equal(t, berth.RunSucceeded, other.Status)
+	_, rel := hs.release(t, hs.app(t, okApps, "shop").Services[0].ID, map[string]any{"image": "berth-sample:v2"})
+	require.Equal(t, berth.RunSucceeded, rel.Status, rel.Error)
+	require.Equal(t, []string{"v2"}, hs.serviceVersions(t, okApps, "web"))
 	require.NotNil(t, held(), "still waiting while region %s has no worker", region)
 
 	rw.start(t, hs)
@@ -386,4 +392,85 @@ func instancesOn(t testing.TB, eng *client.Client, tenant string) []string {
 		out = append(out, strings.TrimPrefix(c.Names[0], "/"))
 	}
 	return out
+}
+
+// registryMirror runs Debian's docker-registry as a pull-through mirror of
+// the suite's registry, as a region's own would be, and returns its
+// host:port, its storage folder and its process. The credentials go in
+// the upstream's URL: Distribution 2.8's proxy answers only token
+// challenges with its username and password, and the suite's registry
+// asks for basic auth.
+func (hs *harness) registryMirror(t testing.TB) (string, string, *exec.Cmd) {
+	t.Helper()
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	storage := filepath.Join(dir, "data")
+	cfg := filepath.Join(dir, "config.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: %s
+http:
+  addr: %s
+proxy:
+  remoteurl: %s
+`, storage, addr, yamlQuote((&url.URL{Scheme: "http", User: url.UserPassword(hs.registryUser, hs.registryPass), Host: hs.registry}).String()))), 0o600))
+	cmd := exec.Command("docker-registry", "serve", cfg)
+	hs.spawnFor(t, "registry-mirror", cmd)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 50*time.Millisecond, "the mirror never answered; see %s/registry-mirror.log", hs.logDir)
+	return addr, storage, cmd
+}
+
+// yamlQuote makes s one YAML string whatever it holds.
+func yamlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// A region's registry mirror: the region's worker (-registry-mirror) pulls
+// the platform registry's images from the mirror in its region, and the
+// host holds the image under the registry's name only. With the mirror
+// down, pulls go to the registry and the release still completes.
+func TestRegionPullsFromItsMirror(t *testing.T) {
+	hs := needHarness(t)
+	needRegistry(t, hs)
+	mirror, storage, mirrorCmd := hs.registryMirror(t)
+	_, _, host, _ := hs.secondRegion(t, "BERTH_REGISTRY_MIRROR="+mirror)
+	// The region's host is the last test engine; the images are pushed
+	// from the first, so the region's host has to pull them.
+	eng := hs.hosts[len(hs.hosts)-1].Engine
+	require.NotEqual(t, hs.hosts[0].Endpoint, hs.hosts[len(hs.hosts)-1].Endpoint)
+
+	tenant := hs.tenant + "-mirror"
+	tag := randHex(4)
+	v1 := hs.registry + "/" + tenant + "/web:" + tag + "-1"
+	v2 := hs.registry + "/" + tenant + "/web:" + tag + "-2"
+	hs.pushImage(t, sampleImage, v1)
+	hs.pushImage(t, "berth-sample:v2", v2)
+	apps := hs.newEnvOn(t, tenant, host)
+	hs.deployOK(t, apps, "shop", []byte(strings.Replace(string(webCompose("web", 1, "")), sampleImage, v1, 1)))
+
+	cached := filepath.Join(storage, "docker", "registry", "v2", "repositories", tenant, "web")
+	_, err := os.Stat(cached)
+	require.NoError(t, err, "the image came through the region's mirror")
+	_, err = eng.ImageInspect(t.Context(), v1)
+	require.NoError(t, err, "the host holds the image under the registry's name")
+	_, err = eng.ImageInspect(t.Context(), mirror+"/"+tenant+"/web:"+tag+"-1")
+	require.Error(t, err, "and not under the mirror's")
+
+	// The mirror goes away: the release pulls from the registry instead.
+	require.NoError(t, mirrorCmd.Process.Signal(syscall.SIGKILL))
+	_, _ = mirrorCmd.Process.Wait()
+	svc := hs.app(t, apps, "shop").Services[0]
+	_, run := hs.release(t, svc.ID, map[string]any{"image": v2})
+	require.Equal(t, berth.RunSucceeded, run.Status, run.Error)
+	_, err = eng.ImageInspect(t.Context(), v2)
+	require.NoError(t, err)
+	require.Equal(t, []string{"v2"}, hs.serviceVersions(t, apps, "web"))
 }

@@ -74,6 +74,9 @@ type Config struct {
 	AdminPassword string
 	Regions       []string
 	Registry      string
+	// RegistryMirror is a pull-through mirror of Registry in the worker's
+	// region (host:port); its workers pull from it first.
+	RegistryMirror string
 	// RegistryAuth is user:password for the registry; only workers use it.
 	RegistryAuth  string
 	PortMin       int
@@ -253,6 +256,7 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", env("BERTH_TLS_KEY", ""), "key file of -tls-cert")
 	regions := fs.String("regions", env("BERTH_REGIONS", ""), "comma-separated regions whose host activities this worker serves")
 	fs.StringVar(&c.Registry, "registry", env("BERTH_REGISTRY", ""), "registry host[:port] missing images are pulled from")
+	fs.StringVar(&c.RegistryMirror, "registry-mirror", env("BERTH_REGISTRY_MIRROR", ""), "host:port of a pull-through mirror of -registry in this worker's region, pulled from first")
 	fs.StringVar(&c.RegistryAuth, "registry-auth", env("BERTH_REGISTRY_AUTH", ""), "user:password the workers pull from and push to the registry with")
 	fs.IntVar(&c.PortMin, "port-min", envInt("BERTH_PORT_MIN", 30000), "lowest host port the platform allocates")
 	fs.IntVar(&c.PortMax, "port-max", envInt("BERTH_PORT_MAX", 32767), "highest host port the platform allocates")
@@ -305,6 +309,9 @@ func loadConfig(cmd string, args []string) (*Config, error) {
 	}
 	if c.RegistryAuth != "" && !strings.Contains(c.RegistryAuth, ":") {
 		return nil, fmt.Errorf("registry-auth must be user:password")
+	}
+	if err := checkMirror(c.RegistryMirror, c.Registry); err != nil {
+		return nil, err
 	}
 	c.Regions, c.BindRoots, c.ExecAllow = splitList(*regions), splitList(*bindRoots), splitList(*execAllow)
 	c.TrustedProxies = splitList(*proxies)
@@ -444,4 +451,22 @@ func (c *Config) linkBase() string {
 		return c.PublicURL
 	}
 	return "http://" + c.Listen
+}
+
+// checkMirror accepts an empty mirror, or host:port beside a registry.
+func checkMirror(mirror, registry string) error {
+	if mirror == "" {
+		return nil
+	}
+	if registry == "" {
+		return errors.New("registry-mirror mirrors -registry, which is not set")
+	}
+	host, port, err := net.SplitHostPort(mirror)
+	if err != nil || host == "" || port == "" || strings.ContainsAny(mirror, "/@") {
+		return fmt.Errorf("registry-mirror %q must be host:port, without a scheme or path", mirror)
+	}
+	if mirror == registry {
+		return errors.New("registry-mirror is the registry itself")
+	}
+	return nil
 }

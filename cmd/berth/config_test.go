@@ -108,3 +108,22 @@ func TestExistingHAProxyFlags(t *testing.T) {
 		require.ErrorContains(t, err, "all of -haproxy-config, -haproxy-socket and -haproxy-reload", "%v", partial)
 	}
 }
+
+func TestRegistryMirrorFlag(t *testing.T) {
+	c, err := loadConfig("worker", []string{"-registry", "registry.example:5000", "-registry-mirror", "10.2.0.5:5000"})
+	require.NoError(t, err)
+	require.Equal(t, "10.2.0.5:5000", c.RegistryMirror)
+	for _, bad := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"-registry-mirror", "10.2.0.5:5000"}, "-registry, which is not set"},
+		{[]string{"-registry", "r:5000", "-registry-mirror", "http://10.2.0.5:5000"}, "must be host:port"},
+		{[]string{"-registry", "r:5000", "-registry-mirror", "10.2.0.5"}, "must be host:port"},
+		{[]string{"-registry", "r:5000", "-registry-mirror", "10.2.0.5:5000/x"}, "must be host:port"},
+		{[]string{"-registry", "r:5000", "-registry-mirror", "r:5000"}, "the registry itself"},
+	} {
+		_, err := loadConfig("worker", bad.args)
+		require.ErrorContains(t, err, bad.says, "%v", bad.args)
+	}
+}

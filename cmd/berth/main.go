@@ -182,6 +182,7 @@ func run(ctx context.Context, log *slog.Logger, cmd string, args []string) error
 			})
 		}
 		wcfg.Docker.Packages, wcfg.Docker.ExecAllow = packages, cfg.ExecAllow
+		wcfg.Docker.Mirror = cfg.RegistryMirror
 		user, pass, _ := strings.Cut(cfg.RegistryAuth, ":")
 		if cfg.RegistryAuth != "" {
 			wcfg.Docker.RegistryAuth = activities.RegistryAuth(user, pass, cfg.Registry)
