@@ -202,11 +202,14 @@ func (d *Docker) pullFromMirror(ctx context.Context, eng engine.Engine, in Ensur
 	if err := d.pull(ctx, eng, in.Host, mirrored); err != nil {
 		return err
 	}
-	if _, err := eng.ImageTag(ctx, client.ImageTagOptions{Source: mirrored, Target: in.Image}); err != nil {
-		return fmt.Errorf("tag %s as %s on %s: %w", mirrored, in.Image, in.Host.Name, err)
-	}
-	if _, err := eng.ImageRemove(ctx, mirrored, client.ImageRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+	_, tagErr := eng.ImageTag(ctx, client.ImageTagOptions{Source: mirrored, Target: in.Image})
+	// The mirror's name goes whether or not the tag took, so a failed tag
+	// leaves no stray name behind the registry's pull that follows.
+	if _, err := eng.ImageRemove(ctx, mirrored, client.ImageRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) && tagErr == nil {
 		return fmt.Errorf("untag %s on %s: %w", mirrored, in.Host.Name, err)
+	}
+	if tagErr != nil {
+		return fmt.Errorf("tag %s as %s on %s: %w", mirrored, in.Image, in.Host.Name, tagErr)
 	}
 	return nil
 }

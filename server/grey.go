@@ -231,18 +231,13 @@ func (s *Server) greyLive(c *gin.Context, sc *store.ServiceContext, v *greyView)
 		v.LiveNote = "the service has no load-balancer pool"
 		return
 	}
-	views := poolViews(pools)
-	s.readPools(ctx, views)
-	var notes []string
-	for _, pv := range views {
-		if pv.LiveError != "" {
-			notes = append(notes, pv.LiveError)
-		}
-		v.Live = append(v.Live, pv.Live...)
-	}
+	var down []string
+	v.Live, down = s.readPools(ctx, poolViews(pools))
 	// A region that did not answer leaves its servers out of the sums, and
 	// the page says which.
-	v.LiveNote = strings.Join(notes, "; ")
+	if len(down) > 0 {
+		v.LiveNote = "the load balancer of region " + strings.Join(down, ", ") + " did not answer: is its worker running?"
+	}
 	var cms, sms int64
 	for _, st := range v.Live {
 		f, ms := &v.Stable, &sms

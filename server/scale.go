@@ -124,15 +124,7 @@ func (s *Server) getPool(c *gin.Context) {
 	views := poolViews(pools)
 	out := gin.H{"pool": pools[0], "backend": views[0].Backend, "pools": views}
 	if c.Query("live") == "1" {
-		var live []lb.ServerStats
-		var down []string
-		s.readPools(ctx, views)
-		for _, v := range views {
-			if v.LiveError != "" {
-				down = append(down, v.Region)
-			}
-			live = append(live, v.Live...)
-		}
+		live, down := s.readPools(ctx, views)
 		if len(down) == len(views) {
 			s.fail(c, &berth.Error{Code: berth.EUpstream, Reason: "lb_unavailable",
 				Message: "the load balancer of region " + strings.Join(down, ", ") + " did not answer"})
@@ -163,8 +155,9 @@ func poolViews(pools []berth.LBPool) []poolView {
 
 // readPools reads every region's pool through that region's worker, all at
 // once: a region whose worker is down costs its own wait, and its view says
-// so, while the others are read.
-func (s *Server) readPools(ctx context.Context, views []poolView) {
+// so, while the others are read. It returns the servers of every region
+// that answered and the regions that did not.
+func (s *Server) readPools(ctx context.Context, views []poolView) ([]lb.ServerStats, []string) {
 	ctx, cancel := contextWithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -181,6 +174,15 @@ func (s *Server) readPools(ctx context.Context, views []poolView) {
 		})
 	}
 	wg.Wait()
+	var live []lb.ServerStats
+	var down []string
+	for _, v := range views {
+		if v.LiveError != "" {
+			down = append(down, v.Region)
+		}
+		live = append(live, v.Live...)
+	}
+	return live, down
 }
 
 func (s *Server) listOpenings(c *gin.Context) {
